@@ -1,0 +1,146 @@
+"""The one deletion path for a member's data (``/forget``, ``cohortbot forget``).
+
+Which tables hold member data, and how each is cleaned, is declared on the tables themselves
+(``Table.info["member_data"]`` and, per column, ``Table.info["member_columns"]``; see ``storage.models``).
+This module walks those declarations, so a new table is covered as soon as it declares a policy — and a test
+fails for any table that references ``members`` without declaring one.
+
+Before rows go, the member's contribution is subtracted from rollups that other rows share (community daily
+totals, and reactions received by other members), so every rollup still equals its recomputation from raw rows.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import date
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import Column, Connection, Table, delete, select, update
+
+from storage.local_days import LocalDays
+from storage.models import Base, Community, Member, MemberDailyActivity, MembershipEvent, Reaction
+from storage.rollups import RollupDelta, apply_delta
+
+
+@dataclass(frozen=True, slots=True)
+class DeletionReport:
+    """What was removed (``deleted``) or kept but detached from the person (``detached``), per table."""
+
+    member_id: int
+    deleted: dict[str, int]
+    detached: dict[str, int]
+
+
+def member_columns(table: Table) -> dict[str, str]:
+    """The columns of ``table`` that point at a member, with the policy for each (``delete``/``detach``).
+
+    Raises:
+        ValueError: The table references ``members`` but declares no policy.
+    """
+    refs = [
+        col
+        for col in table.columns
+        if any(fk.column.table.name == Member.__tablename__ for fk in col.foreign_keys)
+    ]
+    if not refs:
+        return {}
+    policy = table.info.get("member_data")
+    if policy not in ("delete", "detach"):
+        raise ValueError(
+            f"table {table.name!r} references members but declares no member_data policy "
+            "(set __table_args__ info={'member_data': 'delete' | 'detach'})"
+        )
+    per_column: dict[str, str] = table.info.get("member_columns", {})
+    return {col.name: per_column.get(col.name, policy) for col in refs}
+
+
+def member_data_tables() -> list[Table]:
+    """Every table that stores data about members, in an order that is safe to delete from."""
+    return [t for t in Base.metadata.sorted_tables if t.info.get("member_data") in ("delete", "detach")]
+
+
+def _subtract_shared_rollups(conn: Connection, member_id: int, community_id: int, is_bot: bool) -> None:
+    if is_bot:
+        return  # bots were never counted
+    tz = conn.execute(select(Community.timezone).where(Community.id == community_id)).scalar_one()
+    days = LocalDays(ZoneInfo(tz))
+    delta = RollupDelta()
+    md = MemberDailyActivity
+    for day, messages, reactions in conn.execute(
+        select(md.day, md.messages, md.reactions_given).where(md.member_id == member_id)
+    ):
+        row = delta.community_day(community_id, day)
+        row[0] -= messages
+        row[1] -= reactions
+    for kind, at in conn.execute(
+        select(MembershipEvent.kind, MembershipEvent.occurred_at).where(MembershipEvent.member_id == member_id)
+    ):
+        delta.community_day(community_id, days.day(at))[2 if kind == "join" else 3] -= 1
+    # Reactions this member gave others are counted in the others' reactions_received.
+    received: dict[tuple[int, date], int] = defaultdict(int)
+    for target, at in conn.execute(
+        select(Reaction.target_member_id, Reaction.reacted_at)
+        .join(Member, Member.id == Reaction.target_member_id)
+        .where(
+            Reaction.member_id == member_id,
+            Reaction.removed_at.is_(None),
+            Reaction.reacted_at.is_not(None),
+            Reaction.target_member_id != member_id,
+            Member.is_bot.is_(False),
+        )
+    ):
+        received[(target, days.day(at))] += 1
+    for (target, day), count in received.items():
+        delta.member_day(community_id, target, day)[4] -= count
+    apply_delta(conn, delta)
+
+
+def delete_member_data(conn: Connection, member_id: int) -> DeletionReport:
+    """Delete everything stored about one member, inside the caller's transaction.
+
+    Messages, reactions, membership history, nudges, rollups and the member row are deleted; purchases and
+    refunds are kept for accounting with the person detached; references from other members' rows (replies to
+    them, reactions on their messages) are set to NULL.
+
+    Args:
+        conn: A connection inside a transaction.
+        member_id: The ``members.id`` to forget.
+
+    Returns:
+        Row counts per table.
+    """
+    member = conn.execute(select(Member.community_id, Member.is_bot).where(Member.id == member_id)).one_or_none()
+    if member is None:
+        return DeletionReport(member_id, {}, {})
+    _subtract_shared_rollups(conn, member_id, member.community_id, member.is_bot)
+    deleted: dict[str, int] = {}
+    detached: dict[str, int] = {}
+    tables = member_data_tables()
+    # Detach first: a detach column may sit in a table whose rows are deleted by another column later.
+    for table in tables:
+        for name, policy in member_columns(table).items():
+            if policy == "detach":
+                column: Column[int] = table.c[name]
+                count = conn.execute(update(table).where(column == member_id).values({name: None})).rowcount
+                if count:
+                    detached[table.name] = detached.get(table.name, 0) + count
+    for table in reversed(tables):
+        for name, policy in member_columns(table).items():
+            if policy == "delete":
+                count = conn.execute(delete(table).where(table.c[name] == member_id)).rowcount
+                if count:
+                    deleted[table.name] = deleted.get(table.name, 0) + count
+    conn.execute(delete(Member).where(Member.id == member_id))
+    deleted[Member.__tablename__] = 1
+    return DeletionReport(member_id, deleted, detached)
+
+
+def find_member_id(conn: Connection, community_id: int, platform: str, user_id: str) -> int | None:
+    """The ``members.id`` of a platform account, or None if nothing is stored about it."""
+    return conn.execute(
+        select(Member.id).where(
+            Member.community_id == community_id, Member.platform == platform, Member.platform_user_id == user_id
+        )
+    ).scalar()
+

@@ -1,0 +1,316 @@
+"""The database schema (SQLAlchemy 2 typed models).
+
+Raw event tables hold what the platforms delivered, each with a uniqueness constraint that makes its platform
+event idempotent. Rollup tables (``member_daily_activity``, ``member_activity``, ``community_daily_totals``)
+are kept up to date by the writer in the same transaction as the raw rows, so commands and analytics read
+small tables instead of scanning events. Rollups count humans only: bot accounts are stored (replies to
+them must resolve) but never counted.
+
+Member data: every table that stores something about a member says how ``storage.deletion`` removes it, in
+``Table.info["member_data"]``: ``"delete"`` (rows go), ``"detach"`` (rows stay, the member reference is set
+to NULL: purchases are kept for accounting) or ``"owner"`` (the ``members`` row itself). A test fails when a
+table references ``members`` without saying so.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from decimal import Decimal
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Date,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    Numeric,
+    SmallInteger,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from storage.types import UTCDateTime
+
+# Explicit constraint names keep Alembic migrations deterministic on both backends (SQLite batch mode needs
+# named constraints to alter tables).
+NAMING_CONVENTION = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+# SQLite only makes INTEGER PRIMARY KEY an alias of the rowid (compact, auto-increment); BIGINT would not be.
+IdType = BigInteger().with_variant(Integer(), "sqlite")
+
+
+class Base(DeclarativeBase):
+    """Declarative base with the project's naming convention."""
+
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+class Community(Base):
+    """A community: one owner's set of Discord guilds and Telegram chats, analysed together."""
+
+    __tablename__ = "communities"
+
+    id: Mapped[int] = mapped_column(IdType, primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    # Daily rollups are bucketed in this zone; changing it means rebuilding rollups (`cohortbot db rebuild-rollups`).
+    timezone: Mapped[str] = mapped_column(String(64), default="UTC")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class Member(Base):
+    """A member's account on one platform in one community, with their preferences and membership state."""
+
+    __tablename__ = "members"
+    __table_args__ = (
+        UniqueConstraint("community_id", "platform", "platform_user_id"),
+        {"info": {"member_data": "owner"}},
+    )
+
+    id: Mapped[int] = mapped_column(IdType, primary_key=True)
+    community_id: Mapped[int] = mapped_column(ForeignKey("communities.id", ondelete="CASCADE"))
+    platform: Mapped[str] = mapped_column(String(16))
+    platform_user_id: Mapped[str] = mapped_column(String(64))
+    display_name: Mapped[str | None] = mapped_column(String(200))
+    is_bot: Mapped[bool] = mapped_column(Boolean, default=False)
+    first_seen_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    # Membership state, derived from membership_events (rollup): first join is the cohort; a member is
+    # current when they never left or joined again after leaving.
+    first_joined_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    last_joined_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    last_left_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    nudges_opt_out: Mapped[bool] = mapped_column(Boolean, default=False)
+    leaderboard_opt_out: Mapped[bool] = mapped_column(Boolean, default=False)
+    dm_unreachable_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class Channel(Base):
+    """A place messages are posted: a Telegram chat or forum topic, a Discord channel or thread."""
+
+    __tablename__ = "channels"
+    __table_args__ = (UniqueConstraint("community_id", "platform", "platform_channel_id"),)
+
+    id: Mapped[int] = mapped_column(IdType, primary_key=True)
+    community_id: Mapped[int] = mapped_column(ForeignKey("communities.id", ondelete="CASCADE"))
+    platform: Mapped[str] = mapped_column(String(16))
+    # Telegram forum topics are stored as "<chat id>#<topic id>" under their chat.
+    platform_channel_id: Mapped[str] = mapped_column(String(64))
+    name: Mapped[str | None] = mapped_column(String(200))
+    parent_id: Mapped[int | None] = mapped_column(ForeignKey("channels.id", ondelete="SET NULL"))
+
+
+class Message(Base):
+    """One message's metadata. ``text`` is only filled when the owner turned text storage on."""
+
+    __tablename__ = "messages"
+    __table_args__ = (
+        UniqueConstraint("channel_id", "platform_message_id"),
+        Index("ix_messages_member_id_created_at", "member_id", "created_at"),
+        {"info": {"member_data": "delete", "member_columns": {"member_id": "delete", "reply_to_member_id": "detach"}}},
+    )
+
+    id: Mapped[int] = mapped_column(IdType, primary_key=True)
+    channel_id: Mapped[int] = mapped_column(ForeignKey("channels.id", ondelete="CASCADE"))
+    platform_message_id: Mapped[str] = mapped_column(String(64))
+    member_id: Mapped[int] = mapped_column(ForeignKey("members.id", ondelete="CASCADE"))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    length: Mapped[int] = mapped_column(Integer)
+    has_code: Mapped[bool] = mapped_column(Boolean)
+    has_link: Mapped[bool] = mapped_column(Boolean)
+    is_reply: Mapped[bool] = mapped_column(Boolean)
+    thread_id: Mapped[int | None] = mapped_column(ForeignKey("channels.id", ondelete="SET NULL"))
+    reply_to_member_id: Mapped[int | None] = mapped_column(ForeignKey("members.id", ondelete="SET NULL"))
+    attachments: Mapped[int] = mapped_column(SmallInteger, default=0)
+    text: Mapped[str | None] = mapped_column(Text)
+
+
+class Reaction(Base):
+    """A member's reaction with one emoji on one message.
+
+    Removal keeps the row as a tombstone (``removed_at``) so that a late or replayed "added" event older than the
+    removal cannot bring it back. A removal seen before its addition is stored as a tombstone with no
+    ``reacted_at``. Only live rows (``removed_at IS NULL``) count.
+    """
+
+    __tablename__ = "reactions"
+    __table_args__ = (
+        UniqueConstraint("channel_id", "platform_message_id", "member_id", "emoji"),
+        Index("ix_reactions_member_id", "member_id"),
+        Index("ix_reactions_target_member_id", "target_member_id"),
+        {"info": {"member_data": "delete", "member_columns": {"member_id": "delete", "target_member_id": "detach"}}},
+    )
+
+    id: Mapped[int] = mapped_column(IdType, primary_key=True)
+    channel_id: Mapped[int] = mapped_column(ForeignKey("channels.id", ondelete="CASCADE"))
+    platform_message_id: Mapped[str] = mapped_column(String(64))
+    member_id: Mapped[int] = mapped_column(ForeignKey("members.id", ondelete="CASCADE"))
+    emoji: Mapped[str] = mapped_column(String(100))
+    reacted_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    removed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # The author of the reacted message, when known: reactions received count towards engagement.
+    target_member_id: Mapped[int | None] = mapped_column(ForeignKey("members.id", ondelete="SET NULL"))
+
+
+class MembershipEvent(Base):
+    """A member joined or left. The same join (member, kind, instant) delivered twice is stored once."""
+
+    __tablename__ = "membership_events"
+    __table_args__ = (
+        UniqueConstraint("member_id", "kind", "occurred_at"),
+        {"info": {"member_data": "delete"}},
+    )
+
+    id: Mapped[int] = mapped_column(IdType, primary_key=True)
+    member_id: Mapped[int] = mapped_column(ForeignKey("members.id", ondelete="CASCADE"))
+    kind: Mapped[str] = mapped_column(String(8))  # "join" | "leave"
+    occurred_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    channel_id: Mapped[int | None] = mapped_column(ForeignKey("channels.id", ondelete="SET NULL"))
+
+
+class Course(Base):
+    """A course sold in the community, synced from ``[[courses]]`` in the config."""
+
+    __tablename__ = "courses"
+    __table_args__ = (UniqueConstraint("community_id", "course_key"),)
+
+    id: Mapped[int] = mapped_column(IdType, primary_key=True)
+    community_id: Mapped[int] = mapped_column(ForeignKey("communities.id", ondelete="CASCADE"))
+    course_key: Mapped[str] = mapped_column(String(64))
+    title: Mapped[str] = mapped_column(String(200))
+    price_stars: Mapped[int | None] = mapped_column(Integer)
+    price: Mapped[Decimal | None] = mapped_column(Numeric(12, 2))
+    currency: Mapped[str | None] = mapped_column(String(3))
+    # A course removed from the config stays (its sales history must still add up) but is no longer sold.
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+
+
+class Purchase(Base):
+    """A sale. Kept for accounting when the member asks to be forgotten, detached from the person."""
+
+    __tablename__ = "purchases"
+    __table_args__ = (
+        UniqueConstraint("platform", "charge_id"),
+        Index("ix_purchases_member_id", "member_id"),
+        {"info": {"member_data": "detach", "member_columns": {"member_id": "detach", "granted_by_member_id": "detach"}}},
+    )
+
+    id: Mapped[int] = mapped_column(IdType, primary_key=True)
+    community_id: Mapped[int] = mapped_column(ForeignKey("communities.id", ondelete="CASCADE"))
+    member_id: Mapped[int | None] = mapped_column(ForeignKey("members.id", ondelete="SET NULL"))
+    course_id: Mapped[int] = mapped_column(ForeignKey("courses.id", ondelete="RESTRICT"))
+    platform: Mapped[str] = mapped_column(String(16))
+    charge_id: Mapped[str] = mapped_column(String(200))
+    provider_charge_id: Mapped[str | None] = mapped_column(String(200))
+    source: Mapped[str] = mapped_column(String(32))
+    amount: Mapped[int] = mapped_column(BigInteger)  # minor units; whole stars for XTR
+    currency: Mapped[str] = mapped_column(String(3))
+    purchased_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    granted_by_member_id: Mapped[int | None] = mapped_column(ForeignKey("members.id", ondelete="SET NULL"))
+
+
+class Refund(Base):
+    """A full refund of one purchase; a purchase is refunded at most once."""
+
+    __tablename__ = "refunds"
+    __table_args__ = ({"info": {"member_data": "detach", "member_columns": {"refunded_by_member_id": "detach"}}},)
+
+    id: Mapped[int] = mapped_column(IdType, primary_key=True)
+    purchase_id: Mapped[int] = mapped_column(ForeignKey("purchases.id", ondelete="CASCADE"), unique=True)
+    refunded_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    reason: Mapped[str | None] = mapped_column(String(500))
+    refunded_by_member_id: Mapped[int | None] = mapped_column(ForeignKey("members.id", ondelete="SET NULL"))
+
+
+class Nudge(Base):
+    """A decision to nudge an inactive member (``group="nudged"``) or to hold them out as the control group."""
+
+    __tablename__ = "nudges"
+    __table_args__ = (
+        Index("ix_nudges_member_id", "member_id"),
+        {"info": {"member_data": "delete"}},
+    )
+
+    id: Mapped[int] = mapped_column(IdType, primary_key=True)
+    community_id: Mapped[int] = mapped_column(ForeignKey("communities.id", ondelete="CASCADE"))
+    member_id: Mapped[int] = mapped_column(ForeignKey("members.id", ondelete="CASCADE"))
+    group: Mapped[str] = mapped_column(String(16))  # "nudged" | "holdout"
+    decided_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    error: Mapped[str | None] = mapped_column(String(500))
+    reactivated_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class Digest(Base):
+    """One weekly digest per community and ISO week, claimed by a unique row before it is sent."""
+
+    __tablename__ = "digests"
+    __table_args__ = (UniqueConstraint("community_id", "week"),)
+
+    id: Mapped[int] = mapped_column(IdType, primary_key=True)
+    community_id: Mapped[int] = mapped_column(ForeignKey("communities.id", ondelete="CASCADE"))
+    week: Mapped[str] = mapped_column(String(8))  # ISO week, "2026-W47"
+    claimed_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    late: Mapped[bool] = mapped_column(Boolean, default=False)
+    claimed_by: Mapped[str | None] = mapped_column(String(100))
+
+
+# --- rollups: maintained by storage.ingest in the same transaction as the raw rows --------------------------
+
+
+class MemberDailyActivity(Base):
+    """Per member and local day (community time zone): what they did. A row exists only if a count is > 0."""
+
+    __tablename__ = "member_daily_activity"
+    __table_args__ = (
+        Index("ix_member_daily_activity_community_id_day", "community_id", "day"),
+        {"info": {"member_data": "delete", "rollup": True}},
+    )
+
+    member_id: Mapped[int] = mapped_column(ForeignKey("members.id", ondelete="CASCADE"), primary_key=True)
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    community_id: Mapped[int] = mapped_column(ForeignKey("communities.id", ondelete="CASCADE"))
+    messages: Mapped[int] = mapped_column(Integer, default=0)
+    replies: Mapped[int] = mapped_column(Integer, default=0)  # replies to someone else
+    reactions_given: Mapped[int] = mapped_column(Integer, default=0)
+    reactions_received: Mapped[int] = mapped_column(Integer, default=0)  # from others, on their messages
+
+
+class MemberActivity(Base):
+    """Per member: first and last activity (message or live reaction given) and lifetime totals."""
+
+    __tablename__ = "member_activity"
+    __table_args__ = (
+        Index("ix_member_activity_community_id_last_active_at", "community_id", "last_active_at"),
+        {"info": {"member_data": "delete", "rollup": True}},
+    )
+
+    member_id: Mapped[int] = mapped_column(ForeignKey("members.id", ondelete="CASCADE"), primary_key=True)
+    community_id: Mapped[int] = mapped_column(ForeignKey("communities.id", ondelete="CASCADE"))
+    first_active_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    last_active_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    messages: Mapped[int] = mapped_column(BigInteger, default=0)
+    reactions_given: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+class CommunityDailyTotals(Base):
+    """Per community and local day: human messages, live reactions, joins and leaves."""
+
+    __tablename__ = "community_daily_totals"
+    __table_args__ = ({"info": {"rollup": True}},)
+
+    community_id: Mapped[int] = mapped_column(ForeignKey("communities.id", ondelete="CASCADE"), primary_key=True)
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    messages: Mapped[int] = mapped_column(BigInteger, default=0)
+    reactions: Mapped[int] = mapped_column(BigInteger, default=0)
+    joins: Mapped[int] = mapped_column(Integer, default=0)
+    leaves: Mapped[int] = mapped_column(Integer, default=0)

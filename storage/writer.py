@@ -1,0 +1,248 @@
+"""The async event writer the bot, importers and benchmarks all use.
+
+One worker task takes events from a queue and writes them in batches: a batch is flushed when it holds
+``max_batch`` events (default 1,000) or ``flush_interval`` (default 250 ms) after its first event arrived,
+whichever comes first. All database work runs on one dedicated thread, so the event loop never blocks on
+SQL and batches and ledger writes never interleave inside one connection.
+
+Purchases and refunds bypass the batch: ``record_purchase`` returns only after the row is committed, so a
+member is thanked (and given access) only for a sale that is on disk.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import TypeVar
+
+from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
+
+from bot.core.events import ActivityEvent, PurchaseEvent, RefundEvent
+from storage.deletion import DeletionReport, delete_member_data, find_member_id
+from storage.errors import UnknownCommunityError
+from storage.ingest import BatchResult, IngestStore, LedgerOutcome
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class _Flush:
+    done: asyncio.Future[None]
+
+
+_STOP = object()
+
+
+class WriterClosedError(RuntimeError):
+    """Events were submitted after the writer stopped."""
+
+
+class EventWriter:
+    """Batches activity events into the database from a queue.
+
+    Usage::
+
+        writer = EventWriter(store)
+        await writer.start()
+        await writer.put(event)              # returns at once; stored within 250 ms
+        await writer.record_purchase(sale)   # returns once committed
+        await writer.stop()                  # flushes everything queued
+    """
+
+    def __init__(
+        self,
+        store: IngestStore,
+        *,
+        flush_interval: float = 0.25,
+        max_batch: int = 1000,
+        max_queue: int = 100_000,
+        retry_delay: float = 1.0,
+    ) -> None:
+        """Create a writer.
+
+        Args:
+            store: The synchronous store that does the SQL.
+            flush_interval: Seconds after a batch's first event at which it is written.
+            max_batch: Events at which a batch is written at once.
+            max_queue: Queue bound; ``put`` waits (back-pressure) when the database falls this far behind.
+            retry_delay: First wait before retrying a batch the database refused to take (doubles up to 30 s).
+        """
+        self.store = store
+        self.flush_interval = flush_interval
+        self.max_batch = max_batch
+        self.retry_delay = retry_delay
+        self._queue: asyncio.Queue[object] = asyncio.Queue(max_queue)
+        self._executor = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="cohortbot-db")
+        self._task: asyncio.Task[None] | None = None
+        self._closed = False
+        self.totals = BatchResult()
+        self.rejected = 0
+
+    async def start(self) -> None:
+        """Start the worker task on the running loop."""
+        if self._task is None:
+            self._task = asyncio.get_running_loop().create_task(self._run(), name="cohortbot-writer")
+
+    async def _db(self, fn: Callable[..., T], *args: object) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+
+    def _check(self, event: ActivityEvent) -> None:
+        if self._closed:
+            raise WriterClosedError("the event writer is stopped")
+        if not self.store.is_registered(event.community):
+            raise UnknownCommunityError(event.community)
+
+    async def put(self, event: ActivityEvent) -> None:
+        """Queue an activity event. Waits only when the queue is full.
+
+        Raises:
+            UnknownCommunityError: The event's community is not registered (nothing is queued).
+            WriterClosedError: The writer was stopped.
+        """
+        self._check(event)
+        await self._queue.put(event)
+
+    def put_nowait(self, event: ActivityEvent) -> None:
+        """Queue an activity event without waiting (raises ``asyncio.QueueFull`` when the queue is full)."""
+        self._check(event)
+        self._queue.put_nowait(event)
+
+    @property
+    def pending(self) -> int:
+        """Events queued and not yet written."""
+        return self._queue.qsize()
+
+    async def flush(self) -> None:
+        """Return once every event queued before this call is committed."""
+        if self._task is None or self._task.done():
+            raise WriterClosedError("the event writer is not running")
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        await self._queue.put(_Flush(done))
+        await done
+
+    async def stop(self) -> None:
+        """Flush everything queued, then stop the worker. Safe to call twice."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._task is not None and not self._task.done():
+            await self._queue.put(_STOP)
+            await self._task
+        self._executor.shutdown(wait=True)
+
+    async def record_purchase(self, event: PurchaseEvent) -> LedgerOutcome:
+        """Commit a purchase, then return. ``created`` is False when the charge was already stored."""
+        outcome = await self._db(self.store.record_purchase, event)
+        log.info(
+            "purchase %s %s of %r by %s:%s (%s)",
+            "stored" if outcome.created else "already stored",
+            event.charge_id,
+            event.course_id,
+            event.platform.value,
+            event.member.user_id,
+            event.source.value,
+        )
+        return outcome
+
+    async def record_refund(self, event: RefundEvent) -> LedgerOutcome:
+        """Commit a refund, then return. ``created`` is False when it was already refunded."""
+        return await self._db(self.store.record_refund, event)
+
+    async def forget_member(self, community: str, platform: str, user_id: str) -> DeletionReport | None:
+        """Flush, then delete everything stored about one member (see ``storage.deletion``).
+
+        Returns:
+            What was deleted, or None when nothing was stored about that account.
+        """
+        if self._task is not None and not self._task.done():
+            await self.flush()
+        return await self._db(self._forget, community, platform, user_id)
+
+    def _forget(self, community: str, platform: str, user_id: str) -> DeletionReport | None:
+        community_id = self.store.community_id(community)
+        with self.store.engine.begin() as conn:
+            member_id = find_member_id(conn, community_id, platform, user_id)
+            if member_id is None:
+                return None
+            report = delete_member_data(conn, member_id)
+        self.store.invalidate_caches()
+        return report
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        queue = self._queue
+        stopping = False
+        while not stopping:
+            item = await queue.get()
+            batch: list[ActivityEvent] = []
+            waiters: list[asyncio.Future[None]] = []
+            deadline = loop.time() + self.flush_interval
+            while True:
+                if item is _STOP:
+                    stopping = True
+                    break
+                if isinstance(item, _Flush):
+                    waiters.append(item.done)
+                    break
+                batch.append(item)  # type: ignore[arg-type]
+                if len(batch) >= self.max_batch:
+                    break
+                # Drain without awaiting while events are there (the hot path under load) ...
+                try:
+                    item = queue.get_nowait()
+                    continue
+                except asyncio.QueueEmpty:
+                    pass
+                # ... and only wait, with the deadline, when the queue ran dry.
+                timeout = deadline - loop.time()
+                if timeout <= 0:
+                    break
+                try:
+                    item = await asyncio.wait_for(queue.get(), timeout)
+                except TimeoutError:
+                    break
+            if batch:
+                await self._write_with_retries(batch)
+            for waiter in waiters:
+                if not waiter.done():
+                    waiter.set_result(None)
+
+    async def _write_with_retries(self, batch: Sequence[ActivityEvent]) -> None:
+        delay = self.retry_delay
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                result = await self._db(self.store.write_batch, batch)
+                self.totals = self.totals + result
+                return
+            except OperationalError as exc:
+                # The database is unreachable or locked: keep the events and wait; put() applies back-pressure.
+                log.error("database unavailable, retrying a batch of %d events in %.1fs: %s", len(batch), delay, exc)
+                self.store.invalidate_caches()
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 30.0)
+            except (IntegrityError, DBAPIError) as exc:
+                # Usually stale cached ids (a member deleted by another process): retry once with cold caches,
+                # then isolate the events the database refuses so that one bad event cannot block the rest.
+                self.store.invalidate_caches()
+                if attempt == 1:
+                    continue
+                log.error("a batch of %d events was refused (%s); writing them one by one", len(batch), exc)
+                await self._write_one_by_one(batch)
+                return
+
+    async def _write_one_by_one(self, batch: Sequence[ActivityEvent]) -> None:
+        for event in batch:
+            try:
+                result = await self._db(self.store.write_batch, [event])
+                self.totals = self.totals + result
+            except DBAPIError as exc:
+                self.rejected += 1
+                self.store.invalidate_caches()
+                log.error("event refused by the database and not stored: %r: %s", event, exc)

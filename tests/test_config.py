@@ -1,0 +1,541 @@
+"""Tests for bot.config: what an owner sees when loading, mistyping or misusing the config file."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import re
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from bot.config import (
+    ConfigError,
+    Secrets,
+    Settings,
+    default_settings,
+    load_secrets,
+    load_settings,
+    parse_settings,
+    validate_secrets,
+)
+
+EXAMPLE = Path(__file__).resolve().parent.parent / "config.example.toml"
+# Shaped like a real Telegram bot token, so masking is tested against something realistic.
+TELEGRAM_TOKEN = "123456789:AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsaw"
+
+
+def errors_of(data: dict[str, Any]) -> tuple[str, ...]:
+    with pytest.raises(ConfigError) as caught:
+        parse_settings(data)
+    return caught.value.errors
+
+
+def course(**overrides: Any) -> dict[str, Any]:
+    entry: dict[str, Any] = {"id": "py-async", "title": "Async Python", "price_stars": 500}
+    entry.update(overrides)
+    return {key: value for key, value in entry.items() if value is not None}
+
+
+# --------------------------------------------------------------------------------------------------------
+# The example file
+
+
+def test_example_loads_with_the_values_it_documents() -> None:
+    settings = load_settings(EXAMPLE)
+
+    assert settings.community.name == "PyCraft"
+    assert settings.community.tz == ZoneInfo("Europe/Berlin")
+    assert settings.storage.url == "sqlite:///cohortbot.db"
+    assert settings.storage.store_text is False
+    assert settings.telegram.enabled is False
+    assert settings.telegram.mode == "polling"
+    assert settings.discord.enabled is False
+    assert settings.discord.shards == 1
+    assert settings.digest.weekday == "monday"
+    assert settings.digest.time == dt.time(9, 0)
+    assert settings.nudges.enabled is False
+    assert settings.nudges.quiet_hours.contains(dt.time(23, 30))
+
+    py_async, rust_intro = settings.courses
+    assert (py_async.id, py_async.title) == ("py-async", "Async Python")
+    assert py_async.price_stars == 500
+    assert py_async.price == Decimal("49")
+    assert py_async.currency == "EUR"
+    assert py_async.checkout_url is not None and py_async.checkout_url.startswith("https://")
+    assert rust_intro.id == "rust-intro"
+
+
+def test_example_documents_every_option() -> None:
+    text = EXAMPLE.read_text(encoding="utf-8")
+    sections: dict[str, Any] = {
+        "community": Settings().community,
+        "storage": Settings().storage,
+        "telegram": Settings().telegram,
+        "discord": Settings().discord,
+        "digest": Settings().digest,
+        "nudges": Settings().nudges,
+    }
+    for section, defaults in sections.items():
+        assert f"[{section}]" in text
+        for option in dataclasses.fields(defaults):
+            # Options without a default value (e.g. webhook_url) are shown commented out.
+            assert re.search(rf"^#? ?{option.name} = ", text, re.MULTILINE), f"[{section}] {option.name}"
+    course_keys = [option.name for option in dataclasses.fields(load_settings(EXAMPLE).courses[0])]
+    for key in course_keys:
+        assert re.search(rf"^#\s+{key}\s", text, re.MULTILINE), f"[[courses]] {key}"
+
+
+def test_example_needs_no_secrets() -> None:
+    assert validate_secrets(load_settings(EXAMPLE), load_secrets({})) == []
+
+
+# --------------------------------------------------------------------------------------------------------
+# Defaults
+
+
+def test_empty_file_gives_the_defaults(tmp_path: Path) -> None:
+    path = tmp_path / "config.toml"
+    path.write_text("", encoding="utf-8")
+
+    settings = load_settings(path)
+
+    assert settings == default_settings()
+    assert settings.community.name == "My community"
+    assert settings.community.tz == ZoneInfo("UTC")
+    assert settings.storage.url == "sqlite:///cohortbot.db"
+    assert settings.storage.store_text is False
+    assert settings.telegram.enabled is False
+    assert settings.telegram.api_base_url == "https://api.telegram.org/bot"
+    assert settings.telegram.webhook_secret_env == "COHORTBOT_TELEGRAM_WEBHOOK_SECRET"
+    assert settings.discord.api_base_url == "https://discord.com/api/v10"
+    assert settings.discord.gateway_url is None
+    assert settings.digest.enabled is True
+    assert settings.digest.top_members == 10
+    assert settings.nudges.enabled is False
+    assert settings.nudges.inactive_after_days == 14
+    assert settings.nudges.holdout_share == pytest.approx(0.1)
+    assert settings.nudges.run_time == dt.time(18, 0)
+    assert settings.courses == ()
+
+
+def test_default_nudge_template_uses_placeholders_and_says_how_to_opt_out() -> None:
+    template = default_settings().nudges.template
+
+    assert "/nudges off" in template
+    assert template.format(name="Ada", community="PyCraft", since="3 March").startswith("Hi Ada!")
+
+
+def test_a_partial_section_keeps_the_other_defaults() -> None:
+    settings = parse_settings({"nudges": {"enabled": True, "max_per_day": 10}})
+
+    assert settings.nudges.enabled is True
+    assert settings.nudges.max_per_day == 10
+    assert settings.nudges.cooldown_days == 30
+    assert settings.digest == default_settings().digest
+
+
+def test_settings_cannot_be_changed_after_loading() -> None:
+    settings = default_settings()
+
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        settings.community.name = "changed"  # type: ignore[misc]
+
+
+def test_price_is_an_exact_decimal() -> None:
+    settings = parse_settings({"courses": [course(price=49.9, currency="EUR")]})
+
+    assert settings.courses[0].price == Decimal("49.9")
+
+
+def test_discord_shards_may_be_auto() -> None:
+    assert parse_settings({"discord": {"shards": "auto"}}).discord.shards == "auto"
+
+
+# --------------------------------------------------------------------------------------------------------
+# Quiet hours
+
+
+@pytest.mark.parametrize(
+    ("window", "moment", "quiet"),
+    [
+        ("22:00-08:00", "23:59", True),
+        ("22:00-08:00", "00:00", True),
+        ("22:00-08:00", "07:59", True),
+        ("22:00-08:00", "08:00", False),
+        ("22:00-08:00", "12:00", False),
+        ("22:00-08:00", "22:00", True),
+        ("13:00-14:00", "13:30", True),
+        ("13:00-14:00", "14:30", False),
+        ("00:00-00:00", "03:00", False),
+    ],
+)
+def test_quiet_hours_window(window: str, moment: str, quiet: bool) -> None:
+    quiet_hours = parse_settings({"nudges": {"quiet_hours": window}}).nudges.quiet_hours
+
+    assert quiet_hours.contains(dt.time.fromisoformat(moment)) is quiet
+
+
+# --------------------------------------------------------------------------------------------------------
+# One precise message per mistake
+
+
+def test_missing_required_course_key() -> None:
+    assert errors_of({"courses": [course(title=None)]}) == (
+        '[[courses]] #1 (id "py-async"): missing required key "title"',
+    )
+    assert errors_of({"courses": [course(id=None)]}) == ('[[courses]] #1: missing required key "id"',)
+
+
+def test_wrong_type() -> None:
+    assert errors_of({"nudges": {"inactive_after_days": "soon"}}) == (
+        '[nudges] inactive_after_days: expected a positive integer, got "soon"',
+    )
+
+
+def test_course_errors_name_the_course() -> None:
+    data = {"courses": [course(id="rust-intro"), course(price_stars=-5)]}
+
+    assert errors_of(data) == (
+        '[[courses]] #2 (id "py-async") price_stars: expected a non-negative integer, got -5',
+    )
+
+
+def test_unknown_key_suggests_the_right_one() -> None:
+    assert errors_of({"discord": {"guild_id": [1]}}) == (
+        '[discord] guild_id: unknown key (did you mean "guild_ids"?)',
+    )
+
+
+def test_unknown_key_without_a_close_match_lists_the_valid_keys() -> None:
+    assert errors_of({"storage": {"colour": "blue"}}) == (
+        "[storage] colour: unknown key (valid keys: url, store_text)",
+    )
+
+
+def test_unknown_section() -> None:
+    assert errors_of({"nudge": {"enabled": True}}) == ("[nudge]: unknown section (did you mean [nudges]?)",)
+
+
+def test_top_level_key_that_belongs_in_a_section() -> None:
+    assert errors_of({"timezone": "Europe/Berlin"}) == (
+        "timezone: unknown top-level key (did you mean to put it under [community]?)",
+    )
+
+
+def test_missing_file(tmp_path: Path) -> None:
+    path = tmp_path / "nope.toml"
+
+    with pytest.raises(ConfigError) as caught:
+        load_settings(path)
+
+    assert caught.value.errors == (f"cannot read config file {path}: No such file or directory",)
+
+
+def test_directory_instead_of_file(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_settings(tmp_path)
+
+    assert caught.value.errors == (f"cannot read config file {tmp_path}: Is a directory",)
+
+
+def test_invalid_toml_points_at_the_line(tmp_path: Path) -> None:
+    path = tmp_path / "config.toml"
+    path.write_text('[community]\nname = "PyCraft"\ntimezone = \n', encoding="utf-8")
+
+    with pytest.raises(ConfigError) as caught:
+        load_settings(path)
+
+    (message,) = caught.value.errors
+    # The rest of the text is tomllib's own wording; the owner needs the file and the position.
+    assert message.startswith(f"{path}: invalid TOML: ")
+    assert "line 3" in message
+
+
+def test_file_saved_with_a_byte_order_mark_loads(tmp_path: Path) -> None:
+    path = tmp_path / "config.toml"
+    path.write_bytes('\ufeff[community]\nname = "PyCraft"\n'.encode())
+
+    assert load_settings(path).community.name == "PyCraft"
+
+
+def test_boolean_is_not_an_integer() -> None:
+    assert errors_of({"digest": {"top_members": True}}) == (
+        "[digest] top_members: expected a positive integer, got true",
+    )
+    assert errors_of({"telegram": {"chat_ids": [True]}}) == (
+        "[telegram] chat_ids: expected a list of Telegram chat IDs (non-zero integers), got [true]",
+    )
+
+
+def test_integer_is_not_a_string() -> None:
+    assert errors_of({"community": {"name": 42}}) == (
+        "[community] name: expected a non-empty string, got 42",
+    )
+
+
+def test_quoted_ids_get_a_hint() -> None:
+    assert errors_of({"discord": {"guild_ids": ["112233445566778899"]}}) == (
+        '[discord] guild_ids: expected a list of Discord IDs (positive integers), got ["112233445566778899"] '
+        "(write IDs as numbers without quotes)",
+    )
+
+
+def test_unquoted_toml_time_is_explained() -> None:
+    assert errors_of({"digest": {"time": dt.time(9, 0)}}) == (
+        '[digest] time: expected a 24-hour time "HH:MM" such as "09:00", '
+        "got 09:00:00 (a TOML time value, not a quoted string)",
+    )
+
+
+def test_bad_timezone_suggests_the_right_one() -> None:
+    assert errors_of({"community": {"timezone": "Europe/Berln"}}) == (
+        '[community] timezone: expected an IANA time zone name such as "Europe/Berlin", '
+        'got "Europe/Berln" (did you mean "Europe/Berlin"?)',
+    )
+
+
+def test_bad_quiet_hours() -> None:
+    assert errors_of({"nudges": {"quiet_hours": "22:00 to 08:00"}}) == (
+        '[nudges] quiet_hours: expected a time range "HH:MM-HH:MM" such as "22:00-08:00", '
+        'got "22:00 to 08:00"',
+    )
+    assert errors_of({"nudges": {"quiet_hours": "25:00-08:00"}}) == (
+        '[nudges] quiet_hours: expected a time range "HH:MM-HH:MM" such as "22:00-08:00", got "25:00-08:00"',
+    )
+
+
+def test_holdout_share_is_capped() -> None:
+    assert errors_of({"nudges": {"holdout_share": 0.95}}) == (
+        "[nudges] holdout_share: expected a number from 0 to 0.9, got 0.95",
+    )
+
+
+def test_duplicate_course_ids() -> None:
+    data = {"courses": [course(), course(id="rust-intro"), course(title="Async Python, again")]}
+
+    assert errors_of(data) == (
+        '[[courses]] #3 id: expected a unique course id, got "py-async" (already used by #1)',
+    )
+
+
+def test_course_id_must_be_a_slug() -> None:
+    assert errors_of({"courses": [course(id="Async Python")]}) == (
+        '[[courses]] #1 id: expected a course id of lowercase letters, digits and "-" '
+        '(at most 32 characters) such as "py-async", got "Async Python"',
+    )
+
+
+def test_course_needs_a_price() -> None:
+    assert errors_of({"courses": [course(price_stars=None)]}) == (
+        '[[courses]] #1 (id "py-async"): missing required key "price_stars" or "price" '
+        "(a course needs at least one price)",
+    )
+
+
+def test_price_needs_a_currency() -> None:
+    assert errors_of({"courses": [course(price=49)]}) == (
+        '[[courses]] #1 (id "py-async"): missing required key "currency" (needed because price is set)',
+    )
+
+
+def test_currency_must_be_an_iso_code() -> None:
+    assert errors_of({"courses": [course(price=49, currency="eur")]}) == (
+        '[[courses]] #1 (id "py-async") currency: expected a 3-letter uppercase ISO 4217 currency code '
+        'such as "EUR", got "eur"',
+    )
+
+
+def test_courses_written_as_a_single_table() -> None:
+    assert errors_of({"courses": {"id": "py-async"}}) == (
+        "[[courses]]: expected a list of course tables, got a table ([courses]); "
+        "use [[courses]] with two brackets",
+    )
+
+
+def test_token_in_the_file_points_to_the_environment_variable() -> None:
+    errors = errors_of({"telegram": {"token": TELEGRAM_TOKEN}})
+
+    assert errors == (
+        "[telegram] token: secrets must not be stored in the config file; "
+        "remove this key and set the COHORTBOT_TELEGRAM_TOKEN environment variable instead",
+    )
+
+
+@pytest.mark.parametrize(
+    ("data", "variable"),
+    [
+        ({"discord": {"token": "x"}}, "COHORTBOT_DISCORD_TOKEN"),
+        ({"community": {"discord_token": "x"}}, "COHORTBOT_DISCORD_TOKEN"),
+        ({"telegram_token": "x"}, "COHORTBOT_TELEGRAM_TOKEN"),
+        ({"storage": {"secret": "x"}}, "COHORTBOT_SECRET"),
+        ({"telegram": {"webhook_secret": "x"}}, "COHORTBOT_TELEGRAM_WEBHOOK_SECRET"),
+    ],
+)
+def test_every_secret_key_names_its_variable(data: dict[str, Any], variable: str) -> None:
+    (message,) = errors_of(data)
+
+    assert message.endswith(
+        f"secrets must not be stored in the config file; remove this key and set the {variable} "
+        "environment variable instead"
+    )
+
+
+def test_token_pasted_into_the_api_url_is_masked() -> None:
+    (message,) = errors_of({"telegram": {"api_base_url": f"https://api.telegram.org/bot{TELEGRAM_TOKEN}"}})
+
+    assert message.startswith("[telegram] api_base_url: expected an http(s) URL without the bot token")
+    assert TELEGRAM_TOKEN.split(":")[1] not in message
+
+
+def test_telegram_enabled_without_chats() -> None:
+    assert errors_of({"telegram": {"enabled": True}}) == (
+        "[telegram] chat_ids: expected at least one Telegram chat ID because enabled = true, got []",
+    )
+
+
+def test_discord_enabled_without_guilds() -> None:
+    assert errors_of({"discord": {"enabled": True}}) == (
+        "[discord] guild_ids: expected at least one Discord server ID because enabled = true, got []",
+    )
+
+
+def test_webhook_mode_needs_an_https_url() -> None:
+    assert errors_of({"telegram": {"mode": "webhook"}}) == (
+        '[telegram]: missing required key "webhook_url" (needed because mode = "webhook"; '
+        "expected the public https:// URL Telegram should deliver updates to)",
+    )
+    assert errors_of({"telegram": {"mode": "webhook", "webhook_url": "http://bot.pycraft.dev/tg"}}) == (
+        "[telegram] webhook_url: expected an https:// URL (Telegram only delivers webhooks over HTTPS), "
+        'got "http://bot.pycraft.dev/tg"',
+    )
+
+
+def test_unsupported_database() -> None:
+    assert errors_of({"storage": {"url": "mysql://localhost/cohortbot"}}) == (
+        '[storage] url: expected a database URL starting with "sqlite:///", "postgresql://" or '
+        '"postgresql+psycopg://", such as "sqlite:///cohortbot.db", got "mysql://localhost/cohortbot"',
+    )
+
+
+def test_database_password_is_not_echoed() -> None:
+    (message,) = errors_of({"storage": {"url": "postgres://bot:hunter2@db/cohortbot"}})
+
+    assert "hunter2" not in message
+    assert message.endswith('(write "postgresql://", SQLAlchemy does not accept "postgres://")')
+
+
+def test_database_password_is_not_in_the_settings_repr() -> None:
+    settings = parse_settings({"storage": {"url": "postgresql+psycopg://bot:hunter2@db/cohortbot"}})
+
+    assert settings.storage.url == "postgresql+psycopg://bot:hunter2@db/cohortbot"
+    assert "hunter2" not in repr(settings)
+
+
+def test_nudge_template_placeholders_are_checked() -> None:
+    assert errors_of({"nudges": {"template": "Hey {username}! Send /nudges off to stop."}}) == (
+        "[nudges] template: expected a message using only the placeholders {name}, {community}, {since}, "
+        'got "Hey {username}! Send /nudges off to stop." (unknown placeholder {username})',
+    )
+
+
+def test_nudge_template_must_offer_an_opt_out() -> None:
+    assert errors_of({"nudges": {"template": "Hey {name}, come back!"}}) == (
+        "[nudges] template: expected a message that tells members how to stop nudges "
+        '(it must contain "/nudges off"), got "Hey {name}, come back!"',
+    )
+
+
+def test_all_errors_are_reported_at_once_in_file_order(tmp_path: Path) -> None:
+    path = tmp_path / "config.toml"
+    path.write_text(
+        """
+[community]
+timezone = "Mars/Olympus"
+
+[nudges]
+inactive_after_days = "soon"
+max_per_day = true
+
+[discord]
+guild_id = [1]
+
+[[courses]]
+id = "py-async"
+price_stars = 500
+""",
+        encoding="utf-8",
+    )
+
+    with pytest.raises(ConfigError) as caught:
+        load_settings(path)
+
+    expected = (
+        '[community] timezone: expected an IANA time zone name such as "Europe/Berlin", got "Mars/Olympus"',
+        '[nudges] inactive_after_days: expected a positive integer, got "soon"',
+        "[nudges] max_per_day: expected a positive integer, got true",
+        '[discord] guild_id: unknown key (did you mean "guild_ids"?)',
+        '[[courses]] #1 (id "py-async"): missing required key "title"',
+    )
+    assert caught.value.errors == expected
+    assert str(caught.value) == "\n".join(expected)
+
+
+# --------------------------------------------------------------------------------------------------------
+# Secrets
+
+
+def test_secrets_come_from_the_environment() -> None:
+    secrets = load_secrets(
+        {
+            "COHORTBOT_TELEGRAM_TOKEN": f"{TELEGRAM_TOKEN}\n",
+            "COHORTBOT_DISCORD_TOKEN": "",
+            "COHORTBOT_SECRET": "s3cret-s3cret",
+        }
+    )
+
+    assert secrets.telegram_token == TELEGRAM_TOKEN
+    assert secrets.discord_token is None
+    assert secrets.signing_secret == "s3cret-s3cret"
+
+
+def test_secrets_repr_does_not_leak() -> None:
+    secrets = Secrets(telegram_token=TELEGRAM_TOKEN, discord_token=None, signing_secret="s3cret-s3cret")
+
+    for rendered in (repr(secrets), str(secrets), f"{secrets}", repr([secrets])):
+        assert TELEGRAM_TOKEN not in rendered
+        assert "AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsaw" not in rendered
+        assert "s3cret" not in rendered
+    assert repr(secrets) == "Secrets(telegram_token='***', discord_token=None, signing_secret='***')"
+
+
+def test_enabled_platforms_need_their_tokens() -> None:
+    settings = parse_settings(
+        {"telegram": {"enabled": True, "chat_ids": [-1001]}, "discord": {"enabled": True, "guild_ids": [1]}}
+    )
+
+    assert validate_secrets(settings, load_secrets({})) == [
+        "[telegram] enabled = true, but the COHORTBOT_TELEGRAM_TOKEN environment variable is not set "
+        "(set it to the bot token from @BotFather)",
+        "[discord] enabled = true, but the COHORTBOT_DISCORD_TOKEN environment variable is not set "
+        "(set it to the bot token from the Discord Developer Portal)",
+    ]
+    environ = {"COHORTBOT_TELEGRAM_TOKEN": TELEGRAM_TOKEN, "COHORTBOT_DISCORD_TOKEN": "discord-token"}
+    assert validate_secrets(settings, load_secrets(environ)) == []
+
+
+def test_courses_sold_in_telegram_need_the_signing_secret() -> None:
+    settings = parse_settings(
+        {"telegram": {"enabled": True, "chat_ids": [-1001]}, "courses": [course(), course(id="rust-intro")]}
+    )
+    environ = {"COHORTBOT_TELEGRAM_TOKEN": TELEGRAM_TOKEN}
+
+    assert validate_secrets(settings, load_secrets(environ)) == [
+        '[[courses]] "py-async", "rust-intro" are sold in Telegram, but the COHORTBOT_SECRET environment '
+        'variable is not set (set it to a long random string, e.g. from: python -c "import secrets; '
+        'print(secrets.token_urlsafe(32))")',
+    ]
+    assert validate_secrets(settings, load_secrets({**environ, "COHORTBOT_SECRET": "x" * 32})) == []
