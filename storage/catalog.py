@@ -10,6 +10,7 @@ from sqlalchemy import Engine, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
+from storage.engine import writing
 from storage.models import Course
 
 
@@ -27,7 +28,7 @@ class CourseRecord:
 def sync_courses(engine: Engine, community_id: int, courses: Sequence[CourseRecord]) -> None:
     """Upsert the configured courses; courses no longer configured stay (for sales history) but go inactive."""
     insert = pg_insert if engine.dialect.name == "postgresql" else sqlite_insert
-    with engine.begin() as conn:
+    with writing(engine).begin() as conn:
         for course in courses:
             values = {
                 "title": course.title,

@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import NullPool
 
 SQLITE_BUSY_TIMEOUT_MS = 10_000
+_BEGIN_OPTION = "cohortbot_sqlite_begin"
 
 
 def normalise_url(url: str) -> str:
@@ -37,9 +38,11 @@ def _configure_sqlite(engine: Engine) -> None:
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Any) -> None:
-        # Take the write lock up front: a deferred transaction that later wants to write can fail with
+        # Readers use deferred transactions (in WAL mode they never block the writer). Writers opt in to
+        # IMMEDIATE through ``writing(engine)``: a deferred transaction that later wants to write can fail with
         # "database is locked" without waiting for the busy timeout.
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
+        mode = conn.get_execution_options().get(_BEGIN_OPTION, "DEFERRED")
+        conn.exec_driver_sql(f"BEGIN {mode}")
 
 
 def make_engine(url: str, *, echo: bool = False) -> Engine:
@@ -74,3 +77,11 @@ def make_engine(url: str, *, echo: bool = False) -> Engine:
 def make_session_factory(engine: Engine) -> sessionmaker[Session]:
     """A session factory for short units of work (queries and admin actions, never held by handlers)."""
     return sessionmaker(engine, expire_on_commit=False)
+
+
+def writing(engine: Engine) -> Engine:
+    """The same engine, for transactions that write: on SQLite they take the write lock when they begin.
+
+    Other backends ignore the option.
+    """
+    return engine.execution_options(**{_BEGIN_OPTION: "IMMEDIATE"})

@@ -34,6 +34,7 @@ from bot.core.events import (
     ReactionEvent,
     RefundEvent,
 )
+from storage.engine import writing
 from storage.errors import UnknownCommunityError, UnknownCourseError, UnknownPurchaseError
 from storage.local_days import LocalDays
 from storage.models import Community, Course, Purchase, Refund
@@ -107,6 +108,7 @@ class IngestStore:
             store_text: Keep message text. Off by default: only metadata is stored.
         """
         self.engine = engine
+        self._writes = writing(engine)  # SQLite: take the write lock when a write transaction begins
         self.store_text = store_text
         self.dialect = engine.dialect.name
         self._ph = "?" if self.dialect == "sqlite" else "%s"
@@ -123,7 +125,7 @@ class IngestStore:
     def register_community(self, name: str, timezone: str) -> int:
         """Create the community if needed and set its time zone. Returns its id."""
         tz = ZoneInfo(timezone)
-        with self.engine.begin() as conn:
+        with self._writes.begin() as conn:
             stmt = _upsert(conn)(Community).values(name=name, timezone=timezone, created_at=datetime.now(UTC))
             conn.execute(stmt.on_conflict_do_nothing(index_elements=["name"]))
             row = conn.execute(select(Community.id, Community.timezone).where(Community.name == name)).one()
@@ -300,7 +302,7 @@ class IngestStore:
             return BatchResult()
         for event in events:
             self._community(event.community)
-        with self.engine.begin() as conn:
+        with self._writes.begin() as conn:
             return self._write(conn, events)
 
     def _write(self, conn: Connection, events: Sequence[ActivityEvent]) -> BatchResult:
@@ -621,7 +623,7 @@ class IngestStore:
         """
         info = self._community(event.community)
         platform = event.platform.value
-        with self.engine.begin() as conn:
+        with self._writes.begin() as conn:
             course_id = conn.execute(
                 select(Course.id).where(Course.community_id == info.id, Course.course_key == event.course_id)
             ).scalar()
@@ -669,7 +671,7 @@ class IngestStore:
         """
         info = self._community(event.community)
         platform = event.platform.value
-        with self.engine.begin() as conn:
+        with self._writes.begin() as conn:
             purchase_id = conn.execute(
                 select(Purchase.id).where(
                     Purchase.community_id == info.id,

@@ -21,6 +21,7 @@ from typing import TypeVar
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 
 from bot.core.events import ActivityEvent, PurchaseEvent, RefundEvent
+from storage.engine import writing
 from storage.deletion import DeletionReport, delete_member_data, find_member_id
 from storage.errors import UnknownCommunityError
 from storage.ingest import BatchResult, IngestStore, LedgerOutcome
@@ -165,7 +166,7 @@ class EventWriter:
 
     def _forget(self, community: str, platform: str, user_id: str) -> DeletionReport | None:
         community_id = self.store.community_id(community)
-        with self.store.engine.begin() as conn:
+        with writing(self.store.engine).begin() as conn:
             member_id = find_member_id(conn, community_id, platform, user_id)
             if member_id is None:
                 return None

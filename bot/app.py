@@ -1,0 +1,139 @@
+"""The composition root: the one place that builds and wires cohortbot.
+
+Settings -> engine -> store and writer -> adapters, started in that order on one asyncio loop and stopped in
+reverse, so that on shutdown adapters stop delivering before the writer flushes what they delivered.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from sqlalchemy import Engine
+
+from bot.adapters.base import Adapter
+from bot.clock import Clock, SystemClock
+from bot.config import Settings
+from storage.catalog import CourseRecord, sync_courses
+from storage.engine import make_engine
+from storage.ingest import IngestStore
+from storage.migrate import current_revision, head_revision
+from storage.writer import EventWriter
+
+log = logging.getLogger(__name__)
+
+
+class SchemaOutdatedError(RuntimeError):
+    """The database is not at the schema revision this version of cohortbot needs."""
+
+
+def course_records(settings: Settings) -> list[CourseRecord]:
+    """The storage view of the configured courses."""
+    return [
+        CourseRecord(c.id, c.title, price_stars=c.price_stars, price=c.price, currency=c.currency)
+        for c in settings.courses
+    ]
+
+
+def check_schema(engine: Engine) -> None:
+    """Refuse to run on a database that was never migrated or is behind.
+
+    Raises:
+        SchemaOutdatedError: With the command that fixes it.
+    """
+    current, head = current_revision(engine), head_revision()
+    if current != head:
+        state = "has no cohortbot schema" if current is None else f"is at schema revision {current}"
+        raise SchemaOutdatedError(
+            f"the database {engine.url.render_as_string(hide_password=True)} {state}; this version needs "
+            f"{head}: run `cohortbot db upgrade --config <your config>` first"
+        )
+
+
+@dataclass
+class App:
+    """A built cohortbot: everything wired, nothing running until ``start``."""
+
+    settings: Settings
+    engine: Engine
+    store: IngestStore
+    writer: EventWriter
+    clock: Clock
+    adapters: list[Adapter] = field(default_factory=list)
+    community_id: int | None = None
+    _started: list[Adapter] = field(default_factory=list)
+
+    async def start(self) -> None:
+        """Check the schema, register the community and catalog, start the writer, then the adapters."""
+        await asyncio.to_thread(check_schema, self.engine)
+        community = self.settings.community
+        self.community_id = await asyncio.to_thread(self.store.register_community, community.name, community.timezone)
+        await asyncio.to_thread(sync_courses, self.engine, self.community_id, course_records(self.settings))
+        await self.writer.start()
+        for adapter in self.adapters:
+            await adapter.start()
+            self._started.append(adapter)
+            log.info("%s adapter started", adapter.name)
+
+    async def stop(self) -> None:
+        """Stop adapters (newest first), flush and stop the writer, release the database."""
+        while self._started:
+            adapter = self._started.pop()
+            try:
+                await adapter.stop()
+            except Exception:  # one adapter failing to stop must not keep queued events from being written
+                log.exception("%s adapter failed to stop cleanly", adapter.name)
+        pending = self.writer.pending
+        await self.writer.stop()
+        log.info("event writer stopped; %d queued events flushed", pending)
+        self.engine.dispose()
+
+
+AdapterFactory = Callable[[Settings, EventWriter, Clock], Sequence[Adapter]]
+
+
+def build_app(
+    settings: Settings,
+    *,
+    clock: Clock | None = None,
+    adapters: AdapterFactory | None = None,
+    engine: Engine | None = None,
+) -> App:
+    """Build the application from settings.
+
+    Args:
+        settings: Parsed configuration.
+        clock: Time source (tests inject a fake one).
+        adapters: Builds the platform adapters from the wired parts; none by default.
+        engine: An existing engine (tests); built from ``[storage] url`` otherwise.
+
+    Returns:
+        The wired, not yet started, app.
+    """
+    clock = clock or SystemClock()
+    engine = engine or make_engine(settings.storage.url)
+    store = IngestStore(engine, store_text=settings.storage.store_text)
+    writer = EventWriter(store)
+    built = list(adapters(settings, writer, clock)) if adapters else []
+    return App(settings=settings, engine=engine, store=store, writer=writer, clock=clock, adapters=built)
+
+
+async def serve(app: App, stop: asyncio.Event | None = None) -> None:
+    """Start the app, run until SIGINT/SIGTERM (or ``stop`` is set), then shut down gracefully."""
+    loop = asyncio.get_running_loop()
+    stop = stop or asyncio.Event()
+    signals = (signal.SIGINT, signal.SIGTERM)
+    for sig in signals:
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await app.start()
+        log.info("cohortbot is running for %r; stop with Ctrl+C or SIGTERM", app.settings.community.name)
+        await stop.wait()
+        log.info("shutting down")
+    finally:
+        await app.stop()
+        for sig in signals:
+            loop.remove_signal_handler(sig)

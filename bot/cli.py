@@ -1,0 +1,255 @@
+"""The ``cohortbot`` command line.
+
+Every command that touches the database takes ``--config PATH`` (default: ``$COHORTBOT_CONFIG``, else
+``./cohortbot.toml`` when it exists, else built-in defaults with ``sqlite:///cohortbot.db``). Errors are one
+clear line each on stderr; exit status 2 means bad input (config, arguments), 1 means the command failed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from sqlalchemy.exc import SQLAlchemyError
+
+from bot import __version__
+from bot.config import ConfigError, Settings, default_settings, load_secrets, load_settings, validate_secrets
+from bot.redaction import configure_logging, redact
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+PLATFORMS = ("discord", "telegram", "console", "simulated")
+
+
+class CommandError(Exception):
+    """A command could not do its job; the message says why and what to do."""
+
+    def __init__(self, message: str, code: int = EXIT_FAILED) -> None:
+        """Create the error with an exit status."""
+        super().__init__(message)
+        self.code = code
+
+
+def _config_path(arg: str | None) -> Path | None:
+    if arg:
+        return Path(arg)
+    env = os.environ.get("COHORTBOT_CONFIG")
+    if env:
+        return Path(env)
+    local = Path("cohortbot.toml")
+    return local if local.exists() else None
+
+
+def _settings(arg: str | None) -> Settings:
+    path = _config_path(arg)
+    if path is None:
+        return default_settings()
+    try:
+        return load_settings(path)
+    except ConfigError as exc:
+        raise CommandError(f"{path}: invalid configuration:\n{exc}", EXIT_USAGE) from exc
+
+
+def cmd_check_config(args: argparse.Namespace) -> int:
+    """Validate a config file; print "config OK" or every problem with its key."""
+    try:
+        settings = load_settings(args.path)
+    except ConfigError as exc:
+        print(f"{args.path}: {len(exc.errors)} problem{'s' if len(exc.errors) != 1 else ''}:", file=sys.stderr)
+        for error in exc.errors:
+            print(f"  {error}", file=sys.stderr)
+        return EXIT_USAGE
+    print("config OK")
+    enabled = [name for name, on in (("telegram", settings.telegram.enabled), ("discord", settings.discord.enabled)) if on]
+    print(f"  community: {settings.community.name} ({settings.community.timezone})")
+    from sqlalchemy.engine import make_url
+
+    print(f"  storage: {make_url(settings.storage.url).render_as_string(hide_password=True)}")
+    print(f"  platforms: {', '.join(enabled) if enabled else 'none enabled'}")
+    print(f"  courses: {', '.join(c.id for c in settings.courses) if settings.courses else 'none'}")
+    for problem in validate_secrets(settings, load_secrets(os.environ)):
+        print(f"  before `cohortbot run`: {problem}")
+    return EXIT_OK
+
+
+def cmd_db_upgrade(args: argparse.Namespace) -> int:
+    """Create or migrate the database named in ``[storage] url``."""
+    from storage.engine import make_engine
+    from storage.migrate import current_revision, head_revision, upgrade
+
+    settings = _settings(args.config)
+    engine = make_engine(settings.storage.url)
+    shown = engine.url.render_as_string(hide_password=True)
+    try:
+        before = current_revision(engine)
+        upgrade(engine)
+        after = current_revision(engine)
+    except SQLAlchemyError as exc:
+        raise CommandError(f"cannot migrate {shown}: {exc.__class__.__name__}: {exc.orig or exc}") from exc
+    finally:
+        engine.dispose()
+    if before == after:
+        print(f"{shown}: already at schema revision {after} (newest: {head_revision()})")
+    else:
+        print(f"{shown}: upgraded from {before or 'an empty database'} to schema revision {after}")
+    return EXIT_OK
+
+
+def cmd_db_status(args: argparse.Namespace) -> int:
+    """Show the schema revision of the database and whether it needs an upgrade."""
+    from storage.engine import make_engine
+    from storage.migrate import current_revision, head_revision
+
+    settings = _settings(args.config)
+    engine = make_engine(settings.storage.url)
+    shown = engine.url.render_as_string(hide_password=True)
+    try:
+        current = current_revision(engine)
+    except SQLAlchemyError as exc:
+        raise CommandError(f"cannot read {shown}: {exc.__class__.__name__}: {exc.orig or exc}") from exc
+    finally:
+        engine.dispose()
+    head = head_revision()
+    state = "up to date" if current == head else "needs `cohortbot db upgrade`"
+    print(f"{shown}: schema revision {current or 'none'}, newest {head}: {state}")
+    return EXIT_OK if current == head else EXIT_FAILED
+
+
+def cmd_db_rebuild_rollups(args: argparse.Namespace) -> int:
+    """Recompute every rollup from raw events (after changing ``[community] timezone``)."""
+    from storage.engine import make_engine
+    from storage.ingest import IngestStore
+    from storage.engine import writing
+    from storage.rollups import rebuild_rollups
+
+    settings = _settings(args.config)
+    engine = make_engine(settings.storage.url)
+    _require_schema(engine)
+    store = IngestStore(engine)
+    community_id = store.register_community(settings.community.name, settings.community.timezone)
+    with writing(engine).begin() as conn:
+        snapshot = rebuild_rollups(conn, community_id)
+    engine.dispose()
+    print(
+        f"rebuilt rollups of {settings.community.name!r} in {settings.community.timezone}: "
+        f"{len(snapshot.community_days)} days, {len(snapshot.member_totals)} active members"
+    )
+    return EXIT_OK
+
+
+def cmd_forget(args: argparse.Namespace) -> int:
+    """Delete everything stored about one member (a data-deletion request); purchases are kept, anonymised."""
+    from storage.engine import make_engine
+    from storage.ingest import IngestStore
+    from storage.writer import EventWriter
+
+    settings = _settings(args.config)
+    if not args.yes:
+        raise CommandError(
+            f"this deletes all data of {args.platform} user {args.user} in {settings.community.name!r}; "
+            "run again with --yes to confirm",
+            EXIT_USAGE,
+        )
+    engine = make_engine(settings.storage.url)
+    _require_schema(engine)
+    store = IngestStore(engine)
+    store.register_community(settings.community.name, settings.community.timezone)
+
+    async def forget() -> object:
+        writer = EventWriter(store)
+        try:
+            return await writer.forget_member(settings.community.name, args.platform, args.user)
+        finally:
+            await writer.stop()
+
+    report = asyncio.run(forget())
+    engine.dispose()
+    if report is None:
+        print(f"nothing is stored about {args.platform} user {args.user}")
+        return EXIT_OK
+    from storage.deletion import DeletionReport
+
+    assert isinstance(report, DeletionReport)
+    deleted = ", ".join(f"{table}: {n}" for table, n in sorted(report.deleted.items()))
+    print(f"deleted {deleted}")
+    if report.detached:
+        kept = ", ".join(f"{table}: {n}" for table, n in sorted(report.detached.items()))
+        print(f"kept without the person (accounting and others' replies): {kept}")
+    return EXIT_OK
+
+
+def _require_schema(engine: object) -> None:
+    from bot.app import SchemaOutdatedError, check_schema
+
+    try:
+        check_schema(engine)  # type: ignore[arg-type]
+    except SchemaOutdatedError as exc:
+        raise CommandError(str(exc)) from exc
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser for every ``cohortbot`` command."""
+    parser = argparse.ArgumentParser(
+        prog="cohortbot",
+        description="Logs, analyses and grows a paid programmer community on Discord and Telegram.",
+    )
+    parser.add_argument("--version", action="version", version=f"cohortbot {__version__}")
+    parser.add_argument("--log-level", default="WARNING", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    def config_option(p: argparse.ArgumentParser) -> None:
+        p.add_argument(
+            "--config",
+            metavar="PATH",
+            help="TOML config (default: $COHORTBOT_CONFIG, else ./cohortbot.toml, else built-in defaults)",
+        )
+
+    p = sub.add_parser("check-config", help="validate a config file", description=cmd_check_config.__doc__)
+    p.add_argument("path", help="the TOML file to check")
+    p.set_defaults(func=cmd_check_config)
+
+    db = sub.add_parser("db", help="database schema and maintenance", description="Database schema and maintenance.")
+    db_sub = db.add_subparsers(dest="db_command", metavar="ACTION", required=True)
+    for name, func in (
+        ("upgrade", cmd_db_upgrade),
+        ("status", cmd_db_status),
+        ("rebuild-rollups", cmd_db_rebuild_rollups),
+    ):
+        doc = (func.__doc__ or "").strip()
+        p = db_sub.add_parser(name, help=doc.rstrip("."), description=doc)
+        config_option(p)
+        p.set_defaults(func=func)
+
+    p = sub.add_parser("forget", help="delete a member's data", description=cmd_forget.__doc__)
+    config_option(p)
+    p.add_argument("--platform", required=True, choices=PLATFORMS)
+    p.add_argument("--user", required=True, metavar="USER_ID", help="the member's platform user id")
+    p.add_argument("--yes", action="store_true", help="confirm the deletion")
+    p.set_defaults(func=cmd_forget)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``cohortbot`` command line; returns the exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return EXIT_USAGE
+    secrets = load_secrets(os.environ)
+    configure_logging(args.log_level, [s for s in (secrets.telegram_token, secrets.discord_token, secrets.signing_secret) if s])
+    try:
+        code: int = args.func(args)
+    except CommandError as exc:
+        print(f"cohortbot: {redact(str(exc))}", file=sys.stderr)
+        return exc.code
+    except KeyboardInterrupt:
+        return 130
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,136 @@
+"""One deletion path removes everything stored about a member, and no member-data table escapes it."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import Column, Engine, ForeignKey, Integer, MetaData, Table, func, insert, select
+
+from bot.core.events import Platform, RefundEvent
+from storage.catalog import CourseRecord, sync_courses
+from storage.deletion import delete_member_data, find_member_id, member_columns
+from storage.ingest import IngestStore
+from storage.models import Base, CommunityDailyTotals, Member, Message, Nudge, Purchase, Refund
+from storage.rollups import compute_rollups, read_rollups
+from tests.conftest import COMMUNITY, T0, Events, hours
+
+pytestmark = pytest.mark.storage
+
+
+def member_references(engine: Engine, member_id: int) -> dict[str, int]:
+    """Rows in any table, through any column pointing at members, that still name this member."""
+    found: dict[str, int] = {}
+    with engine.connect() as conn:
+        for table in Base.metadata.sorted_tables:
+            columns = [c for c in table.columns if any(fk.column.table.name == "members" for fk in c.foreign_keys)]
+            if table.name == "members":
+                columns = [table.c.id]
+            for column in columns:
+                n = conn.execute(select(func.count()).select_from(table).where(column == member_id)).scalar_one()
+                if n:
+                    found[f"{table.name}.{column.name}"] = n
+    return found
+
+
+@pytest.fixture
+def populated(store: IngestStore, ev: Events) -> IngestStore:
+    """Alice has done everything a member can do; Bob and an admin interacted with her."""
+    cid = store.community_id(COMMUNITY)
+    sync_courses(store.engine, cid, [CourseRecord("py-async", "Async Python", price_stars=500)])
+    store.write_batch(
+        [
+            ev.join("alice", at=T0 - timedelta(days=3)),
+            ev.message("alice", message_id="a1", at=T0),
+            ev.message("alice", message_id="a2", at=T0 + hours(30), reply_to_user="bob"),
+            ev.message("bob", message_id="b1", at=T0 + hours(1), reply_to_user="alice"),
+            ev.reaction("bob", "a1", at=T0 + hours(2)),
+            ev.reaction("alice", "b1", at=T0 + hours(3)),
+            ev.leave("alice", at=T0 + timedelta(days=5)),
+        ]
+    )
+    store.record_purchase(ev.purchase("alice", charge="sale-1"))
+    store.record_refund(RefundEvent(Platform.DISCORD, COMMUNITY, "sale-1", T0 + hours(4), refunded_by="admin"))
+    purchase = ev.purchase("bob", charge="sale-2")
+    store.record_purchase(purchase)
+    with store.engine.begin() as conn:
+        alice = find_member_id(conn, cid, "discord", "alice")
+        conn.execute(insert(Nudge).values(community_id=cid, member_id=alice, group="nudged", decided_at=T0))
+    return store
+
+
+def test_forgetting_a_member_leaves_nothing_that_names_them(populated: IngestStore) -> None:
+    cid = populated.community_id(COMMUNITY)
+    with populated.engine.connect() as conn:
+        alice = find_member_id(conn, cid, "discord", "alice")
+    assert alice is not None
+    before = member_references(populated.engine, alice)
+    assert {"messages.member_id", "reactions.member_id", "membership_events.member_id", "nudges.member_id"} <= set(
+        before
+    )
+
+    with populated.engine.begin() as conn:
+        report = delete_member_data(conn, alice)
+
+    assert member_references(populated.engine, alice) == {}
+    assert report.deleted["messages"] == 2 and report.deleted["members"] == 1
+    assert report.detached["purchases"] == 1
+    with populated.engine.connect() as conn:
+        # The sale stays for accounting, without the person; the refund still points at it.
+        sale = conn.execute(select(Purchase.member_id, Purchase.charge_id).where(Purchase.charge_id == "sale-1")).one()
+        assert tuple(sale) == (None, "sale-1")
+        assert conn.execute(select(func.count()).select_from(Refund)).scalar_one() == 1
+        # Bob's reply to Alice stays, as his message, answering nobody in particular.
+        reply = conn.execute(select(Message.reply_to_member_id).where(Message.platform_message_id == "b1")).one()
+        assert reply[0] is None
+        # Community totals no longer count her messages: only Bob's message and reaction remain.
+        totals = conn.execute(select(func.sum(CommunityDailyTotals.messages), func.sum(CommunityDailyTotals.reactions))).one()
+        assert tuple(totals) == (1, 1)
+        assert read_rollups(conn, cid) == compute_rollups(conn, cid)
+
+
+def test_forgotten_member_does_not_disturb_others(populated: IngestStore) -> None:
+    cid = populated.community_id(COMMUNITY)
+    with populated.engine.connect() as conn:
+        alice = find_member_id(conn, cid, "discord", "alice")
+        bob = find_member_id(conn, cid, "discord", "bob")
+    assert alice is not None and bob is not None
+    own = ("messages.member_id", "reactions.member_id", "purchases.member_id", "members.id")
+    bob_before = {k: v for k, v in member_references(populated.engine, bob).items() if k in own}
+    with populated.engine.begin() as conn:
+        delete_member_data(conn, alice)
+    # Bob keeps every message, reaction and purchase of his; only Alice's rows that pointed at him are gone.
+    bob_after = member_references(populated.engine, bob)
+    assert {k: v for k, v in bob_after.items() if k in own} == bob_before
+    assert "messages.reply_to_member_id" not in bob_after  # Alice's reply to him went with her messages
+
+
+def test_every_table_that_references_members_declares_how_it_is_deleted() -> None:
+    for table in Base.metadata.sorted_tables:
+        member_columns(table)  # raises for a table that references members without a policy
+
+
+def test_a_new_member_table_without_a_policy_is_caught() -> None:
+    metadata = MetaData()
+    Table("members", metadata, Column("id", Integer, primary_key=True))
+    careless = Table("badges", metadata, Column("id", Integer, primary_key=True), Column("member_id", ForeignKey("members.id")))
+    with pytest.raises(ValueError, match="badges"):
+        member_columns(careless)
+
+
+def test_no_table_names_a_member_without_a_foreign_key() -> None:
+    """A column that holds a member id but is not a foreign key would escape the deletion path."""
+    suspicious = []
+    for table in Base.metadata.sorted_tables:
+        for column in table.columns:
+            looks_like_member = column.name.endswith("member_id") or column.name in ("user_id", "platform_user_id")
+            if looks_like_member and not column.foreign_keys and table.name != "members":
+                suspicious.append(f"{table.name}.{column.name}")
+    assert suspicious == []
+
+
+def test_forgetting_someone_never_seen_changes_nothing(populated: IngestStore) -> None:
+    with populated.engine.begin() as conn:
+        report = delete_member_data(conn, 987654)
+        assert report.deleted == {} and report.detached == {}
+        assert conn.execute(select(func.count()).select_from(Member)).scalar_one() == 3

@@ -1,0 +1,211 @@
+"""Tokens never reach the logs: neither through ``redact`` nor through any logger once logging is configured."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+
+import pytest
+
+from bot.redaction import REDACTED, configure_logging, redact
+
+# Shaped like real tokens (Telegram: "<bot id>:<35 characters>"; Discord: three dot-separated base64 parts).
+TELEGRAM_TOKEN = "123456789:AAHfiqksKZ8WmR2zSjiQ7_v4TMAKdiHm9T0"
+DISCORD_TOKEN = "MTEyMjMzNDQ1NTY2Nzc4ODk5.GhK2aB.x1Yz9Qw3Er5Ty7Ui9Op1As3Df5Gh7Jk9Lz1Xc3Vb"
+SIGNING_SECRET = "s3cr3t-signing-value-for-tests"
+
+
+@pytest.fixture
+def restore_logging() -> Iterator[logging.Logger]:
+    """Put the root logger's handlers and level back after a test that calls ``configure_logging``."""
+    root = logging.getLogger()
+    saved_handlers = list(root.handlers)
+    saved_level = root.level
+    yield root
+    for handler in list(root.handlers):
+        if handler not in saved_handlers:
+            root.removeHandler(handler)
+            handler.close()
+    for handler in saved_handlers:
+        if handler not in root.handlers:
+            root.addHandler(handler)
+    root.setLevel(saved_level)
+
+
+# --- redact() ---
+
+
+def test_configured_secret_is_removed_wherever_it_appears() -> None:
+    text = f"signing with {SIGNING_SECRET}; again:{SIGNING_SECRET}!"
+    assert redact(text, [SIGNING_SECRET]) == f"signing with {REDACTED}; again:{REDACTED}!"
+
+
+def test_several_configured_secrets_are_all_removed() -> None:
+    text = f"a={SIGNING_SECRET} b=hunter2-but-longer"
+    cleaned = redact(text, [SIGNING_SECRET, "hunter2-but-longer"])
+    assert SIGNING_SECRET not in cleaned and "hunter2-but-longer" not in cleaned
+    assert cleaned == f"a={REDACTED} b={REDACTED}"
+
+
+def test_empty_secrets_are_ignored() -> None:
+    # An unset secret is "" or None upstream; replacing "" would splice [redacted] between every character.
+    assert redact("hello world", ["", ""]) == "hello world"
+
+
+@pytest.mark.parametrize(
+    "template",
+    [
+        "{}",
+        "token={}",
+        "token: {}",
+        "Authorization: Bot {}",
+        '{{"token": "{}"}}',
+        "({})",
+    ],
+)
+@pytest.mark.parametrize("token", [TELEGRAM_TOKEN, DISCORD_TOKEN], ids=["telegram", "discord"])
+def test_token_shaped_strings_are_removed_without_configuration(template: str, token: str) -> None:
+    cleaned = redact(template.format(token))
+    assert token not in cleaned
+    assert cleaned == template.format(REDACTED)
+
+
+def test_no_fragment_of_a_telegram_token_survives() -> None:
+    cleaned = redact(f"bot id and secret part: {TELEGRAM_TOKEN}")
+    secret_part = TELEGRAM_TOKEN.split(":", 1)[1]
+    assert secret_part not in cleaned
+    assert REDACTED in cleaned
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "",
+        "Meeting at 10:30:45, room 12",
+        "See https://docs.python.org/3/library/logging.html#logging.Filter",
+        "ticket 12345:abc is closed",
+        "version 3.12.1 on host db.internal.example.com",
+        "user 123456789 posted 42 messages",
+        "HTTP Request: POST https://discord.com/api/v10/channels/112233445566778899/messages",
+        "Ünïcödé and emoji 👋 stay as they are",
+    ],
+)
+def test_ordinary_text_is_left_alone(text: str) -> None:
+    assert redact(text) == text
+    assert redact(text, [SIGNING_SECRET]) == text
+
+
+# --- configure_logging(): what reaches stderr ---
+
+
+def _logged_stderr(capsys: pytest.CaptureFixture[str]) -> str:
+    captured = capsys.readouterr()
+    return captured.err
+
+
+def test_token_passed_as_a_log_argument_is_redacted(
+    restore_logging: logging.Logger, capsys: pytest.CaptureFixture[str]
+) -> None:
+    configure_logging("INFO", [TELEGRAM_TOKEN])
+    log = logging.getLogger("httpx")
+    log.info(
+        'HTTP Request: %s %s "%s"',
+        "POST",
+        f"https://api.telegram.org/bot{TELEGRAM_TOKEN}/getUpdates",
+        "200 OK",
+    )
+    err = _logged_stderr(capsys)
+    assert TELEGRAM_TOKEN not in err
+    assert f"HTTP Request: POST https://api.telegram.org/bot{REDACTED}/getUpdates" in err
+    assert "httpx" in err and "INFO" in err
+
+
+def test_token_in_an_exception_traceback_is_redacted(
+    restore_logging: logging.Logger, capsys: pytest.CaptureFixture[str]
+) -> None:
+    configure_logging("INFO", [TELEGRAM_TOKEN, DISCORD_TOKEN])
+    log = logging.getLogger("httpx")
+    url = f"https://api.telegram.org/bot{TELEGRAM_TOKEN}/getUpdates"
+    try:
+        raise ConnectionError(f"POST {url} failed; headers: Authorization: Bot {DISCORD_TOKEN}")
+    except ConnectionError:
+        log.exception("HTTP Request: POST %s failed", url)
+    err = _logged_stderr(capsys)
+    assert "Traceback (most recent call last)" in err
+    assert "ConnectionError: POST https://api.telegram.org/bot[redacted]/getUpdates failed" in err
+    assert TELEGRAM_TOKEN not in err
+    assert DISCORD_TOKEN not in err
+    assert TELEGRAM_TOKEN.split(":", 1)[1] not in err
+    assert err.count(REDACTED) >= 3  # the message, the exception text and the header
+
+
+def test_each_record_is_redacted_not_just_the_first(
+    restore_logging: logging.Logger, capsys: pytest.CaptureFixture[str]
+) -> None:
+    configure_logging("DEBUG", [SIGNING_SECRET])
+    for name in ("telegram.ext.Updater", "discord.http", "cohortbot.app"):
+        logging.getLogger(name).warning("retrying with %s", SIGNING_SECRET)
+    err = _logged_stderr(capsys)
+    assert SIGNING_SECRET not in err
+    assert err.count(f"retrying with {REDACTED}") == 3
+
+
+def test_records_without_secrets_are_logged_unchanged(
+    restore_logging: logging.Logger, capsys: pytest.CaptureFixture[str]
+) -> None:
+    configure_logging("INFO", [TELEGRAM_TOKEN])
+    logging.getLogger("cohortbot.writer").info("stored %d messages in %.1f s", 17, 0.25)
+    err = _logged_stderr(capsys)
+    assert "cohortbot.writer: stored 17 messages in 0.2 s" in err or "stored 17 messages in 0.3 s" in err
+    assert REDACTED not in err
+
+
+def test_token_shaped_argument_is_redacted_without_configured_secrets(
+    restore_logging: logging.Logger, capsys: pytest.CaptureFixture[str]
+) -> None:
+    configure_logging("INFO")
+    logging.getLogger("discord.http").info("login with token %s failed", DISCORD_TOKEN)
+    logging.getLogger("telegram.ext").info("token=%s", TELEGRAM_TOKEN)
+    err = _logged_stderr(capsys)
+    assert DISCORD_TOKEN not in err and TELEGRAM_TOKEN not in err
+    assert err.count(REDACTED) == 2
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason=(
+        "bug: bot/redaction.py _TOKEN_PATTERNS[0] starts with \\b, and there is no word boundary between "
+        "'bot' and the token's digits in https://api.telegram.org/bot<token>/..., so the token-shape fallback "
+        "misses exactly the URL the module docstring names"
+    ),
+)
+def test_telegram_token_in_bot_api_url_is_redacted_without_configured_secrets(
+    restore_logging: logging.Logger, capsys: pytest.CaptureFixture[str]
+) -> None:
+    configure_logging("INFO")
+    logging.getLogger("httpx").info(
+        "HTTP Request: POST %s", f"https://api.telegram.org/bot{TELEGRAM_TOKEN}/getUpdates"
+    )
+    err = _logged_stderr(capsys)
+    assert TELEGRAM_TOKEN not in err
+    assert f"/bot{REDACTED}/getUpdates" in err
+
+
+def test_level_is_applied(restore_logging: logging.Logger, capsys: pytest.CaptureFixture[str]) -> None:
+    configure_logging("WARNING", [TELEGRAM_TOKEN])
+    logging.getLogger("httpx").info("HTTP Request: POST %s", "https://example.com")
+    logging.getLogger("httpx").warning("rate limited")
+    err = _logged_stderr(capsys)
+    assert "rate limited" in err
+    assert "https://example.com" not in err
+
+
+def test_configuring_twice_does_not_duplicate_output(
+    restore_logging: logging.Logger, capsys: pytest.CaptureFixture[str]
+) -> None:
+    configure_logging("INFO", [TELEGRAM_TOKEN])
+    configure_logging("INFO", [TELEGRAM_TOKEN])
+    logging.getLogger("cohortbot").info("started with %s", TELEGRAM_TOKEN)
+    err = _logged_stderr(capsys)
+    assert err.count(f"started with {REDACTED}") == 1
+    assert TELEGRAM_TOKEN not in err
