@@ -121,8 +121,14 @@ def build_app(
     return App(settings=settings, engine=engine, store=store, writer=writer, clock=clock, adapters=built)
 
 
-async def serve(app: App, stop: asyncio.Event | None = None) -> None:
-    """Start the app, run until SIGINT/SIGTERM (or ``stop`` is set), then shut down gracefully."""
+async def serve(app: App, stop: asyncio.Event | None = None, started: asyncio.Event | None = None) -> None:
+    """Start the app, run until SIGINT/SIGTERM (or ``stop`` is set), then shut down gracefully.
+
+    Args:
+        app: The built app.
+        stop: Set it to stop the app (signals set it too).
+        started: Set once the app has started (for supervisors and tests).
+    """
     loop = asyncio.get_running_loop()
     stop = stop or asyncio.Event()
     signals = (signal.SIGINT, signal.SIGTERM)
@@ -130,6 +136,8 @@ async def serve(app: App, stop: asyncio.Event | None = None) -> None:
         loop.add_signal_handler(sig, stop.set)
     try:
         await app.start()
+        if started is not None:
+            started.set()
         log.info("cohortbot is running for %r; stop with Ctrl+C or SIGTERM", app.settings.community.name)
         await stop.wait()
         log.info("shutting down")

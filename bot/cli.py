@@ -63,7 +63,9 @@ def cmd_check_config(args: argparse.Namespace) -> int:
             print(f"  {error}", file=sys.stderr)
         return EXIT_USAGE
     print("config OK")
-    enabled = [name for name, on in (("telegram", settings.telegram.enabled), ("discord", settings.discord.enabled)) if on]
+    enabled = [
+        name for name, on in (("telegram", settings.telegram.enabled), ("discord", settings.discord.enabled)) if on
+    ]
     print(f"  community: {settings.community.name} ({settings.community.timezone})")
     from sqlalchemy.engine import make_url
 
@@ -88,7 +90,9 @@ def cmd_db_upgrade(args: argparse.Namespace) -> int:
         upgrade(engine)
         after = current_revision(engine)
     except SQLAlchemyError as exc:
-        raise CommandError(f"cannot migrate {shown}: {exc.__class__.__name__}: {exc.orig or exc}") from exc
+        raise CommandError(
+            f"cannot migrate {shown}: {exc.__class__.__name__}: {getattr(exc, 'orig', None) or exc}"
+        ) from exc
     finally:
         engine.dispose()
     if before == after:
@@ -109,7 +113,9 @@ def cmd_db_status(args: argparse.Namespace) -> int:
     try:
         current = current_revision(engine)
     except SQLAlchemyError as exc:
-        raise CommandError(f"cannot read {shown}: {exc.__class__.__name__}: {exc.orig or exc}") from exc
+        raise CommandError(
+            f"cannot read {shown}: {exc.__class__.__name__}: {getattr(exc, 'orig', None) or exc}"
+        ) from exc
     finally:
         engine.dispose()
     head = head_revision()
@@ -120,9 +126,8 @@ def cmd_db_status(args: argparse.Namespace) -> int:
 
 def cmd_db_rebuild_rollups(args: argparse.Namespace) -> int:
     """Recompute every rollup from raw events (after changing ``[community] timezone``)."""
-    from storage.engine import make_engine
+    from storage.engine import make_engine, writing
     from storage.ingest import IngestStore
-    from storage.engine import writing
     from storage.rollups import rebuild_rollups
 
     settings = _settings(args.config)
@@ -240,7 +245,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return EXIT_USAGE
     secrets = load_secrets(os.environ)
-    configure_logging(args.log_level, [s for s in (secrets.telegram_token, secrets.discord_token, secrets.signing_secret) if s])
+    configure_logging(
+        args.log_level,
+        [s for s in (secrets.telegram_token, secrets.discord_token, secrets.signing_secret) if s],
+    )
     try:
         code: int = args.func(args)
     except CommandError as exc:

@@ -717,11 +717,7 @@ def _parse_nudges(table: _Table) -> NudgeSettings:
 def _parse_courses(data: Mapping[str, Any], errors: dict[str, list[str]]) -> tuple[CourseSettings, ...]:
     raw = data.get("courses", [])
     if not isinstance(raw, list | tuple):
-        shown = (
-            "a table ([courses]); use [[courses]] with two brackets"
-            if isinstance(raw, Mapping)
-            else _show(raw)
-        )
+        shown = "a table ([courses]); use [[courses]] with two brackets" if isinstance(raw, Mapping) else _show(raw)
         errors["courses"] = [f"[[courses]]: expected a list of course tables, got {shown}"]
         return ()
     found: list[str] = []
@@ -934,11 +930,7 @@ def _timezone(value: object) -> str:
     # Only on failure: listing all zones scans the time zone database, which is slow-ish.
     available = sorted(zoneinfo.available_timezones() - {"localtime", "Factory"})
     by_lower = {name.lower(): name for name in available}
-    close = (
-        [by_lower[value.lower()]]
-        if value.lower() in by_lower
-        else difflib.get_close_matches(value, available, n=1)
-    )
+    close = [by_lower[value.lower()]] if value.lower() in by_lower else difflib.get_close_matches(value, available, n=1)
     raise _Invalid(expected, f'did you mean "{close[0]}"?' if close else None)
 
 
@@ -1051,9 +1043,7 @@ def _nudge_template(value: object) -> str:
             raw = "{" + name + (f"!{conversion}" if conversion else "") + (f":{spec}" if spec else "") + "}"
             raise _Invalid(f"a message using only the placeholders {allowed}", f"unknown placeholder {raw}")
     if NUDGES_OFF_COMMAND not in value:
-        raise _Invalid(
-            f'a message that tells members how to stop nudges (it must contain "{NUDGES_OFF_COMMAND}")'
-        )
+        raise _Invalid(f'a message that tells members how to stop nudges (it must contain "{NUDGES_OFF_COMMAND}")')
     return value
 
 

@@ -53,7 +53,4 @@ def list_courses(engine: Engine, community_id: int, *, include_inactive: bool = 
     if not include_inactive:
         query = query.where(Course.active.is_(True))
     with engine.connect() as conn:
-        return [
-            CourseRecord(r.course_key, r.title, r.price_stars, r.price, r.currency)
-            for r in conn.execute(query)
-        ]
+        return [CourseRecord(r.course_key, r.title, r.price_stars, r.price, r.currency) for r in conn.execute(query)]

@@ -39,9 +39,7 @@ def member_columns(table: Table) -> dict[str, str]:
         ValueError: The table references ``members`` but declares no policy.
     """
     refs = [
-        col
-        for col in table.columns
-        if any(fk.column.table.name == Member.__tablename__ for fk in col.foreign_keys)
+        col for col in table.columns if any(fk.column.table.name == Member.__tablename__ for fk in col.foreign_keys)
     ]
     if not refs:
         return {}
@@ -52,7 +50,7 @@ def member_columns(table: Table) -> dict[str, str]:
             "(set __table_args__ info={'member_data': 'delete' | 'detach'})"
         )
     per_column: dict[str, str] = table.info.get("member_columns", {})
-    return {col.name: per_column.get(col.name, policy) for col in refs}
+    return {col.name: per_column.get(col.name, str(policy)) for col in refs}
 
 
 def member_data_tables() -> list[Table]:
@@ -79,7 +77,7 @@ def _subtract_shared_rollups(conn: Connection, member_id: int, community_id: int
         delta.community_day(community_id, days.day(at))[2 if kind == "join" else 3] -= 1
     # Reactions this member gave others are counted in the others' reactions_received.
     received: dict[tuple[int, date], int] = defaultdict(int)
-    for target, at in conn.execute(
+    for target, reacted_at in conn.execute(
         select(Reaction.target_member_id, Reaction.reacted_at)
         .join(Member, Member.id == Reaction.target_member_id)
         .where(
@@ -90,7 +88,8 @@ def _subtract_shared_rollups(conn: Connection, member_id: int, community_id: int
             Member.is_bot.is_(False),
         )
     ):
-        received[(target, days.day(at))] += 1
+        if target is not None and reacted_at is not None:  # guaranteed by the query; narrows the types
+            received[(target, days.day(reacted_at))] += 1
     for (target, day), count in received.items():
         delta.member_day(community_id, target, day)[4] -= count
     apply_delta(conn, delta)
@@ -140,7 +139,8 @@ def find_member_id(conn: Connection, community_id: int, platform: str, user_id: 
     """The ``members.id`` of a platform account, or None if nothing is stored about it."""
     return conn.execute(
         select(Member.id).where(
-            Member.community_id == community_id, Member.platform == platform, Member.platform_user_id == user_id
+            Member.community_id == community_id,
+            Member.platform == platform,
+            Member.platform_user_id == user_id,
         )
     ).scalar()
-

@@ -175,9 +175,7 @@ class IngestStore:
             self._sql_cache[key] = sql
         return sql
 
-    def _resolve_members(
-        self, cur: Any, refs: Iterable[tuple[int, str, MemberRef]], now: Any
-    ) -> None:
+    def _resolve_members(self, cur: Any, refs: Iterable[tuple[int, str, MemberRef]], now: Any) -> None:
         """Make sure every referenced account has a members row and its id is cached."""
         missing: dict[tuple[int, str, str], MemberRef] = {}
         renamed: list[tuple[str | None, int]] = []
@@ -200,7 +198,17 @@ class IngestStore:
             params: list[Any] = []
             for (community_id, platform, user_id), ref in chunk:
                 no = self._bool(False)
-                params += [community_id, platform, user_id, ref.display_name, self._bool(ref.is_bot), now, no, no, None]
+                params += [
+                    community_id,
+                    platform,
+                    user_id,
+                    ref.display_name,
+                    self._bool(ref.is_bot),
+                    now,
+                    no,
+                    no,
+                    None,
+                ]
             sql = self._values_sql(
                 "INSERT INTO members (community_id, platform, platform_user_id, display_name, is_bot, "
                 "first_seen_at, nudges_opt_out, leaderboard_opt_out, dm_unreachable_at)",
@@ -227,14 +235,14 @@ class IngestStore:
                     self._member_names[member_id] = name
                     if is_bot:
                         self._bots.add(member_id)
-                    ref = missing.get(key)
-                    if ref is not None and ref.display_name is not None and ref.display_name != name:
+                    seen = missing.get(key)
+                    if seen is not None and seen.display_name is not None and seen.display_name != name:
                         # Known account seen under a new name (cache was cold): keep the latest name.
                         cur.execute(
                             f"UPDATE members SET display_name = {self._ph} WHERE id = {self._ph}",
-                            [ref.display_name, member_id],
+                            [seen.display_name, member_id],
                         )
-                        self._member_names[member_id] = ref.display_name
+                        self._member_names[member_id] = seen.display_name
 
     def _resolve_channels(self, cur: Any, refs: Iterable[tuple[int, str, ChannelRef]]) -> None:
         """Make sure every referenced channel, thread parent and forum topic has a channels row."""
@@ -275,9 +283,7 @@ class IngestStore:
                 )
                 channel_row_id, stored_name = cur.fetchone()
                 if name is not None and stored_name != name:
-                    cur.execute(
-                        f"UPDATE channels SET name = {self._ph} WHERE id = {self._ph}", [name, channel_row_id]
-                    )
+                    cur.execute(f"UPDATE channels SET name = {self._ph} WHERE id = {self._ph}", [name, channel_row_id])
                 self._channels[key] = channel_row_id
 
     def _bool(self, value: bool) -> object:
@@ -501,9 +507,7 @@ class IngestStore:
             else:
                 removed += 1
                 delta.refresh_members.add(key[2])
-        return BatchResult(
-            reactions_added=added, reactions_removed=removed, duplicates=len(events) - added - removed
-        )
+        return BatchResult(reactions_added=added, reactions_removed=removed, duplicates=len(events) - added - removed)
 
     def _count_reaction(
         self, delta: RollupDelta, cid: int, reactor: int, target: int | None, at: datetime, sign: int
@@ -563,9 +567,7 @@ class IngestStore:
             cur.execute(f"UPDATE reactions SET removed_at = {ph} WHERE id = {ph}", [t, row_id])
         return None
 
-    def _write_memberships(
-        self, cur: Any, events: list[MemberJoined | MemberLeft], delta: RollupDelta
-    ) -> BatchResult:
+    def _write_memberships(self, cur: Any, events: list[MemberJoined | MemberLeft], delta: RollupDelta) -> BatchResult:
         rows: dict[tuple[int, str, Any], tuple[Any, ...]] = {}
         meta: dict[tuple[int, str, Any], tuple[int, datetime]] = {}
         for ev in events:
@@ -685,7 +687,9 @@ class IngestStore:
             if event.refunded_by is not None:
                 cur = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
                 self._resolve_members(
-                    cur, [(info.id, platform, MemberRef(event.refunded_by))], bind_time(datetime.now(UTC), self.dialect)
+                    cur,
+                    [(info.id, platform, MemberRef(event.refunded_by))],
+                    bind_time(datetime.now(UTC), self.dialect),
                 )
                 cur.close()
                 refunded_by = self._member(info.id, platform, event.refunded_by)

@@ -115,7 +115,12 @@ class Message(Base):
     __table_args__ = (
         UniqueConstraint("channel_id", "platform_message_id"),
         Index("ix_messages_member_id_created_at", "member_id", "created_at"),
-        {"info": {"member_data": "delete", "member_columns": {"member_id": "delete", "reply_to_member_id": "detach"}}},
+        {
+            "info": {
+                "member_data": "delete",
+                "member_columns": {"member_id": "delete", "reply_to_member_id": "detach"},
+            }
+        },
     )
 
     id: Mapped[int] = mapped_column(IdType, primary_key=True)
@@ -146,7 +151,12 @@ class Reaction(Base):
         UniqueConstraint("channel_id", "platform_message_id", "member_id", "emoji"),
         Index("ix_reactions_member_id", "member_id"),
         Index("ix_reactions_target_member_id", "target_member_id"),
-        {"info": {"member_data": "delete", "member_columns": {"member_id": "delete", "target_member_id": "detach"}}},
+        {
+            "info": {
+                "member_data": "delete",
+                "member_columns": {"member_id": "delete", "target_member_id": "detach"},
+            }
+        },
     )
 
     id: Mapped[int] = mapped_column(IdType, primary_key=True)
@@ -200,7 +210,12 @@ class Purchase(Base):
     __table_args__ = (
         UniqueConstraint("platform", "charge_id"),
         Index("ix_purchases_member_id", "member_id"),
-        {"info": {"member_data": "detach", "member_columns": {"member_id": "detach", "granted_by_member_id": "detach"}}},
+        {
+            "info": {
+                "member_data": "detach",
+                "member_columns": {"member_id": "detach", "granted_by_member_id": "detach"},
+            }
+        },
     )
 
     id: Mapped[int] = mapped_column(IdType, primary_key=True)

@@ -21,7 +21,7 @@ from datetime import date, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Connection, and_, delete, func, select, update
+from sqlalchemy import Connection, and_, delete, func, insert, select, update
 
 from storage.local_days import LocalDays
 from storage.models import (
@@ -176,7 +176,9 @@ def refresh_member_activity(conn: Connection, member_ids: Iterable[int]) -> None
         ).one()
         rx = conn.execute(
             select(func.min(Reaction.reacted_at), func.max(Reaction.reacted_at), func.count()).where(
-                Reaction.member_id == member_id, Reaction.removed_at.is_(None), Reaction.reacted_at.is_not(None)
+                Reaction.member_id == member_id,
+                Reaction.removed_at.is_(None),
+                Reaction.reacted_at.is_not(None),
             )
         ).one()
         firsts = [t for t in (msg[0], rx[0]) if t is not None]
@@ -208,9 +210,7 @@ def _tz(conn: Connection, community_id: int) -> ZoneInfo:
 def compute_rollups(conn: Connection, community_id: int) -> RollupSnapshot:
     """Derive every rollup of a community from its raw rows (the reference definition)."""
     days = LocalDays(_tz(conn, community_id))
-    members = dict(
-        conn.execute(select(Member.id, Member.is_bot).where(Member.community_id == community_id)).all()
-    )
+    members = dict(conn.execute(select(Member.id, Member.is_bot).where(Member.community_id == community_id)).all())
     humans = {m for m, is_bot in members.items() if not is_bot}
     member_days: dict[tuple[int, date], list[int]] = defaultdict(lambda: [0, 0, 0, 0])
     totals: dict[int, list[Any]] = {}
@@ -237,18 +237,20 @@ def compute_rollups(conn: Connection, community_id: int) -> RollupSnapshot:
         row[1] += bool(is_reply) and reply_to != author
         active(author, at, 1, 0)
         community_days[day][0] += 1
-    for reactor, target, at in conn.execute(
+    for reactor, target, reacted_at in conn.execute(
         select(Reaction.member_id, Reaction.target_member_id, Reaction.reacted_at).where(
-            Reaction.channel_id.in_(in_community), Reaction.removed_at.is_(None), Reaction.reacted_at.is_not(None)
+            Reaction.channel_id.in_(in_community),
+            Reaction.removed_at.is_(None),
+            Reaction.reacted_at.is_not(None),
         )
     ):
-        if reactor not in humans:
+        if reactor not in humans or reacted_at is None:
             continue
-        day = days.day(at)
+        day = days.day(reacted_at)
         member_days[(reactor, day)][2] += 1
         if target is not None and target != reactor and target in humans:
             member_days[(target, day)][3] += 1
-        active(reactor, at, 0, 1)
+        active(reactor, reacted_at, 0, 1)
         community_days[day][1] += 1
     memberships: dict[int, list[datetime | None]] = {m: [None, None, None] for m in members}
     for member, kind, at in conn.execute(
@@ -312,7 +314,7 @@ def rebuild_rollups(conn: Connection, community_id: int) -> RollupSnapshot:
     conn.execute(delete(CommunityDailyTotals).where(CommunityDailyTotals.community_id == community_id))
     if snapshot.member_days:
         conn.execute(
-            MemberDailyActivity.__table__.insert(),
+            insert(MemberDailyActivity),
             [
                 {
                     "member_id": m,
@@ -328,7 +330,7 @@ def rebuild_rollups(conn: Connection, community_id: int) -> RollupSnapshot:
         )
     if snapshot.member_totals:
         conn.execute(
-            MemberActivity.__table__.insert(),
+            insert(MemberActivity),
             [
                 {
                     "member_id": m,
@@ -343,9 +345,16 @@ def rebuild_rollups(conn: Connection, community_id: int) -> RollupSnapshot:
         )
     if snapshot.community_days:
         conn.execute(
-            CommunityDailyTotals.__table__.insert(),
+            insert(CommunityDailyTotals),
             [
-                {"community_id": community_id, "day": day, "messages": v[0], "reactions": v[1], "joins": v[2], "leaves": v[3]}
+                {
+                    "community_id": community_id,
+                    "day": day,
+                    "messages": v[0],
+                    "reactions": v[1],
+                    "joins": v[2],
+                    "leaves": v[3],
+                }
                 for day, v in snapshot.community_days.items()
             ],
         )

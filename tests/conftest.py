@@ -178,7 +178,13 @@ class Events:
         return MemberLeft(self.platform, self.community, MemberRef(user), at)
 
     def purchase(
-        self, user: str, course: str = "py-async", *, charge: str | None = None, at: datetime = T0, amount: int = 500
+        self,
+        user: str,
+        course: str = "py-async",
+        *,
+        charge: str | None = None,
+        at: datetime = T0,
+        amount: int = 500,
     ) -> PurchaseEvent:
         return PurchaseEvent(
             platform=self.platform,

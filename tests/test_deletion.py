@@ -65,9 +65,12 @@ def test_forgetting_a_member_leaves_nothing_that_names_them(populated: IngestSto
         alice = find_member_id(conn, cid, "discord", "alice")
     assert alice is not None
     before = member_references(populated.engine, alice)
-    assert {"messages.member_id", "reactions.member_id", "membership_events.member_id", "nudges.member_id"} <= set(
-        before
-    )
+    assert {
+        "messages.member_id",
+        "reactions.member_id",
+        "membership_events.member_id",
+        "nudges.member_id",
+    } <= set(before)
 
     with populated.engine.begin() as conn:
         report = delete_member_data(conn, alice)
@@ -84,7 +87,9 @@ def test_forgetting_a_member_leaves_nothing_that_names_them(populated: IngestSto
         reply = conn.execute(select(Message.reply_to_member_id).where(Message.platform_message_id == "b1")).one()
         assert reply[0] is None
         # Community totals no longer count her messages: only Bob's message and reaction remain.
-        totals = conn.execute(select(func.sum(CommunityDailyTotals.messages), func.sum(CommunityDailyTotals.reactions))).one()
+        totals = conn.execute(
+            select(func.sum(CommunityDailyTotals.messages), func.sum(CommunityDailyTotals.reactions))
+        ).one()
         assert tuple(totals) == (1, 1)
         assert read_rollups(conn, cid) == compute_rollups(conn, cid)
 
@@ -113,7 +118,12 @@ def test_every_table_that_references_members_declares_how_it_is_deleted() -> Non
 def test_a_new_member_table_without_a_policy_is_caught() -> None:
     metadata = MetaData()
     Table("members", metadata, Column("id", Integer, primary_key=True))
-    careless = Table("badges", metadata, Column("id", Integer, primary_key=True), Column("member_id", ForeignKey("members.id")))
+    careless = Table(
+        "badges",
+        metadata,
+        Column("id", Integer, primary_key=True),
+        Column("member_id", ForeignKey("members.id")),
+    )
     with pytest.raises(ValueError, match="badges"):
         member_columns(careless)
 
@@ -123,7 +133,10 @@ def test_no_table_names_a_member_without_a_foreign_key() -> None:
     suspicious = []
     for table in Base.metadata.sorted_tables:
         for column in table.columns:
-            looks_like_member = column.name.endswith("member_id") or column.name in ("user_id", "platform_user_id")
+            looks_like_member = column.name.endswith("member_id") or column.name in (
+                "user_id",
+                "platform_user_id",
+            )
             if looks_like_member and not column.foreign_keys and table.name != "members":
                 suspicious.append(f"{table.name}.{column.name}")
     assert suspicious == []

@@ -62,7 +62,7 @@ def test_replayed_messages_are_stored_once(store: IngestStore, ev: Events) -> No
     first = store.write_batch(batch)
     assert first.messages == 10 and first.duplicates == 0
     # The platform redelivers everything after a reconnect, in another order, mixed with new messages.
-    replay = list(reversed(batch)) + [ev.message("bob", at=T0 + hours(11))]
+    replay = [*reversed(batch), ev.message("bob", at=T0 + hours(11))]
     again = store.write_batch(replay)
     assert again.messages == 1 and again.duplicates == 10
     assert rows(store.engine, Message) == 11
@@ -176,7 +176,7 @@ def test_joins_and_leaves_are_idempotent_and_track_membership(store: IngestStore
     day1, day9 = T0, T0 + timedelta(days=8)
     events = [ev.join("alice", at=day1), ev.leave("alice", at=day9), ev.join("alice", at=day9 + hours(1))]
     first = store.write_batch(events)
-    again = store.write_batch(events + [ev.join("alice", at=day1)])
+    again = store.write_batch([*events, ev.join("alice", at=day1)])
     assert (first.joins, first.leaves, again.duplicates) == (2, 1, 4)
     assert rows(store.engine, MembershipEvent) == 3
     with Session(store.engine) as session:
@@ -258,7 +258,9 @@ def test_random_redelivery_stores_each_event_once(store: IngestStore, ev: Events
 @pytest.fixture
 def shop(store: IngestStore) -> IngestStore:
     sync_courses(
-        store.engine, store.community_id(COMMUNITY), [CourseRecord("py-async", "Async Python", price_stars=500)]
+        store.engine,
+        store.community_id(COMMUNITY),
+        [CourseRecord("py-async", "Async Python", price_stars=500)],
     )
     return store
 
@@ -294,4 +296,7 @@ def test_removed_courses_stay_for_history_but_go_inactive(shop: IngestStore, ev:
 
     cid = shop.community_id(COMMUNITY)
     assert [c.key for c in list_courses(shop.engine, cid)] == ["rust-intro"]
-    assert [c.key for c in list_courses(shop.engine, cid, include_inactive=True)] == ["py-async", "rust-intro"]
+    assert [c.key for c in list_courses(shop.engine, cid, include_inactive=True)] == [
+        "py-async",
+        "rust-intro",
+    ]

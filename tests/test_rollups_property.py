@@ -23,7 +23,11 @@ MESSAGE_IDS = [f"m{i}" for i in range(8)]
 instants = st.integers(min_value=0, max_value=10 * 24 * 3600 * 1000).map(lambda ms: T0 + timedelta(milliseconds=ms))
 
 message_op = st.tuples(
-    st.just("message"), st.sampled_from(USERS), st.sampled_from(MESSAGE_IDS), instants, st.sampled_from([None, *USERS])
+    st.just("message"),
+    st.sampled_from(USERS),
+    st.sampled_from(MESSAGE_IDS),
+    instants,
+    st.sampled_from([None, *USERS]),
 )
 reaction_op = st.tuples(
     st.just("reaction"),
@@ -37,7 +41,9 @@ reaction_op = st.tuples(
 membership_op = st.tuples(st.sampled_from(["join", "leave"]), st.sampled_from(USERS), instants)
 forget_op = st.tuples(st.just("forget"), st.sampled_from(USERS))
 operations = st.lists(
-    st.one_of(message_op, message_op, reaction_op, reaction_op, membership_op, forget_op), min_size=1, max_size=40
+    st.one_of(message_op, message_op, reaction_op, reaction_op, membership_op, forget_op),
+    min_size=1,
+    max_size=40,
 )
 batch_sizes = st.lists(st.integers(min_value=1, max_value=12), min_size=1, max_size=10)
 
@@ -88,7 +94,9 @@ def test_rollups_equal_recomputation(engine: Engine, ops: list[tuple[object, ...
         elif kind == "reaction":
             _, user, message_id, at, added, emoji, names_author = op
             author = _author_of(str(message_id)) if names_author else None
-            pending.append(ev.reaction(str(user), str(message_id), at=at, added=bool(added), emoji=str(emoji), author=author))  # type: ignore[arg-type]
+            pending.append(
+                ev.reaction(str(user), str(message_id), at=at, added=bool(added), emoji=str(emoji), author=author)
+            )  # type: ignore[arg-type]
         elif kind in ("join", "leave"):
             _, user, at = op
             pending.append(ev.join(str(user), at=at) if kind == "join" else ev.leave(str(user), at=at))  # type: ignore[arg-type]

@@ -30,9 +30,9 @@ def count(engine: Engine, model: type) -> int:
         return int(conn.execute(select(func.count()).select_from(model)).scalar_one())
 
 
-async def eventually(check: Callable[[], bool], timeout: float = 10.0) -> bool:
+async def eventually(check: Callable[[], bool], within: float = 10.0) -> bool:
     """Poll until check() holds (behaviour, not speed: the timeout is generous)."""
-    deadline = asyncio.get_running_loop().time() + timeout
+    deadline = asyncio.get_running_loop().time() + within
     while asyncio.get_running_loop().time() < deadline:
         if await asyncio.to_thread(check):
             return True
@@ -105,9 +105,7 @@ async def test_purchase_is_committed_before_the_caller_hears_of_it(store: Ingest
     await writer.stop()
 
 
-async def test_forget_flushes_first_so_queued_events_cannot_bring_a_member_back(
-    store: IngestStore, ev: Events
-) -> None:
+async def test_forget_flushes_first_so_queued_events_cannot_bring_a_member_back(store: IngestStore, ev: Events) -> None:
     writer = EventWriter(store, flush_interval=3600)
     await writer.start()
     await writer.put(ev.message("alice"))

@@ -67,10 +67,9 @@ async def queue_and_wait(url: str, n: int) -> None:
     app = build_app(settings)
     # Never flush on size or time: only shutdown can write these.
     app.writer = EventWriter(app.store, flush_interval=3600, max_batch=10**9)
-    stop = asyncio.Event()
-    server = asyncio.create_task(serve(app, stop))
-    while app.community_id is None:
-        await asyncio.sleep(0.01)
+    started = asyncio.Event()
+    server = asyncio.create_task(serve(app, started=started))
+    await started.wait()
     for i in range(n):
         await app.writer.put(message(i))
     await asyncio.sleep(0.2)  # let the worker take them off the queue into its open batch

@@ -12,7 +12,6 @@ from alembic import op
 
 import storage.types
 
-
 revision: str = "0001"
 down_revision: str | None = None
 branch_labels: str | Sequence[str] | None = None
@@ -192,9 +191,7 @@ def upgrade() -> None:
         info={"member_data": "delete", "rollup": True},
     )
     with op.batch_alter_table("member_daily_activity", schema=None) as batch_op:
-        batch_op.create_index(
-            "ix_member_daily_activity_community_id_day", ["community_id", "day"], unique=False
-        )
+        batch_op.create_index("ix_member_daily_activity_community_id_day", ["community_id", "day"], unique=False)
 
     op.create_table(
         "membership_events",
@@ -301,9 +298,7 @@ def upgrade() -> None:
         sa.Column("amount", sa.BigInteger(), nullable=False),
         sa.Column("currency", sa.String(length=3), nullable=False),
         sa.Column("purchased_at", storage.types.UTCDateTime(timezone=True), nullable=False),
-        sa.Column(
-            "granted_by_member_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=True
-        ),
+        sa.Column("granted_by_member_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=True),
         sa.ForeignKeyConstraint(
             ["community_id"],
             ["communities.id"],
@@ -377,9 +372,7 @@ def upgrade() -> None:
         sa.Column("purchase_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
         sa.Column("refunded_at", storage.types.UTCDateTime(timezone=True), nullable=False),
         sa.Column("reason", sa.String(length=500), nullable=True),
-        sa.Column(
-            "refunded_by_member_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=True
-        ),
+        sa.Column("refunded_by_member_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=True),
         sa.ForeignKeyConstraint(
             ["purchase_id"],
             ["purchases.id"],
