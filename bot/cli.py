@@ -9,16 +9,18 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from bot import __version__
 from bot.config import ConfigError, Settings, default_settings, load_secrets, load_settings, validate_secrets
-from bot.redaction import configure_logging, redact
+from bot.redaction import RedactingStream, configure_logging
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 PLATFORMS = ("discord", "telegram", "console", "simulated")
@@ -104,11 +106,10 @@ def cmd_db_upgrade(args: argparse.Namespace) -> int:
 
 def cmd_db_status(args: argparse.Namespace) -> int:
     """Show the schema revision of the database and whether it needs an upgrade."""
-    from storage.engine import make_engine
     from storage.migrate import current_revision, head_revision
 
     settings = _settings(args.config)
-    engine = make_engine(settings.storage.url)
+    engine = _existing_engine(settings)
     shown = engine.url.render_as_string(hide_password=True)
     try:
         current = current_revision(engine)
@@ -126,12 +127,12 @@ def cmd_db_status(args: argparse.Namespace) -> int:
 
 def cmd_db_rebuild_rollups(args: argparse.Namespace) -> int:
     """Recompute every rollup from raw events (after changing ``[community] timezone``)."""
-    from storage.engine import make_engine, writing
+    from storage.engine import writing
     from storage.ingest import IngestStore
     from storage.rollups import rebuild_rollups
 
     settings = _settings(args.config)
-    engine = make_engine(settings.storage.url)
+    engine = _existing_engine(settings)
     _require_schema(engine)
     store = IngestStore(engine)
     community_id = store.register_community(settings.community.name, settings.community.timezone)
@@ -147,7 +148,6 @@ def cmd_db_rebuild_rollups(args: argparse.Namespace) -> int:
 
 def cmd_forget(args: argparse.Namespace) -> int:
     """Delete everything stored about one member (a data-deletion request); purchases are kept, anonymised."""
-    from storage.engine import make_engine
     from storage.ingest import IngestStore
     from storage.writer import EventWriter
 
@@ -158,7 +158,7 @@ def cmd_forget(args: argparse.Namespace) -> int:
             "run again with --yes to confirm",
             EXIT_USAGE,
         )
-    engine = make_engine(settings.storage.url)
+    engine = _existing_engine(settings)
     _require_schema(engine)
     store = IngestStore(engine)
     store.register_community(settings.community.name, settings.community.timezone)
@@ -186,12 +186,31 @@ def cmd_forget(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _require_schema(engine: object) -> None:
+def _existing_engine(settings: Settings) -> Engine:
+    """An engine for a database that must already exist (only ``db upgrade`` creates one).
+
+    Raises:
+        CommandError: A SQLite file that does not exist (a typo must not leave an empty database behind).
+    """
+    from sqlalchemy.engine import make_url
+
+    from storage.engine import make_engine
+
+    url = make_url(settings.storage.url)
+    if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:"):
+        path = Path(url.database or "").expanduser()
+        if not path.exists():
+            raise CommandError(f"no database at {path}: run `cohortbot db upgrade --config <your config>` first")
+    return make_engine(settings.storage.url)
+
+
+def _require_schema(engine: Engine) -> None:
     from bot.app import SchemaOutdatedError, check_schema
 
     try:
-        check_schema(engine)  # type: ignore[arg-type]
+        check_schema(engine)
     except SchemaOutdatedError as exc:
+        engine.dispose()
         raise CommandError(str(exc)) from exc
 
 
@@ -245,15 +264,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return EXIT_USAGE
     secrets = load_secrets(os.environ)
-    configure_logging(
-        args.log_level,
-        [s for s in (secrets.telegram_token, secrets.discord_token, secrets.signing_secret) if s],
-    )
+    secret_values = [s for s in (secrets.telegram_token, secrets.discord_token, secrets.signing_secret) if s]
+    configure_logging(args.log_level, secret_values)
+    out = RedactingStream(sys.stdout, secret_values)
+    err = RedactingStream(sys.stderr, secret_values)
     try:
-        code: int = args.func(args)
-    except CommandError as exc:
-        print(f"cohortbot: {redact(str(exc))}", file=sys.stderr)
-        return exc.code
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            try:
+                code: int = args.func(args)
+            except CommandError as exc:
+                print(f"cohortbot: {exc}", file=sys.stderr)
+                return exc.code
     except KeyboardInterrupt:
         return 130
     return code

@@ -10,10 +10,12 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Iterable
+from typing import TextIO
 
 # Telegram bot tokens: "<bot id>:<35 url-safe characters>"; Discord bot tokens: three dot-separated base64 parts.
 _TOKEN_PATTERNS = (
-    re.compile(r"\b\d{5,}:[A-Za-z0-9_-]{30,}"),
+    # No \b before the digits: in Bot API URLs the token follows "bot" directly (".../bot123:AAH.../getMe").
+    re.compile(r"(?<![0-9])\d{5,}:[A-Za-z0-9_-]{30,}"),
     re.compile(r"\b[A-Za-z0-9_-]{23,28}\.[A-Za-z0-9_-]{6,7}\.[A-Za-z0-9_-]{27,}"),
 )
 REDACTED = "[redacted]"
@@ -61,3 +63,30 @@ def configure_logging(level: str = "INFO", secrets: Iterable[str] = ()) -> None:
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(level)
+
+
+class RedactingStream:
+    """A text stream wrapper that redacts what is written (the CLI's stdout and stderr).
+
+    Config errors echo values from the file, and a token pasted into the wrong key must not reach the terminal.
+    """
+
+    def __init__(self, stream: TextIO, secrets: Iterable[str] = ()) -> None:
+        """Wrap ``stream``."""
+        self._stream = stream
+        self._secrets = tuple(s for s in secrets if s)
+
+    def write(self, text: str) -> int:
+        """Write ``text`` with secrets replaced."""
+        return self._stream.write(redact(text, self._secrets))
+
+    def flush(self) -> None:
+        """Flush the wrapped stream."""
+        self._stream.flush()
+
+    def isatty(self) -> bool:
+        """Whether the wrapped stream is a terminal (progress bars ask)."""
+        return self._stream.isatty()
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._stream, name)

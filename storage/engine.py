@@ -53,7 +53,7 @@ def make_engine(url: str, *, echo: bool = False) -> Engine:
         echo: Log every SQL statement (debugging).
 
     Returns:
-        A configured engine. SQLite gets WAL mode, a busy timeout, foreign keys and immediate transactions;
+        A configured engine. SQLite gets WAL mode, a busy timeout and foreign keys (writers use ``writing()``);
         the folder of a SQLite file is created if missing.
     """
     url = normalise_url(url)
