@@ -19,7 +19,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import Column, Connection, Table, delete, select, update
 
 from storage.local_days import LocalDays
-from storage.models import Base, Community, Member, MemberDailyActivity, MembershipEvent, Reaction
+from storage.models import Base, Community, Member, MemberDailyActivity, MembershipEvent, Message, Reaction
 from storage.rollups import RollupDelta, apply_delta
 
 
@@ -65,12 +65,23 @@ def _subtract_shared_rollups(conn: Connection, member_id: int, community_id: int
     days = LocalDays(ZoneInfo(tz))
     delta = RollupDelta()
     md = MemberDailyActivity
-    for day, messages, reactions in conn.execute(
-        select(md.day, md.messages, md.reactions_given).where(md.member_id == member_id)
+    for day, reactions in conn.execute(
+        select(md.day, md.reactions_given).where(md.community_id == community_id, md.member_id == member_id)
     ):
-        row = delta.community_day(community_id, day)
-        row[0] -= messages
-        row[1] -= reactions
+        delta.community_day(community_id, day)[1] -= reactions
+    # The member's messages: community and channel totals, and the reaction totals imported with them. (The
+    # messages table has no index by member on purpose; a deletion is rare and may scan it.)
+    for at, channel, thread, imported in conn.execute(
+        select(Message.created_at, Message.channel_id, Message.thread_id, Message.imported_reactions).where(
+            Message.member_id == member_id
+        )
+    ):
+        day = days.day(at)
+        counts = delta.community_day(community_id, day)
+        counts[0] -= 1
+        counts[1] -= imported
+        key = (community_id, day, thread if thread is not None else channel)
+        delta.channel_days[key] = delta.channel_days.get(key, 0) - 1
     for kind, at in conn.execute(
         select(MembershipEvent.kind, MembershipEvent.occurred_at).where(MembershipEvent.member_id == member_id)
     ):

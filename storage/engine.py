@@ -8,7 +8,6 @@ from typing import Any
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
-from sqlalchemy.pool import NullPool
 
 SQLITE_BUSY_TIMEOUT_MS = 10_000
 _BEGIN_OPTION = "cohortbot_sqlite_begin"
@@ -63,8 +62,8 @@ def make_engine(url: str, *, echo: bool = False) -> Engine:
         database = parsed.database
         if database and database != ":memory:":
             Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
-            # Connections are cheap for a file; a pool would keep file handles across forks and threads.
-            kwargs["poolclass"] = NullPool
+            # Keep connections pooled: closing the last connection to a WAL database checkpoints it (tens of
+            # milliseconds), which would otherwise happen after every batch the writer commits.
         kwargs["connect_args"] = {"check_same_thread": False, "timeout": SQLITE_BUSY_TIMEOUT_MS / 1000}
     else:
         kwargs["pool_pre_ping"] = True

@@ -16,6 +16,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
+from itertools import chain
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -30,6 +31,7 @@ from bot.core.events import (
     MemberLeft,
     MemberRef,
     MessageEvent,
+    Platform,
     PurchaseEvent,
     ReactionEvent,
     RefundEvent,
@@ -39,12 +41,16 @@ from storage.errors import UnknownCommunityError, UnknownCourseError, UnknownPur
 from storage.local_days import LocalDays
 from storage.models import Community, Course, Purchase, Refund
 from storage.rollups import RollupDelta, apply_delta, refresh_member_activity
-from storage.types import bind_time, read_time
+from storage.types import bind_time, read_time, to_millis
 
 log = logging.getLogger(__name__)
 
-# Rows per INSERT statement: 12 columns x 1000 rows stays under SQLite's 32,766 bound parameters.
+# Rows per INSERT statement: 13 columns x 1000 rows stays under SQLite's 32,766 bound parameters.
 CHUNK = 1000
+
+# ``Platform.value`` goes through the enum descriptor machinery (about a microsecond each, several times per
+# event); the hot path looks the platform's string up here instead.
+_PLATFORM: dict[Platform, str] = {p: p.value for p in Platform}
 
 
 @dataclass(frozen=True, slots=True)
@@ -175,19 +181,22 @@ class IngestStore:
             self._sql_cache[key] = sql
         return sql
 
-    def _resolve_members(self, cur: Any, refs: Iterable[tuple[int, str, MemberRef]], now: Any) -> None:
-        """Make sure every referenced account has a members row and its id is cached."""
+    def _resolve_members(self, cur: Any, refs: Iterable[tuple[int, str, MemberRef]], seen_at: Any) -> None:
+        """Make sure every referenced account has a members row (first seen at ``seen_at``) and its id is cached."""
         missing: dict[tuple[int, str, str], MemberRef] = {}
         renamed: list[tuple[str | None, int]] = []
+        members = self._members
+        names = self._member_names
         for community_id, platform, ref in refs:
             key = (community_id, platform, ref.user_id)
-            member_id = self._members.get(key)
+            member_id = members.get(key)
+            name = ref.display_name
             if member_id is None:
-                if key not in missing or (ref.display_name and not missing[key].display_name):
+                if key not in missing or (name and not missing[key].display_name):
                     missing[key] = ref
-            elif ref.display_name is not None and self._member_names.get(member_id) != ref.display_name:
-                self._member_names[member_id] = ref.display_name
-                renamed.append((ref.display_name, member_id))
+            elif name is not None and names.get(member_id) != name:
+                names[member_id] = name
+                renamed.append((name, member_id))
         if renamed:
             cur.executemany(f"UPDATE members SET display_name = {self._ph} WHERE id = {self._ph}", renamed)
         if not missing:
@@ -204,7 +213,7 @@ class IngestStore:
                     user_id,
                     ref.display_name,
                     self._bool(ref.is_bot),
-                    now,
+                    seen_at,
                     no,
                     no,
                     None,
@@ -217,17 +226,19 @@ class IngestStore:
                 "ON CONFLICT (community_id, platform, platform_user_id) DO NOTHING",
             )
             cur.execute(sql, params)
-        by_community: dict[int, list[str]] = defaultdict(list)
-        for community_id, _platform, user_id in missing:
-            by_community[community_id].append(user_id)
-        for community_id, user_ids in by_community.items():
+        # Looked up per (community, platform): with all three columns of the unique index the lookups are index
+        # probes, where community_id alone scans every member of the community for each chunk.
+        by_scope: dict[tuple[int, str], list[str]] = defaultdict(list)
+        for community_id, platform, user_id in missing:
+            by_scope[(community_id, platform)].append(user_id)
+        for (community_id, platform), user_ids in by_scope.items():
             for start in range(0, len(user_ids), CHUNK):
                 chunk_ids = user_ids[start : start + CHUNK]
                 marks = ",".join([self._ph] * len(chunk_ids))
                 cur.execute(
                     "SELECT id, platform, platform_user_id, display_name, is_bot FROM members "
-                    f"WHERE community_id = {self._ph} AND platform_user_id IN ({marks})",
-                    [community_id, *chunk_ids],
+                    f"WHERE community_id = {self._ph} AND platform = {self._ph} AND platform_user_id IN ({marks})",
+                    [community_id, platform, *chunk_ids],
                 )
                 for member_id, platform, user_id, name, is_bot in cur.fetchall():
                     key = (community_id, platform, user_id)
@@ -313,32 +324,37 @@ class IngestStore:
 
     def _write(self, conn: Connection, events: Sequence[ActivityEvent]) -> BatchResult:
         cur = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
-        now = bind_time(datetime.now(UTC), self.dialect)
+        # New accounts are "first seen" at the batch's earliest event, not at write time: for imported history
+        # that is years apart, and first_seen_at stands in for the join of members with no other trace.
+        now = bind_time(min(event.occurred_at for event in events), self.dialect)
         messages: list[MessageEvent] = []
         reactions: list[ReactionEvent] = []
         memberships: list[MemberJoined | MemberLeft] = []
         member_refs: list[tuple[int, str, MemberRef]] = []
         channel_refs: list[tuple[int, str, ChannelRef]] = []
+        add_member = member_refs.append
+        add_channel = channel_refs.append
+        communities = self._communities
         for event in events:
-            cid = self._communities[event.community].id
-            platform = event.platform.value
+            cid = communities[event.community].id
+            platform = _PLATFORM[event.platform]
             if isinstance(event, MessageEvent):
                 messages.append(event)
-                member_refs.append((cid, platform, event.author))
+                add_member((cid, platform, event.author))
                 if event.reply_to_user_id is not None:
-                    member_refs.append((cid, platform, MemberRef(event.reply_to_user_id)))
-                channel_refs.append((cid, platform, event.channel))
+                    add_member((cid, platform, MemberRef(event.reply_to_user_id)))
+                add_channel((cid, platform, event.channel))
             elif isinstance(event, ReactionEvent):
                 reactions.append(event)
-                member_refs.append((cid, platform, event.member))
+                add_member((cid, platform, event.member))
                 if event.message_author_id is not None:
-                    member_refs.append((cid, platform, MemberRef(event.message_author_id)))
-                channel_refs.append((cid, platform, event.channel))
+                    add_member((cid, platform, MemberRef(event.message_author_id)))
+                add_channel((cid, platform, event.channel))
             else:
                 memberships.append(event)
-                member_refs.append((cid, platform, event.member))
+                add_member((cid, platform, event.member))
                 if event.channel is not None:
-                    channel_refs.append((cid, platform, event.channel))
+                    add_channel((cid, platform, event.channel))
         self._resolve_members(cur, member_refs, now)
         self._resolve_channels(cur, channel_refs)
         delta = RollupDelta()
@@ -366,52 +382,95 @@ class IngestStore:
         return channel_id, thread_id
 
     def _write_messages(self, cur: Any, events: list[MessageEvent], delta: RollupDelta) -> BatchResult:
-        ph_bool = self._bool
+        # The busiest loop of ingestion: dict lookups and bound values are hoisted into locals, and each
+        # timestamp is converted once (its epoch milliseconds are both the SQLite value and the day key).
         store_text = self.store_text
+        dialect = self.dialect
+        sqlite = dialect == "sqlite"
+        communities = self._communities
+        members = self._members
+        channels = self._channels
         rows: dict[tuple[int, str], tuple[Any, ...]] = {}
-        meta: dict[tuple[int, str], tuple[int, int, date, bool, datetime]] = {}
+        meta: dict[tuple[int, str], tuple[int, int, date, bool, datetime, int, int]] = {}
         for ev in events:
-            info = self._communities[ev.community]
+            info = communities[ev.community]
             cid = info.id
-            platform = ev.platform.value
-            channel_id, thread_id = self._channel(cid, platform, ev.channel)
+            platform = _PLATFORM[ev.platform]
+            channel = ev.channel
+            channel_id = channels[(cid, platform, channel.channel_id)]
             key = (channel_id, ev.message_id)
             if key in rows:
                 continue
-            author = self._member(cid, platform, ev.author.user_id)
-            reply_to = self._member(cid, platform, ev.reply_to_user_id) if ev.reply_to_user_id else None
-            is_reply = ev.is_reply
-            rows[key] = (
-                channel_id,
-                ev.message_id,
-                author,
-                bind_time(ev.occurred_at, self.dialect),
-                ev.length,
-                ph_bool(ev.has_code),
-                ph_bool(ev.has_link),
-                ph_bool(is_reply),
-                thread_id,
-                reply_to,
-                ev.attachments,
-                ev.text if store_text else None,
+            thread_id = (
+                channels[(cid, platform, f"{channel.channel_id}#{channel.thread_id}")]
+                if channel.thread_id is not None
+                else None
             )
+            author = members[(cid, platform, ev.author.user_id)]
+            reply_to_user = ev.reply_to_user_id
+            reply_to = members[(cid, platform, reply_to_user)] if reply_to_user else None
+            is_reply = ev.reply_to_message_id is not None or reply_to_user is not None  # MessageEvent.is_reply
+            at = ev.occurred_at
+            if sqlite:
+                millis = to_millis(at)
+                rows[key] = (
+                    channel_id,
+                    ev.message_id,
+                    author,
+                    millis,
+                    ev.length,
+                    int(ev.has_code),
+                    int(ev.has_link),
+                    int(is_reply),
+                    thread_id,
+                    reply_to,
+                    ev.attachments,
+                    ev.text if store_text else None,
+                    ev.imported_reactions,
+                )
+                day = info.days.day_of_millis(millis)
+            else:
+                rows[key] = (
+                    channel_id,
+                    ev.message_id,
+                    author,
+                    bind_time(at, dialect),
+                    ev.length,
+                    ev.has_code,
+                    ev.has_link,
+                    is_reply,
+                    thread_id,
+                    reply_to,
+                    ev.attachments,
+                    ev.text if store_text else None,
+                    ev.imported_reactions,
+                )
+                day = info.days.day(at)
             # A reply counts as "to others" unless it answers the author's own message.
-            reply_to_other = is_reply and reply_to != author
-            meta[key] = (cid, author, info.days.day(ev.occurred_at), reply_to_other, ev.occurred_at)
+            meta[key] = (
+                cid,
+                author,
+                day,
+                is_reply and reply_to != author,
+                at,
+                thread_id if thread_id is not None else channel_id,  # a topic counts as its own channel
+                ev.imported_reactions,
+            )
         inserted = self._insert_returning(
             cur,
             "INSERT INTO messages (channel_id, platform_message_id, member_id, created_at, length, has_code, "
-            "has_link, is_reply, thread_id, reply_to_member_id, attachments, text)",
-            12,
+            "has_link, is_reply, thread_id, reply_to_member_id, attachments, text, imported_reactions)",
+            13,
             list(rows.values()),
             "ON CONFLICT (channel_id, platform_message_id) DO NOTHING RETURNING channel_id, platform_message_id",
         )
         bots = self._bots
+        count_message = delta.message
         for channel_id, message_id in inserted:
-            cid, author, day, reply_to_other, at = meta[(channel_id, message_id)]
+            cid, author, day, reply_to_other, at, channel_key, imported = meta[(channel_id, message_id)]
             if author in bots:
                 continue
-            delta.message(cid, author, day, at, reply_to_other)
+            count_message(cid, author, day, at, reply_to_other, channel_key, imported)
         return BatchResult(messages=len(inserted), duplicates=len(events) - len(inserted))
 
     def _insert_returning(
@@ -421,8 +480,10 @@ class IngestStore:
         for start in range(0, len(rows), CHUNK):
             chunk = rows[start : start + CHUNK]
             sql = self._values_sql(head, ncols, len(chunk), tail)
-            cur.execute(sql, [value for row in chunk for value in row])
-            out.extend(tuple(r) for r in cur.fetchall())
+            cur.execute(sql, list(chain.from_iterable(chunk)))
+            fetched = cur.fetchall()
+            # Both drivers return plain tuples by default; only copy rows of another type.
+            out.extend(fetched if not fetched or type(fetched[0]) is tuple else map(tuple, fetched))
         return out
 
     def _reaction_targets(self, cur: Any, events: list[ReactionEvent]) -> dict[tuple[int, str], int]:
@@ -506,7 +567,6 @@ class IngestStore:
                 added += 1
             else:
                 removed += 1
-                delta.refresh_members.add(key[2])
         return BatchResult(reactions_added=added, reactions_removed=removed, duplicates=len(events) - added - removed)
 
     def _count_reaction(
@@ -635,7 +695,7 @@ class IngestStore:
             refs = [(info.id, platform, event.member)]
             if event.granted_by is not None:
                 refs.append((info.id, platform, MemberRef(event.granted_by)))
-            self._resolve_members(cur, refs, bind_time(datetime.now(UTC), self.dialect))
+            self._resolve_members(cur, refs, bind_time(event.occurred_at, self.dialect))
             cur.close()
             member_id = self._member(info.id, platform, event.member.user_id)
             granted_by = self._member(info.id, platform, event.granted_by) if event.granted_by else None
@@ -689,7 +749,7 @@ class IngestStore:
                 self._resolve_members(
                     cur,
                     [(info.id, platform, MemberRef(event.refunded_by))],
-                    bind_time(datetime.now(UTC), self.dialect),
+                    bind_time(event.occurred_at, self.dialect),
                 )
                 cur.close()
                 refunded_by = self._member(info.id, platform, event.refunded_by)

@@ -114,7 +114,9 @@ class Message(Base):
     __tablename__ = "messages"
     __table_args__ = (
         UniqueConstraint("channel_id", "platform_message_id"),
-        Index("ix_messages_member_id_created_at", "member_id", "created_at"),
+        # No index by member on purpose: it would put every insert on a random page (members are spread over
+        # the whole index), and dirty pages are what a write costs. Per-member figures come from rollups;
+        # only the rare member deletion scans this table.
         {
             "info": {
                 "member_data": "delete",
@@ -136,6 +138,8 @@ class Message(Base):
     reply_to_member_id: Mapped[int | None] = mapped_column(ForeignKey("members.id", ondelete="SET NULL"))
     attachments: Mapped[int] = mapped_column(SmallInteger, default=0)
     text: Mapped[str | None] = mapped_column(Text)
+    # Reaction totals from a history export (whose reactors are unknown); live reactions are rows in `reactions`.
+    imported_reactions: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
 
 class Reaction(Base):
@@ -150,7 +154,6 @@ class Reaction(Base):
     __table_args__ = (
         UniqueConstraint("channel_id", "platform_message_id", "member_id", "emoji"),
         Index("ix_reactions_member_id", "member_id"),
-        Index("ix_reactions_target_member_id", "target_member_id"),
         {
             "info": {
                 "member_data": "delete",
@@ -283,17 +286,18 @@ class Digest(Base):
 
 
 class MemberDailyActivity(Base):
-    """Per member and local day (community time zone): what they did. A row exists only if a count is > 0."""
+    """Per member and local day (community time zone): what they did. A row exists only if a count is > 0.
+
+    Keyed by (community, day, member) and stored without a rowid on SQLite: the rows a batch touches are the
+    newest days', so they sit together at the end of the table instead of on one random page per member.
+    """
 
     __tablename__ = "member_daily_activity"
-    __table_args__ = (
-        Index("ix_member_daily_activity_community_id_day", "community_id", "day"),
-        {"info": {"member_data": "delete", "rollup": True}},
-    )
+    __table_args__ = ({"info": {"member_data": "delete", "rollup": True}, "sqlite_with_rowid": False},)
 
-    member_id: Mapped[int] = mapped_column(ForeignKey("members.id", ondelete="CASCADE"), primary_key=True)
+    community_id: Mapped[int] = mapped_column(ForeignKey("communities.id", ondelete="CASCADE"), primary_key=True)
     day: Mapped[date] = mapped_column(Date, primary_key=True)
-    community_id: Mapped[int] = mapped_column(ForeignKey("communities.id", ondelete="CASCADE"))
+    member_id: Mapped[int] = mapped_column(ForeignKey("members.id", ondelete="CASCADE"), primary_key=True)
     messages: Mapped[int] = mapped_column(Integer, default=0)
     replies: Mapped[int] = mapped_column(Integer, default=0)  # replies to someone else
     reactions_given: Mapped[int] = mapped_column(Integer, default=0)
@@ -301,24 +305,27 @@ class MemberDailyActivity(Base):
 
 
 class MemberActivity(Base):
-    """Per member: first and last activity (message or live reaction given) and lifetime totals."""
+    """Per member: first and last activity (message or live reaction given) and lifetime totals.
+
+    First and last message times are kept apart: messages are never taken back, so when a reaction is removed
+    the member's first/last activity is recomputed from these and the member's live reactions alone.
+    """
 
     __tablename__ = "member_activity"
-    __table_args__ = (
-        Index("ix_member_activity_community_id_last_active_at", "community_id", "last_active_at"),
-        {"info": {"member_data": "delete", "rollup": True}},
-    )
+    __table_args__ = ({"info": {"member_data": "delete", "rollup": True}},)
 
     member_id: Mapped[int] = mapped_column(ForeignKey("members.id", ondelete="CASCADE"), primary_key=True)
     community_id: Mapped[int] = mapped_column(ForeignKey("communities.id", ondelete="CASCADE"))
     first_active_at: Mapped[datetime] = mapped_column(UTCDateTime())
     last_active_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    first_message_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    last_message_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     messages: Mapped[int] = mapped_column(BigInteger, default=0)
     reactions_given: Mapped[int] = mapped_column(BigInteger, default=0)
 
 
 class CommunityDailyTotals(Base):
-    """Per community and local day: human messages, live reactions, joins and leaves."""
+    """Per community and local day: human messages, reactions (live ones and imported totals), joins, leaves."""
 
     __tablename__ = "community_daily_totals"
     __table_args__ = ({"info": {"rollup": True}},)
@@ -329,3 +336,15 @@ class CommunityDailyTotals(Base):
     reactions: Mapped[int] = mapped_column(BigInteger, default=0)
     joins: Mapped[int] = mapped_column(Integer, default=0)
     leaves: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class ChannelDailyActivity(Base):
+    """Per channel (a thread or forum topic counts as its own channel) and local day: human messages."""
+
+    __tablename__ = "channel_daily_activity"
+    __table_args__ = ({"info": {"rollup": True}, "sqlite_with_rowid": False},)
+
+    community_id: Mapped[int] = mapped_column(ForeignKey("communities.id", ondelete="CASCADE"), primary_key=True)
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    channel_id: Mapped[int] = mapped_column(ForeignKey("channels.id", ondelete="CASCADE"), primary_key=True)
+    messages: Mapped[int] = mapped_column(Integer, default=0)

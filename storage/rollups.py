@@ -15,17 +15,18 @@ Counting rules (also in docs/metrics.md):
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Connection, and_, delete, func, insert, select, update
+from sqlalchemy import Connection, delete, func, insert, select, update
 
 from storage.local_days import LocalDays
 from storage.models import (
     Channel,
+    ChannelDailyActivity,
     Community,
     CommunityDailyTotals,
     Member,
@@ -38,9 +39,18 @@ from storage.models import (
 from storage.types import bind_day, bind_time
 
 MemberDay = tuple[int, int, int, int]  # messages, replies, reactions_given, reactions_received
-MemberTotals = tuple[datetime, datetime, int, int]  # first_active_at, last_active_at, messages, reactions_given
+# first_active_at, last_active_at, messages, reactions_given, first_message_at, last_message_at
+MemberTotals = tuple[datetime, datetime, int, int, datetime | None, datetime | None]
 CommunityDay = tuple[int, int, int, int]  # messages, reactions, joins, leaves
 Membership = tuple[datetime | None, datetime | None, datetime | None]  # first_joined, last_joined, last_left
+
+
+def _earlier(a: datetime | None, b: datetime | None) -> datetime | None:
+    return b if a is None or (b is not None and b < a) else a
+
+
+def _later(a: datetime | None, b: datetime | None) -> datetime | None:
+    return b if a is None or (b is not None and b > a) else a
 
 
 @dataclass(slots=True)
@@ -48,9 +58,12 @@ class RollupDelta:
     """Changes to apply to the rollup tables, accumulated while a batch is written."""
 
     member_days: dict[tuple[int, date], list[int]] = field(default_factory=dict)  # -> [cid, m, r, rg, rr]
-    member_totals: dict[int, list[Any]] = field(default_factory=dict)  # -> [cid, first, last, m, rg]
+    # -> [cid, first_active, last_active, messages, reactions_given, first_message, last_message]
+    member_totals: dict[int, list[Any]] = field(default_factory=dict)
     community_days: dict[tuple[int, date], list[int]] = field(default_factory=dict)  # -> [m, r, j, l]
-    refresh_members: set[int] = field(default_factory=set)
+    channel_days: dict[tuple[int, date, int], int] = field(default_factory=dict)  # (cid, day, channel) -> messages
+    # member -> when the reactions they took back in this batch had been given
+    refresh_members: dict[int, set[datetime]] = field(default_factory=dict)
 
     def member_day(self, cid: int, member: int, day: date) -> list[int]:
         """The mutable ``[cid, messages, replies, reactions_given, reactions_received]`` change of a member-day."""
@@ -66,33 +79,56 @@ class RollupDelta:
             row = self.community_days[(cid, day)] = [0, 0, 0, 0]
         return row
 
-    def _active(self, cid: int, member: int, at: datetime | None, messages: int, reactions: int) -> None:
-        row = self.member_totals.get(member)
+    def message(
+        self, cid: int, author: int, day: date, at: datetime, reply_to_other: bool, channel: int, imported: int = 0
+    ) -> None:
+        """Count a newly stored human message (``channel``: its thread or topic if it has one)."""
+        # Called once per stored message: the helpers above are inlined here.
+        member_days = self.member_days
+        row = member_days.get((author, day))
         if row is None:
-            self.member_totals[member] = [cid, at, at, messages, reactions]
-            return
-        if at is not None:
-            if row[1] is None or at < row[1]:
-                row[1] = at
-            if row[2] is None or at > row[2]:
-                row[2] = at
-        row[3] += messages
-        row[4] += reactions
-
-    def message(self, cid: int, author: int, day: date, at: datetime, reply_to_other: bool) -> None:
-        """Count a newly stored human message."""
-        row = self.member_day(cid, author, day)
+            row = member_days[(author, day)] = [cid, 0, 0, 0, 0]
         row[1] += 1
         row[2] += reply_to_other
-        self._active(cid, author, at, 1, 0)
-        self.community_day(cid, day)[0] += 1
+        row[4] += imported  # reaction totals from an export count as received on the message's day
+        totals = self.member_totals.get(author)
+        if totals is None:
+            self.member_totals[author] = [cid, at, at, 1, 0, at, at]
+        else:
+            if totals[1] is None or at < totals[1]:
+                totals[1] = at
+            if totals[2] is None or at > totals[2]:
+                totals[2] = at
+            if totals[5] is None or at < totals[5]:
+                totals[5] = at
+            if totals[6] is None or at > totals[6]:
+                totals[6] = at
+            totals[3] += 1
+        community_days = self.community_days
+        counts = community_days.get((cid, day))
+        if counts is None:
+            counts = community_days[(cid, day)] = [0, 0, 0, 0]
+        counts[0] += 1
+        counts[1] += imported
+        key = (cid, day, channel)
+        self.channel_days[key] = self.channel_days.get(key, 0) + 1
 
     def reaction(self, cid: int, reactor: int, target: int | None, day: date, at: datetime, sign: int) -> None:
         """Count a reaction that became live (+1) or was removed (-1); ``day``/``at`` are when it was given."""
         self.member_day(cid, reactor, day)[3] += sign
         if target is not None:
             self.member_day(cid, target, day)[4] += sign
-        self._active(cid, reactor, at if sign > 0 else None, 0, sign)
+        given_at = at if sign > 0 else None
+        row = self.member_totals.get(reactor)
+        if row is None:
+            self.member_totals[reactor] = [cid, given_at, given_at, 0, sign, None, None]
+        else:
+            row[1] = _earlier(row[1], given_at)
+            row[2] = _later(row[2], given_at)
+            row[4] += sign
+        if sign < 0:
+            # The removed reaction may have been the member's first or last activity.
+            self.refresh_members.setdefault(reactor, set()).add(at)
         self.community_day(cid, day)[1] += sign
 
     def membership(self, cid: int, day: date, *, joined: bool) -> None:
@@ -106,38 +142,59 @@ def apply_delta(conn: Connection, delta: RollupDelta) -> None:
     ph = "?" if d == "sqlite" else "%s"
     cur = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
     # A change that nets out (a reaction given and removed in one batch) must not leave an all-zero row.
-    member_days = {k: v for k, v in delta.member_days.items() if any(v[1:])}
-    community_days = {k: v for k, v in delta.community_days.items() if any(v)}
+    member_days = sorted(
+        ((row[0], day, member, row) for (member, day), row in delta.member_days.items() if any(row[1:])),
+        key=lambda item: (item[0], item[1], item[2]),
+    )
     if member_days:
         cur.executemany(
-            "INSERT INTO member_daily_activity (member_id, day, community_id, messages, replies, reactions_given, "
+            "INSERT INTO member_daily_activity (community_id, day, member_id, messages, replies, reactions_given, "
             f"reactions_received) VALUES ({ph}, {ph}, {ph}, {ph}, {ph}, {ph}, {ph}) "
-            "ON CONFLICT (member_id, day) DO UPDATE SET "
+            "ON CONFLICT (community_id, day, member_id) DO UPDATE SET "
             "messages = member_daily_activity.messages + excluded.messages, "
             "replies = member_daily_activity.replies + excluded.replies, "
             "reactions_given = member_daily_activity.reactions_given + excluded.reactions_given, "
             "reactions_received = member_daily_activity.reactions_received + excluded.reactions_received",
-            [(member, bind_day(day, d), *row) for (member, day), row in member_days.items()],
+            [(cid, bind_day(day, d), member, *row[1:]) for cid, day, member, row in member_days],
         )
-        shrunk = [(member, bind_day(day, d)) for (member, day), row in member_days.items() if min(row[1:]) < 0]
+        shrunk = [(cid, bind_day(day, d), member) for cid, day, member, row in member_days if min(row[1:]) < 0]
         if shrunk:
             cur.executemany(
-                f"DELETE FROM member_daily_activity WHERE member_id = {ph} AND day = {ph} AND messages = 0 "
-                "AND replies = 0 AND reactions_given = 0 AND reactions_received = 0",
+                f"DELETE FROM member_daily_activity WHERE community_id = {ph} AND day = {ph} AND member_id = {ph} "
+                "AND messages = 0 AND replies = 0 AND reactions_given = 0 AND reactions_received = 0",
                 shrunk,
             )
     grew = [(m, row) for m, row in delta.member_totals.items() if row[1] is not None]
     if grew:
         cur.executemany(
             "INSERT INTO member_activity (member_id, community_id, first_active_at, last_active_at, messages, "
-            f"reactions_given) VALUES ({ph}, {ph}, {ph}, {ph}, {ph}, {ph}) ON CONFLICT (member_id) DO UPDATE SET "
+            f"reactions_given, first_message_at, last_message_at) VALUES ({ph}, {ph}, {ph}, {ph}, {ph}, {ph}, {ph}, "
+            f"{ph}) ON CONFLICT (member_id) DO UPDATE SET "
             "first_active_at = CASE WHEN excluded.first_active_at < member_activity.first_active_at "
             "THEN excluded.first_active_at ELSE member_activity.first_active_at END, "
             "last_active_at = CASE WHEN excluded.last_active_at > member_activity.last_active_at "
             "THEN excluded.last_active_at ELSE member_activity.last_active_at END, "
             "messages = member_activity.messages + excluded.messages, "
-            "reactions_given = member_activity.reactions_given + excluded.reactions_given",
-            [(m, row[0], bind_time(row[1], d), bind_time(row[2], d), row[3], row[4]) for m, row in grew],
+            "reactions_given = member_activity.reactions_given + excluded.reactions_given, "
+            "first_message_at = CASE WHEN member_activity.first_message_at IS NULL "
+            "OR excluded.first_message_at < member_activity.first_message_at "
+            "THEN excluded.first_message_at ELSE member_activity.first_message_at END, "
+            "last_message_at = CASE WHEN member_activity.last_message_at IS NULL "
+            "OR excluded.last_message_at > member_activity.last_message_at "
+            "THEN excluded.last_message_at ELSE member_activity.last_message_at END",
+            [
+                (
+                    m,
+                    row[0],
+                    bind_time(row[1], d),
+                    bind_time(row[2], d),
+                    row[3],
+                    row[4],
+                    None if row[5] is None else bind_time(row[5], d),
+                    None if row[6] is None else bind_time(row[6], d),
+                )
+                for m, row in grew
+            ],
         )
     only_shrank = [(row[3], row[4], m) for m, row in delta.member_totals.items() if row[1] is None]
     if only_shrank:
@@ -146,6 +203,7 @@ def apply_delta(conn: Connection, delta: RollupDelta) -> None:
             f"WHERE member_id = {ph}",
             only_shrank,
         )
+    community_days = {k: v for k, v in delta.community_days.items() if any(v)}
     if community_days:
         cur.executemany(
             "INSERT INTO community_daily_totals (community_id, day, messages, reactions, joins, leaves) "
@@ -163,34 +221,53 @@ def apply_delta(conn: Connection, delta: RollupDelta) -> None:
                 "AND reactions = 0 AND joins = 0 AND leaves = 0",
                 shrunk_days,
             )
+    channel_days = sorted((k, v) for k, v in delta.channel_days.items() if v)
+    if channel_days:
+        cur.executemany(
+            "INSERT INTO channel_daily_activity (community_id, day, channel_id, messages) "
+            f"VALUES ({ph}, {ph}, {ph}, {ph}) ON CONFLICT (community_id, day, channel_id) DO UPDATE SET "
+            "messages = channel_daily_activity.messages + excluded.messages",
+            [(cid, bind_day(day, d), channel, n) for (cid, day, channel), n in channel_days],
+        )
+        shrunk_channels = [(cid, bind_day(day, d), channel) for (cid, day, channel), n in channel_days if n < 0]
+        if shrunk_channels:
+            cur.executemany(
+                f"DELETE FROM channel_daily_activity WHERE community_id = {ph} AND day = {ph} "
+                f"AND channel_id = {ph} AND messages = 0",
+                shrunk_channels,
+            )
     cur.close()
 
 
-def refresh_member_activity(conn: Connection, member_ids: Iterable[int]) -> None:
-    """Recompute first/last activity of members after something of theirs was removed."""
-    for member_id in sorted(set(member_ids)):
-        msg = conn.execute(
-            select(func.min(Message.created_at), func.max(Message.created_at), func.count()).where(
-                Message.member_id == member_id
+def refresh_member_activity(conn: Connection, removed: Mapping[int, Iterable[datetime]]) -> None:
+    """Fix first/last activity of members after reactions they had given (at the given times) were removed.
+
+    Only a removed reaction that *was* the member's first or last activity changes anything; then the member's
+    live reactions are read (through the reactions' member index) and combined with the first/last message
+    times kept in ``member_activity`` (messages are never taken back), so the messages table is never read.
+    """
+    ma = MemberActivity
+    for member_id in sorted(removed):
+        stored = conn.execute(
+            select(ma.first_active_at, ma.last_active_at, ma.first_message_at, ma.last_message_at).where(
+                ma.member_id == member_id
             )
-        ).one()
-        rx = conn.execute(
-            select(func.min(Reaction.reacted_at), func.max(Reaction.reacted_at), func.count()).where(
-                Reaction.member_id == member_id,
-                Reaction.removed_at.is_(None),
-                Reaction.reacted_at.is_not(None),
-            )
-        ).one()
-        firsts = [t for t in (msg[0], rx[0]) if t is not None]
-        lasts = [t for t in (msg[1], rx[1]) if t is not None]
-        if not firsts:
-            conn.execute(delete(MemberActivity).where(MemberActivity.member_id == member_id))
+        ).one_or_none()
+        if stored is None:
+            continue  # a bot, or a member with nothing counted
+        if not any(t in (stored.first_active_at, stored.last_active_at) for t in removed[member_id]):
             continue
-        conn.execute(
-            update(MemberActivity)
-            .where(MemberActivity.member_id == member_id)
-            .values(first_active_at=min(firsts), last_active_at=max(lasts), messages=msg[2], reactions_given=rx[2])
-        )
+        first_reaction, last_reaction = conn.execute(
+            select(func.min(Reaction.reacted_at), func.max(Reaction.reacted_at)).where(
+                Reaction.member_id == member_id, Reaction.removed_at.is_(None), Reaction.reacted_at.is_not(None)
+            )
+        ).one()
+        first = _earlier(stored.first_message_at, first_reaction)
+        last = _later(stored.last_message_at, last_reaction)
+        if first is None or last is None:
+            conn.execute(delete(ma).where(ma.member_id == member_id))
+            continue
+        conn.execute(update(ma).where(ma.member_id == member_id).values(first_active_at=first, last_active_at=last))
 
 
 @dataclass(frozen=True, slots=True)
@@ -201,6 +278,7 @@ class RollupSnapshot:
     member_totals: dict[int, MemberTotals]
     community_days: dict[date, CommunityDay]
     memberships: dict[int, Membership]
+    channel_days: dict[tuple[date, int], int]
 
 
 def _tz(conn: Connection, community_id: int) -> ZoneInfo:
@@ -215,19 +293,27 @@ def compute_rollups(conn: Connection, community_id: int) -> RollupSnapshot:
     member_days: dict[tuple[int, date], list[int]] = defaultdict(lambda: [0, 0, 0, 0])
     totals: dict[int, list[Any]] = {}
     community_days: dict[date, list[int]] = defaultdict(lambda: [0, 0, 0, 0])
+    channel_days: dict[tuple[date, int], int] = defaultdict(int)
 
-    def active(member: int, at: datetime, messages: int, reactions: int) -> None:
-        row = totals.setdefault(member, [at, at, 0, 0])
+    def active(member: int, at: datetime, messages: int, reactions: int) -> list[Any]:
+        row = totals.setdefault(member, [at, at, 0, 0, None, None])
         row[0] = min(row[0], at)
         row[1] = max(row[1], at)
         row[2] += messages
         row[3] += reactions
+        return row
 
     in_community = select(Channel.id).where(Channel.community_id == community_id)
-    for author, at, is_reply, reply_to in conn.execute(
-        select(Message.member_id, Message.created_at, Message.is_reply, Message.reply_to_member_id).where(
-            Message.channel_id.in_(in_community)
-        )
+    for author, at, is_reply, reply_to, channel, thread, imported in conn.execute(
+        select(
+            Message.member_id,
+            Message.created_at,
+            Message.is_reply,
+            Message.reply_to_member_id,
+            Message.channel_id,
+            Message.thread_id,
+            Message.imported_reactions,
+        ).where(Message.channel_id.in_(in_community))
     ):
         if author not in humans:
             continue
@@ -235,13 +321,16 @@ def compute_rollups(conn: Connection, community_id: int) -> RollupSnapshot:
         row = member_days[(author, day)]
         row[0] += 1
         row[1] += bool(is_reply) and reply_to != author
-        active(author, at, 1, 0)
+        row[3] += imported
+        totals_row = active(author, at, 1, 0)
+        totals_row[4] = _earlier(totals_row[4], at)
+        totals_row[5] = _later(totals_row[5], at)
         community_days[day][0] += 1
+        community_days[day][1] += imported
+        channel_days[(day, thread if thread is not None else channel)] += 1
     for reactor, target, reacted_at in conn.execute(
         select(Reaction.member_id, Reaction.target_member_id, Reaction.reacted_at).where(
-            Reaction.channel_id.in_(in_community),
-            Reaction.removed_at.is_(None),
-            Reaction.reacted_at.is_not(None),
+            Reaction.channel_id.in_(in_community), Reaction.removed_at.is_(None), Reaction.reacted_at.is_not(None)
         )
     ):
         if reactor not in humans or reacted_at is None:
@@ -267,10 +356,11 @@ def compute_rollups(conn: Connection, community_id: int) -> RollupSnapshot:
         if member in humans:
             community_days[days.day(at)][2 if kind == "join" else 3] += 1
     return RollupSnapshot(
-        member_days={k: (v[0], v[1], v[2], v[3]) for k, v in member_days.items()},
-        member_totals={k: (v[0], v[1], v[2], v[3]) for k, v in totals.items()},
-        community_days={k: (v[0], v[1], v[2], v[3]) for k, v in community_days.items()},
+        member_days={k: (v[0], v[1], v[2], v[3]) for k, v in member_days.items() if any(v)},
+        member_totals={k: (v[0], v[1], v[2], v[3], v[4], v[5]) for k, v in totals.items()},
+        community_days={k: (v[0], v[1], v[2], v[3]) for k, v in community_days.items() if any(v)},
         memberships={k: (v[0], v[1], v[2]) for k, v in memberships.items()},
+        channel_days=dict(channel_days),
     )
 
 
@@ -283,7 +373,14 @@ def read_rollups(conn: Connection, community_id: int) -> RollupSnapshot:
     }
     ma = MemberActivity
     member_totals = {
-        r.member_id: (r.first_active_at, r.last_active_at, r.messages, r.reactions_given)
+        r.member_id: (
+            r.first_active_at,
+            r.last_active_at,
+            r.messages,
+            r.reactions_given,
+            r.first_message_at,
+            r.last_message_at,
+        )
         for r in conn.execute(select(ma).where(ma.community_id == community_id))
     }
     cd = CommunityDailyTotals
@@ -299,7 +396,11 @@ def read_rollups(conn: Connection, community_id: int) -> RollupSnapshot:
             )
         )
     }
-    return RollupSnapshot(member_days, member_totals, community_days, memberships)
+    chd = ChannelDailyActivity
+    channel_days = {
+        (r.day, r.channel_id): r.messages for r in conn.execute(select(chd).where(chd.community_id == community_id))
+    }
+    return RollupSnapshot(member_days, member_totals, community_days, memberships, channel_days)
 
 
 def rebuild_rollups(conn: Connection, community_id: int) -> RollupSnapshot:
@@ -309,9 +410,8 @@ def rebuild_rollups(conn: Connection, community_id: int) -> RollupSnapshot:
         The snapshot that was written.
     """
     snapshot = compute_rollups(conn, community_id)
-    conn.execute(delete(MemberDailyActivity).where(MemberDailyActivity.community_id == community_id))
-    conn.execute(delete(MemberActivity).where(MemberActivity.community_id == community_id))
-    conn.execute(delete(CommunityDailyTotals).where(CommunityDailyTotals.community_id == community_id))
+    for table in (MemberDailyActivity, MemberActivity, CommunityDailyTotals, ChannelDailyActivity):
+        conn.execute(delete(table).where(table.community_id == community_id))
     if snapshot.member_days:
         conn.execute(
             insert(MemberDailyActivity),
@@ -339,6 +439,8 @@ def rebuild_rollups(conn: Connection, community_id: int) -> RollupSnapshot:
                     "last_active_at": v[1],
                     "messages": v[2],
                     "reactions_given": v[3],
+                    "first_message_at": v[4],
+                    "last_message_at": v[5],
                 }
                 for m, v in snapshot.member_totals.items()
             ],
@@ -358,10 +460,18 @@ def rebuild_rollups(conn: Connection, community_id: int) -> RollupSnapshot:
                 for day, v in snapshot.community_days.items()
             ],
         )
+    if snapshot.channel_days:
+        conn.execute(
+            insert(ChannelDailyActivity),
+            [
+                {"community_id": community_id, "day": day, "channel_id": channel, "messages": n}
+                for (day, channel), n in snapshot.channel_days.items()
+            ],
+        )
     for member_id, (first, last, left) in snapshot.memberships.items():
         conn.execute(
             update(Member)
-            .where(and_(Member.id == member_id))
+            .where(Member.id == member_id)
             .values(first_joined_at=first, last_joined_at=last, last_left_at=left)
         )
     return snapshot

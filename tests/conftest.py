@@ -134,6 +134,7 @@ class Events:
         bot: bool = False,
         name: str | None = None,
         thread: str | None = None,
+        imported_reactions: int = 0,
     ) -> MessageEvent:
         return MessageEvent(
             platform=self.platform,
@@ -146,6 +147,7 @@ class Events:
             reply_to_message_id="1" if reply_to_user else None,
             reply_to_user_id=reply_to_user,
             text=text,
+            imported_reactions=imported_reactions,
         )
 
     def reaction(

@@ -28,6 +28,7 @@ message_op = st.tuples(
     st.sampled_from(MESSAGE_IDS),
     instants,
     st.sampled_from([None, *USERS]),
+    st.integers(min_value=0, max_value=3),  # reaction totals from a history export
 )
 reaction_op = st.tuples(
     st.just("reaction"),
@@ -86,10 +87,20 @@ def test_rollups_equal_recomputation(engine: Engine, ops: list[tuple[object, ...
     for op in ops:
         kind = op[0]
         if kind == "message":
-            _, _user, message_id, at, reply_to = op
+            _, _user, message_id, at, reply_to, imported = op
+            # Some messages are posted in a forum topic, which counts as its own channel.
+            topic = "7" if MESSAGE_IDS.index(str(message_id)) % 3 == 0 else None
             author = _author_of(str(message_id))
             pending.append(
-                ev.message(author, message_id=str(message_id), at=at, reply_to_user=reply_to, bot=author == "robot")  # type: ignore[arg-type]
+                ev.message(  # type: ignore[arg-type]
+                    author,
+                    message_id=str(message_id),
+                    at=at,
+                    reply_to_user=reply_to,
+                    bot=author == "robot",
+                    thread=topic,
+                    imported_reactions=int(imported),  # type: ignore[call-overload]
+                )
             )
         elif kind == "reaction":
             _, user, message_id, at, added, emoji, names_author = op

@@ -131,6 +131,8 @@ class MessageEvent:
     reply_to_user_id: str | None = None
     attachments: int = 0
     text: str | None = None
+    imported_reactions: int = 0
+    """Reaction totals from a history export, whose reactors are unknown (live reactions are ReactionEvents)."""
 
     def __post_init__(self) -> None:
         _require_id("message_id", self.message_id)
@@ -139,6 +141,8 @@ class MessageEvent:
             raise EventError(f"length: expected a non-negative integer, got {self.length}")
         if self.attachments < 0:
             raise EventError(f"attachments: expected a non-negative integer, got {self.attachments}")
+        if self.imported_reactions < 0:
+            raise EventError(f"imported_reactions: expected a non-negative integer, got {self.imported_reactions}")
 
     @property
     def is_reply(self) -> bool:
