@@ -13,7 +13,9 @@ import contextlib
 import os
 import sys
 from collections.abc import Sequence
+from datetime import date
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
@@ -21,6 +23,9 @@ from sqlalchemy.exc import SQLAlchemyError
 from bot import __version__
 from bot.config import ConfigError, Settings, default_settings, load_secrets, load_settings, validate_secrets
 from bot.redaction import RedactingStream, configure_logging
+
+if TYPE_CHECKING:
+    from storage.ingest import IngestStore
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 PLATFORMS = ("discord", "telegram", "console", "simulated")
@@ -186,6 +191,112 @@ def cmd_forget(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _importer_store(args: argparse.Namespace) -> tuple[Engine, IngestStore, str, Settings]:
+    from storage.ingest import IngestStore
+    from storage.queries import find_community
+
+    settings = _settings(args.config)
+    engine = _existing_engine(settings)
+    _require_schema(engine)
+    community = args.community or settings.community.name
+    with engine.connect() as conn:
+        existing = find_community(conn, community)
+    # An existing community keeps the zone its rollups were bucketed in; a new one takes the config's.
+    timezone = existing.timezone if existing else settings.community.timezone
+    store = IngestStore(engine, store_text=settings.storage.store_text)
+    store.register_community(community, timezone)
+    return engine, store, community, settings
+
+
+def cmd_import_discord(args: argparse.Namespace) -> int:
+    """Import DiscordChatExporter CSV or JSON exports (files or folders); safe to run again."""
+    from bot.importers.progress import Progress
+    from bot.importers.runner import ExportImportError, import_discord_export
+
+    engine, store, community, settings = _importer_store(args)
+    try:
+        summary = import_discord_export(
+            store, community, [Path(p) for p in args.paths], store_text=settings.storage.store_text, progress=Progress()
+        )
+    except ExportImportError as exc:
+        raise CommandError(str(exc)) from exc
+    finally:
+        engine.dispose()
+    print(summary.line())
+    return EXIT_OK
+
+
+def cmd_import_telegram(args: argparse.Namespace) -> int:
+    """Import a Telegram Desktop JSON export (result.json or its folder); safe to run again."""
+    from bot.importers.progress import Progress
+    from bot.importers.runner import ExportImportError, import_telegram_export
+
+    engine, store, community, settings = _importer_store(args)
+    try:
+        summary = import_telegram_export(
+            store, community, Path(args.path), store_text=settings.storage.store_text, progress=Progress()
+        )
+    except ExportImportError as exc:
+        raise CommandError(str(exc)) from exc
+    finally:
+        engine.dispose()
+    print(summary.line())
+    return EXIT_OK
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    """Show who is active, which cohorts stay, who is drifting away and what sells."""
+    from analytics.render import render_html, render_json, render_text, write_report
+    from bot.clock import SystemClock
+    from bot.reporting import ReportError, ReportRequest, build_community_report
+
+    settings = _settings(args.config)
+    engine = _existing_engine(settings)
+    _require_schema(engine)
+    request = ReportRequest(
+        community=args.community or settings.community.name,
+        as_of=args.as_of,
+        weeks=args.weeks,
+        inactive_after_days=settings.nudges.inactive_after_days,
+        top_n=settings.digest.top_members,
+    )
+    try:
+        report, hint = build_community_report(engine, request, now=SystemClock().now())
+    except ReportError as exc:
+        raise CommandError(str(exc), EXIT_USAGE) from exc
+    finally:
+        engine.dispose()
+    if hint:
+        print(f"note: {hint}", file=sys.stderr)
+    if args.out:
+        written = write_report(report, Path(args.out), args.format)
+        for path in written:
+            print(path)
+        return EXIT_OK
+    if args.format == "json":
+        print(render_json(report))
+    elif args.format == "html":
+        from analytics.charts import render_charts
+
+        print(render_html(report, render_charts(report)))
+    else:
+        print(render_text(report), end="")
+    return EXIT_OK
+
+
+def _as_of(value: str) -> date:
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a date like 2026-11-23, got {value!r}") from None
+
+
+def _positive(value: str) -> int:
+    if not value.isdigit() or int(value) < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive whole number, got {value!r}")
+    return int(value)
+
+
 def _existing_engine(settings: Settings) -> Engine:
     """An engine for a database that must already exist (only ``db upgrade`` creates one).
 
@@ -246,6 +357,32 @@ def build_parser() -> argparse.ArgumentParser:
         p = db_sub.add_parser(name, help=doc.rstrip("."), description=doc)
         config_option(p)
         p.set_defaults(func=func)
+
+    imp = sub.add_parser("import", help="import history from platform exports", description="Import history.")
+    imp_sub = imp.add_subparsers(dest="import_command", metavar="SOURCE", required=True)
+    p = imp_sub.add_parser(
+        "discord-export", help="DiscordChatExporter CSV/JSON", description=cmd_import_discord.__doc__
+    )
+    p.add_argument("paths", nargs="+", metavar="PATH", help="export files or folders (searched recursively)")
+    config_option(p)
+    p.add_argument("--community", metavar="NAME", help="the community to import into (default: [community] name)")
+    p.set_defaults(func=cmd_import_discord)
+    p = imp_sub.add_parser(
+        "telegram-export", help="Telegram Desktop result.json", description=cmd_import_telegram.__doc__
+    )
+    p.add_argument("path", metavar="RESULT_JSON", help="result.json, or the export folder that holds it")
+    config_option(p)
+    p.add_argument("--community", metavar="NAME", help="the community to import into (default: [community] name)")
+    p.set_defaults(func=cmd_import_telegram)
+
+    p = sub.add_parser("report", help="activity, cohorts, members at risk, sales", description=cmd_report.__doc__)
+    config_option(p)
+    p.add_argument("--community", metavar="NAME", help="default: [community] name")
+    p.add_argument("--as-of", type=_as_of, metavar="YYYY-MM-DD", help="the last day included (default: today)")
+    p.add_argument("--weeks", type=_positive, default=12, metavar="N", help="weeks shown (default: 12)")
+    p.add_argument("--format", choices=["text", "json", "html"], default="text", help="default: text")
+    p.add_argument("--out", metavar="DIR", help="write the report and its PNG charts into DIR")
+    p.set_defaults(func=cmd_report)
 
     p = sub.add_parser("forget", help="delete a member's data", description=cmd_forget.__doc__)
     config_option(p)

@@ -199,15 +199,11 @@ def test_wrong_type() -> None:
 def test_course_errors_name_the_course() -> None:
     data = {"courses": [course(id="rust-intro"), course(price_stars=-5)]}
 
-    assert errors_of(data) == (
-        '[[courses]] #2 (id "py-async") price_stars: expected a non-negative integer, got -5',
-    )
+    assert errors_of(data) == ('[[courses]] #2 (id "py-async") price_stars: expected a non-negative integer, got -5',)
 
 
 def test_unknown_key_suggests_the_right_one() -> None:
-    assert errors_of({"discord": {"guild_id": [1]}}) == (
-        '[discord] guild_id: unknown key (did you mean "guild_ids"?)',
-    )
+    assert errors_of({"discord": {"guild_id": [1]}}) == ('[discord] guild_id: unknown key (did you mean "guild_ids"?)',)
 
 
 def test_unknown_key_without_a_close_match_lists_the_valid_keys() -> None:
@@ -272,9 +268,7 @@ def test_boolean_is_not_an_integer() -> None:
 
 
 def test_integer_is_not_a_string() -> None:
-    assert errors_of({"community": {"name": 42}}) == (
-        "[community] name: expected a non-empty string, got 42",
-    )
+    assert errors_of({"community": {"name": 42}}) == ("[community] name: expected a non-empty string, got 42",)
 
 
 def test_quoted_ids_get_a_hint() -> None:
@@ -300,8 +294,7 @@ def test_bad_timezone_suggests_the_right_one() -> None:
 
 def test_bad_quiet_hours() -> None:
     assert errors_of({"nudges": {"quiet_hours": "22:00 to 08:00"}}) == (
-        '[nudges] quiet_hours: expected a time range "HH:MM-HH:MM" such as "22:00-08:00", '
-        'got "22:00 to 08:00"',
+        '[nudges] quiet_hours: expected a time range "HH:MM-HH:MM" such as "22:00-08:00", got "22:00 to 08:00"',
     )
     assert errors_of({"nudges": {"quiet_hours": "25:00-08:00"}}) == (
         '[nudges] quiet_hours: expected a time range "HH:MM-HH:MM" such as "22:00-08:00", got "25:00-08:00"',
@@ -317,9 +310,7 @@ def test_holdout_share_is_capped() -> None:
 def test_duplicate_course_ids() -> None:
     data = {"courses": [course(), course(id="rust-intro"), course(title="Async Python, again")]}
 
-    assert errors_of(data) == (
-        '[[courses]] #3 id: expected a unique course id, got "py-async" (already used by #1)',
-    )
+    assert errors_of(data) == ('[[courses]] #3 id: expected a unique course id, got "py-async" (already used by #1)',)
 
 
 def test_course_id_must_be_a_slug() -> None:
@@ -351,8 +342,7 @@ def test_currency_must_be_an_iso_code() -> None:
 
 def test_courses_written_as_a_single_table() -> None:
     assert errors_of({"courses": {"id": "py-async"}}) == (
-        "[[courses]]: expected a list of course tables, got a table ([courses]); "
-        "use [[courses]] with two brackets",
+        "[[courses]]: expected a list of course tables, got a table ([courses]); use [[courses]] with two brackets",
     )
 
 

@@ -1,0 +1,462 @@
+"""PNG charts of a report: activity trend, cohort retention (heatmap and curves), revenue by week.
+
+Figures are built on :class:`matplotlib.figure.Figure` directly, never through ``pyplot``: no global figure
+registry, no GUI backend, safe to call from any thread (``savefig`` to PNG uses the Agg renderer). Every chart is
+8 x 4.5 inches at 150 dpi (1200 x 675 pixels, legible on a phone) with fonts of 10 points or more, and the PNG
+carries no software or time stamp, so the same report gives the same bytes.
+
+The small-group rule (``analytics.privacy``) applies: daily counts of 1 to 4 members are not plotted (a grey band
+marks "fewer than 5"), cohorts under 5 members are grey "<5" rows in the heatmap and left out of the curves.
+Empty reports (a community created today) get an explanatory figure instead of empty axes.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+from collections.abc import Sequence
+from datetime import date, datetime, time, timedelta
+
+import matplotlib.dates as mdates
+import numpy as np
+from matplotlib.axes import Axes
+from matplotlib.colors import ListedColormap
+from matplotlib.figure import Figure
+from matplotlib.layout_engine import ConstrainedLayoutEngine
+from matplotlib.patches import Patch
+from matplotlib.ticker import FuncFormatter, MaxNLocator, PercentFormatter
+
+from analytics.privacy import MIN_GROUP, SMALL, is_small
+from analytics.results import Cohort, Report
+
+WIDTH_IN = 8.0
+HEIGHT_IN = 4.5
+DPI = 150
+
+TITLE_PT = 13
+LABEL_PT = 11
+TICK_PT = 10
+NOTE_PT = 10
+
+ACTIVITY = "activity.png"
+COHORT_HEATMAP = "cohort_heatmap.png"
+RETENTION_CURVES = "retention_curves.png"
+REVENUE = "revenue.png"
+
+CHART_TITLES: dict[str, str] = {
+    ACTIVITY: "Active members per day (DAU), 7 days (WAU) and 28 days (MAU)",
+    COHORT_HEATMAP: "Cohort retention: share of each join week active k weeks later",
+    RETENTION_CURVES: "Retention curves of the recent join cohorts",
+    REVENUE: "Net revenue per week, by currency",
+}
+"""Chart file names, in display order, and what each shows (HTML captions and alt text)."""
+
+MAX_HEATMAP_COHORTS = 12
+MAX_HEATMAP_WEEKS = 12
+MAX_CURVES = 6
+
+_DAU_COLOR = "#1f77b4"
+_WAU_COLOR = "#ff7f0e"
+_MAU_COLOR = "#2ca02c"
+_HIDDEN_GREY = "#d9d9d9"
+_NOTE_GREY = "#555555"
+_POSITIVE = "#3a7dc9"
+_NEGATIVE = "#d1495b"
+
+
+def _figure(height: float = HEIGHT_IN) -> Figure:
+    # a little more padding than the default, so edge tick labels ("Dec") do not touch the border
+    layout = ConstrainedLayoutEngine(w_pad=0.12, h_pad=0.08)
+    return Figure(figsize=(WIDTH_IN, height), dpi=DPI, layout=layout)
+
+
+def _png(fig: Figure) -> bytes:
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=DPI, metadata={"Software": None})
+    return buffer.getvalue()
+
+
+def _title(fig: Figure, text: str) -> None:
+    # parse_math=False: community names are user text, and a "$" must not start mathtext
+    fig.suptitle(text, fontsize=TITLE_PT, fontweight="bold", parse_math=False)
+
+
+def _style_axes(ax: Axes) -> None:
+    ax.tick_params(labelsize=TICK_PT)
+    ax.spines[["top", "right"]].set_visible(False)
+    ax.grid(True, axis="y", color="#e6e6e6", linewidth=0.8)
+    ax.set_axisbelow(True)
+
+
+# matplotlib.dates ships no type hints: its three entry points are wrapped here, and every x value is a date number
+
+
+def _x(day: date | datetime) -> float:
+    """A day (or instant) as a matplotlib date number."""
+    return float(mdates.date2num(day))  # type: ignore[no-untyped-call]
+
+
+def _date_axis(ax: Axes) -> None:
+    # Concise labels ("Oct", "15", "Nov"); the year goes in the axis label, not in an offset that crowds the corner
+    locator = mdates.AutoDateLocator(minticks=4, maxticks=9)  # type: ignore[no-untyped-call]
+    ax.xaxis.set_major_locator(locator)
+    formatter = mdates.ConciseDateFormatter(locator, show_offset=False)  # type: ignore[no-untyped-call]
+    ax.xaxis.set_major_formatter(formatter)
+
+
+def _span(first: date, last: date) -> str:
+    return f"{first.isoformat()} to {last.isoformat()}"
+
+
+def placeholder(
+    title: str, message: str, detail: str = "The chart appears once the bot has logged some activity."
+) -> bytes:
+    """A chart-sized PNG that says why there is nothing to draw.
+
+    Args:
+        title: The chart's title.
+        message: The explanation, e.g. "No activity yet".
+        detail: A second, smaller line: when the chart will appear.
+
+    Returns:
+        The PNG bytes.
+    """
+    fig = _figure()
+    _title(fig, title)
+    ax = fig.add_subplot()
+    ax.set_axis_off()
+    ax.text(0.5, 0.55, message, ha="center", va="center", fontsize=16, color=_NOTE_GREY, parse_math=False)
+    ax.text(
+        0.5,
+        0.38,
+        detail,
+        ha="center",
+        va="center",
+        fontsize=NOTE_PT,
+        color=_NOTE_GREY,
+        parse_math=False,
+    )
+    return _png(fig)
+
+
+def _masked(values: Sequence[int]) -> tuple[np.ndarray, bool]:
+    """Counts as floats, with 1 to 4 replaced by NaN (not plotted); and whether any was hidden."""
+    out = np.array([math.nan if is_small(v) else float(v) for v in values], dtype=float)
+    return out, any(is_small(v) for v in values)
+
+
+def _isolated(values: np.ndarray) -> np.ndarray:
+    """Where a value is shown but neither neighbour is (a line plot would draw nothing there)."""
+    shown = ~np.isnan(values)
+    before = np.concatenate([[False], shown[:-1]])
+    after = np.concatenate([shown[1:], [False]])
+    result: np.ndarray = shown & ~before & ~after
+    return result
+
+
+def activity_chart(report: Report) -> bytes:
+    """DAU, WAU and MAU over the report's days, as lines with dates on the x axis.
+
+    Daily counts of 1 to 4 members are not plotted; a grey band from 0 to 5 says so.
+
+    Args:
+        report: The report.
+
+    Returns:
+        PNG bytes; a "no activity yet" figure when there are no days or no one was ever active.
+    """
+    title = f"{report.community}: active members"
+    days = sorted(report.daily, key=lambda d: d.day)
+    if not days or all(d.dau == 0 and d.wau == 0 and d.mau == 0 for d in days):
+        return placeholder(title, "No activity yet")
+    if all(is_small(n) or n == 0 for d in days for n in (d.dau, d.wau, d.mau)):
+        return placeholder(
+            title,
+            f"Fewer than {MIN_GROUP} active members so far",
+            f"Counts under {MIN_GROUP} are not shown; the chart appears with {MIN_GROUP} or more active members.",
+        )
+
+    x = [_x(d.day) for d in days]
+    dau, dau_hidden = _masked([d.dau for d in days])
+    wau, wau_hidden = _masked([d.wau for d in days])
+    mau, mau_hidden = _masked([d.mau for d in days])
+    marker = "o" if len(days) < 8 else None
+
+    fig = _figure()
+    _title(fig, title)
+    ax = fig.add_subplot()
+    _style_axes(ax)
+    if dau_hidden or wau_hidden or mau_hidden:
+        ax.axhspan(0, MIN_GROUP, color=_HIDDEN_GREY, alpha=0.6, linewidth=0, label=f"fewer than {MIN_GROUP}: hidden")
+    for values, colour, width, label in (
+        (mau, _MAU_COLOR, 2.4, "MAU (active in 28 days)"),
+        (wau, _WAU_COLOR, 2.0, "WAU (active in 7 days)"),
+        (dau, _DAU_COLOR, 1.4, "DAU (active that day)"),
+    ):
+        ax.plot(x, values, color=colour, linewidth=width, marker=marker, label=label)
+        lonely = _isolated(values)
+        if marker is None and lonely.any():  # a point between two hidden days draws no line: mark it
+            ax.plot(np.asarray(x)[lonely], values[lonely], linestyle="none", marker="o", markersize=3, color=colour)
+
+    top = max([MIN_GROUP, *(d.mau for d in days), *(d.wau for d in days), *(d.dau for d in days)])
+    ax.set_ylim(0, top * 1.3)
+    ax.yaxis.set_major_locator(MaxNLocator(integer=True))
+    margin = timedelta(days=3 if len(days) < 8 else 1)
+    ax.set_xlim(_x(days[0].day - margin), _x(days[-1].day + margin))
+    _date_axis(ax)
+    ax.set_ylabel("members", fontsize=LABEL_PT)
+    ax.set_xlabel(f"day, {_span(days[0].day, days[-1].day)} ({report.timezone})", fontsize=LABEL_PT)
+    ax.legend(loc="upper left", fontsize=TICK_PT, ncol=2, frameon=False)
+    return _png(fig)
+
+
+def _cohort_label(cohort: Cohort) -> str:
+    size = f"n{SMALL}" if is_small(cohort.size) else f"n={cohort.size}"
+    return f"{cohort.cohort} ({size})"
+
+
+def cohort_heatmap(report: Report) -> bytes:
+    """Cohorts (rows, oldest first) by weeks since joining (columns), each cell the % of the cohort active.
+
+    Shows the last 12 cohorts and weeks 0 to 11; cells not yet observed are blank; cohorts under 5 members are
+    grey rows marked "<5".
+
+    Args:
+        report: The report.
+
+    Returns:
+        PNG bytes; an explanatory figure when there are no cohorts.
+    """
+    title = f"{report.community}: cohort retention"
+    everything = sorted(report.cohorts, key=lambda c: c.start)
+    cohorts = everything[-MAX_HEATMAP_COHORTS:]
+    if not cohorts:
+        return placeholder(title, "No join cohorts yet", "The chart appears once members have joined.")
+    if all(is_small(c.size) for c in cohorts):
+        return placeholder(
+            title,
+            f"No join cohort of {MIN_GROUP} or more members yet",
+            f"Cohorts under {MIN_GROUP} members are not shown.",
+        )
+    # at least 4 columns, so a young community's cells are not giant blocks; unobserved weeks stay blank
+    longest = max(len(c.retention) for c in cohorts)
+    weeks = max(4, min(MAX_HEATMAP_WEEKS, longest))
+
+    values = np.full((len(cohorts), weeks), math.nan)
+    hidden = np.full((len(cohorts), weeks), math.nan)
+    for row, cohort in enumerate(cohorts):
+        for k, share in enumerate(cohort.retention[:weeks]):
+            if is_small(cohort.size):
+                hidden[row, k] = 1.0
+            else:
+                values[row, k] = share * 100.0
+
+    fig = _figure()
+    _title(fig, title)
+    ax = fig.add_subplot()
+    ax.tick_params(labelsize=TICK_PT, length=0)
+    cmap = ListedColormap(_blues(256)).with_extremes(bad="white")
+    image = ax.imshow(np.ma.masked_invalid(values), cmap=cmap, vmin=0, vmax=100, aspect="auto", interpolation="nearest")
+    grey = ListedColormap([_HIDDEN_GREY]).with_extremes(bad=(0.0, 0.0, 0.0, 0.0))
+    ax.imshow(np.ma.masked_invalid(hidden), cmap=grey, vmin=0, vmax=1, aspect="auto", interpolation="nearest")
+
+    font = TICK_PT if weeks <= 10 else 9.5
+    for row, cohort in enumerate(cohorts):
+        for k, share in enumerate(cohort.retention[:weeks]):
+            if is_small(cohort.size):
+                ax.text(k, row, SMALL, ha="center", va="center", fontsize=font, color=_NOTE_GREY)
+            else:
+                pct = share * 100.0
+                colour = "white" if pct >= 55 else "#1a1a1a"
+                ax.text(k, row, f"{pct:.0f}%", ha="center", va="center", fontsize=font, color=colour)
+
+    ax.set_xticks(range(weeks))
+    ax.set_xticklabels([str(k) for k in range(weeks)])
+    ax.set_yticks(range(len(cohorts)))
+    ax.set_yticklabels([_cohort_label(c) for c in cohorts])
+    ax.set_xlabel("weeks since joining (0 = the join week)", fontsize=LABEL_PT)
+    ax.set_ylabel("join week (ISO)", fontsize=LABEL_PT)
+    ax.xaxis.set_ticks_position("top")
+    ax.xaxis.set_label_position("top")
+    cut = []
+    if len(everything) > len(cohorts):
+        cut.append(f"the last {len(cohorts)} of {len(everything)} join weeks")
+    if longest > weeks:
+        cut.append(f"weeks 0 to {weeks - 1}")
+    if cut:
+        ax.set_title("Showing " + " and ".join(cut), fontsize=NOTE_PT, color=_NOTE_GREY, loc="left")
+    for spine in ax.spines.values():
+        spine.set_edgecolor("#bbbbbb")  # frames the grid, so weeks not observed yet read as blank cells
+    bar = fig.colorbar(image, ax=ax, fraction=0.05, pad=0.02)
+    bar.set_label("active in the week (% of cohort)", fontsize=LABEL_PT)
+    bar.ax.tick_params(labelsize=TICK_PT)
+    bar.ax.yaxis.set_major_formatter(PercentFormatter(xmax=100, decimals=0))
+    if any(is_small(c.size) for c in cohorts):
+        handles = [Patch(facecolor=_HIDDEN_GREY, label=f"cohort of fewer than {MIN_GROUP} members: hidden")]
+        ax.legend(
+            handles=handles,
+            loc="upper center",
+            bbox_to_anchor=(0.5, -0.02),
+            fontsize=TICK_PT,
+            frameon=False,
+        )
+    return _png(fig)
+
+
+def _blues(n: int) -> np.ndarray:
+    """A light-to-dark blue ramp that starts visibly above white (so 0% is not mistaken for "not observed")."""
+    start = np.array([0.90, 0.94, 0.98])
+    end = np.array([0.03, 0.19, 0.42])
+    t = np.linspace(0.0, 1.0, n)[:, None]
+    rgb = start + (end - start) * t
+    return np.hstack([rgb, np.ones((n, 1))])
+
+
+def retention_curves(report: Report) -> bytes:
+    """One line per recent cohort of 5 or more members: % of the cohort active k weeks after joining.
+
+    Args:
+        report: The report.
+
+    Returns:
+        PNG bytes; an explanatory figure when no cohort is large enough to show.
+    """
+    title = f"{report.community}: retention by join week"
+    ordered = sorted(report.cohorts, key=lambda c: c.start)
+    visible = [c for c in ordered if c.retention and not is_small(c.size)][-MAX_CURVES:]
+    if not visible:
+        if not ordered:
+            return placeholder(title, "No join cohorts yet", "The chart appears once members have joined.")
+        return placeholder(
+            title,
+            f"No join cohort of {MIN_GROUP} or more members yet",
+            f"Cohorts under {MIN_GROUP} members are not shown.",
+        )
+    first = visible[0].start
+    skipped = [c.cohort for c in ordered if is_small(c.size) and c.start >= first]
+
+    fig = _figure()
+    _title(fig, title)
+    ax = fig.add_subplot()
+    _style_axes(ax)
+    colours = _curve_colours(len(visible))
+    for cohort, colour in zip(visible, colours, strict=True):
+        weeks = list(range(len(cohort.retention)))
+        shares = [s * 100.0 for s in cohort.retention]
+        ax.plot(weeks, shares, marker="o", markersize=4, linewidth=1.8, color=colour, label=_cohort_label(cohort))
+    longest = max(len(c.retention) for c in visible)
+    ax.set_xlim(-0.3, max(1, longest - 1) + 0.3)
+    ax.set_ylim(0, 105)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.yaxis.set_major_formatter(PercentFormatter(xmax=100, decimals=0))
+    ax.set_xlabel("weeks since joining (0 = the join week)", fontsize=LABEL_PT)
+    ax.set_ylabel("active in the week (% of cohort)", fontsize=LABEL_PT)
+    if skipped:
+        ax.set_title(
+            f"Not shown (fewer than {MIN_GROUP} members): {', '.join(skipped)}",
+            fontsize=NOTE_PT,
+            color=_NOTE_GREY,
+            loc="left",
+        )
+    ax.legend(
+        title="join week",
+        title_fontsize=TICK_PT,
+        fontsize=TICK_PT,
+        loc="upper left",
+        bbox_to_anchor=(1.01, 1.0),
+        frameon=False,
+    )
+    return _png(fig)
+
+
+def _curve_colours(n: int) -> list[str]:
+    """Distinct hues (colour-blind-safe Okabe-Ito order), one per cohort."""
+    palette = ["#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#000000", "#F0E442"]
+    return [palette[i % len(palette)] for i in range(n)]
+
+
+def _money_tick(value: float, _position: float) -> str:
+    return f"{value:,.0f}"
+
+
+def revenue_chart(report: Report) -> bytes | None:
+    """Net revenue (sales minus refunds) per ISO week as bars, one panel per currency.
+
+    Args:
+        report: The report.
+
+    Returns:
+        PNG bytes; ``None`` when the report has no commerce section; an explanatory figure when it has no sales.
+    """
+    commerce = report.commerce
+    if commerce is None:
+        return None
+    title = f"{report.community}: net revenue per week"
+    if not commerce.revenue_weeks:
+        return placeholder(title, "No sales yet", "The chart appears after the first purchase.")
+
+    currencies = sorted({w.currency for w in commerce.revenue_weeks})
+    height = HEIGHT_IN if len(currencies) <= 2 else HEIGHT_IN + 1.6 * (len(currencies) - 2)
+    fig = _figure(height)
+    _title(fig, title)
+    axes = fig.subplots(len(currencies), 1, sharex=True, squeeze=False)[:, 0]
+
+    starts = [w.start for w in report.weekly] + [w.start for w in commerce.revenue_weeks]
+    first, last = min(starts), max(starts) + timedelta(days=7)
+    any_negative = False
+    for ax, currency in zip(axes, currencies, strict=True):
+        _style_axes(ax)
+        weeks = sorted((w for w in commerce.revenue_weeks if w.currency == currency), key=lambda w: w.start)
+        # a bar covers its ISO week, Monday to Sunday, with a small gap
+        centres = [_x(datetime.combine(w.start, time(12)) + timedelta(days=3)) for w in weeks]
+        nets = [w.net for w in weeks]
+        colours = [_POSITIVE if n >= 0 else _NEGATIVE for n in nets]
+        any_negative = any_negative or any(n < 0 for n in nets)
+        ax.bar(centres, nets, width=6.0, color=colours, edgecolor="none")
+        ax.axhline(0, color="#333333", linewidth=0.8)
+        ax.set_ylabel(f"{currency}", fontsize=LABEL_PT)
+        ax.yaxis.set_major_formatter(FuncFormatter(_money_tick))
+        ax.yaxis.set_major_locator(MaxNLocator(nbins=4))
+        total = sum(nets)
+        ax.text(
+            0.995,
+            0.97,
+            f"total net {total:,.0f} {currency}",
+            transform=ax.transAxes,
+            ha="right",
+            va="top",
+            fontsize=NOTE_PT,
+            color=_NOTE_GREY,
+        )
+        low, high = min([0.0, *nets]), max([0.0, *nets])
+        ax.set_ylim(low * 1.15, high * 1.3 if high > 0 else 1)
+    axes[-1].set_xlim(_x(first), _x(last))
+    _date_axis(axes[-1])
+    axes[-1].set_xlabel(
+        f"ISO week, {_span(first, last - timedelta(days=1))} (one bar per week, Monday to Sunday)", fontsize=LABEL_PT
+    )
+    handles = [Patch(facecolor=_POSITIVE, label="net revenue (sales − refunds)")]
+    if any_negative:
+        handles.append(Patch(facecolor=_NEGATIVE, label="refunds exceeded sales"))
+    fig.legend(handles=handles, loc="outside lower center", ncol=len(handles), fontsize=TICK_PT, frameon=False)
+    return _png(fig)
+
+
+def render_charts(report: Report) -> dict[str, bytes]:
+    """Every chart of the report, keyed by file name (``activity.png``, ...), in display order.
+
+    Args:
+        report: The report.
+
+    Returns:
+        File name to PNG bytes; ``revenue.png`` only when the report has a commerce section.
+    """
+    charts = {
+        ACTIVITY: activity_chart(report),
+        COHORT_HEATMAP: cohort_heatmap(report),
+        RETENTION_CURVES: retention_curves(report),
+    }
+    revenue = revenue_chart(report)
+    if revenue is not None:
+        charts[REVENUE] = revenue
+    return charts

@@ -1,0 +1,70 @@
+"""The inputs of the analytics: small, pre-aggregated frames that storage queries produce.
+
+Analytics never sees raw events. ``storage.queries`` aggregates rollup tables in SQL and hands over these frames;
+tests build them by hand. Every frame holds humans only (bots are filtered out by the query). Days are local
+calendar days in the community's time zone (the rollups are bucketed that way); instants are UTC-aware.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date
+from zoneinfo import ZoneInfo
+
+import pandas as pd
+
+MEMBER_DAYS_COLUMNS = ("member_id", "day", "messages", "replies", "reactions_given", "reactions_received")
+"""One row per member and local day with any activity. ``day`` is a ``datetime64[ns]`` at midnight (naive, local).
+A member is *active* on a day when ``messages + reactions_given > 0``."""
+
+MEMBERS_COLUMNS = (
+    "member_id",
+    "name",
+    "platform",
+    "joined_at",
+    "left_at",
+    "first_active_at",
+    "last_active_at",
+    "leaderboard_opt_out",
+)
+"""One row per (human) member. ``joined_at``: first join, or the first activity when no join was recorded
+(history imports); ``left_at``: when they left if they are not a member now, else NaT; ``first_active_at`` and
+``last_active_at``: NaT for members who never did anything. Instants are ``datetime64[ns, UTC]``."""
+
+COMMUNITY_DAYS_COLUMNS = ("day", "messages", "reactions", "joins", "leaves")
+"""One row per local day with any activity (human messages, live reactions, joins, leaves)."""
+
+CHANNEL_DAYS_COLUMNS = ("channel_id", "channel", "day", "messages")
+"""Messages per channel (threads and topics count as their own channel) and local day."""
+
+PURCHASES_COLUMNS = (
+    "purchase_id",
+    "member_id",
+    "course",
+    "title",
+    "amount",
+    "currency",
+    "purchased_at",
+    "refunded_at",
+)
+"""The purchases ledger: ``member_id`` is NA for purchases of forgotten members; ``amount`` is in major units
+(float: euros, stars); ``refunded_at`` is NaT unless refunded."""
+
+
+@dataclass(frozen=True)
+class CommunityFrames:
+    """Everything the analytics needs about one community, as of one local day."""
+
+    community: str
+    timezone: ZoneInfo
+    as_of: date
+    member_days: pd.DataFrame
+    members: pd.DataFrame
+    community_days: pd.DataFrame
+    channel_days: pd.DataFrame
+    purchases: pd.DataFrame
+
+
+def empty_frame(columns: tuple[str, ...]) -> pd.DataFrame:
+    """An empty frame with the given columns (for communities with no data yet)."""
+    return pd.DataFrame({name: pd.Series(dtype="object") for name in columns})

@@ -1,0 +1,104 @@
+"""The report: every metric of one community as of one day, assembled from the metric modules."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from analytics.activity import ActivityRows, activity_summary, daily_activity, weekly_stats
+from analytics.cohorts import activation, cohort_retention
+from analytics.commerce import commerce_summary
+from analytics.frames import CommunityFrames
+from analytics.members import (
+    at_risk_members,
+    current_members,
+    inactive_members,
+    member_table,
+    segment_counts,
+    top_members,
+)
+from analytics.results import Report
+from analytics.weeks import last_complete_week_start, week_start
+
+ACTIVATION_WEEKS = 4
+"""The report's activation rate pools the joiners of the last four complete weeks."""
+
+
+def build_report(
+    frames: CommunityFrames,
+    *,
+    weeks: int = 12,
+    inactive_after_days: int = 14,
+    top_n: int = 10,
+    cohort_weeks: int | None = None,
+) -> Report:
+    """Build the report of ``frames.community`` as of ``frames.as_of``.
+
+    The range is ``weeks`` ISO weeks ending with the week containing ``as_of`` (that last week is partial unless
+    ``as_of`` is a Sunday, and counts the days up to ``as_of``). ``weekly`` lists every week of the range, zero
+    weeks included; ``daily`` every day from the range's first Monday to ``as_of``; ``cohorts`` the join weeks of
+    the last ``cohort_weeks`` weeks (default: the same range) that have joiners. ``commerce`` is None when the
+    purchases frame is empty (no ledger at all).
+
+    Args:
+        frames: The community's frames.
+        weeks: How many ISO weeks the report covers (at least 1).
+        inactive_after_days: Days of silence (and of membership) after which a member is inactive.
+        top_n: How many top members to list.
+        cohort_weeks: How many join weeks of cohorts to show (default: ``weeks``).
+
+    Returns:
+        The :class:`Report`.
+    """
+    if weeks < 1:
+        raise ValueError("weeks must be at least 1")
+    if cohort_weeks is not None and cohort_weeks < 1:
+        raise ValueError("cohort_weeks must be at least 1")
+    if inactive_after_days < 1:
+        raise ValueError("inactive_after_days must be at least 1")
+    as_of, tz = frames.as_of, frames.timezone
+    last_monday = week_start(as_of)
+    start = last_monday - timedelta(weeks=weeks - 1)
+    cohort_start = last_monday - timedelta(weeks=(cohort_weeks or weeks) - 1)
+    last_complete = last_complete_week_start(as_of)
+
+    rows = ActivityRows.from_frame(frames.member_days)
+    table = member_table(rows, frames.members, as_of=as_of, timezone=tz)
+    activation_rate, activation_eligible = activation(
+        rows,
+        frames.members,
+        timezone=tz,
+        first_week=last_complete - timedelta(weeks=ACTIVATION_WEEKS - 1),
+        last_week=last_complete,
+        as_of=as_of,
+    )
+    return Report(
+        community=frames.community,
+        timezone=tz.key,
+        as_of=as_of,
+        members=current_members(frames.members, as_of=as_of, timezone=tz),
+        weekly=tuple(
+            weekly_stats(
+                rows,
+                frames.members,
+                frames.community_days,
+                frames.channel_days,
+                start=start,
+                end=as_of,
+                timezone=tz,
+            )
+        ),
+        daily=tuple(daily_activity(rows, start, as_of)),
+        summary=activity_summary(rows, frames.community_days, frames.channel_days, as_of=as_of),
+        cohorts=tuple(cohort_retention(rows, frames.members, timezone=tz, start=cohort_start, as_of=as_of)),
+        activation_rate=activation_rate,
+        activation_eligible=activation_eligible,
+        inactive=tuple(inactive_members(table, inactive_after_days=inactive_after_days)),
+        at_risk=tuple(at_risk_members(table)),
+        segments=segment_counts(table),
+        top_members=tuple(top_members(table, top_n)),
+        commerce=(
+            commerce_summary(frames.purchases, frames.members, rows, timezone=tz, start=start, as_of=as_of)
+            if len(frames.purchases)
+            else None
+        ),
+    )

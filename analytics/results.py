@@ -1,0 +1,167 @@
+"""Result types of the analytics: plain, frozen values the report, the digest and commands render.
+
+These are the contract between metric code (``analytics.activity``, ``cohorts``, ``members``, ``commerce``) and
+rendering (``analytics.render``, ``analytics.charts``), and their JSON form is the report's documented schema
+(docs/metrics.md). Counts are exact here; privacy thresholds ("<5") are applied only when rendering.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date
+
+
+@dataclass(frozen=True, slots=True)
+class WeekStats:
+    """One ISO week (Monday start, community time zone)."""
+
+    week: str  # "2019-W48"
+    start: date  # the Monday
+    active: int  # members active at least once in the week
+    new: int  # members whose join (or first activity) falls in the week
+    left: int  # leave events in the week
+    messages: int
+    reactions: int
+    communicators: int  # members with >= 3 messages in the week
+    active_channels: int  # channels with >= 1 message in the week
+
+
+@dataclass(frozen=True, slots=True)
+class DayActivity:
+    """Rolling activity on one local day."""
+
+    day: date
+    dau: int
+    wau: int  # distinct active members in the 7 days ending on ``day``
+    mau: int  # distinct active members in the 28 days ending on ``day``
+
+
+@dataclass(frozen=True, slots=True)
+class ActivitySummary:
+    """Activity as of the report day, over the trailing 28 days unless the name says otherwise."""
+
+    dau: int
+    wau: int
+    mau: int
+    stickiness: float | None  # mean DAU over the 28 days / MAU; None when MAU is 0
+    messages_7d: int
+    messages_28d: int
+    reactions_28d: int
+    communicators_28d: int
+    active_channels_28d: int
+    messages_per_active_member_mean: float | None
+    messages_per_active_member_std: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class Cohort:
+    """Members who joined in one ISO week, and the share of them active in each following week."""
+
+    cohort: str  # "2019-W40"
+    start: date
+    size: int
+    retention: tuple[float, ...]  # k = 0 (join week), 1, 2, ... up to the last complete week observed
+    activation_rate: float | None  # share who posted >= 3 messages in their first 7 days
+    second_week_retention: float | None  # retention[1], when observed
+    activation_eligible: int = 0  # joiners whose first 7 days are over: the activation rate's denominator
+
+
+@dataclass(frozen=True, slots=True)
+class MemberStatus:
+    """A member named in a list (inactive, at risk, top)."""
+
+    member_id: int
+    name: str
+    platform: str
+    days_since_active: int | None  # None: never active
+    score: float | None = None
+    segment: str | None = None
+    messages_28d: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class PricePoint:
+    """Sales of one course at one price."""
+
+    price: float
+    sales: int
+
+
+@dataclass(frozen=True, slots=True)
+class CourseSales:
+    """Sales of one course in one currency."""
+
+    course: str
+    title: str
+    currency: str
+    sales: int  # purchases, refunded ones included
+    buyers: int  # distinct members (forgotten members count once each)
+    refunds: int
+    gross: float
+    refunded: float
+    net: float
+    refund_rate: float | None
+    price: float | None  # P: mean price paid, net of refunds
+    sales_per_sale_week: float | None  # N: purchases per sale week (each purchase is one buyer of the model)
+    sale_weeks: int  # T: weeks with at least one sale; R = P x N x T
+    price_points: tuple[PricePoint, ...] = ()
+    arc_elasticity: float | None = None  # between the two most-sold price points, when there are two or more
+
+
+@dataclass(frozen=True, slots=True)
+class RevenueWeek:
+    """Net revenue of one ISO week in one currency."""
+
+    week: str
+    start: date
+    currency: str
+    gross: float
+    refunded: float
+    net: float
+
+
+@dataclass(frozen=True, slots=True)
+class CohortConversion:
+    """Buyers among the members of one join cohort."""
+
+    cohort: str
+    size: int
+    buyers: int
+    conversion: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class CommerceSummary:
+    """What sells, and to whom."""
+
+    courses: tuple[CourseSales, ...]
+    revenue_weeks: tuple[RevenueWeek, ...]
+    buyers: int
+    members: int  # everyone who was a member by as_of, former members included (unlike Report.members)
+    conversion: float | None  # buyers / members
+    cohort_conversion: tuple[CohortConversion, ...]
+    median_days_to_first_purchase: float | None
+    buyer_retention_30d: float | None  # buyers active again within 30 days after buying (bought >= 30 days ago)
+    refund_rate: float | None
+    buyer_retention_eligible: int = 0  # buyers whose first purchase is >= 30 days old: the denominator
+
+
+@dataclass(frozen=True, slots=True)
+class Report:
+    """Everything the report shows for one community as of one day."""
+
+    community: str
+    timezone: str
+    as_of: date
+    members: int  # current members (joined or active, not left)
+    weekly: tuple[WeekStats, ...]
+    daily: tuple[DayActivity, ...]
+    summary: ActivitySummary
+    cohorts: tuple[Cohort, ...]
+    activation_rate: float | None  # over the cohorts of the last 4 complete weeks
+    inactive: tuple[MemberStatus, ...]
+    at_risk: tuple[MemberStatus, ...]
+    segments: dict[str, int] = field(default_factory=dict)
+    top_members: tuple[MemberStatus, ...] = ()
+    commerce: CommerceSummary | None = None
+    activation_eligible: int = 0  # the denominator of activation_rate

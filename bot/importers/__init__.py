@@ -1,0 +1,115 @@
+"""History importers: DiscordChatExporter and Telegram Desktop exports into the same tables as live logging.
+
+The parsers (``discord_export``, ``telegram_export``) turn one export file into platform-neutral events and
+never touch the database; ``runner`` writes each file's events in one ``IngestStore.write_batch`` call. This
+module holds what both sides share: the errors and the parse result.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from bot.core.events import ActivityEvent
+
+__all__ = ["CorruptExportError", "ExportImportError", "ExportPathError", "ParsedFile", "json_item_line"]
+
+
+class ExportImportError(Exception):
+    """Base class of the errors an import reports to the operator (the CLI prints them and exits non-zero)."""
+
+
+class CorruptExportError(ExportImportError):
+    """An export file cannot be read as it is; nothing from that file was stored.
+
+    ``str()`` is ``file:line: message`` so that editors and terminals can jump to the spot.
+
+    Attributes:
+        file: The file that is wrong.
+        line: The physical line (1-based) where the bad record starts.
+        message: What is wrong, in words an operator can act on.
+        kept: Set by the runner: the summary of the files imported before this one, which stay stored.
+    """
+
+    def __init__(self, file: Path | str, line: int, message: str) -> None:
+        self.file = Path(file)
+        self.line = line
+        self.message = message
+        self.kept: object | None = None
+        super().__init__(f"{self.file}:{line}: {message}")
+
+
+class ExportPathError(ExportImportError):
+    """A path given to an importer does not exist or holds no export files."""
+
+
+@dataclass(slots=True)
+class ParsedFile:
+    """One export file turned into events, ready to be written in one transaction.
+
+    Attributes:
+        path: The file.
+        events: Messages, joins and leaves in file order.
+        messages: How many of ``events`` are messages.
+        members: Platform user ids of everyone the file shows (authors, joiners, leavers).
+        skipped: Records deliberately not imported, by reason (for the summary line).
+        empty: The file holds no records at all (0 bytes, or only a header).
+    """
+
+    path: Path
+    events: list[ActivityEvent] = field(default_factory=list)
+    messages: int = 0
+    members: set[str] = field(default_factory=set)
+    skipped: Counter[str] = field(default_factory=Counter)
+    empty: bool = False
+
+
+def json_item_line(text: str, key: str, index: int) -> int | None:
+    """The physical line where ``text``'s top-level ``key`` array has its item ``index``.
+
+    ``json.loads`` keeps no positions, so when a JSON export fails validation this walks the document again
+    with ``raw_decode`` (only on that error path, so imports stay fast) to point the operator at the line.
+
+    Args:
+        text: A JSON document whose top level is an object.
+        key: The array member to look in (``"messages"``).
+        index: The item's position in the array.
+
+    Returns:
+        The 1-based line number, or None when the document does not have that shape.
+    """
+    decoder = json.JSONDecoder()
+    ws = " \t\n\r"
+    pos = 0
+    n = len(text)
+
+    def skip(p: int) -> int:
+        while p < n and text[p] in ws:
+            p += 1
+        return p
+
+    try:
+        pos = skip(pos)
+        if text[pos] != "{":
+            return None
+        pos = skip(pos + 1)
+        while pos < n and text[pos] != "}":
+            name, pos = decoder.raw_decode(text, pos)
+            pos = skip(pos)
+            pos = skip(pos + 1)  # the ":"
+            if name == key and text[pos] == "[":
+                pos = skip(pos + 1)
+                for _ in range(index):
+                    _, pos = decoder.raw_decode(text, pos)
+                    pos = skip(pos)
+                    pos = skip(pos + 1)  # the ","
+                return text.count("\n", 0, pos) + 1
+            _, pos = decoder.raw_decode(text, pos)
+            pos = skip(pos)
+            if pos < n and text[pos] == ",":
+                pos = skip(pos + 1)
+    except (ValueError, IndexError):
+        return None
+    return None

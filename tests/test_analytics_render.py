@@ -1,0 +1,505 @@
+"""Text, JSON and HTML rendering of a Report, and the small-group privacy rule."""
+
+from __future__ import annotations
+
+import base64
+import json
+import math
+import re
+import struct
+import subprocess
+import sys
+import zlib
+from dataclasses import replace
+from datetime import date
+from html.parser import HTMLParser
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from analytics import privacy
+from analytics.render import (
+    FORMATS,
+    SCHEMA_VERSION,
+    clean_name,
+    iso_week,
+    render_html,
+    render_json,
+    render_text,
+    report_to_json,
+    weeks_in_range,
+    write_report,
+)
+from analytics.results import Report
+from tests.report_samples import ANSI_NAME, RTL_NAME, SCRIPT_NAME, empty_report, sample_report, tiny_report
+
+SAMPLES = {"sample": sample_report, "empty": empty_report, "tiny": tiny_report}
+
+
+def _tiny_png() -> bytes:
+    """A valid 1 x 1 PNG, so HTML tests need not draw real charts."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = struct.pack(">IIBBBBB", 1, 1, 8, 2, 0, 0, 0)
+    pixels = zlib.compress(b"\x00\xff\xff\xff")
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", pixels) + chunk(b"IEND", b"")
+
+
+FAKE_CHARTS = {
+    "activity.png": _tiny_png(),
+    "cohort_heatmap.png": _tiny_png(),
+    "retention_curves.png": _tiny_png(),
+    "revenue.png": _tiny_png(),
+}
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# privacy
+
+
+@pytest.mark.parametrize(("n", "shown"), [(0, "0"), (1, "<5"), (4, "<5"), (5, "5"), (1234, "1234")])
+def test_show_count(n: int, shown: str) -> None:
+    assert privacy.show_count(n) == shown
+
+
+def test_json_count_and_share_hiding() -> None:
+    assert privacy.json_count(0) == 0
+    assert privacy.json_count(3) == "<5"
+    assert privacy.json_count(5) == 5
+    assert privacy.MIN_GROUP == 5
+    assert [privacy.hide_share(n) for n in (None, 0, 1, 4, 5, 50)] == [False, False, True, True, False, False]
+    assert privacy.visible_share(0.5, 3) is None
+    assert privacy.visible_share(0.5, 5) == 0.5
+    assert privacy.visible_share(None, 50) is None
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# text
+
+
+def _section(text: str, title: str) -> str:
+    """The lines of one text section, from its upper-case heading to the next blank line before a heading."""
+    start = text.index("\n" + title.upper())
+    rest = text[start + 1 :]
+    end = re.search(r"\n\n[A-Z][A-Z ]+", rest)
+    return rest[: end.start()] if end else rest
+
+
+@pytest.mark.parametrize("name", sorted(SAMPLES))
+def test_text_never_says_none_and_fits_a_terminal(name: str) -> None:
+    text = render_text(SAMPLES[name]())
+    assert "None" not in text
+    assert "nan" not in text.lower().replace("nance", "")
+    assert max(len(line) for line in text.splitlines()) <= 100
+    assert text.endswith("\n")
+
+
+def test_text_key_figures_and_week_over_week_deltas() -> None:
+    report = sample_report()
+    text = render_text(report)
+    key = _section(text, "Key figures")
+    s = report.summary
+    assert re.search(r"Members\s+79\b", key)
+    assert re.search(rf"DAU\s+{s.dau}\b", key)
+    assert re.search(rf"WAU\s+{s.wau}\b", key)
+    assert re.search(rf"MAU\s+{s.mau}\b", key)
+    assert f"{s.stickiness * 100:.1f}%" in key  # type: ignore[operator]
+    assert "689 / 2,377" in key
+    assert "1,103" in key
+
+    # week over week comes from the last two weeks of `weekly`: W47 -> W48
+    wow = _section(text, "Week over week")
+    assert "2019-W47 → 2019-W48" in wow
+    prev, cur = report.weekly[-2], report.weekly[-1]
+    assert (prev.active, cur.active) == (38, 41)
+    assert re.search(r"Active members\s+38\s+41\s+\+3 \(\+7\.9%\)", wow)
+    assert re.search(r"New members\s+6\s+5\s+−1 \(−16\.7%\)", wow)
+    assert re.search(r"Messages\s+611\s+689\s+\+78 \(\+12\.8%\)", wow)
+    # 2 left, then 1: both hidden, and so is their difference
+    assert re.search(r"Left\s+<5\s+<5\s+–", wow)
+
+
+def test_text_dau_wau_mau_change_against_seven_days_earlier() -> None:
+    report = sample_report()
+    by_day = {d.day: d for d in report.daily}
+    now, before = by_day[report.as_of], by_day[date(2019, 11, 24)]
+    change = now.wau - before.wau
+    key = _section(render_text(report), "Key figures")
+    sign = "+" if change > 0 else "−"
+    assert f"{sign}{abs(change)} ({sign}{abs(change) / before.wau * 100:.1f}%)" in key
+
+
+def test_text_small_groups_show_as_under_five() -> None:
+    text = render_text(sample_report())
+    cohorts = _section(text, "Cohort retention")
+    row = next(line for line in cohorts.splitlines() if line.strip().startswith("2019-W46"))
+    assert row.split()[1:] == ["<5", "<5", "<5", "<5", "<5"]  # size, activation, k = 0, 1, 2
+    assert "%" not in row
+    big = next(line for line in cohorts.splitlines() if line.strip().startswith("2019-W40"))
+    assert big.split()[1] == "22"
+    assert re.search(r"at risk\s+<5", _section(text, "Segments"))
+    assert "At risk:  <5" in text
+    assert "Inactive: 9" in text
+    # weekly: 2 communicators in W39; zero weeks stay 0
+    weekly = _section(text, "Weekly activity")
+    w39 = next(line for line in weekly.splitlines() if line.strip().startswith("2019-W39"))
+    assert w39.split()[2:] == ["12", "14", "0", "58", "21", "<5", "3"]
+    w44 = next(line for line in weekly.splitlines() if line.strip().startswith("2019-W44"))
+    assert w44.split()[2:] == ["0"] * 7
+    # a course with 3 buyers
+    assert re.search(r"Testing with pytest\s+EUR\s+3\s+<5", text)
+
+
+def test_text_commerce_per_course() -> None:
+    text = _section(render_text(sample_report()), "Commerce")
+    assert re.search(r"Async Python in practice\s+EUR\s+20\s+19\s+2\s+1,032\.00 EUR\s+10\.0%\s+−1\.71", text)
+    assert re.search(r"Async Python in practice\s+XTR\s+9\s+9\s+0\s+4,500 XTR\s+0\.0%\s+–", text)
+    assert "at 49.00 EUR × 14, 79.00 EUR × 6" in text
+    assert "Net revenue to date: 1,119.00 EUR · 4,500 XTR" in text
+    assert "−30.00 EUR" in text  # the week refunds exceeded sales
+
+
+def test_text_defangs_hostile_names() -> None:
+    text = render_text(sample_report())
+    assert "\x1b" not in text
+    assert "\u202e" not in text
+    assert "?[31mred?[0m alert" in text
+    assert "AAAAAAAAAAAAAAAAAAAAAAA…" in text  # 60 characters cut to the name column
+    assert clean_name(RTL_NAME) == "mallory?gnp.exe"
+    assert clean_name(ANSI_NAME).startswith("?[31m")
+    assert clean_name("tab\there\nnew") == "tab here new"
+    assert clean_name("👩\u200d💻") == "👩\u200d💻"
+
+
+def test_text_of_an_empty_community() -> None:
+    text = render_text(empty_report())
+    assert re.search(r"Members\s+0\b", text)
+    assert re.search(r"Stickiness\s+–", text)
+    assert "Needs two weeks of data." in text
+    assert "No join cohorts yet." in text
+    assert "No courses or sales." in text
+    assert "Inactive: 0" in text
+
+
+def test_text_marks_a_week_in_progress() -> None:
+    text = render_text(tiny_report())  # as of a Wednesday
+    assert "2024-W10 → 2024-W11 (in progress, to Wed 2024-03-13)" in text
+    assert re.search(r"Members\s+<5", text)
+    assert re.search(r"Stickiness\s+<5", text)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# JSON
+
+REQUIRED = {
+    "schema_version",
+    "community",
+    "timezone",
+    "as_of",
+    "members",
+    "weekly",
+    "cohorts",
+    "dau_wau_mau",
+    "activity",
+    "activation_rate",
+    "inactive",
+    "at_risk",
+    "segments",
+    "top_members",
+    "commerce",
+}
+
+
+def _data(report: Report) -> dict[str, Any]:
+    """The report's JSON as a consumer reads it."""
+    data: dict[str, Any] = json.loads(render_json(report))
+    return data
+
+
+def _is_count(value: object) -> bool:
+    return value == "<5" or (isinstance(value, int) and not isinstance(value, bool) and value >= 0)
+
+
+def _is_share(value: object) -> bool:
+    return value is None or (isinstance(value, float | int) and 0 <= value <= 1)
+
+
+def _is_iso_date(value: object) -> bool:
+    return isinstance(value, str) and date.fromisoformat(value).isoformat() == value
+
+
+@pytest.mark.parametrize("name", sorted(SAMPLES))
+def test_json_round_trips_with_every_required_key(name: str) -> None:
+    report = SAMPLES[name]()
+    text = render_json(report)
+    data = json.loads(text)
+    assert data == report_to_json(report)
+    assert set(data) == REQUIRED
+    assert data["schema_version"] == SCHEMA_VERSION == 1
+    assert data["community"] == report.community
+    assert _is_iso_date(data["as_of"])
+    assert _is_count(data["members"])
+    assert text == render_json(report)  # deterministic
+    assert text == json.dumps(data, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+
+    for week in data["weekly"]:
+        assert set(week) == {
+            "week",
+            "start",
+            "active",
+            "new",
+            "left",
+            "messages",
+            "reactions",
+            "communicators",
+            "active_channels",
+        }
+        assert re.fullmatch(r"\d{4}-W\d{2}", week["week"])
+        assert _is_iso_date(week["start"])
+        assert all(_is_count(week[k]) for k in ("active", "new", "left", "communicators"))
+        assert all(isinstance(week[k], int) for k in ("messages", "reactions", "active_channels"))
+
+    dwm = data["dau_wau_mau"]
+    assert set(dwm) == {"dau", "wau", "mau", "stickiness", "daily"}
+    assert all(_is_count(dwm[k]) for k in ("dau", "wau", "mau"))
+    assert _is_share(dwm["stickiness"])
+    assert len(dwm["daily"]) == len(report.daily)
+    for day in dwm["daily"]:
+        assert set(day) == {"day", "dau", "wau", "mau"}
+        assert _is_iso_date(day["day"])
+
+    for cohort in data["cohorts"]:
+        assert set(cohort) == {"cohort", "start", "size", "retention", "activation_rate", "second_week_retention"}
+        assert _is_count(cohort["size"])
+        assert all(_is_share(r) for r in cohort["retention"])
+
+    for key in ("inactive", "at_risk"):
+        assert set(data[key]) == {"count", "member_ids"}
+        assert _is_count(data[key]["count"])
+        assert all(isinstance(i, int) for i in data[key]["member_ids"])
+    assert all(_is_count(v) for v in data["segments"].values())
+    assert _is_share(data["activation_rate"])
+
+
+def test_json_lists_every_week_in_range_zero_weeks_included() -> None:
+    data = _data(sample_report())
+    weeks = [w["week"] for w in data["weekly"]]
+    assert weeks == [f"2019-W{n}" for n in range(37, 49)]
+    w44 = data["weekly"][7]
+    assert w44 == {
+        "week": "2019-W44",
+        "start": "2019-10-28",
+        "active": 0,
+        "new": 0,
+        "left": 0,
+        "messages": 0,
+        "reactions": 0,
+        "communicators": 0,
+        "active_channels": 0,
+    }
+
+
+def test_json_fills_a_week_the_metric_code_left_out() -> None:
+    report = sample_report()
+    gappy = replace(report, weekly=tuple(w for w in report.weekly if w.week != "2019-W44"))
+    assert [w["week"] for w in _data(gappy)["weekly"]] == [w["week"] for w in _data(report)["weekly"]]
+    assert len(weeks_in_range(gappy)) == 12
+    assert iso_week(date(2021, 1, 1)) == "2020-W53"
+
+
+def test_json_applies_the_privacy_rule() -> None:
+    data = _data(sample_report())
+    small = next(c for c in data["cohorts"] if c["cohort"] == "2019-W46")
+    assert small == {
+        "cohort": "2019-W46",
+        "start": "2019-11-11",
+        "size": "<5",
+        "retention": [None, None, None],
+        "activation_rate": None,
+        "second_week_retention": None,
+    }
+    big = next(c for c in data["cohorts"] if c["cohort"] == "2019-W40")
+    assert big["size"] == 22 and all(isinstance(r, float) for r in big["retention"])
+    assert data["segments"]["at_risk"] == "<5"
+    assert data["at_risk"] == {"count": "<5", "member_ids": [201, 202, 203]}
+    assert data["inactive"] == {"count": 9, "member_ids": list(range(101, 110))}
+    assert data["weekly"][2]["communicators"] == "<5"
+    assert [w["left"] for w in data["weekly"][3:]] == ["<5"] * 4 + [0] + ["<5"] * 4
+
+    commerce = data["commerce"]
+    testing = next(c for c in commerce["courses"] if c["course"] == "testing-101")
+    assert testing["buyers"] == "<5" and testing["sales"] == 3 and testing["net"] == 87.0
+    small_conv = next(c for c in commerce["cohort_conversion"] if c["cohort"] == "2019-W46")
+    assert small_conv == {"cohort": "2019-W46", "size": "<5", "buyers": "<5", "conversion": None}
+
+
+def test_json_of_a_tiny_community_hides_shares_over_small_groups() -> None:
+    data = _data(tiny_report())
+    assert data["members"] == "<5"
+    assert data["dau_wau_mau"]["stickiness"] is None
+    assert data["activity"]["messages_per_active_member_mean"] is None
+    assert data["activity"]["messages_28d"] == 39  # messages are not members
+    assert data["commerce"]["conversion"] is None
+    assert data["segments"] == {
+        "newcomers": "<5",
+        "at_risk": 0,
+        "dormant": 0,
+        "lurkers": 0,
+        "champions": 0,
+        "regulars": 0,
+    }
+    assert {d["dau"] for d in data["dau_wau_mau"]["daily"]} == {0, "<5"}
+
+
+def test_json_rounds_and_formats_values() -> None:
+    report = sample_report()
+    data = _data(report)
+    assert data["as_of"] == "2019-12-01"
+    assert data["dau_wau_mau"]["stickiness"] == round(report.summary.stickiness or 0, 4)
+    assert data["activity"]["messages_per_active_member_mean"] == 40.98
+    courses = data["commerce"]["courses"]
+    assert courses[0]["price_points"] == [{"price": 49.0, "sales": 14}, {"price": 79.0, "sales": 6}]
+    assert courses[0]["arc_elasticity"] == -1.71
+    assert courses[1]["currency"] == "XTR" and courses[1]["net"] == 4500
+    weeks = data["commerce"]["revenue_weeks"]
+    assert [(w["start"], w["currency"]) for w in weeks] == sorted((w["start"], w["currency"]) for w in weeks)
+    assert next(w for w in weeks if w["week"] == "2019-W46" and w["currency"] == "EUR")["net"] == -30.0
+
+
+def test_json_turns_nan_into_null() -> None:
+    report = sample_report()
+    odd = replace(report, summary=replace(report.summary, stickiness=math.nan), activation_rate=math.inf)
+    data = json.loads(render_json(odd))
+    assert data["dau_wau_mau"]["stickiness"] is None
+    assert data["activation_rate"] is None
+
+
+def test_json_without_commerce_is_null() -> None:
+    assert _data(empty_report())["commerce"] is None
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# HTML
+
+
+class _Tags(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.tags: list[tuple[str, dict[str, str | None]]] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.tags.append((tag, dict(attrs)))
+
+
+def _tags(page: str) -> list[tuple[str, dict[str, str | None]]]:
+    parser = _Tags()
+    parser.feed(page)
+    return parser.tags
+
+
+def test_html_is_one_self_contained_page() -> None:
+    page = render_html(sample_report(), FAKE_CHARTS)
+    assert page.startswith("<!DOCTYPE html>")
+    assert page.count("data:image/png;base64,") == 4
+    tags = _tags(page)
+    for tag, attrs in tags:
+        for attr in ("src", "href"):
+            value = attrs.get(attr)
+            assert value is None or value.startswith("data:"), (tag, attr, value)
+    assert not re.search(r"""(src|href)\s*=\s*["']?\s*(https?:)?//""", page)
+    assert "<link" not in page and "@import" not in page and "url(" not in page
+    assert [t for t, _ in tags].count("img") == 4
+    assert [t for t, _ in tags].count("style") == 1
+    assert "script" not in {t for t, _ in tags}
+    images = [attrs["src"] for tag, attrs in tags if tag == "img"]
+    assert all(base64.b64decode((src or "").split(",", 1)[1]) == _tiny_png() for src in images)
+
+
+def test_html_escapes_untrusted_names() -> None:
+    page = render_html(sample_report(), FAKE_CHARTS)
+    assert SCRIPT_NAME not in page
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page
+    assert "script" not in {t for t, _ in _tags(page)}
+    assert "\x1b" not in page and "\u202e" not in page
+    evil = replace(sample_report(), community='"><img src=x onerror=alert(1)>')
+    page = render_html(evil, {})
+    assert "<img src=x" not in page
+    assert not [t for t, _ in _tags(page) if t == "img"]
+
+
+def test_html_has_the_tables() -> None:
+    page = render_html(sample_report(), FAKE_CHARTS)
+    for heading in ("Weekly activity", "Retention", "Top members", "Inactive: 9", "At risk: &lt;5", "By course"):
+        assert heading in page
+    assert "2019-W44" in page and "2019-W46" in page
+    assert '<td class="hidden">&lt;5</td>' in page
+    assert "1,032.00 EUR" in page and "4,500 XTR" in page
+    assert "None" not in page
+
+
+def test_html_of_an_empty_community_without_charts() -> None:
+    page = render_html(empty_report(), {})
+    assert "data:image/png" not in page
+    assert "No join cohorts yet." in page
+    assert "None" not in page
+
+
+def test_html_shows_unknown_charts_at_the_end() -> None:
+    page = render_html(empty_report(), {"extra.png": _tiny_png()})
+    assert "More charts" in page and page.count("data:image/png;base64,") == 1
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# files
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_write_report_writes_the_report_and_the_charts(tmp_path: Path, fmt: str) -> None:
+    out = tmp_path / "out" / fmt
+    paths = write_report(empty_report(), out, fmt)  # type: ignore[arg-type]
+    name = {"text": "report.txt", "json": "report.json", "html": "report.html"}[fmt]
+    assert [p.name for p in paths] == [name, "activity.png", "cohort_heatmap.png", "retention_curves.png"]
+    assert all(p.parent == out and p.stat().st_size > 0 for p in paths)
+    assert all(p.read_bytes().startswith(b"\x89PNG\r\n\x1a\n") for p in paths[1:])
+    body = paths[0].read_text(encoding="utf-8")
+    if fmt == "json":
+        assert json.loads(body)["community"] == "brand-new"
+    if fmt == "html":
+        assert body.count("data:image/png;base64,") == 3
+
+
+def test_write_report_without_chart_files(tmp_path: Path) -> None:
+    report = sample_report()
+    assert write_report(report, tmp_path, "text", charts=False) == [tmp_path / "report.txt"]
+    assert (tmp_path / "report.txt").read_text(encoding="utf-8") == render_text(report)
+    paths = write_report(report, tmp_path, "html", charts=False)
+    assert paths == [tmp_path / "report.html"]
+    assert paths[0].read_text(encoding="utf-8").count("data:image/png;base64,") == 4  # the page still embeds them
+
+
+def test_write_report_rejects_an_unknown_format(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="format"):
+        write_report(sample_report(), tmp_path, "pdf")  # type: ignore[arg-type]
+    assert not list(tmp_path.iterdir())
+
+
+def test_analytics_rendering_imports_neither_bot_nor_storage_nor_pyplot() -> None:
+    code = (
+        "import sys, analytics.render, analytics.charts, analytics.privacy; "
+        "bad = [m for m in sys.modules if m.split('.')[0] in ('bot', 'storage') or m == 'matplotlib.pyplot']; "
+        "print(bad); raise SystemExit(1 if bad else 0)"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_report_samples_are_consistent() -> None:
+    report: Report = sample_report()
+    assert len(report.weekly) == 12 and report.as_of.weekday() == 6
+    assert report.daily[-1].wau == report.weekly[-1].active == report.summary.wau  # a Sunday: WAU is the ISO week
+    assert sum(w.new for w in report.weekly) - sum(w.left for w in report.weekly) == report.members
+    assert sum(report.segments.values()) == report.members
+    assert {c.size for c in report.cohorts} >= {3}
