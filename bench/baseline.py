@@ -4,7 +4,8 @@ What it does: for every event the writer was given (duplicates included, in the 
 transaction) it inserts the same ``messages`` / ``reactions`` / ``membership_events`` rows with
 ``INSERT ... ON CONFLICT DO NOTHING`` (one ``executemany`` per table and batch) and applies reaction removals
 with one ``UPDATE`` ``executemany``, then commits. Same schema (created by the same migrations), same PRAGMAs
-as ``storage.engine`` (WAL, synchronous=NORMAL, foreign_keys=ON, busy timeout), one connection kept open.
+as ``storage.engine`` (it uses the driver connection of an engine from ``make_engine``: WAL,
+synchronous=NORMAL, foreign_keys=ON, busy timeout), one connection kept open.
 
 What it does not do: maintain any rollup (member_daily_activity, member_activity, community_daily_totals, the
 membership columns of members), resolve ids (member, channel and reacted-message-author ids are looked up
@@ -16,12 +17,13 @@ from __future__ import annotations
 
 import sqlite3
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 from bot.core.events import ActivityEvent, MemberJoined, MessageEvent, ReactionEvent
-from storage.engine import SQLITE_BUSY_TIMEOUT_MS, make_engine
+from storage.engine import make_engine
 from storage.migrate import upgrade
 from storage.types import to_millis
 
@@ -58,14 +60,24 @@ class Batch:
     memberships: list[Row]
 
 
-def connect(path: Path) -> sqlite3.Connection:
-    """A plain sqlite3 connection configured like ``storage.engine`` configures SQLite."""
-    conn = sqlite3.connect(path, isolation_level=None, timeout=SQLITE_BUSY_TIMEOUT_MS / 1000)
-    conn.execute("PRAGMA journal_mode=WAL")
-    conn.execute("PRAGMA synchronous=NORMAL")
-    conn.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
-    conn.execute("PRAGMA foreign_keys=ON")
-    return conn
+@contextmanager
+def connect(path: Path) -> Iterator[sqlite3.Connection]:
+    """A plain ``sqlite3.Connection`` configured exactly as ``storage.engine`` configures SQLite.
+
+    It is the driver connection of an engine made by ``make_engine``, so every PRAGMA the engine sets on connect
+    (WAL, synchronous=NORMAL, busy timeout, foreign keys, and whatever is added later) applies here too. Only
+    the sqlite3 module is used on it: no SQLAlchemy statement runs.
+    """
+    engine = make_engine(f"sqlite:///{path}")
+    pooled = engine.raw_connection()
+    try:
+        conn = pooled.driver_connection
+        assert isinstance(conn, sqlite3.Connection)
+        conn.isolation_level = None  # explicit BEGIN/COMMIT below, as the engine's connect hook also sets
+        yield conn
+    finally:
+        pooled.close()
+        engine.dispose()
 
 
 def create_like(path: Path, source: Path) -> None:
@@ -77,16 +89,13 @@ def create_like(path: Path, source: Path) -> None:
     engine = make_engine(f"sqlite:///{path}")
     upgrade(engine)
     engine.dispose()
-    conn = connect(path)
-    try:
+    with connect(path) as conn:
         conn.execute("ATTACH DATABASE ? AS src", (str(source),))
         conn.execute("BEGIN")
         for table in ("communities", "members", "channels"):
             conn.execute(f"INSERT INTO main.{table} SELECT * FROM src.{table}")
         conn.execute("COMMIT")
         conn.execute("DETACH DATABASE src")
-    finally:
-        conn.close()
 
 
 def build_batches(path: Path, events: Sequence[ActivityEvent], batch_size: int = 1000) -> list[Batch]:
@@ -159,8 +168,7 @@ def build_batches(path: Path, events: Sequence[ActivityEvent], batch_size: int =
 
 def run(path: Path, batches: Sequence[Batch]) -> float:
     """Insert every batch, one transaction each. Returns the seconds taken."""
-    conn = connect(path)
-    try:
+    with connect(path) as conn:
         cur = conn.cursor()
         started = time.perf_counter()
         for batch in batches:
@@ -176,5 +184,3 @@ def run(path: Path, batches: Sequence[Batch]) -> float:
                 cur.executemany(_MEMBERSHIPS, batch.memberships)
             cur.execute("COMMIT")
         return time.perf_counter() - started
-    finally:
-        conn.close()

@@ -317,8 +317,10 @@ class IngestStore:
         """
         if not events:
             return BatchResult()
+        communities = self._communities
         for event in events:
-            self._community(event.community)
+            if event.community not in communities:
+                raise UnknownCommunityError(event.community)
         with self._writes.begin() as conn:
             return self._write(conn, events)
 
@@ -500,13 +502,18 @@ class IngestStore:
             for start in range(0, len(id_list), CHUNK):
                 chunk = id_list[start : start + CHUNK]
                 marks = ",".join([self._ph] * len(chunk))
+                # The author's bot flag comes along: the author is not among this batch's resolved accounts, and a
+                # bot must not be credited with reactions received.
                 cur.execute(
-                    "SELECT platform_message_id, member_id FROM messages "
-                    f"WHERE channel_id = {self._ph} AND platform_message_id IN ({marks})",
+                    "SELECT m.platform_message_id, m.member_id, a.is_bot FROM messages m "
+                    "JOIN members a ON a.id = m.member_id "
+                    f"WHERE m.channel_id = {self._ph} AND m.platform_message_id IN ({marks})",
                     [channel_id, *chunk],
                 )
-                for message_id, member_id in cur.fetchall():
+                for message_id, member_id, is_bot in cur.fetchall():
                     found[(channel_id, message_id)] = member_id
+                    if is_bot:
+                        self._bots.add(member_id)
         return found
 
     def _write_reactions(self, cur: Any, events: list[ReactionEvent], delta: RollupDelta) -> BatchResult:

@@ -12,8 +12,11 @@ from datetime import date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import numpy as np
 import pandas as pd
-from sqlalchemy import Connection, Engine, func, select
+from sqlalchemy import ColumnElement, Connection, Engine, func, select, type_coerce
+from sqlalchemy.orm import InstrumentedAttribute
+from sqlalchemy.types import NullType
 
 from analytics.frames import (
     CHANNEL_DAYS_COLUMNS,
@@ -35,6 +38,10 @@ from storage.models import (
     Purchase,
     Refund,
 )
+from storage.types import bind_day
+
+FETCH_ROWS = 100_000
+"""Rows the bulk reads take from the driver at a time (bounds the Python objects alive at once)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,24 +84,75 @@ def _frame(rows: Sequence[Any], columns: Sequence[str]) -> pd.DataFrame:
     return pd.DataFrame.from_records([tuple(r) for r in rows], columns=list(columns))
 
 
+def _driver_cursor(conn: Connection) -> Any:
+    """A DBAPI cursor in the connection's transaction (begun here if needed, so that reads share one snapshot)."""
+    if not conn.in_transaction():
+        conn.begin()
+    return conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+
+
+def _day_column(values: np.ndarray[Any, np.dtype[np.object_]]) -> pd.Series:
+    """:func:`_days` of many raw day values, parsing each distinct day once (a report has ~120 of them)."""
+    codes, uniques = pd.factorize(values)
+    parsed = _days(list(uniques)).to_numpy()
+    return pd.Series(parsed[codes])
+
+
 def member_days(conn: Connection, community_id: int, start: date, end: date) -> pd.DataFrame:
-    """Per member and local day in [start, end]: messages, replies, reactions given and received."""
-    md = MemberDailyActivity
-    rows = conn.execute(
-        select(md.member_id, md.day, md.messages, md.replies, md.reactions_given, md.reactions_received).where(
-            md.community_id == community_id, md.day >= start, md.day <= end
+    """Per member and local day in [start, end]: messages, replies, reactions given and received; ordered by day.
+
+    This is the big read of every report (over a million rows for a busy community), so it skips SQLAlchemy's
+    per-value processing: the driver's rows go in chunks straight into numpy arrays, and days are parsed once
+    per distinct day. Rows come in primary-key order (day, member), which the analytics want anyway.
+    """
+    dialect = conn.dialect.name
+    ph = "?" if dialect == "sqlite" else "%s"
+    days: list[np.ndarray[Any, np.dtype[np.object_]]] = []
+    counts: list[np.ndarray[Any, np.dtype[np.int64]]] = []
+    cur = _driver_cursor(conn)
+    try:
+        cur.execute(
+            "SELECT day, member_id, messages, replies, reactions_given, reactions_received "
+            f"FROM {MemberDailyActivity.__tablename__} WHERE community_id = {ph} AND day >= {ph} AND day <= {ph} "
+            "ORDER BY day, member_id",
+            (community_id, bind_day(start, dialect), bind_day(end, dialect)),
         )
-    ).all()
-    frame = _frame(rows, MEMBER_DAYS_COLUMNS)
-    frame["day"] = _days(frame["day"].tolist()) if len(frame) else pd.Series(dtype="datetime64[ns]")
-    for column in MEMBER_DAYS_COLUMNS:
-        if column != "day":
-            frame[column] = frame[column].astype("int64")
+        while rows := cur.fetchmany(FETCH_ROWS):
+            block = np.array(rows, dtype=object)
+            days.append(block[:, 0])
+            counts.append(block[:, 1:].astype(np.int64))
+    finally:
+        cur.close()
+    if not days:
+        frame = pd.DataFrame({name: pd.Series(dtype="int64") for name in MEMBER_DAYS_COLUMNS})
+        frame["day"] = pd.Series(dtype="datetime64[ns]")
+        return frame
+    values = np.concatenate(counts)
+    frame = pd.DataFrame(
+        {name: values[:, i] for i, name in enumerate(MEMBER_DAYS_COLUMNS[:1] + MEMBER_DAYS_COLUMNS[2:])}
+    )
+    frame.insert(1, "day", _day_column(np.concatenate(days)))
     return frame
 
 
 def _utc(values: Sequence[datetime | None]) -> pd.Series:
     return pd.to_datetime(pd.Series(list(values), dtype="object"), utc=True)
+
+
+def _driver_value(column: InstrumentedAttribute[Any]) -> ColumnElement[Any]:
+    """``column`` as the driver returns it, without its type's per-value conversion (vectorised by the caller)."""
+    return type_coerce(column, NullType())
+
+
+def _instants(values: Sequence[Any], dialect: str) -> pd.Series:
+    """UTC instants from raw driver values of ``UTCDateTime`` columns: epoch milliseconds on SQLite, else datetimes."""
+    if dialect != "sqlite":
+        return _utc(values)
+    missing = np.fromiter((v is None for v in values), dtype=np.bool_, count=len(values))
+    millis = np.fromiter((0 if v is None else v for v in values), dtype=np.int64, count=len(values))
+    stamps = millis.astype("datetime64[ms]").astype("datetime64[us]")
+    stamps[missing] = np.datetime64("NaT")
+    return pd.Series(stamps).dt.tz_localize("UTC")
 
 
 def members(conn: Connection, community_id: int) -> pd.DataFrame:
@@ -105,40 +163,36 @@ def members(conn: Connection, community_id: int) -> pd.DataFrame:
             Member.id,
             func.coalesce(Member.display_name, Member.platform_user_id),
             Member.platform,
-            Member.first_joined_at,
-            Member.last_joined_at,
-            Member.last_left_at,
-            Member.first_seen_at,
-            ma.first_active_at,
-            ma.last_active_at,
+            _driver_value(Member.first_joined_at),
+            _driver_value(Member.last_joined_at),
+            _driver_value(Member.last_left_at),
+            _driver_value(Member.first_seen_at),
+            _driver_value(ma.first_active_at),
+            _driver_value(ma.last_active_at),
             Member.leaderboard_opt_out,
         )
         .outerjoin(ma, ma.member_id == Member.id)
         .where(Member.community_id == community_id, Member.is_bot.is_(False))
     ).all()
-    ids, names, platforms, joined, left, first_active, last_active, opt_out = ([] for _ in range(8))
-    for mid, name, platform, first_join, last_join, last_left, first_seen, first_act, last_act, opted in rows:
-        ids.append(int(mid))
-        names.append(name)
-        platforms.append(platform)
-        # History imports have no join events: the first activity stands in for the join.
-        candidates = [t for t in (first_join, first_act) if t is not None]
-        joined.append(min(candidates) if candidates else first_seen)
-        is_gone = last_left is not None and (last_join is None or last_left > last_join)
-        left.append(last_left if is_gone else None)
-        first_active.append(first_act)
-        last_active.append(last_act)
-        opt_out.append(bool(opted))
+    dialect = conn.dialect.name
+    ids, names, platforms, *times, opt_out = ([row[i] for row in rows] for i in range(10))
+    first_join, last_join, last_left, first_seen, first_active, last_active = (
+        _instants(values, dialect) for values in times
+    )
+    # History imports have no join events: the first activity stands in for the join (first seen, without either).
+    joined = first_join.where(first_active.isna() | (first_join <= first_active), first_active)
+    joined = joined.where(joined.notna(), first_seen)
+    is_gone = last_left.notna() & (last_join.isna() | (last_left > last_join))
     return pd.DataFrame(
         {
             "member_id": pd.Series(ids, dtype="int64"),
             "name": pd.Series(names, dtype="object"),
             "platform": pd.Series(platforms, dtype="object"),
-            "joined_at": _utc(joined),
-            "left_at": _utc(left),
-            "first_active_at": _utc(first_active),
-            "last_active_at": _utc(last_active),
-            "leaderboard_opt_out": pd.Series(opt_out, dtype="bool"),
+            "joined_at": joined,
+            "left_at": last_left.where(is_gone),
+            "first_active_at": first_active,
+            "last_active_at": last_active,
+            "leaderboard_opt_out": pd.Series([bool(v) for v in opt_out], dtype="bool"),
         },
         columns=list(MEMBERS_COLUMNS),
     )

@@ -15,9 +15,10 @@ Counting rules (also in docs/metrics.md):
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime
+from functools import partial
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -36,7 +37,7 @@ from storage.models import (
     Message,
     Reaction,
 )
-from storage.types import bind_day, bind_time
+from storage.types import bind_day, bind_time, to_millis
 
 MemberDay = tuple[int, int, int, int]  # messages, replies, reactions_given, reactions_received
 # first_active_at, last_active_at, messages, reactions_given, first_message_at, last_message_at
@@ -141,11 +142,15 @@ def apply_delta(conn: Connection, delta: RollupDelta) -> None:
     d = conn.dialect.name
     ph = "?" if d == "sqlite" else "%s"
     cur = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
-    # A change that nets out (a reaction given and removed in one batch) must not leave an all-zero row.
-    member_days = sorted(
-        ((row[0], day, member, row) for (member, day), row in delta.member_days.items() if any(row[1:])),
-        key=lambda item: (item[0], item[1], item[2]),
-    )
+    # Hundreds of rows per batch share a day or two, and four timestamps per member: convert each day once and
+    # timestamps without bind_time's per-call dialect dispatch.
+    days = {day for _, day in delta.member_days} | {day for _, day in delta.community_days}
+    days.update(day for _, day, _ in delta.channel_days)
+    day_param = {day: bind_day(day, d) for day in days}
+    time_param: Callable[[datetime], object] = to_millis if d == "sqlite" else partial(bind_time, dialect_name=d)
+    # A change that nets out (a reaction given and removed in one batch) must not leave an all-zero row. Sorted by
+    # (community, day, member); (member, day) keys are unique, so the row lists themselves are never compared.
+    member_days = sorted((row[0], day, member, row) for (member, day), row in delta.member_days.items() if any(row[1:]))
     if member_days:
         cur.executemany(
             "INSERT INTO member_daily_activity (community_id, day, member_id, messages, replies, reactions_given, "
@@ -155,9 +160,9 @@ def apply_delta(conn: Connection, delta: RollupDelta) -> None:
             "replies = member_daily_activity.replies + excluded.replies, "
             "reactions_given = member_daily_activity.reactions_given + excluded.reactions_given, "
             "reactions_received = member_daily_activity.reactions_received + excluded.reactions_received",
-            [(cid, bind_day(day, d), member, *row[1:]) for cid, day, member, row in member_days],
+            [(cid, day_param[day], member, *row[1:]) for cid, day, member, row in member_days],
         )
-        shrunk = [(cid, bind_day(day, d), member) for cid, day, member, row in member_days if min(row[1:]) < 0]
+        shrunk = [(cid, day_param[day], member) for cid, day, member, row in member_days if min(row[1:]) < 0]
         if shrunk:
             cur.executemany(
                 f"DELETE FROM member_daily_activity WHERE community_id = {ph} AND day = {ph} AND member_id = {ph} "
@@ -186,12 +191,12 @@ def apply_delta(conn: Connection, delta: RollupDelta) -> None:
                 (
                     m,
                     row[0],
-                    bind_time(row[1], d),
-                    bind_time(row[2], d),
+                    time_param(row[1]),
+                    time_param(row[2]),
                     row[3],
                     row[4],
-                    None if row[5] is None else bind_time(row[5], d),
-                    None if row[6] is None else bind_time(row[6], d),
+                    None if row[5] is None else time_param(row[5]),
+                    None if row[6] is None else time_param(row[6]),
                 )
                 for m, row in grew
             ],
@@ -212,9 +217,9 @@ def apply_delta(conn: Connection, delta: RollupDelta) -> None:
             "reactions = community_daily_totals.reactions + excluded.reactions, "
             "joins = community_daily_totals.joins + excluded.joins, "
             "leaves = community_daily_totals.leaves + excluded.leaves",
-            [(cid, bind_day(day, d), *row) for (cid, day), row in community_days.items()],
+            [(cid, day_param[day], *row) for (cid, day), row in community_days.items()],
         )
-        shrunk_days = [(cid, bind_day(day, d)) for (cid, day), row in community_days.items() if min(row) < 0]
+        shrunk_days = [(cid, day_param[day]) for (cid, day), row in community_days.items() if min(row) < 0]
         if shrunk_days:
             cur.executemany(
                 f"DELETE FROM community_daily_totals WHERE community_id = {ph} AND day = {ph} AND messages = 0 "
@@ -227,9 +232,9 @@ def apply_delta(conn: Connection, delta: RollupDelta) -> None:
             "INSERT INTO channel_daily_activity (community_id, day, channel_id, messages) "
             f"VALUES ({ph}, {ph}, {ph}, {ph}) ON CONFLICT (community_id, day, channel_id) DO UPDATE SET "
             "messages = channel_daily_activity.messages + excluded.messages",
-            [(cid, bind_day(day, d), channel, n) for (cid, day, channel), n in channel_days],
+            [(cid, day_param[day], channel, n) for (cid, day, channel), n in channel_days],
         )
-        shrunk_channels = [(cid, bind_day(day, d), channel) for (cid, day, channel), n in channel_days if n < 0]
+        shrunk_channels = [(cid, day_param[day], channel) for (cid, day, channel), n in channel_days if n < 0]
         if shrunk_channels:
             cur.executemany(
                 f"DELETE FROM channel_daily_activity WHERE community_id = {ph} AND day = {ph} "

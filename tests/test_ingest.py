@@ -122,6 +122,15 @@ def test_bots_are_stored_but_never_counted(store: IngestStore, ev: Events) -> No
     assert_rollups_consistent(store)
 
 
+def test_reactions_to_a_bot_found_among_stored_messages_credit_nobody(store: IngestStore, ev: Events) -> None:
+    store.write_batch([ev.message("helperbot", bot=True, message_id="b1")])
+    store.invalidate_caches()  # as after a restart or a member deletion: the bot is not in any cache
+    store.write_batch([ev.reaction("alice", "b1", at=T0 + hours(1))])
+    assert member_day(store.engine, "helperbot", date(2024, 3, 4)) is None
+    assert member_day(store.engine, "alice", date(2024, 3, 4)) == (0, 0, 1, 0)
+    assert_rollups_consistent(store)
+
+
 def test_reactions_credit_the_author_found_among_stored_messages(store: IngestStore, ev: Events) -> None:
     store.write_batch([ev.message("alice", message_id="m1")])
     # Telegram does not name the author of the reacted message: storage looks it up.
