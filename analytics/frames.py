@@ -63,6 +63,9 @@ class CommunityFrames:
     community_days: pd.DataFrame
     channel_days: pd.DataFrame
     purchases: pd.DataFrame
+    buyer_days: pd.DataFrame | None = None
+    """Member days (MEMBER_DAYS_COLUMNS) of buyers from before ``member_days`` begins, for the metrics that follow
+    a buyer for 30 days after an older purchase; None when every such window lies inside ``member_days``."""
 
 
 def empty_frame(columns: tuple[str, ...]) -> pd.DataFrame:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import pandas as pd
+
 from analytics.activity import ActivityRows, activity_summary, daily_activity, weekly_stats
 from analytics.cohorts import activation, cohort_retention
 from analytics.commerce import commerce_summary
@@ -97,8 +99,17 @@ def build_report(
         segments=segment_counts(table),
         top_members=tuple(top_members(table, top_n)),
         commerce=(
-            commerce_summary(frames.purchases, frames.members, rows, timezone=tz, start=start, as_of=as_of)
+            commerce_summary(
+                frames.purchases, frames.members, _buyer_history(frames, rows), timezone=tz, start=start, as_of=as_of
+            )
             if len(frames.purchases)
             else None
         ),
     )
+
+
+def _buyer_history(frames: CommunityFrames, rows: ActivityRows) -> pd.DataFrame | ActivityRows:
+    """The activity commerce looks at: the loaded days, plus buyers' older days when a purchase predates them."""
+    if frames.buyer_days is None or not len(frames.buyer_days):
+        return rows
+    return pd.concat([frames.buyer_days, frames.member_days], ignore_index=True)

@@ -6,7 +6,7 @@ import argparse
 import sys
 from collections.abc import Callable, Sequence
 
-from bench import ingest
+from bench import analytics, ingest
 
 # name -> (one-line help, description, add_arguments, run); later benchmarks register here.
 COMMANDS: dict[
@@ -18,6 +18,12 @@ COMMANDS: dict[
         ingest.__doc__,
         ingest.add_arguments,
         ingest.run,
+    ),
+    "analytics": (
+        "seconds of a full analytics refresh (report + digest) against DuckDB on the same raw events",
+        analytics.__doc__,
+        analytics.add_arguments,
+        analytics.run,
     ),
 }
 

@@ -56,7 +56,7 @@ from storage.migrate import MIGRATIONS, head_revision, upgrade
 from storage.writer import EventWriter
 
 DEFAULT_WORKDIR = Path(__file__).resolve().parent / ".cache"
-BATCH = 1000  # the writer's default max_batch, and the baseline's rows per transaction
+BATCH = 1000  # events per transaction of the baseline and the prefill (the writer's default max_batch)
 
 TARGET_RATE = 100_000
 TARGET_RATIO = 0.5
@@ -249,8 +249,8 @@ def _fill(path: Path, args: argparse.Namespace, population: Population) -> tuple
     return generator, stored
 
 
-async def _push(store: IngestStore, events: list[ActivityEvent]) -> tuple[float, BatchResult]:
-    writer = EventWriter(store)
+async def _push(store: IngestStore, events: list[ActivityEvent]) -> tuple[float, BatchResult, int]:
+    writer = EventWriter(store)  # the bot's defaults
     await writer.start()
     started = time.perf_counter()
     for event in events:
@@ -259,7 +259,7 @@ async def _push(store: IngestStore, events: list[ActivityEvent]) -> tuple[float,
     elapsed = time.perf_counter() - started
     if writer.rejected:
         raise RuntimeError(f"the writer refused {writer.rejected} events")
-    return elapsed, writer.totals
+    return elapsed, writer.totals, writer.max_batch
 
 
 def _max_ids(db: Path) -> dict[str, int]:
@@ -327,12 +327,12 @@ def run(args: argparse.Namespace) -> int:
         store = IngestStore(engine)
         store.register_community(COMMUNITY, TIMEZONE)
         rss_before = current_rss_bytes()
-        writer_seconds, totals = asyncio.run(_push(store, events))
+        writer_seconds, totals, writer_batch = asyncio.run(_push(store, events))
         rss_peak = peak_rss_bytes()
         engine.dispose()
         writer_rate = len(events) / writer_seconds
         print(
-            f"writer:   EventWriter + IngestStore (raw rows + rollups, batches of {BATCH}): "
+            f"writer:   EventWriter + IngestStore (raw rows + rollups, batches of {writer_batch}): "
             f"{len(events):,} events in {writer_seconds:.2f} s = {writer_rate:,.0f} events/s "
             f"(stored {totals.stored:,}, duplicates {totals.duplicates:,})",
             flush=True,

@@ -105,7 +105,8 @@ class Population:
                     break
             name = f"{rng.choice(_ADJECTIVES)}_{rng.choice(_NOUNS)}{k % 997}"
             platform_pool.members.append(MemberRef(user_id, name))
-            # Pareto with alpha 1.16 is the "80/20" tail; the cap keeps one account below ~5% of the traffic.
+            # Pareto with alpha 1.16 is the "80/20" tail; the cap keeps any one account to a few percent of the
+            # traffic (at the default size the busiest writes 2% of the messages, the top 20% write 72%).
             platform_pool.cum.append(min(rng.paretovariate(1.16), members * 0.2))
         for pool in (self.discord, self.telegram):
             pool.cum = list(accumulate(pool.cum))

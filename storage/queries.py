@@ -14,9 +14,7 @@ from zoneinfo import ZoneInfo
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import ColumnElement, Connection, Engine, func, select, type_coerce
-from sqlalchemy.orm import InstrumentedAttribute
-from sqlalchemy.types import NullType
+from sqlalchemy import Connection, Engine, func, select
 
 from analytics.frames import (
     CHANNEL_DAYS_COLUMNS,
@@ -39,9 +37,6 @@ from storage.models import (
     Refund,
 )
 from storage.types import bind_day
-
-FETCH_ROWS = 100_000
-"""Rows the bulk reads take from the driver at a time (bounds the Python objects alive at once)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,40 +93,54 @@ def _day_column(values: np.ndarray[Any, np.dtype[np.object_]]) -> pd.Series:
     return pd.Series(parsed[codes])
 
 
+def _joined_integers(column: str, dialect: str) -> str:
+    """SQL aggregating an integer column of a group's rows into one comma-separated string."""
+    if dialect == "sqlite":
+        # Every aggregate of a query is stepped through the group's rows in the same order, so the strings of
+        # several columns line up row by row.
+        return f"group_concat({column}, ',')"
+    return f"string_agg(CAST({column} AS TEXT), ',' ORDER BY member_id)"
+
+
+def _integers(texts: Sequence[str], count: int) -> np.ndarray[Any, np.dtype[np.int64]]:
+    """The integers of comma-separated strings, parsed in C; ``count`` of them are expected."""
+    values = np.fromstring(",".join(texts), dtype=np.int64, sep=",") if count else np.empty(0, dtype=np.int64)
+    if len(values) != count:
+        raise RuntimeError(f"expected {count} integers from the database, parsed {len(values)}")
+    return values
+
+
 def member_days(conn: Connection, community_id: int, start: date, end: date) -> pd.DataFrame:
     """Per member and local day in [start, end]: messages, replies, reactions given and received; ordered by day.
 
-    This is the big read of every report (over a million rows for a busy community), so it skips SQLAlchemy's
-    per-value processing: the driver's rows go in chunks straight into numpy arrays, and days are parsed once
-    per distinct day. Rows come in primary-key order (day, member), which the analytics want anyway.
+    This is the big read of every report (over a million rows for a busy community). Fetching it row by row
+    costs a Python object per value, so the database sends one row per day instead, each column of the day's rows
+    joined into one string that numpy parses; days are parsed once each.
     """
     dialect = conn.dialect.name
     ph = "?" if dialect == "sqlite" else "%s"
-    days: list[np.ndarray[Any, np.dtype[np.object_]]] = []
-    counts: list[np.ndarray[Any, np.dtype[np.int64]]] = []
+    counted = MEMBER_DAYS_COLUMNS[:1] + MEMBER_DAYS_COLUMNS[2:]
     cur = _driver_cursor(conn)
     try:
         cur.execute(
-            "SELECT day, member_id, messages, replies, reactions_given, reactions_received "
+            f"SELECT day, count(*), {', '.join(_joined_integers(c, dialect) for c in counted)} "
             f"FROM {MemberDailyActivity.__tablename__} WHERE community_id = {ph} AND day >= {ph} AND day <= {ph} "
-            "ORDER BY day, member_id",
+            "GROUP BY day ORDER BY day",
             (community_id, bind_day(start, dialect), bind_day(end, dialect)),
         )
-        while rows := cur.fetchmany(FETCH_ROWS):
-            block = np.array(rows, dtype=object)
-            days.append(block[:, 0])
-            counts.append(block[:, 1:].astype(np.int64))
+        rows = cur.fetchall()
     finally:
         cur.close()
-    if not days:
+    if not rows:
         frame = pd.DataFrame({name: pd.Series(dtype="int64") for name in MEMBER_DAYS_COLUMNS})
         frame["day"] = pd.Series(dtype="datetime64[ns]")
         return frame
-    values = np.concatenate(counts)
-    frame = pd.DataFrame(
-        {name: values[:, i] for i, name in enumerate(MEMBER_DAYS_COLUMNS[:1] + MEMBER_DAYS_COLUMNS[2:])}
-    )
-    frame.insert(1, "day", _day_column(np.concatenate(days)))
+    per_day = np.array([row[1] for row in rows], dtype=np.int64)
+    total = int(per_day.sum())
+    frame = pd.DataFrame({name: _integers([row[2 + i] for row in rows], total) for i, name in enumerate(counted)})
+    days = np.empty(len(rows), dtype=object)
+    days[:] = [row[0] for row in rows]
+    frame.insert(1, "day", _day_column(np.repeat(days, per_day)))
     return frame
 
 
@@ -139,45 +148,40 @@ def _utc(values: Sequence[datetime | None]) -> pd.Series:
     return pd.to_datetime(pd.Series(list(values), dtype="object"), utc=True)
 
 
-def _driver_value(column: InstrumentedAttribute[Any]) -> ColumnElement[Any]:
-    """``column`` as the driver returns it, without its type's per-value conversion (vectorised by the caller)."""
-    return type_coerce(column, NullType())
-
-
-def _instants(values: Sequence[Any], dialect: str) -> pd.Series:
+def _instants(values: np.ndarray[Any, np.dtype[np.object_]], dialect: str) -> pd.Series:
     """UTC instants from raw driver values of ``UTCDateTime`` columns: epoch milliseconds on SQLite, else datetimes."""
     if dialect != "sqlite":
-        return _utc(values)
-    missing = np.fromiter((v is None for v in values), dtype=np.bool_, count=len(values))
-    millis = np.fromiter((0 if v is None else v for v in values), dtype=np.int64, count=len(values))
-    stamps = millis.astype("datetime64[ms]").astype("datetime64[us]")
+        return _utc(values.tolist())
+    missing = pd.isna(values)
+    stamps = np.where(missing, 0, values).astype(np.int64).astype("datetime64[ms]").astype("datetime64[us]")
     stamps[missing] = np.datetime64("NaT")
     return pd.Series(stamps).dt.tz_localize("UTC")
 
 
 def members(conn: Connection, community_id: int) -> pd.DataFrame:
-    """Every human member: names, join (first join, else first activity, else first seen), leave, activity span."""
-    ma = MemberActivity
-    rows = conn.execute(
-        select(
-            Member.id,
-            func.coalesce(Member.display_name, Member.platform_user_id),
-            Member.platform,
-            _driver_value(Member.first_joined_at),
-            _driver_value(Member.last_joined_at),
-            _driver_value(Member.last_left_at),
-            _driver_value(Member.first_seen_at),
-            _driver_value(ma.first_active_at),
-            _driver_value(ma.last_active_at),
-            Member.leaderboard_opt_out,
-        )
-        .outerjoin(ma, ma.member_id == Member.id)
-        .where(Member.community_id == community_id, Member.is_bot.is_(False))
-    ).all()
+    """Every human member: names, join (first join, else first activity, else first seen), leave, activity span.
+
+    Read like :func:`member_days` (one row per member: a hundred thousand for a big community), with the
+    instants converted column by column instead of value by value.
+    """
     dialect = conn.dialect.name
-    ids, names, platforms, *times, opt_out = ([row[i] for row in rows] for i in range(10))
+    ph = "?" if dialect == "sqlite" else "%s"
+    cur = _driver_cursor(conn)
+    try:
+        cur.execute(
+            "SELECT m.id, COALESCE(m.display_name, m.platform_user_id), m.platform, m.first_joined_at, "
+            "m.last_joined_at, m.last_left_at, m.first_seen_at, a.first_active_at, a.last_active_at, "
+            f"m.leaderboard_opt_out FROM {Member.__tablename__} m "
+            f"LEFT OUTER JOIN {MemberActivity.__tablename__} a ON a.member_id = m.id "
+            f"WHERE m.community_id = {ph} AND m.is_bot = {ph}",
+            (community_id, False),
+        )
+        rows = cur.fetchall()
+    finally:
+        cur.close()
+    table = np.array(rows, dtype=object).reshape(len(rows), 10)
     first_join, last_join, last_left, first_seen, first_active, last_active = (
-        _instants(values, dialect) for values in times
+        _instants(table[:, i], dialect) for i in range(3, 9)
     )
     # History imports have no join events: the first activity stands in for the join (first seen, without either).
     joined = first_join.where(first_active.isna() | (first_join <= first_active), first_active)
@@ -185,14 +189,14 @@ def members(conn: Connection, community_id: int) -> pd.DataFrame:
     is_gone = last_left.notna() & (last_join.isna() | (last_left > last_join))
     return pd.DataFrame(
         {
-            "member_id": pd.Series(ids, dtype="int64"),
-            "name": pd.Series(names, dtype="object"),
-            "platform": pd.Series(platforms, dtype="object"),
+            "member_id": pd.Series(table[:, 0], dtype="int64"),
+            "name": pd.Series(table[:, 1], dtype="object"),
+            "platform": pd.Series(table[:, 2], dtype="object"),
             "joined_at": joined,
             "left_at": last_left.where(is_gone),
             "first_active_at": first_active,
             "last_active_at": last_active,
-            "leaderboard_opt_out": pd.Series([bool(v) for v in opt_out], dtype="bool"),
+            "leaderboard_opt_out": pd.Series(table[:, 9].astype(bool), dtype="bool"),
         },
         columns=list(MEMBERS_COLUMNS),
     )
@@ -273,6 +277,7 @@ def load_frames(engine: Engine, community: CommunityInfo, as_of: date, *, histor
     # The end of the as_of day in the community's zone, as a UTC instant.
     end = datetime.combine(as_of + timedelta(days=1), datetime.min.time(), tzinfo=tz)
     with engine.connect() as conn:
+        ledger = purchases(conn, community.id, end)
         return CommunityFrames(
             community=community.name,
             timezone=tz,
@@ -281,5 +286,42 @@ def load_frames(engine: Engine, community: CommunityInfo, as_of: date, *, histor
             members=members(conn, community.id),
             community_days=community_days(conn, community.id, history_start, as_of),
             channel_days=channel_days(conn, community.id, history_start, as_of),
-            purchases=purchases(conn, community.id, end),
+            purchases=ledger,
+            buyer_days=_buyer_days(conn, community.id, ledger, tz, history_start),
         )
+
+
+def _buyer_days(
+    conn: Connection, community_id: int, ledger: pd.DataFrame, tz: ZoneInfo, history_start: date
+) -> pd.DataFrame | None:
+    """Member days of buyers between their oldest purchase and ``history_start``.
+
+    Buyer retention follows each buyer for 30 days after buying, however long ago that was. Buyers are few, so
+    this read stays small.
+    """
+    bought = ledger.dropna(subset=["member_id"])
+    if not len(bought):
+        return None
+    first_day = bought["purchased_at"].dt.tz_convert(tz).min().date()
+    if first_day >= history_start:
+        return None
+    buyers = sorted({int(m) for m in bought["member_id"]})
+    md = MemberDailyActivity
+    rows: list[Any] = []
+    for start in range(0, len(buyers), 900):  # stay under SQLite's bound-parameter limit
+        rows += conn.execute(
+            select(md.member_id, md.day, md.messages, md.replies, md.reactions_given, md.reactions_received)
+            .where(
+                md.community_id == community_id,
+                md.day > first_day,
+                md.day < history_start,
+                md.member_id.in_(buyers[start : start + 900]),
+            )
+            .order_by(md.day)
+        ).all()
+    frame = _frame(sorted(rows, key=lambda r: r[1]), MEMBER_DAYS_COLUMNS)
+    frame["day"] = _days(frame["day"].tolist()) if len(frame) else pd.Series(dtype="datetime64[ns]")
+    for column in MEMBER_DAYS_COLUMNS:
+        if column != "day":
+            frame[column] = frame[column].astype("int64")
+    return frame
