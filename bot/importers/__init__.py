@@ -14,7 +14,15 @@ from pathlib import Path
 
 from bot.core.events import ActivityEvent
 
-__all__ = ["CorruptExportError", "ExportImportError", "ExportPathError", "ParsedFile", "json_item_line"]
+__all__ = [
+    "CorruptExportError",
+    "ExportImportError",
+    "ExportPathError",
+    "FieldError",
+    "ParsedFile",
+    "json_item_line",
+    "reaction_total",
+]
 
 
 class ExportImportError(Exception):
@@ -113,3 +121,26 @@ def json_item_line(text: str, key: str, index: int) -> int | None:
     except (ValueError, IndexError):
         return None
     return None
+
+
+class FieldError(ValueError):
+    """A message field is missing or malformed; the text starts with the field's path."""
+
+
+def reaction_total(value: object) -> int:
+    """The sum of an export's per-message reaction counts (``[{..., "count": N}, ...]``; both exporters write it).
+
+    Raises:
+        FieldError: Not a list, or a count that is not a non-negative integer.
+    """
+    if value is None:
+        return 0
+    if not isinstance(value, list):
+        raise FieldError("reactions: expected a list")
+    total = 0
+    for i, reaction in enumerate(value):
+        count = reaction.get("count") if isinstance(reaction, dict) else None
+        if not isinstance(count, int) or isinstance(count, bool) or count < 0:
+            raise FieldError(f"reactions[{i}].count: expected a non-negative integer, got {count!r}")
+        total += count
+    return total

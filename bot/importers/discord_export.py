@@ -62,7 +62,8 @@ from bot.core.events import (
     Platform,
     text_facts,
 )
-from bot.importers import CorruptExportError, ExportPathError, ParsedFile, json_item_line
+from bot.importers import CorruptExportError, ExportPathError, ParsedFile, json_item_line, reaction_total
+from bot.importers import FieldError as _FieldError
 
 __all__ = ["CSV_FIELDS", "DiscordExportReader", "discover_files", "parse_date"]
 
@@ -639,7 +640,7 @@ class DiscordExportReader:
                 reply_to_user_id=reply_user,
                 attachments=len(attachments),
                 text=content if self.store_text else None,
-                imported_reactions=_json_reactions(message.get("reactions")),
+                imported_reactions=reaction_total(message.get("reactions")),
             )
         except EventError as exc:
             raise _FieldError(str(exc)) from None
@@ -656,10 +657,6 @@ _SYSTEM_KINDS = frozenset(
         "ThreadCreated",
     }
 )
-
-
-class _FieldError(ValueError):
-    """A JSON message field is missing or malformed; the text starts with the field's path."""
 
 
 def _snowflake(value: object, name: str) -> str:
@@ -684,20 +681,6 @@ def _json_time(value: object, name: str) -> datetime:
             f"{name}: expected an ISO 8601 time like '2020-09-27T17:18:34+00:00', got {value!r}"
         ) from None
     return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
-
-
-def _json_reactions(value: object) -> int:
-    if value is None:
-        return 0
-    if not isinstance(value, list):
-        raise _FieldError("reactions: expected a list")
-    total = 0
-    for i, reaction in enumerate(value):
-        count = reaction.get("count") if isinstance(reaction, dict) else None
-        if not isinstance(count, int) or isinstance(count, bool) or count < 0:
-            raise _FieldError(f"reactions[{i}].count: expected a non-negative integer, got {count!r}")
-        total += count
-    return total
 
 
 def _json_channel(path: Path, value: object) -> ChannelRef:

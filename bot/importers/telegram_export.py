@@ -43,7 +43,8 @@ from bot.core.events import (
     Platform,
     text_facts,
 )
-from bot.importers import CorruptExportError, ParsedFile, json_item_line
+from bot.importers import CorruptExportError, ParsedFile, json_item_line, reaction_total
+from bot.importers import FieldError as _FieldError
 
 __all__ = [
     "SKIP_CHANNEL_POSTS",
@@ -70,10 +71,6 @@ _CHAT_ID_PREFIX = {
 _CODE_ENTITIES = frozenset({"code", "pre"})
 _LINK_ENTITIES = frozenset({"link", "text_link"})
 _JOIN_ACTIONS = frozenset({"join_group_by_link", "join_group_by_request"})
-
-
-class _FieldError(ValueError):
-    """A message field is missing or malformed; the text starts with the field's name."""
 
 
 def telegram_chat_id(export_type: str, export_id: int) -> str:
@@ -139,20 +136,6 @@ def _text(value: object) -> tuple[str, bool, bool]:
         else:
             raise _FieldError(f"text[{i}]: expected a string or an entity object with 'type' and 'text'")
     return "".join(parts), code, link
-
-
-def _reactions(value: object) -> int:
-    if value is None:
-        return 0
-    if not isinstance(value, list):
-        raise _FieldError("reactions: expected a list")
-    total = 0
-    for i, reaction in enumerate(value):
-        count = reaction.get("count") if isinstance(reaction, dict) else None
-        if not isinstance(count, int) or isinstance(count, bool) or count < 0:
-            raise _FieldError(f"reactions[{i}].count: expected a non-negative integer, got {count!r}")
-        total += count
-    return total
 
 
 def _message_id(message: dict[str, Any]) -> int:
@@ -333,6 +316,6 @@ def _message(
             reply_to_user_id=reply_user,
             attachments=int("photo" in message or "file" in message),
             text=plain if store_text else None,
-            imported_reactions=_reactions(message.get("reactions")),
+            imported_reactions=reaction_total(message.get("reactions")),
         )
     ]
