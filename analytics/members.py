@@ -46,7 +46,6 @@ HALF_LIFE_DAYS: Final = 14.0
 NEWCOMER_DAYS: Final = 14
 AT_RISK_SILENT_DAYS: Final = 14
 AT_RISK_BEFORE_DAYS: Final = 28
-DORMANT_DAYS: Final = MONTH_DAYS
 CHAMPION_SHARE: Final = 0.10
 CHAMPION_MIN_MESSAGES: Final = 10
 """Messages in the last 28 days a champion needs, so that reactions received alone cannot make one."""

@@ -28,6 +28,7 @@ from typing import Literal, get_args
 
 from analytics.privacy import MIN_GROUP, SMALL, hide_share, is_small, json_count, visible_share
 from analytics.results import CommerceSummary, CourseSales, MemberStatus, Report, WeekStats
+from analytics.weeks import week_label
 
 SCHEMA_VERSION = 1
 """Version of the JSON schema; bumped when a field changes meaning or type (new fields do not bump it)."""
@@ -59,19 +60,6 @@ STAT_DIGITS = 2
 # Shared helpers
 
 
-def iso_week(day: date) -> str:
-    """The ISO week label of a day, e.g. ``"2019-W48"``.
-
-    Args:
-        day: Any day of the week.
-
-    Returns:
-        ``"YYYY-Www"`` with the ISO year (which differs from the calendar year around New Year).
-    """
-    year, week, _ = day.isocalendar()
-    return f"{year}-W{week:02d}"
-
-
 def weeks_in_range(report: Report) -> list[WeekStats]:
     """The report's weeks, oldest first, with every week between the first and the last present.
 
@@ -91,7 +79,7 @@ def weeks_in_range(report: Report) -> list[WeekStats]:
     weeks = []
     start = first
     while start <= last:
-        weeks.append(by_start.get(start) or WeekStats(iso_week(start), start, 0, 0, 0, 0, 0, 0, 0))
+        weeks.append(by_start.get(start) or WeekStats(week_label(start), start, 0, 0, 0, 0, 0, 0, 0))
         start += timedelta(days=7)
     return weeks
 
@@ -532,7 +520,8 @@ def _revenue_rows(report: Report, commerce: CommerceSummary, last: int) -> tuple
     net = {(w.start, w.currency): w.net for w in commerce.revenue_weeks}
     starts = sorted({w.start for w in weeks_in_range(report)} | {w.start for w in commerce.revenue_weeks})
     rows = [
-        [iso_week(start), *(_money(net.get((start, cur), 0.0), cur) for cur in currencies)] for start in starts[-last:]
+        [week_label(start), *(_money(net.get((start, cur), 0.0), cur) for cur in currencies)]
+        for start in starts[-last:]
     ]
     return ["Week", *(f"Net {cur}" for cur in currencies)], rows
 

@@ -69,6 +69,26 @@ RANKED = ("at_risk", "top_members")  # member lists ordered by score: near-ties 
 T = TypeVar("T")
 
 
+# The per-course figures both sides compute (fields of analytics.results.CourseSales), compared one by one.
+COURSE_FIELDS = (
+    "course",
+    "currency",
+    "title",
+    "sales",
+    "buyers",
+    "refunds",
+    "gross",
+    "refunded",
+    "net",
+    "refund_rate",
+    "price",
+    "sales_per_sale_week",
+    "sale_weeks",
+    "price_points",
+    "arc_elasticity",
+)
+
+
 def _positive(text: str) -> int:
     value = int(text)
     if value <= 0:
@@ -165,23 +185,7 @@ def report_metrics(report: Any) -> dict[str, Any]:
         [s.member_id, s.messages_28d, s.segment, s.days_since_active] for s in report.top_members
     ]
     commerce = report.commerce
-    for name in (
-        "course",
-        "currency",
-        "title",
-        "sales",
-        "buyers",
-        "refunds",
-        "gross",
-        "refunded",
-        "net",
-        "refund_rate",
-        "price",
-        "sales_per_sale_week",
-        "sale_weeks",
-        "price_points",
-        "arc_elasticity",
-    ):
+    for name in COURSE_FIELDS:
         values = [getattr(c, name) for c in commerce.courses]
         if name == "price_points":
             values = [[[p.price, p.sales] for p in points] for points in values]
@@ -685,26 +689,7 @@ def _commerce(con: Any, plan: Plan) -> dict[str, Any]:
         "FROM ledger GROUP BY ALL ORDER BY course, currency, sales DESC, price",
     ):
         prices.setdefault((course, currency), []).append((float(price), int(sales), int(weeks)))
-    table: dict[str, list[Any]] = {
-        k: []
-        for k in (
-            "course",
-            "currency",
-            "title",
-            "sales",
-            "buyers",
-            "refunds",
-            "gross",
-            "refunded",
-            "net",
-            "refund_rate",
-            "price",
-            "sales_per_sale_week",
-            "sale_weeks",
-            "price_points",
-            "arc_elasticity",
-        )
-    }
+    table: dict[str, list[Any]] = {k: [] for k in COURSE_FIELDS}
     for course, currency, title, sales, buyers, refunds, gross, refunded, sale_weeks in courses:
         net = float(gross) - float(refunded)
         points = prices[(course, currency)]

@@ -19,41 +19,13 @@ from analytics.activity import (
 from analytics.frames import (
     CHANNEL_DAYS_COLUMNS,
     COMMUNITY_DAYS_COLUMNS,
-    MEMBER_DAYS_COLUMNS,
-    MEMBERS_COLUMNS,
     empty_frame,
 )
 from analytics.results import WeekStats
 from analytics.weeks import last_complete_week_start, week_label, week_start, week_starts
+from tests.analytics_frames import member_days, members
 
 BERLIN = ZoneInfo("Europe/Berlin")  # UTC+1 in winter, UTC+2 from the last Sunday of March
-
-
-def member_days(*rows: tuple[int, str, int, int, int, int]) -> pd.DataFrame:
-    """Rows of (member_id, day, messages, replies, reactions_given, reactions_received)."""
-    if not rows:
-        return empty_frame(MEMBER_DAYS_COLUMNS)
-    frame = pd.DataFrame(list(rows), columns=list(MEMBER_DAYS_COLUMNS))
-    frame["day"] = pd.to_datetime(frame["day"]).astype("datetime64[ns]")
-    return frame
-
-
-def members(*rows: tuple[int, str | None, str | None]) -> pd.DataFrame:
-    """Rows of (member_id, joined_at UTC, left_at UTC)."""
-    if not rows:
-        return empty_frame(MEMBERS_COLUMNS)
-    return pd.DataFrame(
-        {
-            "member_id": [r[0] for r in rows],
-            "name": [f"member-{r[0]}" for r in rows],
-            "platform": "discord",
-            "joined_at": pd.to_datetime([r[1] for r in rows], utc=True),
-            "left_at": pd.to_datetime([r[2] for r in rows], utc=True),
-            "first_active_at": pd.NaT,
-            "last_active_at": pd.NaT,
-            "leaderboard_opt_out": False,
-        }
-    )
 
 
 def community_days(*rows: tuple[str, int, int, int, int]) -> pd.DataFrame:

@@ -10,37 +10,10 @@ import pandas as pd
 import pytest
 
 from analytics.cohorts import activation_rate, cohort_retention
-from analytics.frames import MEMBER_DAYS_COLUMNS, MEMBERS_COLUMNS, empty_frame
 from analytics.results import Cohort
+from tests.analytics_frames import member_days, members
 
 BERLIN = ZoneInfo("Europe/Berlin")  # UTC+1 until 2024-03-31
-
-
-def member_days(*rows: tuple[int, str, int, int, int, int]) -> pd.DataFrame:
-    """Rows of (member_id, day, messages, replies, reactions_given, reactions_received)."""
-    if not rows:
-        return empty_frame(MEMBER_DAYS_COLUMNS)
-    frame = pd.DataFrame(list(rows), columns=list(MEMBER_DAYS_COLUMNS))
-    frame["day"] = pd.to_datetime(frame["day"]).astype("datetime64[ns]")
-    return frame
-
-
-def members(*rows: tuple[int, str | None, str | None]) -> pd.DataFrame:
-    """Rows of (member_id, joined_at UTC, left_at UTC)."""
-    if not rows:
-        return empty_frame(MEMBERS_COLUMNS)
-    return pd.DataFrame(
-        {
-            "member_id": [r[0] for r in rows],
-            "name": [f"member-{r[0]}" for r in rows],
-            "platform": "telegram",
-            "joined_at": pd.to_datetime([r[1] for r in rows], utc=True),
-            "left_at": pd.to_datetime([r[2] for r in rows], utc=True),
-            "first_active_at": pd.NaT,
-            "last_active_at": pd.NaT,
-            "leaderboard_opt_out": False,
-        }
-    )
 
 
 # Weeks of 2024: W10 = 03-04..03-10, W11 = 03-11..03-17, W12 = 03-18..03-24, W13 = 03-25..03-31.

@@ -9,8 +9,9 @@ import pandas as pd
 import pytest
 
 from analytics.commerce import arc_elasticity, commerce_summary, course_sales, revenue_weeks
-from analytics.frames import MEMBER_DAYS_COLUMNS, MEMBERS_COLUMNS, PURCHASES_COLUMNS, empty_frame
+from analytics.frames import PURCHASES_COLUMNS, empty_frame
 from analytics.results import CourseSales, PricePoint
+from tests.analytics_frames import member_days, members
 
 BERLIN = ZoneInfo("Europe/Berlin")  # UTC+1 until 2024-03-31
 AS_OF = date(2024, 3, 27)  # Wednesday of W13. W10 = 03-04..03-10, W11 = 03-11..03-17, W12 = 03-18..03-24
@@ -32,32 +33,6 @@ def purchases(*rows: tuple[int | None, str, float, str, str, str | None]) -> pd.
             "refunded_at": pd.to_datetime([r[5] for r in rows], utc=True),
         }
     )
-
-
-def members(*rows: tuple[int, str, str | None]) -> pd.DataFrame:
-    """Rows of (member_id, joined_at UTC, left_at UTC)."""
-    if not rows:
-        return empty_frame(MEMBERS_COLUMNS)
-    return pd.DataFrame(
-        {
-            "member_id": [r[0] for r in rows],
-            "name": [f"member-{r[0]}" for r in rows],
-            "platform": "telegram",
-            "joined_at": pd.to_datetime([r[1] for r in rows], utc=True),
-            "left_at": pd.to_datetime([r[2] for r in rows], utc=True),
-            "first_active_at": pd.NaT,
-            "last_active_at": pd.NaT,
-            "leaderboard_opt_out": False,
-        }
-    )
-
-
-def member_days(*rows: tuple[int, str, int, int, int, int]) -> pd.DataFrame:
-    if not rows:
-        return empty_frame(MEMBER_DAYS_COLUMNS)
-    frame = pd.DataFrame(list(rows), columns=list(MEMBER_DAYS_COLUMNS))
-    frame["day"] = pd.to_datetime(frame["day"]).astype("datetime64[ns]")
-    return frame
 
 
 MEMBERS = members(

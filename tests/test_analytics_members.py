@@ -8,7 +8,7 @@ from zoneinfo import ZoneInfo
 import pandas as pd
 import pytest
 
-from analytics.frames import MEMBER_DAYS_COLUMNS, MEMBERS_COLUMNS, empty_frame
+from analytics.frames import MEMBERS_COLUMNS, empty_frame
 from analytics.members import (
     SEGMENTS,
     at_risk_members,
@@ -19,18 +19,10 @@ from analytics.members import (
     segment_counts,
     top_members,
 )
+from tests.analytics_frames import member_days
 
 BERLIN = ZoneInfo("Europe/Berlin")  # UTC+2 in summer
 AS_OF = date(2024, 6, 30)  # a Sunday. Last 14 days: 06-17..06-30; the 28 before: 05-20..06-16; 28 days: 06-03..06-30
-
-
-def member_days(*rows: tuple[int, str, int, int, int, int]) -> pd.DataFrame:
-    """Rows of (member_id, day, messages, replies, reactions_given, reactions_received)."""
-    if not rows:
-        return empty_frame(MEMBER_DAYS_COLUMNS)
-    frame = pd.DataFrame(list(rows), columns=list(MEMBER_DAYS_COLUMNS))
-    frame["day"] = pd.to_datetime(frame["day"]).astype("datetime64[ns]")
-    return frame
 
 
 def members(*rows: dict[str, object]) -> pd.DataFrame:

@@ -23,7 +23,6 @@ from analytics.render import (
     FORMATS,
     SCHEMA_VERSION,
     clean_name,
-    iso_week,
     render_html,
     render_json,
     render_text,
@@ -32,6 +31,7 @@ from analytics.render import (
     write_report,
 )
 from analytics.results import Report
+from analytics.weeks import week_label as iso_week
 from tests.report_samples import ANSI_NAME, RTL_NAME, SCRIPT_NAME, empty_report, sample_report, tiny_report
 
 SAMPLES = {"sample": sample_report, "empty": empty_report, "tiny": tiny_report}
