@@ -1,7 +1,7 @@
 """The composition root: the one place that builds and wires cohortbot.
 
-Settings -> engine -> store and writer -> adapters, started in that order on one asyncio loop and stopped in
-reverse, so that on shutdown adapters stop delivering before the writer flushes what they delivered.
+Settings -> engine -> store and writer -> dispatcher -> adapters, started in that order on one asyncio loop and
+stopped in reverse, so that on shutdown adapters stop delivering before the writer flushes what they delivered.
 """
 
 from __future__ import annotations
@@ -14,9 +14,12 @@ from dataclasses import dataclass, field
 
 from sqlalchemy import Engine
 
-from bot.adapters.base import Adapter
+from bot.adapters.base import Adapter, AdapterDeps
 from bot.clock import Clock, SystemClock
-from bot.config import Settings
+from bot.config import Secrets, Settings
+from bot.core.commands import all_commands
+from bot.core.dispatcher import Dispatcher
+from bot.scheduler import Scheduler
 from storage.catalog import CourseRecord, sync_courses
 from storage.engine import make_engine
 from storage.ingest import IngestStore
@@ -61,25 +64,52 @@ class App:
     engine: Engine
     store: IngestStore
     writer: EventWriter
+    dispatcher: Dispatcher
     clock: Clock
+    scheduler: Scheduler
     adapters: list[Adapter] = field(default_factory=list)
     community_id: int | None = None
     _started: list[Adapter] = field(default_factory=list)
+    _scheduling: bool = False
 
-    async def start(self) -> None:
-        """Check the schema, register the community and catalog, start the writer, then the adapters."""
+    async def start(self, *, schedule: bool = True) -> None:
+        """Check the schema, register the community and catalog, start the writer, the adapters, the scheduler.
+
+        Args:
+            schedule: Start the scheduled jobs (one-shot CLI commands that only send something pass False).
+        """
         await asyncio.to_thread(check_schema, self.engine)
         community = self.settings.community
         self.community_id = await asyncio.to_thread(self.store.register_community, community.name, community.timezone)
         await asyncio.to_thread(sync_courses, self.engine, self.community_id, course_records(self.settings))
+        self.dispatcher.bind(self.community_id)
         await self.writer.start()
         for adapter in self.adapters:
             await adapter.start()
             self._started.append(adapter)
             log.info("%s adapter started", adapter.name)
+        if schedule:
+            await self.scheduler.start()
+            self._scheduling = True
+
+    def require_community_id(self) -> int:
+        """The registered community's id.
+
+        Raises:
+            RuntimeError: Before ``start``.
+        """
+        if self.community_id is None:
+            raise RuntimeError("the app has not started")
+        return self.community_id
 
     async def stop(self) -> None:
-        """Stop adapters (newest first), flush and stop the writer, release the database."""
+        """Stop the scheduler, then adapters (newest first), flush and stop the writer, release the database."""
+        if self._scheduling:
+            self._scheduling = False
+            try:
+                await self.scheduler.stop()
+            except Exception:  # must not keep queued events from being written
+                log.exception("scheduler failed to stop cleanly")
         while self._started:
             adapter = self._started.pop()
             try:
@@ -92,12 +122,13 @@ class App:
         self.engine.dispose()
 
 
-AdapterFactory = Callable[[Settings, EventWriter, Clock], Sequence[Adapter]]
+AdapterFactory = Callable[[AdapterDeps], Sequence[Adapter]]
 
 
 def build_app(
     settings: Settings,
     *,
+    secrets: Secrets | None = None,
     clock: Clock | None = None,
     adapters: AdapterFactory | None = None,
     engine: Engine | None = None,
@@ -106,19 +137,49 @@ def build_app(
 
     Args:
         settings: Parsed configuration.
+        secrets: Tokens and the signing secret (from the environment); none by default.
         clock: Time source (tests inject a fake one).
-        adapters: Builds the platform adapters from the wired parts; none by default.
+        adapters: Builds the platform adapters from the wired parts (``bot.adapters.build_adapters`` builds the
+            enabled ones); none by default.
         engine: An existing engine (tests); built from ``[storage] url`` otherwise.
 
     Returns:
         The wired, not yet started, app.
     """
+    secrets = secrets or Secrets()
     clock = clock or SystemClock()
     engine = engine or make_engine(settings.storage.url)
     store = IngestStore(engine, store_text=settings.storage.store_text)
     writer = EventWriter(store)
-    built = list(adapters(settings, writer, clock)) if adapters else []
-    return App(settings=settings, engine=engine, store=store, writer=writer, clock=clock, adapters=built)
+    dispatcher = Dispatcher(
+        all_commands(),
+        settings=settings,
+        engine=engine,
+        writer=writer,
+        clock=clock,
+        signing_secret=secrets.signing_secret,
+    )
+    deps = AdapterDeps(
+        settings=settings, secrets=secrets, writer=writer, dispatcher=dispatcher, clock=clock, engine=engine
+    )
+    built = list(adapters(deps)) if adapters else []
+    scheduler = Scheduler(
+        settings=settings,
+        engine=engine,
+        clock=clock,
+        adapters=built,
+        community_id=lambda: dispatcher.community_id,
+    )
+    return App(
+        settings=settings,
+        engine=engine,
+        store=store,
+        writer=writer,
+        dispatcher=dispatcher,
+        clock=clock,
+        scheduler=scheduler,
+        adapters=built,
+    )
 
 
 async def serve(app: App, stop: asyncio.Event | None = None, started: asyncio.Event | None = None) -> None:

@@ -21,7 +21,10 @@ def restore_logging() -> Iterator[logging.Logger]:
     root = logging.getLogger()
     saved_handlers = list(root.handlers)
     saved_level = root.level
+    saved_library_levels = {name: logging.getLogger(name).level for name in ("httpx", "httpcore")}
     yield root
+    for name, level in saved_library_levels.items():
+        logging.getLogger(name).setLevel(level)
     for handler in list(root.handlers):
         if handler not in saved_handlers:
             root.removeHandler(handler)
@@ -106,7 +109,7 @@ def _logged_stderr(capsys: pytest.CaptureFixture[str]) -> str:
 def test_token_passed_as_a_log_argument_is_redacted(
     restore_logging: logging.Logger, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    configure_logging("INFO", [TELEGRAM_TOKEN])
+    configure_logging("DEBUG", [TELEGRAM_TOKEN])
     log = logging.getLogger("httpx")
     log.info(
         'HTTP Request: %s %s "%s"',
@@ -118,6 +121,18 @@ def test_token_passed_as_a_log_argument_is_redacted(
     assert TELEGRAM_TOKEN not in err
     assert f"HTTP Request: POST https://api.telegram.org/bot{REDACTED}/getUpdates" in err
     assert "httpx" in err and "INFO" in err
+
+
+def test_request_lines_stay_out_of_the_info_log(
+    restore_logging: logging.Logger, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # `cohortbot run` logs at INFO; httpx would add a line per Telegram long poll.
+    configure_logging("INFO", [TELEGRAM_TOKEN])
+    logging.getLogger("httpx").info("HTTP Request: POST https://api.telegram.org/bot%s/getUpdates", TELEGRAM_TOKEN)
+    logging.getLogger("bot.app").info("cohortbot is running")
+    err = _logged_stderr(capsys)
+    assert "HTTP Request" not in err
+    assert "cohortbot is running" in err
 
 
 def test_token_in_an_exception_traceback_is_redacted(
@@ -174,7 +189,7 @@ def test_token_shaped_argument_is_redacted_without_configured_secrets(
 def test_telegram_token_in_bot_api_url_is_redacted_without_configured_secrets(
     restore_logging: logging.Logger, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    configure_logging("INFO")
+    configure_logging("DEBUG")
     logging.getLogger("httpx").info("HTTP Request: POST %s", f"https://api.telegram.org/bot{TELEGRAM_TOKEN}/getUpdates")
     err = _logged_stderr(capsys)
     assert TELEGRAM_TOKEN not in err

@@ -1,0 +1,13 @@
+"""The command set: member commands first, then admin commands."""
+
+from __future__ import annotations
+
+from bot.core.commands.base import CommandSpec
+
+
+def all_commands() -> tuple[CommandSpec, ...]:
+    """Every command the bot answers, in the order ``/help`` lists them."""
+    from bot.core.commands.admin import ADMIN_COMMANDS
+    from bot.core.commands.member import MEMBER_COMMANDS
+
+    return MEMBER_COMMANDS + ADMIN_COMMANDS

@@ -1,0 +1,176 @@
+"""The contract between the dispatcher, command handlers and the platform adapters.
+
+A command is a :class:`CommandSpec`: its name, typed options, whether it is for admins, and an async handler
+``handle(ctx) -> Reply``. The handler's docstring's first line is the command's help text, shown by ``/help``,
+Telegram's command menu and Discord's slash-command picker.
+
+Handlers are platform-neutral. What only a platform can do (admit a buyer to a course chat or role, refund a
+Telegram Stars payment) goes through :class:`PlatformActions`, which each adapter implements.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Literal, Protocol
+
+from bot.core.events import CommandInvocation, MemberRef, Platform
+from bot.core.replies import Reply
+
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
+
+    from bot.clock import Clock
+    from bot.config import CourseSettings, Settings
+    from storage.writer import EventWriter
+
+OptionKind = Literal["text", "course", "member", "choice"]
+
+
+@dataclass(frozen=True, slots=True)
+class OptionSpec:
+    """One command option (a Discord slash-command option; a positional argument on Telegram/console).
+
+    Attributes:
+        name: Lowercase option name (``course``, ``member``).
+        description: Shown in Discord's picker and in usage errors.
+        kind: ``course`` values must be a configured course id (Discord offers them as choices); ``member``
+            values are a platform user id (adapters resolve mentions, replies and ``@names`` to one).
+        required: Whether the command refuses to run without it.
+        choices: Allowed values for ``choice`` options.
+    """
+
+    name: str
+    description: str
+    kind: OptionKind = "text"
+    required: bool = True
+    choices: tuple[str, ...] = ()
+
+
+class UsageError(Exception):
+    """A member used a command wrongly; the message is shown to them as it is (say what to type instead)."""
+
+
+@dataclass(frozen=True, slots=True)
+class AccessResult:
+    """What happened when the bot tried to give or take course access.
+
+    Attributes:
+        ok: Access is now as intended.
+        detail: For the member (an invite link) or the admin (what was done).
+        problem: When not ok: what an admin must fix (e.g. "give the bot the Manage Roles permission").
+    """
+
+    ok: bool
+    detail: str = ""
+    problem: str | None = None
+
+
+class CapabilityError(Exception):
+    """The platform cannot do what was asked (e.g. refund a Discord purchase from the bot); say so, never skip."""
+
+
+class PlatformActions(Protocol):
+    """What a command may ask of the platform it came from. Implemented by each adapter."""
+
+    platform: Platform
+
+    async def grant_access(self, member: MemberRef, course: CourseSettings) -> AccessResult:
+        """Give ``member`` access to ``course`` (Telegram: one-time invite link sent by DM; Discord: the role)."""
+        ...
+
+    async def revoke_access(self, member: MemberRef, course: CourseSettings) -> AccessResult:
+        """Take access to ``course`` away (Telegram: remove from the course chat; Discord: remove the role)."""
+        ...
+
+    async def refund_payment(self, member: MemberRef, charge_id: str) -> None:
+        """Return the money of a platform payment (Telegram: ``refundStarPayment``).
+
+        Raises:
+            CapabilityError: The platform has no bot-initiated refunds (Discord).
+        """
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class CommandContext:
+    """Everything a handler may use. Handlers never hold a database session: they call storage functions.
+
+    Attributes:
+        invocation: The command as the adapter translated it.
+        options: Parsed option values by name (absent optional options are missing).
+        is_admin: The adapter checked the platform's permissions (Telegram chat admin or owner id; Discord
+            Manage Server or an admin role).
+        settings: The configuration.
+        engine: The database (read with ``asyncio.to_thread``).
+        writer: The event writer (ledger writes, forgetting a member).
+        community_id: The community's database id.
+        clock: The current time.
+        actions: The platform's capabilities.
+        confirm_key: Key for short-lived confirmation tokens (``/forget confirm <token>``); the signing secret
+            when set, else random per process (a restart just asks the member to confirm again).
+        signing_secret: ``COHORTBOT_SECRET`` (signs Telegram invoice payloads), if set.
+    """
+
+    invocation: CommandInvocation
+    options: Mapping[str, str]
+    is_admin: bool
+    settings: Settings
+    engine: Engine
+    writer: EventWriter
+    community_id: int
+    clock: Clock
+    actions: PlatformActions
+    confirm_key: bytes
+    signing_secret: str | None = None
+
+    @property
+    def platform(self) -> Platform:
+        """The platform the command came from."""
+        return self.invocation.platform
+
+    @property
+    def invoker(self) -> MemberRef:
+        """Who ran the command."""
+        return self.invocation.invoker
+
+    def course(self, course_id: str) -> CourseSettings:
+        """The configured course with this id.
+
+        Raises:
+            UsageError: No such course (the message lists the ones there are).
+        """
+        for course in self.settings.courses:
+            if course.id == course_id:
+                return course
+        known = ", ".join(c.id for c in self.settings.courses) or "none are configured"
+        raise UsageError(f"There is no course {course_id!r}. Courses: {known}. See /courses.")
+
+
+Handler = Callable[[CommandContext], Awaitable[Reply]]
+
+
+@dataclass(frozen=True, slots=True)
+class CommandSpec:
+    """A command: name, options, who may run it, and its handler."""
+
+    name: str
+    handler: Handler
+    options: tuple[OptionSpec, ...] = ()
+    admin: bool = False
+    private: bool = True  # answers hold personal data: deliver them only to the invoker
+
+    @property
+    def help(self) -> str:
+        """One-line help text: the first line of the handler's docstring."""
+        doc = inspect.getdoc(self.handler) or self.name
+        return doc.strip().splitlines()[0].rstrip(".")
+
+    def usage(self) -> str:
+        """``/grant <member> <course>`` style usage line."""
+        parts = [f"/{self.name}"]
+        for option in self.options:
+            label = "|".join(option.choices) if option.choices else option.name
+            parts.append(f"<{label}>" if option.required else f"[{label}]")
+        return " ".join(parts)

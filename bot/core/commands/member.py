@@ -1,0 +1,399 @@
+"""Commands every member may run: welcome, help, own stats, courses and buying, nudge preference, own data.
+
+Every answer here is personal, so every command is ``private`` (a DM on Telegram, ephemeral on Discord).
+Handlers read the database through ``storage.member_queries`` in a thread and never hold a session.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import json
+import logging
+from collections.abc import Mapping, Sequence
+from datetime import UTC, date, timedelta
+from types import MappingProxyType
+
+from bot.core.commands.base import CommandContext, CommandSpec, OptionSpec, UsageError
+from bot.core.events import Platform
+from bot.core.markup import Span, bold, code, italic, join, rich
+from bot.core.payments import PaymentError, sign_payload
+from bot.core.replies import Attachment, Button, Invoice, Reply
+from bot.core.views import course_prices, fmt_day, fmt_int
+from storage.deletion import DeletionReport
+from storage.member_queries import (
+    export_member_data,
+    find_member,
+    member_stats,
+    owned_courses,
+    set_nudges_opt_out,
+    table_counts,
+)
+
+log = logging.getLogger(__name__)
+
+FORGET_TOKEN_CHARS = 16
+_Lines = list[Sequence[Span | str] | str]
+
+# What each member-data table holds, in words a member understands (tables missing here are shown by name).
+TABLE_WORDS: Mapping[str, str] = MappingProxyType(
+    {
+        "messages": "messages (when, where, length; the text only if the owner turned text storage on)",
+        "reactions": "reactions you gave",
+        "membership_events": "joins and leaves",
+        "purchases": "purchases",
+        "refunds": "refunds",
+        "nudges": "reminder messages sent to you",
+        "member_daily_activity": "daily activity totals",
+        "member_activity": "first and last activity",
+    }
+)
+
+
+def _today(ctx: CommandContext) -> date:
+    return ctx.clock.now().astimezone(ctx.settings.community.tz).date()
+
+
+# --- /start and /help --------------------------------------------------------------------------------------------
+
+
+async def start(ctx: CommandContext) -> Reply:
+    """What this bot does here and what it stores about you."""
+    community = ctx.settings.community.name
+    stored = (
+        "who posted, where and when, message length and reactions; the owner has turned on storing message text"
+        if ctx.settings.storage.store_text
+        else "who posted, where and when, message length and reactions; never the text of your messages"
+    )
+    return Reply(
+        rich(
+            [bold(f"Hi! I'm the activity bot of {community}.")],
+            "I count activity so the community can see what works, I sell the community's courses, and I can "
+            "send a friendly reminder when someone has been away for a while.",
+            "",
+            [bold("Your privacy: "), f"I store {stored}."],
+            "",
+            [code("/stats"), " your own activity"],
+            [code("/courses"), " what you can learn here"],
+            [code("/nudges off"), " no reminder messages"],
+            [code("/mydata"), " download everything stored about you"],
+            [code("/forget"), " delete everything stored about you"],
+            [code("/help"), " every command"],
+        ),
+        private=True,
+    )
+
+
+async def help_(ctx: CommandContext) -> Reply:
+    """Every command, with how to use it."""
+    from bot.core.commands import all_commands
+
+    specs = all_commands()
+    lines: _Lines = [[bold("Commands")]]
+    lines += [[code(s.usage()), f" – {s.help}"] for s in specs if not s.admin]
+    if ctx.is_admin:
+        lines += ["", [bold("Admin commands")]]
+        lines += [[code(s.usage()), f" – {s.help}"] for s in specs if s.admin]
+    return Reply(rich(*lines), private=True)
+
+
+# --- /stats ------------------------------------------------------------------------------------------------------
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{fmt_int(n)} {word}" if n == 1 else f"{fmt_int(n)} {word}s"
+
+
+async def stats(ctx: CommandContext) -> Reply:
+    """Your own activity: messages, active days, reactions, streak and rank."""
+    tz = ctx.settings.community.tz
+    today = _today(ctx)
+    result = await asyncio.to_thread(
+        member_stats, ctx.engine, ctx.community_id, ctx.platform.value, ctx.invoker.user_id, today=today
+    )
+    if result is None or (not result.has_activity and not result.courses):
+        since = ""
+        if result is not None:
+            since = f" You're a member since {fmt_day(result.member.member_since.astimezone(tz).date())}."
+        return Reply.say(
+            f"Nothing recorded for you in the last 30 days yet.{since} Say hello in the community and your "
+            "stats will show up here.",
+            private=True,
+        )
+    s = result
+    lines: _Lines = [
+        [bold(f"Your activity in {ctx.settings.community.name}")],
+        f"Last 7 days: {_plural(s.messages_7d, 'message')} on {_plural(s.active_days_7d, 'active day')}",
+        f"Last 30 days: {_plural(s.messages_30d, 'message')} on {_plural(s.active_days_30d, 'active day')}",
+        f"Reactions (30 days): {fmt_int(s.reactions_given_30d)} given, {fmt_int(s.reactions_received_30d)} received",
+    ]
+    if s.streak:
+        lines.append(f"Streak: {_plural(s.streak, 'day')} in a row" + (" 🔥" if s.streak >= 3 else ""))
+    if s.rank is not None:
+        lines.append(f"Rank: #{s.rank} of {fmt_int(s.ranked_members)} active members (messages, 30 days)")
+    else:
+        lines.append("Rank: post a message to get on the board")
+    lines.append(f"Member since: {fmt_day(s.member.member_since.astimezone(tz).date())}")
+    if s.courses:
+        lines.append("Courses: " + ", ".join(c.title for c in s.courses))
+    return Reply(rich(*lines), private=True)
+
+
+# --- /courses, /buy, /paysupport ---------------------------------------------------------------------------------
+
+
+async def courses(ctx: CommandContext) -> Reply:
+    """The courses on offer, and which ones you own."""
+    if not ctx.settings.courses:
+        return Reply.say("No courses are on offer right now.", private=True)
+    owned = {
+        c.course_key
+        for c in await asyncio.to_thread(
+            owned_courses, ctx.engine, ctx.community_id, ctx.platform.value, ctx.invoker.user_id
+        )
+    }
+    blocks = [rich([bold("Courses")])]
+    buttons: list[Button] = []
+    for course in ctx.settings.courses:
+        head: list[Span | str] = [bold(course.title), " ", code(course.id)]
+        lines: _Lines = [head]
+        if course.description:
+            lines.append(course.description)
+        if course.id in owned:
+            lines.append("✅ You own this course.")
+        else:
+            lines.append(f"Price: {course_prices(course, ctx.platform.value)}")
+            buttons.append(Button(f"Buy {course.title}", "command", f"/buy {course.id}"))
+        blocks.append(rich(*lines))
+    return Reply(join(blocks), private=True, buttons=tuple(buttons))
+
+
+async def buy(ctx: CommandContext) -> Reply:
+    """Buy a course."""
+    course = ctx.course(ctx.options["course"])
+    owned = await asyncio.to_thread(
+        owned_courses, ctx.engine, ctx.community_id, ctx.platform.value, ctx.invoker.user_id
+    )
+    if any(o.course_key == course.id for o in owned):
+        return Reply(rich(["You already own ", bold(course.title), ". Nothing to pay."]), private=True)
+    if ctx.platform is Platform.TELEGRAM and course.price_stars is not None:
+        if not ctx.signing_secret:
+            log.error("/buy %s: COHORTBOT_SECRET is not set, so no invoice can be signed; set it to sell", course.id)
+            return Reply.say(
+                "Sales are not set up yet. The admins have been told; please try again later.", private=True
+            )
+        try:
+            payload = sign_payload(ctx.signing_secret, course.id, ctx.invoker.user_id, course.price_stars)
+        except PaymentError:
+            log.exception("/buy %s: cannot sign an invoice payload", course.id)
+            return Reply.say(
+                "Sorry, I cannot make an invoice for this course. The admins have been told.", private=True
+            )
+        invoice = Invoice(
+            course_id=course.id,
+            title=course.title,
+            description=course.description or course.title,
+            amount=course.price_stars,
+            currency="XTR",
+            payload=payload,
+        )
+        return Reply(
+            rich(["Here is your invoice for ", bold(course.title), f": {course.price_stars:,} Stars."]),
+            private=True,
+            invoice=invoice,
+        )
+    if ctx.platform is Platform.DISCORD and course.discord_sku_id is not None:
+        return Reply(
+            rich(["Buy ", bold(course.title), " in Discord with the button below."]),
+            private=True,
+            buttons=(Button(f"Buy {course.title}", "premium", str(course.discord_sku_id)),),
+        )
+    if course.checkout_url:
+        price = f" ({course_prices(course, ctx.platform.value)})" if course.price is not None else ""
+        return Reply(
+            rich(
+                ["Buy ", bold(course.title), f"{price} on the checkout page."],
+                "After you have paid, an admin will record your payment and give you access.",
+            ),
+            private=True,
+            buttons=(Button("Go to checkout", "url", course.checkout_url),),
+        )
+    return Reply(
+        rich([bold(course.title), " cannot be bought here. Ask an admin how to join it."]),
+        private=True,
+    )
+
+
+async def paysupport(ctx: CommandContext) -> Reply:
+    """Help with a payment or a refund."""
+    return Reply(
+        rich(
+            [bold("Help with a payment")],
+            "Something wrong with a course you paid for (no access, charged twice, want a refund)? Write to one of "
+            f"the admins of {ctx.settings.community.name} and include your payment reference from the receipt.",
+            "Refunds are made by the admins (with /refund): the money goes back the way you paid and your access "
+            "to the course ends.",
+            "Send /courses to see what you own.",
+        ),
+        private=True,
+    )
+
+
+# --- /nudges -----------------------------------------------------------------------------------------------------
+
+
+async def nudges(ctx: CommandContext) -> Reply:
+    """Turn reminder messages on or off (they are sent when you have been away a while)."""
+    setting = ctx.options.get("setting")
+    enabled_here = ctx.settings.nudges.enabled
+    note = "" if enabled_here else " (This community does not send reminders at the moment.)"
+    if setting is None:
+        member = await asyncio.to_thread(
+            find_member, ctx.engine, ctx.community_id, ctx.platform.value, ctx.invoker.user_id
+        )
+        state = "off" if member is not None and member.nudges_opt_out else "on"
+        other = "on" if state == "off" else "off"
+        return Reply(
+            rich(["Reminder messages are ", bold(state), f" for you. Send /nudges {other} to change that.{note}"]),
+            private=True,
+        )
+    opt_out = setting == "off"
+    await asyncio.to_thread(
+        set_nudges_opt_out,
+        ctx.engine,
+        ctx.community_id,
+        ctx.platform.value,
+        ctx.invoker.user_id,
+        opt_out=opt_out,
+        now=ctx.clock.now(),
+        display_name=ctx.invoker.display_name,
+    )
+    if opt_out:
+        text = "Done: I won't send you reminder messages. Send /nudges on if you change your mind."
+    else:
+        text = "Done: I may send you a friendly reminder when you have been away for a while."
+    return Reply.say(text + note, private=True)
+
+
+# --- /mydata and /forget -----------------------------------------------------------------------------------------
+
+
+async def mydata(ctx: CommandContext) -> Reply:
+    """Download everything stored about you (a JSON file)."""
+    platform, user_id = ctx.platform.value, ctx.invoker.user_id
+    document = await asyncio.to_thread(
+        export_member_data, ctx.engine, ctx.community_id, platform, user_id, now=ctx.clock.now()
+    )
+    if document is None:
+        return Reply.say("Nothing is stored about you.", private=True)
+    data = json.dumps(document, indent=2, ensure_ascii=False, sort_keys=True).encode()
+    counts = table_counts(document)
+    lines: _Lines = [
+        [bold("Everything stored about you is in the attached file.")],
+        "Your account and preferences, and:",
+    ]
+    lines += [f"• {TABLE_WORDS.get(name, name)}: {fmt_int(n)}" for name, n in counts.items()]
+    lines.append("Send /forget to delete it.")
+    attachment = Attachment(f"cohortbot-mydata-{platform}-{user_id}.json", data, "application/json")
+    return Reply(rich(*lines), private=True, attachments=(attachment,))
+
+
+def forget_token(key: bytes, platform: str, user_id: str, day: date) -> str:
+    """The confirmation code for ``/forget`` on a UTC day: short, tied to the account, useless to anyone else."""
+    message = f"forget:{platform}:{user_id}:{day.isoformat()}".encode()
+    return hmac.new(key, message, hashlib.sha256).hexdigest()[:FORGET_TOKEN_CHARS]
+
+
+def _token_valid(ctx: CommandContext, token: str) -> bool:
+    today = ctx.clock.now().astimezone(UTC).date()
+    platform, user_id = ctx.platform.value, ctx.invoker.user_id
+    # Valid today and yesterday (UTC), so a code fetched just before midnight still works a moment later.
+    return any(
+        hmac.compare_digest(token.lower(), forget_token(ctx.confirm_key, platform, user_id, day))
+        for day in (today, today - timedelta(days=1))
+    )
+
+
+def _deletion_summary(report: DeletionReport) -> _Lines:
+    lines: _Lines = []
+    for name, n in sorted(report.deleted.items()):
+        if name != "members":
+            lines.append(f"• deleted {TABLE_WORDS.get(name, name)}: {fmt_int(n)}")
+    for name, n in sorted(report.detached.items()):
+        lines.append(f"• kept without your name, for accounting: {TABLE_WORDS.get(name, name)}: {fmt_int(n)}")
+    return lines
+
+
+async def forget(ctx: CommandContext) -> Reply:
+    """Delete everything stored about you."""
+    platform, user_id = ctx.platform.value, ctx.invoker.user_id
+    if ctx.options.get("confirm") is None:
+        document = await asyncio.to_thread(
+            export_member_data, ctx.engine, ctx.community_id, platform, user_id, now=ctx.clock.now()
+        )
+        if document is None:
+            return Reply.say("Nothing is stored about you, so there is nothing to delete.", private=True)
+        counts = table_counts(document)
+        token = forget_token(ctx.confirm_key, platform, user_id, ctx.clock.now().astimezone(UTC).date())
+        lines: _Lines = [
+            [bold("This deletes everything stored about you in "), bold(ctx.settings.community.name), bold(":")],
+            "• your account and preferences (including /nudges)",
+        ]
+        lines += [
+            f"• {TABLE_WORDS.get(name, name)}: {fmt_int(n)}"
+            for name, n in counts.items()
+            if n and name not in ("purchases", "refunds")
+        ]
+        if counts.get("purchases"):
+            lines.append(
+                f"Your {_plural(counts['purchases'], 'purchase')} stay in the sales records for accounting, without "
+                "your name; the bot will then no longer know that you own those courses."
+            )
+        lines += [
+            "",
+            [italic("This cannot be undone.")],
+            ["To go ahead, press the button or send ", code(f"/forget confirm {token}")],
+        ]
+        return Reply(
+            rich(*lines),
+            private=True,
+            buttons=(Button("Delete my data", "command", f"/forget confirm {token}", danger=True),),
+        )
+    token = ctx.options.get("token", "")
+    if not token or not _token_valid(ctx, token):
+        raise UsageError(
+            "That confirmation code is not valid or has expired; nothing was deleted. Send /forget for a new one."
+        )
+    report = await ctx.writer.forget_member(ctx.invocation.community, platform, user_id)
+    if report is None:
+        return Reply.say("Nothing was stored about you.", private=True)
+    log.info("forgot %s user %s at their request", platform, user_id)
+    return Reply(
+        rich([bold("Done. Everything stored about you is deleted.")], *_deletion_summary(report)),
+        private=True,
+    )
+
+
+MEMBER_COMMANDS: tuple[CommandSpec, ...] = (
+    CommandSpec("start", start),
+    CommandSpec("help", help_),
+    CommandSpec("stats", stats),
+    CommandSpec("courses", courses),
+    CommandSpec("buy", buy, options=(OptionSpec("course", "The course id (see /courses)", kind="course"),)),
+    CommandSpec("paysupport", paysupport),
+    CommandSpec(
+        "nudges",
+        nudges,
+        options=(OptionSpec("setting", "on or off", kind="choice", required=False, choices=("on", "off")),),
+    ),
+    CommandSpec("mydata", mydata),
+    CommandSpec(
+        "forget",
+        forget,
+        options=(
+            OptionSpec("confirm", "Confirm the deletion", kind="choice", required=False, choices=("confirm",)),
+            OptionSpec("token", "The confirmation code /forget gave you", required=False),
+        ),
+    ),
+)

@@ -1,0 +1,284 @@
+"""The weekly owner digest: last complete ISO week in one message, with an activity chart.
+
+``/digest`` shows a preview; the scheduler (a later issue) sends the same :class:`Digest` weekly and may append
+sections (nudge results) to ``text``. Building it reads the database and renders a PNG, so it is synchronous and
+callers run it in a thread (``asyncio.to_thread``).
+
+The digest is read on a phone: a headline with week-over-week changes, then short sections, then one or two
+observations computed from the numbers. It stays well under Telegram's 4096 characters (the adapters still split
+with ``markup.split_message`` if a community's names are very long). Counts of members follow the small-group rule
+(``analytics.privacy``); only the admin version names members at risk and shows sales.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+
+from sqlalchemy import Engine
+
+from analytics.charts import activity_chart
+from analytics.privacy import is_small, visible_share
+from analytics.render import clean_name
+from analytics.results import Cohort, Report, WeekStats
+from analytics.weeks import week_label, week_start
+from bot.config import Settings
+from bot.core.markup import Line, Rich, Span, bold, join, rich
+from bot.core.nudges import nudge_results
+from bot.core.reconcile import access_problems
+from bot.core.replies import Attachment
+from bot.core.views import (
+    DASH,
+    fmt_change,
+    fmt_int,
+    fmt_members,
+    fmt_money,
+    fmt_pct,
+    fmt_totals,
+    local_midnight,
+    revenue_by_course,
+    totals_by_currency,
+)
+from bot.reporting import ReportRequest, build_community_report
+from storage.member_queries import LedgerRow, human_member_count, ledger
+from storage.schedule import last_job_runs
+
+DIGEST_WEEKS = 8  # the chart's span: two months shows a trend without squeezing the lines on a phone
+MAX_TOP = 5
+MAX_AT_RISK_NAMES = 10
+LOW_ACTIVATION = 0.3
+NOTABLE_CHANGE = 0.1
+
+
+@dataclass(frozen=True, slots=True)
+class Digest:
+    """One week's digest.
+
+    Attributes:
+        week_label: The ISO week it covers, ``"2024-W10"`` (the ``digests.week`` key).
+        text: The message.
+        charts: PNG attachments (the activity trend).
+    """
+
+    week_label: str
+    text: Rich
+    charts: tuple[Attachment, ...]
+
+
+def digest_week(now: datetime, settings: Settings) -> tuple[date, date]:
+    """The Monday and Sunday of the last complete ISO week before ``now`` (community time zone)."""
+    today = now.astimezone(settings.community.tz).date()
+    sunday = week_start(today) - timedelta(days=1)
+    return sunday - timedelta(days=6), sunday
+
+
+def build_digest(engine: Engine, settings: Settings, community_id: int, *, now: datetime, for_admins: bool) -> Digest:
+    """Build the digest of the last complete ISO week before ``now``.
+
+    Args:
+        engine: The database.
+        settings: The configuration (community name and zone, digest and nudge settings, courses).
+        community_id: The community's database id.
+        now: The current instant.
+        for_admins: Include what only admins may see (members at risk by name, sales and revenue); the other
+            version is for the community chat.
+
+    Returns:
+        The digest.
+    """
+    monday, sunday = digest_week(now, settings)
+    label = week_label(monday)
+    report, _hint = build_community_report(
+        engine,
+        ReportRequest(
+            community=settings.community.name,
+            as_of=sunday,
+            weeks=DIGEST_WEEKS,
+            inactive_after_days=settings.nudges.inactive_after_days,
+            top_n=min(settings.digest.top_members, MAX_TOP),
+        ),
+        now=now,
+    )
+    tz = settings.community.tz
+    sales = ledger(engine, community_id)
+    members_ever = human_member_count(engine, community_id) if sales else 0
+    weeks = {w.start: w for w in report.weekly}
+    current = weeks.get(monday) or WeekStats(label, monday, 0, 0, 0, 0, 0, 0, 0)
+    previous = weeks.get(monday - timedelta(days=7))
+
+    title = rich([bold(f"{settings.community.name}: week {label}"), f" ({monday:%d %b} – {sunday:%d %b %Y})"])
+    blocks = [title, _headline(current, previous), _engagement(report)]
+    top = _top(report)
+    if top is not None:
+        blocks.append(top)
+    if for_admins:
+        blocks.append(_at_risk(report))
+    week_start_at, week_end_at = local_midnight(monday, tz), local_midnight(sunday + timedelta(days=1), tz)
+    if for_admins and (sales or settings.courses):
+        # Revenue is the owner's business: a digest posted to the community chat leaves it out.
+        blocks.append(_sales(sales, week_start_at, week_end_at, members_ever))
+    if for_admins:
+        blocks.extend(_operations(engine, community_id, week_end_at))
+    notes = observations(report, current, previous, sales, week_start_at, week_end_at, for_admins=for_admins)
+    if notes:
+        blocks.append(rich([bold("Worth knowing")], *(f"• {n}" for n in notes)))
+    chart = Attachment(f"digest-{label}-activity.png", activity_chart(report), "image/png")
+    return Digest(week_label=label, text=join(blocks), charts=(chart,))
+
+
+def _operations(engine: Engine, community_id: int, week_end_at: datetime) -> list[Rich]:
+    """Admins' part from the scheduler: whether nudges work, and course access the bot could not fix."""
+    blocks: list[Rich] = []
+    nudges = nudge_results(engine, community_id, week_end=week_end_at)
+    if nudges is not None:
+        blocks.append(nudges)
+    last = last_job_runs(engine, community_id).get("reconcile")
+    problems = access_problems(last.detail if last else None)
+    if problems:
+        shown = [f"• {p}" for p in problems[:MAX_AT_RISK_NAMES]]
+        if len(problems) > MAX_AT_RISK_NAMES:
+            shown.append(f"… and {len(problems) - MAX_AT_RISK_NAMES} more (`cohortbot jobs` shows the last check)")
+        blocks.append(rich([bold("Course access to fix")], *shown))
+    return blocks
+
+
+def _headline(current: WeekStats, previous: WeekStats | None) -> Rich:
+    def row(name: str, value: str, before: int | None, now: int, members: bool) -> Line:
+        change = "" if before is None else fmt_change(before, now, members=members)
+        # A change is hidden when either week has fewer than five members (it would reveal them).
+        change = f" ({change} vs last week)" if change and change != DASH else ""
+        return (Span(f"{name}: "), bold(value), Span(change))
+
+    prev = previous
+    return Rich(
+        (
+            row("Active members", fmt_members(current.active), prev.active if prev else None, current.active, True),
+            row("New members", fmt_members(current.new), prev.new if prev else None, current.new, True),
+            row("Left", fmt_members(current.left), prev.left if prev else None, current.left, True),
+            row("Messages", fmt_int(current.messages), prev.messages if prev else None, current.messages, False),
+        )
+    )
+
+
+def latest_cohort(report: Report) -> Cohort | None:
+    """The most recent join cohort whose second week is over (the retention headline)."""
+    observed = [c for c in report.cohorts if len(c.retention) >= 2]
+    return observed[-1] if observed else None
+
+
+def _engagement(report: Report) -> Rich:
+    s = report.summary
+    lines: list[Sequence[Span | str] | str] = [
+        [bold("Engagement")],
+        f"WAU {fmt_members(s.wau)} · MAU {fmt_members(s.mau)} · stickiness "
+        f"{fmt_pct(visible_share(s.stickiness, s.mau))} (on Sunday)",
+    ]
+    cohort = latest_cohort(report)
+    if cohort is not None:
+        share = visible_share(cohort.second_week_retention, cohort.size)
+        lines.append(
+            f"Retention: of the {fmt_members(cohort.size)} who joined in {cohort.cohort}, "
+            f"{fmt_pct(share) if share is not None else 'too few to show'} came back in their second week."
+        )
+    activation = visible_share(report.activation_rate, report.activation_eligible)
+    if report.activation_eligible:
+        shown = fmt_pct(activation) if activation is not None else "too few to show"
+        lines.append(f"Activation: {shown} of recent joiners posted 3+ messages in their first 7 days.")
+    return rich(*lines)
+
+
+def _top(report: Report) -> Rich | None:
+    if not report.top_members:
+        return None
+    lines: list[Sequence[Span | str] | str] = [[bold("Top contributors"), " (last 28 days)"]]
+    for rank, member in enumerate(report.top_members[:MAX_TOP], start=1):
+        lines.append(f"{rank}. {clean_name(member.name)} · {fmt_int(member.messages_28d)} messages")
+    return rich(*lines)
+
+
+def _at_risk(report: Report) -> Rich:
+    at_risk = report.at_risk
+    if not at_risk:
+        return rich([bold("At risk"), ": nobody who was active has gone quiet. 🎉"])
+    names = ", ".join(clean_name(m.name) for m in at_risk[:MAX_AT_RISK_NAMES])
+    more = f" and {len(at_risk) - MAX_AT_RISK_NAMES} more" if len(at_risk) > MAX_AT_RISK_NAMES else ""
+    return rich(
+        [bold("At risk"), f": {fmt_int(len(at_risk))} active 2–6 weeks ago, silent for 2 weeks (admins only)"],
+        f"{names}{more}. See /inactive.",
+    )
+
+
+def _sales(rows: Sequence[LedgerRow], start: datetime, end: datetime, members_ever: int) -> Rich:
+    lines: list[Sequence[Span | str] | str] = [[bold("Sales this week")]]
+    week = revenue_by_course(rows, start=start, end=end)
+    if not week:
+        lines.append("No sales or refunds this week.")
+    for line in week:
+        refunds = f", {line.refunds} refunded ({fmt_money(line.refunded, line.currency)})" if line.refunds else ""
+        lines.append(f"{line.title}: {line.sales} sold, {fmt_money(line.net, line.currency)} net{refunds}")
+    if week:
+        lines.append(f"Net this week: {fmt_totals(totals_by_currency(week))}")
+    buyers = {r.member_id for r in rows if r.member_id is not None and r.refunded_at is None}
+    if members_ever:
+        lines.append(
+            f"Conversion: {fmt_members(len(buyers))} of {fmt_members(members_ever)} members own a course "
+            f"({fmt_pct(visible_share(len(buyers) / members_ever, members_ever), 1)})."
+        )
+    return rich(*lines)
+
+
+def observations(
+    report: Report,
+    current: WeekStats,
+    previous: WeekStats | None,
+    sales: Sequence[LedgerRow],
+    week_start_at: datetime,
+    week_end_at: datetime,
+    *,
+    for_admins: bool,
+) -> list[str]:
+    """One or two plain-language remarks computed from the week's numbers, the most useful first."""
+    notes: list[str] = []
+    if previous is not None and previous.active and not (is_small(previous.active) or is_small(current.active)):
+        change = (current.active - previous.active) / previous.active
+        if change >= NOTABLE_CHANGE:
+            notes.append(f"More members were active than the week before (up {change:.0%}).")
+        elif change <= -NOTABLE_CHANGE:
+            notes.append(
+                f"Fewer members were active than the week before (down {-change:.0%}); a question or a small "
+                "challenge in the main channel often gets people talking again."
+            )
+    elif previous is not None and previous.messages and current.messages < previous.messages / 2:
+        notes.append("Messages halved compared with the week before.")
+    activation = visible_share(report.activation_rate, report.activation_eligible)
+    if activation is not None and activation < LOW_ACTIVATION:
+        notes.append(
+            f"Only {activation:.0%} of new members got going in their first week; a personal welcome and a first "
+            "small task help newcomers start posting."
+        )
+    if for_admins and report.at_risk:
+        notes.append(
+            f"{len(report.at_risk)} previously active member{'s' if len(report.at_risk) != 1 else ''} went quiet; "
+            "a personal hello from an admin brings many back."
+        )
+    if for_admins:
+        sales_note = _sales_note(sales, week_start_at, week_end_at)
+        if sales_note:
+            notes.append(sales_note)
+    if not notes and current.active:
+        notes.append("A steady week: no big changes in activity.")
+    return notes[:2]
+
+
+def _sales_note(sales: Sequence[LedgerRow], week_start_at: datetime, week_end_at: datetime) -> str | None:
+    """A remark when this week's sales stand out against the four weeks before."""
+    four_weeks_ago = week_start_at - timedelta(weeks=4)
+    sold_now = sum(1 for r in sales if week_start_at <= r.purchased_at < week_end_at)
+    sold_before = sum(1 for r in sales if four_weeks_ago <= r.purchased_at < week_start_at)
+    if sold_now == 0 and sold_before:
+        return f"No sales this week, after {sold_before} in the four weeks before."
+    # Twice the weekly average of the four weeks before (sold_before / 4) or more.
+    if sold_now and sold_before and 2 * sold_now >= sold_before:
+        return f"{sold_now} sales this week: at least twice the weekly average of the four weeks before."
+    return None

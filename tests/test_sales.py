@@ -1,0 +1,154 @@
+"""Checkout checks, sales and refunds: ledger first, access once, against a real database."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import AsyncIterator
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import func, select
+
+from bot.core.commands.base import AccessResult
+from bot.core.events import MemberRef, Platform, PurchaseEvent, PurchaseSource, RefundEvent
+from bot.core.payments import sign_payload
+from bot.core.sales import check_checkout, record_refund, record_sale
+from storage.ingest import IngestStore
+from storage.models import Purchase, Refund
+from tests.conftest import COMMUNITY
+from tests.helpers.fake_actions import NOW, SECRET, Bot, FakeActions, running_bot, two_course_settings
+
+pytestmark = pytest.mark.storage
+
+ANN = "1001"
+
+
+@pytest.fixture
+async def bot(store: IngestStore) -> AsyncIterator[Bot]:
+    async with running_bot(store) as running:
+        yield running
+
+
+def stars_sale(
+    user: str = ANN, course: str = "py-async", charge: str = "tg-charge-1", amount: int = 500
+) -> PurchaseEvent:
+    return PurchaseEvent(
+        platform=Platform.TELEGRAM,
+        community=COMMUNITY,
+        charge_id=charge,
+        member=MemberRef(user, "Ann"),
+        course_id=course,
+        amount=amount,
+        currency="XTR",
+        occurred_at=NOW,
+        source=PurchaseSource.TELEGRAM_STARS,
+        provider_charge_id="prov-1",
+    )
+
+
+def rows(bot: Bot) -> tuple[int, int]:
+    with bot.engine.connect() as conn:
+        purchases = conn.execute(select(func.count()).select_from(Purchase)).scalar_one()
+        refunds = conn.execute(select(func.count()).select_from(Refund)).scalar_one()
+    return purchases, refunds
+
+
+async def check(bot: Bot, payload: str, *, amount: int = 500, currency: str = "XTR", user: str = ANN) -> str | None:
+    return await check_checkout(
+        bot.dispatcher, platform="telegram", user_id=user, payload=payload, amount=amount, currency=currency
+    )
+
+
+async def test_checkout_of_a_fresh_invoice_is_accepted(bot: Bot) -> None:
+    assert await check(bot, sign_payload(SECRET, "py-async", ANN, 500)) is None
+
+
+async def test_checkout_rejects_wrong_price_forgery_retirement_and_ownership(bot: Bot) -> None:
+    good = sign_payload(SECRET, "py-async", ANN, 500)
+    wrong_price = await check(bot, good, amount=5)
+    assert wrong_price is not None and "price of Async Python has changed" in wrong_price
+    assert "has changed" in (await check(bot, sign_payload(SECRET, "py-async", ANN, 5), amount=5) or "")
+    assert "has changed" in (await check(bot, good, currency="EUR") or "")
+    forged = sign_payload("attacker's secret", "py-async", ANN, 5)
+    assert "not valid" in (await check(bot, forged, amount=5) or "")
+    assert "another member" in (await check(bot, good, user="2002") or "")
+    retired = sign_payload(SECRET, "old-course", ANN, 500)
+    assert "no longer for sale" in (await check(bot, retired) or "")
+    await record_sale(bot.dispatcher, stars_sale(), bot.actions)
+    assert "already own Async Python" in (await check(bot, good) or "")
+
+
+async def test_checkout_without_a_secret_is_refused_politely(store: IngestStore) -> None:
+    async with running_bot(store, secret=None) as bot:
+        reason = await check(bot, sign_payload(SECRET, "py-async", ANN, 500))
+    assert reason is not None and "not set up" in reason
+
+
+async def test_a_replayed_sale_is_stored_and_granted_once(bot: Bot) -> None:
+    first = await record_sale(bot.dispatcher, stars_sale(), bot.actions)
+    again = await record_sale(bot.dispatcher, stars_sale(), bot.actions)
+    assert first.created and not again.created
+    assert rows(bot) == (1, 0)
+    assert bot.actions.grants == [(ANN, "py-async")]
+    assert "Invite: https://t.me/+x" in first.reply.text.plain()
+    assert "already recorded" in again.reply.text.plain()
+    assert first.reply.private
+
+
+async def test_a_sale_whose_access_fails_is_kept_and_reported(bot: Bot, caplog: pytest.LogCaptureFixture) -> None:
+    actions = FakeActions(grant_result=AccessResult(ok=False, problem="make the bot an admin of the course chat"))
+    outcome = await record_sale(bot.dispatcher, stars_sale(), actions)
+    assert outcome.created and outcome.access is not None and not outcome.access.ok
+    assert rows(bot) == (1, 0)
+    assert "admins have been told" in outcome.reply.text.plain()
+    assert any("make the bot an admin of the course chat" in r.getMessage() for r in caplog.records)
+
+
+async def test_a_sale_of_a_course_missing_from_the_catalog_stores_nothing(
+    bot: Bot, caplog: pytest.LogCaptureFixture
+) -> None:
+    outcome = await record_sale(bot.dispatcher, stars_sale(course="cobol"), bot.actions)
+    assert not outcome.created and outcome.course is None
+    assert rows(bot) == (0, 0) and bot.actions.grants == []
+    assert "an admin will sort it out" in outcome.reply.text.plain()
+    assert "tg-charge-1" in outcome.reply.text.plain()
+    assert any(r.levelname == "ERROR" and "not in the catalog" in r.getMessage() for r in caplog.records)
+
+
+async def test_a_sale_of_a_retired_course_is_recorded_without_access(store: IngestStore) -> None:
+    async with running_bot(store) as bot:
+        pass  # puts both courses in the catalog
+    retired = two_course_settings()
+    retired = dataclasses.replace(retired, courses=retired.courses[1:])
+    async with running_bot(store, settings=retired) as bot:
+        outcome = await record_sale(bot.dispatcher, stars_sale(), bot.actions)
+        assert outcome.created and outcome.course is None and outcome.access is None
+        assert bot.actions.grants == []
+        assert "An admin will give you access" in outcome.reply.text.plain()
+
+
+async def test_refund_revokes_once_and_keeps_access_from_another_purchase(bot: Bot) -> None:
+    await record_sale(bot.dispatcher, stars_sale(), bot.actions)
+    refund = RefundEvent(Platform.TELEGRAM, COMMUNITY, "tg-charge-1", NOW + timedelta(hours=1))
+    first = await record_refund(bot.dispatcher, refund, None, bot.actions)  # the buyer comes from the ledger
+    again = await record_refund(bot.dispatcher, refund, None, bot.actions)
+    assert first.created and not again.created
+    assert rows(bot) == (1, 1)
+    assert bot.actions.revokes == [(ANN, "py-async")]
+    assert "was refunded" in first.reply.text.plain()
+
+    # Bought twice: refunding one purchase leaves access from the other.
+    await record_sale(bot.dispatcher, stars_sale(charge="c2"), bot.actions)
+    await record_sale(bot.dispatcher, stars_sale(charge="c3"), bot.actions)
+    kept = await record_refund(
+        bot.dispatcher, RefundEvent(Platform.TELEGRAM, COMMUNITY, "c2", NOW), MemberRef(ANN), bot.actions
+    )
+    assert kept.access is not None and "another purchase" in kept.access.detail
+    assert bot.actions.revokes == [(ANN, "py-async")]
+
+
+async def test_refund_of_an_unknown_charge_stores_nothing(bot: Bot) -> None:
+    outcome = await record_refund(
+        bot.dispatcher, RefundEvent(Platform.TELEGRAM, COMMUNITY, "nope", NOW), MemberRef(ANN), bot.actions
+    )
+    assert not outcome.created and rows(bot) == (0, 0) and bot.actions.revokes == []
