@@ -1,0 +1,1 @@
+"""The Discord adapter (discord.py): logging, slash commands, course roles and SKU entitlements."""
