@@ -13,7 +13,7 @@ import contextlib
 import os
 import sys
 from collections.abc import Sequence
-from datetime import date
+from datetime import date, datetime, time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -191,6 +191,183 @@ def cmd_forget(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_run(args: argparse.Namespace) -> int:
+    """Run the bot: log activity and answer commands on the enabled platforms until Ctrl+C or SIGTERM."""
+    from bot.adapters import build_adapters
+    from bot.adapters.base import AdapterStartError
+    from bot.app import build_app, serve
+
+    settings = _settings(args.config)
+    if not (settings.telegram.enabled or settings.discord.enabled):
+        raise CommandError(
+            "nothing to run: no platform is enabled; set `enabled = true` under [telegram] or [discord] "
+            "in the config (`cohortbot check-config PATH` checks it)",
+            EXIT_USAGE,
+        )
+    secrets = load_secrets(os.environ)
+    problems = validate_secrets(settings, secrets)
+    if problems:
+        raise CommandError("cannot start:\n  " + "\n  ".join(problems), EXIT_USAGE)
+    engine = _existing_engine(settings)
+    _require_schema(engine)
+    app = build_app(settings, secrets=secrets, adapters=build_adapters, engine=engine)
+    try:
+        asyncio.run(serve(app))
+    except AdapterStartError as exc:
+        raise CommandError(f"cannot start: {exc}") from exc
+    return EXIT_OK
+
+
+def _community_id(engine: Engine, settings: Settings) -> int:
+    from bot.reporting import ReportError, resolve_community
+
+    try:
+        return resolve_community(engine, settings.community.name).id
+    except ReportError as exc:
+        raise CommandError(str(exc), EXIT_USAGE) from exc
+
+
+def _local_start(day: date, settings: Settings) -> datetime:
+    return datetime.combine(day, time(0), tzinfo=settings.community.tz)
+
+
+def _send_job(settings: Settings, engine: Engine, job: str) -> str:
+    """Start the enabled platforms without the schedule, run one job through them, stop; returns its outcome."""
+    from bot.adapters import build_adapters
+    from bot.adapters.base import AdapterStartError
+    from bot.app import build_app
+
+    secrets = load_secrets(os.environ)
+    problems = validate_secrets(settings, secrets)
+    if problems:
+        raise CommandError("cannot connect:\n  " + "\n  ".join(problems), EXIT_USAGE)
+    app = build_app(settings, secrets=secrets, adapters=build_adapters, engine=engine)
+
+    async def run() -> str:
+        await app.start(schedule=False)
+        try:
+            result = await app.scheduler.run(job)
+        finally:
+            await app.stop()
+        if result.outcome == "failed":
+            raise CommandError(f"{job} failed: {result.detail}")
+        return f"{job}: {result.outcome}: {result.detail}"
+
+    try:
+        return asyncio.run(run())
+    except AdapterStartError as exc:
+        raise CommandError(f"cannot connect: {exc}") from exc
+
+
+def cmd_digest(args: argparse.Namespace) -> int:
+    """Print the weekly owner digest for the last complete week; without --preview, also send it (once per week)."""
+    from bot.clock import SystemClock
+    from bot.core.digest import build_digest
+
+    settings = _settings(args.config)
+    if args.as_of and not args.preview:
+        raise CommandError("--as-of only works with --preview: a digest is sent for the week that is due now", 2)
+    if not args.preview and not (settings.telegram.enabled or settings.discord.enabled):
+        raise CommandError(
+            "no platform is enabled to send the digest to; use --preview to print it, or enable [telegram] "
+            "or [discord] in the config",
+            EXIT_USAGE,
+        )
+    engine = _existing_engine(settings)
+    _require_schema(engine)
+    community_id = _community_id(engine, settings)
+    now = _local_start(args.as_of, settings) if args.as_of else SystemClock().now()
+    digest = build_digest(engine, settings, community_id, now=now, for_admins=True)
+    from bot.core.markup import render_plain
+
+    text = render_plain(digest.text)
+    print(text)
+    if args.out:
+        out = Path(args.out)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / f"digest-{digest.week_label}.txt").write_text(text + "\n", encoding="utf-8")
+        print(f"\nwritten: {out / f'digest-{digest.week_label}.txt'}")
+        for chart in digest.charts:
+            (out / chart.filename).write_bytes(chart.data)
+            print(f"written: {out / chart.filename}")
+    if not args.preview:
+        print(_send_job(settings, engine, "digest"), file=sys.stderr)
+    engine.dispose()
+    return EXIT_OK
+
+
+def cmd_nudges(args: argparse.Namespace) -> int:
+    """Plan (--dry-run) or run the nudges for inactive members: who, who is held out, who is skipped and why."""
+    from bot.clock import SystemClock
+    from bot.core.nudges import plan_nudges
+
+    settings = _settings(args.config)
+    if args.as_of and not args.dry_run:
+        raise CommandError("--as-of only works with --dry-run: real nudges go out now", EXIT_USAGE)
+    engine = _existing_engine(settings)
+    _require_schema(engine)
+    community_id = _community_id(engine, settings)
+    if not args.dry_run:
+        if not settings.nudges.enabled:
+            raise CommandError("nudges are off: set `enabled = true` under [nudges] first", EXIT_USAGE)
+        print(_send_job(settings, engine, "nudges"))
+        engine.dispose()
+        return EXIT_OK
+    if args.as_of:
+        now = datetime.combine(args.as_of, settings.nudges.run_time, tzinfo=settings.community.tz)
+    else:
+        now = SystemClock().now()
+    platforms = {"telegram", "discord"}  # a dry run shows everyone a run could reach
+    plan = plan_nudges(engine, settings, community_id, now=now, platforms=platforms)
+    engine.dispose()
+    if args.format == "json":
+        print(plan.to_json())
+        return EXIT_OK
+    print(f"nudge plan for {settings.community.name} on {plan.as_of.isoformat()} (dry run: nothing is sent)")
+    print(f"  eligible: {plan.eligible}")
+    print(f"  would nudge: {len(plan.planned)}")
+    for candidate in plan.planned:
+        seen = candidate.last_active_at.date().isoformat() if candidate.last_active_at else "never"
+        print(f"    {candidate.name} ({candidate.platform} {candidate.user_id}, last active {seen})")
+    print(f"  held out (measured, not messaged): {len(plan.holdout)}")
+    for reason, count in sorted(plan.skipped.items()):
+        print(f"  skipped, {reason.replace('_', ' ')}: {count}")
+    if not settings.nudges.enabled:
+        print("note: [nudges] enabled = false, so the bot sends none of these", file=sys.stderr)
+    return EXIT_OK
+
+
+def cmd_jobs(args: argparse.Namespace) -> int:
+    """Show each scheduled job's last run (outcome, when, where) and next run."""
+    from bot.clock import SystemClock
+    from bot.scheduler import Scheduler, job_names
+    from storage.schedule import last_job_runs
+
+    settings = _settings(args.config)
+    engine = _existing_engine(settings)
+    _require_schema(engine)
+    community_id = _community_id(engine, settings)
+    clock = SystemClock()
+    scheduler = Scheduler(settings=settings, engine=engine, clock=clock, adapters=[], community_id=lambda: community_id)
+    upcoming = scheduler.next_runs(clock.now())
+    last = last_job_runs(engine, community_id)
+    engine.dispose()
+    tz = settings.community.tz
+
+    def local(moment: datetime | None) -> str:
+        return moment.astimezone(tz).strftime("%Y-%m-%d %H:%M") if moment else "-"
+
+    print(f"jobs of {settings.community.name} (times in {settings.community.timezone})")
+    print(f"{'job':<10} {'next run':<17} {'last run':<17} {'outcome':<8} detail")
+    for name, what in job_names().items():
+        run = last.get(name)
+        nxt = local(upcoming[name]) if name in upcoming else "off"
+        detail = (run.detail or "").splitlines()[0] if run and run.detail else ""
+        outcome = run.outcome if run else "never"
+        print(f"{name:<10} {nxt:<17} {local(run.started_at) if run else '-':<17} {outcome:<8} {detail or what}")
+    return EXIT_OK
+
+
 def _importer_store(args: argparse.Namespace) -> tuple[Engine, IngestStore, str, Settings]:
     from storage.ingest import IngestStore
     from storage.queries import find_community
@@ -332,7 +509,11 @@ def build_parser() -> argparse.ArgumentParser:
         description="Logs, analyses and grows a paid programmer community on Discord and Telegram.",
     )
     parser.add_argument("--version", action="version", version=f"cohortbot {__version__}")
-    parser.add_argument("--log-level", default="WARNING", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    parser.add_argument(
+        "--log-level",
+        choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+        help="default: INFO for `run`, WARNING for everything else",
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     def config_option(p: argparse.ArgumentParser) -> None:
@@ -341,6 +522,10 @@ def build_parser() -> argparse.ArgumentParser:
             metavar="PATH",
             help="TOML config (default: $COHORTBOT_CONFIG, else ./cohortbot.toml, else built-in defaults)",
         )
+
+    p = sub.add_parser("run", help="run the bot", description=cmd_run.__doc__)
+    config_option(p)
+    p.set_defaults(func=cmd_run, default_log_level="INFO")
 
     p = sub.add_parser("check-config", help="validate a config file", description=cmd_check_config.__doc__)
     p.add_argument("path", help="the TOML file to check")
@@ -384,6 +569,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", metavar="DIR", help="write the report and its PNG charts into DIR")
     p.set_defaults(func=cmd_report)
 
+    p = sub.add_parser("digest", help="the weekly owner digest", description=cmd_digest.__doc__)
+    config_option(p)
+    p.add_argument("--preview", action="store_true", help="only print it: send nothing, claim nothing")
+    p.add_argument("--as-of", type=_as_of, metavar="YYYY-MM-DD", help="the digest of the last week before this day")
+    p.add_argument("--out", metavar="DIR", help="also write the digest text and its chart PNGs into DIR")
+    p.set_defaults(func=cmd_digest)
+
+    p = sub.add_parser("nudges", help="nudges for inactive members", description=cmd_nudges.__doc__)
+    config_option(p)
+    p.add_argument("--dry-run", action="store_true", help="show the plan; send and record nothing")
+    p.add_argument("--as-of", type=_as_of, metavar="YYYY-MM-DD", help="plan as of this day's run time")
+    p.add_argument("--format", choices=["text", "json"], default="text", help="default: text")
+    p.set_defaults(func=cmd_nudges)
+
+    p = sub.add_parser("jobs", help="scheduled jobs: last and next runs", description=cmd_jobs.__doc__)
+    config_option(p)
+    p.set_defaults(func=cmd_jobs)
+
     p = sub.add_parser("forget", help="delete a member's data", description=cmd_forget.__doc__)
     config_option(p)
     p.add_argument("--platform", required=True, choices=PLATFORMS)
@@ -402,7 +605,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     secrets = load_secrets(os.environ)
     secret_values = [s for s in (secrets.telegram_token, secrets.discord_token, secrets.signing_secret) if s]
-    configure_logging(args.log_level, secret_values)
+    configure_logging(args.log_level or getattr(args, "default_log_level", "WARNING"), secret_values)
     out = RedactingStream(sys.stdout, secret_values)
     err = RedactingStream(sys.stderr, secret_values)
     try:
@@ -414,6 +617,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                 return exc.code
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        # `cohortbot ... | head` closed the pipe: not an error; keep Python from complaining at exit too.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_OK
     return code
 
 

@@ -79,15 +79,15 @@ WEEKDAYS: Final[tuple[Weekday, ...]] = (
 _TELEGRAM_MODES: Final[tuple[TelegramMode, ...]] = ("polling", "webhook")
 
 # A tuple rather than a set so error messages list the placeholders in a stable, readable order.
-NUDGE_PLACEHOLDERS: Final = ("name", "community", "since")
+NUDGE_PLACEHOLDERS: Final = ("name", "community", "since", "highlights")
 NUDGES_OFF_COMMAND: Final = "/nudges off"
 DEFAULT_NUDGE_TEMPLATE: Final = (
-    "Hi {name}! We haven't seen you in {community} since {since} and we miss you. "
+    "Hi {name}! We haven't seen you in {community} since {since} and we miss you. {highlights} "
     "Drop by and say hello whenever you like. "
     "(Don't want these reminders? Send /nudges off.)"
 )
 
-_SECTIONS: Final = ("community", "storage", "telegram", "discord", "digest", "nudges", "courses")
+_SECTIONS: Final = ("community", "storage", "telegram", "discord", "digest", "nudges", "schedule", "courses")
 
 # Values quoted back in error messages are shortened so one bad key cannot flood the terminal.
 _MAX_SHOWN_CHARS: Final = 60
@@ -287,6 +287,14 @@ class NudgeSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class ScheduleSettings:
+    """``[schedule]``: the background jobs besides the digest and the nudge run (their times are in their sections)."""
+
+    refresh_minutes: int = 15
+    reconcile_time: dt.time = dt.time(4, 30)
+
+
+@dataclass(frozen=True, slots=True)
 class CourseSettings:
     """One ``[[courses]]`` entry: something the community sells."""
 
@@ -312,6 +320,7 @@ class Settings:
     discord: DiscordSettings = field(default_factory=DiscordSettings)
     digest: DigestSettings = field(default_factory=DigestSettings)
     nudges: NudgeSettings = field(default_factory=NudgeSettings)
+    schedule: ScheduleSettings = field(default_factory=ScheduleSettings)
     courses: tuple[CourseSettings, ...] = ()
 
 
@@ -397,6 +406,7 @@ def parse_settings(data: Mapping[str, Any], *, source: str = "<config>") -> Sett
     discord = _read_section(data, "discord", _parse_discord, errors)
     digest = _read_section(data, "digest", _parse_digest, errors)
     nudges = _read_section(data, "nudges", _parse_nudges, errors)
+    schedule = _read_section(data, "schedule", _parse_schedule, errors)
     courses = _parse_courses(data, errors)
     for key, value in data.items():
         if key not in _SECTIONS:
@@ -414,6 +424,7 @@ def parse_settings(data: Mapping[str, Any], *, source: str = "<config>") -> Sett
         discord=discord,
         digest=digest,
         nudges=nudges,
+        schedule=schedule,
         courses=courses,
     )
 
@@ -602,6 +613,7 @@ def _section_keys() -> dict[str, tuple[str, ...]]:
         "discord": DiscordSettings,
         "digest": DigestSettings,
         "nudges": NudgeSettings,
+        "schedule": ScheduleSettings,
         "courses": CourseSettings,
     }
     return {name: tuple(item.name for item in dataclasses.fields(cls)) for name, cls in classes.items()}
@@ -711,6 +723,14 @@ def _parse_nudges(table: _Table) -> NudgeSettings:
         run_time=table.optional("run_time", _clock_time, default.run_time),
         quiet_hours=table.optional("quiet_hours", _quiet_hours, default.quiet_hours),
         template=table.optional("template", _nudge_template, default.template),
+    )
+
+
+def _parse_schedule(table: _Table) -> ScheduleSettings:
+    default = ScheduleSettings()
+    return ScheduleSettings(
+        refresh_minutes=table.optional("refresh_minutes", _positive_int, default.refresh_minutes),
+        reconcile_time=table.optional("reconcile_time", _clock_time, default.reconcile_time),
     )
 
 

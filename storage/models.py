@@ -285,6 +285,23 @@ class Digest(Base):
 # --- rollups: maintained by storage.ingest in the same transaction as the raw rows --------------------------
 
 
+class JobRun(Base):
+    """One run of a scheduled job (digest, nudges, reconciliation, refresh): when, where, and how it ended."""
+
+    __tablename__ = "job_runs"
+    __table_args__ = (Index(None, "community_id", "job", "started_at"),)
+
+    id: Mapped[int] = mapped_column(IdType, primary_key=True)
+    community_id: Mapped[int] = mapped_column(ForeignKey("communities.id", ondelete="CASCADE"))
+    job: Mapped[str] = mapped_column(String(32))
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # "running" until it ends, then "ok", "skipped" (nothing to do, e.g. the digest was already sent) or "failed".
+    outcome: Mapped[str] = mapped_column(String(16))
+    detail: Mapped[str | None] = mapped_column(Text)
+    host: Mapped[str | None] = mapped_column(String(100))
+
+
 class MemberDailyActivity(Base):
     """Per member and local day (community time zone): what they did. A row exists only if a count is > 0.
 

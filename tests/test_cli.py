@@ -459,3 +459,36 @@ def test_telegram_token_from_the_environment_never_appears_in_output(tmp_path: P
     assert "timezone" in runs[0].stderr
     assert "platforms: telegram" in runs[2].stdout
     assert "cannot migrate postgresql+psycopg://bob:***@127.0.0.1:1/cohortbot" in runs[3].stderr
+
+
+# --- cohortbot run: what stops it before it connects anywhere ---
+
+
+def test_run_with_no_platform_enabled_says_what_to_enable(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    config = tmp_path / "bot.toml"
+    config.write_text('[storage]\nurl = "sqlite:///bot.db"\n')
+    assert main(["run", "--config", str(config)]) == 2
+    err = capsys.readouterr().err
+    assert "no platform is enabled" in err and "[telegram]" in err
+    assert not (tmp_path / "bot.db").exists()
+
+
+def test_run_without_the_token_names_the_variable_to_set(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    config = tmp_path / "bot.toml"
+    config.write_text('[storage]\nurl = "sqlite:///bot.db"\n[telegram]\nenabled = true\nchat_ids = [-100123]\n')
+    assert main(["run", "--config", str(config)]) == 2
+    err = capsys.readouterr().err
+    assert "COHORTBOT_TELEGRAM_TOKEN" in err
+    assert not (tmp_path / "bot.db").exists()
+
+
+def test_run_on_a_database_that_was_never_upgraded_says_to_upgrade(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = tmp_path / "bot.toml"
+    config.write_text('[storage]\nurl = "sqlite:///bot.db"\n[discord]\nenabled = true\nguild_ids = [42]\n')
+    monkeypatch.setenv("COHORTBOT_DISCORD_TOKEN", "discord-token-for-tests")
+    assert main(["run", "--config", str(config)]) == 1
+    err = capsys.readouterr().err
+    assert "cohortbot db upgrade" in err
+    assert "discord-token-for-tests" not in err

@@ -126,7 +126,7 @@ def test_default_nudge_template_uses_placeholders_and_says_how_to_opt_out() -> N
     template = default_settings().nudges.template
 
     assert "/nudges off" in template
-    assert template.format(name="Ada", community="PyCraft", since="3 March").startswith("Hi Ada!")
+    assert template.format(name="Ada", community="PyCraft", since="3 March", highlights="").startswith("Hi Ada!")
 
 
 def test_a_partial_section_keeps_the_other_defaults() -> None:
@@ -427,7 +427,7 @@ def test_database_password_is_not_in_the_settings_repr() -> None:
 
 def test_nudge_template_placeholders_are_checked() -> None:
     assert errors_of({"nudges": {"template": "Hey {username}! Send /nudges off to stop."}}) == (
-        "[nudges] template: expected a message using only the placeholders {name}, {community}, {since}, "
+        "[nudges] template: expected a message using only the placeholders {name}, {community}, {since}, {highlights}, "
         'got "Hey {username}! Send /nudges off to stop." (unknown placeholder {username})',
     )
 
@@ -529,3 +529,11 @@ def test_courses_sold_in_telegram_need_the_signing_secret() -> None:
         'print(secrets.token_urlsafe(32))")',
     ]
     assert validate_secrets(settings, load_secrets({**environ, "COHORTBOT_SECRET": "x" * 32})) == []
+
+
+def test_schedule_section_is_checked() -> None:
+    assert errors_of({"schedule": {"refresh_minutes": 0, "reconcile_time": "4am"}})[0].startswith(
+        "[schedule] refresh_minutes: expected a positive integer"
+    )
+    assert any("[schedule] reconcile_time" in e for e in errors_of({"schedule": {"reconcile_time": "4am"}}))
+    assert parse_settings({"schedule": {"reconcile_time": "03:15"}}).schedule.reconcile_time.hour == 3
