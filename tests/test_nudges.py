@@ -16,7 +16,7 @@ from storage.ingest import IngestStore
 from storage.models import Member, Nudge
 from storage.schedule import nudge_outcome_counts, record_nudge
 from tests.conftest import COMMUNITY, Events
-from tests.helpers.platform_double import FakeClock, RecordingPlatform
+from tests.helpers.platform_double import FakeClock, RecordingPlatform, make_scheduler
 
 BERLIN = ZoneInfo("Europe/Berlin")
 NOW = datetime(2024, 5, 6, 18, 0, tzinfo=BERLIN).astimezone(UTC)  # Monday 18:00, the default run time
@@ -49,16 +49,7 @@ def member_id(engine: Engine, user: str) -> int:
 def scheduler(
     engine: Engine, store: IngestStore, cfg: Settings, clock: FakeClock, *platforms: RecordingPlatform
 ) -> Scheduler:
-    community_id = store.community_id(COMMUNITY)
-    return Scheduler(
-        settings=cfg,
-        engine=engine,
-        clock=clock,
-        adapters=list(platforms),
-        community_id=lambda: community_id,
-        sleep=clock.sleep,
-        host="test",
-    )
+    return make_scheduler(cfg, engine, store.community_id(COMMUNITY), clock, *platforms)
 
 
 def test_holdout_is_stable_and_at_the_configured_share() -> None:

@@ -10,12 +10,11 @@ from sqlalchemy import Engine
 from bot.config import Settings, parse_settings
 from bot.core.events import Platform, RefundEvent
 from bot.core.reconcile import reconcile_access
-from bot.scheduler import Scheduler
 from storage.catalog import CourseRecord, sync_courses
 from storage.ingest import IngestStore
 from storage.schedule import last_job_runs
 from tests.conftest import COMMUNITY, T0, Events
-from tests.helpers.platform_double import FakeClock, RecordingPlatform
+from tests.helpers.platform_double import FakeClock, RecordingPlatform, make_scheduler
 
 
 def settings() -> Settings:
@@ -77,9 +76,7 @@ async def test_the_reconcile_job_is_recorded_with_what_it_fixed(engine: Engine, 
     discord = RecordingPlatform("discord", holders={"py-async": set()})
     community_id = store.community_id(COMMUNITY)
     clock = FakeClock(datetime(2024, 3, 10, 3, 30, tzinfo=UTC))
-    sched = Scheduler(
-        settings=settings(), engine=engine, clock=clock, adapters=[discord], community_id=lambda: community_id
-    )
+    sched = make_scheduler(settings(), engine, community_id, clock, discord)
     assert "reconcile" in sched.next_runs(clock.now())
     result = await sched.run("reconcile")
     assert result.outcome == "ok"

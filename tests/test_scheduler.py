@@ -16,7 +16,7 @@ from storage.ingest import IngestStore
 from storage.models import Digest, JobRun
 from storage.schedule import digest_record, last_job_runs
 from tests.conftest import COMMUNITY, Events
-from tests.helpers.platform_double import FakeClock, RecordingPlatform
+from tests.helpers.platform_double import FakeClock, RecordingPlatform, make_scheduler
 
 BERLIN = ZoneInfo("Europe/Berlin")
 WEEK_MONDAY = datetime(2024, 3, 4, tzinfo=BERLIN).date()  # ISO week 2024-W10
@@ -44,16 +44,7 @@ def seed_week(store: IngestStore, ev: Events) -> None:
 def scheduler(
     engine: Engine, store: IngestStore, clock: FakeClock, *platforms: RecordingPlatform, cfg: Settings | None = None
 ) -> Scheduler:
-    community_id = store.community_id(COMMUNITY)
-    return Scheduler(
-        settings=cfg or settings(),
-        engine=engine,
-        clock=clock,
-        adapters=list(platforms),
-        community_id=lambda: community_id,
-        sleep=clock.sleep,
-        host="test",
-    )
+    return make_scheduler(cfg or settings(), engine, store.community_id(COMMUNITY), clock, *platforms)
 
 
 def test_the_digest_slot_is_the_configured_weekday_and_time_after_the_week() -> None:

@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import asyncio
-import os
-import signal
-import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from sqlalchemy import create_engine, text
+
+from tests.helpers.cohortbot_process import run_cli, running_bot
 
 from .conftest import (
     ADMIN_ROLE,
@@ -27,7 +25,6 @@ from .fake_discord import TOKEN, FakeDiscord
 
 pytestmark = pytest.mark.slow
 
-REPO = Path(__file__).resolve().parents[2]
 EPHEMERAL = 64
 ROLE_PATH = rf"/guilds/{GUILD_ID}/members/(\d+)/roles/(\d+)"
 
@@ -71,37 +68,7 @@ discord_sku_id = {RUST_SKU}
     )
 
 
-def environment() -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("COHORTBOT_")}
-    env.update(COHORTBOT_DISCORD_TOKEN=TOKEN, NO_PROXY="127.0.0.1,localhost", no_proxy="127.0.0.1,localhost")
-    env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
-    return env
-
-
-class Bot:
-    """The ``cohortbot run`` process, its stderr collected as it comes."""
-
-    def __init__(self, process: asyncio.subprocess.Process) -> None:
-        self.process = process
-        self.lines: list[str] = []
-        self.reader = asyncio.create_task(self._read())
-
-    async def _read(self) -> None:
-        assert self.process.stderr is not None
-        async for raw in self.process.stderr:
-            self.lines.append(raw.decode(errors="replace").rstrip())
-
-    @property
-    def log(self) -> str:
-        return "\n".join(self.lines)
-
-    async def wait_for_log(self, needle: str, *, within: float = 30.0) -> None:
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + within
-        while needle not in self.log:
-            if self.process.returncode is not None or loop.time() > deadline:
-                raise AssertionError(f"{needle!r} not logged; the bot said:\n{self.log}")
-            await asyncio.sleep(0.05)
+SECRETS = {"COHORTBOT_DISCORD_TOKEN": TOKEN}
 
 
 @pytest.fixture
@@ -110,14 +77,6 @@ async def fake() -> AsyncIterator[FakeDiscord]:
 
     async with FakeDiscord([make_guild()]) as server:
         yield server
-
-
-async def run_cli(*args: str) -> tuple[int, str]:
-    process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "bot", *args, cwd=REPO, env=environment(), stderr=asyncio.subprocess.PIPE
-    )
-    _, err = await asyncio.wait_for(process.communicate(), 60)
-    return process.returncode or 0, err.decode(errors="replace")
 
 
 def rows(db: Path, sql: str) -> list[tuple[Any, ...]]:
@@ -136,27 +95,10 @@ def role_changes(fake: FakeDiscord, method: str) -> list[tuple[str, str]]:
 async def test_cohortbot_run_on_discord(fake: FakeDiscord, tmp_path: Path) -> None:
     db, config = tmp_path / "e2e.db", tmp_path / "cohortbot.toml"
     write_config(config, fake, db)
-    code, err = await run_cli("db", "upgrade", "--config", str(config))
+    code, err = await run_cli("db", "upgrade", "--config", str(config), secrets=SECRETS)
     assert code == 0, err
 
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "bot",
-        "--log-level",
-        "INFO",
-        "run",
-        "--config",
-        str(config),
-        cwd=REPO,
-        env=environment(),
-        stdin=asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.DEVNULL,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    bot = Bot(process)
-    try:
-        await bot.wait_for_log("cohortbot is running")
+    async with running_bot(config, SECRETS) as bot:
         guild = fake.guild()
 
         # Logging: messages (a reply, a thread), reactions, a join and a leave.
@@ -212,13 +154,7 @@ async def test_cohortbot_run_on_discord(fake: FakeDiscord, tmp_path: Path) -> No
         await fake.wait_responses(token, within=20)
         assert len(fake.identifies) == 1
 
-        process.send_signal(signal.SIGTERM)
-        assert await asyncio.wait_for(process.wait(), 30) == 0, bot.log
-    finally:
-        if process.returncode is None:
-            process.kill()
-            await process.wait()
-        await bot.reader
+        assert await bot.terminate() == 0, bot.log
 
     assert TOKEN not in bot.log
     messages = rows(db, "SELECT platform_message_id FROM messages")

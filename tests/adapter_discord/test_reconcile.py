@@ -6,8 +6,8 @@ from datetime import UTC, datetime
 
 from bot.clock import SystemClock
 from bot.core.events import MemberRef, Platform, PurchaseEvent, PurchaseSource, RefundEvent
-from bot.scheduler import Scheduler
 from storage.schedule import last_job_runs
+from tests.helpers.platform_double import make_scheduler
 
 from .conftest import ANN_ID, CARA_ID, COMMUNITY, GUILD_ID, OWNER_ID, PY_ROLE, HarnessFactory
 from .test_adapter import role_calls
@@ -32,13 +32,7 @@ async def test_reconcile_gives_a_missing_role_and_removes_a_refunded_and_an_unpa
     await h.start()
 
     community_id = h.dispatcher.community_id
-    scheduler = Scheduler(
-        settings=h.settings,
-        engine=h.engine,
-        clock=SystemClock(),
-        adapters=[h.adapter],
-        community_id=lambda: community_id,
-    )
+    scheduler = make_scheduler(h.settings, h.engine, community_id, SystemClock(), h.adapter)
     result = await scheduler.run("reconcile")
     assert result.outcome == "ok", result.detail
     assert role_calls(h, "PUT") == [(CARA_ID, PY_ROLE)]

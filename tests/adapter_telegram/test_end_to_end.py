@@ -8,12 +8,9 @@ is stopped with SIGTERM and restarted, Telegram delivers the same updates again,
 from __future__ import annotations
 
 import asyncio
-import os
-import signal
-import sys
 import time
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 
 import pytest
@@ -24,10 +21,9 @@ from storage.engine import make_engine
 from tests.adapter_telegram import payloads as p
 from tests.adapter_telegram.conftest import PRICE, SECRET
 from tests.adapter_telegram.fake_bot_api import Call, FakeBotApi
+from tests.helpers.cohortbot_process import Bot, run_cli, running_bot
 
 pytestmark = pytest.mark.slow
-
-REPO = Path(__file__).resolve().parents[2]
 
 
 def write_config(path: Path, base_url: str, db: Path) -> None:
@@ -60,91 +56,17 @@ telegram_chat_id = {p.COURSE_CHAT}
     )
 
 
-def environment(token: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("COHORTBOT_")}
-    env.update(
-        COHORTBOT_TELEGRAM_TOKEN=token,
-        COHORTBOT_SECRET=SECRET,
-        NO_PROXY="127.0.0.1,localhost",
-        no_proxy="127.0.0.1,localhost",
-        PYTHONPATH=str(REPO),
-    )
-    return env
+def secrets(token: str) -> dict[str, str]:
+    return {"COHORTBOT_TELEGRAM_TOKEN": token, "COHORTBOT_SECRET": SECRET}
 
 
-class Bot:
-    """A running ``cohortbot run`` process and what it wrote to stderr."""
-
-    def __init__(self, process: asyncio.subprocess.Process) -> None:
-        self.process = process
-        self.lines: list[str] = []
-        self._reader = asyncio.get_running_loop().create_task(self._read())
-
-    async def _read(self) -> None:
-        assert self.process.stderr is not None
-        async for raw in self.process.stderr:
-            self.lines.append(raw.decode(errors="replace").rstrip())
-
-    @property
-    def log(self) -> str:
-        return "\n".join(self.lines)
-
-    async def wait_for_log(self, needle: str, within: float = 60.0) -> None:
-        deadline = time.monotonic() + within
-        while needle not in self.log:
-            if self.process.returncode is not None or time.monotonic() > deadline:
-                raise AssertionError(f"{needle!r} never logged; the bot said:\n{self.log}")
-            await asyncio.sleep(0.05)
-
-    async def terminate(self, within: float = 30.0) -> int:
-        self.process.send_signal(signal.SIGTERM)
-        code = await asyncio.wait_for(self.process.wait(), within)
-        await self._reader
-        return code
-
-
-@asynccontextmanager
-async def cohortbot(config: Path, token: str) -> AsyncIterator[Bot]:
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "bot",
-        "--log-level",
-        "INFO",
-        "run",
-        "--config",
-        str(config),
-        env=environment(token),
-        cwd=str(REPO),
-        stdout=asyncio.subprocess.DEVNULL,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    bot = Bot(process)
-    try:
-        await bot.wait_for_log("cohortbot is running")
-        yield bot
-    finally:
-        if process.returncode is None:
-            process.kill()
-            await process.wait()
+def cohortbot(config: Path, token: str) -> AbstractAsyncContextManager[Bot]:
+    return running_bot(config, secrets(token))
 
 
 async def db_upgrade(config: Path, token: str) -> None:
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "bot",
-        "db",
-        "upgrade",
-        "--config",
-        str(config),
-        env=environment(token),
-        cwd=str(REPO),
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT,
-    )
-    out, _ = await process.communicate()
-    assert process.returncode == 0, out.decode()
+    code, err = await run_cli("db", "upgrade", "--config", str(config), secrets=secrets(token))
+    assert code == 0, err
 
 
 def count(engine: Engine, sql: str) -> int:

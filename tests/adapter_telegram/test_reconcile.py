@@ -7,11 +7,11 @@ from pathlib import Path
 
 from bot.clock import SystemClock
 from bot.core.events import MemberRef, Platform, PurchaseEvent, PurchaseSource, RefundEvent
-from bot.scheduler import Scheduler
 from storage.schedule import last_job_runs
 from tests.adapter_telegram import payloads as p
 from tests.adapter_telegram.conftest import running
 from tests.adapter_telegram.fake_bot_api import FakeBotApi
+from tests.helpers.platform_double import make_scheduler
 
 
 async def test_reconcile_removes_a_refunded_member_and_lists_a_buyer_outside_the_chat(tmp_path: Path) -> None:
@@ -37,13 +37,7 @@ async def test_reconcile_removes_a_refunded_member_and_lists_a_buyer_outside_the
         fake.statuses[(p.COURSE_CHAT, p.CAROL)] = "member"  # refunded, still inside
 
         community_id = h.adapter.deps.dispatcher.community_id
-        scheduler = Scheduler(
-            settings=h.settings,
-            engine=h.engine,
-            clock=SystemClock(),
-            adapters=[h.adapter],
-            community_id=lambda: community_id,
-        )
+        scheduler = make_scheduler(h.settings, h.engine, community_id, SystemClock(), h.adapter)
         result = await scheduler.run("reconcile")
         assert result.outcome == "ok", result.detail
         banned = [int(c.params["user_id"]) for c in fake.calls_to("banChatMember")]

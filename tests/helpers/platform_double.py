@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from bot.adapters.base import AccessFix, DeliveryError
-from bot.config import CourseSettings
+from sqlalchemy import Engine
+
+from bot.adapters.base import AccessFix, AccessReconciler, Adapter, DeliveryError
+from bot.clock import Clock
+from bot.config import CourseSettings, Settings
 from bot.core.replies import OutgoingMessage
+from bot.scheduler import Scheduler
 
 
 class FakeClock:
@@ -63,3 +68,22 @@ class RecordingPlatform:
             current.discard(user_id)
         self.changes.append((user_id, course.id, should_have))
         return AccessFix(changed=True)
+
+
+def make_scheduler(
+    settings: Settings,
+    engine: Engine,
+    community_id: int,
+    clock: Clock,
+    *adapters: Adapter | AccessReconciler,
+) -> Scheduler:
+    """The real scheduler over ``adapters``, reading ``clock`` (a FakeClock's sleep advances it instead of waiting)."""
+    return Scheduler(
+        settings=settings,
+        engine=engine,
+        clock=clock,
+        adapters=list(adapters),  # type: ignore[arg-type]
+        community_id=lambda: community_id,
+        sleep=clock.sleep if isinstance(clock, FakeClock) else asyncio.sleep,
+        host="test",
+    )
