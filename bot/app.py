@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 
 from sqlalchemy import Engine
@@ -132,6 +132,7 @@ def build_app(
     clock: Clock | None = None,
     adapters: AdapterFactory | None = None,
     engine: Engine | None = None,
+    sleep: Callable[[float], Awaitable[None]] | None = None,
 ) -> App:
     """Build the application from settings.
 
@@ -142,6 +143,7 @@ def build_app(
         adapters: Builds the platform adapters from the wired parts (``bot.adapters.build_adapters`` builds the
             enabled ones); none by default.
         engine: An existing engine (tests); built from ``[storage] url`` otherwise.
+        sleep: How the nudge run waits between messages (the demo's simulated clock advances instead).
 
     Returns:
         The wired, not yet started, app.
@@ -169,6 +171,7 @@ def build_app(
         clock=clock,
         adapters=built,
         community_id=lambda: dispatcher.community_id,
+        sleep=sleep or asyncio.sleep,
     )
     return App(
         settings=settings,

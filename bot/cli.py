@@ -368,6 +368,34 @@ def cmd_jobs(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_demo(args: argparse.Namespace) -> int:
+    """Play a simulated community for a few months and show what cohortbot makes of it: no token, no config."""
+    from bot.demo import DemoError, run_demo
+
+    try:
+        run_demo(members=args.members, weeks=args.weeks, seed=args.seed, out=Path(args.out), stream=sys.stdout)
+    except DemoError as exc:
+        raise CommandError(str(exc), EXIT_USAGE) from exc
+    return EXIT_OK
+
+
+def cmd_console(args: argparse.Namespace) -> int:
+    """Talk to the bot in the terminal: post as members, run any command, see digests and nudges."""
+    from bot.console import ConsoleError, console_settings, run_console
+
+    path = _config_path(args.config)
+    try:
+        settings = console_settings(path)
+    except ConfigError as exc:
+        raise CommandError(f"{path}: invalid configuration:\n{exc}", EXIT_USAGE) from exc
+    except ConsoleError as exc:
+        raise CommandError(str(exc), EXIT_USAGE) from exc
+    try:
+        return run_console(settings, stdin=sys.stdin, stdout=sys.stdout, admins=tuple(args.admin or ()))
+    except ConsoleError as exc:
+        raise CommandError(str(exc)) from exc
+
+
 def _importer_store(args: argparse.Namespace) -> tuple[Engine, IngestStore, str, Settings]:
     from storage.ingest import IngestStore
     from storage.queries import find_community
@@ -522,6 +550,22 @@ def build_parser() -> argparse.ArgumentParser:
             metavar="PATH",
             help="TOML config (default: $COHORTBOT_CONFIG, else ./cohortbot.toml, else built-in defaults)",
         )
+
+    p = sub.add_parser("demo", help="see what cohortbot does, on a simulated community", description=cmd_demo.__doc__)
+    p.add_argument("--members", type=_positive, default=2000, metavar="N", help="members (default: 2000)")
+    p.add_argument("--weeks", type=_positive, default=26, metavar="W", help="weeks simulated (default: 26)")
+    p.add_argument("--seed", type=int, default=1, metavar="S", help="same seed, same community (default: 1)")
+    p.add_argument("--out", default="cohortbot-demo", metavar="DIR", help="default: ./cohortbot-demo")
+    p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("console", help="talk to the bot in the terminal", description=cmd_console.__doc__)
+    p.add_argument(
+        "--config",
+        metavar="PATH",
+        help="TOML config (default: $COHORTBOT_CONFIG, else ./cohortbot.toml, else the demo's database)",
+    )
+    p.add_argument("--admin", action="append", metavar="NAME", help="a member who may use admin commands")
+    p.set_defaults(func=cmd_console)
 
     p = sub.add_parser("run", help="run the bot", description=cmd_run.__doc__)
     config_option(p)

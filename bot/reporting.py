@@ -8,9 +8,19 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import Engine
 
+from analytics.activity import ActivityRows
+from analytics.members import inactive_members, member_table
 from analytics.report import build_report
-from analytics.results import Report
-from storage.queries import CommunityInfo, find_community, latest_activity_day, list_communities, load_frames
+from analytics.results import MemberStatus, Report
+from storage.queries import (
+    CommunityInfo,
+    find_community,
+    latest_activity_day,
+    list_communities,
+    load_frames,
+    member_days,
+    members,
+)
 
 # Daily data older than the report range that the metrics still look at: the at-risk window (42 days) and the
 # engagement score's decay (14-day half-life: after 120 days a day weighs under 0.3%).
@@ -78,3 +88,32 @@ def build_community_report(engine: Engine, request: ReportRequest, *, now: datet
     elif latest is None:
         hint = "nothing has been recorded for this community yet"
     return report, hint
+
+
+def inactive_members_as_of(
+    engine: Engine, community: str, *, as_of: date, inactive_after_days: int
+) -> list[MemberStatus]:
+    """The members a report as of ``as_of`` would list as inactive, without building the rest of the report.
+
+    The daily nudge run needs only this list; loading the same history as :func:`build_community_report` (the
+    look-back before ``as_of``) and computing only the member table keeps the list identical at a fraction of
+    the cost.
+
+    Args:
+        engine: The database.
+        community: The community's name.
+        as_of: The local day the list is for.
+        inactive_after_days: Days of silence (and of membership) after which a member is inactive.
+
+    Returns:
+        The inactive members in the report's order (most recently active first, never-active members last).
+    """
+    info = resolve_community(engine, community)
+    tz = ZoneInfo(info.timezone)
+    # The same history a one-week report loads: the look-back is longer than the report's week.
+    history_start = min(as_of - timedelta(days=as_of.weekday()), as_of - timedelta(days=LOOKBACK_DAYS))
+    with engine.connect() as conn:
+        days = member_days(conn, info.id, history_start, as_of)
+        frame = members(conn, info.id)
+    table = member_table(ActivityRows.from_frame(days), frame, as_of=as_of, timezone=tz)
+    return inactive_members(table, inactive_after_days=inactive_after_days)

@@ -270,6 +270,8 @@ class Scheduler:
                 targets += [("telegram", str(user), True, True) for user in self.settings.telegram.owner_ids]
         if "discord" in self.adapters:
             targets += [("discord", str(channel), False, False) for channel in cfg.discord_channel_ids]
+        # The console and the demo's simulated community have one reader, the owner at the terminal.
+        targets += [(name, "owner", True, True) for name in self.adapters if name not in ("telegram", "discord")]
         return targets
 
     async def _deliver(self, message: OutgoingMessage) -> list[str]:

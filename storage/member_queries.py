@@ -198,6 +198,9 @@ def resolve_member(engine: Engine, community_id: int, platform: str, value: str)
             .limit(6)
         ).all()
     if not rows:
+        if platform == "console":
+            # The console's user ids are names: an admin may grant to someone who has not typed anything yet.
+            return ResolvedMember(name, name, False)
         raise MemberLookupError(f"No member called {value!r} is known on {platform}. Use their numeric user id.")
     if len(rows) > 1:
         listed = ", ".join(f"{r.display_name} (id {r.platform_user_id})" for r in rows[:5])

@@ -191,9 +191,12 @@ def _engagement(report: Report) -> Rich:
 def _top(report: Report) -> Rich | None:
     if not report.top_members:
         return None
-    lines: list[Sequence[Span | str] | str] = [[bold("Top contributors"), " (last 28 days)"]]
+    # Ranked by engagement score (messages, replies and reactions, recent days weighing most), so the message
+    # counts shown need not be in order: say so, or the list reads as unsorted.
+    lines: list[Sequence[Span | str] | str] = [[bold("Top contributors"), " (by engagement, last 28 days)"]]
     for rank, member in enumerate(report.top_members[:MAX_TOP], start=1):
-        lines.append(f"{rank}. {clean_name(member.name)} · {fmt_int(member.messages_28d)} messages")
+        count = member.messages_28d
+        lines.append(f"{rank}. {clean_name(member.name)} · {fmt_int(count)} message{'' if count == 1 else 's'}")
     return rich(*lines)
 
 
@@ -249,8 +252,13 @@ def observations(
                 f"Fewer members were active than the week before (down {-change:.0%}); a question or a small "
                 "challenge in the main channel often gets people talking again."
             )
+    elif previous is not None and previous.messages and current.messages == 0:
+        notes.append("Nobody posted this week, after an active week before.")
     elif previous is not None and previous.messages and current.messages < previous.messages / 2:
-        notes.append("Messages halved compared with the week before.")
+        notes.append(
+            "Messages fell by more than half compared with the week before "
+            f"({previous.messages:,} to {current.messages:,})."
+        )
     activation = visible_share(report.activation_rate, report.activation_eligible)
     if activation is not None and activation < LOW_ACTIVATION:
         notes.append(

@@ -24,7 +24,7 @@ from bot.adapters.base import DeliveryError
 from bot.config import QuietHours, Settings
 from bot.core.markup import Rich, Span, bold, rich
 from bot.core.replies import Button, OutgoingMessage, Reply
-from bot.reporting import ReportRequest, build_community_report
+from bot.reporting import inactive_members_as_of
 from storage import schedule as store
 from storage.schedule import NudgeCandidate
 
@@ -110,14 +110,13 @@ def plan_nudges(
     cfg = settings.nudges
     tz = ZoneInfo(settings.community.timezone)
     today = now.astimezone(tz).date()
-    report, _ = build_community_report(
-        engine,
-        ReportRequest(settings.community.name, as_of=today, weeks=1, inactive_after_days=cfg.inactive_after_days),
-        now=now,
+    # Only the inactive list is needed: a full report per daily run would cost several times as much.
+    inactive = inactive_members_as_of(
+        engine, settings.community.name, as_of=today, inactive_after_days=cfg.inactive_after_days
     )
-    candidates = store.nudge_candidates(engine, community_id, [m.member_id for m in report.inactive])
+    candidates = store.nudge_candidates(engine, community_id, [m.member_id for m in inactive])
     # Planning a past day (a dry run with --as-of) must not show activity that happened after it.
-    silent = {m.member_id: m.days_since_active for m in report.inactive}
+    silent = {m.member_id: m.days_since_active for m in inactive}
     candidates = [_as_of(c, today, silent.get(c.member_id), tz) for c in candidates]
     skipped: Counter[str] = Counter()
     eligible: list[NudgeCandidate] = []

@@ -302,6 +302,8 @@ async def refund(ctx: CommandContext) -> Reply:
             log.exception("refunding %s failed", purchase.charge_id)
             return Reply.say(f"The refund was refused: {exc}. Nothing was recorded; access is unchanged.", private=True)
         returned = f"{fmt_money(Decimal(purchase.amount), 'XTR')} returned to the member by Telegram."
+    elif purchase.source == PurchaseSource.SIMULATED.value:
+        returned = "It was a simulated payment: no money moved, so none goes back."
     elif purchase.source == PurchaseSource.DISCORD_ENTITLEMENT.value:
         returned = "Discord purchases are refunded by Discord: point the member to Discord's support for the money."
     event = RefundEvent(

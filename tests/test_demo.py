@@ -1,0 +1,165 @@
+"""``cohortbot demo`` end to end on a small community: what it prints, the files it writes, what it stored."""
+
+from __future__ import annotations
+
+import io
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select
+
+from bot.demo import DATABASE_NAME, DemoError, DemoResult, run_demo
+from storage.engine import make_engine
+from storage.models import Digest, Member, Nudge, Purchase, Refund
+
+MEMBERS, WEEKS = 150, 6
+# The simulation is deterministic: with this seed the small community also has a refund (most small seeds have
+# none, as refunds are rare). If the model changes and this fails on refunds, pick another seed that has one.
+SEED = 1
+WEEKS_SIMULATED = [f"2025-W{week:02d}" for week in range(2, 2 + WEEKS)]  # the demo starts on Monday 6 Jan 2025
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def comparable(output: str, out: Path) -> str:
+    """The output without the wall-time line and with the output directory replaced."""
+    lines = [line for line in output.splitlines() if not line.startswith("Wall time:")]
+    return "\n".join(lines).replace(str(out.resolve()), "OUT").replace(str(out), "OUT")
+
+
+def numbers(output: str) -> list[str]:
+    return re.findall(r"\d[\d,.]*", comparable(output, Path("OUT")))
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory: pytest.TempPathFactory) -> DemoResult:
+    stream = io.StringIO()
+    result = run_demo(
+        members=MEMBERS, weeks=WEEKS, seed=SEED, out=tmp_path_factory.mktemp("demo") / "out", stream=stream
+    )
+    assert result.output in stream.getvalue()  # everything the result keeps was printed
+    return result
+
+
+def test_output_shows_progress_the_digest_a_members_stats_and_the_admin_report(demo: DemoResult) -> None:
+    out = demo.output
+    assert f"week {WEEKS}/{WEEKS}" in out
+    assert "== The last weekly digest, as the owner read it ==" in out
+    assert f"PyCraft (demo): week {WEEKS_SIMULATED[-1]}" in out
+    assert "Sales this week" in out and "Nudges (decided in the 4 weeks before the last 7 days)" in out
+    assert "/stats, as " in out and "Your activity in PyCraft (demo)" in out
+    assert "Last 7 days: " in out and "Rank: #" in out
+    assert "/report, as Mara (owner) (an admin) sees it" in out and "PyCraft (demo): report as of" in out
+    assert "Revenue, net of refunds" in out
+    assert "Sorry" not in out  # no command failed or was refused
+    assert f"HTML report: {demo.html_report}" in out
+    for chart in demo.charts:
+        assert str(chart) in out
+
+
+def test_the_charts_are_png_files_and_the_report_is_an_html_page(demo: DemoResult) -> None:
+    names = {p.name for p in demo.charts}
+    assert {"activity.png", "cohort_heatmap.png", "retention_curves.png", "revenue.png"} <= names
+    assert f"digest-{WEEKS_SIMULATED[-1]}-activity.png" in names
+    for chart in demo.charts:
+        data = chart.read_bytes()
+        assert data.startswith(PNG_SIGNATURE), chart
+        assert len(data) > 5_000, chart  # a drawn chart, not an empty canvas
+    html = demo.html_report.read_text(encoding="utf-8")
+    assert html.startswith("<!DOCTYPE html>")
+    assert html.rstrip().endswith("</html>")
+    assert "PyCraft (demo)" in html and "data:image/png;base64," in html
+
+
+def test_the_database_holds_sales_refunds_nudges_with_a_holdout_and_one_digest_per_week(demo: DemoResult) -> None:
+    engine = make_engine(f"sqlite:///{demo.database}")
+    try:
+        with engine.connect() as conn:
+            purchases = conn.execute(select(func.count()).select_from(Purchase)).scalar_one()
+            refunds = conn.execute(select(func.count()).select_from(Refund)).scalar_one()
+            sent = conn.execute(
+                select(func.count()).where(Nudge.group == "nudged", Nudge.sent_at.is_not(None))
+            ).scalar_one()
+            holdout = conn.execute(select(func.count()).where(Nudge.group == "holdout")).scalar_one()
+            opted_out = conn.execute(select(func.count()).where(Member.nudges_opt_out.is_(True))).scalar_one()
+            digests = conn.execute(select(Digest.week, Digest.sent_at).order_by(Digest.week)).all()
+            platforms = set(conn.execute(select(Member.platform).distinct()).scalars())
+    finally:
+        engine.dispose()
+    assert purchases > 0 and refunds > 0
+    assert sent > 0 and holdout > 0
+    assert opted_out > 0  # members sent /nudges off through the dispatcher
+    assert (purchases, refunds, sent, holdout, opted_out) == (
+        demo.purchases,
+        demo.refunds,
+        demo.nudges_sent,
+        demo.nudges_held_out,
+        demo.opt_outs,
+    )
+    assert [week for week, _ in digests] == WEEKS_SIMULATED  # claimed once per simulated week, no other week
+    assert all(sent_at is not None for _, sent_at in digests)
+    assert demo.digests == WEEKS and f"Digests: {WEEKS} received by the owner" in demo.output
+    assert platforms == {"simulated"}
+
+
+def test_the_cli_replaces_a_previous_demo_and_the_same_seed_prints_the_same_numbers(
+    demo: DemoResult, tmp_path: Path
+) -> None:
+    out = tmp_path / "again"
+    shutil.copytree(demo.out, out)  # a previous demo's directory: the run replaces it
+    env = {k: v for k, v in os.environ.items() if not k.startswith("COHORTBOT_")}
+    args = ["demo", "--members", str(MEMBERS), "--weeks", str(WEEKS), "--seed", str(SEED), "--out", str(out)]
+    result = subprocess.run(
+        [sys.executable, "-m", "bot", *args],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert re.search(r"^Wall time: \d+\.\d s$", result.stdout, re.MULTILINE)
+    assert comparable(result.stdout, out) == comparable(demo.output, demo.out)
+    assert (out / DATABASE_NAME).is_file()
+
+
+def test_another_seed_gives_another_community(demo: DemoResult, tmp_path: Path) -> None:
+    other = run_demo(members=MEMBERS, weeks=WEEKS, seed=SEED + 1, out=tmp_path / "other", stream=io.StringIO())
+    assert numbers(other.output) != numbers(demo.output)
+    assert (other.messages, other.purchases) != (demo.messages, demo.purchases)
+
+
+def test_refuses_a_directory_with_files_that_are_not_a_demos(tmp_path: Path) -> None:
+    notes = tmp_path / "notes.txt"
+    notes.write_text("mine", encoding="utf-8")
+    with pytest.raises(DemoError, match="not empty and holds no previous demo"):
+        run_demo(members=10, weeks=1, out=tmp_path, stream=io.StringIO())
+    assert notes.read_text(encoding="utf-8") == "mine"
+
+
+def test_refuses_a_previous_demo_directory_with_foreign_files_added(demo: DemoResult, tmp_path: Path) -> None:
+    out = tmp_path / "demo"
+    shutil.copytree(demo.out, out)
+    (out / "report" / "my-notes.md").write_text("mine", encoding="utf-8")
+    with pytest.raises(DemoError, match=r"files the demo did not write \(report/my-notes.md\)"):
+        run_demo(members=10, weeks=1, out=out, stream=io.StringIO())
+    assert (out / DATABASE_NAME).is_file()  # nothing was deleted
+
+
+def test_cli_reports_a_refused_directory_as_a_usage_error(tmp_path: Path) -> None:
+    (tmp_path / "notes.txt").write_text("mine", encoding="utf-8")
+    result = subprocess.run(
+        [sys.executable, "-m", "bot", "demo", "--members", "10", "--weeks", "1", "--out", str(tmp_path)],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode != 0
+    assert "holds no previous demo" in result.stderr
