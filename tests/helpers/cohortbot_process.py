@@ -23,12 +23,19 @@ def environment(secrets: Mapping[str, str]) -> dict[str, str]:
 
 
 async def run_cli(*args: str, secrets: Mapping[str, str]) -> tuple[int, str]:
-    """Run ``cohortbot ARGS`` to completion; returns the exit status and stderr."""
+    """Run ``cohortbot ARGS`` to completion; returns the exit status and what it printed (stdout, then stderr)."""
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "bot", *args, cwd=REPO, env=environment(secrets), stderr=asyncio.subprocess.PIPE
+        sys.executable,
+        "-m",
+        "bot",
+        *args,
+        cwd=REPO,
+        env=environment(secrets),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
     )
-    _, err = await asyncio.wait_for(process.communicate(), 60)
-    return process.returncode or 0, err.decode(errors="replace")
+    out, err = await asyncio.wait_for(process.communicate(), 60)
+    return process.returncode or 0, out.decode(errors="replace") + err.decode(errors="replace")
 
 
 class Bot:
