@@ -97,6 +97,8 @@ class Scheduler:
         self.host = host or f"{socket.gethostname()}:{os.getpid()}"
         self._aps: AsyncIOScheduler | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._running: set[asyncio.Task[Any]] = set()
+        self._stopping = False
 
     # --- lifecycle -------------------------------------------------------------------------------------------
 
@@ -152,12 +154,18 @@ class Scheduler:
         self._aps = aps
 
     async def stop(self) -> None:
-        """Stop firing jobs and wait for running ones (a digest half sent is finished, not cut)."""
+        """Stop firing jobs and wait for the running ones, each recorded as it ended.
+
+        A digest half sent is finished; a nudge run ends after the message in hand (its pacing would otherwise
+        hold the shutdown for minutes).
+        """
+        self._stopping = True
         if self._aps is not None:
             self._aps.shutdown(wait=False)
             self._aps = None
-        if self._tasks:
-            await asyncio.gather(*self._tasks, return_exceptions=True)
+        running = self._tasks | self._running
+        if running:
+            await asyncio.gather(*running, return_exceptions=True)
 
     def _spawn(self, coro: Awaitable[Any]) -> None:
         task = asyncio.ensure_future(coro)
@@ -178,11 +186,17 @@ class Scheduler:
         run_id = await asyncio.to_thread(
             store.start_job_run, self.engine, community_id, name, now=self.clock.now(), host=self.host
         )
+        task = asyncio.current_task()
+        if task is not None:
+            self._running.add(task)  # APScheduler starts jobs as tasks of its own: stop() must still wait for them
         try:
             result = await jobs[name]()
         except Exception as exc:
             log.exception("scheduled job %s failed", name)
             result = JobResult("failed", f"{type(exc).__name__}: {exc}")
+        finally:
+            if task is not None:
+                self._running.discard(task)
         await asyncio.to_thread(
             store.finish_job_run,
             self.engine,
@@ -305,6 +319,7 @@ class Scheduler:
             send=self._send_direct,
             now=self.clock.now,
             sleep=self.sleep,
+            should_stop=lambda: self._stopping,
         )
         detail = (
             f"eligible {plan.eligible}: sent {result.sent}, held out {result.held_out}, "
@@ -312,6 +327,8 @@ class Scheduler:
         )
         if result.stopped_by_quiet_hours:
             detail += "; stopped at the start of quiet hours"
+        if result.stopped_by_shutdown:
+            detail += "; stopped early because the bot was shutting down"
         return JobResult("ok", detail)
 
     async def _send_direct(self, message: OutgoingMessage) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -14,7 +15,7 @@ from bot.core.nudges import in_holdout, in_quiet_hours, plan_nudges, run_nudges
 from bot.scheduler import Scheduler
 from storage.ingest import IngestStore
 from storage.models import Member, Nudge
-from storage.schedule import nudge_outcome_counts, record_nudge
+from storage.schedule import last_job_runs, nudge_outcome_counts, record_nudge
 from tests.conftest import COMMUNITY, Events
 from tests.helpers.platform_double import FakeClock, RecordingPlatform, make_scheduler
 
@@ -248,3 +249,34 @@ async def test_the_owners_digest_compares_nudged_and_holdout_members(
     assert "Course access to fix" in owners and "discord user 42, Async Python" in owners
     public = build_digest(engine, settings(), community_id, now=NOW, for_admins=False).text.plain()
     assert "Nudges" not in public and "Course access" not in public
+
+
+@pytest.mark.storage
+async def test_shutting_down_ends_a_nudge_run_after_the_message_in_hand(
+    engine: Engine, store: IngestStore, ev: Events
+) -> None:
+    seed_inactive(store, ev, 6)
+    cfg = settings(holdout_share=0)
+    platform = RecordingPlatform("discord")
+    paused = asyncio.Event()
+    release = asyncio.Event()
+
+    async def pacing(seconds: float) -> None:  # the 12-second pause between nudges, held until the test says
+        paused.set()
+        await release.wait()
+
+    sched = scheduler(engine, store, cfg, FakeClock(NOW), platform)
+    sched.sleep = pacing
+    run = asyncio.create_task(sched.run("nudges"))
+    await asyncio.wait_for(paused.wait(), 10)
+    stopping = asyncio.create_task(sched.stop())
+    await asyncio.sleep(0)
+    release.set()
+    result = await asyncio.wait_for(run, 10)
+    await asyncio.wait_for(stopping, 10)
+    assert len(platform.sent) == 1
+    assert "stopped early because the bot was shutting down" in result.detail
+    runs = last_job_runs(engine, store.community_id(COMMUNITY))
+    assert runs["nudges"].outcome == "ok" and runs["nudges"].finished_at is not None
+    plan = plan_nudges(engine, cfg, store.community_id(COMMUNITY), now=NOW, platforms={"discord"})
+    assert len(plan.planned) == 5  # the others are still eligible

@@ -70,6 +70,7 @@ class NudgeRunResult:
     unreachable: int = 0
     held_out: int = 0
     stopped_by_quiet_hours: bool = False
+    stopped_by_shutdown: bool = False
 
 
 def in_holdout(community_id: int, member_id: int, share: float) -> bool:
@@ -194,11 +195,13 @@ async def run_nudges(
     send: Send,
     now: Callable[[], datetime],
     sleep: Sleep = asyncio.sleep,
+    should_stop: Callable[[], bool] = lambda: False,
 ) -> NudgeRunResult:
     """Send the planned nudges at ``[nudges] max_per_minute`` and record every decision.
 
     Holdout decisions are recorded first (they start the same cooldown and their comebacks are measured the
-    same way). Sending stops when quiet hours begin; the rest stay eligible for the next run.
+    same way). Sending stops when quiet hours begin, or when ``should_stop()`` turns true (the bot is shutting
+    down); the rest stay eligible for the next run.
     """
     cfg = settings.nudges
     tz = ZoneInfo(settings.community.timezone)
@@ -208,11 +211,15 @@ async def run_nudges(
             store.record_nudge, engine, community_id, candidate.member_id, group=HOLDOUT, decided_at=decided
         )
     sent = failed = unreachable = 0
-    stopped = False
+    stopped = interrupted = False
     pause = 60.0 / cfg.max_per_minute
     for index, candidate in enumerate(plan.planned):
         if index:
             await sleep(pause)
+        if should_stop():
+            interrupted = True
+            log.info("nudge run stopped by shutdown after %d of %d", index, len(plan.planned))
+            break
         if in_quiet_hours(cfg.quiet_hours, now().astimezone(tz).time()):
             stopped = True
             log.info("nudge run paused by quiet hours after %d of %d", index, len(plan.planned))
@@ -249,7 +256,12 @@ async def run_nudges(
             error=error,
         )
     return NudgeRunResult(
-        sent=sent, failed=failed, unreachable=unreachable, held_out=len(plan.holdout), stopped_by_quiet_hours=stopped
+        sent=sent,
+        failed=failed,
+        unreachable=unreachable,
+        held_out=len(plan.holdout),
+        stopped_by_quiet_hours=stopped,
+        stopped_by_shutdown=interrupted,
     )
 
 
