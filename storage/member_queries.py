@@ -12,7 +12,7 @@ from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Connection, Engine, Table, and_, func, select
+from sqlalchemy import Connection, Engine, Table, and_, func, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -553,3 +553,16 @@ def table_counts(document: Mapping[str, object]) -> dict[str, int]:
             rows = section.get("rows") if isinstance(section, Mapping) else None
             out[str(name)] = len(rows) if isinstance(rows, list) else 0
     return out
+
+
+def access_granted(engine: Engine, purchase_id: int) -> bool:
+    """Whether the buyer of this purchase was given access (see ``Purchase.access_granted_at``)."""
+    with engine.connect() as conn:
+        at = conn.execute(select(Purchase.access_granted_at).where(Purchase.id == purchase_id)).scalar()
+    return at is not None
+
+
+def mark_access_granted(engine: Engine, purchase_id: int, *, at: datetime) -> None:
+    """Record that the buyer of this purchase now has access."""
+    with writing(engine).begin() as conn:
+        conn.execute(update(Purchase).where(Purchase.id == purchase_id).values(access_granted_at=at))

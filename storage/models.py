@@ -233,6 +233,9 @@ class Purchase(Base):
     currency: Mapped[str] = mapped_column(String(3))
     purchased_at: Mapped[datetime] = mapped_column(UTCDateTime())
     granted_by_member_id: Mapped[int | None] = mapped_column(ForeignKey("members.id", ondelete="SET NULL"))
+    # When the buyer was given access (invite link, role). Empty after a crash between recording the payment and
+    # granting: the platform delivers the payment again, and the replay finishes the grant instead of skipping it.
+    access_granted_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
 
 class Refund(Base):

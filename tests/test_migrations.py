@@ -13,6 +13,7 @@ from sqlalchemy import Engine, inspect, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import IntegrityError, OperationalError
 
+from storage.catalog import CourseRecord, sync_courses
 from storage.engine import SQLITE_BUSY_TIMEOUT_MS, make_engine, normalise_url, writing
 from storage.ingest import IngestStore
 from storage.migrate import current_revision, head_revision, upgrade
@@ -59,6 +60,19 @@ def test_upgrading_twice_is_a_no_op(empty_engine: Engine, ev: Events) -> None:
         assert conn.execute(text("SELECT count(*) FROM alembic_version")).scalar_one() == 1
         assert conn.execute(text("SELECT count(*) FROM messages")).scalar_one() == 2
         assert conn.execute(text("SELECT name FROM communities")).scalars().all() == [COMMUNITY]
+
+
+@pytest.mark.storage
+def test_purchases_recorded_before_0003_count_as_granted(empty_engine: Engine, ev: Events) -> None:
+    # Older versions gave access when they recorded a sale, so upgrading must not make a redelivery grant again.
+    upgrade(empty_engine, "0002")
+    store = IngestStore(empty_engine)
+    community_id = store.register_community(COMMUNITY, "Europe/Berlin")
+    sync_courses(empty_engine, community_id, [CourseRecord("py-async", "Async Python", price_stars=500)])
+    store.record_purchase(ev.purchase("alice"))
+    upgrade(empty_engine)
+    with empty_engine.connect() as conn:
+        assert conn.execute(text("SELECT access_granted_at = purchased_at FROM purchases")).scalar_one()
 
 
 @pytest.mark.storage

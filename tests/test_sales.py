@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 from collections.abc import AsyncIterator
 from datetime import timedelta
@@ -93,6 +94,35 @@ async def test_a_replayed_sale_is_stored_and_granted_once(bot: Bot) -> None:
     assert "Invite: https://t.me/+x" in first.reply.text.plain()
     assert "already recorded" in again.reply.text.plain()
     assert first.reply.private
+
+
+async def test_a_payment_delivered_twice_at_once_is_granted_once(bot: Bot) -> None:
+    first, second = await asyncio.gather(*(record_sale(bot.dispatcher, stars_sale(), bot.actions) for _ in range(2)))
+    assert sorted([first.created, second.created]) == [False, True]
+    assert bot.actions.grants == [(ANN, "py-async")]
+
+
+async def test_a_redelivered_payment_finishes_a_grant_a_crash_interrupted(bot: Bot) -> None:
+    # The bot recorded the payment and stopped before giving access (power cut): the platform delivers it again.
+    await bot.writer.record_purchase(stars_sale())
+    assert bot.actions.grants == []
+    replay = await record_sale(bot.dispatcher, stars_sale(), bot.actions)
+    assert not replay.created and replay.access is not None and replay.access.ok
+    assert bot.actions.grants == [(ANN, "py-async")]
+    assert "Invite: https://t.me/+x" in replay.reply.text.plain()
+    assert rows(bot) == (1, 0)
+    # Once granted, further deliveries change nothing.
+    again = await record_sale(bot.dispatcher, stars_sale(), bot.actions)
+    assert "already recorded" in again.reply.text.plain()
+    assert bot.actions.grants == [(ANN, "py-async")]
+
+
+async def test_a_redelivered_payment_of_a_refunded_purchase_grants_nothing(bot: Bot) -> None:
+    await bot.writer.record_purchase(stars_sale())
+    await bot.writer.record_refund(RefundEvent(Platform.TELEGRAM, COMMUNITY, "tg-charge-1", NOW + timedelta(days=1)))
+    replay = await record_sale(bot.dispatcher, stars_sale(), bot.actions)
+    assert "already recorded" in replay.reply.text.plain()
+    assert bot.actions.grants == []
 
 
 async def test_a_sale_whose_access_fails_is_kept_and_reported(bot: Bot, caplog: pytest.LogCaptureFixture) -> None:

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 from bot.core.commands.base import CommandContext, CommandSpec, OptionSpec, PlatformActions, UsageError
 from bot.core.events import CommandInvocation
+from bot.core.locks import KeyedLocks
 from bot.core.replies import Reply
 
 if TYPE_CHECKING:
@@ -67,6 +68,8 @@ class Dispatcher:
         self.clock = clock
         self.signing_secret = signing_secret
         self.confirm_key = signing_secret.encode() if signing_secret else secrets.token_bytes(32)
+        # Payments can arrive twice at once (a redelivery racing the original): they are recorded one at a time.
+        self.sale_locks = KeyedLocks()
         self._community_id: int | None = None
 
     def bind(self, community_id: int) -> None:
@@ -132,6 +135,7 @@ class Dispatcher:
                 clock=self.clock,
                 actions=actions,
                 confirm_key=self.confirm_key,
+                sale_locks=self.sale_locks,
                 signing_secret=self.signing_secret,
             )
             reply = await spec.handler(ctx)

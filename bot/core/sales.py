@@ -19,11 +19,12 @@ from typing import TYPE_CHECKING, Protocol
 
 from bot.core.commands.base import AccessResult, PlatformActions
 from bot.core.events import MemberRef, PurchaseEvent, RefundEvent
+from bot.core.locks import KeyedLocks
 from bot.core.markup import Span, bold, code, rich
 from bot.core.payments import PaymentError, verify_payload
 from bot.core.replies import Reply
 from storage.errors import UnknownCourseError, UnknownPurchaseError
-from storage.member_queries import live_purchase, purchase_by_charge
+from storage.member_queries import access_granted, live_purchase, mark_access_granted, purchase_by_charge
 
 if TYPE_CHECKING:
     from sqlalchemy import Engine
@@ -62,6 +63,11 @@ class SalesDeps(Protocol):
     @property
     def signing_secret(self) -> str | None:
         """``COHORTBOT_SECRET``, which signs invoice payloads."""
+        ...
+
+    @property
+    def sale_locks(self) -> KeyedLocks:
+        """One lock per payment, so a payment delivered twice at once is granted once."""
         ...
 
 
@@ -148,7 +154,10 @@ async def _revoke(actions: PlatformActions, member: MemberRef, course: CourseSet
 
 
 async def record_sale(dispatcher: SalesDeps, event: PurchaseEvent, actions: PlatformActions) -> SaleOutcome:
-    """Commit a purchase, then give the buyer access (only when it is newly recorded).
+    """Commit a purchase, then give the buyer access, once.
+
+    A payment delivered again finds its purchase and grants nothing more, unless the first delivery never got to
+    grant access (the bot stopped in between): then the redelivery finishes the grant.
 
     Args:
         dispatcher: The dispatcher (settings, writer), or a command's context.
@@ -158,6 +167,11 @@ async def record_sale(dispatcher: SalesDeps, event: PurchaseEvent, actions: Plat
     Returns:
         The outcome; ``reply`` is the receipt for the buyer.
     """
+    async with dispatcher.sale_locks(f"{event.platform.value}:{event.charge_id}"):
+        return await _record_sale(dispatcher, event, actions)
+
+
+async def _record_sale(dispatcher: SalesDeps, event: PurchaseEvent, actions: PlatformActions) -> SaleOutcome:
     try:
         outcome = await dispatcher.writer.record_purchase(event)
     except UnknownCourseError:
@@ -184,7 +198,19 @@ async def record_sale(dispatcher: SalesDeps, event: PurchaseEvent, actions: Plat
         )
     course = find_course(dispatcher.settings, event.course_id)
     title = course.title if course else event.course_id
-    if not outcome.created:
+    if not outcome.created and (
+        course is None
+        or await asyncio.to_thread(access_granted, dispatcher.engine, outcome.row_id)
+        or await asyncio.to_thread(
+            live_purchase,
+            dispatcher.engine,
+            dispatcher.community_id,
+            event.platform.value,
+            event.member.user_id,
+            course.id,
+        )
+        is None  # refunded since: no access to finish
+    ):
         return SaleOutcome(
             created=False,
             course=course,
@@ -215,6 +241,7 @@ async def record_sale(dispatcher: SalesDeps, event: PurchaseEvent, actions: Plat
     access = await _grant(actions, event.member, course)
     lines: list[list[Span | str] | str] = [["Thank you! Your purchase of ", bold(course.title), " is recorded."]]
     if access.ok:
+        await asyncio.to_thread(mark_access_granted, dispatcher.engine, outcome.row_id, at=event.occurred_at)
         if access.detail:
             lines.append(access.detail)
     else:
@@ -228,7 +255,7 @@ async def record_sale(dispatcher: SalesDeps, event: PurchaseEvent, actions: Plat
         )
         lines.append("We could not give you access automatically; the admins have been told and will sort it out.")
     lines.append("Questions about your payment? Send /paysupport.")
-    return SaleOutcome(created=True, course=course, access=access, reply=Reply(rich(*lines), private=True))
+    return SaleOutcome(created=outcome.created, course=course, access=access, reply=Reply(rich(*lines), private=True))
 
 
 async def record_refund(

@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal, Protocol
 
 from bot.core.events import CommandInvocation, MemberRef, Platform
+from bot.core.locks import KeyedLocks
 from bot.core.replies import Reply
 
 if TYPE_CHECKING:
@@ -111,6 +112,7 @@ class CommandContext:
         confirm_key: Key for short-lived confirmation tokens (``/forget confirm <token>``); the signing secret
             when set, else random per process (a restart just asks the member to confirm again).
         signing_secret: ``COHORTBOT_SECRET`` (signs Telegram invoice payloads), if set.
+        sale_locks: One lock per payment, shared by everything that records sales (the dispatcher's).
     """
 
     invocation: CommandInvocation
@@ -124,6 +126,7 @@ class CommandContext:
     actions: PlatformActions
     confirm_key: bytes
     signing_secret: str | None = None
+    sale_locks: KeyedLocks = field(default_factory=KeyedLocks)
 
     @property
     def platform(self) -> Platform:
