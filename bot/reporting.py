@@ -42,6 +42,12 @@ class ReportRequest:
     top_n: int = 10
 
 
+def _history_start(as_of: date, weeks: int) -> date:
+    """The first day a report of ``weeks`` ISO weeks up to ``as_of`` reads: its range or the look-back, if earlier."""
+    range_start = as_of - timedelta(days=as_of.weekday()) - timedelta(weeks=weeks - 1)
+    return min(range_start, as_of - timedelta(days=LOOKBACK_DAYS))
+
+
 def resolve_community(engine: Engine, name: str) -> CommunityInfo:
     """The stored community, or an error that lists the ones that exist."""
     with engine.connect() as conn:
@@ -71,8 +77,7 @@ def build_community_report(engine: Engine, request: ReportRequest, *, now: datet
     info = resolve_community(engine, request.community)
     tz = ZoneInfo(info.timezone)
     as_of = request.as_of or now.astimezone(tz).date()
-    range_start = as_of - timedelta(days=as_of.weekday()) - timedelta(weeks=request.weeks - 1)
-    history_start = min(range_start, as_of - timedelta(days=LOOKBACK_DAYS))
+    history_start = _history_start(as_of, request.weeks)
     frames = load_frames(engine, info, as_of, history_start=history_start)
     report = build_report(
         frames, weeks=request.weeks, inactive_after_days=request.inactive_after_days, top_n=request.top_n
@@ -110,8 +115,7 @@ def inactive_members_as_of(
     """
     info = resolve_community(engine, community)
     tz = ZoneInfo(info.timezone)
-    # The same history a one-week report loads: the look-back is longer than the report's week.
-    history_start = min(as_of - timedelta(days=as_of.weekday()), as_of - timedelta(days=LOOKBACK_DAYS))
+    history_start = _history_start(as_of, weeks=1)  # the same history a one-week report loads
     with engine.connect() as conn:
         days = member_days(conn, info.id, history_start, as_of)
         frame = members(conn, info.id)

@@ -27,7 +27,7 @@ from bot.clock import Clock
 from bot.config import Settings
 from bot.core.digest import build_digest
 from bot.core.markup import join, rich
-from bot.core.nudges import OUTCOME_WINDOW_DAYS, plan_nudges, run_nudges
+from bot.core.nudges import OUTCOME_WINDOW_DAYS, in_quiet_hours, plan_nudges, run_nudges
 from bot.core.reconcile import reconcile_access
 from bot.core.replies import OutgoingMessage, Reply
 from storage import schedule as store
@@ -301,8 +301,6 @@ class Scheduler:
 
     async def nudge(self) -> JobResult:
         """Plan and send today's nudges within the budget, outside quiet hours."""
-        from bot.core.nudges import in_quiet_hours
-
         cfg = self.settings.nudges
         now = self.clock.now()
         if in_quiet_hours(cfg.quiet_hours, now.astimezone(self.settings.community.tz).time()):

@@ -16,18 +16,16 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from storage.engine import writing
+from storage.member_queries import ledger
 from storage.models import (
     Channel,
     ChannelDailyActivity,
-    Course,
     Digest,
     JobRun,
     Member,
     MemberActivity,
     MemberDailyActivity,
     Nudge,
-    Purchase,
-    Refund,
 )
 
 # --- job runs --------------------------------------------------------------------------------------------------
@@ -376,16 +374,6 @@ def busiest_channels(engine: Engine, community_id: int, since: date, *, limit: i
     return [(str(name), int(n)) for name, n in rows if n]
 
 
-def active_course_titles(engine: Engine, community_id: int) -> list[str]:
-    """Titles of the courses on sale."""
-    with engine.connect() as conn:
-        return list(
-            conn.execute(
-                select(Course.title).where(Course.community_id == community_id, Course.active.is_(True))
-            ).scalars()
-        )
-
-
 # --- course access (reconciliation) ----------------------------------------------------------------------------
 
 
@@ -400,21 +388,14 @@ class CourseAccess:
 
 def course_access(engine: Engine, community_id: int, platform: str) -> dict[str, CourseAccess]:
     """Per course key: the members (platform user ids) who own it and those whose purchases were all refunded."""
-    query = (
-        select(Course.course_key, Member.platform_user_id, Refund.id.is_(None))
-        .select_from(Purchase)
-        .join(Course, Course.id == Purchase.course_id)
-        .join(Member, Member.id == Purchase.member_id)
-        .outerjoin(Refund, Refund.purchase_id == Purchase.id)
-        .where(Purchase.community_id == community_id, Member.platform == platform)
-    )
     owners: dict[str, set[str]] = {}
     bought: dict[str, set[str]] = {}
-    with engine.connect() as conn:
-        for course, user, live in conn.execute(query):
-            bought.setdefault(course, set()).add(user)
-            if live:
-                owners.setdefault(course, set()).add(user)
+    for row in ledger(engine, community_id):
+        if row.platform != platform or row.member_user_id is None:
+            continue  # another platform's sale, or a forgotten buyer (nobody left to give or take access)
+        bought.setdefault(row.course_key, set()).add(row.member_user_id)
+        if row.refunded_at is None:
+            owners.setdefault(row.course_key, set()).add(row.member_user_id)
     return {
         course: CourseAccess(course, frozenset(owners.get(course, set())), frozenset(users - owners.get(course, set())))
         for course, users in bought.items()
