@@ -1,7 +1,9 @@
 """DiscordChatExporter imports: parsing real and hand-written exports, and storing them idempotently.
 
-Real data comes from ``shared/data/komodo-discord-dce`` (read in place; copied into ``tmp_path`` only when a
-test needs to change a file). Expected counts are computed independently with the ``csv`` module.
+Real data comes from the slice of the Komodo export in ``tests/fixtures/komodo-discord-dce`` (read in place;
+copied into ``tmp_path`` only when a test needs to change a file; its README says what it keeps). Expected counts
+are computed independently with the ``csv`` module. Only ``test_whole_shared_tree`` reads the full export, from
+``../shared/data/komodo-discord-dce`` beside the repository, and is skipped when that is not there.
 """
 
 from __future__ import annotations
@@ -28,14 +30,17 @@ from storage.ingest import IngestStore
 from storage.migrate import upgrade
 from tests.conftest import COMMUNITY
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "komodo-discord-dce"
+DATA = Path(__file__).resolve().parent / "fixtures" / "komodo-discord-dce"
+FULL_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "komodo-discord-dce"
 BULK = DATA / "before-2019-Dec-05"
 FIXTURES = Path(__file__).parent / "fixtures" / "imports"
 SECURITY = BULK / "developer-lounge" / "dev-security"  # 5 files, 464 messages, multi-line contents
 SECURITY_ID = "476644438056239114"  # from channels.json
 KEEP = "fix the file and run again — re-importing is safe"
 
-needs_data = pytest.mark.skipif(not DATA.is_dir(), reason=f"shared export data not found at {DATA}")
+needs_full_data = pytest.mark.skipif(
+    not FULL_DATA.is_dir(), reason=f"the full Komodo export is not beside the repository (looked in {FULL_DATA})"
+)
 storage = pytest.mark.storage
 
 
@@ -105,7 +110,6 @@ def test_other_date_formats_are_rejected(value: str, fragment: str) -> None:
 # --- parsing real CSV ------------------------------------------------------------------------------------------
 
 
-@needs_data
 def test_real_channel_parses_like_the_csv_module() -> None:
     files = discover_files([SECURITY])
     assert [f.name for f in files] == ["1.csv", "2.csv", "3.csv", "4.csv", "5.csv"]
@@ -128,7 +132,6 @@ def test_real_channel_parses_like_the_csv_module() -> None:
     assert not any(e.is_reply for e in messages)
 
 
-@needs_data
 def test_reaction_totals_and_attachments_from_real_rows() -> None:
     path = BULK / "developer-lounge" / "dev-games" / "1.csv"
     rows = records([path])
@@ -172,7 +175,6 @@ def test_identical_messages_in_one_minute_get_distinct_stable_ids(tmp_path: Path
     assert first == again
 
 
-@needs_data
 def test_ordinals_continue_across_parts_even_when_a_part_is_read_alone() -> None:
     # #introductions has bursts of identical empty messages that straddle part boundaries (17.csv → 18.csv).
     folder = BULK / "lobby" / "introductions"
@@ -371,7 +373,6 @@ def test_summary_line() -> None:
 
 
 @storage
-@needs_data
 def test_import_folder_stores_every_message_once(store: IngestStore, engine: Engine) -> None:
     rows = records(csv_files(SECURITY))
     summary = import_discord_export(store, COMMUNITY, [SECURITY])
@@ -395,7 +396,6 @@ def test_import_folder_stores_every_message_once(store: IngestStore, engine: Eng
 
 
 @storage
-@needs_data
 def test_incremental_day_exports_add_only_new_messages(store: IngestStore, engine: Engine) -> None:
     import_discord_export(store, COMMUNITY, [SECURITY])
     days = sorted((DATA / "after-2019-Dec-05").glob("*/developer-lounge/dev-security"))
@@ -411,7 +411,6 @@ def test_incremental_day_exports_add_only_new_messages(store: IngestStore, engin
 
 
 @storage
-@needs_data
 def test_a_part_imported_again_on_its_own_adds_nothing(store: IngestStore, engine: Engine) -> None:
     folder = BULK / "lobby" / "introductions"
     whole = import_discord_export(store, COMMUNITY, [folder])
@@ -422,7 +421,6 @@ def test_a_part_imported_again_on_its_own_adds_nothing(store: IngestStore, engin
 
 
 @storage
-@needs_data
 def test_empty_files_are_counted(store: IngestStore, engine: Engine, tmp_path: Path) -> None:
     folder = tmp_path / "dev-security"
     folder.mkdir()
@@ -435,7 +433,6 @@ def test_empty_files_are_counted(store: IngestStore, engine: Engine, tmp_path: P
 
 
 @storage
-@needs_data
 @pytest.mark.parametrize(("name", "line", "message"), CORRUPT)
 def test_corrupt_file_stores_nothing_of_itself_and_keeps_earlier_files(
     store: IngestStore, engine: Engine, tmp_path: Path, name: str, line: int, message: str
@@ -489,7 +486,6 @@ def test_json_export_is_stored_with_replies_bots_and_joins(store: IngestStore, e
 
 
 @storage
-@needs_data
 def test_text_is_stored_only_when_asked(engine: Engine) -> None:
     with_text = IngestStore(engine, store_text=True)
     with_text.register_community(COMMUNITY, "Europe/Berlin")
@@ -512,19 +508,19 @@ def test_wiring_mistakes_are_refused(store: IngestStore) -> None:
 
 
 @pytest.mark.slow
-@needs_data
+@needs_full_data
 def test_whole_shared_tree(tmp_path: Path) -> None:
     engine = make_engine(f"sqlite:///{tmp_path}/komodo.db")
     upgrade(engine)
     store = IngestStore(engine)
     store.register_community(COMMUNITY, "UTC")
-    summary = import_discord_export(store, COMMUNITY, [DATA])
+    summary = import_discord_export(store, COMMUNITY, [FULL_DATA])
     # The totals the data set's README states.
     assert (summary.files, summary.messages_read, summary.messages, summary.members) == (1419, 129_986, 129_986, 2898)
     assert message_count(engine) == 129_986
     assert scalar(engine, "SELECT count(DISTINCT member_id) FROM messages") == 2898
     assert scalar(engine, "SELECT count(*) FROM channels WHERE platform_channel_id LIKE 'name:%'") == 0
-    again = import_discord_export(store, COMMUNITY, [DATA])
+    again = import_discord_export(store, COMMUNITY, [FULL_DATA])
     assert (again.messages, again.duplicates) == (0, 129_986)
     assert message_count(engine) == 129_986
     engine.dispose()

@@ -20,8 +20,8 @@ from tests.conftest import COMMUNITY, Events
 
 pytestmark = pytest.mark.storage
 
-# shared/ lies beside the repository (CI lays a copy there too).
-DCE = Path(__file__).resolve().parents[2] / "shared" / "data" / "komodo-discord-dce"
+# A slice of the real Komodo export kept in the repository (its README says what it keeps).
+DCE = Path(__file__).resolve().parent / "fixtures" / "komodo-discord-dce"
 SECURITY = DCE / "before-2019-Dec-05" / "developer-lounge" / "dev-security"
 
 

@@ -15,7 +15,7 @@ from bot.adapters.discord import translate
 from bot.config import CourseSettings
 from bot.core.events import ChannelRef, EventError, Platform, PurchaseSource
 
-FIXTURES = Path(__file__).resolve().parents[2] / ".." / "shared" / "fixtures" / "platform-payloads" / "discord"
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "platform-payloads" / "discord"
 NOW = datetime(2024, 6, 1, 12, 0, tzinfo=UTC)
 COMMUNITY = "PyCraft"
 

@@ -1,4 +1,4 @@
-"""Bot API update payloads for tests, shaped like the recorded ones in ../shared/fixtures/platform-payloads/telegram/.
+"""Bot API update payloads for tests, shaped like the recorded ones in tests/fixtures/platform-payloads/telegram/.
 
 Each builder returns the update dict *without* ``update_id`` unless given (the fake server assigns one).
 """

@@ -22,7 +22,7 @@ from bot.adapters.telegram.translate import (
 from bot.core.events import MemberJoined, MemberLeft, MessageEvent, Platform, PurchaseSource, ReactionEvent
 from tests.adapter_telegram import payloads as p
 
-FIXTURES = Path(__file__).resolve().parents[2] / ".." / "shared" / "fixtures" / "platform-payloads" / "telegram"
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "platform-payloads" / "telegram"
 
 
 def fixture(name: str) -> dict[str, Any]:
@@ -40,7 +40,7 @@ def scope(*chat_ids: int, store_text: bool = False) -> TranslationScope:
 
 
 def test_fixture_directory_is_found() -> None:
-    assert FIXTURES.is_dir(), f"the shared fixtures must sit beside the repo: {FIXTURES}"
+    assert FIXTURES.is_dir(), f"the recorded payloads are missing: {FIXTURES}"
 
 
 def test_group_messages_in_configured_chats_only() -> None:
