@@ -9,6 +9,7 @@ are computed independently with the ``csv`` module. Only ``test_whole_shared_tre
 from __future__ import annotations
 
 import csv
+import json
 import io
 import shutil
 from collections.abc import Iterable
@@ -524,3 +525,110 @@ def test_whole_shared_tree(tmp_path: Path) -> None:
     assert (again.messages, again.duplicates) == (0, 129_986)
     assert message_count(engine) == 129_986
     engine.dispose()
+
+
+# --- dates out of range, fields over the size limit, duplicate ids ----------------------------------------------
+
+HEADER = "AuthorID;Author;Date;Content;Attachments;Reactions;\n"
+RANGE = "is out of range: imported times must lie between 1970-01-01 and 2099-12-31 (UTC)"
+
+
+def csv_row(date: str, content: str = "hi") -> str:
+    return f'"1";"a#1";"{date}";"{content}";"";"";\n'
+
+
+@pytest.mark.parametrize(
+    "date",
+    [
+        "0001-01-01T00:30:00+01:00",  # year 1 with a positive offset: before year 1 in UTC
+        "9999-12-31T23:30:00-01:00",  # year 9999 west of UTC: after year 9999 in UTC
+        "9999-12-31T23:30:00+01:00",  # representable, but no week or local day after it is
+        "1/1/0001 12:30 AM",
+        "12/31/9999 11:59 PM",
+        "1/1/1969 8:51 PM",
+    ],
+)
+def test_csv_dates_out_of_range_name_file_and_line(tmp_path: Path, date: str) -> None:
+    path = tmp_path / "general" / "1.csv"
+    path.parent.mkdir()
+    path.write_text(HEADER + csv_row("02-Jul-18 08:51 PM") + csv_row(date), encoding="utf-8")
+    with pytest.raises(CorruptExportError) as caught:
+        DiscordExportReader(COMMUNITY).parse(path)
+    assert str(caught.value) == f"{path}:3: Date: {date!r} {RANGE}"
+
+
+@pytest.mark.parametrize("timestamp", ["0001-01-01T00:30:00+01:00", "9999-12-31T23:30:00-01:00", "2100-01-01T00:00"])
+def test_json_timestamps_out_of_range_name_file_and_line(tmp_path: Path, timestamp: str) -> None:
+    doc = json.loads((FIXTURES / "dce_channel.json").read_text(encoding="utf-8"))
+    doc["messages"][2]["timestamp"] = timestamp
+    path = tmp_path / "help.json"
+    path.write_text(json.dumps(doc, indent=1), encoding="utf-8")
+    starts = [i for i, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1) if line == "  {"]
+    with pytest.raises(CorruptExportError) as caught:
+        DiscordExportReader(COMMUNITY).parse(path)
+    assert str(caught.value) == f"{path}:{starts[2]}: messages[2].timestamp: {timestamp!r} {RANGE}"
+
+
+@storage
+def test_out_of_range_date_through_the_cli_is_one_line_and_stores_nothing(
+    store: IngestStore, engine: Engine, db_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from bot.cli import main
+
+    path = tmp_path / "general" / "1.csv"
+    path.parent.mkdir()
+    path.write_text(HEADER + csv_row("02-Jul-18 08:51 PM") + csv_row("0001-01-01T00:30:00+01:00"), encoding="utf-8")
+    config = tmp_path / "c.toml"
+    config.write_text(f'[community]\nname = "{COMMUNITY}"\n[storage]\nurl = {json.dumps(db_url)}\n', encoding="utf-8")
+    assert main(["import", "discord-export", str(path), "--config", str(config)]) == 1
+    captured = capsys.readouterr()
+    assert captured.err.startswith(f"cohortbot: {path}:3: Date: '0001-01-01T00:30:00+01:00' {RANGE}; 0 files")
+    assert captured.err.count("\n") == 1 and "Traceback" not in captured.err
+    assert message_count(engine) == 0
+
+
+def test_field_over_the_size_limit_is_reported_as_such(tmp_path: Path) -> None:
+    limit = csv.field_size_limit()
+    path = tmp_path / "general" / "1.csv"
+    path.parent.mkdir()
+    path.write_text(HEADER + csv_row("02-Jul-18 08:51 PM") + csv_row("02-Jul-18 08:52 PM", "x" * (limit + 1)))
+    with pytest.raises(CorruptExportError) as caught:
+        DiscordExportReader(COMMUNITY).parse(path)
+    assert str(caught.value) == (
+        f"{path}:3: field longer than {limit:,} characters (the most one field may hold; a Discord message is at "
+        "most 4,000 characters, so this is not a plain export)"
+    )
+
+
+def test_unclosed_quote_running_past_the_size_limit_is_still_an_unbalanced_quote(tmp_path: Path) -> None:
+    limit = csv.field_size_limit()
+    path = tmp_path / "general" / "1.csv"
+    path.parent.mkdir()
+    unclosed = '"1";"a#1";"02-Jul-18 08:52 PM";"an unclosed quote;"";"";\n'
+    # Records without quotes after it (DCE quotes every field, other writers do not): nothing closes the field.
+    filler = "".join(f"2;b#2;02-Jul-18 08:53 PM;{'y' * 99};;;\n" for _ in range(limit // 100 + 10))
+    path.write_text(HEADER + csv_row("02-Jul-18 08:51 PM") + unclosed + filler, encoding="utf-8")
+    with pytest.raises(CorruptExportError) as caught:
+        DiscordExportReader(COMMUNITY).parse(path)
+    assert str(caught.value) == (
+        f"{path}:3: unbalanced quote: a quoted field is not closed (the record runs on to the end of the file)"
+    )
+
+
+@storage
+def test_duplicate_json_ids_with_different_content_are_counted(
+    store: IngestStore, engine: Engine, tmp_path: Path
+) -> None:
+    doc = json.loads((FIXTURES / "dce_channel.json").read_text(encoding="utf-8"))
+    (tmp_path / "a.json").write_text(json.dumps(doc), encoding="utf-8")
+    # A later export of the channel: one message edited since, the others unchanged.
+    question = doc["messages"][1]
+    original_length = len(question["content"])
+    question["content"] += " (edited)"
+    (tmp_path / "b.json").write_text(json.dumps(doc), encoding="utf-8")
+    summary = import_discord_export(store, COMMUNITY, [tmp_path])
+    assert summary.conflicts == 1
+    assert summary.line().endswith("; 1 duplicate message id with different content (kept the first)")
+    assert scalar(engine, f"SELECT length FROM messages WHERE platform_message_id = '{question['id']}'") == (
+        original_length
+    )

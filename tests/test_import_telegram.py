@@ -354,3 +354,90 @@ def test_missing_export(store: IngestStore, tmp_path: Path) -> None:
         import_telegram_export(store, COMMUNITY, tmp_path)
     with pytest.raises(ExportPathError, match="no such file or folder"):
         import_telegram_export(store, COMMUNITY, tmp_path / "result.json")
+
+
+# --- dates out of range and duplicate ids, through the command line ---------------------------------------------
+
+RANGE = "is out of range: imported times must lie between 1970-01-01 and 2099-12-31 (UTC)"
+KEEP = "0 files imported before this one are kept; fix the file and run again — re-importing is safe"
+
+
+def cli_config(path: Path, url: str) -> Path:
+    path.write_text(
+        f'[community]\nname = "{COMMUNITY}"\ntimezone = "Europe/Berlin"\n\n[storage]\nurl = {json.dumps(url)}\n',
+        encoding="utf-8",
+    )
+    return path
+
+
+def count_rows(engine: Engine, table: str) -> int:
+    with engine.connect() as conn:
+        return int(conn.execute(text(f"SELECT count(*) FROM {table}")).scalar_one())
+
+
+@storage
+@pytest.mark.parametrize(
+    ("times", "field", "raw"),
+    [
+        # Year 1 with a positive offset is the day before year 1 in UTC: Python cannot even hold it.
+        ({"date": "0001-01-01T00:30:00+01:00"}, "date", "0001-01-01T00:30:00+01:00"),
+        # Year 9999 in a positive-offset zone is representable, but a week later (or east of it) is not.
+        ({"date": "9999-12-31T23:30:00+05:00"}, "date", "9999-12-31T23:30:00+05:00"),
+        ({"date": "9999-12-31T23:30:00-05:00"}, "date", "9999-12-31T23:30:00-05:00"),
+        ({"date": "1", "date_unixtime": -99_999_999_999_999}, "date_unixtime", -99_999_999_999_999),
+        ({"date": "1", "date_unixtime": "99999999999999999999"}, "date_unixtime", "99999999999999999999"),
+        ({"date": "1", "date_unixtime": "253402300800"}, "date_unixtime", "253402300800"),  # 10000-01-01
+        ({"date": "1", "date_unixtime": 4_102_444_800}, "date_unixtime", 4_102_444_800),  # 2100-01-01
+    ],
+)
+def test_dates_out_of_range_name_file_and_line_and_store_nothing(
+    store: IngestStore,
+    engine: Engine,
+    db_url: str,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    times: dict[str, Any],
+    field: str,
+    raw: object,
+) -> None:
+    from bot.cli import main
+
+    doc = export()
+    del doc["messages"][4]["date_unixtime"]
+    doc["messages"][4].update(times)
+    path = write(tmp_path / "result.json", doc)
+    config = cli_config(tmp_path / "c.toml", db_url)
+    assert main(["import", "telegram-export", str(path), "--config", str(config)]) == 1
+    captured = capsys.readouterr()
+    line = [i for i, text_line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1) if text_line == "  {"][4]
+    assert captured.err == f"cohortbot: {path}:{line}: messages[4].{field}: {raw!r} {RANGE}; {KEEP}\n"
+    assert captured.out == ""
+    assert (count_rows(engine, "messages"), count_rows(engine, "membership_events")) == (0, 0)
+
+
+@storage
+def test_duplicate_ids_with_different_content_are_counted_and_the_first_is_kept(
+    store: IngestStore, engine: Engine, db_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from bot.cli import main
+
+    doc = export()
+    messages = doc["messages"]
+    first = next(m for m in messages if m["id"] == 2)
+    edited = {**first, "text": "hello everyone, edited to say more"}
+    other = next(m for m in messages if m["id"] == 3)
+    # Two copies of message 2 and one of message 3 differ from what was read first; one exact copy does not.
+    messages += [edited, {**edited, "text": "and again"}, dict(first), {**other, "text": "changed"}]
+    path = write(tmp_path / "result.json", doc)
+    config = cli_config(tmp_path / "c.toml", db_url)
+    assert main(["import", "telegram-export", str(path), "--config", str(config)]) == 0
+    out = capsys.readouterr().out
+    assert out.rstrip("\n").endswith("; 3 duplicate message ids with different content (kept the first)")
+    with engine.connect() as conn:
+        length = conn.execute(text("SELECT length FROM messages WHERE platform_message_id = '2'")).scalar_one()
+    assert length == len(first["text"])
+
+    # Without conflicting copies the summary says nothing about them.
+    clean = write(tmp_path / "clean.json", export())
+    assert main(["import", "telegram-export", str(clean), "--config", str(config)]) == 0
+    assert "different content" not in capsys.readouterr().out

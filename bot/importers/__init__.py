@@ -10,19 +10,30 @@ from __future__ import annotations
 import json
 from collections import Counter
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 
 from bot.core.events import ActivityEvent
 
 __all__ = [
+    "EARLIEST_TIME",
+    "LATEST_TIME",
     "CorruptExportError",
     "ExportImportError",
     "ExportPathError",
     "FieldError",
     "ParsedFile",
+    "check_time",
     "json_item_line",
+    "out_of_range",
     "reaction_total",
 ]
+
+# The times an import accepts. Chat platforms began long after 1970 (Unix time 0), and a date far in the future is
+# a broken export; both bounds also keep every day a report or a rollup derives from a time (in any time zone,
+# plus a week) well inside what Python's datetime can hold, which a year-1 or year-9999 date does not.
+EARLIEST_TIME = datetime(1970, 1, 1, tzinfo=UTC)
+LATEST_TIME = datetime(2100, 1, 1, tzinfo=UTC)
 
 
 class ExportImportError(Exception):
@@ -125,6 +136,30 @@ def json_item_line(text: str, key: str, index: int) -> int | None:
 
 class FieldError(ValueError):
     """A message field is missing or malformed; the text starts with the field's path."""
+
+
+def check_time(at: datetime, field_name: str, raw: object) -> datetime:
+    """``at`` when it lies within the times an import accepts (1970-01-01 .. 2099-12-31 UTC).
+
+    Args:
+        at: The parsed, UTC-aware time.
+        field_name: The field it came from, for the message (``"Date"``, ``"date_unixtime"`` ...).
+        raw: The value as the export wrote it, for the message.
+
+    Raises:
+        FieldError: The time is out of range.
+    """
+    if EARLIEST_TIME <= at < LATEST_TIME:
+        return at
+    raise FieldError(out_of_range(field_name, raw))
+
+
+def out_of_range(field_name: str, raw: object) -> str:
+    """The message for a time outside the accepted range (also used when Python cannot even represent it)."""
+    return (
+        f"{field_name}: {raw!r} is out of range: imported times must lie between "
+        f"{EARLIEST_TIME:%Y-%m-%d} and {LATEST_TIME.year - 1}-12-31 (UTC)"
+    )
 
 
 def reaction_total(value: object) -> int:

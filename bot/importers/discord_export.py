@@ -62,7 +62,15 @@ from bot.core.events import (
     Platform,
     text_facts,
 )
-from bot.importers import CorruptExportError, ExportPathError, ParsedFile, json_item_line, reaction_total
+from bot.importers import (
+    CorruptExportError,
+    ExportPathError,
+    ParsedFile,
+    check_time,
+    json_item_line,
+    out_of_range,
+    reaction_total,
+)
 from bot.importers import FieldError as _FieldError
 
 __all__ = ["CSV_FIELDS", "DiscordExportReader", "discover_files", "parse_date"]
@@ -86,6 +94,16 @@ UNKNOWN_DATE_HINT = (
     "supported are DiscordChatExporter's classic default like '02-Jul-18 08:51 PM', the en-US locale like "
     "'7/2/2018 8:51 PM' and ISO 8601 like '2018-07-02T20:51:00+00:00'; re-export with --locale en-US --utc"
 )
+
+
+def _iso_to_utc(parsed: datetime, field_name: str, raw: str) -> datetime:
+    """A parsed ISO time in UTC (zone-less is taken as UTC), within the range an import accepts."""
+    try:
+        at = parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+    except OverflowError:
+        # Year 1 with a positive offset (or year 9999 with a negative one) falls off the calendar in UTC.
+        raise _FieldError(out_of_range(field_name, raw)) from None
+    return check_time(at, field_name, raw)
 
 
 def _twelve_hour(hour: int, marker: str) -> int:
@@ -117,13 +135,16 @@ def parse_date(value: str) -> datetime:
     m = _EN_US_RE.fullmatch(value)
     if m:
         mon_s, day, year, hh, mm, ampm = m.groups()
-        return datetime(int(year), int(mon_s), int(day), _twelve_hour(int(hh), ampm), int(mm), tzinfo=UTC)
+        if int(year) == 0:
+            raise ValueError(out_of_range("Date", value))
+        at = datetime(int(year), int(mon_s), int(day), _twelve_hour(int(hh), ampm), int(mm), tzinfo=UTC)
+        return check_time(at, "Date", value)
     if _ISO_RE.fullmatch(value):
         try:
             parsed = datetime.fromisoformat(value)
         except ValueError:
             raise ValueError(f"Date {value!r}: not a valid ISO 8601 time") from None
-        return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+        return _iso_to_utc(parsed, "Date", value)
     raise ValueError(f"Date {value!r} has an unknown format: {UNKNOWN_DATE_HINT}")
 
 
@@ -282,10 +303,24 @@ def _read_text(path: Path) -> str:
         raise CorruptExportError(path, line, f"not UTF-8 text (byte {exc.start} cannot be decoded)") from None
 
 
-def _csv_error(exc: csv.Error, delimiter: str) -> str:
+_UNBALANCED = "unbalanced quote: a quoted field is not closed (the record runs on to the end of the file)"
+
+
+def _csv_error(exc: csv.Error, delimiter: str, rest: str) -> str:
+    """What a ``csv.Error`` means, in words; ``rest`` is the text from the failing record's first line on."""
     msg = str(exc)
-    if "unexpected end of data" in msg or "field larger than field limit" in msg:
-        return "unbalanced quote: a quoted field is not closed (the record runs on to the end of the file)"
+    if "field larger than field limit" in msg:
+        # The csv module says the same whether one field is really that long or an unclosed quote swallowed the
+        # rest of the file. In a well-formed remainder every quote is paired (fields open and close, quotes in
+        # content are doubled), so an even count means the long field does close: it is just too long.
+        if rest.count('"') % 2 == 0:
+            return (
+                f"field longer than {csv.field_size_limit():,} characters (the most one field may hold; "
+                "a Discord message is at most 4,000 characters, so this is not a plain export)"
+            )
+        return _UNBALANCED
+    if "unexpected end of data" in msg:
+        return _UNBALANCED
     if "expected after" in msg:
         return (
             f"malformed quoting: {delimiter!r} expected after a closing quote "
@@ -325,7 +360,8 @@ def _csv_records(path: Path, text: str) -> Iterator[tuple[int, list[str]]]:
     except StopIteration:
         return
     except csv.Error as exc:
-        raise CorruptExportError(path, start, _csv_error(exc, delimiter)) from None
+        rest = text.split("\n", start - 1)[-1] if start > 1 else text
+        raise CorruptExportError(path, start, _csv_error(exc, delimiter, rest)) from None
 
 
 def _reaction_total(value: str) -> int:
@@ -680,7 +716,7 @@ def _json_time(value: object, name: str) -> datetime:
         raise _FieldError(
             f"{name}: expected an ISO 8601 time like '2020-09-27T17:18:34+00:00', got {value!r}"
         ) from None
-    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+    return _iso_to_utc(parsed, name, value)
 
 
 def _json_channel(path: Path, value: object) -> ChannelRef:

@@ -19,7 +19,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bot.core.events import ActivityEvent
+from bot.core.events import ActivityEvent, MessageEvent
 from bot.importers import CorruptExportError, ExportImportError, ExportPathError, ParsedFile
 from bot.importers.discord_export import DiscordExportReader, discover_files
 from bot.importers.progress import Progress
@@ -60,6 +60,8 @@ class ImportSummary:
         joins: Joins stored by this import.
         leaves: Leaves stored by this import.
         skipped: Records deliberately not imported, as (reason, count), most frequent first.
+        conflicts: Messages whose id this import had already read with different content (an export with a
+            message twice, or overlapping exports of an edited message); the first one read is kept.
     """
 
     files: int = 0
@@ -71,6 +73,7 @@ class ImportSummary:
     joins: int = 0
     leaves: int = 0
     skipped: tuple[tuple[str, int], ...] = ()
+    conflicts: int = 0
 
     @property
     def skipped_total(self) -> int:
@@ -83,11 +86,29 @@ class ImportSummary:
         if self.empty_files:
             files += f" ({self.empty_files:,} empty)"
         skipped = ", ".join(f"{n:,} {reason}" for reason, n in self.skipped) or "nothing"
+        conflicts = ""
+        if self.conflicts:
+            ids = _count(self.conflicts, "duplicate message id")
+            conflicts = f"; {ids} with different content (kept the first)"
         return (
             f"imported {files}: {_count(self.messages_read, 'message')} read, {self.messages:,} new, "
             f"{_count(self.duplicates, 'duplicate')} skipped (already stored); {_count(self.members, 'member')}; "
-            f"{_count(self.joins, 'join')}, {_count(self.leaves, 'leave')}; skipped: {skipped}"
+            f"{_count(self.joins, 'join')}, {_count(self.leaves, 'leave')}; skipped: {skipped}{conflicts}"
         )
+
+
+def _content(event: MessageEvent) -> tuple[object, ...]:
+    """What makes two copies of one message id the same message (reaction totals may grow between exports)."""
+    return (
+        event.author.user_id,
+        event.occurred_at,
+        event.length,
+        event.has_code,
+        event.has_link,
+        event.attachments,
+        event.reply_to_message_id,
+        event.text,
+    )
 
 
 @dataclass(slots=True)
@@ -98,6 +119,8 @@ class _Tally:
     members: set[str] = field(default_factory=set)
     skipped: Counter[str] = field(default_factory=Counter)
     stored: BatchResult = field(default_factory=BatchResult)
+    seen: dict[tuple[str, str, str, str], tuple[object, ...]] = field(default_factory=dict)
+    conflicts: int = 0
 
     def add(self, parsed: ParsedFile) -> None:
         self.files += 1
@@ -105,6 +128,16 @@ class _Tally:
         self.messages_read += parsed.messages
         self.members |= parsed.members
         self.skipped.update(parsed.skipped)
+        # The store keeps the first copy of a message id and counts later ones as duplicates; a later copy
+        # with other content is worth telling the operator about (the export may be broken or edited).
+        seen = self.seen
+        for event in parsed.events:
+            if isinstance(event, MessageEvent):
+                key = (event.platform.value, event.community, event.channel.channel_id, event.message_id)
+                content = _content(event)
+                first = seen.setdefault(key, content)
+                if first is not content and first != content:
+                    self.conflicts += 1
 
     def summary(self) -> ImportSummary:
         return ImportSummary(
@@ -117,6 +150,7 @@ class _Tally:
             joins=self.stored.joins,
             leaves=self.stored.leaves,
             skipped=tuple(self.skipped.most_common()),
+            conflicts=self.conflicts,
         )
 
 

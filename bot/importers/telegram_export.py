@@ -43,7 +43,7 @@ from bot.core.events import (
     Platform,
     text_facts,
 )
-from bot.importers import CorruptExportError, ParsedFile, json_item_line, reaction_total
+from bot.importers import CorruptExportError, ParsedFile, check_time, json_item_line, out_of_range, reaction_total
 from bot.importers import FieldError as _FieldError
 
 __all__ = [
@@ -98,11 +98,18 @@ def _user_id(value: object) -> str | None:
 def _time(message: dict[str, Any]) -> datetime:
     unix = message.get("date_unixtime")
     if unix is not None:
-        if isinstance(unix, int) and not isinstance(unix, bool):
-            return datetime.fromtimestamp(unix, UTC)
         if isinstance(unix, str) and unix.isdigit():
-            return datetime.fromtimestamp(int(unix), UTC)
-        raise _FieldError(f"date_unixtime: expected seconds since 1970 like '1700000000', got {unix!r}")
+            seconds = int(unix)
+        elif isinstance(unix, int) and not isinstance(unix, bool):
+            seconds = unix
+        else:
+            raise _FieldError(f"date_unixtime: expected seconds since 1970 like '1700000000', got {unix!r}")
+        try:
+            at = datetime.fromtimestamp(seconds, UTC)
+        except (OverflowError, OSError, ValueError):
+            # Beyond what datetime (or the C library) can hold: year 0 or 10000 and more.
+            raise _FieldError(out_of_range("date_unixtime", unix)) from None
+        return check_time(at, "date_unixtime", unix)
     date = message.get("date")
     if date is None:
         raise _FieldError("date: missing (expected 'date_unixtime' or 'date' like '2024-03-04T09:00:00')")
@@ -112,7 +119,12 @@ def _time(message: dict[str, Any]) -> datetime:
         parsed = datetime.fromisoformat(date)
     except ValueError:
         raise _FieldError(f"date: expected a time like '2024-03-04T09:00:00', got {date!r}") from None
-    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+    try:
+        at = parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+    except OverflowError:
+        # Year 1 with a positive offset (or year 9999 with a negative one) falls off the calendar in UTC.
+        raise _FieldError(out_of_range("date", date)) from None
+    return check_time(at, "date", date)
 
 
 def _text(value: object) -> tuple[str, bool, bool]:
