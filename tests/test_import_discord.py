@@ -9,8 +9,8 @@ are computed independently with the ``csv`` module. Only ``test_whole_shared_tre
 from __future__ import annotations
 
 import csv
-import json
 import io
+import json
 import shutil
 from collections.abc import Iterable
 from datetime import UTC, datetime
