@@ -23,6 +23,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from bot import __version__
 from bot.config import ConfigError, Settings, default_settings, load_secrets, load_settings, validate_secrets
 from bot.redaction import RedactingStream, configure_logging
+from storage.engine import database_error_line
 
 if TYPE_CHECKING:
     from storage.ingest import IngestStore
@@ -90,16 +91,14 @@ def cmd_db_upgrade(args: argparse.Namespace) -> int:
     from storage.migrate import current_revision, head_revision, upgrade
 
     settings = _settings(args.config)
-    engine = make_engine(settings.storage.url)
+    engine = make_engine(settings.storage.url, busy_timeout_ms=_busy_timeout_ms(settings))
     shown = engine.url.render_as_string(hide_password=True)
     try:
         before = current_revision(engine)
         upgrade(engine)
         after = current_revision(engine)
     except SQLAlchemyError as exc:
-        raise CommandError(
-            f"cannot migrate {shown}: {exc.__class__.__name__}: {getattr(exc, 'orig', None) or exc}"
-        ) from exc
+        raise CommandError(f"cannot migrate: {database_error_line(exc, settings.storage.url)}") from exc
     finally:
         engine.dispose()
     if before == after:
@@ -119,9 +118,7 @@ def cmd_db_status(args: argparse.Namespace) -> int:
     try:
         current = current_revision(engine)
     except SQLAlchemyError as exc:
-        raise CommandError(
-            f"cannot read {shown}: {exc.__class__.__name__}: {getattr(exc, 'orig', None) or exc}"
-        ) from exc
+        raise CommandError(f"cannot read: {database_error_line(exc, settings.storage.url)}") from exc
     finally:
         engine.dispose()
     head = head_revision()
@@ -227,6 +224,16 @@ def _community_id(engine: Engine, settings: Settings) -> int:
         raise CommandError(str(exc), EXIT_USAGE) from exc
 
 
+def _check_day(day: date | None) -> None:
+    from bot.reporting import ReportError, check_report_day
+
+    if day is not None:
+        try:
+            check_report_day(day)
+        except ReportError as exc:
+            raise CommandError(str(exc), EXIT_USAGE) from exc
+
+
 def _local_start(day: date, settings: Settings) -> datetime:
     return datetime.combine(day, time(0), tzinfo=settings.community.tz)
 
@@ -267,6 +274,7 @@ def cmd_digest(args: argparse.Namespace) -> int:
     settings = _settings(args.config)
     if args.as_of and not args.preview:
         raise CommandError("--as-of only works with --preview: a digest is sent for the week that is due now", 2)
+    _check_day(args.as_of)
     if not args.preview and not (settings.telegram.enabled or settings.discord.enabled):
         raise CommandError(
             "no platform is enabled to send the digest to; use --preview to print it, or enable [telegram] "
@@ -304,6 +312,7 @@ def cmd_nudges(args: argparse.Namespace) -> int:
     settings = _settings(args.config)
     if args.as_of and not args.dry_run:
         raise CommandError("--as-of only works with --dry-run: real nudges go out now", EXIT_USAGE)
+    _check_day(args.as_of)
     engine = _existing_engine(settings)
     _require_schema(engine)
     community_id = _community_id(engine, settings)
@@ -517,7 +526,24 @@ def _existing_engine(settings: Settings) -> Engine:
         path = Path(url.database or "").expanduser()
         if not path.exists():
             raise CommandError(f"no database at {path}: run `cohortbot db upgrade --config <your config>` first")
-    return make_engine(settings.storage.url)
+    return make_engine(settings.storage.url, busy_timeout_ms=_busy_timeout_ms(settings))
+
+
+def _busy_timeout_ms(settings: Settings) -> int:
+    return round(settings.storage.busy_timeout_seconds * 1000)
+
+
+def _database_error(args: argparse.Namespace, exc: SQLAlchemyError) -> str:
+    """The one line shown for a database error that reached ``main``: busy, unreachable, or what the driver said."""
+    from storage.engine import mask_credentials
+
+    try:
+        url = _settings(getattr(args, "config", None)).storage.url
+    except CommandError:
+        # Not a command that reads the config (or it changed meanwhile): mask whatever URL the message quotes.
+        orig = getattr(exc, "orig", None) or exc
+        return "database: " + mask_credentials(" ".join(str(orig).split("\n[SQL:")[0].split()))
+    return database_error_line(exc, url)
 
 
 def _require_schema(engine: Engine) -> None:
@@ -659,6 +685,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             except CommandError as exc:
                 print(f"cohortbot: {exc}", file=sys.stderr)
                 return exc.code
+            except SQLAlchemyError as exc:
+                # A locked SQLite file or an unreachable server, wherever the command met it: one line, no
+                # traceback, no password; the command's transaction was rolled back.
+                print(f"cohortbot: {_database_error(args, exc)}", file=sys.stderr)
+                return EXIT_FAILED
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:

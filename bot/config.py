@@ -95,6 +95,15 @@ _MAX_SHOWN_LIST_CHARS: Final = 80
 # Course ids end up in Telegram deep links and callback data, which are limited to 64 bytes including
 # the bot's own prefixes; 32 characters leaves comfortable room.
 _MAX_COURSE_ID_LENGTH: Final = 32
+# The most Telegram Stars one invoice may ask for: Telegram refuses Stars payments above 10,000 (its per-payment
+# ceiling; python-telegram-bot 22.x has no constant for sendInvoice amounts, its nearest ones,
+# telegram.constants.InvoiceLimit.MAX_STAR_COUNT for paid media and BusinessLimit.MAX_STAR_COUNT = 10000 for Star
+# transfers, are documented in telegram/constants.py). A number here because config must not import telegram.
+MAX_STARS_PER_INVOICE: Final = 10_000
+# Platform ids (Telegram user and chat ids, Discord snowflakes) are stored as signed 64-bit BIGINTs; Bot API
+# chat ids fit in 52 bits and Discord snowflakes stay below 2**63 for centuries, so anything bigger is a typo.
+INT64_MIN: Final = -(2**63)
+INT64_MAX: Final = 2**63 - 1
 # Telegram's setWebhook only accepts these ports.
 _TELEGRAM_WEBHOOK_PORTS: Final = frozenset({443, 80, 88, 8443})
 
@@ -209,10 +218,15 @@ class StorageSettings:
     url: str = "sqlite:///cohortbot.db"
     # Privacy by default: only message metadata (who, where, when, length) is stored unless the owner opts in.
     store_text: bool = False
+    # SQLite: how long a write waits for another process (an import, a backup) to release the write lock.
+    busy_timeout_seconds: float = 10.0
 
     def __repr__(self) -> str:
         # A PostgreSQL URL may carry a password; settings get logged at startup, passwords must not.
-        return f"StorageSettings(url={_redact(self.url)!r}, store_text={self.store_text!r})"
+        return (
+            f"StorageSettings(url={_redact(self.url)!r}, store_text={self.store_text!r}, "
+            f"busy_timeout_seconds={self.busy_timeout_seconds!r})"
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -656,6 +670,7 @@ def _parse_storage(table: _Table) -> StorageSettings:
     return StorageSettings(
         url=table.optional("url", _storage_url, default.url),
         store_text=table.optional("store_text", _bool, default.store_text),
+        busy_timeout_seconds=table.optional("busy_timeout_seconds", _busy_timeout, default.busy_timeout_seconds),
     )
 
 
@@ -770,7 +785,7 @@ def _parse_course(table: _Table, number: int, seen: dict[str, int]) -> CourseSet
         table.label = f'[[courses]] #{number} (id "{course_id}")'
     title = table.required("title", _non_empty_text)
     description = table.optional("description", _text, "")
-    price_stars = table.optional("price_stars", _non_negative_int, None)
+    price_stars = table.optional("price_stars", _stars_price, None)
     price = table.optional("price", _price, None)
     currency = table.optional("currency", _currency, None)
     checkout_url = table.optional("checkout_url", _http_url, None)
@@ -851,6 +866,21 @@ def _non_negative_int(value: object) -> int:
     raise _Invalid("a non-negative integer", _unquote_hint(value))
 
 
+def _busy_timeout(value: object) -> float:
+    if _is_number(value) and 0 < value <= 3600:
+        return float(value)
+    raise _Invalid("a number of seconds above 0 and at most 3600", _unquote_hint(value))
+
+
+def _stars_price(value: object) -> int:
+    if _is_int(value) and 1 <= value <= MAX_STARS_PER_INVOICE:
+        return value
+    raise _Invalid(
+        f"a whole number of Telegram Stars from 1 to {MAX_STARS_PER_INVOICE:,} (Telegram's most per invoice)",
+        _unquote_hint(value),
+    )
+
+
 def _holdout_share(value: object) -> float:
     if _is_number(value) and 0 <= value <= 0.9:
         return float(value)
@@ -864,10 +894,17 @@ def _price(value: object) -> Decimal:
     raise _Invalid("a positive number", _unquote_hint(value))
 
 
+def _fits_64_bits(value: int) -> bool:
+    return INT64_MIN <= value <= INT64_MAX
+
+
 def _id_list(expected: str, accept: Callable[[int], bool]) -> Callable[[object], tuple[int, ...]]:
     def check(value: object) -> tuple[int, ...]:
         if isinstance(value, list | tuple) and all(_is_int(item) and accept(item) for item in value):
-            return tuple(value)
+            if all(_fits_64_bits(item) for item in value):
+                return tuple(value)
+            bounds = f"{INT64_MIN} to {INT64_MAX}" if accept(-1) else f"at most {INT64_MAX}"
+            raise _Invalid(f"{expected}, each fitting in 64 bits ({bounds})")
         quoted = isinstance(value, list | tuple) and any(_unquote_hint(item) for item in value)
         raise _Invalid(expected, "write IDs as numbers without quotes" if quoted else None)
 
@@ -881,13 +918,17 @@ _discord_ids = _id_list("a list of Discord IDs (positive integers)", lambda n: n
 
 def _telegram_chat_id(value: object) -> int:
     if _is_int(value) and value != 0:
-        return value
+        if _fits_64_bits(value):
+            return value
+        raise _Invalid(f"a Telegram chat ID fitting in 64 bits ({INT64_MIN} to {INT64_MAX})")
     raise _Invalid("a Telegram chat ID (a non-zero integer)", _unquote_hint(value))
 
 
 def _discord_id(value: object) -> int:
     if _is_int(value) and value > 0:
-        return value
+        if _fits_64_bits(value):
+            return value
+        raise _Invalid(f"a Discord ID fitting in 64 bits (1 to {INT64_MAX})")
     raise _Invalid("a Discord ID (a positive integer)", _unquote_hint(value))
 
 

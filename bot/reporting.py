@@ -26,6 +26,13 @@ from storage.queries import (
 # engagement score's decay (14-day half-life: after 120 days a day weighs under 0.3%).
 LOOKBACK_DAYS = 120
 
+# The days and range a report may cover. The same calendar window the importers accept for message times
+# (bot.importers.EARLIEST_TIME/LATEST_TIME); far outside it the week and look-back arithmetic leaves what a date can
+# hold. Twenty years of weekly rows is more history than any community has.
+EARLIEST_AS_OF = date(1970, 1, 1)
+LATEST_AS_OF = date(2099, 12, 31)
+MAX_WEEKS = 1040
+
 
 class ReportError(Exception):
     """The report cannot be built; the message says why and what to do."""
@@ -46,6 +53,20 @@ def _history_start(as_of: date, weeks: int) -> date:
     """The first day a report of ``weeks`` ISO weeks up to ``as_of`` reads: its range or the look-back, if earlier."""
     range_start = as_of - timedelta(days=as_of.weekday()) - timedelta(weeks=weeks - 1)
     return min(range_start, as_of - timedelta(days=LOOKBACK_DAYS))
+
+
+def check_report_day(day: date, option: str = "--as-of") -> date:
+    """``day`` when a report, digest or nudge plan can be computed for it.
+
+    Raises:
+        ReportError: The day lies outside 1970-01-01 .. 2099-12-31; the message states the bounds.
+    """
+    if EARLIEST_AS_OF <= day <= LATEST_AS_OF:
+        return day
+    raise ReportError(
+        f"{option}: expected a day from {EARLIEST_AS_OF.isoformat()} to {LATEST_AS_OF.isoformat()}, "
+        f"got {day.isoformat()}"
+    )
 
 
 def resolve_community(engine: Engine, name: str) -> CommunityInfo:
@@ -72,8 +93,10 @@ def build_community_report(engine: Engine, request: ReportRequest, *, now: datet
         The report, and a hint for the reader when the chosen day shows no recent activity but older history
         exists (typical right after importing an old export).
     """
-    if request.weeks < 1:
-        raise ReportError(f"--weeks: expected a positive number of weeks, got {request.weeks}")
+    if not 1 <= request.weeks <= MAX_WEEKS:
+        raise ReportError(f"--weeks: expected 1 to {MAX_WEEKS} weeks (20 years), got {request.weeks}")
+    if request.as_of is not None:
+        check_report_day(request.as_of)
     info = resolve_community(engine, request.community)
     tz = ZoneInfo(info.timezone)
     as_of = request.as_of or now.astimezone(tz).date()

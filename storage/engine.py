@@ -2,15 +2,22 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 SQLITE_BUSY_TIMEOUT_MS = 10_000
 _BEGIN_OPTION = "cohortbot_sqlite_begin"
+
+BUSY_MESSAGE = "database is busy (held by another process); try again"
+# user:password@ in any URL or libpq conninfo a driver message may quote, and password=... in a conninfo string.
+_URL_PASSWORD_RE = re.compile(r"(://[^:/@\s]*:)[^@\s]*@")
+_CONNINFO_PASSWORD_RE = re.compile(r"(password\s*=\s*)('[^']*'|\S+)", re.IGNORECASE)
 
 
 def normalise_url(url: str) -> str:
@@ -21,7 +28,7 @@ def normalise_url(url: str) -> str:
     return parsed.render_as_string(hide_password=False)
 
 
-def _configure_sqlite(engine: Engine) -> None:
+def _configure_sqlite(engine: Engine, busy_timeout_ms: int) -> None:
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
         # Let SQLAlchemy, not pysqlite, decide when transactions begin (see _on_begin).
@@ -31,7 +38,7 @@ def _configure_sqlite(engine: Engine) -> None:
         cursor.execute("PRAGMA journal_mode=WAL")
         # NORMAL is durable across application crashes in WAL mode; only an OS crash can lose the last commit.
         cursor.execute("PRAGMA synchronous=NORMAL")
-        cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+        cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.close()
 
@@ -44,12 +51,14 @@ def _configure_sqlite(engine: Engine) -> None:
         conn.exec_driver_sql(f"BEGIN {mode}")
 
 
-def make_engine(url: str, *, echo: bool = False) -> Engine:
+def make_engine(url: str, *, echo: bool = False, busy_timeout_ms: int = SQLITE_BUSY_TIMEOUT_MS) -> Engine:
     """Create the SQLAlchemy engine for a storage URL.
 
     Args:
         url: ``sqlite:///path.db``, ``sqlite://`` (in memory, tests only) or ``postgresql://...``.
         echo: Log every SQL statement (debugging).
+        busy_timeout_ms: SQLite only: how long a writer waits for another process's write lock before it
+            fails with "database is locked" (``[storage] busy_timeout_seconds``).
 
     Returns:
         A configured engine. SQLite gets WAL mode, a busy timeout and foreign keys (writers use ``writing()``);
@@ -64,12 +73,12 @@ def make_engine(url: str, *, echo: bool = False) -> Engine:
             Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
             # Keep connections pooled: closing the last connection to a WAL database checkpoints it (tens of
             # milliseconds), which would otherwise happen after every batch the writer commits.
-        kwargs["connect_args"] = {"check_same_thread": False, "timeout": SQLITE_BUSY_TIMEOUT_MS / 1000}
+        kwargs["connect_args"] = {"check_same_thread": False, "timeout": busy_timeout_ms / 1000}
     else:
         kwargs["pool_pre_ping"] = True
     engine = create_engine(url, **kwargs)
     if parsed.get_backend_name() == "sqlite":
-        _configure_sqlite(engine)
+        _configure_sqlite(engine, busy_timeout_ms)
     return engine
 
 
@@ -84,3 +93,41 @@ def writing(engine: Engine) -> Engine:
     Other backends ignore the option.
     """
     return engine.execution_options(**{_BEGIN_OPTION: "IMMEDIATE"})
+
+
+def mask_credentials(text: str) -> str:
+    """``text`` with the passwords of any database URL or libpq conninfo in it replaced by ``***``."""
+    text = _URL_PASSWORD_RE.sub(r"\1***@", text)
+    return _CONNINFO_PASSWORD_RE.sub(r"\1***", text)
+
+
+def is_busy(exc: BaseException) -> bool:
+    """Whether ``exc`` is SQLite giving up on another process's write lock after the busy timeout."""
+    orig = exc.orig if isinstance(exc, DBAPIError) else exc
+    return "database is locked" in str(orig) or "database table is locked" in str(orig)
+
+
+def database_error_line(exc: SQLAlchemyError, url: str) -> str:
+    """One line that tells an operator what went wrong with the database, never with a password in it.
+
+    Args:
+        exc: The error a database call raised.
+        url: The storage URL the engine was made from (shown without its password).
+
+    Returns:
+        ``BUSY_MESSAGE`` when another process held the SQLite write lock beyond the busy timeout; otherwise
+        ``database <url>: <what the driver said>`` on one line (for an unreachable server, why it is unreachable).
+    """
+    if is_busy(exc):
+        return BUSY_MESSAGE
+    shown = make_url(url).render_as_string(hide_password=True)
+    orig = exc.orig if isinstance(exc, DBAPIError) and exc.orig is not None else exc
+    # Driver messages span lines (libpq adds hints on a second line); SQLAlchemy's own add the SQL and a link.
+    detail = " ".join(str(orig).split("\n[SQL:")[0].split())
+    password = make_url(url).password
+    if password:
+        # Whole tokens only, so that a short password does not garble the words around it.
+        detail = re.sub(rf"(?<!\w){re.escape(str(password))}(?!\w)", "***", detail)
+    if detail.startswith(("connection failed", "connection to server", "could not connect")):
+        return f"cannot connect to the database {shown}: {mask_credentials(detail)}"
+    return f"database {shown}: {mask_credentials(detail)}"

@@ -11,6 +11,7 @@ import tomllib
 from collections.abc import Iterator
 from importlib.metadata import version
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import Engine, inspect, text
@@ -458,7 +459,7 @@ def test_telegram_token_from_the_environment_never_appears_in_output(tmp_path: P
     # The commands did get as far as showing the values, masked.
     assert "timezone" in runs[0].stderr
     assert "platforms: telegram" in runs[2].stdout
-    assert "cannot migrate postgresql+psycopg://bob:***@127.0.0.1:1/cohortbot" in runs[3].stderr
+    assert "cannot migrate: cannot connect to the database postgresql://bob:***@127.0.0.1:1/cohortbot" in runs[3].stderr
 
 
 # --- cohortbot run: what stops it before it connects anywhere ---
@@ -492,3 +493,194 @@ def test_run_on_a_database_that_was_never_upgraded_says_to_upgrade(
     err = capsys.readouterr().err
     assert "cohortbot db upgrade" in err
     assert "discord-token-for-tests" not in err
+
+
+# --- a busy or unreachable database ---
+
+BUSY = "cohortbot: database is busy (held by another process); try again\n"
+
+
+@pytest.fixture
+def locked_sqlite(tmp_path: Path) -> Iterator[tuple[Path, Engine]]:
+    """A migrated SQLite database with a conversation, a Telegram export beside it, and a config waiting 0.2 s.
+
+    Yields the config and an engine to inspect the database; the test takes the write lock itself.
+    """
+    from storage.migrate import upgrade
+
+    db = tmp_path / "busy.db"
+    engine = make_engine(f"sqlite:///{db}")
+    upgrade(engine)
+    store = IngestStore(engine)
+    store.register_community(COMMUNITY, "Europe/Berlin")
+    seed_conversation(store, Events())
+    config = write_config(tmp_path / "c.toml", f"sqlite:///{db}", extra="busy_timeout_seconds = 0.2\n")
+    yield config, engine
+    engine.dispose()
+
+
+def hold_write_lock(db: Path) -> Any:
+    """Another connection (as another process would) that holds the database's write lock until closed."""
+    import sqlite3
+
+    holder = sqlite3.connect(db, isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")
+    return holder
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["forget", "--platform", "discord", "--user", "alice", "--yes"],
+        ["db", "rebuild-rollups"],
+        ["import", "telegram-export", "result.json"],
+    ],
+)
+def test_a_write_locked_database_is_busy_and_nothing_changes(
+    locked_sqlite: tuple[Path, Engine], tmp_path: Path, capsys: pytest.CaptureFixture[str], command: list[str]
+) -> None:
+    config, engine = locked_sqlite
+    (tmp_path / "result.json").write_text(
+        json.dumps(
+            {
+                "name": "Group",
+                "type": "private_supergroup",
+                "id": 42,
+                "messages": [
+                    {"id": 1, "type": "message", "date_unixtime": "1709542800", "from": "Zoe", "from_id": "user7"}
+                ],
+            }
+        ),
+        encoding="utf-8",
+    )
+    before = table_counts(engine)
+    with engine.connect() as conn:
+        rollups = conn.execute(text("SELECT * FROM community_daily_totals ORDER BY 1, 2")).all()
+    holder = hold_write_lock(tmp_path / "busy.db")
+    try:
+        assert main([*command, "--config", str(config)]) == 1
+    finally:
+        holder.rollback()
+        holder.close()
+    captured = capsys.readouterr()
+    assert captured.err == BUSY
+    assert captured.out == ""
+    assert table_counts(engine) == before
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT * FROM community_daily_totals ORDER BY 1, 2")).all() == rollups
+    # Once the lock is gone the same command goes through.
+    assert main([*command, "--config", str(config)]) == 0
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["report"],
+        ["db", "status"],
+        ["db", "upgrade"],
+        ["db", "rebuild-rollups"],
+        ["jobs"],
+        ["import", "discord-export", "."],
+        ["forget", "--platform", "telegram", "--user", "1", "--yes"],
+        ["nudges", "--dry-run"],
+        ["digest", "--preview"],
+    ],
+)
+def test_an_unreachable_postgresql_server_is_one_line_without_the_password(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], command: list[str]
+) -> None:
+    # Port 1 on the loopback interface: nothing listens there, so the connection is refused at once.
+    config = write_config(tmp_path / "c.toml", "postgresql://cohort:s3cr3t-pw@127.0.0.1:1/cohortbot")
+    assert main([*command, "--config", str(config)]) == 1
+    captured = capsys.readouterr()
+    assert "s3cr3t-pw" not in captured.err + captured.out
+    assert captured.err.startswith("cohortbot: ")
+    assert "cannot connect to the database postgresql://cohort:***@127.0.0.1:1/cohortbot: " in captured.err
+    assert "Connection refused" in captured.err
+    assert captured.err.count("\n") == 1 and "Traceback" not in captured.err
+
+
+def test_database_error_lines_mask_passwords_wherever_the_driver_quotes_them() -> None:
+    from sqlalchemy.exc import OperationalError
+
+    from storage.engine import database_error_line
+
+    url = "postgresql://cohort:hunter22@db.example:5432/x"
+    quoted = OperationalError("connect", {}, Exception("bad conninfo 'password=hunter22 host=db' for hunter22\nhint"))
+    line = database_error_line(quoted, url)
+    assert "hunter22" not in line
+    assert "\n" not in line
+    assert line.startswith("database postgresql://cohort:***@db.example:5432/x: bad conninfo")
+
+
+# --- report bounds ---
+
+
+@pytest.mark.storage
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--as-of", "0001-01-01"], "--as-of: expected a day from 1970-01-01 to 2099-12-31, got 0001-01-01"),
+        (["--as-of", "9999-12-31"], "--as-of: expected a day from 1970-01-01 to 2099-12-31, got 9999-12-31"),
+        (["--weeks", "100000"], "--weeks: expected 1 to 1040 weeks (20 years), got 100000"),
+    ],
+)
+def test_report_outside_its_bounds_states_them(
+    store: IngestStore,
+    ev: Events,
+    db_url: str,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    args: list[str],
+    message: str,
+) -> None:
+    seed_conversation(store, ev)
+    config = write_config(tmp_path / "c.toml", db_url)
+    assert main(["report", "--config", str(config), *args]) == 2
+    captured = capsys.readouterr()
+    assert captured.err == f"cohortbot: {message}\n"
+    assert captured.out == ""
+
+
+@pytest.mark.storage
+def test_report_at_its_bounds_works(
+    store: IngestStore, ev: Events, db_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    seed_conversation(store, ev)
+    config = write_config(tmp_path / "c.toml", db_url)
+    for args in (["--as-of", "1970-01-01"], ["--as-of", "2099-12-31", "--weeks", "1040"]):
+        assert main(["report", "--config", str(config), "--format", "json", *args]) == 0
+        assert json.loads(capsys.readouterr().out)["as_of"] == args[1]
+
+
+@pytest.mark.parametrize("command", [["digest", "--preview"], ["nudges", "--dry-run"]])
+def test_digest_and_nudge_days_have_the_same_bounds(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], command: list[str]
+) -> None:
+    config = write_config(tmp_path / "c.toml", f"sqlite:///{tmp_path}/none.db")
+    assert main([*command, "--as-of", "9999-12-31", "--config", str(config)]) == 2
+    assert capsys.readouterr().err == (
+        "cohortbot: --as-of: expected a day from 1970-01-01 to 2099-12-31, got 9999-12-31\n"
+    )
+
+
+def test_check_config_refuses_values_the_platforms_cannot_take(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bad = tmp_path / "bad.toml"
+    bad.write_text(
+        '[telegram]\nowner_ids = [9223372036854775808]\n\n[[courses]]\nid = "free"\ntitle = "Free"\nprice_stars = 0\n\n'
+        '[[courses]]\nid = "gold"\ntitle = "Gold"\nprice_stars = 10001\n',
+        encoding="utf-8",
+    )
+    assert main(["check-config", str(bad)]) == 2
+    captured = capsys.readouterr()
+    assert "config OK" not in captured.out
+    stars = "price_stars: expected a whole number of Telegram Stars from 1 to 10,000 (Telegram's most per invoice)"
+    assert captured.err.splitlines() == [
+        f"{bad}: 3 problems:",
+        "  [telegram] owner_ids: expected a list of Telegram user IDs (positive integers), each fitting in 64 bits "
+        "(at most 9223372036854775807), got [9223372036854775808]",
+        f'  [[courses]] #1 (id "free") {stars}, got 0',
+        f'  [[courses]] #2 (id "gold") {stars}, got 10001',
+    ]

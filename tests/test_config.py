@@ -51,6 +51,7 @@ def test_example_loads_with_the_values_it_documents() -> None:
     assert settings.community.tz == ZoneInfo("Europe/Berlin")
     assert settings.storage.url == "sqlite:///cohortbot.db"
     assert settings.storage.store_text is False
+    assert settings.storage.busy_timeout_seconds == 10
     assert settings.telegram.enabled is False
     assert settings.telegram.mode == "polling"
     assert settings.discord.enabled is False
@@ -199,7 +200,10 @@ def test_wrong_type() -> None:
 def test_course_errors_name_the_course() -> None:
     data = {"courses": [course(id="rust-intro"), course(price_stars=-5)]}
 
-    assert errors_of(data) == ('[[courses]] #2 (id "py-async") price_stars: expected a non-negative integer, got -5',)
+    assert errors_of(data) == (
+        '[[courses]] #2 (id "py-async") price_stars: expected a whole number of Telegram Stars from 1 to 10,000 '
+        "(Telegram's most per invoice), got -5",
+    )
 
 
 def test_unknown_key_suggests_the_right_one() -> None:
@@ -208,7 +212,7 @@ def test_unknown_key_suggests_the_right_one() -> None:
 
 def test_unknown_key_without_a_close_match_lists_the_valid_keys() -> None:
     assert errors_of({"storage": {"colour": "blue"}}) == (
-        "[storage] colour: unknown key (valid keys: url, store_text)",
+        "[storage] colour: unknown key (valid keys: url, store_text, busy_timeout_seconds)",
     )
 
 
@@ -537,3 +541,90 @@ def test_schedule_section_is_checked() -> None:
     )
     assert any("[schedule] reconcile_time" in e for e in errors_of({"schedule": {"reconcile_time": "4am"}}))
     assert parse_settings({"schedule": {"reconcile_time": "03:15"}}).schedule.reconcile_time.hour == 3
+
+
+# --------------------------------------------------------------------------------------------------------
+# Values the platforms cannot take
+
+
+STARS = "expected a whole number of Telegram Stars from 1 to 10,000 (Telegram's most per invoice)"
+
+
+@pytest.mark.parametrize("price", [0, 10_001, 1_000_000])
+def test_stars_price_must_be_one_telegram_can_invoice(price: int) -> None:
+    assert errors_of({"courses": [course(price_stars=price)]}) == (
+        f'[[courses]] #1 (id "py-async") price_stars: {STARS}, got {price}',
+    )
+
+
+@pytest.mark.parametrize("price", [1, 10_000])
+def test_stars_prices_at_the_bounds_are_fine(price: int) -> None:
+    (loaded,) = parse_settings({"courses": [course(price_stars=price)]}).courses
+    assert loaded.price_stars == price
+
+
+BIG = 2**63  # one more than a signed 64-bit integer holds
+LIMIT = "9223372036854775807"
+
+
+@pytest.mark.parametrize(
+    ("data", "error"),
+    [
+        (
+            {"telegram": {"owner_ids": [1, BIG]}},
+            "[telegram] owner_ids: expected a list of Telegram user IDs (positive integers), each fitting in 64 "
+            f"bits (at most {LIMIT}), got [1, {BIG}]",
+        ),
+        (
+            {"telegram": {"chat_ids": [-BIG - 1]}},
+            "[telegram] chat_ids: expected a list of Telegram chat IDs (non-zero integers), each fitting in 64 bits "
+            f"(-9223372036854775808 to {LIMIT}), got [-{BIG + 1}]",
+        ),
+        (
+            {"discord": {"guild_ids": [2**64 - 1]}},
+            "[discord] guild_ids: expected a list of Discord IDs (positive integers), each fitting in 64 bits "
+            f"(at most {LIMIT}), got [{2**64 - 1}]",
+        ),
+        (
+            {"discord": {"admin_role_ids": [BIG]}},
+            "[discord] admin_role_ids: expected a list of Discord IDs (positive integers), each fitting in 64 bits "
+            f"(at most {LIMIT}), got [{BIG}]",
+        ),
+        (
+            {"digest": {"discord_channel_ids": [BIG]}},
+            "[digest] discord_channel_ids: expected a list of Discord IDs (positive integers), each fitting in 64 "
+            f"bits (at most {LIMIT}), got [{BIG}]",
+        ),
+        (
+            {"courses": [course(discord_role_id=BIG)]},
+            f'[[courses]] #1 (id "py-async") discord_role_id: expected a Discord ID fitting in 64 bits (1 to {LIMIT}), '
+            f"got {BIG}",
+        ),
+        (
+            {"courses": [course(discord_sku_id=BIG)]},
+            f'[[courses]] #1 (id "py-async") discord_sku_id: expected a Discord ID fitting in 64 bits (1 to {LIMIT}), '
+            f"got {BIG}",
+        ),
+        (
+            {"courses": [course(telegram_chat_id=-BIG - 1)]},
+            '[[courses]] #1 (id "py-async") telegram_chat_id: expected a Telegram chat ID fitting in 64 bits '
+            f"(-9223372036854775808 to {LIMIT}), got -{BIG + 1}",
+        ),
+    ],
+)
+def test_ids_outside_64_bits_are_refused(data: dict[str, Any], error: str) -> None:
+    assert errors_of(data) == (error,)
+
+
+def test_ids_at_the_64_bit_bounds_are_fine() -> None:
+    settings = parse_settings(
+        {"telegram": {"chat_ids": [-(2**63)], "owner_ids": [2**63 - 1]}, "discord": {"guild_ids": [2**63 - 1]}}
+    )
+    assert settings.telegram.chat_ids == (-(2**63),)
+    assert settings.discord.guild_ids == (2**63 - 1,)
+
+
+@pytest.mark.parametrize("value", [0, -1, 3601, "10"])
+def test_busy_timeout_must_be_a_sensible_number_of_seconds(value: object) -> None:
+    (error,) = errors_of({"storage": {"busy_timeout_seconds": value}})
+    assert error.startswith("[storage] busy_timeout_seconds: expected a number of seconds above 0 and at most 3600")
