@@ -25,7 +25,7 @@ from bot.app import SchemaOutdatedError, build_app
 from bot.clock import Clock
 from bot.config import CommunitySettings, Settings, load_settings
 from bot.demo import DATABASE_NAME, MARKER_NAME, demo_settings
-from storage.engine import make_engine
+from storage.engine import database_error_line, make_engine
 from storage.migrate import current_revision, head_revision
 from storage.models import Community, JobRun, Message
 
@@ -144,7 +144,7 @@ def _open_database(settings: Settings) -> Engine:
         current = current_revision(engine)
     except SQLAlchemyError as exc:
         engine.dispose()
-        raise ConsoleError(f"cannot open the database {shown}: {exc}") from exc
+        raise ConsoleError(database_error_line(exc, settings.storage.url)) from exc
     if current != head_revision():
         engine.dispose()
         state = "has no cohortbot schema" if current is None else f"is at an older schema ({current})"

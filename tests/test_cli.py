@@ -584,6 +584,7 @@ def test_a_write_locked_database_is_busy_and_nothing_changes(
         ["forget", "--platform", "telegram", "--user", "1", "--yes"],
         ["nudges", "--dry-run"],
         ["digest", "--preview"],
+        ["console"],
     ],
 )
 def test_an_unreachable_postgresql_server_is_one_line_without_the_password(
