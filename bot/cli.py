@@ -23,7 +23,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from bot import __version__
 from bot.config import ConfigError, Settings, default_settings, load_secrets, load_settings, validate_secrets
 from bot.redaction import RedactingStream, configure_logging
-from storage.engine import database_error_line
+from storage.engine import database_error_line, mask_credentials
 
 if TYPE_CHECKING:
     from storage.ingest import IngestStore
@@ -535,8 +535,6 @@ def _busy_timeout_ms(settings: Settings) -> int:
 
 def _database_error(args: argparse.Namespace, exc: SQLAlchemyError) -> str:
     """The one line shown for a database error that reached ``main``: busy, unreachable, or what the driver said."""
-    from storage.engine import mask_credentials
-
     try:
         url = _settings(getattr(args, "config", None)).storage.url
     except CommandError:

@@ -12,6 +12,7 @@ from analytics.activity import ActivityRows
 from analytics.members import inactive_members, member_table
 from analytics.report import build_report
 from analytics.results import MemberStatus, Report
+from bot.importers import EARLIEST_TIME, LATEST_TIME
 from storage.queries import (
     CommunityInfo,
     find_community,
@@ -26,11 +27,11 @@ from storage.queries import (
 # engagement score's decay (14-day half-life: after 120 days a day weighs under 0.3%).
 LOOKBACK_DAYS = 120
 
-# The days and range a report may cover. The same calendar window the importers accept for message times
-# (bot.importers.EARLIEST_TIME/LATEST_TIME); far outside it the week and look-back arithmetic leaves what a date can
-# hold. Twenty years of weekly rows is more history than any community has.
-EARLIEST_AS_OF = date(1970, 1, 1)
-LATEST_AS_OF = date(2099, 12, 31)
+# The days and range a report may cover: the calendar window the importers accept for message times (far outside
+# it the week and look-back arithmetic leaves what a date can hold). Twenty years of weekly rows is more history
+# than any community has.
+EARLIEST_AS_OF = EARLIEST_TIME.date()
+LATEST_AS_OF = (LATEST_TIME - timedelta(days=1)).date()
 MAX_WEEKS = 1040
 
 

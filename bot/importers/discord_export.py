@@ -26,7 +26,8 @@ CSV (``AuthorID;Author;Date;Content;Attachments;Reactions;``)
     month abbreviations), the ``en-US`` locale that current DCE versions use by default on most machines
     (``7/2/2018 8:51 PM``; the AM/PM marker is what tells it from day-first locales such as ``en-GB``, which
     are ambiguous and rejected) and ISO 8601 (``2018-07-02T20:51:00+00:00``; zone-less ISO is taken as UTC).
-    Anything else stops the import with the line and a hint to re-export with ``--locale en-US --utc``.
+    Anything else stops the import with the line and a hint to re-export with ``--locale en-US --utc``, and so
+    does a time outside 1970-01-01 .. 2099-12-31 UTC (``bot.importers.check_time``).
 
 JSON (``{guild, channel, messages: [...]}``)
     Real message ids, ``author.isBot``, reply references and reaction counts; ``GuildMemberJoin`` system

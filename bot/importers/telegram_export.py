@@ -16,7 +16,7 @@ Telegram Desktop → chat menu → *Export chat history* → format *Machine-rea
   other names are matched to ids seen in the same export when the name belongs to exactly one account; the rest
   are skipped and counted. Other service messages (pins, title changes, calls ...) are skipped and counted.
 * Times come from ``date_unixtime`` (UTC). Old exports without it only have ``date``, the exporting computer's
-  local time, which is then taken as UTC.
+  local time, which is then taken as UTC. A time outside 1970-01-01 .. 2099-12-31 UTC stops the import.
 * Bot accounts cannot be told apart (the export does not flag them), so every sender is stored as a human.
 
 Chat ids match what the Bot API reports, so imported history lines up with live logging: a supergroup (or
