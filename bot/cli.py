@@ -195,7 +195,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     """Run the bot: log activity and answer commands on the enabled platforms until Ctrl+C or SIGTERM."""
     from bot.adapters import build_adapters
     from bot.adapters.base import AdapterStartError
-    from bot.app import build_app, serve
+    from bot.app import TaskDiedError, build_app, serve
 
     settings = _settings(args.config)
     if not (settings.telegram.enabled or settings.discord.enabled):
@@ -215,6 +215,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         asyncio.run(serve(app))
     except AdapterStartError as exc:
         raise CommandError(f"cannot start: {exc}") from exc
+    except TaskDiedError as exc:
+        # Everything received was stored before this; a non-zero exit makes a service manager restart the bot.
+        raise CommandError(f"stopped: {exc}; start it again (a service manager restarts it)") from exc
     return EXIT_OK
 
 

@@ -80,6 +80,7 @@ class EventWriter:
         self._queue: asyncio.Queue[object] = asyncio.Queue(max_queue)
         self._executor = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="cohortbot-db")
         self._task: asyncio.Task[None] | None = None
+        self._waiters: list[asyncio.Future[None]] = []  # flushes answered once the batch in hand is written
         self._closed = False
         self.totals = BatchResult()
         self.rejected = 0
@@ -95,6 +96,8 @@ class EventWriter:
     def _check(self, event: ActivityEvent) -> None:
         if self._closed:
             raise WriterClosedError("the event writer is stopped")
+        if self._task is not None and self._task.done():
+            raise WriterClosedError("the event writer failed and is not running")
         if not self.store.is_registered(event.community):
             raise UnknownCommunityError(event.community)
 
@@ -112,6 +115,10 @@ class EventWriter:
         """Queue an activity event without waiting (raises ``asyncio.QueueFull`` when the queue is full)."""
         self._check(event)
         self._queue.put_nowait(event)
+
+    def supervised_tasks(self) -> dict[str, asyncio.Task[None]]:
+        """The worker task, for a supervisor: it only ends when ``stop`` is called, or on an unexpected error."""
+        return {"event writer": self._task} if self._task is not None else {}
 
     @property
     def pending(self) -> int:
@@ -175,13 +182,41 @@ class EventWriter:
         return report
 
     async def _run(self) -> None:
+        try:
+            await self._work()
+        except BaseException as exc:
+            # Nobody would ever answer a flush waiting in the queue: fail them, so that callers (an adapter
+            # storing an update, ``stop``) see the error instead of hanging, and the supervisor sees the task end.
+            self._fail_waiters(exc)
+            raise
+
+    def _fail_waiters(self, exc: BaseException) -> None:
+        lost = 0
+        waiters = list(self._waiters)
+        self._waiters.clear()
+        while True:
+            try:
+                item = self._queue.get_nowait()
+            except asyncio.QueueEmpty:
+                break
+            if isinstance(item, _Flush):
+                waiters.append(item.done)
+            elif item is not _STOP:
+                lost += 1
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.set_exception(WriterClosedError(f"the event writer failed: {exc!r}"))
+        if lost:
+            log.error("the event writer failed: %d queued events were not written (%r)", lost, exc)
+
+    async def _work(self) -> None:
         loop = asyncio.get_running_loop()
         queue = self._queue
         stopping = False
         while not stopping:
             item = await queue.get()
             batch: list[ActivityEvent] = []
-            waiters: list[asyncio.Future[None]] = []
+            waiters = self._waiters
             deadline = loop.time() + self.flush_interval
             while True:
                 if item is _STOP:
@@ -212,6 +247,7 @@ class EventWriter:
             for waiter in waiters:
                 if not waiter.done():
                     waiter.set_result(None)
+            waiters.clear()
 
     async def _write_with_retries(self, batch: Sequence[ActivityEvent]) -> None:
         delay = self.retry_delay
