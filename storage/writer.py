@@ -144,8 +144,13 @@ class EventWriter:
         self._executor.shutdown(wait=True)
 
     async def record_purchase(self, event: PurchaseEvent) -> LedgerOutcome:
-        """Commit a purchase, then return. ``created`` is False when the charge was already stored."""
-        outcome = await self._db(self.store.record_purchase, event)
+        """Commit a purchase, then return. ``created`` is False when the charge was already stored.
+
+        Raises:
+            sqlalchemy.exc.DBAPIError: The database refused it (locked, disk full): nothing is stored; the caller
+                retries (an adapter does not confirm the payment to the platform until it is stored).
+        """
+        outcome = await self._ledger(self.store.record_purchase, event)
         log.info(
             "purchase %s %s of %r by %s:%s (%s)",
             "stored" if outcome.created else "already stored",
@@ -159,7 +164,15 @@ class EventWriter:
 
     async def record_refund(self, event: RefundEvent) -> LedgerOutcome:
         """Commit a refund, then return. ``created`` is False when it was already refunded."""
-        return await self._db(self.store.record_refund, event)
+        return await self._ledger(self.store.record_refund, event)
+
+    async def _ledger(self, write: Callable[[T], LedgerOutcome], event: T) -> LedgerOutcome:
+        try:
+            return await self._db(write, event)
+        except DBAPIError:
+            # The transaction was rolled back: ids it cached (a new member) were never committed.
+            self.store.invalidate_caches()
+            raise
 
     async def forget_member(self, community: str, platform: str, user_id: str) -> DeletionReport | None:
         """Flush, then delete everything stored about one member (see ``storage.deletion``).

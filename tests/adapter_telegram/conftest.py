@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine, event, text
 
 from bot.adapters.base import AdapterDeps
 from bot.adapters.telegram.adapter import TelegramAdapter
@@ -106,6 +106,14 @@ class Harness:
         await self.writer.flush()
 
 
+def short_busy_timeout(engine: Engine, milliseconds: int) -> None:
+    """Make every new connection of a SQLite engine give up on a held write lock after ``milliseconds``."""
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:  # runs after the engine's own PRAGMAs
+        dbapi_connection.execute(f"PRAGMA busy_timeout={milliseconds}")
+
+
 @contextlib.asynccontextmanager
 async def running(
     fake: FakeBotApi,
@@ -113,16 +121,24 @@ async def running(
     *,
     limits: FloodLimits = FAST,
     secrets: Secrets | None = None,
+    busy_timeout_ms: int | None = None,
+    retry_wait: float = 1.0,
     **telegram: Any,
 ) -> AsyncIterator[Harness]:
-    """Start the storage, dispatcher (the real command set) and adapter; stop them in the app's order."""
+    """Start the storage, dispatcher (the real command set) and adapter; stop them in the app's order.
+
+    ``busy_timeout_ms`` shortens SQLite's wait for a write lock (10 s in production) so that a test can make
+    storing really fail while another connection holds the lock; ``retry_wait`` is the first back-off wait.
+    """
     settings = parse_settings(config(fake.base_url, db_path, **telegram))
     engine = make_engine(settings.storage.url)
+    if busy_timeout_ms is not None:
+        short_busy_timeout(engine, busy_timeout_ms)
     upgrade(engine)
     store = IngestStore(engine, store_text=settings.storage.store_text)
     community_id = store.register_community(settings.community.name, settings.community.timezone)
     sync_courses(engine, community_id, course_records(settings))
-    writer = EventWriter(store, flush_interval=0.05)
+    writer = EventWriter(store, flush_interval=0.05, retry_delay=retry_wait)
     clock = SystemClock()
     dispatcher = Dispatcher(
         all_commands(), settings=settings, engine=engine, writer=writer, clock=clock, signing_secret=SECRET
@@ -136,7 +152,7 @@ async def running(
         clock=clock,
         engine=engine,
     )
-    adapter = TelegramAdapter(deps, flood_limits=limits, poll_timeout=5)
+    adapter = TelegramAdapter(deps, flood_limits=limits, poll_timeout=5, retry_wait=retry_wait)
     await writer.start()
     try:
         await adapter.start()

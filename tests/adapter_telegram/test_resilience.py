@@ -1,0 +1,136 @@
+"""The bot never goes deaf: a locked database, an unreachable Bot API at start, a polling task that dies.
+
+Every test drives the real python-telegram-bot client against the fake Bot API over HTTP, with a real SQLite file.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sqlite3
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+
+from bot.core.payments import sign_payload
+from tests.adapter_telegram import payloads as p
+from tests.adapter_telegram.conftest import PRICE, SECRET, running
+from tests.adapter_telegram.fake_bot_api import FakeBotApi
+
+
+@contextmanager
+def write_locked(db_path: Path) -> Iterator[None]:
+    """Hold SQLite's write lock from another connection, as a long import or a backup does."""
+    holder = sqlite3.connect(db_path, isolation_level=None)
+    try:
+        holder.execute("BEGIN IMMEDIATE")
+        yield
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+
+
+async def logged(caplog: pytest.LogCaptureFixture, needle: str, *, count: int = 1, within: float = 10.0) -> None:
+    """Wait until ``needle`` appears in ``count`` log records."""
+    deadline = time.monotonic() + within
+    while sum(needle in r.getMessage() for r in caplog.records) < count:
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{needle!r} not logged {count} time(s); log:\n{caplog.text}")
+        await asyncio.sleep(0.02)
+
+
+def to(chat_id: int) -> Callable[..., bool]:
+    return lambda call: int(call.params.get("chat_id", 0)) == chat_id
+
+
+async def test_a_payment_arriving_while_the_database_is_locked_is_stored_once_after_it_frees(
+    fake: FakeBotApi, db_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO)
+    payload = sign_payload(SECRET, "py-async", str(p.ALICE), PRICE)
+    before = p.group_message(p.BOB, "anyone around?", message_id=1) | {"update_id": 10}
+    payment = p.successful_payment(p.ALICE, payload, PRICE, charge="stxLOCKED") | {"update_id": 11}
+    after = p.group_message(p.CAROL, "yes!", message_id=2) | {"update_id": 12}
+    # SQLite gives up on the lock after 100 ms here (10 s in production), so storing really fails while it is held.
+    async with running(fake, db_path, busy_timeout_ms=100, retry_wait=0.2) as h:
+        with write_locked(db_path):
+            for update in (before, payment, after):
+                await fake.add_update(update)
+            # Retried with back-off (0.2 s, 0.4 s, 0.8 s …), each failure logged with its cause.
+            await logged(caplog, "storing Telegram update 11 failed (OperationalError: database is locked)", count=3)
+            assert 11 not in fake.confirmed_ids  # Telegram keeps it: a crash now would not lose the payment
+            assert not fake.calls_to("createChatInviteLink")  # no access before the sale is on disk
+        await fake.wait_confirmed([10, 11, 12])
+        await h.settle()
+        assert h.count("select count(*) from purchases where charge_id = 'stxLOCKED'") == 1
+        assert len(fake.calls_to("createChatInviteLink")) == 1
+        receipts = [c for c in fake.calls_to("sendMessage") if "fakeInvite" in c.params.get("text", "")]
+        assert len(receipts) == 1 and to(p.ALICE)(receipts[0])
+        assert h.count("select count(*) from messages") == 2
+        # The poller kept going: later updates are fetched and stored.
+        await h.deliver(p.group_message(p.BOB, "still here", message_id=3) | {"update_id": 13})
+        await h.eventually(lambda: h.count("select count(*) from messages") == 3, "the later message stored")
+    assert h.count("select count(*) from purchases") == 1
+    assert len(fake.calls_to("createChatInviteLink")) == 1
+
+
+async def test_stopping_while_a_payment_waits_for_the_database_leaves_it_to_telegram(
+    fake: FakeBotApi, db_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    payload = sign_payload(SECRET, "py-async", str(p.ALICE), PRICE)
+    payment = p.successful_payment(p.ALICE, payload, PRICE, charge="stxSTOP") | {"update_id": 20}
+    async with running(fake, db_path, busy_timeout_ms=100, retry_wait=30.0) as h:
+        with write_locked(db_path):
+            await fake.add_update(payment)
+            await logged(caplog, "storing Telegram update 20 failed")
+            started = time.monotonic()
+            await h.adapter.stop()  # does not wait out the 30 s back-off, nor confirm the payment
+            assert time.monotonic() - started < 10
+    assert 20 not in fake.confirmed_ids
+    async with running(fake, db_path) as h:  # after a restart Telegram delivers it again and it is stored
+        await fake.wait_confirmed([20])
+        await h.settle()
+        assert h.count("select count(*) from purchases where charge_id = 'stxSTOP'") == 1
+        assert len(fake.calls_to("createChatInviteLink")) == 1
+
+
+async def test_an_unreachable_bot_api_at_start_is_retried_until_it_answers(
+    db_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING)
+    fake = FakeBotApi()
+    await fake.start()
+    port = fake.port
+    await fake.stop()  # nothing listens there for now
+    late = FakeBotApi()
+    late.port = port
+
+    async def open_later() -> None:
+        await logged(caplog, "Telegram Bot API unreachable at", count=2)
+        await late.start(port)
+
+    opener = asyncio.create_task(open_later())
+    try:
+        async with running(late, db_path, retry_wait=0.2) as h:
+            await h.deliver(p.group_message(p.BOB, "hello", message_id=1) | {"update_id": 30})
+            await h.eventually(lambda: h.count("select count(*) from messages") == 1, "the message stored")
+    finally:
+        await opener
+        await late.stop()
+    line = next(r.getMessage() for r in caplog.records if "Telegram Bot API unreachable at" in r.getMessage())
+    assert line.startswith(f"Telegram Bot API unreachable at http://127.0.0.1:{port}/bot: ")
+    assert "retrying in 0 s" in line or "retrying in 1 s" in line
+    assert late.token not in caplog.text
+
+
+async def test_the_poller_ends_with_the_reason_when_the_token_is_revoked(fake: FakeBotApi, db_path: Path) -> None:
+    async with running(fake, db_path) as h:
+        (poller,) = h.adapter.supervised_tasks().values()
+        fake.token = "999:revoked"  # revoked in @BotFather while the bot runs
+        await fake.add_update(p.group_message(p.BOB, "hi", message_id=1))  # ends the current long poll
+        await asyncio.wait_for(asyncio.gather(poller, return_exceptions=True), 15)
+        error = poller.exception()
+        assert error is not None and "no longer accepts the bot token" in str(error)
