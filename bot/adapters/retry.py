@@ -71,4 +71,3 @@ async def sleep_unless(stopping: Callable[[], bool], seconds: float, *, step: fl
             return True
         await asyncio.sleep(min(step, remaining))
     return False
-
