@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine, event, text
+from sqlalchemy import Engine, text
 
 from bot.adapters.base import AdapterDeps
 from bot.adapters.telegram.adapter import TelegramAdapter
@@ -28,6 +28,7 @@ from storage.migrate import upgrade
 from storage.writer import EventWriter
 from tests.adapter_telegram import payloads as p
 from tests.adapter_telegram.fake_bot_api import DEFAULT_TOKEN, FakeBotApi
+from tests.helpers.sqlite_lock import short_busy_timeout
 
 SECRET = "test-signing-secret-0123456789abcdef"
 PRICE = 50
@@ -104,14 +105,6 @@ class Harness:
         while self.adapter._tasks and time.monotonic() < deadline:
             await asyncio.wait(set(self.adapter._tasks), timeout=max(deadline - time.monotonic(), 0.01))
         await self.writer.flush()
-
-
-def short_busy_timeout(engine: Engine, milliseconds: int) -> None:
-    """Make every new connection of a SQLite engine give up on a held write lock after ``milliseconds``."""
-
-    @event.listens_for(engine, "connect")
-    def _on_connect(dbapi_connection: Any, _record: Any) -> None:  # runs after the engine's own PRAGMAs
-        dbapi_connection.execute(f"PRAGMA busy_timeout={milliseconds}")
 
 
 @contextlib.asynccontextmanager

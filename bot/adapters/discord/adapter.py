@@ -238,12 +238,15 @@ class DiscordAdapter:
             except (discord.HTTPException, aiohttp.ClientError, OSError, TimeoutError) as exc:
                 wait = backoff.next()
                 log.warning(
-                    "Discord API unreachable at %s: %s; retrying in %.0f s",
+                    "Discord API unreachable at %s: %s; retrying in %g s",
                     discord.http.Route.BASE,
                     describe(exc),
                     wait,
                 )
-                await client.http.close()  # each login opens a new HTTP session
+                # Each login opens a new HTTP session over the client's connector, and closing the failed one
+                # closes that connector too: let the next login make a fresh one (discord.py does when MISSING).
+                await client.http.close()
+                client.http.connector = discord.utils.MISSING
                 await asyncio.sleep(wait)
 
     async def _wait_ready(self, connecting: asyncio.Task[None]) -> None:
@@ -476,7 +479,7 @@ class DiscordAdapter:
                     return
                 wait = backoff.next()
                 log.error(
-                    "storing %s failed (%s); retrying in %.0f s",
+                    "storing %s failed (%s); retrying in %g s",
                     what,
                     describe(exc),
                     wait,

@@ -260,7 +260,7 @@ class TelegramAdapter:
                 reason = exc.message if isinstance(exc, TelegramError) else describe(exc)
                 # The base URL never holds the token (PTB appends it per request), so it is safe to show.
                 log.warning(
-                    "Telegram Bot API unreachable at %s: %s; retrying in %.0f s",
+                    "Telegram Bot API unreachable at %s: %s; retrying in %g s",
                     self.config.api_base_url,
                     reason,
                     wait,
@@ -347,7 +347,7 @@ class TelegramAdapter:
             except TelegramError as exc:
                 # Network trouble or a conflict (another process polling with this token): wait, then retry.
                 wait = backoff.next()
-                log.warning("Telegram getUpdates failed (%s); retrying in %.0f s", exc.message, wait)
+                log.warning("Telegram getUpdates failed (%s); retrying in %g s", exc.message, wait)
                 await asyncio.sleep(wait)
                 continue
             finally:
@@ -380,7 +380,7 @@ class TelegramAdapter:
                 else:
                     wait = backoff.next()
                     log.error(
-                        "storing Telegram update %d failed (%s); retrying in %.0f s (Telegram keeps it until stored)",
+                        "storing Telegram update %d failed (%s); retrying in %g s (Telegram keeps it until stored)",
                         update.update_id,
                         describe(exc),
                         wait,
