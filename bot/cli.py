@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from storage.ingest import IngestStore
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+CONNECT_WAIT = 60.0  # how long a one-shot command (digest, nudges) waits for an unreachable platform
 PLATFORMS = ("discord", "telegram", "console", "simulated")
 
 
@@ -247,7 +248,14 @@ def _send_job(settings: Settings, engine: Engine, job: str) -> str:
     app = build_app(settings, secrets=secrets, adapters=build_adapters, engine=engine)
 
     async def run() -> str:
-        await app.start(schedule=False)
+        try:
+            # The adapters retry an unreachable platform for as long as it takes; a one-shot command gives up.
+            await asyncio.wait_for(app.start(schedule=False), CONNECT_WAIT)
+        except TimeoutError:
+            await app.stop()
+            raise CommandError(
+                f"cannot connect: the platforms did not answer within {CONNECT_WAIT:.0f} s (the log above says why)"
+            ) from None
         try:
             result = await app.scheduler.run(job)
         finally:
