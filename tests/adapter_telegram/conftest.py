@@ -116,12 +116,14 @@ async def running(
     secrets: Secrets | None = None,
     busy_timeout_ms: int | None = None,
     retry_wait: float = 1.0,
+    writer_retry_wait: float | None = None,
     **telegram: Any,
 ) -> AsyncIterator[Harness]:
     """Start the storage, dispatcher (the real command set) and adapter; stop them in the app's order.
 
     ``busy_timeout_ms`` shortens SQLite's wait for a write lock (10 s in production) so that a test can make
-    storing really fail while another connection holds the lock; ``retry_wait`` is the first back-off wait.
+    storing really fail while another connection holds the lock; ``retry_wait`` is the adapter's first back-off
+    wait, ``writer_retry_wait`` the writer's (the same by default).
     """
     settings = parse_settings(config(fake.base_url, db_path, **telegram))
     engine = make_engine(settings.storage.url)
@@ -131,7 +133,7 @@ async def running(
     store = IngestStore(engine, store_text=settings.storage.store_text)
     community_id = store.register_community(settings.community.name, settings.community.timezone)
     sync_courses(engine, community_id, course_records(settings))
-    writer = EventWriter(store, flush_interval=0.05, retry_delay=retry_wait)
+    writer = EventWriter(store, flush_interval=0.05, retry_delay=writer_retry_wait or retry_wait)
     clock = SystemClock()
     dispatcher = Dispatcher(
         all_commands(), settings=settings, engine=engine, writer=writer, clock=clock, signing_secret=SECRET

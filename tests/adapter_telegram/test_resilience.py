@@ -64,23 +64,29 @@ async def test_a_payment_arriving_while_the_database_is_locked_is_stored_once_af
     assert len(fake.calls_to("createChatInviteLink")) == 1
 
 
-async def test_stopping_while_a_payment_waits_for_the_database_leaves_it_to_telegram(
+async def test_stopping_while_a_payment_waits_to_be_retried_leaves_it_to_telegram(
     fake: FakeBotApi, db_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     payload = sign_payload(SECRET, "py-async", str(p.ALICE), PRICE)
+    hello = p.group_message(p.BOB, "hello", message_id=1) | {"update_id": 19}
     payment = p.successful_payment(p.ALICE, payload, PRICE, charge="stxSTOP") | {"update_id": 20}
-    async with running(fake, db_path, busy_timeout_ms=100, retry_wait=30.0) as h:
+    # The payment's next try is 30 s away when the bot is stopped; the writer retries the message sooner.
+    async with running(fake, db_path, busy_timeout_ms=100, retry_wait=30.0, writer_retry_wait=0.2) as h:
         with write_locked(db_path):
+            await fake.add_update(hello)
             await fake.add_update(payment)
             await logged(caplog, "storing Telegram update 20 failed")
-            started = time.monotonic()
-            await h.adapter.stop()  # does not wait out the 30 s back-off, nor confirm the payment
-            assert time.monotonic() - started < 10
-    assert 20 not in fake.confirmed_ids
+        started = time.monotonic()
+        await h.adapter.stop()  # does not wait out the 30 s back-off
+        assert time.monotonic() - started < 10
+        assert h.count("select count(*) from messages") == 1
+    assert 19 in fake.confirmed_ids  # stored, so confirmed: never delivered (or answered) twice
+    assert 20 not in fake.confirmed_ids  # not stored, so Telegram keeps it
     async with running(fake, db_path) as h:  # after a restart Telegram delivers it again and it is stored
         await fake.wait_confirmed([20])
         await h.settle()
         assert h.count("select count(*) from purchases where charge_id = 'stxSTOP'") == 1
+        assert h.count("select count(*) from messages") == 1
         assert len(fake.calls_to("createChatInviteLink")) == 1
 
 

@@ -357,7 +357,6 @@ class TelegramAdapter:
                 continue
             if not await self._store_batch(updates):
                 return  # stopping while an update waited for a retry: it stays unconfirmed, Telegram keeps it
-            self._processed_offset = updates[-1].update_id + 1
 
     async def _store_batch(self, updates: Sequence[Update]) -> bool:
         """Hand a batch to storage, retrying an update whose handling failed; False if stopped before all were in."""
@@ -370,7 +369,7 @@ class TelegramAdapter:
             except Exception as exc:
                 if not is_storage_error(exc) and backoff.attempts + 1 >= HANDLER_ATTEMPTS:
                     log.error(
-                        "Telegram update %d failed %d times (%s) and is skipped: nothing of it was stored%s",
+                        "Telegram update %d failed %d times (%s); skipped so that later updates are not held up%s",
                         update.update_id,
                         HANDLER_ATTEMPTS,
                         describe(exc),
@@ -391,6 +390,9 @@ class TelegramAdapter:
                     continue
             index += 1
             backoff.reset()
+            # Confirmable once flushed (the next getUpdates flushes first, and so does stop): a stop while a later
+            # update waits for a retry must not make Telegram deliver this one again (a command answered twice).
+            self._processed_offset = update.update_id + 1
         # The writer retries a refused batch by itself: this returns once everything above is committed.
         await self.deps.writer.flush()
         return True
