@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from bot.adapters.base import AdapterStartError
 from bot.adapters.discord.adapter import DiscordAdapter
 from bot.app import TaskDiedError, build_app, serve
 from bot.config import Secrets, parse_settings
@@ -90,3 +91,10 @@ async def test_a_gateway_that_gives_up_stops_serve_with_the_reason(
     assert logged(caplog, "the Discord gateway task failed") == 1
     with app.engine.connect() as conn:  # the writer flushed what it held before serve returned
         assert conn.exec_driver_sql("select count(*) from messages").scalar_one() == 1
+
+
+async def test_an_api_that_refuses_the_login_stops_start_with_what_to_check(make_harness: HarnessFactory) -> None:
+    h = await make_harness(start=False, retry_wait=0.2)
+    h.fake.inject("GET", "/users/@me", 403, code=0, message="blocked by the proxy")
+    with pytest.raises(AdapterStartError, match=r"refused the login: 403 blocked by the proxy; check \[discord\]"):
+        await h.start()

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from bot.adapters.base import AdapterStartError
 from bot.core.payments import sign_payload
 from tests.adapter_telegram import payloads as p
 from tests.adapter_telegram.conftest import PRICE, SECRET, running
@@ -127,3 +128,21 @@ async def test_the_poller_ends_with_the_reason_when_the_token_is_revoked(fake: F
         await asyncio.wait_for(asyncio.gather(poller, return_exceptions=True), 15)
         error = poller.exception()
         assert error is not None and "no longer accepts the bot token" in str(error)
+
+
+async def test_a_bot_api_answering_502_at_start_is_retried_but_a_403_stops_start(
+    fake: FakeBotApi, db_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING)
+    fake.fail("getMe", 502, "Bad Gateway", times=2)  # a proxy in front of the Bot API while it restarts
+    async with running(fake, db_path, retry_wait=0.2) as h:
+        await h.deliver(p.group_message(p.BOB, "hello", message_id=1) | {"update_id": 40})
+    assert logged_count(caplog, "Telegram Bot API unreachable at") == 2
+    fake.fail("getMe", 403, "Forbidden: not allowed through this proxy")
+    with pytest.raises(AdapterStartError, match="refused getMe: Forbidden: not allowed through this proxy"):
+        async with running(fake, db_path, retry_wait=0.2):
+            pass
+
+
+def logged_count(caplog: pytest.LogCaptureFixture, needle: str) -> int:
+    return sum(needle in r.getMessage() for r in caplog.records)

@@ -236,6 +236,12 @@ class DiscordAdapter:
                     "into COHORTBOT_DISCORD_TOKEN"
                 ) from exc
             except (discord.HTTPException, aiohttp.ClientError, OSError, TimeoutError) as exc:
+                if isinstance(exc, discord.HTTPException) and 400 <= exc.status < 500 and exc.status != 429:
+                    # Reached, but refused (a wrong api_base_url, a proxy that forbids it): waiting will not help.
+                    raise AdapterStartError(
+                        f"the Discord API at {discord.http.Route.BASE} refused the login: {exc.status} "
+                        f"{exc.text or exc.response.reason}; check [discord] api_base_url"
+                    ) from exc
                 wait = backoff.next()
                 log.warning(
                     "Discord API unreachable at %s: %s; retrying in %g s",

@@ -255,6 +255,11 @@ class TelegramAdapter:
                 raise AdapterStartError(
                     "Telegram refused the bot token: check COHORTBOT_TELEGRAM_TOKEN (copy it again from @BotFather)"
                 ) from exc
+            except BadRequest as exc:  # a NetworkError in PTB, but the API was reached and said no
+                raise AdapterStartError(
+                    f"the Telegram Bot API at {self.config.api_base_url} refused getMe: {exc.message}; "
+                    "check [telegram] api_base_url"
+                ) from exc
             except (NetworkError, OSError) as exc:  # also TimedOut and a 5xx from a proxy in front of the API
                 wait = backoff.next()
                 reason = exc.message if isinstance(exc, TelegramError) else describe(exc)
@@ -266,6 +271,11 @@ class TelegramAdapter:
                     wait,
                 )
                 await asyncio.sleep(wait)
+            except TelegramError as exc:  # reached, and refused for a reason waiting will not change (a 403)
+                raise AdapterStartError(
+                    f"the Telegram Bot API at {self.config.api_base_url} refused getMe: {exc.message}; "
+                    "check [telegram] api_base_url"
+                ) from exc
 
     def supervised_tasks(self) -> dict[str, asyncio.Task[None]]:
         """The adapter's long-running tasks (the poller); the app exits non-zero when one ends on its own."""
