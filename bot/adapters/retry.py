@@ -11,7 +11,8 @@ import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from sqlalchemy.exc import DBAPIError, SQLAlchemyError
+from sqlalchemy.exc import DBAPIError, DisconnectionError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
 FIRST_WAIT = 1.0
 MAX_WAIT = 30.0
@@ -48,9 +49,12 @@ class Backoff:
         self.attempts = 0
 
 
-def is_storage_error(exc: BaseException) -> bool:
-    """Whether an error came from the database or the disk (locked, full, unreachable): waiting can fix it."""
-    return isinstance(exc, SQLAlchemyError | OSError)
+def waiting_can_fix(exc: BaseException) -> bool:
+    """Whether an error is database or disk trouble that passes: locked, full, restarting, connection lost.
+
+    A refused value (an integrity error) is not: it fails the same way however long one waits.
+    """
+    return isinstance(exc, OperationalError | InterfaceError | DisconnectionError | PoolTimeoutError | OSError)
 
 
 def describe(exc: BaseException) -> str:

@@ -146,3 +146,23 @@ async def test_a_bot_api_answering_502_at_start_is_retried_but_a_403_stops_start
 
 def logged_count(caplog: pytest.LogCaptureFixture, needle: str) -> int:
     return sum(needle in r.getMessage() for r in caplog.records)
+
+
+async def test_an_update_failing_for_another_reason_is_skipped_after_5_tries_and_polling_goes_on(
+    fake: FakeBotApi, db_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def bug(*args: object) -> None:
+        raise ValueError("a bug in handling this payment")
+
+    monkeypatch.setattr("bot.adapters.telegram.adapter.record_sale", bug)  # not the database: waiting cannot fix it
+    payload = sign_payload(SECRET, "py-async", str(p.ALICE), PRICE)
+    payment = p.successful_payment(p.ALICE, payload, PRICE, charge="stxBUG") | {"update_id": 50}
+    async with running(fake, db_path, retry_wait=0.05) as h:
+        await fake.add_update(payment)
+        await fake.add_update(p.group_message(p.BOB, "after the bad one", message_id=1) | {"update_id": 51})
+        await fake.wait_confirmed([50, 51])
+        await h.eventually(lambda: h.count("select count(*) from messages") == 1, "the later message stored")
+    assert logged_count(caplog, "storing Telegram update 50 failed (ValueError: a bug in handling") == 4
+    [skipped] = [r.getMessage() for r in caplog.records if "skipped" in r.getMessage()]
+    assert skipped.startswith("Telegram update 50 failed 5 times (ValueError: a bug in handling this payment)")
+    assert skipped.endswith("it was payment stxBUG: record it with /grant or refund it")

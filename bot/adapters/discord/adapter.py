@@ -22,7 +22,7 @@ import discord
 import yarl
 
 from bot.adapters.base import AccessFix, AdapterDeps, AdapterStartError, DeliveryError
-from bot.adapters.retry import Backoff, describe, is_storage_error, sleep_unless
+from bot.adapters.retry import Backoff, describe, sleep_unless, waiting_can_fix
 from bot.config import CourseSettings
 from bot.core.commands.base import AccessResult, CapabilityError, CommandSpec
 from bot.core.events import ActivityEvent, ChannelRef, CommandInvocation, MemberRef, Platform
@@ -474,7 +474,7 @@ class DiscordAdapter:
                 await self._on_entitlement(event, payload)
                 return
             except Exception as exc:
-                if not is_storage_error(exc) and backoff.attempts + 1 >= HANDLER_ATTEMPTS:
+                if not waiting_can_fix(exc) and backoff.attempts + 1 >= HANDLER_ATTEMPTS:
                     log.error(
                         "%s failed %d times (%s) and is given up: record it with /grant or refund it",
                         what,

@@ -43,7 +43,7 @@ from telegram.ext import Application, ApplicationBuilder, CallbackContext
 from telegram.warnings import PTBDeprecationWarning
 
 from bot.adapters.base import AccessFix, AdapterDeps, AdapterStartError, DeliveryError
-from bot.adapters.retry import Backoff, describe, is_storage_error, sleep_unless
+from bot.adapters.retry import Backoff, describe, sleep_unless, waiting_can_fix
 from bot.adapters.telegram import render
 from bot.adapters.telegram.ratelimit import FloodGate, FloodLimits
 from bot.adapters.telegram.translate import (
@@ -377,7 +377,7 @@ class TelegramAdapter:
             try:
                 await self.handle_update(update, wait_for_payments=True)
             except Exception as exc:
-                if not is_storage_error(exc) and backoff.attempts + 1 >= HANDLER_ATTEMPTS:
+                if not waiting_can_fix(exc) and backoff.attempts + 1 >= HANDLER_ATTEMPTS:
                     log.error(
                         "Telegram update %d failed %d times (%s); skipped so that later updates are not held up%s",
                         update.update_id,
