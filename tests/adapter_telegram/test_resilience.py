@@ -10,6 +10,7 @@ import logging
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -166,3 +167,33 @@ async def test_an_update_failing_for_another_reason_is_skipped_after_5_tries_and
     [skipped] = [r.getMessage() for r in caplog.records if "skipped" in r.getMessage()]
     assert skipped.startswith("Telegram update 50 failed 5 times (ValueError: a bug in handling this payment)")
     assert skipped.endswith("it was payment stxBUG: record it with /grant or refund it")
+
+
+async def test_a_lock_taken_between_the_grant_and_its_record_still_sends_one_invite(
+    fake: FakeBotApi, db_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    payload = sign_payload(SECRET, "py-async", str(p.ALICE), PRICE)
+    payment = p.successful_payment(p.ALICE, payload, PRICE, charge="stxGAP") | {"update_id": 60}
+    async with running(fake, db_path, busy_timeout_ms=100, retry_wait=0.2) as h:
+        grant = h.adapter.grant_access
+        held: list[object] = []
+
+        async def grant_then_lock(*args: Any) -> Any:
+            # A backup takes the write lock right after the invite link was made, before the bot notes the grant.
+            result = await grant(*args)
+            if not held:
+                lock = write_locked(db_path)
+                lock.__enter__()
+                held.append(lock)
+                asyncio.get_running_loop().call_later(0.5, lock.__exit__, None, None, None)
+            return result
+
+        h.adapter.grant_access = grant_then_lock  # type: ignore[method-assign]
+        await fake.add_update(payment)
+        await fake.wait_confirmed([60])
+        await h.settle()
+        assert held  # the lock really came between the two
+        assert h.count("select count(*) from purchases where charge_id = 'stxGAP'") == 1
+        assert h.count("select count(*) from purchases where access_granted_at is not null") == 1
+    receipts = [c for c in fake.calls_to("sendMessage") if "fakeInvite" in c.params.get("text", "")]
+    assert len(receipts) == 1 and to(p.ALICE)(receipts[0])  # the buyer gets one working link, not none

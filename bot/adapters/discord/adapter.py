@@ -528,7 +528,7 @@ class DiscordAdapter:
             )
             return
         sale = await record_sale(dispatcher, purchase, self)
-        if sale.created:
+        if sale.created or sale.access is not None:  # also a retry that finished an interrupted grant
             await self._tell_member(purchase.member.user_id, sale.reply)
 
     async def _tell_member(self, user_id: str, reply: Reply) -> None:

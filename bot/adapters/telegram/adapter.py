@@ -1004,7 +1004,8 @@ class TelegramAdapter:
                 self,
             )
         # A replayed payment was already answered the first time; only news (or a problem) is worth a message.
-        if outcome.created or outcome.course is None:
+        # News includes a replay that finished an interrupted grant: its receipt carries the only invite sent.
+        if outcome.created or outcome.access is not None or outcome.course is None:
             await self.deliver(outcome.reply, user_id=buyer.id, chat=None, command="paysupport")
 
     async def _unmatched_payment(self, member: MemberRef, charge_id: str, problem: str) -> None:
