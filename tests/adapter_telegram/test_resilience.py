@@ -15,9 +15,14 @@ from typing import Any
 import pytest
 
 from bot.adapters.base import AdapterStartError
+from bot.adapters.telegram.adapter import TelegramAdapter
+from bot.app import TaskDiedError, build_app, serve
+from bot.config import Secrets, parse_settings
 from bot.core.payments import sign_payload
+from storage.engine import make_engine
+from storage.migrate import upgrade
 from tests.adapter_telegram import payloads as p
-from tests.adapter_telegram.conftest import PRICE, SECRET, running
+from tests.adapter_telegram.conftest import FAST, PRICE, SECRET, config, running
 from tests.adapter_telegram.fake_bot_api import FakeBotApi
 from tests.helpers.sqlite_lock import write_locked
 
@@ -197,3 +202,32 @@ async def test_a_lock_taken_between_the_grant_and_its_record_still_sends_one_inv
         assert h.count("select count(*) from purchases where access_granted_at is not null") == 1
     receipts = [c for c in fake.calls_to("sendMessage") if "fakeInvite" in c.params.get("text", "")]
     assert len(receipts) == 1 and to(p.ALICE)(receipts[0])  # the buyer gets one working link, not none
+
+
+async def test_a_writer_that_dies_stops_serve_and_leaves_its_updates_to_telegram(
+    fake: FakeBotApi, db_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    caplog.set_level(logging.INFO)
+    settings = parse_settings(config(fake.base_url, db_path))
+    engine = make_engine(settings.storage.url)
+    upgrade(engine)
+    app = build_app(
+        settings,
+        secrets=Secrets(telegram_token=fake.token, signing_secret=SECRET),
+        adapters=lambda deps: [TelegramAdapter(deps, flood_limits=FAST, poll_timeout=5)],
+        engine=engine,
+    )
+
+    def bug(events: object) -> None:
+        raise RuntimeError("a bug in the batch writer")
+
+    monkeypatch.setattr(app.store, "write_batch", bug)  # the one failure the writer does not expect
+    started = asyncio.Event()
+    serving = asyncio.create_task(serve(app, started=started))
+    await asyncio.wait_for(started.wait(), 20)
+    await fake.add_update(p.group_message(p.BOB, "never stored", message_id=1) | {"update_id": 70})
+    with pytest.raises(TaskDiedError, match="the event writer task ended unexpectedly: RuntimeError: a bug"):
+        await asyncio.wait_for(serving, 20)
+    assert 70 not in fake.confirmed_ids  # not stored, so not confirmed: Telegram delivers it after the restart
+    assert logged_count(caplog, "Telegram adapter stopped") == 1  # the rest stopped in order
+    assert logged_count(caplog, "failed to stop cleanly") == 0

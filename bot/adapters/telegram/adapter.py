@@ -67,6 +67,7 @@ from bot.core.markup import Rich, code, link, rich
 from bot.core.payments import PaymentError, verify_payload
 from bot.core.replies import OutgoingMessage, Reply
 from bot.core.sales import check_checkout, record_refund, record_sale
+from storage.writer import WriterClosedError
 
 log = logging.getLogger(__name__)
 
@@ -418,7 +419,12 @@ class TelegramAdapter:
         offset = self._processed_offset
         if offset is None or offset == self._confirmed_offset:
             return
-        await self.deps.writer.flush()
+        try:
+            await self.deps.writer.flush()
+        except WriterClosedError:
+            # The writer failed (the app is stopping because of it): confirm nothing, Telegram sends them again.
+            log.warning("the event writer is not running: the last Telegram updates stay unconfirmed")
+            return
         try:
             # timeout=0 returns at once; whatever it returns stays unconfirmed and is delivered again next time.
             await self.app.bot.get_updates(offset=offset, timeout=0, limit=1, allowed_updates=list(ALLOWED_UPDATES))
