@@ -98,3 +98,21 @@ async def test_an_api_that_refuses_the_login_stops_start_with_what_to_check(make
     h.fake.inject("GET", "/users/@me", 403, code=0, message="blocked by the proxy")
     with pytest.raises(AdapterStartError, match=r"refused the login: 403 blocked by the proxy; check \[discord\]"):
         await h.start()
+
+
+async def test_an_unreachable_gateway_at_start_is_retried_with_a_log_line(
+    make_harness: HarnessFactory, fake: FakeDiscord, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING)
+    fake.gateway_down = True
+    h = await make_harness(start=False, retry_wait=0.2)
+    starting = asyncio.create_task(h.start())
+    await fake.wait_for(lambda: logged(caplog, "Discord gateway unreachable at"))
+    assert not starting.done()  # not an exit
+    line = next(r.getMessage() for r in caplog.records if "Discord gateway unreachable at" in r.getMessage())
+    assert line.startswith(f"Discord gateway unreachable at {fake.gateway_url}: WSServerHandshakeError: 503")
+    assert line.endswith("; retrying in 0.2 s")
+    fake.gateway_down = False
+    await asyncio.wait_for(starting, 30)
+    await fake.message(ANN_ID, "hello once the gateway is back")
+    assert await h.eventually(h.messages)

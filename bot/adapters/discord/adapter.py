@@ -54,6 +54,8 @@ _RAW_EVENTS = (
 # A purchase or refund whose handling fails for a reason other than the database (a bug) is given up after this
 # many tries; database errors (locked, disk full) are retried until they clear or the bot stops.
 HANDLER_ATTEMPTS = 5
+# Gateway close codes that mean "this bot may not connect like this" (token, shard, version, intents).
+_FATAL_CLOSE_CODES = frozenset({4004, 4010, 4011, 4012, 4013, 4014})
 _INTERACTION_MEMORY = 512  # raw interaction payloads kept until their handler runs (it runs within milliseconds)
 PORTAL_INTENTS = "Discord Developer Portal → your application → Bot → Privileged Gateway Intents"
 
@@ -191,8 +193,8 @@ class DiscordAdapter:
         """Log in, register the slash commands in each guild, connect to the gateway and wait until ready.
 
         Raises:
-            AdapterStartError: No token, a rejected token, a refused privileged intent, or no gateway in time;
-                the message says what to fix.
+            AdapterStartError: No token, a rejected token, a refused privileged intent, or an API that refuses
+                the login (4xx); the message says what to fix. An unreachable API or gateway is retried instead.
         """
         token = self._deps.secrets.discord_token
         if not token:
@@ -204,9 +206,7 @@ class DiscordAdapter:
         try:
             await self._login(client, token)
             await self._sync_commands()
-            self._connect_task = asyncio.create_task(client.connect(reconnect=True), name="cohortbot-discord-gateway")
-            self._connect_task.add_done_callback(self._gateway_ended)
-            await self._wait_ready(self._connect_task)
+            await self._connect(client)
         except BaseException:
             # Also a signal during start (cancelled while Discord was unreachable): release the client here.
             await self._abort()
@@ -255,12 +255,35 @@ class DiscordAdapter:
                 client.http.connector = discord.utils.MISSING
                 await asyncio.sleep(wait)
 
-    async def _wait_ready(self, connecting: asyncio.Task[None]) -> None:
-        """Wait for the gateway's READY; discord.py retries an unreachable gateway with back-off by itself.
+    async def _connect(self, client: discord.Client) -> None:
+        """Connect to the gateway and wait for READY, retrying with back-off while the gateway cannot be reached.
+
+        Once connected, discord.py reconnects by itself; a failure of the very first connection ends its connect
+        task instead (discord.py 2.7), so that is retried here.
 
         Raises:
-            AdapterStartError: The connection ended with an error a retry cannot fix (refused intents or token).
+            AdapterStartError: The gateway refused the token or the privileged intents (retrying cannot help).
         """
+        backoff = Backoff(self._retry_wait, self._retry_cap)
+        while True:
+            self._connect_task = asyncio.create_task(client.connect(reconnect=True), name="cohortbot-discord-gateway")
+            self._connect_task.add_done_callback(self._gateway_ended)
+            error = await self._wait_ready(self._connect_task)
+            if error is None:
+                return
+            if _fatal_gateway_error(error):
+                raise self._start_error(error) from error
+            wait = backoff.next()
+            log.warning(
+                "Discord gateway unreachable at %s: %s; retrying in %g s",
+                discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY,
+                describe(_root_cause(error)),
+                wait,
+            )
+            await asyncio.sleep(wait)
+
+    async def _wait_ready(self, connecting: asyncio.Task[None]) -> BaseException | None:
+        """Wait for READY; returns None once ready, or the error the connection ended with before that."""
         ready = asyncio.create_task(self._ready.wait())
         waited = 0.0
         try:
@@ -269,10 +292,9 @@ class DiscordAdapter:
                     {ready, connecting}, timeout=self._ready_timeout, return_when=asyncio.FIRST_COMPLETED
                 )
                 if ready in done:
-                    return
+                    return None
                 if connecting in done:
-                    error = connecting.exception()
-                    raise self._start_error(error) from error
+                    return connecting.exception() or RuntimeError("the gateway connection ended before READY")
                 waited += self._ready_timeout
                 log.warning(
                     "Discord gateway at %s not ready after %.0f s; discord.py keeps retrying (check the network "
@@ -747,6 +769,23 @@ class DiscordAdapter:
         channel = self.client.get_channel(channel_id)
         guild = getattr(channel, "guild", None)
         return guild if isinstance(guild, discord.Guild) else None
+
+
+def _fatal_gateway_error(error: BaseException) -> bool:
+    """Whether the gateway refused the bot (token, intents, sharding): a retry would be refused again."""
+    if isinstance(error, discord.PrivilegedIntentsRequired | discord.LoginFailure):
+        return True
+    return isinstance(error, discord.ConnectionClosed) and error.code in _FATAL_CLOSE_CODES
+
+
+def _root_cause(error: BaseException) -> BaseException:
+    """The network error behind what discord.py raised (it can fail on its own state while handling it)."""
+    while not isinstance(error, OSError | aiohttp.ClientError | TimeoutError | discord.GatewayNotFound):
+        nested = error.__cause__ or error.__context__
+        if nested is None:
+            return error
+        error = nested
+    return error
 
 
 RawFrameHook = Callable[[str | bytes], None]
