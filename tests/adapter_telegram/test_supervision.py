@@ -6,12 +6,16 @@ The real command in a subprocess, as a service manager runs it, against the fake
 from __future__ import annotations
 
 import asyncio
+import socket
 import sys
 from pathlib import Path
 
 import pytest
 
+from bot.cli import main
 from storage.engine import make_engine
+from storage.ingest import IngestStore
+from storage.migrate import upgrade
 from tests.adapter_telegram import payloads as p
 from tests.adapter_telegram.fake_bot_api import FakeBotApi
 from tests.adapter_telegram.test_end_to_end import cohortbot, count, db_upgrade, eventually, secrets, write_config
@@ -99,3 +103,27 @@ async def start(config: Path, token: str) -> Bot:
         stderr=asyncio.subprocess.PIPE,
     )
     return Bot(process)
+
+
+def test_a_one_shot_send_gives_up_on_an_unreachable_bot_api(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    db = tmp_path / "cohortbot.db"
+    config = tmp_path / "cohortbot.toml"
+    write_config(config, f"http://127.0.0.1:{port}/bot", db)
+    config.write_text(config.read_text(encoding="utf-8") + "\n[nudges]\nenabled = true\n", encoding="utf-8")
+    engine = make_engine(f"sqlite:///{db}")
+    upgrade(engine)
+    IngestStore(engine).register_community("PyCraft", "UTC")
+    engine.dispose()
+    for name, value in secrets(FakeBotApi().token).items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setattr("bot.cli.CONNECT_WAIT", 1.0)  # 60 s in production
+    # `cohortbot run` waits for the API as long as it takes; a command run from cron must end.
+    assert main(["nudges", "--config", str(config)]) == 1
+    err = capsys.readouterr().err
+    assert f"Telegram Bot API unreachable at http://127.0.0.1:{port}/bot: " in err
+    assert "cohortbot: cannot connect: the platforms did not answer within 1 s (the log above says why)" in err
