@@ -2,6 +2,11 @@
 
 Settings -> engine -> store and writer -> dispatcher -> adapters, started in that order on one asyncio loop and
 stopped in reverse, so that on shutdown adapters stop delivering before the writer flushes what they delivered.
+
+While it runs, ``serve`` supervises every long-running task (the writer's worker, the Telegram poller, the Discord
+gateway connection): one that ends on its own means the bot would silently stop hearing something, so the app is
+stopped in order and :class:`TaskDiedError` tells the command line to exit non-zero, for a service manager to
+restart it.
 """
 
 from __future__ import annotations
@@ -9,8 +14,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any, Protocol, runtime_checkable
 
 from sqlalchemy import Engine
 
@@ -31,6 +37,27 @@ log = logging.getLogger(__name__)
 
 class SchemaOutdatedError(RuntimeError):
     """The database is not at the schema revision this version of cohortbot needs."""
+
+
+class TaskDiedError(RuntimeError):
+    """A long-running task ended while the app was running; the app has been stopped, the process must exit non-zero.
+
+    Attributes:
+        task_name: Which task ended (``Telegram polling``, ``Discord gateway``, ``event writer``).
+    """
+
+    def __init__(self, task_name: str, reason: str) -> None:
+        super().__init__(f"the {task_name} task ended unexpectedly: {reason}")
+        self.task_name = task_name
+
+
+@runtime_checkable
+class Supervised(Protocol):
+    """A part with long-running tasks that must not end while the app runs (adapters and the writer)."""
+
+    def supervised_tasks(self) -> Mapping[str, asyncio.Task[Any]]:
+        """Each long-running task by a name for the log; empty before it started."""
+        ...
 
 
 def course_records(settings: Settings) -> list[CourseRecord]:
@@ -92,6 +119,31 @@ class App:
             await self.scheduler.start()
             self._scheduling = True
 
+    def supervised_tasks(self) -> dict[str, asyncio.Task[Any]]:
+        """Every long-running task of the started parts (the writer's worker, pollers, gateway connections)."""
+        tasks: dict[str, asyncio.Task[Any]] = dict(self.writer.supervised_tasks())
+        for adapter in self._started:
+            if isinstance(adapter, Supervised):
+                tasks.update(adapter.supervised_tasks())
+        return tasks
+
+    async def run_until(self, stop: asyncio.Event) -> TaskDiedError | None:
+        """Wait until ``stop`` is set, or until a supervised task ends (which it should never do on its own).
+
+        Returns:
+            None when stopped as asked; otherwise what ended and why (already logged with its traceback).
+        """
+        tasks = self.supervised_tasks()
+        stopping = asyncio.get_running_loop().create_task(stop.wait(), name="cohortbot stop signal")
+        try:
+            done, _ = await asyncio.wait({stopping, *tasks.values()}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stopping.cancel()
+        for name, task in tasks.items():
+            if task in done:
+                return _task_died(name, task)
+        return None
+
     def require_community_id(self) -> int:
         """The registered community's id.
 
@@ -120,6 +172,19 @@ class App:
         await self.writer.stop()
         log.info("event writer stopped; %d queued events flushed", pending)
         self.engine.dispose()
+
+
+def _task_died(name: str, task: asyncio.Task[Any]) -> TaskDiedError:
+    if task.cancelled():
+        reason = "it was cancelled"
+        log.error("the %s task was cancelled while the bot was running; stopping so it can be restarted", name)
+    elif (error := task.exception()) is not None:
+        reason = f"{type(error).__name__}: {error}"
+        log.error("the %s task failed: %s; stopping so it can be restarted", name, reason, exc_info=error)
+    else:
+        reason = "it returned"
+        log.error("the %s task ended on its own; stopping so it can be restarted", name)
+    return TaskDiedError(name, reason)
 
 
 AdapterFactory = Callable[[AdapterDeps], Sequence[Adapter]]
@@ -188,24 +253,55 @@ def build_app(
 async def serve(app: App, stop: asyncio.Event | None = None, started: asyncio.Event | None = None) -> None:
     """Start the app, run until SIGINT/SIGTERM (or ``stop`` is set), then shut down gracefully.
 
+    A signal during start (say while a platform is still unreachable and being retried) stops at once. A supervised
+    task that ends on its own stops the app in the same order (adapters first, then the writer flushes) and raises.
+
     Args:
         app: The built app.
         stop: Set it to stop the app (signals set it too).
         started: Set once the app has started (for supervisors and tests).
+
+    Raises:
+        TaskDiedError: A long-running task ended while the app was running (logged with its traceback); the caller
+            exits non-zero so that a service manager restarts the bot.
+        AdapterStartError: A platform refused to start (a bad token); the message says what to fix.
     """
     loop = asyncio.get_running_loop()
     stop = stop or asyncio.Event()
     signals = (signal.SIGINT, signal.SIGTERM)
     for sig in signals:
         loop.add_signal_handler(sig, stop.set)
+    died: TaskDiedError | None = None
     try:
-        await app.start()
+        if not await _start_unless_stopped(app, stop):
+            log.info("stopped while starting")
+            return
         if started is not None:
             started.set()
         log.info("cohortbot is running for %r; stop with Ctrl+C or SIGTERM", app.settings.community.name)
-        await stop.wait()
+        died = await app.run_until(stop)
         log.info("shutting down")
     finally:
         await app.stop()
         for sig in signals:
             loop.remove_signal_handler(sig)
+    if died is not None:
+        raise died
+
+
+async def _start_unless_stopped(app: App, stop: asyncio.Event) -> bool:
+    """Start the app; returns False when ``stop`` was set first (the half-started app is stopped by the caller)."""
+    loop = asyncio.get_running_loop()
+    starting = loop.create_task(app.start(), name="cohortbot start")
+    stopping = loop.create_task(stop.wait(), name="cohortbot stop signal")
+    try:
+        await asyncio.wait({starting, stopping}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stopping.cancel()
+        if not starting.done():
+            starting.cancel()
+        await asyncio.gather(starting, return_exceptions=True)
+    if starting.cancelled():
+        return False
+    starting.result()  # a start error (bad token, outdated schema) goes to the caller
+    return True

@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from storage.ingest import IngestStore
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+CONNECT_WAIT = 60.0  # how long a one-shot command (digest, nudges) waits for an unreachable platform
 PLATFORMS = ("discord", "telegram", "console", "simulated")
 
 
@@ -192,7 +193,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     """Run the bot: log activity and answer commands on the enabled platforms until Ctrl+C or SIGTERM."""
     from bot.adapters import build_adapters
     from bot.adapters.base import AdapterStartError
-    from bot.app import build_app, serve
+    from bot.app import TaskDiedError, build_app, serve
 
     settings = _settings(args.config)
     if not (settings.telegram.enabled or settings.discord.enabled):
@@ -212,6 +213,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         asyncio.run(serve(app))
     except AdapterStartError as exc:
         raise CommandError(f"cannot start: {exc}") from exc
+    except TaskDiedError as exc:
+        # Everything received was stored before this; a non-zero exit makes a service manager restart the bot.
+        raise CommandError(f"stopped: {exc}; start it again (a service manager restarts it)") from exc
     return EXIT_OK
 
 
@@ -251,7 +255,14 @@ def _send_job(settings: Settings, engine: Engine, job: str) -> str:
     app = build_app(settings, secrets=secrets, adapters=build_adapters, engine=engine)
 
     async def run() -> str:
-        await app.start(schedule=False)
+        try:
+            # The adapters retry an unreachable platform for as long as it takes; a one-shot command gives up.
+            await asyncio.wait_for(app.start(schedule=False), CONNECT_WAIT)
+        except TimeoutError:
+            await app.stop()
+            raise CommandError(
+                f"cannot connect: the platforms did not answer within {CONNECT_WAIT:.0f} s (the log above says why)"
+            ) from None
         try:
             result = await app.scheduler.run(job)
         finally:

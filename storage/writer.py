@@ -80,6 +80,7 @@ class EventWriter:
         self._queue: asyncio.Queue[object] = asyncio.Queue(max_queue)
         self._executor = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="cohortbot-db")
         self._task: asyncio.Task[None] | None = None
+        self._waiters: list[asyncio.Future[None]] = []  # flushes answered once the batch in hand is written
         self._closed = False
         self.totals = BatchResult()
         self.rejected = 0
@@ -95,6 +96,8 @@ class EventWriter:
     def _check(self, event: ActivityEvent) -> None:
         if self._closed:
             raise WriterClosedError("the event writer is stopped")
+        if self._task is not None and self._task.done():
+            raise WriterClosedError("the event writer failed and is not running")
         if not self.store.is_registered(event.community):
             raise UnknownCommunityError(event.community)
 
@@ -112,6 +115,10 @@ class EventWriter:
         """Queue an activity event without waiting (raises ``asyncio.QueueFull`` when the queue is full)."""
         self._check(event)
         self._queue.put_nowait(event)
+
+    def supervised_tasks(self) -> dict[str, asyncio.Task[None]]:
+        """The worker task, for a supervisor: it only ends when ``stop`` is called, or on an unexpected error."""
+        return {"event writer": self._task} if self._task is not None else {}
 
     @property
     def pending(self) -> int:
@@ -137,8 +144,13 @@ class EventWriter:
         self._executor.shutdown(wait=True)
 
     async def record_purchase(self, event: PurchaseEvent) -> LedgerOutcome:
-        """Commit a purchase, then return. ``created`` is False when the charge was already stored."""
-        outcome = await self._db(self.store.record_purchase, event)
+        """Commit a purchase, then return. ``created`` is False when the charge was already stored.
+
+        Raises:
+            sqlalchemy.exc.DBAPIError: The database refused it (locked, disk full): nothing is stored; the caller
+                retries (an adapter does not confirm the payment to the platform until it is stored).
+        """
+        outcome = await self._ledger(self.store.record_purchase, event)
         log.info(
             "purchase %s %s of %r by %s:%s (%s)",
             "stored" if outcome.created else "already stored",
@@ -152,7 +164,15 @@ class EventWriter:
 
     async def record_refund(self, event: RefundEvent) -> LedgerOutcome:
         """Commit a refund, then return. ``created`` is False when it was already refunded."""
-        return await self._db(self.store.record_refund, event)
+        return await self._ledger(self.store.record_refund, event)
+
+    async def _ledger(self, write: Callable[[T], LedgerOutcome], event: T) -> LedgerOutcome:
+        try:
+            return await self._db(write, event)
+        except DBAPIError:
+            # The transaction was rolled back: ids it cached (a new member) were never committed.
+            self.store.invalidate_caches()
+            raise
 
     async def forget_member(self, community: str, platform: str, user_id: str) -> DeletionReport | None:
         """Flush, then delete everything stored about one member (see ``storage.deletion``).
@@ -175,13 +195,41 @@ class EventWriter:
         return report
 
     async def _run(self) -> None:
+        try:
+            await self._work()
+        except BaseException as exc:
+            # Nobody would ever answer a flush waiting in the queue: fail them, so that callers (an adapter
+            # storing an update, ``stop``) see the error instead of hanging, and the supervisor sees the task end.
+            self._fail_waiters(exc)
+            raise
+
+    def _fail_waiters(self, exc: BaseException) -> None:
+        lost = 0
+        waiters = list(self._waiters)
+        self._waiters.clear()
+        while True:
+            try:
+                item = self._queue.get_nowait()
+            except asyncio.QueueEmpty:
+                break
+            if isinstance(item, _Flush):
+                waiters.append(item.done)
+            elif item is not _STOP:
+                lost += 1
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.set_exception(WriterClosedError(f"the event writer failed: {exc!r}"))
+        if lost:
+            log.error("the event writer failed: %d queued events were not written (%r)", lost, exc)
+
+    async def _work(self) -> None:
         loop = asyncio.get_running_loop()
         queue = self._queue
         stopping = False
         while not stopping:
             item = await queue.get()
             batch: list[ActivityEvent] = []
-            waiters: list[asyncio.Future[None]] = []
+            waiters = self._waiters
             deadline = loop.time() + self.flush_interval
             while True:
                 if item is _STOP:
@@ -212,6 +260,7 @@ class EventWriter:
             for waiter in waiters:
                 if not waiter.done():
                     waiter.set_result(None)
+            waiters.clear()
 
     async def _write_with_retries(self, batch: Sequence[ActivityEvent]) -> None:
         delay = self.retry_delay

@@ -82,6 +82,25 @@ async def test_flush_returns_once_everything_before_it_is_stored(store: IngestSt
     await writer.stop()
 
 
+async def test_a_worker_that_dies_fails_waiting_flushes_instead_of_hanging(
+    store: IngestStore, ev: Events, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def bug(events: object) -> None:
+        raise RuntimeError("a bug in the batch writer")
+
+    monkeypatch.setattr(store, "write_batch", bug)  # the one kind of failure the writer does not expect
+    writer = EventWriter(store, flush_interval=3600)
+    await writer.start()
+    (worker,) = writer.supervised_tasks().values()
+    await writer.put(ev.message("alice"))
+    with pytest.raises(WriterClosedError, match="a bug in the batch writer"):
+        await asyncio.wait_for(writer.flush(), 10)  # an adapter waiting to confirm an update learns of it
+    assert worker.done() and isinstance(worker.exception(), RuntimeError)  # what a supervisor sees
+    with pytest.raises(WriterClosedError, match="failed"):
+        await writer.put(ev.message("bob"))  # nothing more is queued for a worker that is gone
+    await asyncio.wait_for(writer.stop(), 10)
+
+
 async def test_unknown_community_is_refused_at_the_door(store: IngestStore) -> None:
     writer = EventWriter(store)
     await writer.start()

@@ -26,6 +26,7 @@ from storage.engine import make_engine
 from storage.ingest import IngestStore
 from storage.migrate import upgrade
 from storage.writer import EventWriter
+from tests.helpers.sqlite_lock import short_busy_timeout
 
 from .fake_discord import TOKEN, FakeDiscord, FakeGuild, member, role
 
@@ -196,14 +197,18 @@ async def make_harness(fake: FakeDiscord, tmp_path: Path) -> AsyncIterator[Harne
         token: str = TOKEN,
         ready_timeout: float = 10.0,
         shards: int | str = 1,
+        busy_timeout_ms: int | None = None,
+        retry_wait: float = 1.0,
     ) -> Harness:
         settings = parse_settings(settings_dict(fake, tmp_path / "bot.db", store_text=store_text, shards=shards))
         engine = make_engine(settings.storage.url)
+        if busy_timeout_ms is not None:
+            short_busy_timeout(engine, busy_timeout_ms)
         upgrade(engine)
         store = IngestStore(engine, store_text=store_text)
         community_id = store.register_community(COMMUNITY, "UTC")
         sync_courses(engine, community_id, course_records(settings))
-        writer = EventWriter(store, flush_interval=0.02)
+        writer = EventWriter(store, flush_interval=0.02, retry_delay=retry_wait)
         await writer.start()
         clock = SystemClock()
         dispatcher = Dispatcher(
@@ -218,7 +223,13 @@ async def make_harness(fake: FakeDiscord, tmp_path: Path) -> AsyncIterator[Harne
             clock=clock,
             engine=engine,
         )
-        adapter = DiscordAdapter(deps, guild_ready_timeout=0.05, defer_after=defer_after, ready_timeout=ready_timeout)
+        adapter = DiscordAdapter(
+            deps,
+            guild_ready_timeout=0.05,
+            defer_after=defer_after,
+            ready_timeout=ready_timeout,
+            retry_wait=retry_wait,
+        )
         harness = Harness(fake, settings, engine, writer, dispatcher, adapter)
         harnesses.append(harness)
         if start:

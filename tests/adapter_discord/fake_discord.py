@@ -201,6 +201,7 @@ class FakeDiscord:
         self.bot = member(BOT_ID, "cohortbot", bot=True)
         self.calls: list[Call] = []
         self.refuse_privileged = False
+        self.gateway_down = False  # answer the gateway's websocket upgrade with 503, like an outage
         self.identifies: list[dict[str, Any]] = []
         self.resumes: list[dict[str, Any]] = []
         self.chunk_requests: list[dict[str, Any]] = []
@@ -222,7 +223,7 @@ class FakeDiscord:
         app.router.add_route("*", "/api/v10/{tail:.*}", self._rest)
         self._runner = web.AppRunner(app)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        site = web.TCPSite(self._runner, "127.0.0.1", self.port)  # the same port again after ``__aexit__``
         await site.start()
         server = site._server
         assert server is not None
@@ -307,7 +308,9 @@ class FakeDiscord:
         else:
             await self._send(ws, {"op": 7, "d": None, "s": None, "t": None})
 
-    async def _gateway(self, request: web.Request) -> web.WebSocketResponse:
+    async def _gateway(self, request: web.Request) -> web.StreamResponse:
+        if self.gateway_down:
+            return web.Response(status=503, text="gateway unavailable")
         ws = web.WebSocketResponse(autoping=True)
         await ws.prepare(request)
         self._sockets.add(ws)

@@ -28,6 +28,7 @@ from storage.migrate import upgrade
 from storage.writer import EventWriter
 from tests.adapter_telegram import payloads as p
 from tests.adapter_telegram.fake_bot_api import DEFAULT_TOKEN, FakeBotApi
+from tests.helpers.sqlite_lock import short_busy_timeout
 
 SECRET = "test-signing-secret-0123456789abcdef"
 PRICE = 50
@@ -113,16 +114,26 @@ async def running(
     *,
     limits: FloodLimits = FAST,
     secrets: Secrets | None = None,
+    busy_timeout_ms: int | None = None,
+    retry_wait: float = 1.0,
+    writer_retry_wait: float | None = None,
     **telegram: Any,
 ) -> AsyncIterator[Harness]:
-    """Start the storage, dispatcher (the real command set) and adapter; stop them in the app's order."""
+    """Start the storage, dispatcher (the real command set) and adapter; stop them in the app's order.
+
+    ``busy_timeout_ms`` shortens SQLite's wait for a write lock (10 s in production) so that a test can make
+    storing really fail while another connection holds the lock; ``retry_wait`` is the adapter's first back-off
+    wait, ``writer_retry_wait`` the writer's (the same by default).
+    """
     settings = parse_settings(config(fake.base_url, db_path, **telegram))
     engine = make_engine(settings.storage.url)
+    if busy_timeout_ms is not None:
+        short_busy_timeout(engine, busy_timeout_ms)
     upgrade(engine)
     store = IngestStore(engine, store_text=settings.storage.store_text)
     community_id = store.register_community(settings.community.name, settings.community.timezone)
     sync_courses(engine, community_id, course_records(settings))
-    writer = EventWriter(store, flush_interval=0.05)
+    writer = EventWriter(store, flush_interval=0.05, retry_delay=writer_retry_wait or retry_wait)
     clock = SystemClock()
     dispatcher = Dispatcher(
         all_commands(), settings=settings, engine=engine, writer=writer, clock=clock, signing_secret=SECRET
@@ -136,7 +147,7 @@ async def running(
         clock=clock,
         engine=engine,
     )
-    adapter = TelegramAdapter(deps, flood_limits=limits, poll_timeout=5)
+    adapter = TelegramAdapter(deps, flood_limits=limits, poll_timeout=5, retry_wait=retry_wait)
     await writer.start()
     try:
         await adapter.start()

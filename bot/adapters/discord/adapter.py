@@ -17,10 +17,12 @@ from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
+import aiohttp
 import discord
 import yarl
 
 from bot.adapters.base import AccessFix, AdapterDeps, AdapterStartError, DeliveryError
+from bot.adapters.retry import Backoff, describe, sleep_unless, waiting_can_fix
 from bot.config import CourseSettings
 from bot.core.commands.base import AccessResult, CapabilityError, CommandSpec
 from bot.core.events import ActivityEvent, ChannelRef, CommandInvocation, MemberRef, Platform
@@ -49,6 +51,11 @@ _RAW_EVENTS = (
     "ENTITLEMENT_",
     "INTERACTION_CREATE",
 )
+# A purchase or refund whose handling fails for a reason other than the database (a bug) is given up after this
+# many tries; database errors (locked, disk full) are retried until they clear or the bot stops.
+HANDLER_ATTEMPTS = 5
+# Gateway close codes that mean "this bot may not connect like this" (token, shard, version, intents).
+_FATAL_CLOSE_CODES = frozenset({4004, 4010, 4011, 4012, 4013, 4014})
 _INTERACTION_MEMORY = 512  # raw interaction payloads kept until their handler runs (it runs within milliseconds)
 PORTAL_INTENTS = "Discord Developer Portal → your application → Bot → Privileged Gateway Intents"
 
@@ -62,6 +69,9 @@ class DiscordAdapter:
         guild_ready_timeout: discord.py waits this long after the last ``GUILD_CREATE`` before it is ready.
         defer_after: A command still running after this many seconds is deferred ("thinking…") so its answer can
             come later than Discord's 3-second limit for the first response.
+        retry_wait: The first wait before retrying an unreachable Discord API at start, or a purchase the database
+            refused; it doubles up to ``retry_cap`` seconds.
+        retry_cap: The longest wait between retries.
     """
 
     name = "discord"
@@ -74,8 +84,13 @@ class DiscordAdapter:
         ready_timeout: float = 90.0,
         guild_ready_timeout: float = 2.0,
         defer_after: float = 1.5,
+        retry_wait: float = 1.0,
+        retry_cap: float = 30.0,
     ) -> None:
         self._deps = deps
+        self._retry_wait = retry_wait
+        self._retry_cap = retry_cap
+        self._stopping = False
         self._settings = deps.settings
         self._config = deps.settings.discord
         self._community = deps.settings.community.name
@@ -178,37 +193,24 @@ class DiscordAdapter:
         """Log in, register the slash commands in each guild, connect to the gateway and wait until ready.
 
         Raises:
-            AdapterStartError: No token, a rejected token, a refused privileged intent, or no gateway in time;
-                the message says what to fix.
+            AdapterStartError: No token, a rejected token, a refused privileged intent, or an API that refuses
+                the login (4xx); the message says what to fix. An unreachable API or gateway is retried instead.
         """
         token = self._deps.secrets.discord_token
         if not token:
             raise AdapterStartError("[discord] enabled = true but COHORTBOT_DISCORD_TOKEN is not set")
         self._route_to_configured_api()
         self._ready.clear()
+        self._stopping = False
         client = self._client = self._build_client()
         try:
-            await client.login(token)
-        except discord.LoginFailure as exc:
+            await self._login(client, token)
+            await self._sync_commands()
+            await self._connect(client)
+        except BaseException:
+            # Also a signal during start (cancelled while Discord was unreachable): release the client here.
             await self._abort()
-            raise AdapterStartError(
-                "Discord rejected the bot token: copy it again from the Developer Portal → Bot → Reset Token "
-                "into COHORTBOT_DISCORD_TOKEN"
-            ) from exc
-        except (discord.HTTPException, OSError) as exc:
-            await self._abort()
-            raise AdapterStartError(f"cannot reach the Discord API at {discord.http.Route.BASE}: {exc}") from exc
-        await self._sync_commands()
-        self._connect_task = asyncio.create_task(client.connect(reconnect=True), name="cohortbot-discord-gateway")
-        self._connect_task.add_done_callback(self._gateway_ended)
-        ready = asyncio.create_task(self._ready.wait())
-        waiting = {ready, self._connect_task}
-        done, _ = await asyncio.wait(waiting, timeout=self._ready_timeout, return_when=asyncio.FIRST_COMPLETED)
-        if ready not in done:
-            ready.cancel()
-            error = self._connect_task.exception() if self._connect_task in done else None
-            await self._abort()
-            raise self._start_error(error) from error
+            raise
         self._check_guilds()
         log.info(
             "Discord connected as %s in %d of %d configured servers",
@@ -216,6 +218,96 @@ class DiscordAdapter:
             sum(1 for g in self._config.guild_ids if client.get_guild(g)),
             len(self._config.guild_ids),
         )
+
+    async def _login(self, client: discord.Client, token: str) -> None:
+        """Log in over REST, retrying with back-off while the Discord API cannot be reached.
+
+        Raises:
+            AdapterStartError: Discord rejected the token (retrying cannot help).
+        """
+        backoff = Backoff(self._retry_wait, self._retry_cap)
+        while True:
+            try:
+                await client.login(token)
+                return
+            except discord.LoginFailure as exc:
+                raise AdapterStartError(
+                    "Discord rejected the bot token: copy it again from the Developer Portal → Bot → Reset Token "
+                    "into COHORTBOT_DISCORD_TOKEN"
+                ) from exc
+            except (discord.HTTPException, aiohttp.ClientError, OSError, TimeoutError) as exc:
+                if isinstance(exc, discord.HTTPException) and 400 <= exc.status < 500 and exc.status != 429:
+                    # Reached, but refused (a wrong api_base_url, a proxy that forbids it): waiting will not help.
+                    raise AdapterStartError(
+                        f"the Discord API at {discord.http.Route.BASE} refused the login: {exc.status} "
+                        f"{exc.text or exc.response.reason}; check [discord] api_base_url"
+                    ) from exc
+                wait = backoff.next()
+                log.warning(
+                    "Discord API unreachable at %s: %s; retrying in %g s",
+                    discord.http.Route.BASE,
+                    describe(exc),
+                    wait,
+                )
+                # Each login opens a new HTTP session over the client's connector, and closing the failed one
+                # closes that connector too: let the next login make a fresh one (discord.py does when MISSING).
+                await client.http.close()
+                client.http.connector = discord.utils.MISSING
+                await asyncio.sleep(wait)
+
+    async def _connect(self, client: discord.Client) -> None:
+        """Connect to the gateway and wait for READY, retrying with back-off while the gateway cannot be reached.
+
+        Once connected, discord.py reconnects by itself; a failure of the very first connection ends its connect
+        task instead (discord.py 2.7), so that is retried here.
+
+        Raises:
+            AdapterStartError: The gateway refused the token or the privileged intents (retrying cannot help).
+        """
+        backoff = Backoff(self._retry_wait, self._retry_cap)
+        while True:
+            self._connect_task = asyncio.create_task(client.connect(reconnect=True), name="cohortbot-discord-gateway")
+            self._connect_task.add_done_callback(self._gateway_ended)
+            error = await self._wait_ready(self._connect_task)
+            if error is None:
+                return
+            if _fatal_gateway_error(error):
+                raise self._start_error(error) from error
+            wait = backoff.next()
+            log.warning(
+                "Discord gateway unreachable at %s: %s; retrying in %g s",
+                discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY,
+                describe(_root_cause(error)),
+                wait,
+            )
+            await asyncio.sleep(wait)
+
+    async def _wait_ready(self, connecting: asyncio.Task[None]) -> BaseException | None:
+        """Wait for READY; returns None once ready, or the error the connection ended with before that."""
+        ready = asyncio.create_task(self._ready.wait())
+        waited = 0.0
+        try:
+            while True:
+                done, _ = await asyncio.wait(
+                    {ready, connecting}, timeout=self._ready_timeout, return_when=asyncio.FIRST_COMPLETED
+                )
+                if ready in done:
+                    return None
+                if connecting in done:
+                    return connecting.exception() or RuntimeError("the gateway connection ended before READY")
+                waited += self._ready_timeout
+                log.warning(
+                    "Discord gateway at %s not ready after %.0f s; discord.py keeps retrying (check the network "
+                    "and [discord] gateway_url)",
+                    discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY,
+                    waited,
+                )
+        finally:
+            ready.cancel()
+
+    def supervised_tasks(self) -> dict[str, asyncio.Task[None]]:
+        """The gateway connection; the app exits non-zero when it ends on its own (discord.py gave up)."""
+        return {"Discord gateway": self._connect_task} if self._connect_task is not None else {}
 
     def _gateway_ended(self, task: asyncio.Task[None]) -> None:
         # discord.py reconnects by itself; it gives up only on errors a restart cannot fix (token revoked,
@@ -237,10 +329,7 @@ class DiscordAdapter:
             return AdapterStartError("Discord rejected the bot token at the gateway: check COHORTBOT_DISCORD_TOKEN")
         if error is not None:
             return AdapterStartError(f"the Discord gateway connection failed: {error!r}")
-        return AdapterStartError(
-            f"the Discord gateway did not become ready within {self._ready_timeout:.0f} s "
-            f"(gateway {discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY}); check the network and [discord] gateway_url"
-        )
+        return AdapterStartError("the Discord gateway connection ended before it was ready")
 
     async def _abort(self) -> None:
         if self._client is not None:
@@ -282,6 +371,7 @@ class DiscordAdapter:
         """Finish in-flight work, close the connection; every event already received has been put to the writer."""
         if self._client is None:
             return
+        self._stopping = True  # a purchase waiting to retry gives up (and says so) instead of holding the shutdown
         # Events are put synchronously as frames arrive; what can still be running are purchases and commands.
         await self._drain(10.0)
         await self._client.close()
@@ -347,7 +437,7 @@ class DiscordAdapter:
             self._remember_interaction(payload)
             return
         if event.startswith("ENTITLEMENT_"):
-            self._spawn(self._on_entitlement(event, payload), f"discord-{event.lower()}")
+            self._spawn(self._retrying_entitlement(event, payload), f"discord-{event.lower()}")
             return
         if not translate.in_guilds(payload, self._config.guild_ids):
             return
@@ -397,6 +487,36 @@ class DiscordAdapter:
         while len(self._interactions) > _INTERACTION_MEMORY:
             self._interactions.popitem(last=False)
 
+    async def _retrying_entitlement(self, event: str, payload: dict[str, Any]) -> None:
+        """Handle an entitlement until it is stored: Discord sends it once, so a database error must not drop it."""
+        backoff = Backoff(self._retry_wait, self._retry_cap)
+        what = f"Discord {event} {payload.get('id')} (user {payload.get('user_id')}, SKU {payload.get('sku_id')})"
+        while True:
+            try:
+                await self._on_entitlement(event, payload)
+                return
+            except Exception as exc:
+                if not waiting_can_fix(exc) and backoff.attempts + 1 >= HANDLER_ATTEMPTS:
+                    log.error(
+                        "%s failed %d times (%s) and is given up: record it with /grant or refund it",
+                        what,
+                        HANDLER_ATTEMPTS,
+                        describe(exc),
+                        exc_info=exc,
+                    )
+                    return
+                wait = backoff.next()
+                log.error(
+                    "storing %s failed (%s); retrying in %g s",
+                    what,
+                    describe(exc),
+                    wait,
+                    exc_info=exc if backoff.attempts == 1 else None,  # the traceback once, not every retry
+                )
+                if not await sleep_unless(lambda: self._stopping, wait):
+                    log.error("%s was not stored before the bot stopped: record it with /grant or refund it", what)
+                    return
+
     async def _on_entitlement(self, event: str, payload: dict[str, Any]) -> None:
         now = self._deps.clock.now()
         dispatcher = self._deps.dispatcher
@@ -430,7 +550,7 @@ class DiscordAdapter:
             )
             return
         sale = await record_sale(dispatcher, purchase, self)
-        if sale.created:
+        if sale.created or sale.access is not None:  # also a retry that finished an interrupted grant
             await self._tell_member(purchase.member.user_id, sale.reply)
 
     async def _tell_member(self, user_id: str, reply: Reply) -> None:
@@ -649,6 +769,23 @@ class DiscordAdapter:
         channel = self.client.get_channel(channel_id)
         guild = getattr(channel, "guild", None)
         return guild if isinstance(guild, discord.Guild) else None
+
+
+def _fatal_gateway_error(error: BaseException) -> bool:
+    """Whether the gateway refused the bot (token, intents, sharding): a retry would be refused again."""
+    if isinstance(error, discord.PrivilegedIntentsRequired | discord.LoginFailure):
+        return True
+    return isinstance(error, discord.ConnectionClosed) and error.code in _FATAL_CLOSE_CODES
+
+
+def _root_cause(error: BaseException) -> BaseException:
+    """The network error behind what discord.py raised (it can fail on its own state while handling it)."""
+    while not isinstance(error, OSError | aiohttp.ClientError | TimeoutError | discord.GatewayNotFound):
+        nested = error.__cause__ or error.__context__
+        if nested is None:
+            return error
+        error = nested
+    return error
 
 
 RawFrameHook = Callable[[str | bytes], None]

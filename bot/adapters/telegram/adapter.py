@@ -43,6 +43,7 @@ from telegram.ext import Application, ApplicationBuilder, CallbackContext
 from telegram.warnings import PTBDeprecationWarning
 
 from bot.adapters.base import AccessFix, AdapterDeps, AdapterStartError, DeliveryError
+from bot.adapters.retry import Backoff, describe, sleep_unless, waiting_can_fix
 from bot.adapters.telegram import render
 from bot.adapters.telegram.ratelimit import FloodGate, FloodLimits
 from bot.adapters.telegram.translate import (
@@ -66,6 +67,7 @@ from bot.core.markup import Rich, code, link, rich
 from bot.core.payments import PaymentError, verify_payload
 from bot.core.replies import OutgoingMessage, Reply
 from bot.core.sales import check_checkout, record_refund, record_sale
+from storage.writer import WriterClosedError
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +78,9 @@ ADMIN_STATUSES: Final = frozenset({ChatMember.OWNER, ChatMember.ADMINISTRATOR})
 IN_CHAT_STATUSES: Final = frozenset({ChatMember.OWNER, ChatMember.ADMINISTRATOR, ChatMember.MEMBER})
 _SECRET_RE: Final = re.compile(r"[A-Za-z0-9_-]{1,256}")
 _NETWORK_RETRIES: Final = 5
+# An update whose handling fails for a reason other than the database (a bug) is skipped after this many tries,
+# so that one poisoned update cannot make the bot deaf; database errors are retried until they clear.
+HANDLER_ATTEMPTS: Final = 5
 
 PTBApplication = Application[Any, Any, Any, Any, Any, Any]
 
@@ -96,6 +101,15 @@ def _retry_seconds(exc: RetryAfter) -> float:
     return value if isinstance(value, int | float) else value.total_seconds()
 
 
+def _payment_hint(update: Update) -> str:
+    """For a skipped payment, what an admin needs to record or refund it by hand."""
+    message = update.message
+    payment = message.successful_payment if message is not None else None
+    if payment is None:
+        return ""
+    return f"; it was payment {payment.telegram_payment_charge_id}: record it with /grant or refund it"
+
+
 def _unreachable(exc: TelegramError) -> bool:
     """Whether an error means the user cannot be messaged (blocked the bot, never started it, deleted)."""
     if isinstance(exc, Forbidden):
@@ -111,6 +125,9 @@ class TelegramAdapter:
         flood_limits: Send limits (Telegram's by default; tests may loosen them).
         poll_timeout: Long-poll duration in seconds.
         admin_cache_seconds: How long a "who is admin" answer from Telegram is trusted.
+        retry_wait: The first wait before retrying an update that could not be stored, or an unreachable Bot API
+            at start; it doubles up to ``retry_cap`` seconds.
+        retry_cap: The longest wait between retries.
     """
 
     name = "telegram"
@@ -123,6 +140,8 @@ class TelegramAdapter:
         flood_limits: FloodLimits | None = None,
         poll_timeout: float = 10.0,
         admin_cache_seconds: float = 60.0,
+        retry_wait: float = 1.0,
+        retry_cap: float = 30.0,
     ) -> None:
         self.deps = deps
         self.config = deps.settings.telegram
@@ -146,6 +165,8 @@ class TelegramAdapter:
         self._fetching = False
         self._confirmed_offset: int | None = None
         self._processed_offset: int | None = None
+        self.retry_wait = retry_wait
+        self.retry_cap = retry_cap
 
     # --- lifecycle -------------------------------------------------------------------------------------------
 
@@ -190,16 +211,7 @@ class TelegramAdapter:
         builder = builder.updater(None)
         app: PTBApplication = builder.build()
         app.add_error_handler(self._on_error)
-        try:
-            await app.initialize()
-        except InvalidToken as exc:
-            raise AdapterStartError(
-                "Telegram refused the bot token: check COHORTBOT_TELEGRAM_TOKEN (copy it again from @BotFather)"
-            ) from exc
-        except NetworkError as exc:
-            raise AdapterStartError(
-                f"cannot reach the Telegram Bot API at [telegram] api_base_url: {exc.message}"
-            ) from exc
+        await self._connect(app)
         self._app = app
         self.scope = TranslationScope(
             community=self.scope.community,
@@ -228,6 +240,47 @@ class TelegramAdapter:
             len(self.config.chat_ids),
         )
         self._spawn(self._health_task(), "Telegram health check")
+
+    async def _connect(self, app: PTBApplication) -> None:
+        """Initialise the client (``getMe``), retrying with back-off while the Bot API cannot be reached.
+
+        Raises:
+            AdapterStartError: Telegram refused the token (retrying cannot help).
+        """
+        backoff = Backoff(self.retry_wait, self.retry_cap)
+        while True:
+            try:
+                await app.initialize()
+                return
+            except InvalidToken as exc:
+                raise AdapterStartError(
+                    "Telegram refused the bot token: check COHORTBOT_TELEGRAM_TOKEN (copy it again from @BotFather)"
+                ) from exc
+            except BadRequest as exc:  # a NetworkError in PTB, but the API was reached and said no
+                raise AdapterStartError(
+                    f"the Telegram Bot API at {self.config.api_base_url} refused getMe: {exc.message}; "
+                    "check [telegram] api_base_url"
+                ) from exc
+            except (NetworkError, OSError) as exc:  # also TimedOut and a 5xx from a proxy in front of the API
+                wait = backoff.next()
+                reason = exc.message if isinstance(exc, TelegramError) else describe(exc)
+                # The base URL never holds the token (PTB appends it per request), so it is safe to show.
+                log.warning(
+                    "Telegram Bot API unreachable at %s: %s; retrying in %g s",
+                    self.config.api_base_url,
+                    reason,
+                    wait,
+                )
+                await asyncio.sleep(wait)
+            except TelegramError as exc:  # reached, and refused for a reason waiting will not change (a 403)
+                raise AdapterStartError(
+                    f"the Telegram Bot API at {self.config.api_base_url} refused getMe: {exc.message}; "
+                    "check [telegram] api_base_url"
+                ) from exc
+
+    def supervised_tasks(self) -> dict[str, asyncio.Task[None]]:
+        """The adapter's long-running tasks (the poller); the app exits non-zero when one ends on its own."""
+        return {"Telegram polling": self._poller} if self._poller is not None else {}
 
     async def stop(self) -> None:
         """Stop receiving, hand every received update to the writer, finish replies and payments, disconnect."""
@@ -280,9 +333,12 @@ class TelegramAdapter:
         """Fetch updates, store them, then confirm them (the next getUpdates' offset) — at least once, never lost.
 
         A crash between storing and confirming makes Telegram deliver the batch again after the restart; storage
-        is idempotent per message, reaction, membership change and payment, so nothing is counted twice.
+        is idempotent per message, reaction, membership change and payment, so nothing is counted twice. An update
+        that cannot be stored (the database is locked or the disk full) is retried with back-off, and nothing after
+        it is confirmed meanwhile. The loop ends only when the adapter stops; if it ends otherwise (a revoked
+        token), the app sees the task end and exits non-zero.
         """
-        backoff = 1.0
+        backoff = Backoff(self.retry_wait, 60.0)
         while self._accepting:
             self._fetching = True
             try:
@@ -295,36 +351,80 @@ class TelegramAdapter:
             except RetryAfter as exc:
                 await asyncio.sleep(_retry_seconds(exc))
                 continue
-            except InvalidToken:
-                log.error("Telegram no longer accepts the bot token: polling stopped; fix COHORTBOT_TELEGRAM_TOKEN")
-                return
+            except InvalidToken as exc:
+                raise RuntimeError(
+                    "Telegram no longer accepts the bot token: polling stopped; fix COHORTBOT_TELEGRAM_TOKEN"
+                ) from exc
             except TelegramError as exc:
                 # Network trouble or a conflict (another process polling with this token): wait, then retry.
-                log.warning("Telegram getUpdates failed (%s); retrying in %.0f s", exc.message, backoff)
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, 60.0)
+                wait = backoff.next()
+                log.warning("Telegram getUpdates failed (%s); retrying in %g s", exc.message, wait)
+                await asyncio.sleep(wait)
                 continue
             finally:
                 self._fetching = False
-            backoff = 1.0
+            backoff.reset()
             if not updates:
                 continue
-            for update in updates:
+            if not await self._store_batch(updates):
+                return  # stopping while an update waited for a retry: it stays unconfirmed, Telegram keeps it
+
+    async def _store_batch(self, updates: Sequence[Update]) -> bool:
+        """Hand a batch to storage, retrying an update whose handling failed; False if stopped before all were in."""
+        backoff = Backoff(self.retry_wait, self.retry_cap)
+        index = 0
+        while index < len(updates):
+            update = updates[index]
+            try:
                 await self.handle_update(update, wait_for_payments=True)
-            await self.deps.writer.flush()
-            self._processed_offset = updates[-1].update_id + 1
+            except Exception as exc:
+                if not waiting_can_fix(exc) and backoff.attempts + 1 >= HANDLER_ATTEMPTS:
+                    log.error(
+                        "Telegram update %d failed %d times (%s); skipped so that later updates are not held up%s",
+                        update.update_id,
+                        HANDLER_ATTEMPTS,
+                        describe(exc),
+                        _payment_hint(update),
+                        exc_info=exc,
+                    )
+                else:
+                    wait = backoff.next()
+                    log.error(
+                        "storing Telegram update %d failed (%s); retrying in %g s (Telegram keeps it until stored)",
+                        update.update_id,
+                        describe(exc),
+                        wait,
+                        exc_info=exc if backoff.attempts == 1 else None,  # the traceback once, not every retry
+                    )
+                    if not await sleep_unless(lambda: not self._accepting, wait):
+                        return False
+                    continue
+            index += 1
+            backoff.reset()
+            # Confirmable once flushed (the next getUpdates flushes first, and so does stop): a stop while a later
+            # update waits for a retry must not make Telegram deliver this one again (a command answered twice).
+            self._processed_offset = update.update_id + 1
+        # The writer retries a refused batch by itself: this returns once everything above is committed.
+        await self.deps.writer.flush()
+        return True
 
     async def _stop_polling(self, poller: asyncio.Task[None]) -> None:
         """End the poll loop, then tell Telegram which updates are stored so a restart does not replay them."""
         # A batch being handled is finished (a payment is recorded *and* its buyer admitted); only a wait for
-        # new updates is cut short. ``_accepting`` is already false, so the loop ends after its batch.
+        # new updates is cut short. ``_accepting`` is already false, so the loop ends after its batch, or at once
+        # when it was waiting to retry an update.
         if self._fetching:
             poller.cancel()
         await asyncio.gather(poller, return_exceptions=True)
         offset = self._processed_offset
         if offset is None or offset == self._confirmed_offset:
             return
-        await self.deps.writer.flush()
+        try:
+            await self.deps.writer.flush()
+        except WriterClosedError:
+            # The writer failed (the app is stopping because of it): confirm nothing, Telegram sends them again.
+            log.warning("the event writer is not running: the last Telegram updates stay unconfirmed")
+            return
         try:
             # timeout=0 returns at once; whatever it returns stays unconfirmed and is delivered again next time.
             await self.app.bot.get_updates(offset=offset, timeout=0, limit=1, allowed_updates=list(ALLOWED_UPDATES))
@@ -910,7 +1010,8 @@ class TelegramAdapter:
                 self,
             )
         # A replayed payment was already answered the first time; only news (or a problem) is worth a message.
-        if outcome.created or outcome.course is None:
+        # News includes a replay that finished an interrupted grant: its receipt carries the only invite sent.
+        if outcome.created or outcome.access is not None or outcome.course is None:
             await self.deliver(outcome.reply, user_id=buyer.id, chat=None, command="paysupport")
 
     async def _unmatched_payment(self, member: MemberRef, charge_id: str, problem: str) -> None:
