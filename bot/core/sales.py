@@ -6,6 +6,12 @@ delivered twice (a retried webhook, a replayed update) is stored once and grants
 (a bot without the permission to add roles, a course missing from the config) are logged at ERROR with what to do;
 the buyer is told that an admin will sort it out.
 
+Money the bot cannot turn into a sale goes back where the platform lets the bot return it (Telegram Stars): a
+second payment for a course the buyer already owns (two invoices checked out before either was paid) is refunded
+and recorded as a refund; a payment whose payer is not the member the invoice was signed for is refused and
+refunded. A payment that matches no course is kept as an unmatched payment, and the owners are told how to
+refund it (``/refund charge <id>``). Each of these happens once, however often the payment is delivered.
+
 Adapters call these from their payment handlers (Telegram ``pre_checkout_query``/``successful_payment``/
 ``refunded_payment``, Discord entitlements); ``/grant`` and ``/refund`` call them too.
 """
@@ -15,20 +21,24 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
 from typing import TYPE_CHECKING, Protocol
 
 from bot.core.commands.base import AccessResult, PlatformActions
-from bot.core.events import MemberRef, PurchaseEvent, RefundEvent
+from bot.core.events import MemberRef, PurchaseEvent, PurchaseSource, RefundEvent
 from bot.core.locks import KeyedLocks
-from bot.core.markup import Span, bold, code, rich
+from bot.core.markup import Rich, Span, bold, code, rich
 from bot.core.payments import PaymentError, verify_payload
 from bot.core.replies import Reply
 from storage.errors import UnknownCourseError, UnknownPurchaseError
+from storage.ledger import earlier_live_purchase, mark_unmatched_refunded, record_unmatched_payment
 from storage.member_queries import access_granted, live_purchase, mark_access_granted, purchase_by_charge
 
 if TYPE_CHECKING:
     from sqlalchemy import Engine
 
+    from bot.clock import Clock
     from bot.config import CourseSettings, Settings
     from storage.writer import EventWriter
 
@@ -68,6 +78,11 @@ class SalesDeps(Protocol):
     @property
     def sale_locks(self) -> KeyedLocks:
         """One lock per payment, so a payment delivered twice at once is granted once."""
+        ...
+
+    @property
+    def clock(self) -> Clock:
+        """The current time (whether an entitlement's access has ended)."""
         ...
 
 
@@ -171,6 +186,91 @@ async def record_sale(dispatcher: SalesDeps, event: PurchaseEvent, actions: Plat
         return await _record_sale(dispatcher, event, actions)
 
 
+def _stars(amount: int) -> str:
+    return f"{amount} Star{'s' if amount != 1 else ''}"
+
+
+def _already_returned(exc: Exception) -> bool:
+    # Telegram answers CHARGE_ALREADY_REFUNDED when the Stars went back before (a crash after refunding).
+    return "already_refunded" in str(exc).lower().replace(" ", "_")
+
+
+async def _refund_duplicate(
+    dispatcher: SalesDeps, event: PurchaseEvent, course: CourseSettings | None, actions: PlatformActions
+) -> SaleOutcome:
+    """Give back a second payment for a course the buyer already owns, record the refund, tell the buyer once."""
+    title = course.title if course else event.course_id
+    platform = event.platform.value
+    stored = await asyncio.to_thread(
+        purchase_by_charge, dispatcher.engine, dispatcher.community_id, platform, event.charge_id
+    )
+    if stored is not None and stored.refunded_at is not None:
+        return SaleOutcome(
+            created=False,
+            course=course,
+            access=None,
+            reply=Reply(rich(["Your second payment for ", bold(title), " was already refunded."]), private=True),
+        )
+    try:
+        await actions.refund_payment(event.member, event.charge_id)
+    except Exception as exc:
+        if not _already_returned(exc):
+            log.error(
+                "%s user %s paid twice for %r (charge %s) but the refund failed: %s; refund it with /refund charge %s",
+                platform,
+                event.member.user_id,
+                event.course_id,
+                event.charge_id,
+                exc,
+                event.charge_id,
+            )
+            return SaleOutcome(
+                created=True,
+                course=course,
+                access=None,
+                reply=Reply(
+                    rich(
+                        ["You already own ", bold(title), ", so this payment was not needed."],
+                        "We could not refund it automatically; the admins have been told and will refund you.",
+                        ["Your payment reference: ", code(event.charge_id)],
+                    ),
+                    private=True,
+                ),
+            )
+    refund = RefundEvent(
+        platform=event.platform,
+        community=event.community,
+        charge_id=event.charge_id,
+        occurred_at=dispatcher.clock.now(),
+        reason="paid twice: the member already owned the course",
+    )
+    recorded = await dispatcher.writer.record_refund(refund)
+    log.warning(
+        "%s user %s paid twice for %r: charge %s refunded automatically",
+        platform,
+        event.member.user_id,
+        event.course_id,
+        event.charge_id,
+    )
+    return SaleOutcome(
+        created=recorded.created,
+        course=course,
+        access=None,
+        reply=Reply(
+            rich(
+                [
+                    "You already own ",
+                    bold(title),
+                    f", so this payment of {_stars(event.amount)} was refunded to you automatically.",
+                ],
+                "Your access is unchanged.",
+                ["Your payment reference: ", code(event.charge_id)],
+            ),
+            private=True,
+        ),
+    )
+
+
 async def _record_sale(dispatcher: SalesDeps, event: PurchaseEvent, actions: PlatformActions) -> SaleOutcome:
     try:
         outcome = await dispatcher.writer.record_purchase(event)
@@ -198,6 +298,36 @@ async def _record_sale(dispatcher: SalesDeps, event: PurchaseEvent, actions: Pla
         )
     course = find_course(dispatcher.settings, event.course_id)
     title = course.title if course else event.course_id
+    if event.source == PurchaseSource.TELEGRAM_STARS:  # the only payments the bot can give back itself
+        earlier = await asyncio.to_thread(
+            earlier_live_purchase,
+            dispatcher.engine,
+            dispatcher.community_id,
+            outcome.row_id,
+            now=dispatcher.clock.now(),
+        )
+        if earlier is not None:
+            return await _refund_duplicate(dispatcher, event, course, actions)
+    if event.is_test and not dispatcher.settings.discord.grant_test_entitlements:
+        log.info(
+            "test purchase %s of %r by %s user %s recorded; no access given ([discord] grant_test_entitlements is off)",
+            event.charge_id,
+            event.course_id,
+            event.platform.value,
+            event.member.user_id,
+        )
+        return SaleOutcome(
+            created=outcome.created,
+            course=course,
+            access=None,
+            reply=Reply(
+                rich(
+                    ["Your test purchase of ", bold(title), " is recorded (no money moved)."],
+                    "Test purchases give no access unless the owner turns on [discord] grant_test_entitlements.",
+                ),
+                private=True,
+            ),
+        )
     if not outcome.created and (
         course is None
         or await asyncio.to_thread(access_granted, dispatcher.engine, outcome.row_id)
@@ -325,3 +455,146 @@ async def record_refund(
         access=access,
         reply=Reply(rich(["Your payment for ", bold(title), " was refunded."]), private=True),
     )
+
+
+@dataclass(frozen=True, slots=True)
+class RefusedPayment:
+    """What to say about a payment that bought nothing, the first time it is handled.
+
+    Attributes:
+        refunded: The money went back (now).
+        buyer: The message for the payer.
+        owners: The notice for the owners (says how to refund it when the bot did not).
+    """
+
+    refunded: bool
+    buyer: Reply
+    owners: Rich
+
+
+async def refuse_payment(
+    dispatcher: SalesDeps,
+    actions: PlatformActions,
+    *,
+    charge_id: str,
+    payer: MemberRef,
+    amount: int,
+    currency: str,
+    received_at: datetime,
+    problem: str,
+    refund: bool,
+) -> RefusedPayment | None:
+    """Keep a payment that buys nothing (no purchase, no access), and give the money back when ``refund``.
+
+    Stored once per charge: a redelivery changes nothing and says nothing again, except that a refund that failed
+    the first time is tried again.
+
+    Args:
+        dispatcher: The dispatcher (database, locks), or a command's context.
+        actions: The platform's capabilities (refund the payment).
+        charge_id: The platform's charge id.
+        payer: Who paid (the sender of the payment, never the invoice's member).
+        amount: The amount (whole Stars for XTR).
+        currency: Its currency.
+        received_at: When the payment arrived.
+        problem: Why it buys nothing (for the owners and the log).
+        refund: Give the money back now (the payer is not the invoice's member); otherwise the owners decide.
+
+    Returns:
+        What to tell the payer and the owners, or None when there is nothing new to say.
+    """
+    platform = actions.platform.value
+    async with dispatcher.sale_locks(f"{platform}:{charge_id}"):
+        record = await asyncio.to_thread(
+            record_unmatched_payment,
+            dispatcher.engine,
+            dispatcher.community_id,
+            platform=platform,
+            charge_id=charge_id,
+            payer_user_id=payer.user_id,
+            amount=amount,
+            currency=currency,
+            received_at=received_at,
+            problem=problem,
+        )
+        if record.refunded_at is not None or (not refund and not record.created):
+            return None
+        how = f"/refund charge {charge_id}"
+        reference: list[Span | str] = ["Your payment reference: ", code(charge_id)]
+        if refund:
+            try:
+                await actions.refund_payment(payer, charge_id)
+            except Exception as exc:
+                if not _already_returned(exc):
+                    log.error("refunding %s payment %s failed: %s; refund it with %s", platform, charge_id, exc, how)
+                    if not record.created:
+                        return None
+                    return RefusedPayment(
+                        refunded=False,
+                        buyer=Reply(
+                            rich(
+                                "This payment could not be accepted, and we could not refund it automatically. "
+                                "The admins have been told and will refund you.",
+                                reference,
+                            ),
+                            private=True,
+                        ),
+                        owners=rich(
+                            [
+                                f"A {platform} payment was refused and could not be refunded automatically: ",
+                                code(charge_id),
+                            ],
+                            f"Payer: user {payer.user_id}. Reason: {problem}.",
+                            ["To refund it: ", code(how)],
+                        ),
+                    )
+            await asyncio.to_thread(mark_unmatched_refunded, dispatcher.engine, record.id, at=dispatcher.clock.now())
+            log.warning(
+                "%s payment %s by user %s refused and refunded: %s", platform, charge_id, payer.user_id, problem
+            )
+            return RefusedPayment(
+                refunded=True,
+                buyer=Reply(
+                    rich(
+                        f"This payment could not be accepted for your account, so your {_money(amount, currency)} "
+                        "were refunded. Nothing was bought.",
+                        reference,
+                    ),
+                    private=True,
+                ),
+                owners=rich(
+                    [f"A {platform} payment was refused and refunded: ", code(charge_id)],
+                    f"Payer: user {payer.user_id}. Reason: {problem}. Nothing was bought; no access was given.",
+                ),
+            )
+        log.error(
+            "%s payment %s by user %s could not be matched (%s): nothing was bought; refund it with %s "
+            "or record it with /grant",
+            platform,
+            charge_id,
+            payer.user_id,
+            problem,
+            how,
+        )
+        return RefusedPayment(
+            refunded=False,
+            buyer=Reply(
+                rich(
+                    "Thank you for your payment. We could not match it to a course, so an admin will sort it out "
+                    "with you personally.",
+                    reference,
+                ),
+                private=True,
+            ),
+            owners=rich(
+                [f"A {platform} payment could not be matched to a course: ", code(charge_id)],
+                f"Payer: user {payer.user_id}. Amount: {_money(amount, currency)}. Reason: {problem}.",
+                ["To refund it: ", code(how), " (or record it as a sale with /grant)"],
+            ),
+        )
+
+
+def _money(amount: int, currency: str) -> str:
+    if currency == STARS:
+        return _stars(amount)
+    return f"{Decimal(amount) / 100:.2f} {currency}"

@@ -62,10 +62,10 @@ from bot.adapters.telegram.translate import (
 from bot.config import CourseSettings
 from bot.core.commands.base import AccessResult, CapabilityError, CommandSpec
 from bot.core.events import ActivityEvent, CommandInvocation, MemberJoined, MemberLeft, MemberRef, Platform
-from bot.core.markup import Rich, code, link, rich
+from bot.core.markup import Rich, link, rich
 from bot.core.payments import PaymentError, verify_payload
 from bot.core.replies import OutgoingMessage, Reply
-from bot.core.sales import check_checkout, record_refund, record_sale
+from bot.core.sales import check_checkout, record_refund, record_sale, refuse_payment
 
 log = logging.getLogger(__name__)
 
@@ -894,7 +894,13 @@ class TelegramAdapter:
             try:
                 payload = verify_payload(self.deps.secrets.signing_secret or "", payment.invoice_payload)
             except PaymentError as exc:
-                await self._unmatched_payment(member, payment.telegram_payment_charge_id, str(exc))
+                await self._unmatched_payment(message, member, str(exc), refund=False)
+                return
+            if payload.user_id != member.user_id:
+                # Telegram checks nothing of the kind; the pre-checkout refused it, so this should never happen.
+                # If it does, the payer gets nothing and their money back (defence in depth).
+                problem = f"the invoice was made for user {payload.user_id}, not for the payer"
+                await self._unmatched_payment(message, member, problem, refund=True)
                 return
             event = purchase_event(
                 payment, buyer=buyer, course_id=payload.course_id, occurred_at=message.date, community=community
@@ -913,33 +919,25 @@ class TelegramAdapter:
         if outcome.created or outcome.course is None:
             await self.deliver(outcome.reply, user_id=buyer.id, chat=None, command="paysupport")
 
-    async def _unmatched_payment(self, member: MemberRef, charge_id: str, problem: str) -> None:
-        log.error(
-            "Telegram payment %s by user %s does not carry a valid cohortbot invoice (%s): nothing was stored; "
-            "refund it with /refund or record it with /grant",
-            charge_id,
-            member.user_id,
-            problem,
+    async def _unmatched_payment(self, message: Message, member: MemberRef, problem: str, *, refund: bool) -> None:
+        """Keep a payment that buys nothing; refund it when ``refund``; tell the payer and the owners once."""
+        payment = message.successful_payment
+        assert payment is not None
+        refused = await refuse_payment(
+            self.deps.dispatcher,
+            self,
+            charge_id=payment.telegram_payment_charge_id,
+            payer=member,
+            amount=payment.total_amount,
+            currency=payment.currency,
+            received_at=message.date,
+            problem=problem,
+            refund=refund,
         )
-        await self.deliver(
-            Reply(
-                rich(
-                    "Thank you for your payment. We could not match it to a course, so an admin will sort it out "
-                    "with you personally.",
-                    ["Your payment reference: ", code(charge_id)],
-                ),
-                private=True,
-            ),
-            user_id=int(member.user_id),
-            chat=None,
-            command="paysupport",
-        )
-        await self._tell_owners(
-            rich(
-                ["A Telegram payment could not be matched to a course: ", code(charge_id)],
-                f"Buyer: user {member.user_id}. Reason: {problem}. Refund it or record it with /grant.",
-            )
-        )
+        if refused is None:
+            return  # a redelivery of a payment already handled
+        await self.deliver(refused.buyer, user_id=int(member.user_id), chat=None, command="paysupport")
+        await self._tell_owners(refused.owners)
 
     # --- platform actions ------------------------------------------------------------------------------------
 
