@@ -479,7 +479,10 @@ class TelegramAdapter:
         return command if self.deps.dispatcher.get(command.name) is not None else None
 
     def _member_option(self, message: Message, command: ParsedCommand) -> tuple[tuple[str, str], ...]:
-        """``/grant <course>`` sent as a reply names the replied-to member (admins' shortcut)."""
+        """``/grant <course>`` sent as a reply names the replied-to member (admins' shortcut).
+
+        The member is the replied message's sender as Telegram identifies them (their user id), never a name.
+        """
         spec = self.deps.dispatcher.get(command.name)
         replied = message.reply_to_message
         if spec is None or replied is None or replied.from_user is None or replied.from_user.is_bot:
@@ -487,21 +490,35 @@ class TelegramAdapter:
         if message.is_topic_message and replied.message_id == message.message_thread_id:
             return ()  # the topic's first message, not a reply
         member_options = [o for o in spec.options if o.kind == "member"]
-        if not member_options or len(command.args) >= len(spec.options):
+        positional = [o for o in spec.options if not o.keyword]
+        keywords = {o.name for o in spec.options if o.keyword}
+        if any(arg.lower() in keywords for arg in command.args):
+            return ()  # "/refund charge <id>" names a payment, not a member
+        if not member_options or len(command.args) >= len(positional):
             return ()
         return ((member_options[0].name, str(replied.from_user.id)),)
 
     def _with_mentions(self, message: Message, command: ParsedCommand) -> ParsedCommand:
-        """Replace text mentions (members without a username) by their user id."""
+        """Replace text mentions (members without a username, picked from Telegram's list) by their user id.
+
+        The mention's visible text is only a display name, which anyone can copy; the user the entity carries is
+        Telegram's word for who was meant. Replaced by position (offsets count UTF-16 code units), so a name with
+        spaces, or one that also appears elsewhere in the line, is handled.
+        """
         text = message.text or ""
-        replaced = False
-        for entity, shown in message.parse_entities(["text_mention"]).items():
-            if entity.user is not None and " " not in shown:
-                text = text.replace(shown, str(entity.user.id), 1)
-                replaced = True
-        if not replaced:
+        mentions = [
+            entity
+            for entity in message.parse_entities(["text_mention"])
+            if entity.user is not None and not entity.user.is_bot
+        ]
+        if not mentions:
             return command
-        return parse_command(text, self.bot_username) or command
+        encoded = text.encode("utf-16-le")
+        for entity in sorted(mentions, key=lambda e: e.offset, reverse=True):
+            assert entity.user is not None
+            start, end = entity.offset * 2, (entity.offset + entity.length) * 2
+            encoded = encoded[:start] + f" {entity.user.id} ".encode("utf-16-le") + encoded[end:]
+        return parse_command(encoded.decode("utf-16-le"), self.bot_username) or command
 
     async def _run_command(self, message: Message, command: ParsedCommand) -> None:
         user = message.from_user
