@@ -32,7 +32,7 @@ from bot.core.markup import Rich, Span, bold, code, rich
 from bot.core.payments import PaymentError, verify_payload
 from bot.core.replies import Reply
 from storage.errors import UnknownCourseError, UnknownPurchaseError
-from storage.ledger import earlier_live_purchase, mark_unmatched_refunded, record_unmatched_payment
+from storage.ledger import earlier_live_purchase, end_access, mark_unmatched_refunded, record_unmatched_payment
 from storage.member_queries import access_granted, live_purchase, mark_access_granted, purchase_by_charge
 
 if TYPE_CHECKING:
@@ -598,3 +598,76 @@ def _money(amount: int, currency: str) -> str:
     if currency == STARS:
         return _stars(amount)
     return f"{Decimal(amount) / 100:.2f} {currency}"
+
+
+async def record_access_end(dispatcher: SalesDeps, event: PurchaseEvent, actions: PlatformActions) -> SaleOutcome:
+    """Record that a purchase's access ends at ``event.access_ends_at`` (nothing refunded), and act on it.
+
+    A Discord entitlement that expired or was cancelled: the purchase stays (it was paid), its access end is
+    stored so the daily reconciliation never gives the role back, and when the end has passed the role is taken
+    away now, unless another live purchase of the course covers the member. A purchase never seen before (the bot
+    was offline when it was made) is recorded first, without granting.
+
+    Args:
+        dispatcher: The dispatcher (database, writer, clock).
+        event: The purchase, with ``access_ends_at`` set.
+        actions: The platform's capabilities (revoke access).
+
+    Returns:
+        The outcome: ``created`` when the end was newly recorded; ``access`` the revocation, if it was needed.
+    """
+    assert event.access_ends_at is not None
+    platform = event.platform.value
+    course = find_course(dispatcher.settings, event.course_id)
+    title = course.title if course else event.course_id
+    async with dispatcher.sale_locks(f"{platform}:{event.charge_id}"):
+        try:
+            recorded = await dispatcher.writer.record_purchase(event)
+        except UnknownCourseError:
+            log.warning("ignored the end of %s purchase %s: course %r unknown", platform, event.charge_id, title)
+            return SaleOutcome(
+                created=False,
+                course=None,
+                access=None,
+                reply=Reply.say(f"Your access to {title} has ended.", private=True),
+            )
+        changed = recorded.created or await asyncio.to_thread(
+            end_access,
+            dispatcher.engine,
+            dispatcher.community_id,
+            platform,
+            event.charge_id,
+            at=event.access_ends_at,
+        )
+        now = dispatcher.clock.now()
+        access: AccessResult | None = None
+        # Only news is acted on: a redelivered end was acted on already (and the daily check covers a crash).
+        if changed and course is not None and event.access_ends_at <= now:
+            still_owned = await asyncio.to_thread(
+                live_purchase,
+                dispatcher.engine,
+                dispatcher.community_id,
+                platform,
+                event.member.user_id,
+                course.id,
+                now=now,
+            )
+            if still_owned is None:
+                access = await _revoke(actions, event.member, course)
+            else:
+                access = AccessResult(ok=True, detail="access kept: another purchase of the course is still live")
+        log.info(
+            "%s purchase %s of %r by user %s: access ends %s%s",
+            platform,
+            event.charge_id,
+            event.course_id,
+            event.member.user_id,
+            event.access_ends_at.isoformat(),
+            "" if changed else " (already recorded)",
+        )
+    return SaleOutcome(
+        created=changed,
+        course=course,
+        access=access,
+        reply=Reply(rich(["Your access to ", bold(title), " has ended."]), private=True),
+    )
