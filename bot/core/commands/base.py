@@ -179,6 +179,6 @@ class CommandSpec:
         for option in self.options:
             label = "|".join(option.choices) if option.choices else option.name
             if option.keyword:
-                label = f"{option.name} <value>"
+                label = f"{option.name} …"
             parts.append(f"<{label}>" if option.required else f"[{label}]")
         return " ".join(parts)
