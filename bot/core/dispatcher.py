@@ -161,6 +161,7 @@ def parse_options(spec: CommandSpec, args: tuple[str, ...], named: Mapping[str, 
     """Match positional ``args`` and ``named`` options to the command's option specs.
 
     Named options (Discord) win; positional arguments (Telegram, console) fill the remaining options in order.
+    A keyword option is typed as its name and a value (``/refund charge stx123``) and is never filled positionally.
     The last text option takes the rest of the line, so ``/grant @ann py-async`` and free text both work.
 
     Raises:
