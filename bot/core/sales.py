@@ -32,7 +32,13 @@ from bot.core.markup import Rich, Span, bold, code, rich
 from bot.core.payments import PaymentError, verify_payload
 from bot.core.replies import Reply
 from storage.errors import UnknownCourseError, UnknownPurchaseError
-from storage.ledger import earlier_live_purchase, end_access, mark_unmatched_refunded, record_unmatched_payment
+from storage.ledger import (
+    earlier_live_purchase,
+    end_access,
+    mark_unmatched_refunded,
+    record_unmatched_payment,
+    unmatched_payment,
+)
 from storage.member_queries import access_granted, live_purchase, mark_access_granted, purchase_by_charge
 
 if TYPE_CHECKING:
@@ -95,12 +101,14 @@ class SaleOutcome:
         course: The configured course, when it still is configured.
         access: The result of granting (sale) or revoking (refund) access; None when it was not attempted.
         reply: What to tell the buyer (the receipt, or the refund notice).
+        problem: Nothing could be stored and an admin must look (the buyer is told so, however often it comes).
     """
 
     created: bool
     course: CourseSettings | None
     access: AccessResult | None
     reply: Reply
+    problem: bool = False
 
 
 def find_course(settings: Settings, course_id: str) -> CourseSettings | None:
@@ -182,7 +190,14 @@ async def record_sale(dispatcher: SalesDeps, event: PurchaseEvent, actions: Plat
     Returns:
         The outcome; ``reply`` is the receipt for the buyer.
     """
-    async with dispatcher.sale_locks(f"{event.platform.value}:{event.charge_id}"):
+    platform = event.platform.value
+    # One lock per charge (a redelivery racing the original) and one per buyer and course (two payments for the
+    # same course racing each other: the second must see the first to be refunded as the duplicate). Always taken
+    # in this order, so they never deadlock.
+    async with (
+        dispatcher.sale_locks(f"{platform}:{event.charge_id}"),
+        dispatcher.sale_locks(f"owner:{platform}:{event.member.user_id}:{event.course_id}"),
+    ):
         return await _record_sale(dispatcher, event, actions)
 
 
@@ -196,7 +211,7 @@ def _already_returned(exc: Exception) -> bool:
 
 
 async def _refund_duplicate(
-    dispatcher: SalesDeps, event: PurchaseEvent, course: CourseSettings | None, actions: PlatformActions
+    dispatcher: SalesDeps, event: PurchaseEvent, course: CourseSettings | None, actions: PlatformActions, *, new: bool
 ) -> SaleOutcome:
     """Give back a second payment for a course the buyer already owns, record the refund, tell the buyer once."""
     title = course.title if course else event.course_id
@@ -225,7 +240,7 @@ async def _refund_duplicate(
                 event.charge_id,
             )
             return SaleOutcome(
-                created=True,
+                created=new,  # told once; a redelivery retries the refund quietly
                 course=course,
                 access=None,
                 reply=Reply(
@@ -287,6 +302,7 @@ async def _record_sale(dispatcher: SalesDeps, event: PurchaseEvent, actions: Pla
             created=False,
             course=None,
             access=None,
+            problem=True,
             reply=Reply(
                 rich(
                     "Thank you for your payment. Something is not set up on our side for this course, so an admin "
@@ -307,7 +323,7 @@ async def _record_sale(dispatcher: SalesDeps, event: PurchaseEvent, actions: Pla
             now=dispatcher.clock.now(),
         )
         if earlier is not None:
-            return await _refund_duplicate(dispatcher, event, course, actions)
+            return await _refund_duplicate(dispatcher, event, course, actions, new=outcome.created)
     if event.is_test and not dispatcher.settings.discord.grant_test_entitlements:
         log.info(
             "test purchase %s of %r by %s user %s recorded; no access given ([discord] grant_test_entitlements is off)",
@@ -409,11 +425,27 @@ async def record_refund(
     try:
         outcome = await dispatcher.writer.record_refund(event)
     except UnknownPurchaseError:
+        unmatched = await asyncio.to_thread(
+            unmatched_payment, dispatcher.engine, dispatcher.community_id, platform, event.charge_id
+        )
+        if unmatched is not None:
+            # Telegram reports the refund of a payment that bought nothing (the bot's own, or an admin's): the
+            # refund is noted, and nothing else happens, since nothing was bought.
+            marked = await asyncio.to_thread(
+                mark_unmatched_refunded, dispatcher.engine, unmatched.id, at=event.occurred_at
+            )
+            return SaleOutcome(
+                created=marked,
+                course=None,
+                access=None,
+                reply=Reply(rich(["Your payment ", code(event.charge_id), " was refunded."]), private=True),
+            )
         log.error("a refund of %s charge %s arrived, but no such purchase is recorded", platform, event.charge_id)
         return SaleOutcome(
             created=False,
             course=None,
             access=None,
+            problem=True,
             reply=Reply.say("We could not find the payment this refund is for; an admin will check.", private=True),
         )
     course = find_course(dispatcher.settings, purchase.course_key) if purchase else None

@@ -75,9 +75,12 @@ async def test_a_payment_by_someone_else_than_the_invoices_member_is_refused_and
         await h.settle()
         assert h.count("select count(*) from purchases") == 0
         assert fake.calls_to("createChatInviteLink") == []
-        await h.deliver(stolen)  # delivered again
+        # Delivered again, and Telegram reports the refund the bot made: nothing more happens, nobody is told twice.
+        await h.deliver(stolen, p.refunded_payment(p.BOB, payload_for(p.ALICE), PRICE, charge="stxSTOLEN"))
         await h.settle()
         assert len(fake.calls_to("refundStarPayment")) == 1
+        assert len([c for c in fake.calls_to("sendMessage") if to(p.BOB)(c)]) == 1
+        assert h.count("select count(*) from unmatched_payments where refunded_at is not null") == 1
         assert len([c for c in fake.calls_to("sendMessage") if to(p.OWNER)(c)]) == 1
 
 

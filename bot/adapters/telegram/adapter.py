@@ -933,7 +933,7 @@ class TelegramAdapter:
                 self,
             )
         # A replayed payment was already answered the first time; only news (or a problem) is worth a message.
-        if outcome.created or outcome.course is None:
+        if outcome.created or outcome.problem:
             await self.deliver(outcome.reply, user_id=buyer.id, chat=None, command="paysupport")
 
     async def _unmatched_payment(self, message: Message, member: MemberRef, problem: str, *, refund: bool) -> None:
