@@ -88,7 +88,7 @@ async def test_forgetting_the_payer_keeps_the_payment_without_their_account(engi
         amount=10,
         currency="XTR",
         received_at=T0,
-        problem="the invoice was made for user 1, not for the payer",
+        problem="the invoice was made for another member, not for the payer",
     )
     writer = EventWriter(store, flush_interval=0.01)
     await writer.start()

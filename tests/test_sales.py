@@ -250,7 +250,7 @@ async def test_a_payment_by_someone_else_is_refused_and_refunded_once(bot: Bot) 
         "amount": 500,
         "currency": "XTR",
         "received_at": NOW,
-        "problem": f"the invoice was made for user {ANN}, not for the payer",
+        "problem": "the invoice was made for another member, not for the payer",
         "refund": True,
     }
     refused = await refuse_payment(bot.dispatcher, bot.actions, **kwargs)  # type: ignore[arg-type]

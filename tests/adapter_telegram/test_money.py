@@ -81,6 +81,8 @@ async def test_a_payment_by_someone_else_than_the_invoices_member_is_refused_and
         assert len(fake.calls_to("refundStarPayment")) == 1
         assert len([c for c in fake.calls_to("sendMessage") if to(p.BOB)(c)]) == 1
         assert h.count("select count(*) from unmatched_payments where refunded_at is not null") == 1
+        # What is kept names the payer by account only; the invoice's member (who may be forgotten) not at all.
+        assert h.count(f"select count(*) from unmatched_payments where problem like '%{p.ALICE}%'") == 0
         assert len([c for c in fake.calls_to("sendMessage") if to(p.OWNER)(c)]) == 1
 
 

@@ -916,7 +916,14 @@ class TelegramAdapter:
             if payload.user_id != member.user_id:
                 # Telegram checks nothing of the kind; the pre-checkout refused it, so this should never happen.
                 # If it does, the payer gets nothing and their money back (defence in depth).
-                problem = f"the invoice was made for user {payload.user_id}, not for the payer"
+                log.warning(
+                    "payment %s: user %s paid an invoice made for user %s; refusing and refunding it",
+                    payment.telegram_payment_charge_id,
+                    member.user_id,
+                    payload.user_id,
+                )
+                # The stored reason names nobody: the invoice's member may ask to be forgotten later.
+                problem = "the invoice was made for another member, not for the payer"
                 await self._unmatched_payment(message, member, problem, refund=True)
                 return
             event = purchase_event(
