@@ -264,6 +264,9 @@ class DiscordSettings:
     api_base_url: str = "https://discord.com/api/v10"
     gateway_url: str | None = None
     shards: int | Literal["auto"] = 1
+    # Test-mode entitlements (Discord's "test purchases", no money) are recorded as test purchases, never revenue;
+    # they give the course role only when this is on (to try the purchase flow on a test server).
+    grant_test_entitlements: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -706,6 +709,7 @@ def _parse_discord(table: _Table) -> DiscordSettings:
         api_base_url=table.optional("api_base_url", _http_url, default.api_base_url),
         gateway_url=table.optional("gateway_url", _websocket_url, default.gateway_url),
         shards=table.optional("shards", _shards, default.shards),
+        grant_test_entitlements=table.optional("grant_test_entitlements", _bool, default.grant_test_entitlements),
     )
     if settings.enabled and not settings.guild_ids and table.valid("enabled", "guild_ids"):
         table.key_error("guild_ids", "expected at least one Discord server ID because enabled = true, got []")

@@ -122,6 +122,7 @@ class IngestStore:
         self._days_by_id: dict[int, LocalDays] = {}
         self._members: dict[tuple[int, str, str], int] = {}
         self._member_names: dict[int, str | None] = {}
+        self._member_usernames: dict[int, str | None] = {}
         self._bots: set[int] = set()
         self._channels: dict[tuple[int, str, str], int] = {}
         self._sql_cache: dict[tuple[str, int], str] = {}
@@ -167,6 +168,7 @@ class IngestStore:
         """Forget cached member and channel ids (after a deletion or a failed transaction)."""
         self._members.clear()
         self._member_names.clear()
+        self._member_usernames.clear()
         self._bots.clear()
         self._channels.clear()
 
@@ -185,20 +187,29 @@ class IngestStore:
         """Make sure every referenced account has a members row (first seen at ``seen_at``) and its id is cached."""
         missing: dict[tuple[int, str, str], MemberRef] = {}
         renamed: list[tuple[str | None, int]] = []
+        handles: list[tuple[str, int]] = []
         members = self._members
         names = self._member_names
+        usernames = self._member_usernames
         for community_id, platform, ref in refs:
             key = (community_id, platform, ref.user_id)
             member_id = members.get(key)
             name = ref.display_name
             if member_id is None:
-                if key not in missing or (name and not missing[key].display_name):
+                known = missing.get(key)
+                if known is None or (name and not known.display_name) or (ref.username and not known.username):
                     missing[key] = ref
-            elif name is not None and names.get(member_id) != name:
+                continue
+            if name is not None and names.get(member_id) != name:
                 names[member_id] = name
                 renamed.append((name, member_id))
+            if ref.username is not None and usernames.get(member_id) != ref.username:
+                usernames[member_id] = ref.username
+                handles.append((ref.username, member_id))
         if renamed:
             cur.executemany(f"UPDATE members SET display_name = {self._ph} WHERE id = {self._ph}", renamed)
+        if handles:
+            cur.executemany(f"UPDATE members SET username = {self._ph} WHERE id = {self._ph}", handles)
         if not missing:
             return
         items = list(missing.items())
@@ -212,6 +223,7 @@ class IngestStore:
                     platform,
                     user_id,
                     ref.display_name,
+                    ref.username,
                     self._bool(ref.is_bot),
                     seen_at,
                     no,
@@ -219,9 +231,9 @@ class IngestStore:
                     None,
                 ]
             sql = self._values_sql(
-                "INSERT INTO members (community_id, platform, platform_user_id, display_name, is_bot, "
+                "INSERT INTO members (community_id, platform, platform_user_id, display_name, username, is_bot, "
                 "first_seen_at, nudges_opt_out, leaderboard_opt_out, dm_unreachable_at)",
-                9,
+                10,
                 len(chunk),
                 "ON CONFLICT (community_id, platform, platform_user_id) DO NOTHING",
             )
@@ -236,14 +248,15 @@ class IngestStore:
                 chunk_ids = user_ids[start : start + CHUNK]
                 marks = ",".join([self._ph] * len(chunk_ids))
                 cur.execute(
-                    "SELECT id, platform, platform_user_id, display_name, is_bot FROM members "
+                    "SELECT id, platform, platform_user_id, display_name, username, is_bot FROM members "
                     f"WHERE community_id = {self._ph} AND platform = {self._ph} AND platform_user_id IN ({marks})",
                     [community_id, platform, *chunk_ids],
                 )
-                for member_id, platform, user_id, name, is_bot in cur.fetchall():
+                for member_id, platform, user_id, name, username, is_bot in cur.fetchall():
                     key = (community_id, platform, user_id)
                     self._members[key] = member_id
                     self._member_names[member_id] = name
+                    self._member_usernames[member_id] = username
                     if is_bot:
                         self._bots.add(member_id)
                     seen = missing.get(key)
@@ -254,6 +267,13 @@ class IngestStore:
                             [seen.display_name, member_id],
                         )
                         self._member_names[member_id] = seen.display_name
+                    if seen is not None and seen.username is not None and seen.username != username:
+                        # A handle changes hands over time: the latest one an account was seen with is kept.
+                        cur.execute(
+                            f"UPDATE members SET username = {self._ph} WHERE id = {self._ph}",
+                            [seen.username, member_id],
+                        )
+                        self._member_usernames[member_id] = seen.username
 
     def _resolve_channels(self, cur: Any, refs: Iterable[tuple[int, str, ChannelRef]]) -> None:
         """Make sure every referenced channel, thread parent and forum topic has a channels row."""
@@ -720,6 +740,8 @@ class IngestStore:
                     currency=event.currency,
                     purchased_at=event.occurred_at,
                     granted_by_member_id=granted_by,
+                    is_test=event.is_test,
+                    access_ends_at=event.access_ends_at,
                 )
                 .on_conflict_do_nothing(index_elements=["platform", "charge_id"])
                 .returning(Purchase.id)

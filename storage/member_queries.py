@@ -8,11 +8,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Connection, Engine, Table, and_, func, select, update
+from sqlalchemy import Connection, Engine, Table, and_, func, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -27,7 +27,7 @@ _STREAK_CHUNK_DAYS = 64
 
 
 class MemberLookupError(StorageError):
-    """An ``@name`` matched no stored member, or several (the message lists them and says what to type)."""
+    """An ``@username`` matched no stored member, or several (the message lists them and says what to type)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,6 +84,12 @@ class LedgerRow:
     purchased_at: datetime
     refunded_at: datetime | None
     member_user_id: str | None = None
+    is_test: bool = False  # a test purchase (Discord test mode): never revenue
+    access_ends_at: datetime | None = None  # access ended (or ends) then, without a refund
+
+    def live(self, now: datetime) -> bool:
+        """Whether the purchase gives access at ``now``: not refunded, and not ended."""
+        return self.refunded_at is None and (self.access_ends_at is None or self.access_ends_at > now)
 
     @property
     def amount_major(self) -> Decimal:
@@ -163,48 +169,63 @@ def find_member(engine: Engine, community_id: int, platform: str, user_id: str) 
 
 
 def resolve_member(engine: Engine, community_id: int, platform: str, value: str) -> ResolvedMember:
-    """Turn an admin's member argument into a platform user id.
+    """Turn an admin's member argument into a platform user id, by platform identity only.
+
+    A display name is never matched: anyone can rename themself to look like someone else. What counts is what
+    the platform vouches for: the numeric user id (a reply or a mention gives it too) or, on Telegram, the
+    ``@username`` the member was last seen with.
 
     Args:
         engine: The database.
         community_id: The community.
-        platform: The platform the command came from (names are matched on it only).
+        platform: The platform the command came from (usernames are matched on it only).
         value: A numeric user id (taken as it is, stored or not: an admin may grant to someone who never posted),
-            or ``@name``, matched case-insensitively against stored display names of human members.
+            or ``@username``, matched case-insensitively against the usernames members were last seen with.
 
     Returns:
         The member.
 
     Raises:
-        MemberLookupError: No stored member or several have that name.
+        MemberLookupError: No stored member has that username, several have (it changed hands: the message lists
+            them), or the platform has no usernames to go by.
     """
     value = value.strip()
     with engine.connect() as conn:
         if value.isdigit():
             found = _find(conn, community_id, platform, value)
             return ResolvedMember(value, found.display_name if found else None, found is not None)
-        name = value.removeprefix("@").strip()
-        if not name:
-            raise MemberLookupError("Name a member by numeric id or @name.")
+        handle = value.removeprefix("@").strip()
+        if not handle:
+            raise MemberLookupError("Name a member by numeric user id or @username.")
+        if platform == "console":
+            # The console's user ids are the names typed at it: the name is the identity.
+            found = _find(conn, community_id, platform, handle)
+            return ResolvedMember(handle, found.display_name if found else handle, found is not None)
+        if platform != "telegram":
+            raise MemberLookupError(
+                f"Members are named by their account on {platform}, not by name: pick the member in the user option."
+            )
         rows = conn.execute(
             select(Member.platform_user_id, Member.display_name)
             .where(
                 Member.community_id == community_id,
                 Member.platform == platform,
                 Member.is_bot.is_(False),
-                func.lower(Member.display_name).in_([name.lower(), f"@{name}".lower()]),
+                func.lower(Member.username) == handle.lower(),
             )
             .order_by(Member.platform_user_id)
             .limit(6)
         ).all()
     if not rows:
-        if platform == "console":
-            # The console's user ids are names: an admin may grant to someone who has not typed anything yet.
-            return ResolvedMember(name, name, False)
-        raise MemberLookupError(f"No member called {value!r} is known on {platform}. Use their numeric user id.")
+        raise MemberLookupError(
+            f"No member with the username @{handle} is known on {platform}. Use their numeric user id, or send the "
+            "command as a reply to one of their messages."
+        )
     if len(rows) > 1:
-        listed = ", ".join(f"{r.display_name} (id {r.platform_user_id})" for r in rows[:5])
-        raise MemberLookupError(f"Several members are called {value!r}: {listed}. Use the numeric user id instead.")
+        listed = ", ".join(f"id {r.platform_user_id} ({r.display_name or 'no name'})" for r in rows[:5])
+        raise MemberLookupError(
+            f"Several members have had the username @{handle}: {listed}. Use the numeric user id of the one you mean."
+        )
     return ResolvedMember(rows[0].platform_user_id, rows[0].display_name, True)
 
 
@@ -231,6 +252,11 @@ def _owned_query(community_id: int) -> Any:
     )
 
 
+def _not_ended(now: datetime | None) -> Any:
+    at = now or datetime.now(UTC)
+    return or_(Purchase.access_ends_at.is_(None), Purchase.access_ends_at > at)
+
+
 def _owned(row: Any) -> OwnedCourse:
     return OwnedCourse(
         purchase_id=int(row.id),
@@ -245,8 +271,8 @@ def _owned(row: Any) -> OwnedCourse:
     )
 
 
-def _owned_by(conn: Connection, community_id: int, member_id: int) -> list[OwnedCourse]:
-    rows = conn.execute(_owned_query(community_id).where(Purchase.member_id == member_id)).all()
+def _owned_by(conn: Connection, community_id: int, member_id: int, now: datetime | None = None) -> list[OwnedCourse]:
+    rows = conn.execute(_owned_query(community_id).where(Purchase.member_id == member_id, _not_ended(now))).all()
     # A course bought twice (a grant after a platform purchase) is owned once: keep the first live purchase.
     seen: dict[str, OwnedCourse] = {}
     for row in rows:
@@ -254,25 +280,34 @@ def _owned_by(conn: Connection, community_id: int, member_id: int) -> list[Owned
     return list(seen.values())
 
 
-def owned_courses(engine: Engine, community_id: int, platform: str, user_id: str) -> list[OwnedCourse]:
-    """The courses a member owns: live purchases (not refunded), oldest first, one per course."""
+def owned_courses(
+    engine: Engine, community_id: int, platform: str, user_id: str, *, now: datetime | None = None
+) -> list[OwnedCourse]:
+    """The courses a member owns at ``now`` (default: the current time), oldest first, one per course.
+
+    Owned means a live purchase: not refunded, and its access not ended (an expired Discord entitlement).
+    """
     with engine.connect() as conn:
         member = _find(conn, community_id, platform, user_id)
-        return [] if member is None else _owned_by(conn, community_id, member.id)
+        return [] if member is None else _owned_by(conn, community_id, member.id, now)
 
 
 def live_purchase(
-    engine: Engine, community_id: int, platform: str, user_id: str, course_key: str
+    engine: Engine, community_id: int, platform: str, user_id: str, course_key: str, *, now: datetime | None = None
 ) -> OwnedCourse | None:
-    """The member's live purchase of a course, or None when they do not own it."""
-    for owned in owned_courses(engine, community_id, platform, user_id):
+    """The member's live purchase of a course at ``now`` (default: the current time); None when they do not own it."""
+    for owned in owned_courses(engine, community_id, platform, user_id, now=now):
         if owned.course_key == course_key:
             return owned
     return None
 
 
-def ledger(engine: Engine, community_id: int) -> list[LedgerRow]:
-    """Every purchase of the community with its refund, oldest first (sales are few; this read stays small)."""
+def ledger(engine: Engine, community_id: int, *, include_test: bool = False) -> list[LedgerRow]:
+    """Every purchase of the community with its refund, oldest first (sales are few; this read stays small).
+
+    Test purchases (Discord test-mode entitlements) are money nobody paid: left out unless ``include_test``, so
+    revenue and conversion figures built from this never count them.
+    """
     query = (
         select(
             Purchase.id,
@@ -287,6 +322,8 @@ def ledger(engine: Engine, community_id: int) -> list[LedgerRow]:
             Purchase.purchased_at,
             Refund.refunded_at,
             Member.platform_user_id,
+            Purchase.is_test,
+            Purchase.access_ends_at,
         )
         .join(Course, Course.id == Purchase.course_id)
         .outerjoin(Refund, Refund.purchase_id == Purchase.id)
@@ -294,6 +331,8 @@ def ledger(engine: Engine, community_id: int) -> list[LedgerRow]:
         .where(Purchase.community_id == community_id)
         .order_by(Purchase.purchased_at, Purchase.id)
     )
+    if not include_test:
+        query = query.where(Purchase.is_test.is_(False))
     with engine.connect() as conn:
         return [
             LedgerRow(
@@ -309,6 +348,8 @@ def ledger(engine: Engine, community_id: int) -> list[LedgerRow]:
                 purchased_at=r.purchased_at,
                 refunded_at=r.refunded_at,
                 member_user_id=r.platform_user_id,
+                is_test=bool(r.is_test),
+                access_ends_at=r.access_ends_at,
             )
             for r in conn.execute(query)
         ]
@@ -316,7 +357,7 @@ def ledger(engine: Engine, community_id: int) -> list[LedgerRow]:
 
 def purchase_by_charge(engine: Engine, community_id: int, platform: str, charge_id: str) -> LedgerRow | None:
     """The purchase recorded under a platform charge id, with its refund and buyer, if any."""
-    for row in ledger(engine, community_id):
+    for row in ledger(engine, community_id, include_test=True):
         if row.platform == platform and row.charge_id == charge_id:
             return row
     return None

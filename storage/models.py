@@ -30,6 +30,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    false,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -81,6 +82,9 @@ class Member(Base):
     platform: Mapped[str] = mapped_column(String(16))
     platform_user_id: Mapped[str] = mapped_column(String(64))
     display_name: Mapped[str | None] = mapped_column(String(200))
+    # The platform's unique handle (Telegram @username, without the @), as last seen. Admin commands find a member
+    # by it, never by display name: anyone can rename themself, but a handle is the platform's identity.
+    username: Mapped[str | None] = mapped_column(String(64))
     is_bot: Mapped[bool] = mapped_column(Boolean, default=False)
     first_seen_at: Mapped[datetime] = mapped_column(UTCDateTime())
     # Membership state, derived from membership_events (rollup): first join is the cohort; a member is
@@ -236,6 +240,11 @@ class Purchase(Base):
     # When the buyer was given access (invite link, role). Empty after a crash between recording the payment and
     # granting: the platform delivers the payment again, and the replay finishes the grant instead of skipping it.
     access_granted_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # A test purchase (a Discord test-mode entitlement): kept so the flow can be checked, never revenue.
+    is_test: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    # When access ends without a refund (a Discord entitlement that expired or was cancelled): from then on the
+    # purchase no longer gives access, and the daily reconciliation takes the role away instead of giving it back.
+    access_ends_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
 
 class Refund(Base):
@@ -248,6 +257,38 @@ class Refund(Base):
     purchase_id: Mapped[int] = mapped_column(ForeignKey("purchases.id", ondelete="CASCADE"), unique=True)
     refunded_at: Mapped[datetime] = mapped_column(UTCDateTime())
     reason: Mapped[str | None] = mapped_column(String(500))
+    refunded_by_member_id: Mapped[int | None] = mapped_column(ForeignKey("members.id", ondelete="SET NULL"))
+
+
+class UnmatchedPayment(Base):
+    """Money that arrived but bought nothing.
+
+    A payment the bot could not match to a course and buyer, or one whose payer was not the member the invoice was
+    made for. Kept so an admin can refund it (``/refund charge <id>``) and so a redelivery is refunded or reported
+    once, not again.
+    """
+
+    __tablename__ = "unmatched_payments"
+    __table_args__ = (
+        UniqueConstraint("platform", "charge_id"),
+        {
+            "info": {
+                "member_data": "detach",
+                "member_columns": {"member_id": "detach", "refunded_by_member_id": "detach"},
+            }
+        },
+    )
+
+    id: Mapped[int] = mapped_column(IdType, primary_key=True)
+    community_id: Mapped[int] = mapped_column(ForeignKey("communities.id", ondelete="CASCADE"))
+    member_id: Mapped[int | None] = mapped_column(ForeignKey("members.id", ondelete="SET NULL"))  # who paid
+    platform: Mapped[str] = mapped_column(String(16))
+    charge_id: Mapped[str] = mapped_column(String(200))
+    amount: Mapped[int] = mapped_column(BigInteger)
+    currency: Mapped[str] = mapped_column(String(3))
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    problem: Mapped[str] = mapped_column(String(500))
+    refunded_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     refunded_by_member_id: Mapped[int | None] = mapped_column(ForeignKey("members.id", ondelete="SET NULL"))
 
 

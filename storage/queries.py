@@ -243,7 +243,8 @@ def purchases(conn: Connection, community_id: int, end: datetime) -> pd.DataFram
         )
         .join(Course, Course.id == Purchase.course_id)
         .outerjoin(Refund, Refund.purchase_id == Purchase.id)
-        .where(Purchase.community_id == community_id, Purchase.purchased_at < end)
+        # Test purchases (Discord test mode) moved no money: never revenue, never a buyer.
+        .where(Purchase.community_id == community_id, Purchase.purchased_at < end, Purchase.is_test.is_(False))
         .order_by(Purchase.purchased_at)
     ).all()
     frame = pd.DataFrame(

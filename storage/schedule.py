@@ -383,18 +383,25 @@ class CourseAccess:
 
     course: str
     owners: frozenset[str]  # at least one live (not refunded) purchase
-    refunded: frozenset[str]  # bought, but every purchase of this course was refunded
+    refunded: frozenset[str]  # bought, but no purchase of this course gives access any more (refunded, ended)
 
 
-def course_access(engine: Engine, community_id: int, platform: str) -> dict[str, CourseAccess]:
-    """Per course key: the members (platform user ids) who own it and those whose purchases were all refunded."""
+def course_access(
+    engine: Engine, community_id: int, platform: str, *, now: datetime, include_test: bool = False
+) -> dict[str, CourseAccess]:
+    """Per course key: the members (platform user ids) who own it at ``now`` and those who no longer do.
+
+    A purchase stops giving access when it is refunded or its access ended (an expired Discord entitlement).
+    Test purchases give access only with ``include_test`` (``[discord] grant_test_entitlements``); otherwise their
+    buyers count as not owning the course, so a role given for one is taken away.
+    """
     owners: dict[str, set[str]] = {}
     bought: dict[str, set[str]] = {}
-    for row in ledger(engine, community_id):
+    for row in ledger(engine, community_id, include_test=True):
         if row.platform != platform or row.member_user_id is None:
             continue  # another platform's sale, or a forgotten buyer (nobody left to give or take access)
         bought.setdefault(row.course_key, set()).add(row.member_user_id)
-        if row.refunded_at is None:
+        if row.live(now) and (include_test or not row.is_test):
             owners.setdefault(row.course_key, set()).add(row.member_user_id)
     return {
         course: CourseAccess(course, frozenset(owners.get(course, set())), frozenset(users - owners.get(course, set())))

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy import select
 
 from bot.core.commands.base import CapabilityError
-from bot.core.events import MemberRef, Platform, PurchaseEvent, PurchaseSource, RefundEvent
-from bot.core.sales import record_sale
+from bot.core.events import MemberRef, MessageEvent, Platform, PurchaseEvent, PurchaseSource, RefundEvent
+from bot.core.sales import record_sale, refuse_payment
 from storage.ingest import IngestStore
 from storage.models import Member, Purchase, Refund
 from tests.conftest import COMMUNITY, Events
@@ -120,8 +122,23 @@ async def test_revenue_without_sales(bot: Bot) -> None:
     assert "No sales recorded yet" in (await bot.run("/revenue", admin=True)).text.plain()
 
 
+async def confirmed(bot: Bot, line: str, *, user: str = ADMIN, actions: FakeActions | None = None) -> str:
+    """Run an admin command that asks for confirmation, check it changed nothing yet, press its button."""
+    recorded, returned = ledger_rows(bot), list((actions or bot.actions).refunds)
+    ask = await bot.run(line, admin=True, user=user, actions=actions)
+    (button,) = ask.buttons
+    assert "Refund this payment?" in ask.text.plain() and button.danger
+    assert ledger_rows(bot) == recorded and (actions or bot.actions).refunds == returned
+    return (await bot.run(button.value, admin=True, user=user, actions=actions)).text.plain()
+
+
+def with_username(ev: Events, user: str, name: str, username: str) -> MessageEvent:
+    message = ev.message(user, name=name, at=at(3, 19))
+    return replace(message, author=MemberRef(user, display_name=name, username=username))
+
+
 async def test_grant_then_refund_records_both_and_moves_access(bot: Bot) -> None:
-    await bot.put(Events(Platform.TELEGRAM).message(ANN, name="Ann", at=at(3, 19)))
+    await bot.put(with_username(Events(Platform.TELEGRAM), ANN, "Ann", "ann"))
     granted = (await bot.run("/grant @ann py-async", admin=True, user=ADMIN)).text.plain()
     assert "Recorded: Ann (id 1001) owns Async Python (49.00 EUR, granted by you)." in granted
     assert "Access given. Invite: https://t.me/+x" in granted
@@ -138,7 +155,7 @@ async def test_grant_then_refund_records_both_and_moves_access(bot: Bot) -> None
     assert len(ledger_rows(bot)) == 1 and len(bot.actions.grants) == 1
     assert "You already own Async Python" in (await bot.run("/buy py-async", user=ANN)).text.plain()
 
-    refunded = (await bot.run(f"/refund {ANN} py-async", admin=True, user=ADMIN)).text.plain()
+    refunded = await confirmed(bot, f"/refund {ANN} py-async")
     assert "Refunded: Ann (id 1001)'s purchase of Async Python." in refunded
     assert "Return the money the way it was paid" in refunded
     assert "Access removed." in refunded
@@ -168,21 +185,47 @@ async def test_grant_reports_access_problems(bot: Bot) -> None:
 
 async def test_grant_refuses_unknown_or_ambiguous_members_and_courses(bot: Bot) -> None:
     ev = Events(Platform.TELEGRAM)
-    await bot.put(ev.message("11", name="Sam"), ev.message("12", name="sam"))
+    # @sam changed hands: both accounts were last seen with it. A third renamed themself "sam".
+    await bot.put(with_username(ev, "11", "Sam", "sam"), with_username(ev, "12", "Samantha", "Sam"))
+    await bot.put(ev.message("13", name="sam"))
     ambiguous = (await bot.run("/grant @sam py-async", admin=True)).text.plain()
-    assert "Several members are called '@sam'" in ambiguous and "Usage: /grant <member> <course>" in ambiguous
-    assert "No member called '@zed'" in (await bot.run("/grant @zed py-async", admin=True)).text.plain()
+    assert "Several members have had the username @sam: id 11 (Sam), id 12 (Samantha)" in ambiguous
+    assert "Usage: /grant <member> <course>" in ambiguous
+    assert "No member with the username @zed" in (await bot.run("/grant @zed py-async", admin=True)).text.plain()
     assert "There is no course 'cobol'" in (await bot.run("/grant 11 cobol", admin=True)).text.plain()
     assert "/grant needs a course" in (await bot.run("/grant 11", admin=True)).text.plain()
     assert ledger_rows(bot) == [] and bot.actions.grants == []
 
 
-async def test_refund_of_a_stars_purchase_returns_the_stars_first(bot: Bot) -> None:
+async def test_admin_commands_never_take_a_display_name_for_a_member(bot: Bot) -> None:
+    ev = Events(Platform.TELEGRAM)
+    # Mallory renamed themself "bob"; the real Bob's account has the username @bob.
+    await bot.put(ev.message("66", name="bob"), with_username(ev, "77", "Bob Real", "bob"))
+    for line in ("/grant @bob py-async", "/grant bob py-async"):
+        await bot.run(line, admin=True, user=ADMIN)
+    assert bot.actions.grants == [("77", "py-async")]  # "/grant bob" (no @, no id) is refused outright
+    refused = (await bot.run("/grant bob py-async", admin=True, user=ADMIN)).text.plain()
+    assert "must be a member's numeric id, an @username, or a mention" in refused
+
+
+async def stars_sale(bot: Bot, charge: str = "tg-1", user: str = ANN) -> None:
     stars = PurchaseEvent(
-        Platform.TELEGRAM, COMMUNITY, "tg-1", MemberRef(ANN), "py-async", 500, "XTR", NOW, PurchaseSource.TELEGRAM_STARS
+        Platform.TELEGRAM,
+        COMMUNITY,
+        charge,
+        MemberRef(user),
+        "py-async",
+        500,
+        "XTR",
+        NOW,
+        PurchaseSource.TELEGRAM_STARS,
     )
     await record_sale(bot.dispatcher, stars, bot.actions)
-    text = (await bot.run(f"/refund {ANN} py-async", admin=True, user=ADMIN)).text.plain()
+
+
+async def test_refund_of_a_stars_purchase_returns_the_stars_first(bot: Bot) -> None:
+    await stars_sale(bot)
+    text = await confirmed(bot, f"/refund {ANN} py-async")
     assert bot.actions.refunds == [(ANN, "tg-1")]
     assert "500 Stars returned to the member by Telegram." in text
     assert bot.actions.revokes == [(ANN, "py-async")]
@@ -190,16 +233,71 @@ async def test_refund_of_a_stars_purchase_returns_the_stars_first(bot: Bot) -> N
 
 
 async def test_refund_the_platform_cannot_make_changes_nothing(bot: Bot) -> None:
-    stars = PurchaseEvent(
-        Platform.TELEGRAM, COMMUNITY, "tg-1", MemberRef(ANN), "py-async", 500, "XTR", NOW, PurchaseSource.TELEGRAM_STARS
-    )
-    await record_sale(bot.dispatcher, stars, bot.actions)
-    for error in (CapabilityError("no refunds here"), RuntimeError("CHARGE_ALREADY_REFUNDED")):
+    await stars_sale(bot)
+    for error in (CapabilityError("no refunds here"), RuntimeError("PAYMENT_EXPIRED")):
         actions = FakeActions(refund_error=error)
-        text = (await bot.run(f"/refund {ANN} py-async", admin=True, actions=actions)).text.plain()
+        text = await confirmed(bot, f"/refund {ANN} py-async", actions=actions)
         assert str(error) in text and "Nothing" in text
         assert actions.revokes == []
     assert ledger_rows(bot) == [("tg-1", "telegram_stars", 500, "XTR", False)]
+
+
+async def test_only_the_admin_who_asked_can_confirm_a_refund_and_only_once(bot: Bot) -> None:
+    await stars_sale(bot)
+    ask = await bot.run(f"/refund {ANN} py-async", admin=True, user=ADMIN)
+    (button,) = ask.buttons
+    assert len(button.value.encode()) <= 64  # fits Telegram's callback data
+    other = (await bot.run(button.value, admin=True, user="9001")).text.plain()
+    assert "made for another admin, or it has expired" in other
+    assert "only for the community's admins" in (await bot.run(button.value, user=ANN)).text.plain()
+    assert bot.actions.refunds == [] and ledger_rows(bot)[0][4] is False
+    # Two presses at once (a double tap, or a replayed update): one refund.
+    first, second = await asyncio.gather(
+        bot.run(button.value, admin=True, user=ADMIN), bot.run(button.value, admin=True, user=ADMIN)
+    )
+    texts = sorted([first.text.plain(), second.text.plain()])
+    assert "Refunded:" in texts[0] and "already refunded; nothing changed" in texts[1]
+    assert bot.actions.refunds == [(ANN, "tg-1")] and bot.actions.revokes == [(ANN, "py-async")]
+    replay = (await bot.run(button.value, admin=True, user=ADMIN)).text.plain()
+    assert "already refunded; nothing changed" in replay and len(bot.actions.refunds) == 1
+
+
+async def test_a_refund_confirmation_expires(bot: Bot) -> None:
+    await stars_sale(bot)
+    (button,) = (await bot.run(f"/refund {ANN} py-async", admin=True, user=ADMIN)).buttons
+    bot.clock.advance(timedelta(days=2))
+    stale = (await bot.run(button.value, admin=True, user=ADMIN)).text.plain()
+    assert "has expired" in stale and bot.actions.refunds == [] and ledger_rows(bot)[0][4] is False
+    forged = (await bot.run("/refund confirm p1.0000000000000000", admin=True, user=ADMIN)).text.plain()
+    assert "not valid" in forged and bot.actions.refunds == []
+
+
+async def test_refund_by_charge_id_covers_recorded_and_unmatched_payments(bot: Bot) -> None:
+    await stars_sale(bot, charge="tg-7")
+    text = await confirmed(bot, "/refund charge tg-7")
+    assert bot.actions.refunds == [(ANN, "tg-7")] and "500 Stars returned" in text
+    # A payment that matched no course: kept, and the owners' notice says how to refund it.
+    refused = await refuse_payment(
+        bot.dispatcher,
+        bot.actions,
+        charge_id="stx-odd",
+        payer=MemberRef("4242"),
+        amount=75,
+        currency="XTR",
+        received_at=NOW,
+        problem="not a cohortbot invoice payload",
+        refund=False,
+    )
+    assert refused is not None and not refused.refunded
+    assert "To refund it: /refund charge stx-odd" in refused.owners.plain()
+    assert bot.actions.refunds == [(ANN, "tg-7")]  # nothing went back on its own
+    done = await confirmed(bot, "/refund charge stx-odd")
+    assert "Refunded: payment stx-odd of user 4242." in done and "75 Stars returned" in done
+    assert bot.actions.refunds == [(ANN, "tg-7"), ("4242", "stx-odd")]
+    assert "already refunded" in (await bot.run("/refund charge stx-odd", admin=True, user=ADMIN)).text.plain()
+    unknown = (await bot.run("/refund charge nope", admin=True, user=ADMIN)).text.plain()
+    assert "No telegram payment with the charge id 'nope'" in unknown
+    assert len(ledger_rows(bot)) == 1
 
 
 async def test_refund_of_a_course_never_bought(bot: Bot) -> None:

@@ -171,6 +171,7 @@ def test_buy_and_pay_records_a_simulated_purchase_and_an_admin_can_refund_it(set
             ":pay",
             "/buy py-async",
             "@owner /refund @alice py-async",
+            "1",
             "@alice /courses",
         ],
     )
@@ -190,7 +191,9 @@ def test_buy_and_pay_records_a_simulated_purchase_and_an_admin_can_refund_it(set
     assert f"Reference: {charge_id}" in receipt
     assert "@alice has no open invoice" in out.split(":pay\n")[2]  # paying twice charges nothing
     assert "You already own Async Python. Nothing to pay." in answer_after(out, "/buy py-async")
-    refund = answer_after(out, "@owner /refund @alice py-async")
+    question = answer_after(out, "@owner /refund @alice py-async")
+    assert "Refund this payment?" in question and "[1] Refund (cannot be undone)" in question
+    refund = answer_after(out.split("> @owner /refund @alice py-async\n", 1)[1], "1")  # the owner confirms
     assert "Refunded: alice (id alice)'s purchase of Async Python." in refund
     assert "(simulated) access to Async Python removed" in refund
     assert "simulated payment: no money moved" in refund

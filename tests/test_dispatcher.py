@@ -107,3 +107,27 @@ async def test_unknown_commands_point_to_help() -> None:
 def test_help_text_is_the_docstring_first_line() -> None:
     assert GRANT.help == "Say the options back"
     assert GRANT.usage() == "/grant <member> <course>"
+
+
+REFUND = CommandSpec(
+    "refund",
+    echo,
+    (
+        OptionSpec("member", "who", "member", required=False),
+        OptionSpec("course", "what", "course", required=False),
+        OptionSpec("charge", "a charge id", required=False, keyword=True),
+    ),
+    admin=True,
+)
+
+
+def test_keyword_options_are_typed_by_name_and_never_filled_positionally() -> None:
+    assert parse_options(REFUND, ("charge", "stx-1"), {}) == {"charge": "stx-1"}
+    assert parse_options(REFUND, ("CHARGE", "stx-1", "42"), {}) == {"charge": "stx-1", "member": "42"}
+    assert parse_options(REFUND, ("42", "py-async"), {}) == {"member": "42", "course": "py-async"}
+    assert parse_options(REFUND, (), {"charge": "stx-2"}) == {"charge": "stx-2"}  # Discord: a named option
+    with pytest.raises(UsageError, match="charge needs a value"):
+        parse_options(REFUND, ("charge",), {})
+    with pytest.raises(UsageError, match="more than it expects"):
+        parse_options(REFUND, ("42", "py-async", "stx-3"), {})
+    assert REFUND.usage() == "/refund [member] [course] [charge …]"

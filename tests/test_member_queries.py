@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy import Engine, insert, select
 
-from bot.core.events import Platform, RefundEvent
+from bot.core.events import MemberRef, MessageEvent, Platform, RefundEvent
 from storage.deletion import member_data_tables
 from storage.ingest import IngestStore
 from storage.member_queries import (
@@ -120,27 +121,48 @@ def test_owned_courses_leave_out_refunded_purchases(engine: Engine, store: Inges
     assert owned_courses(engine, cid, "discord", "ann") == []  # the same id on another platform is someone else
 
 
-def test_resolve_member_by_id_and_name(engine: Engine, store: IngestStore) -> None:
+def named(ev: Events, user: str, name: str, username: str | None = None, *, bot: bool = False) -> MessageEvent:
+    message = ev.message(user, name=name, bot=bot)
+    return replace(message, author=MemberRef(user, display_name=name, is_bot=bot, username=username))
+
+
+def test_resolve_member_by_id_and_username_never_by_display_name(engine: Engine, store: IngestStore) -> None:
     cid = store.community_id(COMMUNITY)
     ev = Events(Platform.TELEGRAM)
     store.write_batch(
         [
-            ev.message("11", name="Ann Lee"),
-            ev.message("12", name="Sam"),
-            ev.message("13", name="sam"),
-            ev.message("14", name="HelperBot", bot=True),
+            named(ev, "11", "Ann Lee", "ann_lee"),
+            named(ev, "12", "bob"),  # renamed themself "bob" to pass for the real @bob
+            named(ev, "13", "Robert", "bob"),
+            named(ev, "14", "HelperBot", "helper_bot", bot=True),
         ]
     )
-    assert resolve_member(engine, cid, "telegram", "@ann lee").user_id == "11"
+    assert resolve_member(engine, cid, "telegram", "@Ann_Lee").user_id == "11"
+    assert resolve_member(engine, cid, "telegram", "@bob").user_id == "13"  # the handle, not the lookalike name
     assert resolve_member(engine, cid, "telegram", "11").known
     stranger = resolve_member(engine, cid, "telegram", "777")
     assert (stranger.user_id, stranger.known) == ("777", False)
-    with pytest.raises(MemberLookupError, match="Several members"):
-        resolve_member(engine, cid, "telegram", "@Sam")
-    with pytest.raises(MemberLookupError, match="No member called"):
-        resolve_member(engine, cid, "telegram", "@HelperBot")
-    with pytest.raises(MemberLookupError, match="No member called"):
-        resolve_member(engine, cid, "discord", "@Sam")
+    with pytest.raises(MemberLookupError, match="No member with the username @ann lee"):
+        resolve_member(engine, cid, "telegram", "@ann lee")  # a display name never matches
+    with pytest.raises(MemberLookupError, match="No member with the username @helper_bot"):
+        resolve_member(engine, cid, "telegram", "@helper_bot")
+    with pytest.raises(MemberLookupError, match="pick the member in the user option"):
+        resolve_member(engine, cid, "discord", "@bob")
+
+
+def test_a_username_that_changed_hands_is_ambiguous(engine: Engine, store: IngestStore) -> None:
+    cid = store.community_id(COMMUNITY)
+    ev = Events(Platform.TELEGRAM)
+    store.write_batch([named(ev, "21", "Old Sam", "sam")])
+    store.invalidate_caches()  # a restart in between: the writer learns the handle from the database again
+    store.write_batch([named(ev, "22", "New Sam", "sam"), named(ev, "21", "Old Sam", "sam")])
+    with pytest.raises(MemberLookupError) as refused:
+        resolve_member(engine, cid, "telegram", "@sam")
+    assert "Several members have had the username @sam: id 21 (Old Sam), id 22 (New Sam)" in str(refused.value)
+    # Old Sam takes another handle: @sam now names New Sam only.
+    store.write_batch([named(ev, "21", "Old Sam", "samuel")])
+    assert resolve_member(engine, cid, "telegram", "@sam").user_id == "22"
+    assert resolve_member(engine, cid, "telegram", "@samuel").user_id == "21"
 
 
 def test_nudge_opt_out_creates_then_updates_the_member(engine: Engine, store: IngestStore) -> None:

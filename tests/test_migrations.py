@@ -7,17 +7,19 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import Engine, inspect, text
+from sqlalchemy import Engine, column, inspect, table, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import IntegrityError, OperationalError
 
 from storage.catalog import CourseRecord, sync_courses
 from storage.engine import SQLITE_BUSY_TIMEOUT_MS, make_engine, normalise_url, writing
 from storage.ingest import IngestStore
-from storage.migrate import current_revision, head_revision, upgrade
+from storage.migrate import alembic_config, current_revision, head_revision, upgrade
 from storage.models import Base
+from storage.types import UTCDateTime
 from tests.conftest import COMMUNITY, T0, Events
 
 
@@ -62,6 +64,86 @@ def test_upgrading_twice_is_a_no_op(empty_engine: Engine, ev: Events) -> None:
         assert conn.execute(text("SELECT name FROM communities")).scalars().all() == [COMMUNITY]
 
 
+def record_old_purchase(engine: Engine, community_id: int, user: str, charge: str) -> None:
+    """A member and a purchase stored with only the columns every revision since 0001 has (today's writer would
+    fill columns an old database does not have yet)."""
+    members = table(
+        "members",
+        column("community_id"),
+        column("platform"),
+        column("platform_user_id"),
+        column("is_bot"),
+        column("first_seen_at", UTCDateTime()),
+        column("nudges_opt_out"),
+        column("leaderboard_opt_out"),
+    )
+    purchases = table(
+        "purchases",
+        column("community_id"),
+        column("member_id"),
+        column("course_id"),
+        column("platform"),
+        column("charge_id"),
+        column("source"),
+        column("amount"),
+        column("currency"),
+        column("purchased_at", UTCDateTime()),
+    )
+    with engine.begin() as conn:
+        conn.execute(
+            members.insert().values(
+                community_id=community_id,
+                platform="telegram",
+                platform_user_id=user,
+                is_bot=False,
+                first_seen_at=T0,
+                nudges_opt_out=False,
+                leaderboard_opt_out=False,
+            )
+        )
+        member_id = conn.execute(text("SELECT id FROM members WHERE platform_user_id = :u"), {"u": user}).scalar_one()
+        course_id = conn.execute(text("SELECT id FROM courses")).scalar_one()
+        conn.execute(
+            purchases.insert().values(
+                community_id=community_id,
+                member_id=member_id,
+                course_id=course_id,
+                platform="telegram",
+                charge_id=charge,
+                source="telegram_stars",
+                amount=500,
+                currency="XTR",
+                purchased_at=T0,
+            )
+        )
+
+
+@pytest.mark.storage
+def test_0004_upgrades_old_purchases_and_downgrades_cleanly(empty_engine: Engine) -> None:
+    # An existing sale stays real revenue with open-ended access; going back to 0003 and forward again works.
+    upgrade(empty_engine, "0003")
+    community_id = IngestStore(empty_engine).register_community(COMMUNITY, "Europe/Berlin")
+    sync_courses(empty_engine, community_id, [CourseRecord("py-async", "Async Python", price_stars=500)])
+    record_old_purchase(empty_engine, community_id, "alice", "ch-old")
+    upgrade(empty_engine)
+    with empty_engine.connect() as conn:
+        row = conn.execute(text("SELECT is_test, access_ends_at FROM purchases")).one()
+        assert (bool(row[0]), row[1]) == (False, None)
+        assert conn.execute(text("SELECT username FROM members")).scalar_one() is None
+    config = alembic_config(empty_engine)
+    with empty_engine.begin() as conn:
+        config.attributes["connection"] = conn
+        command.downgrade(config, "0003")
+    assert current_revision(empty_engine) == "0003"
+    tables = set(inspect(empty_engine).get_table_names())
+    assert "unmatched_payments" not in tables
+    assert "is_test" not in {c["name"] for c in inspect(empty_engine).get_columns("purchases")}
+    with empty_engine.connect() as conn:
+        assert conn.execute(text("SELECT charge_id FROM purchases")).scalar_one() == "ch-old"
+    upgrade(empty_engine)
+    assert current_revision(empty_engine) == head_revision()
+
+
 @pytest.mark.storage
 def test_purchases_recorded_before_0003_count_as_granted(empty_engine: Engine, ev: Events) -> None:
     # Older versions gave access when they recorded a sale, so upgrading must not make a redelivery grant again.
@@ -69,7 +151,7 @@ def test_purchases_recorded_before_0003_count_as_granted(empty_engine: Engine, e
     store = IngestStore(empty_engine)
     community_id = store.register_community(COMMUNITY, "Europe/Berlin")
     sync_courses(empty_engine, community_id, [CourseRecord("py-async", "Async Python", price_stars=500)])
-    store.record_purchase(ev.purchase("alice"))
+    record_old_purchase(empty_engine, community_id, "alice", "ch-old")
     upgrade(empty_engine)
     with empty_engine.connect() as conn:
         assert conn.execute(text("SELECT access_granted_at = purchased_at FROM purchases")).scalar_one()

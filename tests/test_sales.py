@@ -13,7 +13,7 @@ from sqlalchemy import func, select
 from bot.core.commands.base import AccessResult
 from bot.core.events import MemberRef, Platform, PurchaseEvent, PurchaseSource, RefundEvent
 from bot.core.payments import sign_payload
-from bot.core.sales import check_checkout, record_refund, record_sale
+from bot.core.sales import check_checkout, record_refund, record_sale, refuse_payment
 from storage.ingest import IngestStore
 from storage.models import Purchase, Refund
 from tests.conftest import COMMUNITY
@@ -167,9 +167,10 @@ async def test_refund_revokes_once_and_keeps_access_from_another_purchase(bot: B
     assert bot.actions.revokes == [(ANN, "py-async")]
     assert "was refunded" in first.reply.text.plain()
 
-    # Bought twice: refunding one purchase leaves access from the other.
+    # Bought twice (paid in Stars, then also granted by an admin): refunding one leaves access from the other.
     await record_sale(bot.dispatcher, stars_sale(charge="c2"), bot.actions)
-    await record_sale(bot.dispatcher, stars_sale(charge="c3"), bot.actions)
+    grant = dataclasses.replace(stars_sale(charge="c3"), source=PurchaseSource.GRANT, amount=0)
+    await record_sale(bot.dispatcher, grant, bot.actions)
     kept = await record_refund(
         bot.dispatcher, RefundEvent(Platform.TELEGRAM, COMMUNITY, "c2", NOW), MemberRef(ANN), bot.actions
     )
@@ -182,3 +183,81 @@ async def test_refund_of_an_unknown_charge_stores_nothing(bot: Bot) -> None:
         bot.dispatcher, RefundEvent(Platform.TELEGRAM, COMMUNITY, "nope", NOW), MemberRef(ANN), bot.actions
     )
     assert not outcome.created and rows(bot) == (0, 0) and bot.actions.revokes == []
+
+
+# --- money the bot gives back ----------------------------------------------------------------------------------
+
+
+def refund_rows(bot: Bot) -> list[tuple[str, str | None]]:
+    with bot.engine.connect() as conn:
+        found = conn.execute(
+            select(Purchase.charge_id, Refund.reason)
+            .join(Refund, Refund.purchase_id == Purchase.id)
+            .order_by(Refund.id)
+        ).all()
+    return [(r[0], r[1]) for r in found]
+
+
+async def test_a_second_payment_for_an_owned_course_is_refunded_recorded_and_told_once(bot: Bot) -> None:
+    # Two invoices were checked out before either was paid; both payments arrive.
+    first = await record_sale(bot.dispatcher, stars_sale(charge="c1"), bot.actions)
+    second = await record_sale(bot.dispatcher, stars_sale(charge="c2"), bot.actions)
+    assert first.created and bot.actions.grants == [(ANN, "py-async")]
+    assert bot.actions.refunds == [(ANN, "c2")]
+    assert refund_rows(bot) == [("c2", "paid twice: the member already owned the course")]
+    assert second.created and second.access is None
+    told = second.reply.text.plain()
+    assert "You already own Async Python, so this payment of 500 Stars was refunded to you automatically." in told
+    # Redeliveries of either payment: nothing is refunded, granted or said again.
+    for charge in ("c2", "c1", "c2"):
+        again = await record_sale(bot.dispatcher, stars_sale(charge=charge), bot.actions)
+        assert not again.created
+    assert bot.actions.refunds == [(ANN, "c2")] and bot.actions.grants == [(ANN, "py-async")]
+    assert rows(bot) == (2, 1) and bot.actions.revokes == []
+
+
+async def test_two_payments_racing_refund_exactly_the_later_one(bot: Bot) -> None:
+    outcomes = await asyncio.gather(
+        record_sale(bot.dispatcher, stars_sale(charge="r1"), bot.actions),
+        record_sale(bot.dispatcher, stars_sale(charge="r2"), bot.actions),
+    )
+    assert all(o.created for o in outcomes)
+    assert len(bot.actions.refunds) == 1 and len(bot.actions.grants) == 1
+    assert rows(bot) == (2, 1)
+
+
+async def test_a_double_payment_whose_refund_failed_is_refunded_on_redelivery(bot: Bot) -> None:
+    await record_sale(bot.dispatcher, stars_sale(charge="c1"), bot.actions)
+    failing = FakeActions(refund_error=RuntimeError("Telegram is down"))
+    outcome = await record_sale(bot.dispatcher, stars_sale(charge="c2"), failing)
+    assert "could not refund it automatically" in outcome.reply.text.plain()
+    assert refund_rows(bot) == [] and failing.grants == []
+    # Telegram delivers the payment again (it was not confirmed): this time the refund goes through, once.
+    retried = await record_sale(bot.dispatcher, stars_sale(charge="c2"), bot.actions)
+    assert bot.actions.refunds == [(ANN, "c2")] and [c for c, _ in refund_rows(bot)] == ["c2"]
+    assert retried.created and "refunded to you automatically" in retried.reply.text.plain()
+    # Telegram reports a refund it already made (the bot stopped between refunding and recording it).
+    await record_sale(
+        bot.dispatcher, stars_sale(charge="c3"), FakeActions(refund_error=RuntimeError("CHARGE_ALREADY_REFUNDED"))
+    )
+    assert [c for c, _ in refund_rows(bot)] == ["c2", "c3"]
+
+
+async def test_a_payment_by_someone_else_is_refused_and_refunded_once(bot: Bot) -> None:
+    kwargs = {
+        "charge_id": "stx-wrong",
+        "payer": MemberRef("2002"),
+        "amount": 500,
+        "currency": "XTR",
+        "received_at": NOW,
+        "problem": "the invoice was made for another member, not for the payer",
+        "refund": True,
+    }
+    refused = await refuse_payment(bot.dispatcher, bot.actions, **kwargs)  # type: ignore[arg-type]
+    assert refused is not None and refused.refunded
+    assert bot.actions.refunds == [("2002", "stx-wrong")] and bot.actions.grants == []
+    assert "your 500 Stars were refunded. Nothing was bought." in refused.buyer.text.plain()
+    assert "refused and refunded" in refused.owners.plain() and "user 2002" in refused.owners.plain()
+    assert rows(bot) == (0, 0)  # no purchase: nobody got the course
+    assert await refuse_payment(bot.dispatcher, bot.actions, **kwargs) is None  # type: ignore[arg-type]
+    assert bot.actions.refunds == [("2002", "stx-wrong")]

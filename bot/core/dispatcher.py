@@ -161,6 +161,7 @@ def parse_options(spec: CommandSpec, args: tuple[str, ...], named: Mapping[str, 
     """Match positional ``args`` and ``named`` options to the command's option specs.
 
     Named options (Discord) win; positional arguments (Telegram, console) fill the remaining options in order.
+    A keyword option is typed as its name and a value (``/refund charge stx123``) and is never filled positionally.
     The last text option takes the rest of the line, so ``/grant @ann py-async`` and free text both work.
 
     Raises:
@@ -170,8 +171,22 @@ def parse_options(spec: CommandSpec, args: tuple[str, ...], named: Mapping[str, 
     if unknown:
         raise UsageError(f"/{spec.name} has no option {unknown[0]!r}.")
     values: dict[str, str] = {k: v.strip() for k, v in named.items() if v.strip()}
-    remaining = [o for o in spec.options if o.name not in values]
     queue = [a for a in args if a.strip()]
+    keywords = {o.name: o for o in spec.options if o.keyword and o.name not in values}
+    if keywords:
+        positional: list[str] = []
+        words = iter(queue)
+        for word in words:
+            option = keywords.get(word.lower())
+            if option is None or option.name in values:
+                positional.append(word)
+                continue
+            value = next(words, None)
+            if value is None:
+                raise UsageError(f"/{spec.name}: {option.name} needs a value: {option.name} <{option.name}>.")
+            values[option.name] = value
+        queue = positional
+    remaining = [o for o in spec.options if o.name not in values and not o.keyword]
     for index, option in enumerate(remaining):
         if not queue:
             break

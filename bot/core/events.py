@@ -82,11 +82,14 @@ class MemberRef:
         user_id: The platform's user id.
         display_name: The name shown in the community, if the platform sent one.
         is_bot: Bot accounts are stored (so replies to them resolve) but never counted in analytics.
+        username: The platform's unique handle without ``@`` (Telegram), if it sent one: admin commands name
+            members by it, never by display name.
     """
 
     user_id: str
     display_name: str | None = None
     is_bot: bool = False
+    username: str | None = None
 
     def __post_init__(self) -> None:
         _require_id("user_id", self.user_id)
@@ -220,6 +223,8 @@ class PurchaseEvent:
     ``charge_id`` is the platform's idempotency key (Telegram ``telegram_payment_charge_id``, Discord entitlement
     id, or a generated id for admin grants): the same charge is stored once however often it is delivered.
     ``amount`` is in the currency's minor units (cents; Telegram Stars are whole stars, currency ``XTR``).
+    ``is_test`` marks a test purchase (a Discord test-mode entitlement: no money, never revenue);
+    ``access_ends_at`` is when access ends without a refund (an entitlement that expires), if known.
     """
 
     platform: Platform
@@ -233,11 +238,15 @@ class PurchaseEvent:
     source: PurchaseSource
     provider_charge_id: str | None = None
     granted_by: str | None = None
+    is_test: bool = False
+    access_ends_at: datetime | None = None
 
     def __post_init__(self) -> None:
         _require_id("charge_id", self.charge_id)
         _require_id("course_id", self.course_id)
         _normalise_utc(self, "occurred_at")
+        if self.access_ends_at is not None:
+            _normalise_utc(self, "access_ends_at")
         if self.amount < 0:
             raise EventError(f"amount: expected a non-negative integer, got {self.amount}")
         if not re.fullmatch(r"[A-Z]{3}", self.currency):

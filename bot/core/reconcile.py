@@ -6,6 +6,7 @@ import asyncio
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 from sqlalchemy import Engine
 
@@ -54,17 +55,29 @@ async def reconcile_access(
     settings: Settings,
     community_id: int,
     adapters: Sequence[AccessReconciler],
+    *,
+    now: datetime | None = None,
 ) -> ReconcileReport:
     """Make course access match purchases on every platform that can control it.
 
-    Owners (a live purchase) must have access; members whose purchases were all refunded, and (where the platform
-    can list them) anyone else holding the access, must not. One member's failure never stops the others.
+    Owners (a live purchase) must have access; members whose purchases were all refunded or ended (an expired
+    Discord entitlement), and (where the platform can list them) anyone else holding the access, must not. Test
+    purchases (Discord test mode) count only with ``[discord] grant_test_entitlements``. One member's failure never
+    stops the others.
     """
+    at = now or datetime.now(UTC)
     checked = 0
     fixed: list[str] = []
     problems: list[str] = []
     for adapter in adapters:
-        ledger = await asyncio.to_thread(course_access, engine, community_id, adapter.name)
+        ledger = await asyncio.to_thread(
+            course_access,
+            engine,
+            community_id,
+            adapter.name,
+            now=at,
+            include_test=adapter.name == "discord" and settings.discord.grant_test_entitlements,
+        )
         for course in settings.courses:
             if not _wired(course, adapter.name):
                 continue

@@ -6,6 +6,12 @@ delivered twice (a retried webhook, a replayed update) is stored once and grants
 (a bot without the permission to add roles, a course missing from the config) are logged at ERROR with what to do;
 the buyer is told that an admin will sort it out.
 
+Money the bot cannot turn into a sale goes back where the platform lets the bot return it (Telegram Stars): a
+second payment for a course the buyer already owns (two invoices checked out before either was paid) is refunded
+and recorded as a refund; a payment whose payer is not the member the invoice was signed for is refused and
+refunded. A payment that matches no course is kept as an unmatched payment, and the owners are told how to
+refund it (``/refund charge <id>``). Each of these happens once, however often the payment is delivered.
+
 Adapters call these from their payment handlers (Telegram ``pre_checkout_query``/``successful_payment``/
 ``refunded_payment``, Discord entitlements); ``/grant`` and ``/refund`` call them too.
 """
@@ -15,20 +21,30 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
 from typing import TYPE_CHECKING, Protocol
 
 from bot.core.commands.base import AccessResult, PlatformActions
-from bot.core.events import MemberRef, PurchaseEvent, RefundEvent
+from bot.core.events import MemberRef, PurchaseEvent, PurchaseSource, RefundEvent
 from bot.core.locks import KeyedLocks
-from bot.core.markup import Span, bold, code, rich
+from bot.core.markup import Rich, Span, bold, code, rich
 from bot.core.payments import PaymentError, verify_payload
 from bot.core.replies import Reply
 from storage.errors import UnknownCourseError, UnknownPurchaseError
+from storage.ledger import (
+    earlier_live_purchase,
+    end_access,
+    mark_unmatched_refunded,
+    record_unmatched_payment,
+    unmatched_payment,
+)
 from storage.member_queries import access_granted, live_purchase, mark_access_granted, purchase_by_charge
 
 if TYPE_CHECKING:
     from sqlalchemy import Engine
 
+    from bot.clock import Clock
     from bot.config import CourseSettings, Settings
     from storage.writer import EventWriter
 
@@ -70,6 +86,11 @@ class SalesDeps(Protocol):
         """One lock per payment, so a payment delivered twice at once is granted once."""
         ...
 
+    @property
+    def clock(self) -> Clock:
+        """The current time (whether an entitlement's access has ended)."""
+        ...
+
 
 @dataclass(frozen=True, slots=True)
 class SaleOutcome:
@@ -80,12 +101,14 @@ class SaleOutcome:
         course: The configured course, when it still is configured.
         access: The result of granting (sale) or revoking (refund) access; None when it was not attempted.
         reply: What to tell the buyer (the receipt, or the refund notice).
+        problem: Nothing could be stored and an admin must look (the buyer is told so, however often it comes).
     """
 
     created: bool
     course: CourseSettings | None
     access: AccessResult | None
     reply: Reply
+    problem: bool = False
 
 
 def find_course(settings: Settings, course_id: str) -> CourseSettings | None:
@@ -167,8 +190,100 @@ async def record_sale(dispatcher: SalesDeps, event: PurchaseEvent, actions: Plat
     Returns:
         The outcome; ``reply`` is the receipt for the buyer.
     """
-    async with dispatcher.sale_locks(f"{event.platform.value}:{event.charge_id}"):
+    platform = event.platform.value
+    # One lock per charge (a redelivery racing the original) and one per buyer and course (two payments for the
+    # same course racing each other: the second must see the first to be refunded as the duplicate). Always taken
+    # in this order, so they never deadlock.
+    async with (
+        dispatcher.sale_locks(f"{platform}:{event.charge_id}"),
+        dispatcher.sale_locks(f"owner:{platform}:{event.member.user_id}:{event.course_id}"),
+    ):
         return await _record_sale(dispatcher, event, actions)
+
+
+def _stars(amount: int) -> str:
+    return f"{amount} Star{'s' if amount != 1 else ''}"
+
+
+def _already_returned(exc: Exception) -> bool:
+    # Telegram answers CHARGE_ALREADY_REFUNDED when the Stars went back before (a crash after refunding).
+    return "already_refunded" in str(exc).lower().replace(" ", "_")
+
+
+async def _refund_duplicate(
+    dispatcher: SalesDeps, event: PurchaseEvent, course: CourseSettings | None, actions: PlatformActions, *, new: bool
+) -> SaleOutcome:
+    """Give back a second payment for a course the buyer already owns, record the refund, tell the buyer once."""
+    title = course.title if course else event.course_id
+    platform = event.platform.value
+    stored = await asyncio.to_thread(
+        purchase_by_charge, dispatcher.engine, dispatcher.community_id, platform, event.charge_id
+    )
+    if stored is not None and stored.refunded_at is not None:
+        return SaleOutcome(
+            created=False,
+            course=course,
+            access=None,
+            reply=Reply(rich(["Your second payment for ", bold(title), " was already refunded."]), private=True),
+        )
+    try:
+        await actions.refund_payment(event.member, event.charge_id)
+    except Exception as exc:
+        if not _already_returned(exc):
+            log.error(
+                "%s user %s paid twice for %r (charge %s) but the refund failed: %s; refund it with /refund charge %s",
+                platform,
+                event.member.user_id,
+                event.course_id,
+                event.charge_id,
+                exc,
+                event.charge_id,
+            )
+            return SaleOutcome(
+                created=new,  # told once; a redelivery retries the refund quietly
+                course=course,
+                access=None,
+                reply=Reply(
+                    rich(
+                        ["You already own ", bold(title), ", so this payment was not needed."],
+                        "We could not refund it automatically; the admins have been told and will refund you.",
+                        ["Your payment reference: ", code(event.charge_id)],
+                    ),
+                    private=True,
+                ),
+            )
+    refund = RefundEvent(
+        platform=event.platform,
+        community=event.community,
+        charge_id=event.charge_id,
+        occurred_at=dispatcher.clock.now(),
+        reason="paid twice: the member already owned the course",
+    )
+    recorded = await dispatcher.writer.record_refund(refund)
+    log.warning(
+        "%s user %s paid twice for %r: charge %s refunded automatically",
+        platform,
+        event.member.user_id,
+        event.course_id,
+        event.charge_id,
+    )
+    return SaleOutcome(
+        created=recorded.created,
+        course=course,
+        access=None,
+        reply=Reply(
+            rich(
+                [
+                    "You already own ",
+                    bold(title),
+                    f", so this payment of {_stars(event.amount)} was refunded to you automatically.",
+                ],
+                "Your access is unchanged.",
+                ["Your payment reference: ", code(event.charge_id)],
+            ),
+            private=True,
+        ),
+    )
 
 
 async def _record_sale(dispatcher: SalesDeps, event: PurchaseEvent, actions: PlatformActions) -> SaleOutcome:
@@ -187,6 +302,7 @@ async def _record_sale(dispatcher: SalesDeps, event: PurchaseEvent, actions: Pla
             created=False,
             course=None,
             access=None,
+            problem=True,
             reply=Reply(
                 rich(
                     "Thank you for your payment. Something is not set up on our side for this course, so an admin "
@@ -198,6 +314,36 @@ async def _record_sale(dispatcher: SalesDeps, event: PurchaseEvent, actions: Pla
         )
     course = find_course(dispatcher.settings, event.course_id)
     title = course.title if course else event.course_id
+    if event.source == PurchaseSource.TELEGRAM_STARS:  # the only payments the bot can give back itself
+        earlier = await asyncio.to_thread(
+            earlier_live_purchase,
+            dispatcher.engine,
+            dispatcher.community_id,
+            outcome.row_id,
+            now=dispatcher.clock.now(),
+        )
+        if earlier is not None:
+            return await _refund_duplicate(dispatcher, event, course, actions, new=outcome.created)
+    if event.is_test and not dispatcher.settings.discord.grant_test_entitlements:
+        log.info(
+            "test purchase %s of %r by %s user %s recorded; no access given ([discord] grant_test_entitlements is off)",
+            event.charge_id,
+            event.course_id,
+            event.platform.value,
+            event.member.user_id,
+        )
+        return SaleOutcome(
+            created=outcome.created,
+            course=course,
+            access=None,
+            reply=Reply(
+                rich(
+                    ["Your test purchase of ", bold(title), " is recorded (no money moved)."],
+                    "Test purchases give no access unless the owner turns on [discord] grant_test_entitlements.",
+                ),
+                private=True,
+            ),
+        )
     if not outcome.created and (
         course is None
         or await asyncio.to_thread(access_granted, dispatcher.engine, outcome.row_id)
@@ -279,11 +425,27 @@ async def record_refund(
     try:
         outcome = await dispatcher.writer.record_refund(event)
     except UnknownPurchaseError:
+        unmatched = await asyncio.to_thread(
+            unmatched_payment, dispatcher.engine, dispatcher.community_id, platform, event.charge_id
+        )
+        if unmatched is not None:
+            # Telegram reports the refund of a payment that bought nothing (the bot's own, or an admin's): the
+            # refund is noted, and nothing else happens, since nothing was bought.
+            marked = await asyncio.to_thread(
+                mark_unmatched_refunded, dispatcher.engine, unmatched.id, at=event.occurred_at
+            )
+            return SaleOutcome(
+                created=marked,
+                course=None,
+                access=None,
+                reply=Reply(rich(["Your payment ", code(event.charge_id), " was refunded."]), private=True),
+            )
         log.error("a refund of %s charge %s arrived, but no such purchase is recorded", platform, event.charge_id)
         return SaleOutcome(
             created=False,
             course=None,
             access=None,
+            problem=True,
             reply=Reply.say("We could not find the payment this refund is for; an admin will check.", private=True),
         )
     course = find_course(dispatcher.settings, purchase.course_key) if purchase else None
@@ -324,4 +486,220 @@ async def record_refund(
         course=course,
         access=access,
         reply=Reply(rich(["Your payment for ", bold(title), " was refunded."]), private=True),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class RefusedPayment:
+    """What to say about a payment that bought nothing, the first time it is handled.
+
+    Attributes:
+        refunded: The money went back (now).
+        buyer: The message for the payer.
+        owners: The notice for the owners (says how to refund it when the bot did not).
+    """
+
+    refunded: bool
+    buyer: Reply
+    owners: Rich
+
+
+async def refuse_payment(
+    dispatcher: SalesDeps,
+    actions: PlatformActions,
+    *,
+    charge_id: str,
+    payer: MemberRef,
+    amount: int,
+    currency: str,
+    received_at: datetime,
+    problem: str,
+    refund: bool,
+) -> RefusedPayment | None:
+    """Keep a payment that buys nothing (no purchase, no access), and give the money back when ``refund``.
+
+    Stored once per charge: a redelivery changes nothing and says nothing again, except that a refund that failed
+    the first time is tried again.
+
+    Args:
+        dispatcher: The dispatcher (database, locks), or a command's context.
+        actions: The platform's capabilities (refund the payment).
+        charge_id: The platform's charge id.
+        payer: Who paid (the sender of the payment, never the invoice's member).
+        amount: The amount (whole Stars for XTR).
+        currency: Its currency.
+        received_at: When the payment arrived.
+        problem: Why it buys nothing (for the owners and the log).
+        refund: Give the money back now (the payer is not the invoice's member); otherwise the owners decide.
+
+    Returns:
+        What to tell the payer and the owners, or None when there is nothing new to say.
+    """
+    platform = actions.platform.value
+    async with dispatcher.sale_locks(f"{platform}:{charge_id}"):
+        record = await asyncio.to_thread(
+            record_unmatched_payment,
+            dispatcher.engine,
+            dispatcher.community_id,
+            platform=platform,
+            charge_id=charge_id,
+            payer_user_id=payer.user_id,
+            amount=amount,
+            currency=currency,
+            received_at=received_at,
+            problem=problem,
+        )
+        if record.refunded_at is not None or (not refund and not record.created):
+            return None
+        how = f"/refund charge {charge_id}"
+        reference: list[Span | str] = ["Your payment reference: ", code(charge_id)]
+        if refund:
+            try:
+                await actions.refund_payment(payer, charge_id)
+            except Exception as exc:
+                if not _already_returned(exc):
+                    log.error("refunding %s payment %s failed: %s; refund it with %s", platform, charge_id, exc, how)
+                    if not record.created:
+                        return None
+                    return RefusedPayment(
+                        refunded=False,
+                        buyer=Reply(
+                            rich(
+                                "This payment could not be accepted, and we could not refund it automatically. "
+                                "The admins have been told and will refund you.",
+                                reference,
+                            ),
+                            private=True,
+                        ),
+                        owners=rich(
+                            [
+                                f"A {platform} payment was refused and could not be refunded automatically: ",
+                                code(charge_id),
+                            ],
+                            f"Payer: user {payer.user_id}. Reason: {problem}.",
+                            ["To refund it: ", code(how)],
+                        ),
+                    )
+            await asyncio.to_thread(mark_unmatched_refunded, dispatcher.engine, record.id, at=dispatcher.clock.now())
+            log.warning(
+                "%s payment %s by user %s refused and refunded: %s", platform, charge_id, payer.user_id, problem
+            )
+            return RefusedPayment(
+                refunded=True,
+                buyer=Reply(
+                    rich(
+                        f"This payment could not be accepted for your account, so your {_money(amount, currency)} "
+                        "were refunded. Nothing was bought.",
+                        reference,
+                    ),
+                    private=True,
+                ),
+                owners=rich(
+                    [f"A {platform} payment was refused and refunded: ", code(charge_id)],
+                    f"Payer: user {payer.user_id}. Reason: {problem}. Nothing was bought; no access was given.",
+                ),
+            )
+        log.error(
+            "%s payment %s by user %s could not be matched (%s): nothing was bought; refund it with %s "
+            "or record it with /grant",
+            platform,
+            charge_id,
+            payer.user_id,
+            problem,
+            how,
+        )
+        return RefusedPayment(
+            refunded=False,
+            buyer=Reply(
+                rich(
+                    "Thank you for your payment. We could not match it to a course, so an admin will sort it out "
+                    "with you personally.",
+                    reference,
+                ),
+                private=True,
+            ),
+            owners=rich(
+                [f"A {platform} payment could not be matched to a course: ", code(charge_id)],
+                f"Payer: user {payer.user_id}. Amount: {_money(amount, currency)}. Reason: {problem}.",
+                ["To refund it: ", code(how), " (or record it as a sale with /grant)"],
+            ),
+        )
+
+
+def _money(amount: int, currency: str) -> str:
+    if currency == STARS:
+        return _stars(amount)
+    return f"{Decimal(amount) / 100:.2f} {currency}"
+
+
+async def record_access_end(dispatcher: SalesDeps, event: PurchaseEvent, actions: PlatformActions) -> SaleOutcome:
+    """Record that a purchase's access ends at ``event.access_ends_at`` (nothing refunded), and act on it.
+
+    A Discord entitlement that expired or was cancelled: the purchase stays (it was paid), its access end is
+    stored so the daily reconciliation never gives the role back, and when the end has passed the role is taken
+    away now, unless another live purchase of the course covers the member. A purchase never seen before (the bot
+    was offline when it was made) is recorded first, without granting.
+
+    Args:
+        dispatcher: The dispatcher (database, writer, clock).
+        event: The purchase, with ``access_ends_at`` set.
+        actions: The platform's capabilities (revoke access).
+
+    Returns:
+        The outcome: ``created`` when the end was newly recorded; ``access`` the revocation, if it was needed.
+    """
+    assert event.access_ends_at is not None
+    platform = event.platform.value
+    course = find_course(dispatcher.settings, event.course_id)
+    title = course.title if course else event.course_id
+    async with dispatcher.sale_locks(f"{platform}:{event.charge_id}"):
+        try:
+            recorded = await dispatcher.writer.record_purchase(event)
+        except UnknownCourseError:
+            log.warning("ignored the end of %s purchase %s: course %r unknown", platform, event.charge_id, title)
+            return SaleOutcome(
+                created=False,
+                course=None,
+                access=None,
+                reply=Reply.say(f"Your access to {title} has ended.", private=True),
+            )
+        changed = recorded.created or await asyncio.to_thread(
+            end_access,
+            dispatcher.engine,
+            dispatcher.community_id,
+            platform,
+            event.charge_id,
+            at=event.access_ends_at,
+        )
+        now = dispatcher.clock.now()
+        access: AccessResult | None = None
+        # Only news is acted on: a redelivered end was acted on already (and the daily check covers a crash).
+        if changed and course is not None and event.access_ends_at <= now:
+            still_owned = await asyncio.to_thread(
+                live_purchase,
+                dispatcher.engine,
+                dispatcher.community_id,
+                platform,
+                event.member.user_id,
+                course.id,
+                now=now,
+            )
+            if still_owned is None:
+                access = await _revoke(actions, event.member, course)
+            else:
+                access = AccessResult(ok=True, detail="access kept: another purchase of the course is still live")
+        log.info(
+            "%s purchase %s of %r by user %s: access ends %s%s",
+            platform,
+            event.charge_id,
+            event.course_id,
+            event.member.user_id,
+            event.access_ends_at.isoformat(),
+            "" if changed else " (already recorded)",
+        )
+    return SaleOutcome(
+        created=changed,
+        course=course,
+        access=access,
+        reply=Reply(rich(["Your access to ", bold(title), " has ended."]), private=True),
     )

@@ -65,7 +65,7 @@ def make_guild() -> FakeGuild:
 
 
 def settings_dict(
-    fake: FakeDiscord, db_path: Path, *, store_text: bool = False, shards: int | str = 1
+    fake: FakeDiscord, db_path: Path, *, store_text: bool = False, shards: int | str = 1, **discord: Any
 ) -> dict[str, Any]:
     return {
         "community": {"name": COMMUNITY, "timezone": "UTC"},
@@ -77,6 +77,7 @@ def settings_dict(
             "api_base_url": fake.api_base_url,
             "gateway_url": fake.gateway_url,
             "shards": shards,
+            **discord,
         },
         "digest": {"enabled": False},
         "courses": [
@@ -199,8 +200,11 @@ async def make_harness(fake: FakeDiscord, tmp_path: Path) -> AsyncIterator[Harne
         shards: int | str = 1,
         busy_timeout_ms: int | None = None,
         retry_wait: float = 1.0,
+        discord: dict[str, Any] | None = None,
     ) -> Harness:
-        settings = parse_settings(settings_dict(fake, tmp_path / "bot.db", store_text=store_text, shards=shards))
+        settings = parse_settings(
+            settings_dict(fake, tmp_path / "bot.db", store_text=store_text, shards=shards, **(discord or {}))
+        )
         engine = make_engine(settings.storage.url)
         if busy_timeout_ms is not None:
             short_busy_timeout(engine, busy_timeout_ms)

@@ -316,7 +316,12 @@ async def test_grant_and_refund_commands_change_the_role(make_harness: HarnessFa
     [(_charge, user, course, source, amount, currency, refunded)] = h.purchases()
     assert (user, course, source, amount, currency, refunded) == (CARA_ID, "py-async", "grant", 4900, "EUR", False)
     token = await h.fake.slash(BOB_ID, "refund", {"member": CARA_ID, "course": "py-async"})
-    await h.fake.wait_responses(token)
+    [ask] = await h.fake.wait_responses(token)
+    [button] = [b for row in body(ask)["components"] for b in row["components"]]
+    assert button["style"] == 4 and button["custom_id"].startswith("cmd:/refund confirm ")
+    assert role_calls(h, "DELETE") == [] and not h.purchases()[0][6]  # nothing before the press
+    press = await h.fake.press(BOB_ID, sent_message(h, ask), button["custom_id"])
+    await h.fake.wait_responses(press)
     assert role_calls(h, "DELETE") == [(CARA_ID, PY_ROLE)]
     assert h.purchases()[0][6]
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -22,6 +23,7 @@ from .conftest import (
     RUST_SKU,
 )
 from .fake_discord import TOKEN, FakeDiscord
+from .test_adapter import body, sent_message
 
 pytestmark = pytest.mark.slow
 
@@ -136,7 +138,12 @@ async def test_cohortbot_run_on_discord(fake: FakeDiscord, tmp_path: Path) -> No
         await fake.wait_responses(token, within=20)
         assert (ANN_ID, PY_ROLE) in role_changes(fake, "PUT")
         token = await fake.slash(BOB_ID, "refund", {"member": ANN_ID, "course": "py-async"})
-        await fake.wait_responses(token, within=20)
+        [ask] = await fake.wait_responses(token, within=20)
+        [button] = [b for row in body(ask)["components"] for b in row["components"]]
+        press = await fake.press(
+            BOB_ID, sent_message(SimpleNamespace(fake=fake), ask), button["custom_id"]
+        )  # confirm the refund
+        await fake.wait_responses(press, within=20)
         assert (ANN_ID, PY_ROLE) in role_changes(fake, "DELETE")
 
         # Deleting the entitlement (a Discord refund) removes the role.

@@ -314,6 +314,9 @@ async def test_refund_returns_stars_and_removes_access(fake: FakeBotApi, db_path
         await fake.wait_for("createChatInviteLink")
         await h.settle()
         await h.deliver(p.private_message(p.OWNER, f"/refund {p.ALICE} py-async"))
+        (question,) = await fake.wait_for("sendMessage", lambda c: "Refund this payment?" in c.params["text"])
+        (row,) = question.params["reply_markup"]["inline_keyboard"]
+        await h.deliver(p.callback(p.OWNER, row[0]["callback_data"]))
         (refund,) = await fake.wait_for("refundStarPayment")
         assert refund.params == {"user_id": p.ALICE, "telegram_payment_charge_id": "stxTWO"}
         (ban,) = await fake.wait_for("banChatMember")

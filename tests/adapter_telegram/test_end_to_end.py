@@ -146,6 +146,9 @@ async def test_a_day_in_the_community_through_cohortbot_run(tmp_path: Path) -> N
 
             # The owner refunds the purchase: Stars go back, the refund is recorded, access is removed.
             await fake.add_update(p.private_message(p.OWNER, f"/refund {p.BOB} py-async") | {"update_id": 11})
+            (question,) = await fake.wait_for("sendMessage", lambda c: "Refund this payment?" in c.params["text"])
+            (row,) = question.params["reply_markup"]["inline_keyboard"]
+            await fake.add_update(p.callback(p.OWNER, row[0]["callback_data"]) | {"update_id": 12})
             (refund,) = await fake.wait_for("refundStarPayment", within=20)
             assert refund.params == {"user_id": p.BOB, "telegram_payment_charge_id": "stxE2E"}
             await fake.wait_for("banChatMember", to(p.COURSE_CHAT))

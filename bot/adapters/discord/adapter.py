@@ -25,9 +25,9 @@ from bot.adapters.base import AccessFix, AdapterDeps, AdapterStartError, Deliver
 from bot.adapters.retry import Backoff, describe, sleep_unless, waiting_can_fix
 from bot.config import CourseSettings
 from bot.core.commands.base import AccessResult, CapabilityError, CommandSpec
-from bot.core.events import ActivityEvent, ChannelRef, CommandInvocation, MemberRef, Platform
+from bot.core.events import ActivityEvent, ChannelRef, CommandInvocation, MemberRef, Platform, PurchaseEvent
 from bot.core.replies import OutgoingMessage, Reply
-from bot.core.sales import record_refund, record_sale
+from bot.core.sales import record_access_end, record_refund, record_sale
 
 from . import translate
 from .commands import build_tree, command_button_class
@@ -533,12 +533,6 @@ class DiscordAdapter:
                 "recorded" if outcome.created else "already recorded",
             )
             return
-        course = translate.course_for_sku(payload.get("sku_id"), self._settings.courses)
-        if event == "ENTITLEMENT_UPDATE" and translate.entitlement_ended(payload, now):
-            # A subscription that ran out: access ends, but no money came back, so nothing is refunded.
-            if course is not None and member is not None:
-                await self.revoke_access(member, course)
-            return
         purchase = translate.entitlement_purchase(
             payload, community=self._community, courses=self._settings.courses, now=now
         )
@@ -549,7 +543,19 @@ class DiscordAdapter:
                 payload.get("sku_id"),
             )
             return
-        sale = await record_sale(dispatcher, purchase, self)
+        if purchase.access_ends_at is None:
+            await self._grant_if_new(purchase)
+            return
+        # A subscription that runs out or was cancelled: the ledger keeps the sale and learns when access ends, so
+        # the daily reconciliation never gives the role back; once the end has passed the role goes now.
+        if purchase.access_ends_at > now:
+            await self._grant_if_new(purchase)
+        ended = await record_access_end(dispatcher, purchase, self)
+        if ended.created and ended.access is not None and ended.access.ok:
+            await self._tell_member(purchase.member.user_id, ended.reply)
+
+    async def _grant_if_new(self, purchase: PurchaseEvent) -> None:
+        sale = await record_sale(self._deps.dispatcher, purchase, self)
         if sale.created or sale.access is not None:  # also a retry that finished an interrupted grant
             await self._tell_member(purchase.member.user_id, sale.reply)
 

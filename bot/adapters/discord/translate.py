@@ -51,6 +51,8 @@ _SUBCOMMAND_TYPES = frozenset({1, 2})
 _USER_OPTION = 6
 # Discord sells in US dollars; when the course has no configured money price the amount is unknown (0).
 ENTITLEMENT_FALLBACK_CURRENCY = "USD"
+# Discord's entitlement type for purchases made in test mode by the app's team (no money moves).
+ENTITLEMENT_TEST_MODE = 4
 _COMMAND_NAME_RE = re.compile(r"[a-z0-9_]{1,32}")
 
 
@@ -242,7 +244,10 @@ def course_price(course: CourseSettings) -> tuple[int, str]:
 def entitlement_purchase(
     payload: Payload, *, community: str, courses: Sequence[CourseSettings], now: datetime
 ) -> PurchaseEvent | None:
-    """``ENTITLEMENT_CREATE`` → :class:`PurchaseEvent` (charge id = entitlement id, so redelivery is harmless).
+    """``ENTITLEMENT_CREATE``/``UPDATE`` → :class:`PurchaseEvent` (charge id = entitlement id: redelivery is harmless).
+
+    A test-mode entitlement (type 4) is a test purchase (``is_test``, amount 0); ``ends_at`` becomes the purchase's
+    ``access_ends_at``.
 
     Returns:
         The purchase, or None when the SKU is not a configured course, the entitlement has no user (a guild
@@ -254,16 +259,21 @@ def entitlement_purchase(
         return None
     amount, currency = course_price(course)
     starts = payload.get("starts_at")
+    ends = payload.get("ends_at")
+    is_test = payload.get("type") == ENTITLEMENT_TEST_MODE
     return PurchaseEvent(
         platform=Platform.DISCORD,
         community=community,
         charge_id=str(payload["id"]),
         member=MemberRef(user_id),
         course_id=course.id,
-        amount=amount,
         currency=currency,
         occurred_at=parse_time(starts) if starts else now,
         source=PurchaseSource.DISCORD_ENTITLEMENT,
+        # A test-mode purchase moved no money: recorded, never revenue, and at no price.
+        amount=0 if is_test else amount,
+        is_test=is_test,
+        access_ends_at=parse_time(ends) if isinstance(ends, str) else None,
     )
 
 

@@ -63,10 +63,10 @@ from bot.adapters.telegram.translate import (
 from bot.config import CourseSettings
 from bot.core.commands.base import AccessResult, CapabilityError, CommandSpec
 from bot.core.events import ActivityEvent, CommandInvocation, MemberJoined, MemberLeft, MemberRef, Platform
-from bot.core.markup import Rich, code, link, rich
+from bot.core.markup import Rich, link, rich
 from bot.core.payments import PaymentError, verify_payload
 from bot.core.replies import OutgoingMessage, Reply
-from bot.core.sales import check_checkout, record_refund, record_sale
+from bot.core.sales import check_checkout, record_refund, record_sale, refuse_payment
 from storage.writer import WriterClosedError
 
 log = logging.getLogger(__name__)
@@ -579,7 +579,10 @@ class TelegramAdapter:
         return command if self.deps.dispatcher.get(command.name) is not None else None
 
     def _member_option(self, message: Message, command: ParsedCommand) -> tuple[tuple[str, str], ...]:
-        """``/grant <course>`` sent as a reply names the replied-to member (admins' shortcut)."""
+        """``/grant <course>`` sent as a reply names the replied-to member (admins' shortcut).
+
+        The member is the replied message's sender as Telegram identifies them (their user id), never a name.
+        """
         spec = self.deps.dispatcher.get(command.name)
         replied = message.reply_to_message
         if spec is None or replied is None or replied.from_user is None or replied.from_user.is_bot:
@@ -587,21 +590,35 @@ class TelegramAdapter:
         if message.is_topic_message and replied.message_id == message.message_thread_id:
             return ()  # the topic's first message, not a reply
         member_options = [o for o in spec.options if o.kind == "member"]
-        if not member_options or len(command.args) >= len(spec.options):
+        positional = [o for o in spec.options if not o.keyword]
+        keywords = {o.name for o in spec.options if o.keyword}
+        if any(arg.lower() in keywords for arg in command.args):
+            return ()  # "/refund charge <id>" names a payment, not a member
+        if not member_options or len(command.args) >= len(positional):
             return ()
         return ((member_options[0].name, str(replied.from_user.id)),)
 
     def _with_mentions(self, message: Message, command: ParsedCommand) -> ParsedCommand:
-        """Replace text mentions (members without a username) by their user id."""
+        """Replace text mentions (members without a username, picked from Telegram's list) by their user id.
+
+        The mention's visible text is only a display name, which anyone can copy; the user the entity carries is
+        Telegram's word for who was meant. Replaced by position (offsets count UTF-16 code units), so a name with
+        spaces, or one that also appears elsewhere in the line, is handled.
+        """
         text = message.text or ""
-        replaced = False
-        for entity, shown in message.parse_entities(["text_mention"]).items():
-            if entity.user is not None and " " not in shown:
-                text = text.replace(shown, str(entity.user.id), 1)
-                replaced = True
-        if not replaced:
+        mentions = [
+            entity
+            for entity in message.parse_entities(["text_mention"])
+            if entity.user is not None and not entity.user.is_bot
+        ]
+        if not mentions:
             return command
-        return parse_command(text, self.bot_username) or command
+        encoded = text.encode("utf-16-le")
+        for entity in sorted(mentions, key=lambda e: e.offset, reverse=True):
+            assert entity.user is not None
+            start, end = entity.offset * 2, (entity.offset + entity.length) * 2
+            encoded = encoded[:start] + f" {entity.user.id} ".encode("utf-16-le") + encoded[end:]
+        return parse_command(encoded.decode("utf-16-le"), self.bot_username) or command
 
     async def _run_command(self, message: Message, command: ParsedCommand) -> None:
         user = message.from_user
@@ -994,7 +1011,20 @@ class TelegramAdapter:
             try:
                 payload = verify_payload(self.deps.secrets.signing_secret or "", payment.invoice_payload)
             except PaymentError as exc:
-                await self._unmatched_payment(member, payment.telegram_payment_charge_id, str(exc))
+                await self._unmatched_payment(message, member, str(exc), refund=False)
+                return
+            if payload.user_id != member.user_id:
+                # Telegram checks nothing of the kind; the pre-checkout refused it, so this should never happen.
+                # If it does, the payer gets nothing and their money back (defence in depth).
+                log.warning(
+                    "payment %s: user %s paid an invoice made for user %s; refusing and refunding it",
+                    payment.telegram_payment_charge_id,
+                    member.user_id,
+                    payload.user_id,
+                )
+                # The stored reason names nobody: the invoice's member may ask to be forgotten later.
+                problem = "the invoice was made for another member, not for the payer"
+                await self._unmatched_payment(message, member, problem, refund=True)
                 return
             event = purchase_event(
                 payment, buyer=buyer, course_id=payload.course_id, occurred_at=message.date, community=community
@@ -1011,36 +1041,28 @@ class TelegramAdapter:
             )
         # A replayed payment was already answered the first time; only news (or a problem) is worth a message.
         # News includes a replay that finished an interrupted grant: its receipt carries the only invite sent.
-        if outcome.created or outcome.access is not None or outcome.course is None:
+        if outcome.created or outcome.access is not None or outcome.problem:
             await self.deliver(outcome.reply, user_id=buyer.id, chat=None, command="paysupport")
 
-    async def _unmatched_payment(self, member: MemberRef, charge_id: str, problem: str) -> None:
-        log.error(
-            "Telegram payment %s by user %s does not carry a valid cohortbot invoice (%s): nothing was stored; "
-            "refund it with /refund or record it with /grant",
-            charge_id,
-            member.user_id,
-            problem,
+    async def _unmatched_payment(self, message: Message, member: MemberRef, problem: str, *, refund: bool) -> None:
+        """Keep a payment that buys nothing; refund it when ``refund``; tell the payer and the owners once."""
+        payment = message.successful_payment
+        assert payment is not None
+        refused = await refuse_payment(
+            self.deps.dispatcher,
+            self,
+            charge_id=payment.telegram_payment_charge_id,
+            payer=member,
+            amount=payment.total_amount,
+            currency=payment.currency,
+            received_at=message.date,
+            problem=problem,
+            refund=refund,
         )
-        await self.deliver(
-            Reply(
-                rich(
-                    "Thank you for your payment. We could not match it to a course, so an admin will sort it out "
-                    "with you personally.",
-                    ["Your payment reference: ", code(charge_id)],
-                ),
-                private=True,
-            ),
-            user_id=int(member.user_id),
-            chat=None,
-            command="paysupport",
-        )
-        await self._tell_owners(
-            rich(
-                ["A Telegram payment could not be matched to a course: ", code(charge_id)],
-                f"Buyer: user {member.user_id}. Reason: {problem}. Refund it or record it with /grant.",
-            )
-        )
+        if refused is None:
+            return  # a redelivery of a payment already handled
+        await self.deliver(refused.buyer, user_id=int(member.user_id), chat=None, command="paysupport")
+        await self._tell_owners(refused.owners)
 
     # --- platform actions ------------------------------------------------------------------------------------
 

@@ -162,7 +162,9 @@ def _with_is_bot(value: Any) -> Any:
 
 def member_ref(user: User) -> MemberRef:
     """The member behind a Telegram user."""
-    return MemberRef(str(user.id), display_name=user.full_name or user.username, is_bot=user.is_bot)
+    return MemberRef(
+        str(user.id), display_name=user.full_name or user.username, is_bot=user.is_bot, username=user.username
+    )
 
 
 def chat_actor_ref(chat: Chat) -> MemberRef:

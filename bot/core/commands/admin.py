@@ -7,10 +7,13 @@ The dispatcher refuses these to non-admins before a handler runs. Reports and ch
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import hmac
 import logging
+import re
 import uuid
 from collections.abc import Sequence
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 
 from analytics.charts import activity_chart
@@ -22,8 +25,8 @@ from bot.core.commands.base import CapabilityError, CommandContext, CommandSpec,
 from bot.core.digest import build_digest, latest_cohort
 from bot.core.events import MemberRef, Platform, PurchaseEvent, PurchaseSource, RefundEvent
 from bot.core.markup import Span, bold, code, italic, join, rich
-from bot.core.replies import Attachment, Reply
-from bot.core.sales import SaleOutcome, find_course, record_refund, record_sale
+from bot.core.replies import Attachment, Button, Reply
+from bot.core.sales import SaleOutcome, record_refund, record_sale
 from bot.core.views import (
     DASH,
     fmt_change,
@@ -38,12 +41,16 @@ from bot.core.views import (
     totals_by_currency,
 )
 from bot.reporting import ReportError, ReportRequest, build_community_report
+from storage.ledger import UnmatchedRecord, mark_unmatched_refunded, unmatched_payment, unmatched_payment_by_id
 from storage.member_queries import (
+    LedgerRow,
     MemberLookupError,
     ResolvedMember,
+    find_member,
     human_member_count,
     ledger,
     live_purchase,
+    purchase_by_charge,
     resolve_member,
 )
 
@@ -51,6 +58,10 @@ log = logging.getLogger(__name__)
 
 REPORT_WEEKS = 12
 MAX_LISTED = 20
+REFUND_CODE_CHARS = 16
+# A confirmation names a purchase (p<id>) or a payment that bought nothing (u<id>): short enough for Telegram's
+# 64-byte button data, where a charge id would not fit.
+_REF_RE = re.compile(r"[pu][0-9]{1,18}")
 _Lines = list[Sequence[Span | str] | str]
 
 
@@ -281,17 +292,177 @@ async def grant(ctx: CommandContext) -> Reply:
     return Reply(rich(*lines), private=True)
 
 
-async def refund(ctx: CommandContext) -> Reply:
-    """Refund a member's purchase of a course and take their access away."""
-    course_id = ctx.options["course"]
-    member = await _resolve(ctx)
-    platform = ctx.platform.value
-    purchase = await asyncio.to_thread(live_purchase, ctx.engine, ctx.community_id, platform, member.user_id, course_id)
-    if purchase is None:
-        raise UsageError(f"{_who(member)} has no live purchase of {course_id!r} on {platform}; nothing to refund.")
-    member_ref = MemberRef(member.user_id, member.display_name)
-    returned = "Return the money the way it was paid (checkout provider or bank); the bot only records it."
+def refund_code(key: bytes, platform: str, admin_id: str, ref: str, day: date) -> str:
+    """The confirmation code of a ``/refund`` on a UTC day: tied to the admin who asked and to one payment."""
+    message = f"refund:{platform}:{admin_id}:{ref}:{day.isoformat()}".encode()
+    return hmac.new(key, message, hashlib.sha256).hexdigest()[:REFUND_CODE_CHARS]
+
+
+def _confirmation(ctx: CommandContext, ref: str) -> str:
+    day = ctx.clock.now().astimezone(UTC).date()
+    return f"{ref}.{refund_code(ctx.confirm_key, ctx.platform.value, ctx.invoker.user_id, ref, day)}"
+
+
+def _confirmed_ref(ctx: CommandContext, value: str) -> str:
+    """The payment reference a confirmation names, once its code checks out for this admin (today or yesterday)."""
+    ref, _, given = value.strip().lower().partition(".")
+    today = ctx.clock.now().astimezone(UTC).date()
+    if _REF_RE.fullmatch(ref) and any(
+        hmac.compare_digest(given, refund_code(ctx.confirm_key, ctx.platform.value, ctx.invoker.user_id, ref, day))
+        for day in (today, today - timedelta(days=1))
+    ):
+        return ref
+    raise UsageError(
+        "This confirmation is not valid: it was made for another admin, or it has expired. Nothing changed; "
+        "send /refund again to get a fresh one."
+    )
+
+
+def _purchase_by_id(ctx: CommandContext, purchase_id: int) -> LedgerRow | None:
+    for row in ledger(ctx.engine, ctx.community_id, include_test=True):
+        if row.purchase_id == purchase_id:
+            return row
+    return None
+
+
+def _ask(ctx: CommandContext, ref: str, what: _Lines, *, money: str) -> Reply:
+    lines: _Lines = [[bold("Refund this payment?")], *what, money, "Press the button to confirm (only you can)."]
+    button = Button("Refund", "command", f"/refund confirm {_confirmation(ctx, ref)}", danger=True)
+    return Reply(rich(*lines), private=True, buttons=(button,))
+
+
+def _money_back(purchase: LedgerRow) -> str:
     if purchase.source == PurchaseSource.TELEGRAM_STARS.value:
+        return f"{fmt_money(Decimal(purchase.amount), 'XTR')} go back to the member through Telegram."
+    if purchase.source == PurchaseSource.SIMULATED.value:
+        return "It was a simulated payment: no money moved, so none goes back."
+    if purchase.source == PurchaseSource.DISCORD_ENTITLEMENT.value:
+        return "Discord purchases are refunded by Discord: point the member to Discord's support for the money."
+    return "Return the money the way it was paid (checkout provider or bank); the bot only records it."
+
+
+async def refund(ctx: CommandContext) -> Reply:
+    """Refund a payment after you confirm: /refund <member> <course>, or /refund charge <id>.
+
+    Name the member by numeric user id, @username or a mention (or send the command as a reply to one of their
+    messages); a display name is never used. ``/refund charge <id>`` refunds any payment by its charge id,
+    including one the bot could not match to a course (the owners' notice gives the command). The bot answers with
+    a button; only the admin who asked can press it, and a refund happens once however often it is pressed.
+    """
+    if "confirm" in ctx.options:
+        return await _refund_confirmed(ctx, _confirmed_ref(ctx, ctx.options["confirm"]))
+    platform = ctx.platform.value
+    charge = ctx.options.get("charge")
+    if charge is not None:
+        purchase = await asyncio.to_thread(purchase_by_charge, ctx.engine, ctx.community_id, platform, charge)
+        if purchase is None:
+            unmatched = await asyncio.to_thread(unmatched_payment, ctx.engine, ctx.community_id, platform, charge)
+            if unmatched is None:
+                raise UsageError(f"No {platform} payment with the charge id {charge!r} is recorded; nothing to refund.")
+            if unmatched.refunded_at is not None:
+                return Reply.say(f"That payment was already refunded ({fmt_day(unmatched.refunded_at)}).", private=True)
+            return _ask(
+                ctx,
+                f"u{unmatched.id}",
+                [
+                    [
+                        "Payment ",
+                        code(unmatched.charge_id),
+                        f" by user {unmatched.payer_user_id}, which bought nothing.",
+                    ],
+                    f"Why: {unmatched.problem}.",
+                ],
+                money=f"{_unmatched_money(unmatched)} go back to the payer through Telegram.",
+            )
+        if purchase.refunded_at is not None:
+            return Reply.say("That purchase was already refunded; nothing to do.", private=True)
+    else:
+        if "member" not in ctx.options or "course" not in ctx.options:
+            raise UsageError("Name the member and the course, or the payment: /refund charge <charge id>.")
+        member = await _resolve(ctx)
+        course_id = ctx.options["course"]
+        owned = await asyncio.to_thread(
+            live_purchase, ctx.engine, ctx.community_id, platform, member.user_id, course_id
+        )
+        if owned is None:
+            raise UsageError(f"{_who(member)} has no live purchase of {course_id!r} on {platform}; nothing to refund.")
+        purchase = await asyncio.to_thread(_purchase_by_id, ctx, owned.purchase_id)
+        assert purchase is not None  # just read as live
+    buyer = f"user {purchase.member_user_id}" if purchase.member_user_id else "a forgotten member"
+    return _ask(
+        ctx,
+        f"p{purchase.purchase_id}",
+        [[bold(buyer), "'s purchase of ", bold(purchase.title), " (reference ", code(purchase.charge_id), ")."]],
+        money=_money_back(purchase) + " Their access is removed.",
+    )
+
+
+def _unmatched_money(payment: UnmatchedRecord) -> str:
+    if payment.currency == "XTR":
+        return fmt_money(Decimal(payment.amount), "XTR")
+    return fmt_money(Decimal(payment.amount) / 100, payment.currency)
+
+
+async def _refund_confirmed(ctx: CommandContext, ref: str) -> Reply:
+    kind, number = ref[0], int(ref[1:])
+    if kind == "u":
+        payment = await asyncio.to_thread(unmatched_payment_by_id, ctx.engine, ctx.community_id, number)
+        if payment is None or payment.platform != ctx.platform.value:
+            raise UsageError("That payment is no longer recorded; nothing changed.")
+        async with ctx.sale_locks(f"{payment.platform}:{payment.charge_id}"):
+            return await _refund_unmatched(ctx, payment.charge_id)
+    purchase = await asyncio.to_thread(_purchase_by_id, ctx, number)
+    if purchase is None or purchase.platform != ctx.platform.value:
+        raise UsageError("That purchase is no longer recorded; nothing changed.")
+    async with ctx.sale_locks(f"{purchase.platform}:{purchase.charge_id}"):
+        return await _refund_purchase(ctx, number)
+
+
+async def _refund_unmatched(ctx: CommandContext, charge_id: str) -> Reply:
+    # Read again under the lock: a second press (or a replayed button) finds it refunded and does nothing.
+    payment = await asyncio.to_thread(unmatched_payment, ctx.engine, ctx.community_id, ctx.platform.value, charge_id)
+    if payment is None:
+        raise UsageError("That payment is no longer recorded; nothing changed.")
+    if payment.refunded_at is not None:
+        return Reply.say("This payment was already refunded; nothing changed.", private=True)
+    if payment.payer_user_id is None:
+        return Reply.say(
+            "The payer asked to be forgotten, so the bot cannot refund them; nothing changed.", private=True
+        )
+    try:
+        await ctx.actions.refund_payment(MemberRef(payment.payer_user_id), payment.charge_id)
+    except CapabilityError as exc:
+        return Reply.say(f"This platform cannot refund the payment: {exc}. Nothing changed.", private=True)
+    except Exception as exc:  # the platform refused: record nothing, so the books match what happened
+        log.exception("refunding %s failed", payment.charge_id)
+        return Reply.say(f"The refund was refused: {exc}. Nothing was recorded.", private=True)
+    await asyncio.to_thread(
+        mark_unmatched_refunded, ctx.engine, payment.id, at=ctx.clock.now(), by_user_id=ctx.invoker.user_id
+    )
+    log.info("payment %s (bought nothing) refunded by admin %s", payment.charge_id, ctx.invoker.user_id)
+    return Reply(
+        rich(
+            ["Refunded: payment ", code(payment.charge_id), f" of user {payment.payer_user_id}."],
+            f"{_unmatched_money(payment)} returned to the payer by Telegram.",
+        ),
+        private=True,
+    )
+
+
+async def _refund_purchase(ctx: CommandContext, purchase_id: int) -> Reply:
+    # Read again under the lock: a second press (or a replayed button) finds it refunded and does nothing.
+    purchase = await asyncio.to_thread(_purchase_by_id, ctx, purchase_id)
+    if purchase is None:
+        raise UsageError("That purchase is no longer recorded; nothing changed.")
+    if purchase.refunded_at is not None:
+        return Reply.say("This purchase was already refunded; nothing changed.", private=True)
+    member_ref = MemberRef(purchase.member_user_id) if purchase.member_user_id else None
+    returned = _money_back(purchase)
+    if purchase.source == PurchaseSource.TELEGRAM_STARS.value:
+        if member_ref is None:
+            return Reply.say(
+                "The buyer asked to be forgotten, so the bot cannot refund them; nothing changed.", private=True
+            )
         try:
             await ctx.actions.refund_payment(member_ref, purchase.charge_id)
         except CapabilityError as exc:
@@ -302,10 +473,6 @@ async def refund(ctx: CommandContext) -> Reply:
             log.exception("refunding %s failed", purchase.charge_id)
             return Reply.say(f"The refund was refused: {exc}. Nothing was recorded; access is unchanged.", private=True)
         returned = f"{fmt_money(Decimal(purchase.amount), 'XTR')} returned to the member by Telegram."
-    elif purchase.source == PurchaseSource.SIMULATED.value:
-        returned = "It was a simulated payment: no money moved, so none goes back."
-    elif purchase.source == PurchaseSource.DISCORD_ENTITLEMENT.value:
-        returned = "Discord purchases are refunded by Discord: point the member to Discord's support for the money."
     event = RefundEvent(
         platform=Platform(purchase.platform),
         community=ctx.invocation.community,
@@ -317,9 +484,15 @@ async def refund(ctx: CommandContext) -> Reply:
     outcome = await record_refund(ctx, event, member_ref, ctx.actions)
     if not outcome.created:
         return Reply.say("This purchase was already refunded; nothing changed.", private=True)
-    title = course.title if (course := find_course(ctx.settings, course_id)) else purchase.title
+    title = outcome.course.title if outcome.course else purchase.title
+    who = "a forgotten member"
+    if purchase.member_user_id is not None:
+        found = await asyncio.to_thread(
+            find_member, ctx.engine, ctx.community_id, purchase.platform, purchase.member_user_id
+        )
+        who = _who(ResolvedMember(purchase.member_user_id, found.display_name if found else None, found is not None))
     lines: _Lines = [
-        ["Refunded: ", bold(_who(member)), "'s purchase of ", bold(title), "."],
+        ["Refunded: ", bold(who), "'s purchase of ", bold(title), "."],
         ["Reference: ", code(purchase.charge_id)],
         returned,
     ]
@@ -327,8 +500,14 @@ async def refund(ctx: CommandContext) -> Reply:
     return Reply(rich(*lines), private=True)
 
 
-_MEMBER = OptionSpec("member", "The member: numeric user id, @name or a mention", kind="member")
+_MEMBER = OptionSpec("member", "The member: numeric user id, @username, a mention, or reply to them", kind="member")
 _COURSE = OptionSpec("course", "The course id (see /courses)", kind="course")
+_REFUND_OPTIONS = (
+    OptionSpec(_MEMBER.name, _MEMBER.description, kind="member", required=False),
+    OptionSpec(_COURSE.name, _COURSE.description, kind="course", required=False),
+    OptionSpec("charge", "A payment's charge id (from a receipt or the owners' notice)", required=False, keyword=True),
+    OptionSpec("confirm", "The confirmation the Refund button carries", required=False, keyword=True),
+)
 
 ADMIN_COMMANDS: tuple[CommandSpec, ...] = (
     CommandSpec("report", report, admin=True),
@@ -336,5 +515,5 @@ ADMIN_COMMANDS: tuple[CommandSpec, ...] = (
     CommandSpec("revenue", revenue, admin=True),
     CommandSpec("digest", digest, admin=True),
     CommandSpec("grant", grant, options=(_MEMBER, _COURSE), admin=True),
-    CommandSpec("refund", refund, options=(_MEMBER, _COURSE), admin=True),
+    CommandSpec("refund", refund, options=_REFUND_OPTIONS, admin=True),
 )

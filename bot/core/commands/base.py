@@ -40,6 +40,8 @@ class OptionSpec:
             values are a platform user id (adapters resolve mentions, replies and ``@names`` to one).
         required: Whether the command refuses to run without it.
         choices: Allowed values for ``choice`` options.
+        keyword: Typed as ``<name> <value>`` on Telegram and the console (``/refund charge stx123``), never filled
+            from a bare positional argument; Discord shows it as a named option like any other.
     """
 
     name: str
@@ -47,6 +49,7 @@ class OptionSpec:
     kind: OptionKind = "text"
     required: bool = True
     choices: tuple[str, ...] = ()
+    keyword: bool = False
 
 
 class UsageError(Exception):
@@ -175,5 +178,7 @@ class CommandSpec:
         parts = [f"/{self.name}"]
         for option in self.options:
             label = "|".join(option.choices) if option.choices else option.name
+            if option.keyword:
+                label = f"{option.name} …"
             parts.append(f"<{label}>" if option.required else f"[{label}]")
         return " ".join(parts)
