@@ -189,6 +189,9 @@ def cmd_forget(args: argparse.Namespace) -> int:
     if report.detached:
         kept = ", ".join(f"{table}: {n}" for table, n in sorted(report.detached.items()))
         print(f"kept without the person (accounting and others' replies): {kept}")
+    if report.scrubbed:
+        scrubbed = ", ".join(f"{table}: {n}" for table, n in sorted(report.scrubbed.items()))
+        print(f"their id and name taken out of text elsewhere: {scrubbed}")
     return EXIT_OK
 
 
