@@ -45,6 +45,7 @@ from telegram.warnings import PTBDeprecationWarning
 from bot.adapters.base import AccessFix, AdapterDeps, AdapterStartError, DeliveryError
 from bot.adapters.telegram import render
 from bot.adapters.telegram.ratelimit import FloodGate, FloodLimits
+from bot.adapters.telegram.shape import check_update_shape
 from bot.adapters.telegram.translate import (
     ALLOWED_UPDATES,
     MembershipDeduper,
@@ -382,9 +383,14 @@ class TelegramAdapter:
             log.warning("refused a webhook request from %s: wrong secret token", request.remote)
             return web.Response(status=403, text="wrong secret token")
         try:
-            update = parse_update(await request.json(), self.app.bot)
-        except ValueError:
-            log.warning("refused a webhook request: not a Telegram update", exc_info=True)
+            data = await request.json()
+            check_update_shape(data)
+            update = parse_update(data, self.app.bot)
+        except Exception as exc:
+            # A wrong type, deep nesting (RecursionError in the JSON parser) or a body PTB cannot read: answer 400 so
+            # nothing is stored and Telegram (or whoever sent it) does not retry; a 500 would be retried forever.
+            reason = "nested too deeply" if isinstance(exc, RecursionError) else str(exc)[:200]
+            log.warning("refused a webhook request: not a Telegram update: %s", reason)
             return web.Response(status=400, text="not an update")
         await self.handle_update(update, wait_for_payments=True)
         # Acknowledge only what is on disk: Telegram redelivers anything not answered with 2xx.
