@@ -147,6 +147,16 @@ class TelegramAdapter:
         self._fetching = False
         self._confirmed_offset: int | None = None
         self._processed_offset: int | None = None
+        # Where commands are answered besides private chats: the community's chats, the courses' chats and the
+        # digest's chats. In any other group the bot was added to, it stays silent (logged once per chat).
+        self.command_chat_ids = frozenset(
+            (
+                *self.config.chat_ids,
+                *(c.telegram_chat_id for c in deps.settings.courses if c.telegram_chat_id is not None),
+                *deps.settings.digest.telegram_chat_ids,
+            )
+        )
+        self._silent_in: set[int] = set()
 
     # --- lifecycle -------------------------------------------------------------------------------------------
 
@@ -440,7 +450,8 @@ class TelegramAdapter:
                 return
             command = self._command_in(message)
             if command is not None:
-                self._spawn(self._run_command(message, command), f"/{command.name}")
+                if self._answers_in(message.chat):
+                    self._spawn(self._run_command(message, command), f"/{command.name}")
                 return
         for event in activity_events(update, self.scope):
             await self._put(event)
@@ -483,6 +494,24 @@ class TelegramAdapter:
         if message.chat.type == Chat.PRIVATE or command.addressed:
             return command
         return command if self.deps.dispatcher.get(command.name) is not None else None
+
+    def _answers_in(self, chat: Chat | None) -> bool:
+        """Whether commands are answered in ``chat``: a private chat, or one of :attr:`command_chat_ids`.
+
+        Anyone can add the bot to a group; there it must not answer (nor reveal the community's data), so it stays
+        silent and says so once per chat in the log. (Activity there is not logged either: only ``chat_ids``.)
+        """
+        if chat is None or chat.type == Chat.PRIVATE or chat.id in self.command_chat_ids:
+            return True
+        if chat.id not in self._silent_in:
+            self._silent_in.add(chat.id)
+            log.warning(
+                "ignoring commands in Telegram chat %s (%s): it is not in [telegram] chat_ids, a course's "
+                "telegram_chat_id or [digest] telegram_chat_ids",
+                chat.id,
+                chat.title or chat.type,
+            )
+        return False
 
     def _member_option(self, message: Message, command: ParsedCommand) -> tuple[tuple[str, str], ...]:
         """``/grant <course>`` sent as a reply names the replied-to member (admins' shortcut)."""
@@ -562,6 +591,8 @@ class TelegramAdapter:
             return
         message = query.message
         chat = message.chat if message is not None else None
+        if not self._answers_in(chat):
+            return
         thread_id = None
         if isinstance(message, Message) and message.is_topic_message:
             thread_id = message.message_thread_id
