@@ -250,6 +250,10 @@ class DiscordSettings:
     api_base_url: str = "https://discord.com/api/v10"
     gateway_url: str | None = None
     shards: int | Literal["auto"] = 1
+    # Ask for the privileged Message Content intent (the owner must switch it on in the Developer Portal too):
+    # without it Discord blanks text, attachments and embeds, so length, code, link and attachment facts read 0.
+    # [storage] store_text = true asks for it as well.
+    message_content: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -691,6 +695,7 @@ def _parse_discord(table: _Table) -> DiscordSettings:
         api_base_url=table.optional("api_base_url", _http_url, default.api_base_url),
         gateway_url=table.optional("gateway_url", _websocket_url, default.gateway_url),
         shards=table.optional("shards", _shards, default.shards),
+        message_content=table.optional("message_content", _bool, default.message_content),
     )
     if settings.enabled and not settings.guild_ids and table.valid("enabled", "guild_ids"):
         table.key_error("guild_ids", "expected at least one Discord server ID because enabled = true, got []")

@@ -64,7 +64,12 @@ def make_guild() -> FakeGuild:
 
 
 def settings_dict(
-    fake: FakeDiscord, db_path: Path, *, store_text: bool = False, shards: int | str = 1
+    fake: FakeDiscord,
+    db_path: Path,
+    *,
+    store_text: bool = False,
+    shards: int | str = 1,
+    message_content: bool = False,
 ) -> dict[str, Any]:
     return {
         "community": {"name": COMMUNITY, "timezone": "UTC"},
@@ -76,6 +81,7 @@ def settings_dict(
             "api_base_url": fake.api_base_url,
             "gateway_url": fake.gateway_url,
             "shards": shards,
+            "message_content": message_content,
         },
         "digest": {"enabled": False},
         "courses": [
@@ -196,8 +202,13 @@ async def make_harness(fake: FakeDiscord, tmp_path: Path) -> AsyncIterator[Harne
         token: str = TOKEN,
         ready_timeout: float = 10.0,
         shards: int | str = 1,
+        message_content: bool = False,
     ) -> Harness:
-        settings = parse_settings(settings_dict(fake, tmp_path / "bot.db", store_text=store_text, shards=shards))
+        settings = parse_settings(
+            settings_dict(
+                fake, tmp_path / "bot.db", store_text=store_text, shards=shards, message_content=message_content
+            )
+        )
         engine = make_engine(settings.storage.url)
         upgrade(engine)
         store = IngestStore(engine, store_text=store_text)
