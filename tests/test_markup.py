@@ -114,6 +114,16 @@ def test_an_emoji_is_never_split_and_a_link_is_reopened_whole() -> None:
         assert utf16_len(chunk) <= 4096
         assert _html_is_balanced(chunk)
     assert _text_of(chunks) == "🐍" * 3000 + "🎉" * 100 + "&"
+
+
+@pytest.mark.parametrize("emoji", ["👩‍💻", "🇩🇪", "👍🏽", "é"], ids=["zwj", "flag", "skin-tone", "accent"])
+def test_a_cut_never_separates_the_parts_of_one_emoji_or_letter(emoji: str) -> None:
+    text = "x" + emoji * 2000  # no line break: the line must be cut somewhere inside
+    chunks = split_html(render_telegram_html(rich([text])), 1000)
+    assert len(chunks) > 1
+    assert "".join(chunks) == text
+    for chunk in chunks[1:]:
+        assert chunk.startswith(emoji)
     assert all(c.count('<a href="https://x.dev/?a=1&amp;b=2">') == c.count("</a>") for c in chunks)
 
 

@@ -190,8 +190,10 @@ def utf16_len(value: str) -> int:
     return len(value.encode("utf-16-le")) // 2
 
 
-# A tag, an entity, a line break or one character: the units an HTML message may be cut between.
-_HTML_TOKEN = re.compile(r"<[^<>]*>|&#?\w+;|.", re.DOTALL)
+# A tag, an entity, a line break or one character with what joins it (a flag's two letters; an emoji's zero-width
+# joiner sequence, skin tone or variation selector; combining accents): the units a message may be cut between.
+_JOINED = "\u200d[^\n]|[\u0300-\u036f\u20d0-\u20ff\ufe00-\ufe0f\U0001f3fb-\U0001f3ff]"
+_HTML_TOKEN = re.compile(rf"<[^<>]*>|&#?\w+;|[\U0001f1e6-\U0001f1ff]{{2}}|[^\n](?:{_JOINED})*|\n")
 _TAG_NAME = re.compile(r"</?\s*([A-Za-z][\w-]*)")
 
 
