@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 from collections.abc import Iterator
@@ -13,9 +14,15 @@ from sqlalchemy import insert
 
 from analytics.safe_text import clean_name, clean_text
 from bot.cli import main
+from bot.config import parse_settings
+from bot.console import run_console
+from storage.engine import make_engine
 from storage.ingest import IngestStore
+from storage.migrate import upgrade
 from storage.models import JobRun
 from tests.conftest import COMMUNITY, T0, Events, hours
+from tests.helpers.fake_actions import FakeClock
+from tests.test_console import config_data
 
 # A colour escape, a right-to-left override that reverses what follows, and a bell.
 EVIL = "\x1b[31mevil\u202e\x07"
@@ -93,3 +100,17 @@ def test_cleaning_keeps_layout_emoji_and_ordinary_names() -> None:
     assert clean_name("Zoë 👩\u200d💻 O'Brien") == "Zoë 👩\u200d💻 O'Brien"
     assert clean_name("two\nlines") == "two lines"  # a name cannot forge a line of output
     assert clean_text(f"a\tb\r\n{EVIL}\n") == f"a\tb\r\n{SHOWN}\n"
+
+
+def test_the_console_shows_typed_and_stored_control_characters_defused(tmp_path: Path) -> None:
+    db = tmp_path / "cohortbot.db"
+    engine = make_engine(f"sqlite:///{db.as_posix()}")
+    upgrade(engine)
+    engine.dispose()
+    settings = parse_settings(config_data(db))
+    out = io.StringIO()
+    typed = f"@alice look {EVIL} and \x1b]0;new window title\x07\n/help\n"
+    assert run_console(settings, stdin=io.StringIO(typed), stdout=out, clock=FakeClock(T0)) == 0
+    shown = out.getvalue()
+    assert f"look {SHOWN} and ?]0;new window title?" in shown  # the echo of what was typed
+    assert not any(ch in shown for ch in CONTROL)
