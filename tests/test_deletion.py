@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import json
+import logging
+from collections.abc import Iterator
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 from sqlalchemy import Column, Engine, ForeignKey, Integer, MetaData, String, Table, func, insert, inspect, select
 
+from bot.cli import main
 from bot.core.events import Platform, RefundEvent
 from storage.catalog import CourseRecord, sync_courses
 from storage.deletion import delete_member_data, find_member_id, member_columns
@@ -253,3 +258,33 @@ def test_a_name_that_is_also_a_key_or_a_word_of_the_schema_damages_nothing(store
     with store.engine.connect() as conn:
         assert conn.execute(select(Member.platform, Member.platform_user_id)).all() == [("discord", "bob")]
         assert conn.execute(select(Nudge.group)).scalar_one() == "nudged"
+
+
+@pytest.fixture
+def restore_logging() -> Iterator[None]:
+    """``main()`` configures the root logger; put it back for the tests that follow."""
+    root = logging.getLogger()
+    saved_handlers, saved_level = list(root.handlers), root.level
+    yield
+    for handler in list(root.handlers):
+        if handler not in saved_handlers:
+            root.removeHandler(handler)
+    for handler in saved_handlers:
+        if handler not in root.handlers:
+            root.addHandler(handler)
+    root.setLevel(saved_level)
+
+
+@pytest.mark.usefixtures("restore_logging")
+def test_cohortbot_forget_scrubs_the_free_text_too(
+    quoted: IngestStore, db_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = tmp_path / "c.toml"
+    config.write_text(
+        f'[community]\nname = "{COMMUNITY}"\ntimezone = "Europe/Berlin"\n\n[storage]\nurl = {json.dumps(db_url)}\n',
+        encoding="utf-8",
+    )
+    assert main(["forget", "--config", str(config), "--platform", "discord", "--user", ALICE_ID, "--yes"]) == 0
+    out = capsys.readouterr().out
+    assert "their id and name taken out of text elsewhere: digests: 1, job_runs: 1, messages: 2" in out
+    assert text_values_naming(quoted.engine, ALICE_ID, ALICE_NAME) == []
