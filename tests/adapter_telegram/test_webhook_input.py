@@ -81,6 +81,18 @@ def test_the_shape_check_names_what_is_wrong(update: Any) -> None:
         check_update_shape(update)
 
 
+REACTION_COUNT = {
+    "update_id": 12,
+    "message_reaction_count": {
+        "chat": {"id": -1002236736395, "title": "News", "type": "channel"},
+        "message_id": 36,
+        "date": 1721306391,
+        "reactions": [{"type": {"type": "emoji", "emoji": "🗿"}, "total_count": 2}],  # "type" is an object here
+    },
+}
+PASSPORT = good(13) | {"message": good()["message"] | {"passport_data": {"data": [], "credentials": {}}}}
+
+
 @pytest.mark.parametrize(
     "update",
     [
@@ -89,12 +101,53 @@ def test_the_shape_check_names_what_is_wrong(update: Any) -> None:
         p.chat_member(p.BOB, "left", "member") | {"update_id": 10},
         p.successful_payment(p.ALICE, sign_payload(SECRET, "py-async", str(p.ALICE), PRICE), PRICE, charge="c1")
         | {"update_id": 11},
+        p.pre_checkout(p.ALICE, "payload", PRICE) | {"update_id": 14},
+        p.callback(p.ALICE, "/stats") | {"update_id": 15},
+        REACTION_COUNT,
+        PASSPORT,
         nested(3),
     ],
-    ids=["message", "reaction", "chat-member", "payment", "reply-chain"],
+    ids=[
+        "message",
+        "reaction",
+        "chat-member",
+        "payment",
+        "pre-checkout",
+        "button",
+        "reaction-count",
+        "passport",
+        "reply-chain",
+    ],
 )
 def test_real_updates_pass_the_shape_check(update: dict[str, Any]) -> None:
     check_update_shape(update)
+
+
+def _recorded_updates() -> list[Path]:
+    here = Path(__file__).resolve().parents[1] / "fixtures" / "platform-payloads" / "telegram"
+    beside = Path(__file__).resolve().parents[3] / "shared" / "fixtures" / "platform-payloads" / "telegram"
+    folder = here if here.is_dir() else beside
+    return sorted(folder.glob("*.json")) if folder.is_dir() else []
+
+
+def _updates_in(value: Any) -> list[dict[str, Any]]:
+    if isinstance(value, dict):
+        if "update_id" in value:
+            return [value]
+        return [u for v in value.values() for u in _updates_in(v)]
+    if isinstance(value, list):
+        return [u for v in value for u in _updates_in(v)]
+    return []
+
+
+def test_every_recorded_telegram_update_passes_the_shape_check() -> None:
+    files = _recorded_updates()
+    if not files:
+        pytest.skip("no recorded Telegram payloads (tests/fixtures/platform-payloads/telegram) in this checkout")
+    updates = [u for f in files for u in _updates_in(json.loads(f.read_text(encoding="utf-8")))]
+    assert len(updates) >= 10
+    for update in updates:
+        check_update_shape(update)  # a real update refused would be lost: Telegram gives up on a 4xx
 
 
 async def test_wrongly_typed_updates_are_answered_400_and_stored_nowhere(

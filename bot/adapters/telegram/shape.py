@@ -42,7 +42,6 @@ _OBJECTS: Final = frozenset(
         "forward_origin",
         "successful_payment",
         "refunded_payment",
-        "invite_link",
     }
 )
 _OBJECT_ARRAYS: Final = frozenset(
@@ -67,12 +66,10 @@ _STRINGS: Final = frozenset(
     {
         "text",
         "caption",
-        "type",
         "first_name",
         "last_name",
         "username",
         "title",
-        "data",
         "emoji",
         "currency",
         "invoice_payload",
@@ -87,6 +84,14 @@ _NUMERIC_ID_HOLDERS: Final = frozenset(
     {"from", "chat", "sender_chat", "user", "actor_chat", "left_chat_member", "new_chat_members"}
 )
 _STRING_ID_HOLDERS: Final = frozenset({"callback_query", "pre_checkout_query"})
+# Keys whose meaning depends on the object holding them: "type" is a string in a chat or an entity but an object in
+# a reaction count; "data" is a string in a callback query but an array in passport data.
+_STRINGS_IN: Final = {
+    "type": frozenset(
+        {"chat", "sender_chat", "actor_chat", "entities", "caption_entities", "old_reaction", "new_reaction"}
+    ),
+    "data": frozenset({"callback_query"}),
+}
 
 
 def check_update_shape(data: Any) -> None:
@@ -133,6 +138,8 @@ def _expected(key: str, holder: str) -> type | None:
         if holder in _NUMERIC_ID_HOLDERS:
             return int
         return str if holder in _STRING_ID_HOLDERS else None
+    if key in _STRINGS_IN:
+        return str if holder in _STRINGS_IN[key] else None
     if key in _OBJECTS:
         return dict
     if key in _OBJECT_ARRAYS:
