@@ -28,6 +28,7 @@ from typing import Literal, get_args
 
 from analytics.privacy import MIN_GROUP, SMALL, hide_share, is_small, json_count, visible_share
 from analytics.results import CommerceSummary, CourseSales, MemberStatus, Report, WeekStats
+from analytics.safe_text import clean_name as clean_name  # re-exported: chat outputs import it from here
 from analytics.weeks import week_label
 
 SCHEMA_VERSION = 1
@@ -95,29 +96,6 @@ def _rounded(value: float | None, digits: int) -> float | None:
 
 def _money_digits(currency: str) -> int:
     return 0 if currency.upper() in ZERO_DECIMAL_CURRENCIES else MONEY_DIGITS
-
-
-def clean_name(name: str) -> str:
-    """A name safe to print: control, format and private-use characters become "?", whitespace a space.
-
-    Keeps the zero-width joiner so emoji sequences survive.
-
-    Args:
-        name: A display name from a chat platform (untrusted).
-
-    Returns:
-        The cleaned name.
-    """
-    out = []
-    for ch in name:
-        category = unicodedata.category(ch)
-        if ch.isspace():
-            out.append(" ")
-        elif (category[0] == "C" and ch != "\u200d") or category in ("Zl", "Zp"):
-            out.append("?")
-        else:
-            out.append(ch)
-    return "".join(out)
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -20,9 +20,10 @@ from typing import TYPE_CHECKING
 from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
+from analytics.safe_text import clean_name
 from bot import __version__
 from bot.config import ConfigError, Settings, default_settings, load_secrets, load_settings, validate_secrets
-from bot.redaction import RedactingStream, configure_logging
+from bot.redaction import RedactingStream, configure_logging, install_process_hooks
 from storage.engine import database_error_line, mask_credentials
 
 if TYPE_CHECKING:
@@ -186,6 +187,9 @@ def cmd_forget(args: argparse.Namespace) -> int:
     if report.detached:
         kept = ", ".join(f"{table}: {n}" for table, n in sorted(report.detached.items()))
         print(f"kept without the person (accounting and others' replies): {kept}")
+    if report.scrubbed:
+        scrubbed = ", ".join(f"{table}: {n}" for table, n in sorted(report.scrubbed.items()))
+        print(f"their id and name taken out of text elsewhere: {scrubbed}")
     return EXIT_OK
 
 
@@ -348,7 +352,7 @@ def cmd_nudges(args: argparse.Namespace) -> int:
     print(f"  would nudge: {len(plan.planned)}")
     for candidate in plan.planned:
         seen = candidate.last_active_at.date().isoformat() if candidate.last_active_at else "never"
-        print(f"    {candidate.name} ({candidate.platform} {candidate.user_id}, last active {seen})")
+        print(f"    {clean_name(candidate.name)} ({candidate.platform} {candidate.user_id}, last active {seen})")
     print(f"  held out (measured, not messaged): {len(plan.holdout)}")
     for reason, count in sorted(plan.skipped.items()):
         print(f"  skipped, {reason.replace('_', ' ')}: {count}")
@@ -382,7 +386,7 @@ def cmd_jobs(args: argparse.Namespace) -> int:
     for name, what in job_names().items():
         run = last.get(name)
         nxt = local(upcoming[name]) if name in upcoming else "off"
-        detail = (run.detail or "").splitlines()[0] if run and run.detail else ""
+        detail = clean_name((run.detail or "").splitlines()[0]) if run and run.detail else ""
         outcome = run.outcome if run else "never"
         print(f"{name:<10} {nxt:<17} {local(run.started_at) if run else '-':<17} {outcome:<8} {detail or what}")
     return EXIT_OK
@@ -684,9 +688,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     secrets = load_secrets(os.environ)
     secret_values = [s for s in (secrets.telegram_token, secrets.discord_token, secrets.signing_secret) if s]
+    install_process_hooks(secret_values)
     configure_logging(args.log_level or getattr(args, "default_log_level", "WARNING"), secret_values)
-    out = RedactingStream(sys.stdout, secret_values)
-    err = RedactingStream(sys.stderr, secret_values)
+    # Everything the CLI prints goes through one filter: no secret, and no terminal control from a member's name.
+    out = RedactingStream(sys.stdout, secret_values, clean=True)
+    err = RedactingStream(sys.stderr, secret_values, clean=True)
     try:
         with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
             try:

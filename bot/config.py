@@ -267,6 +267,10 @@ class DiscordSettings:
     # Test-mode entitlements (Discord's "test purchases", no money) are recorded as test purchases, never revenue;
     # they give the course role only when this is on (to try the purchase flow on a test server).
     grant_test_entitlements: bool = False
+    # Ask for the privileged Message Content intent (the owner must switch it on in the Developer Portal too):
+    # without it Discord blanks text, attachments and embeds, so length, code, link and attachment facts read 0.
+    # [storage] store_text = true asks for it as well.
+    message_content: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -710,6 +714,7 @@ def _parse_discord(table: _Table) -> DiscordSettings:
         gateway_url=table.optional("gateway_url", _websocket_url, default.gateway_url),
         shards=table.optional("shards", _shards, default.shards),
         grant_test_entitlements=table.optional("grant_test_entitlements", _bool, default.grant_test_entitlements),
+        message_content=table.optional("message_content", _bool, default.message_content),
     )
     if settings.enabled and not settings.guild_ids and table.valid("enabled", "guild_ids"):
         table.key_error("guild_ids", "expected at least one Discord server ID because enabled = true, got []")

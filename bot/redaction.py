@@ -1,16 +1,25 @@
-"""Keep tokens out of logs.
+"""Keep tokens out of logs, and out of everything else the process prints.
 
 Libraries log request URLs (httpx logs ``POST https://api.telegram.org/bot<token>/getUpdates`` at INFO), and
-exceptions can carry headers. A filter on every handler replaces the configured secrets, and anything shaped
-like a bot token, before a record is written.
+exceptions can carry headers or a proxy's error page that echoes the request path. A filter on every handler
+replaces the configured secrets, and anything shaped like a bot token, before a record is written; hooks do the
+same for what Python prints itself (uncaught exceptions in the main thread and in other threads, exceptions it
+can only ignore, warnings), and the CLI writes its own output through :class:`RedactingStream`.
 """
 
 from __future__ import annotations
 
 import logging
 import re
+import sys
+import threading
+import traceback
+import warnings
 from collections.abc import Iterable
+from types import TracebackType
 from typing import TextIO
+
+from analytics.safe_text import clean_text
 
 # Telegram bot tokens: "<bot id>:<35 url-safe characters>"; Discord bot tokens: three dot-separated base64 parts.
 _TOKEN_PATTERNS = (
@@ -54,8 +63,12 @@ class RedactingFilter(logging.Filter):
 
 
 def configure_logging(level: str = "INFO", secrets: Iterable[str] = ()) -> None:
-    """Log to stderr with secrets redacted from every record, ours and the libraries'."""
-    handler = logging.StreamHandler()
+    """Log to stderr with secrets redacted from every record, ours and the libraries'.
+
+    Log lines quote names from the platforms, so control characters are shown as "?" too (see
+    :func:`analytics.safe_text.clean_text`).
+    """
+    handler = logging.StreamHandler(RedactingStream(sys.stderr, secrets, clean=True))
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s"))
     handler.addFilter(RedactingFilter(secrets))
     root = logging.getLogger()
@@ -73,16 +86,21 @@ class RedactingStream:
     """A text stream wrapper that redacts what is written (the CLI's stdout and stderr).
 
     Config errors echo values from the file, and a token pasted into the wrong key must not reach the terminal.
+    With ``clean=True`` it also shows control characters (terminal escapes, bidirectional overrides) as "?",
+    keeping line breaks, tabs and carriage returns: whatever path a member's name takes to the CLI's output, it
+    cannot drive the terminal.
     """
 
-    def __init__(self, stream: TextIO, secrets: Iterable[str] = ()) -> None:
+    def __init__(self, stream: TextIO, secrets: Iterable[str] = (), *, clean: bool = False) -> None:
         """Wrap ``stream``."""
         self._stream = stream
         self._secrets = tuple(s for s in secrets if s)
+        self._clean = clean
 
     def write(self, text: str) -> int:
-        """Write ``text`` with secrets replaced."""
-        return self._stream.write(redact(text, self._secrets))
+        """Write ``text`` with secrets replaced (and control characters, with ``clean``)."""
+        text = redact(text, self._secrets)
+        return self._stream.write(clean_text(text) if self._clean else text)
 
     def flush(self) -> None:
         """Flush the wrapped stream."""
@@ -94,3 +112,55 @@ class RedactingStream:
 
     def __getattr__(self, name: str) -> object:
         return getattr(self._stream, name)
+
+
+def install_process_hooks(secrets: Iterable[str] = ()) -> None:
+    """Redact secrets from what Python itself prints to stderr, for the rest of the process.
+
+    Covers uncaught exceptions (``sys.excepthook``), uncaught exceptions in threads (``threading.excepthook``),
+    exceptions Python can only ignore, e.g. in a finalizer (``sys.unraisablehook``), and warnings. Exceptions
+    inside asyncio tasks are logged by asyncio through ``logging``, which :func:`configure_logging` covers.
+    A 403 page from a proxy that echoes ``/bot<token>/getUpdates`` becomes an exception message; without these
+    hooks its traceback would print the token.
+    """
+    values = tuple(s for s in secrets if s)
+
+    def write(text: str) -> None:
+        stream = sys.stderr
+        if stream is None:  # pythonw, or stderr closed: nowhere to print
+            return
+        stream.write(clean_text(redact(text, values)))
+        stream.flush()
+
+    def excepthook(kind: type[BaseException], exc: BaseException, tb: TracebackType | None) -> None:
+        write("".join(traceback.format_exception(kind, exc, tb)))
+
+    def thread_excepthook(args: threading.ExceptHookArgs) -> None:
+        if args.exc_type is SystemExit:
+            return
+        name = args.thread.name if args.thread is not None else threading.get_ident()
+        formatted = traceback.format_exception(args.exc_type, args.exc_value, args.exc_traceback)
+        write(f"Exception in thread {name}:\n" + "".join(formatted))
+
+    def unraisablehook(args: sys.UnraisableHookArgs) -> None:
+        where = f"{args.err_msg or 'Exception ignored in'}: {args.object!r}\n"
+        write(where + "".join(traceback.format_exception(args.exc_type, args.exc_value, args.exc_traceback)))
+
+    def showwarning(
+        message: Warning | str,
+        category: type[Warning],
+        filename: str,
+        lineno: int,
+        file: TextIO | None = None,
+        line: str | None = None,
+    ) -> None:
+        text = warnings.formatwarning(message, category, filename, lineno, line)
+        if file is None:
+            write(text)
+        else:
+            file.write(redact(text, values))
+
+    sys.excepthook = excepthook
+    threading.excepthook = thread_excepthook
+    sys.unraisablehook = unraisablehook
+    warnings.showwarning = showwarning

@@ -7,16 +7,23 @@ fails for any table that references ``members`` without declaring one.
 
 Before rows go, the member's contribution is subtracted from rollups that other rows share (community daily
 totals, and reactions received by other members), so every rollup still equals its recomputation from raw rows.
+
+After them, the member's platform id and display name are replaced by ``[forgotten]`` wherever they remain in free
+text: job details, nudge errors, refund reasons, other members' stored message text, chat titles. Every text
+column of every table is free text unless :data:`NOT_FREE_TEXT` names it as a key or a fixed vocabulary, so a new
+table is scrubbed without being declared.
 """
 
 from __future__ import annotations
 
+import re
 from collections import defaultdict
-from dataclasses import dataclass
+from collections.abc import Iterable
+from dataclasses import dataclass, field
 from datetime import date
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Column, Connection, Table, delete, select, update
+from sqlalchemy import Column, Connection, String, Table, delete, or_, select, update
 
 from storage.local_days import LocalDays
 from storage.models import Base, Community, Member, MemberDailyActivity, MembershipEvent, Message, Reaction
@@ -30,6 +37,44 @@ class DeletionReport:
     member_id: int
     deleted: dict[str, int]
     detached: dict[str, int]
+    scrubbed: dict[str, int] = field(default_factory=dict)
+    """Rows per table whose free text named the member (their id or display name), now ``[forgotten]``."""
+
+
+FORGOTTEN = "[forgotten]"
+# Keys, fixed vocabularies and values copied from the owner's config: never text about a member. A member called
+# "discord", "join" or "👍" must not rewrite other rows' platform, kind or emoji; ``members.display_name`` is
+# another person's own name (who may be called the same).
+NOT_FREE_TEXT = frozenset(
+    {
+        "communities.name",
+        "communities.timezone",
+        "members.platform",
+        "members.platform_user_id",
+        "members.display_name",
+        "channels.platform",
+        "channels.platform_channel_id",
+        "messages.platform_message_id",
+        "reactions.platform_message_id",
+        "reactions.emoji",
+        "membership_events.kind",
+        "courses.course_key",
+        "courses.title",
+        "courses.currency",
+        "purchases.platform",
+        "purchases.charge_id",
+        "purchases.provider_charge_id",
+        "purchases.source",
+        "purchases.currency",
+        "nudges.group",
+        "digests.week",
+        "job_runs.job",
+        "job_runs.outcome",
+    }
+)
+# Shorter ids or names ("Al", "42") cannot be told from ordinary words and numbers in free text; real Telegram and
+# Discord ids are 5 to 20 digits.
+MIN_SCRUBBED_LENGTH = 3
 
 
 def member_columns(table: Table) -> dict[str, str]:
@@ -120,7 +165,11 @@ def delete_member_data(conn: Connection, member_id: int) -> DeletionReport:
     Returns:
         Row counts per table.
     """
-    member = conn.execute(select(Member.community_id, Member.is_bot).where(Member.id == member_id)).one_or_none()
+    member = conn.execute(
+        select(Member.community_id, Member.is_bot, Member.platform_user_id, Member.display_name).where(
+            Member.id == member_id
+        )
+    ).one_or_none()
     if member is None:
         return DeletionReport(member_id, {}, {})
     _subtract_shared_rollups(conn, member_id, member.community_id, member.is_bot)
@@ -143,7 +192,56 @@ def delete_member_data(conn: Connection, member_id: int) -> DeletionReport:
                     deleted[table.name] = deleted.get(table.name, 0) + count
     conn.execute(delete(Member).where(Member.id == member_id))
     deleted[Member.__tablename__] = 1
-    return DeletionReport(member_id, deleted, detached)
+    scrubbed = scrub_free_text(conn, [member.platform_user_id, member.display_name or ""])
+    return DeletionReport(member_id, deleted, detached, scrubbed)
+
+
+def free_text_columns(table: Table) -> list[Column[str]]:
+    """The text columns of ``table`` that may quote a member: all but keys and :data:`NOT_FREE_TEXT`."""
+    return [
+        column
+        for column in table.columns
+        if isinstance(column.type, String)
+        and not column.primary_key
+        and f"{table.name}.{column.name}" not in NOT_FREE_TEXT
+    ]
+
+
+def scrub_free_text(conn: Connection, needles: Iterable[str]) -> dict[str, int]:
+    """Replace each needle (a whole word, any case) by ``[forgotten]`` in every free-text column of every table.
+
+    Args:
+        conn: A connection inside a transaction.
+        needles: The member's platform id and names; ones shorter than :data:`MIN_SCRUBBED_LENGTH` are skipped.
+
+    Returns:
+        Values changed per table.
+    """
+    words = sorted({n.strip() for n in needles if len(n.strip()) >= MIN_SCRUBBED_LENGTH}, key=len, reverse=True)
+    if not words:
+        return {}
+    # Whole words only: the id 4512 must not eat into 845129 or a date; the name "Ann" not into "Annual".
+    pattern = re.compile("|".join(rf"(?<!\w){re.escape(w)}(?!\w)" for w in words), re.IGNORECASE)
+    changed: dict[str, int] = {}
+    for table in Base.metadata.sorted_tables:
+        keys = list(table.primary_key.columns)
+        for column in free_text_columns(table) if keys else []:
+            # The database narrows the rows down (case-insensitively, as far as it folds case); Python decides.
+            found = conn.execute(
+                select(*keys, column).where(or_(*(column.icontains(w, autoescape=True) for w in words)))
+            ).all()
+            for row in found:
+                value: str = row[-1]
+                cleaned = pattern.sub(FORGOTTEN, value)
+                limit = getattr(column.type, "length", None)
+                if limit is not None:
+                    cleaned = cleaned[:limit]
+                if cleaned == value:
+                    continue
+                where = [key == row[index] for index, key in enumerate(keys)]
+                conn.execute(update(table).where(*where).values({column.name: cleaned}))
+                changed[table.name] = changed.get(table.name, 0) + 1
+    return changed
 
 
 def find_member_id(conn: Connection, community_id: int, platform: str, user_id: str) -> int | None:

@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import json
+import logging
+from collections.abc import Iterator
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
-from sqlalchemy import Column, Engine, ForeignKey, Integer, MetaData, Table, func, insert, select
+from sqlalchemy import Column, Engine, ForeignKey, Integer, MetaData, String, Table, func, insert, inspect, select
 
+from bot.cli import main
 from bot.core.events import Platform, RefundEvent
 from storage.catalog import CourseRecord, sync_courses
 from storage.deletion import delete_member_data, find_member_id, member_columns
 from storage.ingest import IngestStore
-from storage.models import Base, CommunityDailyTotals, Member, Message, Nudge, Purchase, Refund
+from storage.models import Base, CommunityDailyTotals, Digest, JobRun, Member, Message, Nudge, Purchase, Refund
 from storage.rollups import compute_rollups, read_rollups
 from tests.conftest import COMMUNITY, T0, Events, hours
 
@@ -147,3 +152,139 @@ def test_forgetting_someone_never_seen_changes_nothing(populated: IngestStore) -
         report = delete_member_data(conn, 987654)
         assert report.deleted == {} and report.detached == {}
         assert conn.execute(select(func.count()).select_from(Member)).scalar_one() == 3
+
+
+# --- free text: no id or name of theirs left in any text column of any table ---
+
+ALICE_ID = "784512963"
+ALICE_NAME = "Alice Liddell"
+
+
+def text_values_naming(engine: Engine, *needles: str) -> list[str]:
+    """Every text value, in every column of every table the database has, that contains one of the needles."""
+    found = []
+    inspector = inspect(engine)
+    with engine.connect() as conn:
+        for table_name in inspector.get_table_names():
+            table = Table(table_name, MetaData(), autoload_with=conn)
+            for column in table.columns:
+                if not isinstance(column.type, String):
+                    continue
+                for value in conn.execute(select(column).where(column.is_not(None))).scalars():
+                    if any(needle.lower() in str(value).lower() for needle in needles):
+                        found.append(f"{table_name}.{column.name}: {value!r}")
+    return found
+
+
+@pytest.fixture
+def quoted(engine: Engine) -> IngestStore:
+    """Alice (Discord id 784512963) is named in free text all over the database, by others and by the bot."""
+    store = IngestStore(engine, store_text=True)
+    store.register_community(COMMUNITY, "Europe/Berlin")
+    ev = Events()
+    cid = store.community_id(COMMUNITY)
+    sync_courses(engine, cid, [CourseRecord("py-async", "Async Python", price_stars=500)])
+    store.write_batch(
+        [
+            ev.message(ALICE_ID, name=ALICE_NAME, message_id="a1", at=T0, text="hi, I am Alice"),
+            ev.message(
+                "bob", name="Bob", message_id="b1", at=T0 + hours(1), text=f"thanks {ALICE_NAME}, see <@{ALICE_ID}>!"
+            ),
+            ev.message("bob", name="Bob", message_id="b2", at=T0 + hours(2), text="ALICE LIDDELL's notes, page 845129"),
+        ]
+    )
+    store.record_purchase(ev.purchase("bob", charge="sale-b"))
+    reason = f"bought for alice liddell ({ALICE_ID})"
+    store.record_refund(RefundEvent(Platform.DISCORD, COMMUNITY, "sale-b", T0 + hours(4), reason=reason))
+    with engine.begin() as conn:
+        alice = find_member_id(conn, cid, "discord", ALICE_ID)
+        bob = find_member_id(conn, cid, "discord", "bob")
+        conn.execute(insert(Nudge).values(community_id=cid, member_id=alice, group="nudged", decided_at=T0))
+        conn.execute(
+            insert(Nudge).values(
+                community_id=cid, member_id=bob, group="nudged", decided_at=T0, error=f"sent after {ALICE_NAME}'s"
+            )
+        )
+        conn.execute(
+            insert(JobRun).values(
+                community_id=cid,
+                job="nudges",
+                started_at=T0,
+                finished_at=T0,
+                outcome="failed",
+                detail=f"nudged 1 of 2; failed: {ALICE_NAME} ({ALICE_ID}): Forbidden: bot was blocked by the user",
+            )
+        )
+        conn.execute(
+            insert(Digest).values(community_id=cid, week="2024-W10", claimed_at=T0, claimed_by=f"dm-{ALICE_ID}")
+        )
+    return store
+
+
+def test_forgetting_a_member_leaves_their_id_and_name_in_no_text_column(quoted: IngestStore) -> None:
+    engine = quoted.engine
+    cid = quoted.community_id(COMMUNITY)
+    assert len(text_values_naming(engine, ALICE_ID, ALICE_NAME)) >= 7  # the scan sees them before
+    with engine.begin() as conn:
+        alice = find_member_id(conn, cid, "discord", ALICE_ID)
+        assert alice is not None
+        report = delete_member_data(conn, alice)
+
+    assert text_values_naming(engine, ALICE_ID, ALICE_NAME) == []
+    assert report.scrubbed == {"digests": 1, "job_runs": 1, "messages": 2, "nudges": 1, "refunds": 1}
+    with engine.connect() as conn:
+        # What is kept still reads, with the person taken out; other words and numbers are untouched.
+        texts = conn.execute(select(Message.text).order_by(Message.platform_message_id)).scalars().all()
+        assert texts == ["thanks [forgotten], see <@[forgotten]>!", "[forgotten]'s notes, page 845129"]
+        detail = conn.execute(select(JobRun.detail)).scalar_one()
+        assert detail == "nudged 1 of 2; failed: [forgotten] ([forgotten]): Forbidden: bot was blocked by the user"
+        assert conn.execute(select(Refund.reason)).scalar_one() == "bought for [forgotten] ([forgotten])"
+        assert conn.execute(select(Nudge.error)).scalar_one() == "sent after [forgotten]'s"
+
+
+def test_a_name_that_is_also_a_key_or_a_word_of_the_schema_damages_nothing(store: IngestStore, ev: Events) -> None:
+    # A member who calls themself "discord" with the id "nudged": other rows' platform and group stay.
+    cid = store.community_id(COMMUNITY)
+    store.write_batch(
+        [ev.message("nudged", name="discord", message_id="x1"), ev.message("bob", message_id="b1", at=T0 + hours(1))]
+    )
+    with store.engine.begin() as conn:
+        bob = find_member_id(conn, cid, "discord", "bob")
+        conn.execute(insert(Nudge).values(community_id=cid, member_id=bob, group="nudged", decided_at=T0))
+        victim = find_member_id(conn, cid, "discord", "nudged")
+        assert victim is not None
+        report = delete_member_data(conn, victim)
+    assert report.scrubbed == {}
+    with store.engine.connect() as conn:
+        assert conn.execute(select(Member.platform, Member.platform_user_id)).all() == [("discord", "bob")]
+        assert conn.execute(select(Nudge.group)).scalar_one() == "nudged"
+
+
+@pytest.fixture
+def restore_logging() -> Iterator[None]:
+    """``main()`` configures the root logger; put it back for the tests that follow."""
+    root = logging.getLogger()
+    saved_handlers, saved_level = list(root.handlers), root.level
+    yield
+    for handler in list(root.handlers):
+        if handler not in saved_handlers:
+            root.removeHandler(handler)
+    for handler in saved_handlers:
+        if handler not in root.handlers:
+            root.addHandler(handler)
+    root.setLevel(saved_level)
+
+
+@pytest.mark.usefixtures("restore_logging")
+def test_cohortbot_forget_scrubs_the_free_text_too(
+    quoted: IngestStore, db_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = tmp_path / "c.toml"
+    config.write_text(
+        f'[community]\nname = "{COMMUNITY}"\ntimezone = "Europe/Berlin"\n\n[storage]\nurl = {json.dumps(db_url)}\n',
+        encoding="utf-8",
+    )
+    assert main(["forget", "--config", str(config), "--platform", "discord", "--user", ALICE_ID, "--yes"]) == 0
+    out = capsys.readouterr().out
+    assert "their id and name taken out of text elsewhere: digests: 1, job_runs: 1, messages: 2" in out
+    assert text_values_naming(quoted.engine, ALICE_ID, ALICE_NAME) == []

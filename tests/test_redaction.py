@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
+import signal
+import subprocess
+import sys
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
 from bot.redaction import REDACTED, configure_logging, redact
+from tests.adapter_telegram.fake_bot_api import FakeBotApi
+from tests.helpers.cohortbot_process import environment, run_cli
 
 # Shaped like real tokens (Telegram: "<bot id>:<35 characters>"; Discord: three dot-separated base64 parts).
 TELEGRAM_TOKEN = "123456789:AAHfiqksKZ8WmR2zSjiQ7_v4TMAKdiHm9T0"
@@ -214,3 +222,116 @@ def test_configuring_twice_does_not_duplicate_output(
     err = _logged_stderr(capsys)
     assert err.count(f"started with {REDACTED}") == 1
     assert TELEGRAM_TOKEN not in err
+
+
+# --- the whole process: what Python and the libraries print, not only log records ---
+
+# Run through the real ``cohortbot`` entry point with one command swapped for one that misbehaves in every way a
+# library can: a warning, an exception in a thread, in an asyncio callback, in a finalizer, then an uncaught one.
+MISBEHAVING_COMMAND = r"""
+import asyncio, os, sys, threading, warnings
+import bot.cli as cli
+
+TOKEN = os.environ["COHORTBOT_TELEGRAM_TOKEN"]
+SECRET = os.environ["COHORTBOT_SECRET"]
+
+class Finalized:
+    def __del__(self):
+        raise ValueError(f"finalizer saw {TOKEN}")
+
+def misbehave(args):
+    warnings.warn(f"retrying with {TOKEN}")
+    def worker():
+        raise RuntimeError(f"thread saw {SECRET}")
+    thread = threading.Thread(target=worker, name="worker")
+    thread.start()
+    thread.join()
+    async def loop_errors():
+        def callback():
+            raise ConnectionError(f"callback saw {TOKEN}")
+        asyncio.get_running_loop().call_soon(callback)
+        await asyncio.sleep(0.05)
+    asyncio.run(loop_errors())
+    Finalized()
+    raise PermissionError(f"403 Forbidden: proxy refused POST /bot{TOKEN}/getUpdates")
+
+cli.cmd_jobs = misbehave
+sys.exit(cli.main(["jobs"]))
+"""
+
+
+@pytest.mark.slow
+def test_nothing_python_prints_on_its_own_carries_a_secret(tmp_path: Path) -> None:
+    env = environment({"COHORTBOT_TELEGRAM_TOKEN": TELEGRAM_TOKEN, "COHORTBOT_SECRET": SIGNING_SECRET})
+    result = subprocess.run(
+        [sys.executable, "-c", MISBEHAVING_COMMAND],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    err = result.stderr
+    assert result.returncode == 1, err
+    # Each misbehaviour was reported, and each with the secret replaced.
+    assert f"PermissionError: 403 Forbidden: proxy refused POST /bot{REDACTED}/getUpdates" in err
+    assert f"UserWarning: retrying with {REDACTED}" in err
+    assert "Exception in thread worker" in err and f"RuntimeError: thread saw {REDACTED}" in err
+    assert f"ConnectionError: callback saw {REDACTED}" in err
+    assert f"ValueError: finalizer saw {REDACTED}" in err
+    assert TELEGRAM_TOKEN not in err and TELEGRAM_TOKEN.split(":", 1)[1] not in err
+    assert SIGNING_SECRET not in err
+    assert TELEGRAM_TOKEN not in result.stdout
+
+
+@pytest.mark.slow
+async def test_a_proxy_echoing_the_request_path_in_a_403_does_not_put_the_token_on_stderr(tmp_path: Path) -> None:
+    async with FakeBotApi(TELEGRAM_TOKEN) as api:
+        # An HTTP proxy in front of the Bot API that refuses the bot, quoting the request it refused.
+        for method in ("getMe", "deleteWebhook", "getUpdates"):
+            api.fail(method, 403, f"Forbidden: proxy policy denies POST /bot{TELEGRAM_TOKEN}/{method}", times=1000)
+        config = tmp_path / "bot.toml"
+        config.write_text(
+            f'[storage]\nurl = "sqlite:///{tmp_path / "bot.db"}"\n\n'
+            f'[telegram]\nenabled = true\nchat_ids = [-1001234567890]\napi_base_url = "{api.base_url}"\n',
+            encoding="utf-8",
+        )
+        secrets = {"COHORTBOT_TELEGRAM_TOKEN": TELEGRAM_TOKEN}
+        code, output = await run_cli("db", "upgrade", "--config", str(config), secrets=secrets)
+        assert code == 0, output
+        process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "bot",
+            "--log-level",
+            "DEBUG",
+            "run",
+            "--config",
+            str(config),
+            env=environment(secrets),
+            cwd=str(tmp_path),
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        try:
+            # The bot either gives up at once or keeps retrying: once refused, give it a moment to report it, then
+            # stop it as a service manager would.
+            output_task = asyncio.ensure_future(process.communicate())  # read as it goes: a full pipe would block it
+            await api.wait_for("getMe", within=30)
+            await asyncio.wait({output_task}, timeout=5)
+            if process.returncode is None:
+                with contextlib.suppress(ProcessLookupError):
+                    process.send_signal(signal.SIGTERM)
+            out, err_bytes = await asyncio.wait_for(output_task, 30)
+        finally:
+            if process.returncode is None:
+                process.kill()
+                await process.wait()
+    err = err_bytes.decode(errors="replace") + out.decode(errors="replace")
+    assert api.calls, "the bot never called the Bot API"
+    assert "Forbidden: proxy policy denies POST /bot" in err  # the refusal is reported ...
+    assert f"/bot{REDACTED}/" in err  # ... with the token replaced
+    assert TELEGRAM_TOKEN not in err
+    assert TELEGRAM_TOKEN.split(":", 1)[1] not in err

@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, TextIO
 
 from sqlalchemy.engine import make_url
 
+from analytics.safe_text import clean_text
 from bot.adapters.base import AdapterDeps, DeliveryError
 from bot.core.commands.base import AccessResult
 from bot.core.digest import build_digest
@@ -638,7 +639,8 @@ class ConsoleAdapter:
 
     def _write(self, text: str, *, end: str = "\n") -> None:
         try:
-            self.out.write(text + end)
+            # Replies quote names imported from other platforms; the terminal must not run their escapes.
+            self.out.write(clean_text(text) + end)
             self.out.flush()
         except OSError as exc:
             raise OutputClosedError("the console's output is closed") from exc

@@ -201,9 +201,16 @@ async def make_harness(fake: FakeDiscord, tmp_path: Path) -> AsyncIterator[Harne
         busy_timeout_ms: int | None = None,
         retry_wait: float = 1.0,
         discord: dict[str, Any] | None = None,
+        message_content: bool = False,
     ) -> Harness:
         settings = parse_settings(
-            settings_dict(fake, tmp_path / "bot.db", store_text=store_text, shards=shards, **(discord or {}))
+            settings_dict(
+                fake,
+                tmp_path / "bot.db",
+                store_text=store_text,
+                shards=shards,
+                **{"message_content": message_content, **(discord or {})},
+            )
         )
         engine = make_engine(settings.storage.url)
         if busy_timeout_ms is not None:

@@ -25,6 +25,7 @@ TOKEN = "fake-discord-bot-token"
 APP_ID = "900000000000000001"
 BOT_ID = "900000000000000002"
 PRIVILEGED_INTENTS = (1 << 1) | (1 << 8) | (1 << 15)  # members, presences, message content
+MESSAGE_CONTENT_INTENT = 1 << 15
 _ids = itertools.count(1_300_000_000_000_000_000)
 
 
@@ -202,6 +203,9 @@ class FakeDiscord:
         self.calls: list[Call] = []
         self.refuse_privileged = False
         self.gateway_down = False  # answer the gateway's websocket upgrade with 503, like an outage
+        # As Discord does: without the Message Content intent in IDENTIFY, content, attachments and embeds of
+        # messages are sent blank. Off by default so older tests keep their content.
+        self.blank_without_message_content = False
         self.identifies: list[dict[str, Any]] = []
         self.resumes: list[dict[str, Any]] = []
         self.chunk_requests: list[dict[str, Any]] = []
@@ -412,6 +416,8 @@ class FakeDiscord:
         message_id: str | None = None,
         reply_to: tuple[str, str] | None = None,
         bot: bool = False,
+        attachments: int = 0,
+        embeds: int = 0,
     ) -> str:
         """A member posts; returns the message id. ``reply_to`` is (message id, author id)."""
         guild = self.guild(guild_id)
@@ -431,11 +437,17 @@ class FakeDiscord:
             "mention_everyone": False,
             "mentions": [],
             "mention_roles": [],
-            "attachments": [],
-            "embeds": [],
+            "attachments": [
+                {"id": snowflake(), "filename": f"f{i}.png", "size": 1, "url": f"https://cdn/f{i}.png", "proxy_url": ""}
+                for i in range(attachments)
+            ],
+            "embeds": [{"type": "link", "url": f"https://example.org/{i}"} for i in range(embeds)],
             "pinned": False,
             "flags": 0,
         }
+        intents = int(self.identifies[-1].get("intents", 0)) if self.identifies else 0
+        if self.blank_without_message_content and not intents & MESSAGE_CONTENT_INTENT:
+            data.update(content="", attachments=[], embeds=[])
         if reply_to:
             data["message_reference"] = {"type": 0, "message_id": reply_to[0], "channel_id": data["channel_id"]}
             data["referenced_message"] = {

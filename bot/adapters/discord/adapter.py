@@ -122,18 +122,24 @@ class DiscordAdapter:
         return self._client
 
     def intents(self) -> discord.Intents:
-        """Gateway intents: servers, members, messages, reactions; message content only with text storage."""
+        """Gateway intents: servers, members, messages, reactions; message content only when the owner asked.
+
+        ``[discord] message_content = true`` or ``[storage] store_text = true`` asks for it; without it Discord
+        blanks each message's text, attachments and embeds.
+        """
         intents = discord.Intents.none()
         intents.guilds = True
         intents.members = True
         intents.guild_messages = True
         intents.guild_reactions = True
-        intents.message_content = self._settings.storage.store_text
+        intents.message_content = self._config.message_content or self._settings.storage.store_text
         return intents
 
     def _privileged_intents(self) -> list[str]:
         names = ["Server Members Intent (to log joins and leaves)"]
-        if self._settings.storage.store_text:
+        if self._config.message_content:
+            names.append("Message Content Intent (because [discord] message_content = true)")
+        elif self._settings.storage.store_text:
             names.append("Message Content Intent (because [storage] store_text = true)")
         return names
 

@@ -46,6 +46,7 @@ from bot.adapters.base import AccessFix, AdapterDeps, AdapterStartError, Deliver
 from bot.adapters.retry import Backoff, describe, sleep_unless, waiting_can_fix
 from bot.adapters.telegram import render
 from bot.adapters.telegram.ratelimit import FloodGate, FloodLimits
+from bot.adapters.telegram.shape import check_update_shape
 from bot.adapters.telegram.translate import (
     ALLOWED_UPDATES,
     MembershipDeduper,
@@ -167,6 +168,16 @@ class TelegramAdapter:
         self._processed_offset: int | None = None
         self.retry_wait = retry_wait
         self.retry_cap = retry_cap
+        # Where commands are answered besides private chats: the community's chats, the courses' chats and the
+        # digest's chats. In any other group the bot was added to, it stays silent (logged once per chat).
+        self.command_chat_ids = frozenset(
+            (
+                *self.config.chat_ids,
+                *(c.telegram_chat_id for c in deps.settings.courses if c.telegram_chat_id is not None),
+                *deps.settings.digest.telegram_chat_ids,
+            )
+        )
+        self._silent_in: set[int] = set()
 
     # --- lifecycle -------------------------------------------------------------------------------------------
 
@@ -482,9 +493,14 @@ class TelegramAdapter:
             log.warning("refused a webhook request from %s: wrong secret token", request.remote)
             return web.Response(status=403, text="wrong secret token")
         try:
-            update = parse_update(await request.json(), self.app.bot)
-        except ValueError:
-            log.warning("refused a webhook request: not a Telegram update", exc_info=True)
+            data = await request.json()
+            check_update_shape(data)
+            update = parse_update(data, self.app.bot)
+        except Exception as exc:
+            # A wrong type, deep nesting (RecursionError in the JSON parser) or a body PTB cannot read: answer 400 so
+            # nothing is stored and Telegram (or whoever sent it) does not retry; a 500 would be retried forever.
+            reason = "nested too deeply" if isinstance(exc, RecursionError) else str(exc)[:200]
+            log.warning("refused a webhook request: not a Telegram update: %s", reason)
             return web.Response(status=400, text="not an update")
         await self.handle_update(update, wait_for_payments=True)
         # Acknowledge only what is on disk: Telegram redelivers anything not answered with 2xx.
@@ -534,7 +550,8 @@ class TelegramAdapter:
                 return
             command = self._command_in(message)
             if command is not None:
-                self._spawn(self._run_command(message, command), f"/{command.name}")
+                if self._answers_in(message.chat):
+                    self._spawn(self._run_command(message, command), f"/{command.name}")
                 return
         for event in activity_events(update, self.scope):
             await self._put(event)
@@ -577,6 +594,24 @@ class TelegramAdapter:
         if message.chat.type == Chat.PRIVATE or command.addressed:
             return command
         return command if self.deps.dispatcher.get(command.name) is not None else None
+
+    def _answers_in(self, chat: Chat | None) -> bool:
+        """Whether commands are answered in ``chat``: a private chat, or one of :attr:`command_chat_ids`.
+
+        Anyone can add the bot to a group; there it must not answer (nor reveal the community's data), so it stays
+        silent and says so once per chat in the log. (Activity there is not logged either: only ``chat_ids``.)
+        """
+        if chat is None or chat.type == Chat.PRIVATE or chat.id in self.command_chat_ids:
+            return True
+        if chat.id not in self._silent_in:
+            self._silent_in.add(chat.id)
+            log.warning(
+                "ignoring commands in Telegram chat %s (%s): it is not in [telegram] chat_ids, a course's "
+                "telegram_chat_id or [digest] telegram_chat_ids",
+                chat.id,
+                chat.title or chat.type,
+            )
+        return False
 
     def _member_option(self, message: Message, command: ParsedCommand) -> tuple[tuple[str, str], ...]:
         """``/grant <course>`` sent as a reply names the replied-to member (admins' shortcut).
@@ -673,6 +708,8 @@ class TelegramAdapter:
             return
         message = query.message
         chat = message.chat if message is not None else None
+        if not self._answers_in(chat):
+            return
         thread_id = None
         if isinstance(message, Message) and message.is_topic_message:
             thread_id = message.message_thread_id

@@ -1,7 +1,8 @@
 """Rendering a neutral :class:`Reply` as Bot API calls.
 
-A reply becomes, in order: its text as HTML messages of at most 4,096 characters (split at line breaks), its
-attachments (images with ``sendPhoto`` so they show inline, other files with ``sendDocument``), and its invoice.
+A reply becomes, in order: its text as HTML messages of at most 4,096 UTF-16 code units, Telegram's measure (split
+at line breaks where possible, never inside a tag or an entity), its attachments (images with ``sendPhoto`` so they
+show inline, other files with ``sendDocument``), and its invoice.
 Buttons go under the last text or file message as an inline keyboard.
 """
 
@@ -15,10 +16,10 @@ from telegram import Bot, InlineKeyboardButton, InlineKeyboardMarkup, InputFile,
 from telegram.constants import ParseMode
 
 from bot.core.commands.base import CapabilityError
-from bot.core.markup import render_telegram_html, split_message
+from bot.core.markup import render_telegram_html, split_html
 from bot.core.replies import Attachment, Button, Invoice, Reply
 
-MESSAGE_LIMIT: Final = 4096
+MESSAGE_LIMIT: Final = 4096  # UTF-16 code units after entity parsing; we count the HTML itself, which is longer
 CAPTION_LIMIT: Final = 1024
 CALLBACK_DATA_LIMIT: Final = 64
 INVOICE_TITLE_LIMIT: Final = 32
@@ -86,7 +87,7 @@ def plan(reply: Reply) -> list[Part]:
     parts: list[Part] = []
     html = render_telegram_html(reply.text)
     if html.strip():
-        parts.extend(TextPart(chunk) for chunk in split_message(html, MESSAGE_LIMIT) if chunk.strip())
+        parts.extend(TextPart(chunk) for chunk in split_html(html, MESSAGE_LIMIT) if chunk.strip())
     parts.extend(FilePart(attachment) for attachment in reply.attachments)
     if markup is not None:
         for index in range(len(parts) - 1, -1, -1):
