@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import date, timedelta
 
 import pandas as pd
 
-from analytics.activity import ActivityRows, activity_summary, daily_activity, weekly_stats
+from analytics.activity import MONTH_DAYS, ActivityRows, activity_summary, daily_activity, weekly_stats
 from analytics.cohorts import activation, cohort_retention
 from analytics.commerce import commerce_summary
 from analytics.frames import CommunityFrames
@@ -23,6 +23,27 @@ from analytics.weeks import last_complete_week_start, week_start
 
 ACTIVATION_WEEKS = 4
 """The report's activation rate pools the joiners of the last four complete weeks."""
+
+LOOKBACK_DAYS = 120
+"""Days of daily data before ``as_of`` a report reads at least: the at-risk window (42 days) and the engagement
+score's decay (14-day half-life: a day 120 days back weighs under 0.3 %). With ``as_of`` itself that is 121 days."""
+
+
+def history_start(as_of: date, weeks: int) -> date:
+    """The first local day of daily data a report of ``weeks`` ISO weeks up to ``as_of`` needs.
+
+    That is the earlier of ``as_of - LOOKBACK_DAYS`` and the range's first Monday minus 27 days: the 28-day MAU
+    (and 7-day WAU) of the range's first days counts activity from before the range.
+
+    Args:
+        as_of: The report day.
+        weeks: The report's number of ISO weeks (at least 1).
+
+    Returns:
+        The first day to load.
+    """
+    range_start = week_start(as_of) - timedelta(weeks=weeks - 1)
+    return min(range_start - timedelta(days=MONTH_DAYS - 1), as_of - timedelta(days=LOOKBACK_DAYS))
 
 
 def build_report(
@@ -64,7 +85,7 @@ def build_report(
     last_complete = last_complete_week_start(as_of)
 
     rows = ActivityRows.from_frame(frames.member_days)
-    table = member_table(rows, frames.members, as_of=as_of, timezone=tz)
+    table = member_table(rows, frames.members, as_of=as_of, timezone=tz, last_active_before=frames.last_active_before)
     activation_rate, activation_eligible = activation(
         rows,
         frames.members,

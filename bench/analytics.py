@@ -20,7 +20,7 @@ The run:
 
 Both sides get the same data: the rollups are the aggregation of exactly the events DuckDB scans (local days
 included, as the bot's ingestion buckets them). The engagement score reads the same history on both sides: the
-report's ``LOOKBACK_DAYS`` (bot.reporting), whose older days weigh under 0.3 %.
+report's ``LOOKBACK_DAYS`` (analytics.report), whose older days weigh under 0.3 %.
 """
 
 from __future__ import annotations
@@ -139,7 +139,8 @@ class Plan:
         last_complete = monday if as_of.weekday() == 6 else monday - timedelta(weeks=1)
         activation_first = last_complete - timedelta(weeks=3)
         activation_last = min(last_complete + timedelta(days=6), as_of)
-        history_start = min(first_monday, as_of - timedelta(days=lookback_days))
+        # As analytics.report.history_start: the MAU of the range's first days needs the 27 days before it.
+        history_start = min(first_monday - timedelta(days=27), as_of - timedelta(days=lookback_days))
         return cls(
             as_of=as_of,
             end=(as_of - epoch).days,
@@ -233,7 +234,7 @@ def measure_ours(db: str, as_of: date, repeats: int) -> dict[str, Any]:
     peak = peak_rss_bytes()
 
     # Where the seconds go: the same reads and the same analytics, each part timed on its own (one more run).
-    from bot.reporting import LOOKBACK_DAYS
+    from analytics.report import LOOKBACK_DAYS
 
     plan = Plan.of(as_of, REPORT_WEEKS, LOOKBACK_DAYS)
     history_start = date(1970, 1, 1) + timedelta(days=plan.score_from)
@@ -785,7 +786,7 @@ def measure_duckdb(npz: str, as_of: date, repeats: int) -> dict[str, Any]:
     """Load the raw events into DuckDB and time the metrics there (run in a fresh process: its own peak RSS)."""
     import duckdb
 
-    from bot.reporting import LOOKBACK_DAYS
+    from analytics.report import LOOKBACK_DAYS
 
     started = time.perf_counter()
     con, counts = load_duckdb(npz)

@@ -10,21 +10,18 @@ from sqlalchemy import Engine
 
 from analytics.activity import ActivityRows
 from analytics.members import inactive_members, member_table
-from analytics.report import build_report
+from analytics.report import build_report, history_start
 from analytics.results import MemberStatus, Report
 from storage.queries import (
     CommunityInfo,
     find_community,
+    last_active_before,
     latest_activity_day,
     list_communities,
     load_frames,
     member_days,
     members,
 )
-
-# Daily data older than the report range that the metrics still look at: the at-risk window (42 days) and the
-# engagement score's decay (14-day half-life: after 120 days a day weighs under 0.3%).
-LOOKBACK_DAYS = 120
 
 
 class ReportError(Exception):
@@ -40,12 +37,6 @@ class ReportRequest:
     weeks: int = 12
     inactive_after_days: int = 14
     top_n: int = 10
-
-
-def _history_start(as_of: date, weeks: int) -> date:
-    """The first day a report of ``weeks`` ISO weeks up to ``as_of`` reads: its range or the look-back, if earlier."""
-    range_start = as_of - timedelta(days=as_of.weekday()) - timedelta(weeks=weeks - 1)
-    return min(range_start, as_of - timedelta(days=LOOKBACK_DAYS))
 
 
 def resolve_community(engine: Engine, name: str) -> CommunityInfo:
@@ -77,8 +68,7 @@ def build_community_report(engine: Engine, request: ReportRequest, *, now: datet
     info = resolve_community(engine, request.community)
     tz = ZoneInfo(info.timezone)
     as_of = request.as_of or now.astimezone(tz).date()
-    history_start = _history_start(as_of, request.weeks)
-    frames = load_frames(engine, info, as_of, history_start=history_start)
+    frames = load_frames(engine, info, as_of, history_start=history_start(as_of, request.weeks))
     report = build_report(
         frames, weeks=request.weeks, inactive_after_days=request.inactive_after_days, top_n=request.top_n
     )
@@ -115,9 +105,11 @@ def inactive_members_as_of(
     """
     info = resolve_community(engine, community)
     tz = ZoneInfo(info.timezone)
-    history_start = _history_start(as_of, weeks=1)  # the same history a one-week report loads
+    first_day = history_start(as_of, weeks=1)  # the same history a one-week report loads
+    end = datetime.combine(as_of + timedelta(days=1), datetime.min.time(), tzinfo=tz)
     with engine.connect() as conn:
-        days = member_days(conn, info.id, history_start, as_of)
+        days = member_days(conn, info.id, first_day, as_of)
         frame = members(conn, info.id)
-    table = member_table(ActivityRows.from_frame(days), frame, as_of=as_of, timezone=tz)
+        earlier = last_active_before(conn, info.id, first_day, end)
+    table = member_table(ActivityRows.from_frame(days), frame, as_of=as_of, timezone=tz, last_active_before=earlier)
     return inactive_members(table, inactive_after_days=inactive_after_days)

@@ -19,6 +19,7 @@ from sqlalchemy import Connection, Engine, func, select
 from analytics.frames import (
     CHANNEL_DAYS_COLUMNS,
     COMMUNITY_DAYS_COLUMNS,
+    LAST_ACTIVE_COLUMNS,
     MEMBER_DAYS_COLUMNS,
     MEMBERS_COLUMNS,
     PURCHASES_COLUMNS,
@@ -141,6 +142,41 @@ def member_days(conn: Connection, community_id: int, start: date, end: date) -> 
     days = np.empty(len(rows), dtype=object)
     days[:] = [row[0] for row in rows]
     frame.insert(1, "day", _day_column(np.repeat(days, per_day)))
+    return frame
+
+
+def last_active_before(conn: Connection, community_id: int, start: date, end: datetime) -> pd.DataFrame:
+    """The last active local day before ``start`` of each member whose last activity is at or after ``end``.
+
+    A back-dated report loads daily data from ``start`` only; for a member silent since before ``start`` it knows
+    the last active day from ``member_activity.last_active_at``, unless the member was active again after the
+    report day (``end``, the instant after it). Those members' last active day is read here (active: a message or
+    a reaction given).
+
+    Args:
+        conn: A connection.
+        community_id: The community.
+        start: The first day of the loaded daily data.
+        end: The instant after the report day.
+
+    Returns:
+        A frame of ``member_id`` and ``day`` (LAST_ACTIVE_COLUMNS).
+    """
+    md, activity = MemberDailyActivity, MemberActivity
+    rows = conn.execute(
+        select(md.member_id, func.max(md.day))
+        .join(activity, activity.member_id == md.member_id)
+        .where(
+            md.community_id == community_id,
+            md.day < start,
+            activity.last_active_at >= end,
+            md.messages + md.reactions_given > 0,
+        )
+        .group_by(md.member_id)
+    ).all()
+    frame = _frame(rows, LAST_ACTIVE_COLUMNS)
+    frame["member_id"] = frame["member_id"].astype("int64")
+    frame["day"] = _days(frame["day"].tolist()) if len(frame) else pd.Series(dtype="datetime64[ns]")
     return frame
 
 
@@ -288,6 +324,7 @@ def load_frames(engine: Engine, community: CommunityInfo, as_of: date, *, histor
             channel_days=channel_days(conn, community.id, history_start, as_of),
             purchases=ledger,
             buyer_days=_buyer_days(conn, community.id, ledger, tz, history_start),
+            last_active_before=last_active_before(conn, community.id, history_start, end),
         )
 
 
