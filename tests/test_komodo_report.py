@@ -8,8 +8,9 @@ so a member's activity is their messages, and the first message stands in for th
 from __future__ import annotations
 
 import csv
+import json
 import os
-from collections import defaultdict
+from collections import Counter, defaultdict
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
@@ -21,7 +22,7 @@ from bot.reporting import ReportRequest, build_community_report
 from storage.member_queries import find_member
 from storage.queries import find_community
 from tests.conftest import COMMUNITY
-from tests.test_report_end_to_end import write_config
+from tests.test_report_end_to_end import iso_week, write_config
 
 pytestmark = [pytest.mark.storage, pytest.mark.slow]
 
@@ -81,3 +82,26 @@ def test_komodo_daily_wau_mau_member_since_and_last_activity(
         before = [d for d in days if d <= as_of]
         if before and (as_of - max(before)).days >= 14:
             assert silent[member.id] == (as_of - max(before)).days, author
+
+
+def test_komodo_json_report_is_exact_for_every_week_and_cohort(
+    engine: Engine, db_url: str, tmp_path: Path, komodo: dict[str, set[date]], capsys: pytest.CaptureFixture[str]
+) -> None:
+    last_day = max(max(days) for days in komodo.values())
+    config = write_config(tmp_path / "c.toml", db_url)
+    assert main(["report", "--config", str(config), "--as-of", last_day.isoformat(), "--format", "json"]) == 0
+    text = capsys.readouterr().out
+    assert "<5" not in text  # owners see exact figures
+    report = json.loads(text)
+    authors_in: dict[str, set[str]] = defaultdict(set)
+    first_week: dict[str, str] = {}
+    for author, days in komodo.items():
+        for d in days:
+            authors_in[iso_week(d)].add(author)
+        first_week[author] = iso_week(min(days))
+    for week in report["weekly"]:
+        assert week["active"] == len(authors_in.get(week["week"], set())), week["week"]
+    sizes = Counter(first_week.values())
+    for cohort in report["cohorts"]:
+        assert cohort["size"] == sizes[cohort["cohort"]], cohort["cohort"]
+        assert all(isinstance(r, float) for r in cohort["retention"]), cohort["cohort"]

@@ -6,8 +6,9 @@ callers run it in a thread (``asyncio.to_thread``).
 
 The digest is read on a phone: a headline with week-over-week changes, then short sections, then one or two
 observations computed from the numbers. It stays well under Telegram's 4096 characters (the adapters still split
-with ``markup.split_message`` if a community's names are very long). Counts of members follow the small-group rule
-(``analytics.privacy``); only the admin version names members at risk and shows sales.
+with ``markup.split_message`` if a community's names are very long). The admin version is for owners and shows
+exact figures, members at risk by name and sales; the version posted to the community chat is seen by members, so
+it hides groups of fewer than five and every share or change that would reveal one (``analytics.privacy``).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from datetime import date, datetime, timedelta
 from sqlalchemy import Engine
 
 from analytics.charts import activity_chart
-from analytics.privacy import is_small, visible_share
+from analytics.privacy import MEMBERS, OWNERS, Audience, members_counted
 from analytics.render import clean_name
 from analytics.results import Cohort, Report, WeekStats
 from analytics.weeks import week_label, week_start
@@ -107,8 +108,9 @@ def build_digest(engine: Engine, settings: Settings, community_id: int, *, now: 
     current = weeks.get(monday) or WeekStats(label, monday, 0, 0, 0, 0, 0, 0, 0)
     previous = weeks.get(monday - timedelta(days=7))
 
+    audience = OWNERS if for_admins else MEMBERS
     title = rich([bold(f"{settings.community.name}: week {label}"), f" ({monday:%d %b} – {sunday:%d %b %Y})"])
-    blocks = [title, _headline(current, previous), _engagement(report)]
+    blocks = [title, _headline(current, previous, audience), _engagement(report, audience)]
     top = _top(report)
     if top is not None:
         blocks.append(top)
@@ -120,10 +122,10 @@ def build_digest(engine: Engine, settings: Settings, community_id: int, *, now: 
         blocks.append(_sales(sales, week_start_at, week_end_at, members_ever))
     if for_admins:
         blocks.extend(_operations(engine, community_id, week_end_at))
-    notes = observations(report, current, previous, sales, week_start_at, week_end_at, for_admins=for_admins)
+    notes = observations(report, current, previous, sales, week_start_at, week_end_at, audience=audience)
     if notes:
         blocks.append(rich([bold("Worth knowing")], *(f"• {n}" for n in notes)))
-    chart = Attachment(f"digest-{label}-activity.png", activity_chart(report), "image/png")
+    chart = Attachment(f"digest-{label}-activity.png", activity_chart(report, audience), "image/png")
     return Digest(week_label=label, text=join(blocks), charts=(chart,))
 
 
@@ -143,19 +145,20 @@ def _operations(engine: Engine, community_id: int, week_end_at: datetime) -> lis
     return blocks
 
 
-def _headline(current: WeekStats, previous: WeekStats | None) -> Rich:
+def _headline(current: WeekStats, previous: WeekStats | None, audience: Audience) -> Rich:
     def row(name: str, value: str, before: int | None, now: int, members: bool) -> Line:
-        change = "" if before is None else fmt_change(before, now, members=members)
-        # A change is hidden when either week has fewer than five members (it would reveal them).
+        # For members, a change is hidden when either week has fewer than five members (it would reveal them).
+        change = "" if before is None else fmt_change(before, now, audience=audience if members else None)
         change = f" ({change} vs last week)" if change and change != DASH else ""
         return (Span(f"{name}: "), bold(value), Span(change))
 
     prev = previous
+    count = audience.count
     return Rich(
         (
-            row("Active members", fmt_members(current.active), prev.active if prev else None, current.active, True),
-            row("New members", fmt_members(current.new), prev.new if prev else None, current.new, True),
-            row("Left", fmt_members(current.left), prev.left if prev else None, current.left, True),
+            row("Active members", count(current.active), prev.active if prev else None, current.active, True),
+            row("New members", count(current.new), prev.new if prev else None, current.new, True),
+            row("Left", count(current.left), prev.left if prev else None, current.left, True),
             row("Messages", fmt_int(current.messages), prev.messages if prev else None, current.messages, False),
         )
     )
@@ -167,21 +170,22 @@ def latest_cohort(report: Report) -> Cohort | None:
     return observed[-1] if observed else None
 
 
-def _engagement(report: Report) -> Rich:
+def _engagement(report: Report, audience: Audience) -> Rich:
     s = report.summary
     lines: list[Sequence[Span | str] | str] = [
         [bold("Engagement")],
-        f"WAU {fmt_members(s.wau)} · MAU {fmt_members(s.mau)} · stickiness "
-        f"{fmt_pct(visible_share(s.stickiness, s.mau))} (on Sunday)",
+        f"WAU {fmt_members(s.wau, audience)} · MAU {fmt_members(s.mau, audience)} · stickiness "
+        f"{fmt_pct(audience.share(s.stickiness, s.mau))} (on Sunday)",
     ]
     cohort = latest_cohort(report)
     if cohort is not None:
-        share = visible_share(cohort.second_week_retention, cohort.size)
+        rate = cohort.second_week_retention
+        share = audience.share(rate, cohort.size, members_counted(rate, cohort.size))
         lines.append(
-            f"Retention: of the {fmt_members(cohort.size)} who joined in {cohort.cohort}, "
+            f"Retention: of the {fmt_members(cohort.size, audience)} who joined in {cohort.cohort}, "
             f"{fmt_pct(share) if share is not None else 'too few to show'} came back in their second week."
         )
-    activation = visible_share(report.activation_rate, report.activation_eligible)
+    activation = _activation(report, audience)
     if report.activation_eligible:
         shown = fmt_pct(activation) if activation is not None else "too few to show"
         lines.append(f"Activation: {shown} of recent joiners posted 3+ messages in their first 7 days.")
@@ -225,8 +229,8 @@ def _sales(rows: Sequence[LedgerRow], start: datetime, end: datetime, members_ev
     buyers = {r.member_id for r in rows if r.member_id is not None and r.refunded_at is None}
     if members_ever:
         lines.append(
-            f"Conversion: {fmt_members(len(buyers))} of {fmt_members(members_ever)} members own a course "
-            f"({fmt_pct(visible_share(len(buyers) / members_ever, members_ever), 1)})."
+            f"Conversion: {fmt_int(len(buyers))} of {fmt_int(members_ever)} members own a "
+            f"course ({fmt_pct(len(buyers) / members_ever, 1)})."
         )
     return rich(*lines)
 
@@ -239,11 +243,15 @@ def observations(
     week_start_at: datetime,
     week_end_at: datetime,
     *,
-    for_admins: bool,
+    audience: Audience,
 ) -> list[str]:
-    """One or two plain-language remarks computed from the week's numbers, the most useful first."""
+    """One or two plain-language remarks computed from the week's numbers, the most useful first.
+
+    Remarks about money and members at risk are for owners only (``audience`` is :data:`OWNERS`).
+    """
+    for_admins = not audience.public
     notes: list[str] = []
-    if previous is not None and previous.active and not (is_small(previous.active) or is_small(current.active)):
+    if previous is not None and previous.active and not audience.hides_change(previous.active, current.active):
         change = (current.active - previous.active) / previous.active
         if change >= NOTABLE_CHANGE:
             notes.append(f"More members were active than the week before (up {change:.0%}).")
@@ -259,7 +267,7 @@ def observations(
             "Messages fell by more than half compared with the week before "
             f"({previous.messages:,} to {current.messages:,})."
         )
-    activation = visible_share(report.activation_rate, report.activation_eligible)
+    activation = _activation(report, audience)
     if activation is not None and activation < LOW_ACTIVATION:
         notes.append(
             f"Only {activation:.0%} of new members got going in their first week; a personal welcome and a first "
@@ -277,6 +285,12 @@ def observations(
     if not notes and current.active:
         notes.append("A steady week: no big changes in activity.")
     return notes[:2]
+
+
+def _activation(report: Report, audience: Audience) -> float | None:
+    """The report's activation rate as ``audience`` may see it."""
+    rate, eligible = report.activation_rate, report.activation_eligible
+    return audience.share(rate, eligible, members_counted(rate, eligible))
 
 
 def _sales_note(sales: Sequence[LedgerRow], week_start_at: datetime, week_end_at: datetime) -> str | None:

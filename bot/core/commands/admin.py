@@ -14,7 +14,6 @@ from datetime import date, datetime, timedelta
 from decimal import Decimal
 
 from analytics.charts import activity_chart
-from analytics.privacy import visible_share
 from analytics.render import clean_name
 from analytics.results import MemberStatus, Report
 from bot.config import CourseSettings
@@ -29,7 +28,6 @@ from bot.core.views import (
     fmt_change,
     fmt_day,
     fmt_int,
-    fmt_members,
     fmt_money,
     fmt_pct,
     fmt_totals,
@@ -86,34 +84,34 @@ async def report(ctx: CommandContext) -> Reply:
     weeks = result.weekly
     lines: _Lines = [
         [bold(f"{result.community}: report as of {fmt_day(result.as_of)}")],
-        f"Members: {fmt_members(result.members)}",
-        f"Active: DAU {fmt_members(s.dau)} · WAU {fmt_members(s.wau)} · MAU {fmt_members(s.mau)}",
-        f"Stickiness (DAU/MAU): {fmt_pct(visible_share(s.stickiness, s.mau))}",
+        f"Members: {fmt_int(result.members)}",
+        f"Active: DAU {fmt_int(s.dau)} · WAU {fmt_int(s.wau)} · MAU {fmt_int(s.mau)}",
+        f"Stickiness (DAU/MAU): {fmt_pct(s.stickiness)}",
         f"Messages: {fmt_int(s.messages_7d)} in 7 days, {fmt_int(s.messages_28d)} in 28 days",
     ]
     if weeks:
         current = weeks[-1]
         lines.append(
-            f"This week so far: {fmt_members(current.new)} new, {fmt_members(current.left)} left, "
+            f"This week so far: {fmt_int(current.new)} new, {fmt_int(current.left)} left, "
             f"{fmt_int(current.messages)} messages"
         )
     if len(weeks) > 1:
         # A partial week compared with a whole one would always look like a drop: compare the last two whole weeks.
         last, before = weeks[-2], (weeks[-3] if len(weeks) > 2 else None)
-        change = fmt_change(before.active, last.active, members=True) if before else DASH
+        change = fmt_change(before.active, last.active) if before else DASH
         lines.append(
-            f"Last week ({last.week}): {fmt_members(last.active)} active"
+            f"Last week ({last.week}): {fmt_int(last.active)} active"
             + (f" ({change} vs the week before)" if change != DASH else "")
-            + f", {fmt_members(last.new)} new, {fmt_members(last.left)} left, {fmt_int(last.messages)} messages"
+            + f", {fmt_int(last.new)} new, {fmt_int(last.left)} left, {fmt_int(last.messages)} messages"
         )
     cohort = latest_cohort(result)
     if cohort is not None:
-        share = visible_share(cohort.second_week_retention, cohort.size)
+        share = cohort.second_week_retention
         lines.append(
-            f"Retention: of the {fmt_members(cohort.size)} who joined in {cohort.cohort}, "
+            f"Retention: of the {fmt_int(cohort.size)} who joined in {cohort.cohort}, "
             f"{fmt_pct(share) if share is not None else 'too few to show'} came back in their second week"
         )
-    activation = visible_share(result.activation_rate, result.activation_eligible)
+    activation = result.activation_rate
     if result.activation_eligible:
         shown = fmt_pct(activation) if activation is not None else "too few joiners to show"
         lines.append(f"Activation (3+ messages in the first 7 days): {shown}")
