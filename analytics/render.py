@@ -196,8 +196,7 @@ def report_to_json(report: Report) -> dict[str, object]:
     """The report as JSON-safe values, in the documented schema (docs/metrics.md, "Report JSON").
 
     Dates are ISO strings, shares are rounded to 4 decimals, money to 2 (0 for Telegram Stars), other statistics
-    to 2; NaN and infinities become ``null``. Counts of 1 to 4 members are the string ``"<5"``; shares over groups
-    of 1 to 4 members are ``null``.
+    to 2; NaN and infinities become ``null``. Every count is the exact integer (the report is for owners).
 
     Args:
         report: The report.
@@ -736,7 +735,7 @@ def _html_table(
     raw: set[int] | None = None,
     names: set[int] | None = None,
 ) -> str:
-    """A table; cells are escaped except the columns in ``raw`` (already HTML); "<5" cells are greyed.
+    """A table; cells are escaped except the columns in ``raw`` (already HTML).
 
     Columns in ``left`` are left-aligned (text), the others right-aligned (numbers); columns in ``names`` wrap.
     """
