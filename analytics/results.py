@@ -2,7 +2,7 @@
 
 These are the contract between metric code (``analytics.activity``, ``cohorts``, ``members``, ``commerce``) and
 rendering (``analytics.render``, ``analytics.charts``), and their JSON form is the report's documented schema
-(docs/metrics.md). Counts are exact here; the small-group rule for what members see ("<5") is applied only when rendering.
+(docs/metrics.md). Counts are exact here; the small-group rule of what members see ("<5") is applied when rendering.
 """
 
 from __future__ import annotations
