@@ -157,7 +157,7 @@ def _isolated(values: np.ndarray) -> np.ndarray:
 
 
 def activity_chart(report: Report, audience: Audience = OWNERS) -> bytes:
-    """DAU, WAU and MAU over the report's days, as lines with dates on the x axis.
+    """DAU, WAU and MAU over the report's days up to the last complete, measured day, with dates on the x axis.
 
     For members, daily counts of 1 to 4 members are not plotted; a grey band from 0 to 5 says so.
 
@@ -169,7 +169,8 @@ def activity_chart(report: Report, audience: Audience = OWNERS) -> bytes:
         PNG bytes; a "no activity yet" figure when there are no days or no one was ever active.
     """
     title = f"{report.community}: active members"
-    days = sorted(report.daily, key=lambda d: d.day)
+    # An unfinished or unmeasured day is never plotted: its counts would read as a drop.
+    days = sorted((d for d in report.daily if d.day <= report.measured_through), key=lambda d: d.day)
     if not days or all(d.dau == 0 and d.wau == 0 and d.mau == 0 for d in days):
         return placeholder(title, "No activity yet")
     if all(audience.hides(n) or n == 0 for d in days for n in (d.dau, d.wau, d.mau)):

@@ -56,6 +56,53 @@ STAT_DIGITS = 2
 # Shared helpers
 
 
+def data_notices(report: Report) -> list[str]:
+    """What every output says first when its figures are not complete: data that ends early, a day not over yet.
+
+    Args:
+        report: The report.
+
+    Returns:
+        Zero, one or two sentences, e.g. ``"Data ends 2019-12-10; figures after that are not measured."``
+    """
+    notes = []
+    if report.data_ends is not None:
+        notes.append(f"Data ends {report.data_ends.isoformat()}; figures after that are not measured.")
+    if report.last_complete_day is not None and report.last_complete_day < report.as_of:
+        notes.append(
+            f"{report.as_of.isoformat()} is not over yet: its figures are so far, and charts end on "
+            f"{report.measured_through.isoformat()}."
+        )
+    return notes
+
+
+def week_comparison(report: Report) -> tuple[WeekStats, WeekStats, str] | None:
+    """The two weeks a week-over-week comparison shows, and its heading; None with fewer than two weeks.
+
+    A week in progress is compared with the same weekdays of the week before, never with a whole week:
+    ``"2019-W50 so far (2 days) vs the same 2 days of 2019-W49"``.
+
+    Args:
+        report: The report.
+
+    Returns:
+        ``(earlier, later, heading)``, or None.
+    """
+    weeks = weeks_in_range(report)
+    if len(weeks) < 2:
+        return None
+    cur = weeks[-1]
+    same_days = report.previous_week_same_days
+    in_progress = cur.start <= report.as_of < cur.start + timedelta(days=6)
+    n = (report.as_of - cur.start).days + 1
+    days = "1 day" if n == 1 else f"{n} days"
+    if in_progress and same_days is not None:
+        return same_days, cur, f"{cur.week} so far ({days}) vs the same {days} of {same_days.week}"
+    if in_progress:  # a report built without the week before's same days: say what is compared
+        return weeks[-2], cur, f"{weeks[-2].week} (whole) vs {cur.week} so far ({days})"
+    return weeks[-2], cur, f"{weeks[-2].week} → {cur.week}"
+
+
 def weeks_in_range(report: Report) -> list[WeekStats]:
     """The report's weeks, oldest first, with every week between the first and the last present.
 
@@ -122,6 +169,20 @@ def clean_name(name: str) -> str:
 
 def _share_json(value: float | None) -> float | None:
     return _rounded(value, SHARE_DIGITS)
+
+
+def _week_json(w: WeekStats) -> dict[str, object]:
+    return {
+        "week": w.week,
+        "start": w.start.isoformat(),
+        "active": w.active,
+        "new": w.new,
+        "left": w.left,
+        "messages": w.messages,
+        "reactions": w.reactions,
+        "communicators": w.communicators,
+        "active_channels": w.active_channels,
+    }
 
 
 def _member_json(member: MemberStatus) -> dict[str, object]:
@@ -212,20 +273,13 @@ def report_to_json(report: Report) -> dict[str, object]:
         "timezone": report.timezone,
         "as_of": report.as_of.isoformat(),
         "members": report.members,
-        "weekly": [
-            {
-                "week": w.week,
-                "start": w.start.isoformat(),
-                "active": w.active,
-                "new": w.new,
-                "left": w.left,
-                "messages": w.messages,
-                "reactions": w.reactions,
-                "communicators": w.communicators,
-                "active_channels": w.active_channels,
-            }
-            for w in weeks_in_range(report)
-        ],
+        "data_ends": None if report.data_ends is None else report.data_ends.isoformat(),
+        "last_complete_day": report.measured_through.isoformat(),
+        "notices": data_notices(report),
+        "weekly": [_week_json(w) for w in weeks_in_range(report)],
+        "previous_week_same_days": (
+            None if report.previous_week_same_days is None else _week_json(report.previous_week_same_days)
+        ),
         "dau_wau_mau": {
             "dau": s.dau,
             "wau": s.wau,
@@ -341,6 +395,8 @@ class _Figure:
 
 
 def _daily_change(report: Report, field: Literal["dau", "wau", "mau"]) -> str:
+    if report.measured_through < report.as_of:
+        return DASH  # never compare a day that is not over, or not measured
     by_day = {d.day: d for d in report.daily}
     now, before = by_day.get(report.as_of), by_day.get(report.as_of - timedelta(days=7))
     if now is None or before is None:
@@ -376,15 +432,15 @@ def _key_figures(report: Report) -> list[_Figure]:
 class _WeekOverWeek:
     previous: WeekStats
     current: WeekStats
-    in_progress: bool
+    heading: str
     rows: list[tuple[str, str, str, str]]
 
 
 def _week_over_week(report: Report) -> _WeekOverWeek | None:
-    weeks = weeks_in_range(report)
-    if len(weeks) < 2:
+    compared = week_comparison(report)
+    if compared is None:
         return None
-    prev, cur = weeks[-2], weeks[-1]
+    prev, cur, heading = compared
     rows: list[tuple[str, str, str, str]] = []
     for label, field in (
         ("Active members", "active"),
@@ -397,8 +453,7 @@ def _week_over_week(report: Report) -> _WeekOverWeek | None:
     ):
         a, b = int(getattr(prev, field)), int(getattr(cur, field))
         rows.append((label, _int(a), _int(b), _delta(a, b)))
-    in_progress = cur.start <= report.as_of < cur.start + timedelta(days=6)
-    return _WeekOverWeek(prev, cur, in_progress, rows)
+    return _WeekOverWeek(prev, cur, heading, rows)
 
 
 def _week_row(w: WeekStats) -> list[str]:
@@ -587,6 +642,7 @@ def render_text(report: Report, *, weeks: int = TEXT_WEEKS) -> str:
     community = clean_name(report.community)
     title = f"{community} · community report as of {_weekday(report.as_of)} ({clean_name(report.timezone)})"
     out = [title, "═" * min(_width(title), 100)]
+    out += [f"⚠ {note}" for note in data_notices(report)]
 
     out += _heading("Key figures", "change vs 7 days earlier")
     figures = _key_figures(report)
@@ -606,10 +662,7 @@ def render_text(report: Report, *, weeks: int = TEXT_WEEKS) -> str:
         out += _heading("Week over week")
         out.append("  Needs two weeks of data.")
     else:
-        note = f"{wow.previous.week} → {wow.current.week}"
-        if wow.in_progress:
-            note += f" (in progress, to {_weekday(report.as_of)})"
-        out += _heading("Week over week", note)
+        out += _heading("Week over week", wow.heading)
         out += _table(["", wow.previous.week, wow.current.week, "Change"], wow.rows, right={1, 2})
 
     shown_weeks = weeks_in_range(report)[-weeks:] if weeks > 0 else []
@@ -690,6 +743,7 @@ main { max-width: 64rem; margin: 0 auto; padding: 1.5rem 1rem 3rem; }
 h1 { font-size: 1.5rem; margin: 0 0 .25rem; }
 h2 { font-size: 1.15rem; margin: 2rem 0 .75rem; padding-bottom: .25rem; border-bottom: 2px solid var(--line); }
 h3 { font-size: 1rem; margin: 1.25rem 0 .5rem; }
+p.notice { background: #fff4d6; border-left: 4px solid #e0a800; padding: .4rem .6rem; }
 p.meta, p.note, figcaption { color: var(--muted); font-size: .9rem; margin: .25rem 0; }
 section { background: #fff; border: 1px solid var(--line); border-radius: 8px; padding: .5rem 1rem 1rem;
   margin-top: 1rem; }
@@ -799,6 +853,8 @@ def render_html(report: Report, charts: Mapping[str, bytes]) -> str:
     add(f"<style>{_CSS}</style></head><body><main>")
     add(f"<h1>{_e(community)}</h1>")
     add(f'<p class="meta">Community report as of {_e(_weekday(report.as_of))} ({_e(clean_name(report.timezone))})</p>')
+    for note in data_notices(report):
+        add(f'<p class="notice">{_e(note)}</p>')
 
     # key figures
     add('<section><h2>Key figures</h2><div class="kpis">')
@@ -810,8 +866,7 @@ def render_html(report: Report, charts: Mapping[str, bytes]) -> str:
     add("</div>")
     wow = _week_over_week(report)
     if wow is not None:
-        note = f"{wow.previous.week} → {wow.current.week}" + (" (week in progress)" if wow.in_progress else "")
-        add(f"<h3>Week over week: {_e(note)}</h3>")
+        add(f"<h3>Week over week: {_e(wow.heading)}</h3>")
         add(_html_table(["", wow.previous.week, wow.current.week, "Change"], wow.rows, left={0, 3}))
     add("</section>")
 

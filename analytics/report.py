@@ -21,6 +21,7 @@ from analytics.members import (
 from analytics.results import Report
 from analytics.weeks import last_complete_week_start, week_start
 
+SUNDAY = 6
 ACTIVATION_WEEKS = 4
 """The report's activation rate pools the joiners of the last four complete weeks."""
 
@@ -94,22 +95,35 @@ def build_report(
         last_week=last_complete,
         as_of=as_of,
     )
+    weekly = tuple(
+        weekly_stats(
+            rows,
+            frames.members,
+            frames.community_days,
+            frames.channel_days,
+            start=start,
+            end=as_of,
+            timezone=tz,
+        )
+    )
+    previous_same_days = None
+    if as_of.weekday() != SUNDAY:
+        # The week in progress is compared with the same weekdays of the week before, never with a whole week.
+        previous_same_days = weekly_stats(
+            rows,
+            frames.members,
+            frames.community_days,
+            frames.channel_days,
+            start=last_monday - timedelta(weeks=1),
+            end=as_of - timedelta(weeks=1),
+            timezone=tz,
+        )[0]
     return Report(
         community=frames.community,
         timezone=tz.key,
         as_of=as_of,
         members=current_members(frames.members, as_of=as_of, timezone=tz),
-        weekly=tuple(
-            weekly_stats(
-                rows,
-                frames.members,
-                frames.community_days,
-                frames.channel_days,
-                start=start,
-                end=as_of,
-                timezone=tz,
-            )
-        ),
+        weekly=weekly,
         daily=tuple(daily_activity(rows, start, as_of)),
         summary=activity_summary(rows, frames.community_days, frames.channel_days, as_of=as_of),
         cohorts=tuple(cohort_retention(rows, frames.members, timezone=tz, start=cohort_start, as_of=as_of)),
@@ -126,6 +140,7 @@ def build_report(
             if len(frames.purchases)
             else None
         ),
+        previous_week_same_days=previous_same_days,
     )
 
 

@@ -165,3 +165,19 @@ class Report:
     top_members: tuple[MemberStatus, ...] = ()
     commerce: CommerceSummary | None = None
     activation_eligible: int = 0  # the denominator of activation_rate
+    previous_week_same_days: WeekStats | None = None
+    """The week before the one in progress, over the same weekdays (Monday .. ``as_of - 7``); None when the last
+    week of ``weekly`` is complete (``as_of`` is a Sunday). A week in progress is compared with this, never with
+    a whole week."""
+    last_complete_day: date | None = None
+    """The last local day that is over: ``as_of``, or the day before when ``as_of`` is today; None when unknown
+    (taken as ``as_of``). Charts end there: an unfinished day is never plotted or compared."""
+    data_ends: date | None = None
+    """The last day with anything recorded, when that is before ``as_of`` (an import that ends earlier): figures
+    after it are not measured. None when data reaches ``as_of``."""
+
+    @property
+    def measured_through(self) -> date:
+        """The last day that is both over and covered by the stored data: charts end there."""
+        days = [self.as_of, self.last_complete_day, self.data_ends]
+        return min(d for d in days if d is not None)

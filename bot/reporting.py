@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -75,6 +75,13 @@ def build_community_report(engine: Engine, request: ReportRequest, *, now: datet
     hint = None
     with engine.connect() as conn:
         latest = latest_activity_day(conn, info.id)
+    today = now.astimezone(tz).date()
+    report = replace(
+        report,
+        # A report for today (or a later day) is not over yet: its last day is still being counted.
+        last_complete_day=as_of if as_of < today else today - timedelta(days=1),
+        data_ends=latest if latest is not None and latest < as_of else None,
+    )
     if latest is not None and (as_of - latest).days > 28:
         hint = (
             f"no activity in the 28 days before {as_of.isoformat()}; the latest activity is on "

@@ -30,7 +30,7 @@ from analytics.render import (
     weeks_in_range,
     write_report,
 )
-from analytics.results import Report
+from analytics.results import Report, WeekStats
 from analytics.weeks import week_label as iso_week
 from tests.report_samples import ANSI_NAME, RTL_NAME, SCRIPT_NAME, empty_report, sample_report, tiny_report
 
@@ -183,9 +183,31 @@ def test_text_of_an_empty_community() -> None:
     assert "Inactive: 0" in text
 
 
+def test_every_output_says_first_when_data_ends_early_or_the_day_is_not_over() -> None:
+    report = replace(sample_report(), data_ends=date(2019, 11, 28))  # as of Sunday 2019-12-01
+    notice = "Data ends 2019-11-28; figures after that are not measured."
+    text = render_text(report)
+    assert text.splitlines()[2] == f"⚠ {notice}"
+    assert "change vs 7 days earlier" in text and not re.search(r"DAU\s+\d+\s+[+−±]", text)  # nothing compared
+    page = render_html(report, {})
+    assert page.index(notice) < page.index("Key figures")
+    data = _data(report)
+    assert data["notices"] == [notice]
+    assert (data["data_ends"], data["last_complete_day"]) == ("2019-11-28", "2019-11-28")
+
+    today = replace(sample_report(), last_complete_day=date(2019, 11, 30))
+    assert "2019-12-01 is not over yet: its figures are so far, and charts end on 2019-11-30." in render_text(today)
+    assert _data(sample_report())["notices"] == [] and _data(sample_report())["data_ends"] is None
+
+
 def test_text_marks_a_week_in_progress() -> None:
-    text = render_text(tiny_report())  # as of a Wednesday
-    assert "2024-W10 → 2024-W11 (in progress, to Wed 2024-03-13)" in text
+    report = tiny_report()  # as of a Wednesday
+    assert "2024-W10 (whole) vs 2024-W11 so far (3 days)" in render_text(report)
+    same_days = WeekStats("2024-W10", date(2024, 3, 4), 3, 3, 0, 11, 2, 1, 1)
+    text = render_text(replace(report, previous_week_same_days=same_days))
+    wow = _section(text, "Week over week")
+    assert "2024-W11 so far (3 days) vs the same 3 days of 2024-W10" in wow
+    assert re.search(r"Messages\s+11\s+14\s+\+3 \(\+27\.3%\)", wow)  # 14 so far vs 11 in Mon-Wed of W10
     assert re.search(r"Members\s+3\b", text)
     assert re.search(r"Stickiness\s+53\.3%", text)
 
@@ -209,6 +231,10 @@ REQUIRED = {
     "segments",
     "top_members",
     "commerce",
+    "data_ends",
+    "last_complete_day",
+    "notices",
+    "previous_week_same_days",
 }
 
 

@@ -7,6 +7,7 @@ from datetime import UTC, date, datetime, timedelta
 import pytest
 from sqlalchemy import Engine
 
+from analytics.render import data_notices
 from analytics.report import history_start
 from bot.reporting import ReportRequest, build_community_report, inactive_members_as_of
 from storage.ingest import IngestStore
@@ -76,3 +77,16 @@ def test_last_activity_comes_from_days_up_to_the_report_day_only(engine: Engine)
         as_of = first + timedelta(days=k * 50 - 1)  # the day before each later message
         report, _ = build_community_report(engine, ReportRequest(COMMUNITY, as_of=as_of, weeks=1), now=NOW)
         assert [m.days_since_active for m in report.inactive] == [49], as_of
+
+
+def test_a_report_after_the_data_ends_says_so_and_today_is_not_over(store: IngestStore) -> None:
+    ev = Events()
+    store.write_batch([ev.message(f"m{i}", at=noon(date(2019, 12, 2) + timedelta(days=i % 9))) for i in range(30)])
+    # Berlin: 10:00 UTC on 11 Dec is the morning of 11 Dec; the data ends on 10 Dec.
+    now = datetime(2019, 12, 11, 10, tzinfo=UTC)
+    report, _ = build_community_report(store.engine, ReportRequest(COMMUNITY, as_of=date(2019, 12, 11)), now=now)
+    assert report.data_ends == date(2019, 12, 10)
+    assert report.last_complete_day == date(2019, 12, 10)
+    assert data_notices(report)[0] == "Data ends 2019-12-10; figures after that are not measured."
+    report, _ = build_community_report(store.engine, ReportRequest(COMMUNITY, as_of=date(2019, 12, 10)), now=now)
+    assert (report.data_ends, report.last_complete_day, data_notices(report)) == (None, date(2019, 12, 10), [])

@@ -21,11 +21,11 @@ from sqlalchemy import Engine
 
 from analytics.charts import activity_chart
 from analytics.privacy import MEMBERS, OWNERS, Audience, members_counted
-from analytics.render import clean_name
+from analytics.render import clean_name, data_notices
 from analytics.results import Cohort, Report, WeekStats
 from analytics.weeks import week_label, week_start
 from bot.config import Settings
-from bot.core.markup import Line, Rich, Span, bold, join, rich
+from bot.core.markup import Line, Rich, Span, bold, italic, join, rich
 from bot.core.nudges import nudge_results
 from bot.core.reconcile import access_problems
 from bot.core.replies import Attachment
@@ -110,7 +110,11 @@ def build_digest(engine: Engine, settings: Settings, community_id: int, *, now: 
 
     audience = OWNERS if for_admins else MEMBERS
     title = rich([bold(f"{settings.community.name}: week {label}"), f" ({monday:%d %b} – {sunday:%d %b %Y})"])
-    blocks = [title, _headline(current, previous, audience), _engagement(report, audience)]
+    blocks = [title]
+    notes = data_notices(report)
+    if notes:
+        blocks.append(rich(*([italic(f"⚠ {note}")] for note in notes)))
+    blocks += [_headline(current, previous, audience), _engagement(report, audience)]
     top = _top(report)
     if top is not None:
         blocks.append(top)

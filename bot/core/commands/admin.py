@@ -14,7 +14,7 @@ from datetime import date, datetime, timedelta
 from decimal import Decimal
 
 from analytics.charts import activity_chart
-from analytics.render import clean_name
+from analytics.render import clean_name, data_notices
 from analytics.results import MemberStatus, Report
 from bot.config import CourseSettings
 from bot.core.commands.base import CapabilityError, CommandContext, CommandSpec, OptionSpec, UsageError
@@ -84,6 +84,7 @@ async def report(ctx: CommandContext) -> Reply:
     weeks = result.weekly
     lines: _Lines = [
         [bold(f"{result.community}: report as of {fmt_day(result.as_of)}")],
+        *([italic(f"⚠ {note}")] for note in data_notices(result)),
         f"Members: {fmt_int(result.members)}",
         f"Active: DAU {fmt_int(s.dau)} · WAU {fmt_int(s.wau)} · MAU {fmt_int(s.mau)}",
         f"Stickiness (DAU/MAU): {fmt_pct(s.stickiness)}",
