@@ -356,11 +356,16 @@ def top_members(table: pd.DataFrame, n: int = 10) -> list[MemberStatus]:
     return _statuses(chosen.iloc[order[:n]])
 
 
-def current_members(members: pd.DataFrame, *, as_of: date, timezone: ZoneInfo) -> int:
-    """Members on ``as_of``: joined by then (or join unknown) and not left by then."""
+def current_member_mask(members: pd.DataFrame, *, as_of: date, timezone: ZoneInfo) -> NDArray[np.bool_]:
+    """Which rows of ``members`` are members on ``as_of``: joined by then (or join unknown) and not left by then."""
     if len(members) == 0:
-        return 0
+        return np.zeros(0, dtype=np.bool_)
     end = day_number(as_of)
     joined = local_day_numbers(members["joined_at"], timezone)
     left = local_day_numbers(members["left_at"], timezone)
-    return int((((joined == NO_DAY) | (joined <= end)) & ((left == NO_DAY) | (left > end))).sum())
+    return np.asarray(((joined == NO_DAY) | (joined <= end)) & ((left == NO_DAY) | (left > end)), dtype=np.bool_)
+
+
+def current_members(members: pd.DataFrame, *, as_of: date, timezone: ZoneInfo) -> int:
+    """Members on ``as_of``: joined by then (or join unknown) and not left by then (docs/metrics.md, "Members")."""
+    return int(current_member_mask(members, as_of=as_of, timezone=timezone).sum())

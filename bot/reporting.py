@@ -9,7 +9,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import Engine
 
 from analytics.activity import ActivityRows
-from analytics.members import inactive_members, member_table
+from analytics.members import current_member_mask, inactive_members, member_table
 from analytics.report import build_report, history_start
 from analytics.results import MemberStatus, Report
 from storage.queries import (
@@ -90,6 +90,26 @@ def build_community_report(engine: Engine, request: ReportRequest, *, now: datet
     elif latest is None:
         hint = "nothing has been recorded for this community yet"
     return report, hint
+
+
+def current_member_ids(engine: Engine, community: str, *, as_of: date) -> frozenset[int]:
+    """The ids of the community's members on ``as_of``, the people a report's "Members" counts.
+
+    Conversion lines divide by this same set, so that ``/report``, ``/revenue`` and the digest agree.
+
+    Args:
+        engine: The database.
+        community: The community's name.
+        as_of: The local day.
+
+    Returns:
+        Member ids.
+    """
+    info = resolve_community(engine, community)
+    with engine.connect() as conn:
+        frame = members(conn, info.id)
+    mask = current_member_mask(frame, as_of=as_of, timezone=ZoneInfo(info.timezone))
+    return frozenset(int(i) for i in frame["member_id"].to_numpy()[mask])
 
 
 def inactive_members_as_of(

@@ -195,7 +195,12 @@ def _instants(values: np.ndarray[Any, np.dtype[np.object_]], dialect: str) -> pd
 
 
 def members(conn: Connection, community_id: int) -> pd.DataFrame:
-    """Every human member: names, join (first join, else first activity, else first seen), leave, activity span.
+    """Every human who joined, was active or bought: names, join (first join, else first activity, else first seen),
+    leave, activity span.
+
+    An account the bot only stored because it ran a command or was mentioned (the console's own accounts, the
+    demo's owner) never joined, did or bought anything in the community: it is not a member and is left out
+    (docs/metrics.md, "Members").
 
     Read like :func:`member_days` (one row per member: a hundred thousand for a big community), with the
     instants converted column by column instead of value by value.
@@ -209,7 +214,9 @@ def members(conn: Connection, community_id: int) -> pd.DataFrame:
             "m.last_joined_at, m.last_left_at, m.first_seen_at, a.first_active_at, a.last_active_at, "
             f"m.leaderboard_opt_out FROM {Member.__tablename__} m "
             f"LEFT OUTER JOIN {MemberActivity.__tablename__} a ON a.member_id = m.id "
-            f"WHERE m.community_id = {ph} AND m.is_bot = {ph}",
+            f"WHERE m.community_id = {ph} AND m.is_bot = {ph} "
+            "AND (m.first_joined_at IS NOT NULL OR m.last_left_at IS NOT NULL OR a.first_active_at IS NOT NULL "
+            f"OR EXISTS (SELECT 1 FROM {Purchase.__tablename__} p WHERE p.member_id = m.id))",
             (community_id, False),
         )
         rows = cur.fetchall()

@@ -113,7 +113,7 @@ async def test_revenue_by_window_course_and_currency(bot: Bot) -> None:
         "• Async Python: 1 sold to 1 buyer, 500 Stars net",
         "• Intro to Rust: 1 sold to 1 buyer, 350 Stars net",
     ]
-    assert "Buyers: 2 members own a course; conversion 66.7% of 3 members" in text
+    assert "Conversion: 2 of 3 members own a course (66.7% of members)" in text
     assert "Refunds: 1 of 3 purchases (33.3%)" in text
 
 
@@ -206,3 +206,25 @@ async def test_refund_the_platform_cannot_make_changes_nothing(bot: Bot) -> None
 async def test_refund_of_a_course_never_bought(bot: Bot) -> None:
     text = (await bot.run(f"/refund {ID['ann']} rust-intro", admin=True)).text.plain()
     assert "has no live purchase of 'rust-intro'" in text
+
+
+async def test_members_are_one_number_in_report_and_revenue(bot: Bot) -> None:
+    tg = Events(Platform.TELEGRAM)
+    # Six people posted in March; one of them left; one of the five still here bought a course.
+    await bot.put(*[tg.message(str(2000 + i), at=at(3, 4 + i), name=f"M{i}") for i in range(6)])
+    await bot.put(tg.leave("2005", at=at(3, 12)))
+    await bot.writer.record_purchase(
+        PurchaseEvent(
+            Platform.TELEGRAM, COMMUNITY, "x1", MemberRef("2000"), "py-async", 500, "XTR", at(3, 11),
+            PurchaseSource.TELEGRAM_STARS,
+        )
+    )
+    # A reaction to a message the bot never saw stores its author, who did nothing here: not a member either.
+    await bot.put(tg.reaction("2001", "unknown-message", at=at(3, 13), author="4242"))
+    report = (await bot.run("/report", user="9000", admin=True)).text.plain()
+    with bot.engine.connect() as conn:
+        stored = set(conn.execute(select(Member.platform_user_id)).scalars())
+    assert "4242" in stored  # stored, yet not counted
+    assert "Members: 5\n" in report
+    revenue = (await bot.run("/revenue", user="9000", admin=True)).text.plain()
+    assert "Conversion: 1 of 5 members owns a course (20.0% of members)" in revenue

@@ -32,6 +32,7 @@ from bot.core.replies import Attachment
 from bot.core.views import (
     DASH,
     fmt_change,
+    fmt_conversion,
     fmt_int,
     fmt_members,
     fmt_money,
@@ -41,8 +42,8 @@ from bot.core.views import (
     revenue_by_course,
     totals_by_currency,
 )
-from bot.reporting import ReportRequest, build_community_report
-from storage.member_queries import LedgerRow, human_member_count, ledger
+from bot.reporting import ReportRequest, build_community_report, current_member_ids
+from storage.member_queries import LedgerRow, ledger
 from storage.schedule import last_job_runs
 
 DIGEST_WEEKS = 8  # the chart's span: two months shows a trend without squeezing the lines on a phone
@@ -103,7 +104,8 @@ def build_digest(engine: Engine, settings: Settings, community_id: int, *, now: 
     )
     tz = settings.community.tz
     sales = ledger(engine, community_id)
-    members_ever = human_member_count(engine, community_id) if sales else 0
+    # The same members as the report's "Members" on the digest's Sunday (docs/metrics.md, "Members").
+    member_ids = current_member_ids(engine, settings.community.name, as_of=sunday) if sales else frozenset()
     weeks = {w.start: w for w in report.weekly}
     current = weeks.get(monday) or WeekStats(label, monday, 0, 0, 0, 0, 0, 0, 0)
     previous = weeks.get(monday - timedelta(days=7))
@@ -123,7 +125,7 @@ def build_digest(engine: Engine, settings: Settings, community_id: int, *, now: 
     week_start_at, week_end_at = local_midnight(monday, tz), local_midnight(sunday + timedelta(days=1), tz)
     if for_admins and (sales or settings.courses):
         # Revenue is the owner's business: a digest posted to the community chat leaves it out.
-        blocks.append(_sales(sales, week_start_at, week_end_at, members_ever))
+        blocks.append(_sales(sales, week_start_at, week_end_at, member_ids))
     if for_admins:
         blocks.extend(_operations(engine, community_id, week_end_at))
     notes = observations(report, current, previous, sales, week_start_at, week_end_at, audience=audience)
@@ -220,7 +222,7 @@ def _at_risk(report: Report) -> Rich:
     )
 
 
-def _sales(rows: Sequence[LedgerRow], start: datetime, end: datetime, members_ever: int) -> Rich:
+def _sales(rows: Sequence[LedgerRow], start: datetime, end: datetime, member_ids: frozenset[int]) -> Rich:
     lines: list[Sequence[Span | str] | str] = [[bold("Sales this week")]]
     week = revenue_by_course(rows, start=start, end=end)
     if not week:
@@ -230,12 +232,8 @@ def _sales(rows: Sequence[LedgerRow], start: datetime, end: datetime, members_ev
         lines.append(f"{line.title}: {line.sales} sold, {fmt_money(line.net, line.currency)} net{refunds}")
     if week:
         lines.append(f"Net this week: {fmt_totals(totals_by_currency(week))}")
-    buyers = {r.member_id for r in rows if r.member_id is not None and r.refunded_at is None}
-    if members_ever:
-        lines.append(
-            f"Conversion: {fmt_int(len(buyers))} of {fmt_int(members_ever)} members own a "
-            f"course ({fmt_pct(len(buyers) / members_ever, 1)})."
-        )
+    if member_ids:
+        lines.append(f"Conversion: {fmt_conversion(rows, member_ids, end=end)}.")
     return rich(*lines)
 
 

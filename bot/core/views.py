@@ -60,6 +60,31 @@ def fmt_change(previous: int, current: int, *, audience: Audience | None = None)
     return text
 
 
+def fmt_conversion(rows: Iterable[LedgerRow], member_ids: frozenset[int], *, end: datetime) -> str:
+    """The conversion line: how many of the current members own a course, naming its denominator.
+
+    Owners are members with a purchase made before ``end`` and not refunded before it; the denominator is the
+    members on the day (docs/metrics.md, "Members"), the same number ``/report`` shows as "Members".
+
+    Args:
+        rows: The ledger.
+        member_ids: The current members.
+        end: The instant the figures are for.
+
+    Returns:
+        E.g. "3 of 44 members own a course (6.8% of members)".
+    """
+    owners = {
+        r.member_id
+        for r in rows
+        if r.member_id in member_ids and r.purchased_at < end and (r.refunded_at is None or r.refunded_at >= end)
+    }
+    n = len(member_ids)
+    share = fmt_pct(len(owners) / n if n else None, 1)
+    verb = "owns" if len(owners) == 1 else "own"
+    return f"{fmt_int(len(owners))} of {fmt_int(n)} member{'' if n == 1 else 's'} {verb} a course ({share} of members)"
+
+
 def fmt_money(amount: Decimal, currency: str) -> str:
     """Money: "1,500 Stars", "49.00 EUR"."""
     text = f"{amount:,.0f} Stars" if currency == "XTR" else f"{amount:,.2f} {currency}"

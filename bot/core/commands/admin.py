@@ -26,6 +26,7 @@ from bot.core.sales import SaleOutcome, find_course, record_refund, record_sale
 from bot.core.views import (
     DASH,
     fmt_change,
+    fmt_conversion,
     fmt_day,
     fmt_int,
     fmt_money,
@@ -35,11 +36,10 @@ from bot.core.views import (
     revenue_windows,
     totals_by_currency,
 )
-from bot.reporting import ReportError, ReportRequest, build_community_report
+from bot.reporting import ReportError, ReportRequest, build_community_report, current_member_ids
 from storage.member_queries import (
     MemberLookupError,
     ResolvedMember,
-    human_member_count,
     ledger,
     live_purchase,
     resolve_member,
@@ -173,7 +173,7 @@ async def revenue(ctx: CommandContext) -> Reply:
     rows = await asyncio.to_thread(ledger, ctx.engine, ctx.community_id)
     if not rows:
         return Reply.say("No sales recorded yet.", private=True)
-    members = await asyncio.to_thread(human_member_count, ctx.engine, ctx.community_id)
+    member_ids = await asyncio.to_thread(current_member_ids, ctx.engine, ctx.settings.community.name, as_of=today)
     blocks = [rich([bold(f"Revenue of {ctx.settings.community.name}, net of refunds")])]
     for label, start in revenue_windows(today, ctx.settings.community.tz):
         lines_in = revenue_by_course(rows, start=start, end=now)
@@ -185,13 +185,10 @@ async def revenue(ctx: CommandContext) -> Reply:
                 f"{fmt_money(line.net, line.currency)} net{refunds}"
             )
         blocks.append(rich(*lines))
-    live_buyers = {r.member_id for r in rows if r.member_id is not None and r.refunded_at is None}
     refund_count = sum(1 for r in rows if r.refunded_at is not None)
     blocks.append(
         rich(
-            f"Buyers: {fmt_int(len(live_buyers))} member{'s own' if len(live_buyers) != 1 else ' owns'} a course; "
-            "conversion "
-            f"{fmt_pct(len(live_buyers) / members if members else None, 1)} of {fmt_int(members)} members",
+            f"Conversion: {fmt_conversion(rows, member_ids, end=now)}",
             f"Refunds: {fmt_int(refund_count)} of {fmt_int(len(rows))} purchases "
             f"({fmt_pct(refund_count / len(rows), 1)})",
         )
