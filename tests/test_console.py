@@ -257,7 +257,13 @@ def test_digest_runs_the_real_job_and_shows_what_the_owner_receives(settings: Se
     assert scalar(db, "SELECT count(*) FROM digests") == 1
     assert "already claimed" in second  # the week is sent once; the console shows it again instead
     assert "── digest for the owner (already sent) ──" in second
-    assert "PyCraft: week 2024-W10" in second
+    # Shown again verbatim: the text the owner received, not a recomputation.
+    sent = first.split("── digest for the owner ──\n", 1)[1].split("\n· digest job")[0]
+    assert sent.strip() and sent in second
+    # A console started later did not deliver it and does not rebuild it either.
+    _, later = session(settings, [":digest"], at=T0 + timedelta(days=9))
+    assert "was sent before this console started; its text is not kept" in later
+    assert "PyCraft: week 2024-W10" not in later
 
 
 def test_nudges_runs_the_real_job_and_the_member_can_stop_them(settings: Settings, db: Engine) -> None:
