@@ -195,8 +195,9 @@ def _instants(values: np.ndarray[Any, np.dtype[np.object_]], dialect: str) -> pd
 
 
 def members(conn: Connection, community_id: int) -> pd.DataFrame:
-    """Every human who joined, was active or bought: names, join (first join, else first activity, else first seen),
-    leave, activity span.
+    """Every human member (joined, active or bought): names, join, leave, activity span.
+
+    The join is the first join, else the first activity, else when the bot first saw the account.
 
     An account the bot only stored because it ran a command or was mentioned (the console's own accounts, the
     demo's owner) never joined, did or bought anything in the community: it is not a member and is left out
