@@ -23,6 +23,9 @@ from storage.queries import (
     members,
 )
 
+BUILT_IN_OWNERS: frozenset[tuple[str, str]] = frozenset({("console", "owner"), ("simulated", "owner")})
+"""The console's and the demo's own owner account (``platform``, user id): the host, not a member."""
+
 
 class ReportError(Exception):
     """The report cannot be built; the message says why and what to do."""
@@ -37,6 +40,7 @@ class ReportRequest:
     weeks: int = 12
     inactive_after_days: int = 14
     top_n: int = 10
+    not_members: frozenset[tuple[str, str]] = BUILT_IN_OWNERS  # (platform, user id) accounts that are not members
 
 
 def resolve_community(engine: Engine, name: str) -> CommunityInfo:
@@ -68,7 +72,9 @@ def build_community_report(engine: Engine, request: ReportRequest, *, now: datet
     info = resolve_community(engine, request.community)
     tz = ZoneInfo(info.timezone)
     as_of = request.as_of or now.astimezone(tz).date()
-    frames = load_frames(engine, info, as_of, history_start=history_start(as_of, request.weeks))
+    frames = load_frames(
+        engine, info, as_of, history_start=history_start(as_of, request.weeks), not_members=request.not_members
+    )
     report = build_report(
         frames, weeks=request.weeks, inactive_after_days=request.inactive_after_days, top_n=request.top_n
     )
@@ -92,7 +98,9 @@ def build_community_report(engine: Engine, request: ReportRequest, *, now: datet
     return report, hint
 
 
-def current_member_ids(engine: Engine, community: str, *, as_of: date) -> frozenset[int]:
+def current_member_ids(
+    engine: Engine, community: str, *, as_of: date, not_members: frozenset[tuple[str, str]] = BUILT_IN_OWNERS
+) -> frozenset[int]:
     """The ids of the community's members on ``as_of``, the people a report's "Members" counts.
 
     Conversion lines divide by this same set, so that ``/report``, ``/revenue`` and the digest agree.
@@ -101,13 +109,14 @@ def current_member_ids(engine: Engine, community: str, *, as_of: date) -> frozen
         engine: The database.
         community: The community's name.
         as_of: The local day.
+        not_members: Accounts that are not members, as in :class:`ReportRequest`.
 
     Returns:
         Member ids.
     """
     info = resolve_community(engine, community)
     with engine.connect() as conn:
-        frame = members(conn, info.id)
+        frame = members(conn, info.id, not_members=not_members)
     mask = current_member_mask(frame, as_of=as_of, timezone=ZoneInfo(info.timezone))
     return frozenset(int(i) for i in frame["member_id"].to_numpy()[mask])
 
@@ -136,7 +145,7 @@ def inactive_members_as_of(
     end = datetime.combine(as_of + timedelta(days=1), datetime.min.time(), tzinfo=tz)
     with engine.connect() as conn:
         days = member_days(conn, info.id, first_day, as_of)
-        frame = members(conn, info.id)
+        frame = members(conn, info.id, not_members=BUILT_IN_OWNERS)
         earlier = last_active_before(conn, info.id, first_day, end)
     table = member_table(ActivityRows.from_frame(days), frame, as_of=as_of, timezone=tz, last_active_before=earlier)
     return inactive_members(table, inactive_after_days=inactive_after_days)

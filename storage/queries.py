@@ -6,7 +6,7 @@ costs the same whether the community has ten thousand messages or twenty million
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
@@ -194,14 +194,15 @@ def _instants(values: np.ndarray[Any, np.dtype[np.object_]], dialect: str) -> pd
     return pd.Series(stamps).dt.tz_localize("UTC")
 
 
-def members(conn: Connection, community_id: int) -> pd.DataFrame:
+def members(conn: Connection, community_id: int, *, not_members: Collection[tuple[str, str]] = ()) -> pd.DataFrame:
     """Every human member (joined, active or bought): names, join, leave, activity span.
 
     The join is the first join, else the first activity, else when the bot first saw the account.
 
     An account the bot only stored because it ran a command or was mentioned (the console's own accounts, the
     demo's owner) never joined, did or bought anything in the community: it is not a member and is left out
-    (docs/metrics.md, "Members").
+    (docs/metrics.md, "Members"). Neither are the ``(platform, platform user id)`` accounts in ``not_members`` (the
+    console's and the simulation's built-in owner, who posts as the community's host).
 
     Read like :func:`member_days` (one row per member: a hundred thousand for a big community), with the
     instants converted column by column instead of value by value.
@@ -217,8 +218,9 @@ def members(conn: Connection, community_id: int) -> pd.DataFrame:
             f"LEFT OUTER JOIN {MemberActivity.__tablename__} a ON a.member_id = m.id "
             f"WHERE m.community_id = {ph} AND m.is_bot = {ph} "
             "AND (m.first_joined_at IS NOT NULL OR m.last_left_at IS NOT NULL OR a.first_active_at IS NOT NULL "
-            f"OR EXISTS (SELECT 1 FROM {Purchase.__tablename__} p WHERE p.member_id = m.id))",
-            (community_id, False),
+            f"OR EXISTS (SELECT 1 FROM {Purchase.__tablename__} p WHERE p.member_id = m.id))"
+            + "".join(f" AND NOT (m.platform = {ph} AND m.platform_user_id = {ph})" for _ in not_members),
+            (community_id, False, *(value for account in sorted(not_members) for value in account)),
         )
         rows = cur.fetchall()
     finally:
@@ -307,7 +309,14 @@ def purchases(conn: Connection, community_id: int, end: datetime) -> pd.DataFram
     return frame
 
 
-def load_frames(engine: Engine, community: CommunityInfo, as_of: date, *, history_start: date) -> CommunityFrames:
+def load_frames(
+    engine: Engine,
+    community: CommunityInfo,
+    as_of: date,
+    *,
+    history_start: date,
+    not_members: Collection[tuple[str, str]] = (),
+) -> CommunityFrames:
     """Everything the analytics needs for a report or digest as of the local day ``as_of``.
 
     Args:
@@ -316,18 +325,24 @@ def load_frames(engine: Engine, community: CommunityInfo, as_of: date, *, histor
         as_of: The last local day included.
         history_start: The first local day of daily data to load (the report range minus the longest
             lookback window); earlier days are summarised by ``members`` (joins, first/last activity).
+        not_members: ``(platform, platform user id)`` accounts that are not members (see :func:`members`).
     """
     tz = ZoneInfo(community.timezone)
     # The end of the as_of day in the community's zone, as a UTC instant.
     end = datetime.combine(as_of + timedelta(days=1), datetime.min.time(), tzinfo=tz)
     with engine.connect() as conn:
         ledger = purchases(conn, community.id, end)
+        people = members(conn, community.id, not_members=not_members)
+        days = member_days(conn, community.id, history_start, as_of)
+        if not_members:
+            # Accounts that are not members are not active members either (their messages still count as messages).
+            days = days[days["member_id"].isin(people["member_id"])].reset_index(drop=True)
         return CommunityFrames(
             community=community.name,
             timezone=tz,
             as_of=as_of,
-            member_days=member_days(conn, community.id, history_start, as_of),
-            members=members(conn, community.id),
+            member_days=days,
+            members=people,
             community_days=community_days(conn, community.id, history_start, as_of),
             channel_days=channel_days(conn, community.id, history_start, as_of),
             purchases=ledger,

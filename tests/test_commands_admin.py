@@ -215,7 +215,14 @@ async def test_members_are_one_number_in_report_and_revenue(bot: Bot) -> None:
     await bot.put(tg.leave("2005", at=at(3, 12)))
     await bot.writer.record_purchase(
         PurchaseEvent(
-            Platform.TELEGRAM, COMMUNITY, "x1", MemberRef("2000"), "py-async", 500, "XTR", at(3, 11),
+            Platform.TELEGRAM,
+            COMMUNITY,
+            "x1",
+            MemberRef("2000"),
+            "py-async",
+            500,
+            "XTR",
+            at(3, 11),
             PurchaseSource.TELEGRAM_STARS,
         )
     )
