@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import re
 import struct
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from datetime import UTC, datetime
 
 import pytest
@@ -90,7 +92,8 @@ async def test_digest_covers_the_last_complete_week(bot: Bot) -> None:
     assert "<5" not in text
     assert "Messages: 21 (+9, +75% vs last week)" in text
     top = text.split("Top contributors")[1].split("\n\n")[0]
-    assert "1. Bob · 7 messages" in top
+    assert re.search(r"^1\. Bob · score [\d.]+ · 7 messages in 28 days$", top, re.MULTILINE)
+    assert "(by engagement score, which weighs recent days more)" in top
     assert "Ann" not in top  # opted out of leaderboards
     assert "At risk" in text and "Ivy" in text
     assert "Async Python: 1 sold, 500 Stars net" in text
@@ -98,10 +101,22 @@ async def test_digest_covers_the_last_complete_week(bot: Bot) -> None:
     assert len(text) < 4096
 
 
+@pytest.mark.parametrize("configured", [2, 7])
+async def test_digest_lists_the_configured_number_of_top_members_by_score(bot: Bot, configured: int) -> None:
+    settings = replace(bot.settings, digest=replace(bot.settings.digest, top_members=configured))
+    text = build_digest(bot.engine, settings, bot.community_id, now=NOW, for_admins=False).text.plain()
+    top = text.split("Top contributors")[1].split("\n\n")[0].splitlines()[1:]
+    scores = [float(re.search(r"score ([\d,.]+)", line).group(1).replace(",", "")) for line in top]  # type: ignore[union-attr]
+    assert len(top) == configured  # 7: more than the 5 the digest used to stop at
+    assert scores == sorted(scores, reverse=True)
+
+
 async def test_public_digest_names_nobody_at_risk(bot: Bot) -> None:
     digest = build_digest(bot.engine, bot.settings, bot.community_id, now=NOW, for_admins=False)
     text = digest.text.plain()
-    assert "At risk" not in text and "Ivy" not in text and "went quiet" not in text
+    assert "At risk" not in text and "went quiet" not in text
+    # Ivy (at risk) may be on the leaderboard, by score, but is named nowhere else.
+    assert "Ivy" not in text.replace(text.split("Top contributors")[1].split("\n\n")[0], "")
     assert "Sales" not in text and "Stars" not in text
     assert "Active members: 8 (+2, +33% vs last week)" in text
     # Seen by members: one joiner shows as "<5", and no change reveals it (last week had none).

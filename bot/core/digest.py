@@ -47,7 +47,6 @@ from storage.member_queries import LedgerRow, ledger
 from storage.schedule import last_job_runs
 
 DIGEST_WEEKS = 8  # the chart's span: two months shows a trend without squeezing the lines on a phone
-MAX_TOP = 5
 MAX_AT_RISK_NAMES = 10
 LOW_ACTIVATION = 0.3
 NOTABLE_CHANGE = 0.1
@@ -98,7 +97,7 @@ def build_digest(engine: Engine, settings: Settings, community_id: int, *, now: 
             as_of=sunday,
             weeks=DIGEST_WEEKS,
             inactive_after_days=settings.nudges.inactive_after_days,
-            top_n=min(settings.digest.top_members, MAX_TOP),
+            top_n=settings.digest.top_members,
         ),
         now=now,
     )
@@ -199,14 +198,20 @@ def _engagement(report: Report, audience: Audience) -> Rich:
 
 
 def _top(report: Report) -> Rich | None:
+    """The ``[digest] top_members`` members with the highest engagement score, the score shown with its basis."""
     if not report.top_members:
         return None
-    # Ranked by engagement score (messages, replies and reactions, recent days weighing most), so the message
-    # counts shown need not be in order: say so, or the list reads as unsorted.
-    lines: list[Sequence[Span | str] | str] = [[bold("Top contributors"), " (by engagement, last 28 days)"]]
-    for rank, member in enumerate(report.top_members[:MAX_TOP], start=1):
+    # Ranked by the score, not by messages: say so, and show it, or a list whose message counts are out of order
+    # reads as unsorted.
+    lines: list[Sequence[Span | str] | str] = [
+        [bold("Top contributors"), " (by engagement score, which weighs recent days more)"]
+    ]
+    for rank, member in enumerate(report.top_members, start=1):
         count = member.messages_28d
-        lines.append(f"{rank}. {clean_name(member.name)} · {fmt_int(count)} message{'' if count == 1 else 's'}")
+        lines.append(
+            f"{rank}. {clean_name(member.name)} · score {member.score:,.1f} · "
+            f"{fmt_int(count)} message{'' if count == 1 else 's'} in 28 days"
+        )
     return rich(*lines)
 
 
