@@ -148,18 +148,24 @@ def _member_list(title: str, members: Sequence[MemberStatus], as_of: date, empty
 
 
 async def inactive(ctx: CommandContext) -> Reply:
-    """Members who have gone quiet, and those at risk of it."""
+    """Members who have gone quiet: first those at risk, then the other inactive members."""
     result, _ = await _report(ctx, weeks=1)
     days = ctx.settings.nudges.inactive_after_days
+    # The two lists are disjoint: a member at risk (recently slipped away, the most worth a hello) is listed there
+    # only, not again among the inactive members.
+    at_risk = {m.member_id for m in result.at_risk}
     lines = _member_list(
-        f"Inactive for {days}+ days", result.inactive, result.as_of, "Nobody: everyone has been around lately."
-    )
-    lines.append("")
-    lines += _member_list(
         "At risk: active 2–6 weeks ago, silent for the last 2 weeks",
         result.at_risk,
         result.as_of,
         "Nobody right now.",
+    )
+    lines.append("")
+    lines += _member_list(
+        f"Other inactive members: silent for {days}+ days (not counting those at risk)",
+        [m for m in result.inactive if m.member_id not in at_risk],
+        result.as_of,
+        "Nobody else: everyone has been around lately.",
     )
     return Reply(rich(*lines), private=True)
 
