@@ -92,14 +92,15 @@ def week_comparison(report: Report) -> tuple[WeekStats, WeekStats, str] | None:
     if len(weeks) < 2:
         return None
     cur = weeks[-1]
-    same_days = report.previous_week_same_days
-    in_progress = cur.start <= report.as_of < cur.start + timedelta(days=6)
-    n = (report.as_of - cur.start).days + 1
-    days = "1 day" if n == 1 else f"{n} days"
-    if in_progress and same_days is not None:
-        return same_days, cur, f"{cur.week} so far ({days}) vs the same {days} of {same_days.week}"
-    if in_progress:  # a report built without the week before's same days: say what is compared
-        return weeks[-2], cur, f"{weeks[-2].week} (whole) vs {cur.week} so far ({days})"
+    so_far, same_days = report.week_so_far, report.previous_week_same_days
+    if so_far is not None and same_days is not None:
+        n = (min(report.as_of, report.measured_through) - so_far.start).days + 1
+        days = "1 day" if n == 1 else f"{n} days"
+        return same_days, so_far, f"{so_far.week} so far ({days}) vs the same {days} of {same_days.week}"
+    if report.as_of.weekday() != 6:  # a week in progress without a measured day: compare the last whole weeks
+        if len(weeks) < 3:
+            return None
+        return weeks[-3], weeks[-2], f"{weeks[-3].week} → {weeks[-2].week} ({cur.week} has no complete day yet)"
     return weeks[-2], cur, f"{weeks[-2].week} → {cur.week}"
 
 
@@ -277,6 +278,7 @@ def report_to_json(report: Report) -> dict[str, object]:
         "last_complete_day": report.measured_through.isoformat(),
         "notices": data_notices(report),
         "weekly": [_week_json(w) for w in weeks_in_range(report)],
+        "week_so_far": None if report.week_so_far is None else _week_json(report.week_so_far),
         "previous_week_same_days": (
             None if report.previous_week_same_days is None else _week_json(report.previous_week_same_days)
         ),

@@ -54,6 +54,7 @@ def build_report(
     inactive_after_days: int = 14,
     top_n: int = 10,
     cohort_weeks: int | None = None,
+    compare_through: date | None = None,
 ) -> Report:
     """Build the report of ``frames.community`` as of ``frames.as_of``.
 
@@ -69,6 +70,8 @@ def build_report(
         inactive_after_days: Days of silence (and of membership) after which a member is inactive.
         top_n: How many top members to list.
         cohort_weeks: How many join weeks of cohorts to show (default: ``weeks``).
+        compare_through: The last day the week in progress is compared over (default ``as_of``): the last
+            complete day with data, so that an unfinished or unmeasured day is never compared.
 
     Returns:
         The :class:`Report`.
@@ -106,18 +109,23 @@ def build_report(
             timezone=tz,
         )
     )
-    previous_same_days = None
-    if as_of.weekday() != SUNDAY:
-        # The week in progress is compared with the same weekdays of the week before, never with a whole week.
-        previous_same_days = weekly_stats(
-            rows,
-            frames.members,
-            frames.community_days,
-            frames.channel_days,
-            start=last_monday - timedelta(weeks=1),
-            end=as_of - timedelta(weeks=1),
-            timezone=tz,
-        )[0]
+    # The week in progress is compared with the same weekdays of the week before, never with a whole week, and
+    # only over its measured days (up to compare_through: not an unfinished day, not after the data ends).
+    through = min(as_of, compare_through or as_of)
+    so_far = previous_same_days = None
+    if through >= last_monday and through.weekday() != SUNDAY:
+        so_far, previous_same_days = (
+            weekly_stats(
+                rows,
+                frames.members,
+                frames.community_days,
+                frames.channel_days,
+                start=monday,
+                end=monday + timedelta(days=(through - last_monday).days),
+                timezone=tz,
+            )[0]
+            for monday in (last_monday, last_monday - timedelta(weeks=1))
+        )
     return Report(
         community=frames.community,
         timezone=tz.key,
@@ -140,6 +148,7 @@ def build_report(
             if len(frames.purchases)
             else None
         ),
+        week_so_far=so_far,
         previous_week_same_days=previous_same_days,
     )
 

@@ -165,10 +165,12 @@ class Report:
     top_members: tuple[MemberStatus, ...] = ()
     commerce: CommerceSummary | None = None
     activation_eligible: int = 0  # the denominator of activation_rate
+    week_so_far: WeekStats | None = None
+    """The week in progress over its measured days (Monday .. the last complete day with data); None when the
+    last week of ``weekly`` is complete, or has no measured day yet."""
     previous_week_same_days: WeekStats | None = None
-    """The week before the one in progress, over the same weekdays (Monday .. ``as_of - 7``); None when the last
-    week of ``weekly`` is complete (``as_of`` is a Sunday). A week in progress is compared with this, never with
-    a whole week."""
+    """The week before, over the same weekdays as ``week_so_far``: what the week in progress is compared with,
+    never a whole week. None with ``week_so_far``."""
     last_complete_day: date | None = None
     """The last local day that is over: ``as_of``, or the day before when ``as_of`` is today; None when unknown
     (taken as ``as_of``). Charts end there: an unfinished day is never plotted or compared."""

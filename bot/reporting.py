@@ -75,19 +75,21 @@ def build_community_report(engine: Engine, request: ReportRequest, *, now: datet
     frames = load_frames(
         engine, info, as_of, history_start=history_start(as_of, request.weeks), not_members=request.not_members
     )
-    report = build_report(
-        frames, weeks=request.weeks, inactive_after_days=request.inactive_after_days, top_n=request.top_n
-    )
-    hint = None
     with engine.connect() as conn:
         latest = latest_activity_day(conn, info.id)
+    # A report for today (or a later day) is not over yet: its last day is still being counted.
     today = now.astimezone(tz).date()
-    report = replace(
-        report,
-        # A report for today (or a later day) is not over yet: its last day is still being counted.
-        last_complete_day=as_of if as_of < today else today - timedelta(days=1),
-        data_ends=latest if latest is not None and latest < as_of else None,
+    last_complete = as_of if as_of < today else today - timedelta(days=1)
+    data_ends = latest if latest is not None and latest < as_of else None
+    report = build_report(
+        frames,
+        weeks=request.weeks,
+        inactive_after_days=request.inactive_after_days,
+        top_n=request.top_n,
+        compare_through=min(last_complete, data_ends or last_complete),
     )
+    report = replace(report, last_complete_day=last_complete, data_ends=data_ends)
+    hint = None
     if latest is not None and (as_of - latest).days > 28:
         hint = (
             f"no activity in the 28 days before {as_of.isoformat()}; the latest activity is on "

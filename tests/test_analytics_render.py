@@ -201,10 +201,10 @@ def test_every_output_says_first_when_data_ends_early_or_the_day_is_not_over() -
 
 
 def test_text_marks_a_week_in_progress() -> None:
-    report = tiny_report()  # as of a Wednesday
-    assert "2024-W10 (whole) vs 2024-W11 so far (3 days)" in render_text(report)
+    report = tiny_report()  # as of a Wednesday, without the week's measured days: no half-week comparison
+    assert "Needs two weeks of data." in render_text(report)  # and no whole week before W10 to compare instead
     same_days = WeekStats("2024-W10", date(2024, 3, 4), 3, 3, 0, 11, 2, 1, 1)
-    text = render_text(replace(report, previous_week_same_days=same_days))
+    text = render_text(replace(report, week_so_far=report.weekly[-1], previous_week_same_days=same_days))
     wow = _section(text, "Week over week")
     assert "2024-W11 so far (3 days) vs the same 3 days of 2024-W10" in wow
     assert re.search(r"Messages\s+11\s+14\s+\+3 \(\+27\.3%\)", wow)  # 14 so far vs 11 in Mon-Wed of W10
@@ -235,6 +235,7 @@ REQUIRED = {
     "last_complete_day",
     "notices",
     "previous_week_same_days",
+    "week_so_far",
 }
 
 

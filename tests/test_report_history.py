@@ -7,7 +7,7 @@ from datetime import UTC, date, datetime, timedelta
 import pytest
 from sqlalchemy import Engine
 
-from analytics.render import data_notices
+from analytics.render import data_notices, week_comparison
 from analytics.report import history_start
 from bot.reporting import ReportRequest, build_community_report, inactive_members_as_of
 from storage.ingest import IngestStore
@@ -88,5 +88,10 @@ def test_a_report_after_the_data_ends_says_so_and_today_is_not_over(store: Inges
     assert report.data_ends == date(2019, 12, 10)
     assert report.last_complete_day == date(2019, 12, 10)
     assert data_notices(report)[0] == "Data ends 2019-12-10; figures after that are not measured."
+    compared = week_comparison(report)
+    assert compared is not None and compared[2] == "2019-W50 so far (2 days) vs the same 2 days of 2019-W49"
+    earlier, so_far = compared[0], compared[1]
+    # Mon-Tue of each week: 2, 3 and 9, 10 December (the message days cycle through 2 .. 10 December).
+    assert (earlier.messages, so_far.messages) == (8, 6)
     report, _ = build_community_report(store.engine, ReportRequest(COMMUNITY, as_of=date(2019, 12, 10)), now=now)
     assert (report.data_ends, report.last_complete_day, data_notices(report)) == (None, date(2019, 12, 10), [])
