@@ -11,12 +11,14 @@ from datetime import UTC, datetime
 import pytest
 from sqlalchemy import update
 
-from bot.core.digest import build_digest
+from analytics.privacy import MEMBERS, OWNERS
+from bot.core.digest import _engagement, build_digest, latest_cohort
 from bot.core.events import MemberJoined, MemberLeft, MemberRef, Platform, PurchaseEvent, PurchaseSource
 from storage.ingest import IngestStore
 from storage.models import Member
 from tests.conftest import COMMUNITY, Events
 from tests.helpers.fake_actions import NOW, Bot, running_bot
+from tests.report_samples import sample_report
 
 pytestmark = pytest.mark.storage
 
@@ -150,3 +152,20 @@ async def test_digest_of_an_empty_community(store: IngestStore) -> None:
     assert "Active members: 0" in text and "Messages: 0" in text
     assert "No sales or refunds this week." in text
     assert png_size(digest.charts[0].data) == (1200, 675)
+
+
+def test_members_never_see_a_share_that_reveals_a_small_group_owners_see_it() -> None:
+    # The newest observed cohort has 10 members, 2 of whom came back in their second week: 20 % names two people.
+    report = sample_report()
+    latest = latest_cohort(report)
+    assert latest is not None
+    small_part = replace(latest, size=10, retention=(1.0, 0.2), second_week_retention=0.2)
+    report = replace(report, cohorts=(*[c for c in report.cohorts if c is not latest], small_part))
+    owners = _engagement(report, OWNERS).plain()
+    members = _engagement(report, MEMBERS).plain()
+    assert f"of the 10 who joined in {latest.cohort}, 20% came back" in owners
+    retention = next(line for line in members.splitlines() if line.startswith("Retention"))
+    assert retention == (
+        f"Retention: of the 10 who joined in {latest.cohort}, how many came back in their second week is not shown "
+        "(fewer than 5 either way)."
+    )

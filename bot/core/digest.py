@@ -186,9 +186,11 @@ def _engagement(report: Report, audience: Audience) -> Rich:
     if cohort is not None:
         rate = cohort.second_week_retention
         share = audience.share(rate, cohort.size, members_counted(rate, cohort.size))
+        joined = f"Retention: of the {fmt_members(cohort.size, audience)} who joined in {cohort.cohort}, "
         lines.append(
-            f"Retention: of the {fmt_members(cohort.size, audience)} who joined in {cohort.cohort}, "
-            f"{fmt_pct(share) if share is not None else 'too few to show'} came back in their second week."
+            joined + f"{fmt_pct(share)} came back in their second week."
+            if share is not None
+            else joined + "how many came back in their second week is not shown (fewer than 5 either way)."
         )
     activation = _activation(report, audience)
     if report.activation_eligible:
