@@ -163,6 +163,11 @@ def last_active_before(conn: Connection, community_id: int, start: date, end: da
         A frame of ``member_id`` and ``day`` (LAST_ACTIVE_COLUMNS).
     """
     md, activity = MemberDailyActivity, MemberActivity
+    later = select(activity.member_id).where(activity.community_id == community_id, activity.last_active_at >= end)
+    if conn.execute(later.limit(1)).first() is None:
+        # The usual report (as of today or the latest day): nobody was active after it, and the scan below of every
+        # day before the loaded history is skipped.
+        return _frame([], LAST_ACTIVE_COLUMNS).astype({"member_id": "int64", "day": "datetime64[ns]"})
     rows = conn.execute(
         select(md.member_id, func.max(md.day))
         .join(activity, activity.member_id == md.member_id)
