@@ -112,9 +112,9 @@ def build_digest(engine: Engine, settings: Settings, community_id: int, *, now: 
     audience = OWNERS if for_admins else MEMBERS
     title = rich([bold(f"{settings.community.name}: week {label}"), f" ({monday:%d %b} – {sunday:%d %b %Y})"])
     blocks = [title]
-    notes = data_notices(report)
-    if notes:
-        blocks.append(rich(*([italic(f"⚠ {note}")] for note in notes)))
+    notices = data_notices(report)  # first: data that ends before the Sunday
+    if notices:
+        blocks.append(rich(*([italic(f"⚠ {notice}")] for notice in notices)))
     blocks += [_headline(current, previous, audience), _engagement(report, audience)]
     top = _top(report)
     if top is not None:
