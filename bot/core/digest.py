@@ -194,8 +194,13 @@ def _engagement(report: Report, audience: Audience) -> Rich:
         )
     activation = _activation(report, audience)
     if report.activation_eligible:
-        shown = fmt_pct(activation) if activation is not None else "too few to show"
-        lines.append(f"Activation: {shown} of recent joiners posted 3+ messages in their first 7 days.")
+        joiners = f"the {fmt_members(report.activation_eligible, audience)} recent joiners"
+        lines.append(
+            f"Activation: {fmt_pct(activation)} of {joiners} posted 3+ messages in their first 7 days."
+            if activation is not None
+            else f"Activation: how many of {joiners} posted 3+ messages in their first 7 days is not shown "
+            "(fewer than 5 either way)."
+        )
     return rich(*lines)
 
 

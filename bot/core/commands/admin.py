@@ -107,15 +107,15 @@ async def report(ctx: CommandContext) -> Reply:
         )
     cohort = latest_cohort(result)
     if cohort is not None:
-        share = cohort.second_week_retention
         lines.append(
             f"Retention: of the {fmt_int(cohort.size)} who joined in {cohort.cohort}, "
-            f"{fmt_pct(share) if share is not None else 'too few to show'} came back in their second week"
+            f"{fmt_pct(cohort.second_week_retention)} came back in their second week"
         )
-    activation = result.activation_rate
     if result.activation_eligible:
-        shown = fmt_pct(activation) if activation is not None else "too few joiners to show"
-        lines.append(f"Activation (3+ messages in the first 7 days): {shown}")
+        lines.append(
+            f"Activation (3+ messages in the first 7 days): {fmt_pct(result.activation_rate)} of "
+            f"{fmt_int(result.activation_eligible)} recent joiners"
+        )
     if rows:
         lines += ["", [bold("Revenue, net of refunds")]]
         for label, start in revenue_windows(today, ctx.settings.community.tz):
