@@ -5,8 +5,10 @@ registry, no GUI backend, safe to call from any thread (``savefig`` to PNG uses 
 8 x 4.5 inches at 150 dpi (1200 x 675 pixels, legible on a phone) with fonts of 10 points or more, and the PNG
 carries no software or time stamp, so the same report gives the same bytes.
 
-The small-group rule (``analytics.privacy``) applies: daily counts of 1 to 4 members are not plotted (a grey band
-marks "fewer than 5"), cohorts under 5 members are grey "<5" rows in the heatmap and left out of the curves.
+Charts for owners (the default, :data:`analytics.privacy.OWNERS`) plot every figure. For an output members can see
+(``audience=MEMBERS``: the digest posted to the community chat) the small-group rule applies: daily counts of 1 to
+4 members are not plotted (a grey band marks "fewer than 5"), cohorts under 5 members are grey "<5" rows in the
+heatmap and left out of the curves.
 Empty reports (a community created today) get an explanatory figure instead of empty axes.
 """
 
@@ -26,7 +28,7 @@ from matplotlib.layout_engine import ConstrainedLayoutEngine
 from matplotlib.patches import Patch
 from matplotlib.ticker import FuncFormatter, MaxNLocator, PercentFormatter
 
-from analytics.privacy import MIN_GROUP, SMALL, is_small
+from analytics.privacy import MIN_GROUP, OWNERS, SMALL, Audience
 from analytics.results import Cohort, Report
 
 WIDTH_IN = 8.0
@@ -139,10 +141,10 @@ def placeholder(
     return _png(fig)
 
 
-def _masked(values: Sequence[int]) -> tuple[np.ndarray, bool]:
-    """Counts as floats, with 1 to 4 replaced by NaN (not plotted); and whether any was hidden."""
-    out = np.array([math.nan if is_small(v) else float(v) for v in values], dtype=float)
-    return out, any(is_small(v) for v in values)
+def _masked(values: Sequence[int], audience: Audience) -> tuple[np.ndarray, bool]:
+    """Counts as floats, with hidden ones (1 to 4, for members) replaced by NaN (not plotted); and whether any was."""
+    out = np.array([math.nan if audience.hides(v) else float(v) for v in values], dtype=float)
+    return out, any(audience.hides(v) for v in values)
 
 
 def _isolated(values: np.ndarray) -> np.ndarray:
@@ -154,22 +156,24 @@ def _isolated(values: np.ndarray) -> np.ndarray:
     return result
 
 
-def activity_chart(report: Report) -> bytes:
-    """DAU, WAU and MAU over the report's days, as lines with dates on the x axis.
+def activity_chart(report: Report, audience: Audience = OWNERS) -> bytes:
+    """DAU, WAU and MAU over the report's days up to the last complete, measured day, with dates on the x axis.
 
-    Daily counts of 1 to 4 members are not plotted; a grey band from 0 to 5 says so.
+    For members, daily counts of 1 to 4 members are not plotted; a grey band from 0 to 5 says so.
 
     Args:
         report: The report.
+        audience: Who will see the chart.
 
     Returns:
         PNG bytes; a "no activity yet" figure when there are no days or no one was ever active.
     """
     title = f"{report.community}: active members"
-    days = sorted(report.daily, key=lambda d: d.day)
+    # An unfinished or unmeasured day is never plotted: its counts would read as a drop.
+    days = sorted((d for d in report.daily if d.day <= report.measured_through), key=lambda d: d.day)
     if not days or all(d.dau == 0 and d.wau == 0 and d.mau == 0 for d in days):
         return placeholder(title, "No activity yet")
-    if all(is_small(n) or n == 0 for d in days for n in (d.dau, d.wau, d.mau)):
+    if all(audience.hides(n) or n == 0 for d in days for n in (d.dau, d.wau, d.mau)):
         return placeholder(
             title,
             f"Fewer than {MIN_GROUP} active members so far",
@@ -177,9 +181,9 @@ def activity_chart(report: Report) -> bytes:
         )
 
     x = [_x(d.day) for d in days]
-    dau, dau_hidden = _masked([d.dau for d in days])
-    wau, wau_hidden = _masked([d.wau for d in days])
-    mau, mau_hidden = _masked([d.mau for d in days])
+    dau, dau_hidden = _masked([d.dau for d in days], audience)
+    wau, wau_hidden = _masked([d.wau for d in days], audience)
+    mau, mau_hidden = _masked([d.mau for d in days], audience)
     marker = "o" if len(days) < 8 else None
 
     fig = _figure()
@@ -210,19 +214,20 @@ def activity_chart(report: Report) -> bytes:
     return _png(fig)
 
 
-def _cohort_label(cohort: Cohort) -> str:
-    size = f"n{SMALL}" if is_small(cohort.size) else f"n={cohort.size}"
+def _cohort_label(cohort: Cohort, audience: Audience) -> str:
+    size = f"n{SMALL}" if audience.hides(cohort.size) else f"n={cohort.size}"
     return f"{cohort.cohort} ({size})"
 
 
-def cohort_heatmap(report: Report) -> bytes:
+def cohort_heatmap(report: Report, audience: Audience = OWNERS) -> bytes:
     """Cohorts (rows, oldest first) by weeks since joining (columns), each cell the % of the cohort active.
 
-    Shows the last 12 cohorts and weeks 0 to 11; cells not yet observed are blank; cohorts under 5 members are
-    grey rows marked "<5".
+    Shows the last 12 cohorts and weeks 0 to 11; cells not yet observed are blank; for members, cohorts under 5
+    members are grey rows marked "<5".
 
     Args:
         report: The report.
+        audience: Who will see the chart.
 
     Returns:
         PNG bytes; an explanatory figure when there are no cohorts.
@@ -232,7 +237,7 @@ def cohort_heatmap(report: Report) -> bytes:
     cohorts = everything[-MAX_HEATMAP_COHORTS:]
     if not cohorts:
         return placeholder(title, "No join cohorts yet", "The chart appears once members have joined.")
-    if all(is_small(c.size) for c in cohorts):
+    if all(audience.hides(c.size) for c in cohorts):
         return placeholder(
             title,
             f"No join cohort of {MIN_GROUP} or more members yet",
@@ -246,7 +251,7 @@ def cohort_heatmap(report: Report) -> bytes:
     hidden = np.full((len(cohorts), weeks), math.nan)
     for row, cohort in enumerate(cohorts):
         for k, share in enumerate(cohort.retention[:weeks]):
-            if is_small(cohort.size):
+            if audience.hides(cohort.size):
                 hidden[row, k] = 1.0
             else:
                 values[row, k] = share * 100.0
@@ -263,7 +268,7 @@ def cohort_heatmap(report: Report) -> bytes:
     font = TICK_PT if weeks <= 10 else 9.5
     for row, cohort in enumerate(cohorts):
         for k, share in enumerate(cohort.retention[:weeks]):
-            if is_small(cohort.size):
+            if audience.hides(cohort.size):
                 ax.text(k, row, SMALL, ha="center", va="center", fontsize=font, color=_NOTE_GREY)
             else:
                 pct = share * 100.0
@@ -273,7 +278,7 @@ def cohort_heatmap(report: Report) -> bytes:
     ax.set_xticks(range(weeks))
     ax.set_xticklabels([str(k) for k in range(weeks)])
     ax.set_yticks(range(len(cohorts)))
-    ax.set_yticklabels([_cohort_label(c) for c in cohorts])
+    ax.set_yticklabels([_cohort_label(c, audience) for c in cohorts])
     ax.set_xlabel("weeks since joining (0 = the join week)", fontsize=LABEL_PT)
     ax.set_ylabel("join week (ISO)", fontsize=LABEL_PT)
     ax.xaxis.set_ticks_position("top")
@@ -291,7 +296,7 @@ def cohort_heatmap(report: Report) -> bytes:
     bar.set_label("active in the week (% of cohort)", fontsize=LABEL_PT)
     bar.ax.tick_params(labelsize=TICK_PT)
     bar.ax.yaxis.set_major_formatter(PercentFormatter(xmax=100, decimals=0))
-    if any(is_small(c.size) for c in cohorts):
+    if any(audience.hides(c.size) for c in cohorts):
         handles = [Patch(facecolor=_HIDDEN_GREY, label=f"cohort of fewer than {MIN_GROUP} members: hidden")]
         ax.legend(
             handles=handles,
@@ -312,18 +317,19 @@ def _blues(n: int) -> np.ndarray:
     return np.hstack([rgb, np.ones((n, 1))])
 
 
-def retention_curves(report: Report) -> bytes:
-    """One line per recent cohort of 5 or more members: % of the cohort active k weeks after joining.
+def retention_curves(report: Report, audience: Audience = OWNERS) -> bytes:
+    """One line per recent cohort (for members, of 5 or more members): % of the cohort active k weeks after joining.
 
     Args:
         report: The report.
+        audience: Who will see the chart.
 
     Returns:
         PNG bytes; an explanatory figure when no cohort is large enough to show.
     """
     title = f"{report.community}: retention by join week"
     ordered = sorted(report.cohorts, key=lambda c: c.start)
-    visible = [c for c in ordered if c.retention and not is_small(c.size)][-MAX_CURVES:]
+    visible = [c for c in ordered if c.retention and not audience.hides(c.size)][-MAX_CURVES:]
     if not visible:
         if not ordered:
             return placeholder(title, "No join cohorts yet", "The chart appears once members have joined.")
@@ -333,7 +339,7 @@ def retention_curves(report: Report) -> bytes:
             f"Cohorts under {MIN_GROUP} members are not shown.",
         )
     first = visible[0].start
-    skipped = [c.cohort for c in ordered if is_small(c.size) and c.start >= first]
+    skipped = [c.cohort for c in ordered if audience.hides(c.size) and c.start >= first]
 
     fig = _figure()
     _title(fig, title)
@@ -343,7 +349,9 @@ def retention_curves(report: Report) -> bytes:
     for cohort, colour in zip(visible, colours, strict=True):
         weeks = list(range(len(cohort.retention)))
         shares = [s * 100.0 for s in cohort.retention]
-        ax.plot(weeks, shares, marker="o", markersize=4, linewidth=1.8, color=colour, label=_cohort_label(cohort))
+        ax.plot(
+            weeks, shares, marker="o", markersize=4, linewidth=1.8, color=colour, label=_cohort_label(cohort, audience)
+        )
     longest = max(len(c.retention) for c in visible)
     ax.set_xlim(-0.3, max(1, longest - 1) + 0.3)
     ax.set_ylim(0, 105)

@@ -31,6 +31,9 @@ MEMBERS_COLUMNS = (
 (history imports); ``left_at``: when they left if they are not a member now, else NaT; ``first_active_at`` and
 ``last_active_at``: NaT for members who never did anything. Instants are ``datetime64[ns, UTC]``."""
 
+LAST_ACTIVE_COLUMNS = ("member_id", "day")
+"""A member's last active local day (``datetime64[ns]`` at midnight, naive) as of some day."""
+
 COMMUNITY_DAYS_COLUMNS = ("day", "messages", "reactions", "joins", "leaves")
 """One row per local day with any activity (human messages, live reactions, joins, leaves)."""
 
@@ -66,6 +69,10 @@ class CommunityFrames:
     buyer_days: pd.DataFrame | None = None
     """Member days (MEMBER_DAYS_COLUMNS) of buyers from before ``member_days`` begins, for the metrics that follow
     a buyer for 30 days after an older purchase; None when every such window lies inside ``member_days``."""
+    last_active_before: pd.DataFrame | None = None
+    """``member_id`` and ``day`` (LAST_ACTIVE_COLUMNS): the last active day, before ``member_days`` begins, of the
+    members whose ``last_active_at`` is after ``as_of`` (active again later), so that a back-dated report knows
+    how long they had been silent on ``as_of``; None when not loaded."""
 
 
 def empty_frame(columns: tuple[str, ...]) -> pd.DataFrame:

@@ -24,7 +24,7 @@ from numpy.typing import NDArray
 
 from analytics.activity import MONTH_DAYS, ActivityRows, as_rows, int_column, positions
 from analytics.results import MemberStatus
-from analytics.weeks import NO_DAY, day_number, local_day_numbers
+from analytics.weeks import NO_DAY, day_number, day_numbers, local_day_numbers
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,6 +111,7 @@ def member_table(
     timezone: ZoneInfo,
     half_life_days: float = HALF_LIFE_DAYS,
     weights: ScoreWeights = DEFAULT_WEIGHTS,
+    last_active_before: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
     """One row per member (indexed by ``member_id``) with everything the member lists and segments need.
 
@@ -121,7 +122,8 @@ def member_table(
 
     The last active day is the latest active row of ``member_days`` on or before ``as_of``, or the local day of
     ``last_active_at`` when that is later and still on or before ``as_of`` (so a shortened ``member_days``
-    history does not make long-silent members look never active).
+    history does not make long-silent members look never active), else the member's day in
+    ``last_active_before`` (for members active again after ``as_of``, whose ``last_active_at`` cannot say).
 
     Args:
         member_days: Member daily activity.
@@ -130,6 +132,8 @@ def member_table(
         timezone: The community's time zone (for ``joined_at``, ``left_at``, ``last_active_at``).
         half_life_days: The engagement score's half-life.
         weights: The engagement score's weights.
+        last_active_before: Last active days from before ``member_days`` begins (``member_id``, ``day``), for
+            members whose ``last_active_at`` is after ``as_of``.
 
     Returns:
         The member table.
@@ -168,6 +172,13 @@ def member_table(
     # A last_active_at later than what member_days holds still counts as activity on its day.
     use_seen = (last_seen != NO_DAY) & (last_seen <= end) & (last_seen > last_active)
     last_active = np.where(use_seen, last_seen, last_active)
+    if last_active_before is not None and len(last_active_before):
+        # Older than the loaded history (at least 120 days before as_of), so no window above can contain it.
+        where_before = positions(ids, int_column(last_active_before, "member_id"))
+        before = np.full(n, NO_DAY, dtype=np.int64)
+        found = where_before >= 0
+        np.maximum.at(before, where_before[found], day_numbers(last_active_before["day"])[found])
+        last_active = np.where((last_active == NO_DAY) & (before <= end), before, last_active)
     seen_age = end - last_active
     active_28d |= use_seen & (seen_age < MONTH_DAYS)
     active_last_14 |= use_seen & (seen_age < AT_RISK_SILENT_DAYS)
@@ -345,11 +356,16 @@ def top_members(table: pd.DataFrame, n: int = 10) -> list[MemberStatus]:
     return _statuses(chosen.iloc[order[:n]])
 
 
-def current_members(members: pd.DataFrame, *, as_of: date, timezone: ZoneInfo) -> int:
-    """Members on ``as_of``: joined by then (or join unknown) and not left by then."""
+def current_member_mask(members: pd.DataFrame, *, as_of: date, timezone: ZoneInfo) -> NDArray[np.bool_]:
+    """Which rows of ``members`` are members on ``as_of``: joined by then (or join unknown) and not left by then."""
     if len(members) == 0:
-        return 0
+        return np.zeros(0, dtype=np.bool_)
     end = day_number(as_of)
     joined = local_day_numbers(members["joined_at"], timezone)
     left = local_day_numbers(members["left_at"], timezone)
-    return int((((joined == NO_DAY) | (joined <= end)) & ((left == NO_DAY) | (left > end))).sum())
+    return np.asarray(((joined == NO_DAY) | (joined <= end)) & ((left == NO_DAY) | (left > end)), dtype=np.bool_)
+
+
+def current_members(members: pd.DataFrame, *, as_of: date, timezone: ZoneInfo) -> int:
+    """Members on ``as_of``: joined by then (or join unknown) and not left by then (docs/metrics.md, "Members")."""
+    return int(current_member_mask(members, as_of=as_of, timezone=timezone).sum())

@@ -2,12 +2,9 @@
 
 The JSON schema is documented in docs/metrics.md, section "Report JSON".
 
-All three apply the small-group rule of :mod:`analytics.privacy`: a count of 1 to 4 members shows as "<5", and a
-share or statistic over a group of 1 to 4 members is hidden ("<5" in text and HTML, ``null`` in JSON). Member
-counts are: members, active/new/left members, communicators, DAU/WAU/MAU, cohort and segment sizes, the sizes of
-the inactive and at-risk lists, buyers. Messages, reactions, channels, sales, refunds and money are not members and
-are exact. A week-over-week change is shown only when both of its sides are (otherwise "–"), since the difference
-of a shown and a hidden count would reveal the hidden one.
+All three are for the community's owners and admins (:data:`analytics.privacy.OWNERS`), so every figure is exact,
+small groups included: a spreadsheet reading the JSON gets numbers, never "<5". Outputs that members can see (the
+digest posted to the community chat) apply the small-group rule of :mod:`analytics.privacy` themselves.
 
 Names come from chat platforms and are untrusted: text output replaces control and format characters (terminal
 escapes, bidirectional overrides) with "?", HTML output does that and escapes everything with :func:`html.escape`.
@@ -26,12 +23,11 @@ from datetime import date, timedelta
 from pathlib import Path
 from typing import Literal, get_args
 
-from analytics.privacy import MIN_GROUP, SMALL, hide_share, is_small, json_count, visible_share
 from analytics.results import CommerceSummary, CourseSales, MemberStatus, Report, WeekStats
 from analytics.safe_text import clean_name as clean_name  # re-exported: chat outputs import it from here
 from analytics.weeks import week_label
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 """Version of the JSON schema; bumped when a field changes meaning or type (new fields do not bump it)."""
 
 ReportFormat = Literal["text", "json", "html"]
@@ -59,6 +55,54 @@ STAT_DIGITS = 2
 
 # ---------------------------------------------------------------------------------------------------------------
 # Shared helpers
+
+
+def data_notices(report: Report) -> list[str]:
+    """What every output says first when its figures are not complete: data that ends early, a day not over yet.
+
+    Args:
+        report: The report.
+
+    Returns:
+        Zero, one or two sentences, e.g. ``"Data ends 2019-12-10; figures after that are not measured."``
+    """
+    notes = []
+    if report.data_ends is not None:
+        notes.append(f"Data ends {report.data_ends.isoformat()}; figures after that are not measured.")
+    if report.last_complete_day is not None and report.last_complete_day < report.as_of:
+        notes.append(
+            f"{report.as_of.isoformat()} is not over yet: its figures are so far, and charts end on "
+            f"{report.measured_through.isoformat()}."
+        )
+    return notes
+
+
+def week_comparison(report: Report) -> tuple[WeekStats, WeekStats, str] | None:
+    """The two weeks a week-over-week comparison shows, and its heading; None with fewer than two weeks.
+
+    A week in progress is compared with the same weekdays of the week before, never with a whole week:
+    ``"2019-W50 so far (2 days) vs the same 2 days of 2019-W49"``.
+
+    Args:
+        report: The report.
+
+    Returns:
+        ``(earlier, later, heading)``, or None.
+    """
+    weeks = weeks_in_range(report)
+    if len(weeks) < 2:
+        return None
+    cur = weeks[-1]
+    so_far, same_days = report.week_so_far, report.previous_week_same_days
+    if so_far is not None and same_days is not None:
+        n = (min(report.as_of, report.measured_through) - so_far.start).days + 1
+        days = "1 day" if n == 1 else f"{n} days"
+        return same_days, so_far, f"{so_far.week} so far ({days}) vs the same {days} of {same_days.week}"
+    if report.as_of.weekday() != 6:  # a week in progress without a measured day: compare the last whole weeks
+        if len(weeks) < 3:
+            return None
+        return weeks[-3], weeks[-2], f"{weeks[-3].week} → {weeks[-2].week} ({cur.week} has no complete day yet)"
+    return weeks[-2], cur, f"{weeks[-2].week} → {cur.week}"
 
 
 def weeks_in_range(report: Report) -> list[WeekStats]:
@@ -102,8 +146,22 @@ def _money_digits(currency: str) -> int:
 # JSON
 
 
-def _share_json(value: float | None, group: int | None = None) -> float | None:
-    return _rounded(visible_share(value, group), SHARE_DIGITS)
+def _share_json(value: float | None) -> float | None:
+    return _rounded(value, SHARE_DIGITS)
+
+
+def _week_json(w: WeekStats) -> dict[str, object]:
+    return {
+        "week": w.week,
+        "start": w.start.isoformat(),
+        "active": w.active,
+        "new": w.new,
+        "left": w.left,
+        "messages": w.messages,
+        "reactions": w.reactions,
+        "communicators": w.communicators,
+        "active_channels": w.active_channels,
+    }
 
 
 def _member_json(member: MemberStatus) -> dict[str, object]:
@@ -125,7 +183,7 @@ def _course_json(course: CourseSales) -> dict[str, object]:
         "title": course.title,
         "currency": course.currency,
         "sales": course.sales,
-        "buyers": json_count(course.buyers),
+        "buyers": course.buyers,
         "refunds": course.refunds,
         "gross": _rounded(course.gross, digits),
         "refunded": _rounded(course.refunded, digits),
@@ -144,14 +202,12 @@ def _course_json(course: CourseSales) -> dict[str, object]:
 
 def _commerce_json(commerce: CommerceSummary) -> dict[str, object]:
     return {
-        "buyers": json_count(commerce.buyers),
-        "members": json_count(commerce.members),
-        "conversion": _share_json(commerce.conversion, commerce.members),
+        "buyers": commerce.buyers,
+        "members": commerce.members,
+        "conversion": _share_json(commerce.conversion),
         "refund_rate": _share_json(commerce.refund_rate),
-        "median_days_to_first_purchase": _rounded(
-            visible_share(commerce.median_days_to_first_purchase, commerce.buyers), STAT_DIGITS
-        ),
-        "buyer_retention_30d": _share_json(commerce.buyer_retention_30d, commerce.buyer_retention_eligible),
+        "median_days_to_first_purchase": _rounded(commerce.median_days_to_first_purchase, STAT_DIGITS),
+        "buyer_retention_30d": _share_json(commerce.buyer_retention_30d),
         "courses": [_course_json(c) for c in commerce.courses],
         "revenue_weeks": [
             {
@@ -167,9 +223,9 @@ def _commerce_json(commerce: CommerceSummary) -> dict[str, object]:
         "cohort_conversion": [
             {
                 "cohort": c.cohort,
-                "size": json_count(c.size),
-                "buyers": json_count(c.buyers),
-                "conversion": _share_json(c.conversion, c.size),
+                "size": c.size,
+                "buyers": c.buyers,
+                "conversion": _share_json(c.conversion),
             }
             for c in commerce.cohort_conversion
         ],
@@ -180,8 +236,7 @@ def report_to_json(report: Report) -> dict[str, object]:
     """The report as JSON-safe values, in the documented schema (docs/metrics.md, "Report JSON").
 
     Dates are ISO strings, shares are rounded to 4 decimals, money to 2 (0 for Telegram Stars), other statistics
-    to 2; NaN and infinities become ``null``. Counts of 1 to 4 members are the string ``"<5"``; shares over groups
-    of 1 to 4 members are ``null``.
+    to 2; NaN and infinities become ``null``. Every count is the exact integer (the report is for owners).
 
     Args:
         report: The report.
@@ -196,59 +251,46 @@ def report_to_json(report: Report) -> dict[str, object]:
         "community": report.community,
         "timezone": report.timezone,
         "as_of": report.as_of.isoformat(),
-        "members": json_count(report.members),
-        "weekly": [
-            {
-                "week": w.week,
-                "start": w.start.isoformat(),
-                "active": json_count(w.active),
-                "new": json_count(w.new),
-                "left": json_count(w.left),
-                "messages": w.messages,
-                "reactions": w.reactions,
-                "communicators": json_count(w.communicators),
-                "active_channels": w.active_channels,
-            }
-            for w in weeks_in_range(report)
-        ],
+        "members": report.members,
+        "data_ends": None if report.data_ends is None else report.data_ends.isoformat(),
+        "last_complete_day": report.measured_through.isoformat(),
+        "notices": data_notices(report),
+        "weekly": [_week_json(w) for w in weeks_in_range(report)],
+        "week_so_far": None if report.week_so_far is None else _week_json(report.week_so_far),
+        "previous_week_same_days": (
+            None if report.previous_week_same_days is None else _week_json(report.previous_week_same_days)
+        ),
         "dau_wau_mau": {
-            "dau": json_count(s.dau),
-            "wau": json_count(s.wau),
-            "mau": json_count(s.mau),
-            "stickiness": _share_json(s.stickiness, s.mau),
-            "daily": [
-                {"day": d.day.isoformat(), "dau": json_count(d.dau), "wau": json_count(d.wau), "mau": json_count(d.mau)}
-                for d in days
-            ],
+            "dau": s.dau,
+            "wau": s.wau,
+            "mau": s.mau,
+            "stickiness": _share_json(s.stickiness),
+            "daily": [{"day": d.day.isoformat(), "dau": d.dau, "wau": d.wau, "mau": d.mau} for d in days],
         },
         "activity": {
             "messages_7d": s.messages_7d,
             "messages_28d": s.messages_28d,
             "reactions_28d": s.reactions_28d,
-            "communicators_28d": json_count(s.communicators_28d),
+            "communicators_28d": s.communicators_28d,
             "active_channels_28d": s.active_channels_28d,
-            "messages_per_active_member_mean": _rounded(
-                visible_share(s.messages_per_active_member_mean, s.mau), STAT_DIGITS
-            ),
-            "messages_per_active_member_std": _rounded(
-                visible_share(s.messages_per_active_member_std, s.mau), STAT_DIGITS
-            ),
+            "messages_per_active_member_mean": _rounded(s.messages_per_active_member_mean, STAT_DIGITS),
+            "messages_per_active_member_std": _rounded(s.messages_per_active_member_std, STAT_DIGITS),
         },
         "cohorts": [
             {
                 "cohort": c.cohort,
                 "start": c.start.isoformat(),
-                "size": json_count(c.size),
-                "retention": [_share_json(r, c.size) for r in c.retention],
-                "activation_rate": _share_json(c.activation_rate, c.activation_eligible),
-                "second_week_retention": _share_json(c.second_week_retention, c.size),
+                "size": c.size,
+                "retention": [_share_json(r) for r in c.retention],
+                "activation_rate": _share_json(c.activation_rate),
+                "second_week_retention": _share_json(c.second_week_retention),
             }
             for c in sorted(report.cohorts, key=lambda c: c.start)
         ],
-        "activation_rate": _share_json(report.activation_rate, report.activation_eligible),
-        "inactive": {"count": json_count(len(report.inactive)), "member_ids": [m.member_id for m in report.inactive]},
-        "at_risk": {"count": json_count(len(report.at_risk)), "member_ids": [m.member_id for m in report.at_risk]},
-        "segments": {name: json_count(size) for name, size in report.segments.items()},
+        "activation_rate": _share_json(report.activation_rate),
+        "inactive": {"count": len(report.inactive), "member_ids": [m.member_id for m in report.inactive]},
+        "at_risk": {"count": len(report.at_risk), "member_ids": [m.member_id for m in report.at_risk]},
+        "segments": dict(report.segments),
         "top_members": [_member_json(m) for m in report.top_members],
         "commerce": None if report.commerce is None else _commerce_json(report.commerce),
     }
@@ -274,10 +316,6 @@ def _int(n: int) -> str:
     return f"{n:,}"
 
 
-def _count(n: int) -> str:
-    return SMALL if is_small(n) else _int(n)
-
-
 def _signed(text: str) -> str:
     return MINUS + text[1:] if text.startswith("-") else text
 
@@ -285,13 +323,6 @@ def _signed(text: str) -> str:
 def _pct(share: float | None, digits: int = 1) -> str:
     share = _finite(share)
     return DASH if share is None else _signed(f"{share * 100:.{digits}f}%")
-
-
-def _share(share: float | None, group: int | None, digits: int = 1) -> str:
-    """A share over a group of members: "<5" when the group is too small, "–" when undefined."""
-    if hide_share(group):
-        return SMALL
-    return _pct(share, digits)
 
 
 def _num(value: float | None, digits: int = 2) -> str:
@@ -306,10 +337,8 @@ def _money(amount: float | None, currency: str) -> str:
     return _signed(f"{amount:,.{_money_digits(currency)}f}") + f" {currency}"
 
 
-def _delta(previous: int, current: int, *, members: bool) -> str:
-    """A change such as "+12 (+8.3%)", "−3 (−20.0%)" or "±0"; "–" when either side of a member count is hidden."""
-    if members and (is_small(previous) or is_small(current)):
-        return DASH
+def _delta(previous: int, current: int) -> str:
+    """A change such as "+12 (+8.3%)", "−3 (−20.0%)" or "±0"."""
     change = current - previous
     if change == 0:
         return "±0 (0.0%)" if previous else "±0"
@@ -346,32 +375,34 @@ class _Figure:
 
 
 def _daily_change(report: Report, field: Literal["dau", "wau", "mau"]) -> str:
+    if report.measured_through < report.as_of:
+        return DASH  # never compare a day that is not over, or not measured
     by_day = {d.day: d for d in report.daily}
     now, before = by_day.get(report.as_of), by_day.get(report.as_of - timedelta(days=7))
     if now is None or before is None:
         return DASH
-    return _delta(getattr(before, field), getattr(now, field), members=True)
+    return _delta(getattr(before, field), getattr(now, field))
 
 
 def _key_figures(report: Report) -> list[_Figure]:
     s = report.summary
-    mean = visible_share(s.messages_per_active_member_mean, s.mau)
-    std = visible_share(s.messages_per_active_member_std, s.mau)
-    per_member = SMALL if hide_share(s.mau) else (f"{_num(mean, 1)} ± {_num(std, 1)}" if mean is not None else DASH)
+    mean = s.messages_per_active_member_mean
+    std = s.messages_per_active_member_std
+    per_member = f"{_num(mean, 1)} ± {_num(std, 1)}" if mean is not None else DASH
     return [
-        _Figure("Members", _count(report.members)),
-        _Figure("DAU", _count(s.dau), _daily_change(report, "dau"), "active on the day"),
-        _Figure("WAU", _count(s.wau), _daily_change(report, "wau"), "active in the last 7 days"),
-        _Figure("MAU", _count(s.mau), _daily_change(report, "mau"), "active in the last 28 days"),
-        _Figure("Stickiness", _share(s.stickiness, s.mau), note="mean DAU / MAU over 28 days"),
+        _Figure("Members", _int(report.members)),
+        _Figure("DAU", _int(s.dau), _daily_change(report, "dau"), "active on the day"),
+        _Figure("WAU", _int(s.wau), _daily_change(report, "wau"), "active in the last 7 days"),
+        _Figure("MAU", _int(s.mau), _daily_change(report, "mau"), "active in the last 28 days"),
+        _Figure("Stickiness", _pct(s.stickiness), note="mean DAU / MAU over 28 days"),
         _Figure("Messages 7d / 28d", f"{_int(s.messages_7d)} / {_int(s.messages_28d)}"),
         _Figure("Reactions 28d", _int(s.reactions_28d)),
-        _Figure("Communicators 28d", _count(s.communicators_28d), note="≥ 3 messages in 28 days"),
+        _Figure("Communicators 28d", _int(s.communicators_28d), note="≥ 3 messages in 28 days"),
         _Figure("Active channels 28d", _int(s.active_channels_28d)),
         _Figure("Messages per member 28d", per_member, note="mean ± sd over active members"),
         _Figure(
             "Activation",
-            _share(report.activation_rate, report.activation_eligible),
+            _pct(report.activation_rate),
             note="joined in last 4 weeks, ≥ 3 msgs in 7 days",
         ),
     ]
@@ -381,42 +412,40 @@ def _key_figures(report: Report) -> list[_Figure]:
 class _WeekOverWeek:
     previous: WeekStats
     current: WeekStats
-    in_progress: bool
+    heading: str
     rows: list[tuple[str, str, str, str]]
 
 
 def _week_over_week(report: Report) -> _WeekOverWeek | None:
-    weeks = weeks_in_range(report)
-    if len(weeks) < 2:
+    compared = week_comparison(report)
+    if compared is None:
         return None
-    prev, cur = weeks[-2], weeks[-1]
+    prev, cur, heading = compared
     rows: list[tuple[str, str, str, str]] = []
-    for label, field, members in (
-        ("Active members", "active", True),
-        ("New members", "new", True),
-        ("Left", "left", True),
-        ("Messages", "messages", False),
-        ("Reactions", "reactions", False),
-        ("Communicators", "communicators", True),
-        ("Active channels", "active_channels", False),
+    for label, field in (
+        ("Active members", "active"),
+        ("New members", "new"),
+        ("Left", "left"),
+        ("Messages", "messages"),
+        ("Reactions", "reactions"),
+        ("Communicators", "communicators"),
+        ("Active channels", "active_channels"),
     ):
         a, b = int(getattr(prev, field)), int(getattr(cur, field))
-        shown = _count if members else _int
-        rows.append((label, shown(a), shown(b), _delta(a, b, members=members)))
-    in_progress = cur.start <= report.as_of < cur.start + timedelta(days=6)
-    return _WeekOverWeek(prev, cur, in_progress, rows)
+        rows.append((label, _int(a), _int(b), _delta(a, b)))
+    return _WeekOverWeek(prev, cur, heading, rows)
 
 
 def _week_row(w: WeekStats) -> list[str]:
     return [
         w.week,
         w.start.isoformat(),
-        _count(w.active),
-        _count(w.new),
-        _count(w.left),
+        _int(w.active),
+        _int(w.new),
+        _int(w.left),
         _int(w.messages),
         _int(w.reactions),
-        _count(w.communicators),
+        _int(w.communicators),
         _int(w.active_channels),
     ]
 
@@ -429,9 +458,9 @@ def _cohort_rows(report: Report) -> tuple[list[str], list[list[str]]]:
     headers = ["Cohort", "Size", "Activation", *(f"k={k}" for k in range(RETENTION_WEEKS))]
     rows = []
     for c in cohorts:
-        cells = [_share(r, c.size, 0) for r in c.retention[:RETENTION_WEEKS]]
+        cells = [_pct(r, 0) for r in c.retention[:RETENTION_WEEKS]]
         cells += [""] * (RETENTION_WEEKS - len(cells))
-        rows.append([c.cohort, _count(c.size), _share(c.activation_rate, c.activation_eligible), *cells])
+        rows.append([c.cohort, _int(c.size), _pct(c.activation_rate), *cells])
     return headers, rows
 
 
@@ -462,7 +491,7 @@ def _course_row(c: CourseSales) -> list[str]:
         c.title or c.course,
         c.currency,
         _int(c.sales),
-        _count(c.buyers),
+        _int(c.buyers),
         _int(c.refunds),
         _money(c.net, c.currency),
         _pct(c.refund_rate),
@@ -476,13 +505,12 @@ def _price_points(c: CourseSales) -> str:
 
 
 def _commerce_line(commerce: CommerceSummary) -> list[str]:
-    median = SMALL if hide_share(commerce.buyers) else _num(commerce.median_days_to_first_purchase, 1)
+    median = _num(commerce.median_days_to_first_purchase, 1)
     return [
-        f"Buyers {_count(commerce.buyers)} of {_count(commerce.members)} members "
-        f"({_share(commerce.conversion, commerce.members)})",
+        f"Buyers {_int(commerce.buyers)} of {_int(commerce.members)} members ({_pct(commerce.conversion)})",
         f"refund rate {_pct(commerce.refund_rate)}",
         f"median days to first purchase {median}",
-        f"buyers active again within 30 days {_share(commerce.buyer_retention_30d, commerce.buyer_retention_eligible)}",
+        f"buyers active again within 30 days {_pct(commerce.buyer_retention_30d)}",
     ]
 
 
@@ -594,6 +622,7 @@ def render_text(report: Report, *, weeks: int = TEXT_WEEKS) -> str:
     community = clean_name(report.community)
     title = f"{community} · community report as of {_weekday(report.as_of)} ({clean_name(report.timezone)})"
     out = [title, "═" * min(_width(title), 100)]
+    out += [f"⚠ {note}" for note in data_notices(report)]
 
     out += _heading("Key figures", "change vs 7 days earlier")
     figures = _key_figures(report)
@@ -613,10 +642,7 @@ def render_text(report: Report, *, weeks: int = TEXT_WEEKS) -> str:
         out += _heading("Week over week")
         out.append("  Needs two weeks of data.")
     else:
-        note = f"{wow.previous.week} → {wow.current.week}"
-        if wow.in_progress:
-            note += f" (in progress, to {_weekday(report.as_of)})"
-        out += _heading("Week over week", note)
+        out += _heading("Week over week", wow.heading)
         out += _table(["", wow.previous.week, wow.current.week, "Change"], wow.rows, right={1, 2})
 
     shown_weeks = weeks_in_range(report)[-weeks:] if weeks > 0 else []
@@ -632,7 +658,7 @@ def render_text(report: Report, *, weeks: int = TEXT_WEEKS) -> str:
 
     out += _heading("Segments")
     if report.segments:
-        segments = [[_segment(k), _count(v)] for k, v in report.segments.items()]
+        segments = [[_segment(k), _int(v)] for k, v in report.segments.items()]
         out += _table(["Segment", "Members"], segments, right={1})
     else:
         out.append(f"  {DASH}")
@@ -648,7 +674,7 @@ def render_text(report: Report, *, weeks: int = TEXT_WEEKS) -> str:
 
     out += _heading("Inactive and at risk")
     for label, members in (("Inactive:", report.inactive), ("At risk:", report.at_risk)):
-        head = f"  {label:<9} {_count(len(members))}"
+        head = f"  {label:<9} {_int(len(members))}"
         out += _wrap(f"{head} {DASH} ", _name_list(members, LIST_NAMES)) if members else [head]
 
     out += _heading("Commerce")
@@ -678,17 +704,10 @@ def render_text(report: Report, *, weeks: int = TEXT_WEEKS) -> str:
             out += ["", "  Net revenue by week (last 6 weeks)"]
             out += _table(headers, rows, right=_from(1, headers))
         if commerce.cohort_conversion:
-            conv = [
-                [c.cohort, _count(c.size), _count(c.buyers), _share(c.conversion, c.size)]
-                for c in commerce.cohort_conversion
-            ]
+            conv = [[c.cohort, _int(c.size), _int(c.buyers), _pct(c.conversion)] for c in commerce.cohort_conversion]
             out += ["", "  Buyers by join cohort"]
             out += _table(["Cohort", "Size", "Buyers", "Conversion"], conv, right={1, 2, 3})
 
-    out += [
-        "",
-        f'"{SMALL}": a group of fewer than {MIN_GROUP} members; its size and the shares computed over it are hidden.',
-    ]
     return "\n".join(out) + "\n"
 
 
@@ -704,6 +723,7 @@ main { max-width: 64rem; margin: 0 auto; padding: 1.5rem 1rem 3rem; }
 h1 { font-size: 1.5rem; margin: 0 0 .25rem; }
 h2 { font-size: 1.15rem; margin: 2rem 0 .75rem; padding-bottom: .25rem; border-bottom: 2px solid var(--line); }
 h3 { font-size: 1rem; margin: 1.25rem 0 .5rem; }
+p.notice { background: #fff4d6; border-left: 4px solid #e0a800; padding: .4rem .6rem; }
 p.meta, p.note, figcaption { color: var(--muted); font-size: .9rem; margin: .25rem 0; }
 section { background: #fff; border: 1px solid var(--line); border-radius: 8px; padding: .5rem 1rem 1rem;
   margin-top: 1rem; }
@@ -721,7 +741,6 @@ th { background: #f0f2f5; font-weight: 600; }
 th.l, td.l { text-align: left; }
 td.name { white-space: normal; overflow-wrap: anywhere; min-width: 8rem; max-width: 18rem; }
 .note { color: var(--muted); }
-td.hidden { color: var(--muted); background: #f0f0f0; }
 ul.names { margin: .25rem 0; padding-left: 1.25rem; }
 footer { color: var(--muted); font-size: .85rem; margin-top: 2rem; }
 """
@@ -750,7 +769,7 @@ def _html_table(
     raw: set[int] | None = None,
     names: set[int] | None = None,
 ) -> str:
-    """A table; cells are escaped except the columns in ``raw`` (already HTML); "<5" cells are greyed.
+    """A table; cells are escaped except the columns in ``raw`` (already HTML).
 
     Columns in ``left`` are left-aligned (text), the others right-aligned (numbers); columns in ``names`` wrap.
     """
@@ -766,8 +785,6 @@ def _html_table(
                 classes.append("l")
             if i in names:
                 classes.append("name")
-            if cell == SMALL:
-                classes.append("hidden")
             attr = f' class="{" ".join(classes)}"' if classes else ""
             cells.append(f"<td{attr}>{cell if i in raw else _e(cell)}</td>")
         body.append("<tr>" + "".join(cells) + "</tr>")
@@ -816,6 +833,8 @@ def render_html(report: Report, charts: Mapping[str, bytes]) -> str:
     add(f"<style>{_CSS}</style></head><body><main>")
     add(f"<h1>{_e(community)}</h1>")
     add(f'<p class="meta">Community report as of {_e(_weekday(report.as_of))} ({_e(clean_name(report.timezone))})</p>')
+    for note in data_notices(report):
+        add(f'<p class="notice">{_e(note)}</p>')
 
     # key figures
     add('<section><h2>Key figures</h2><div class="kpis">')
@@ -827,8 +846,7 @@ def render_html(report: Report, charts: Mapping[str, bytes]) -> str:
     add("</div>")
     wow = _week_over_week(report)
     if wow is not None:
-        note = f"{wow.previous.week} → {wow.current.week}" + (" (week in progress)" if wow.in_progress else "")
-        add(f"<h3>Week over week: {_e(note)}</h3>")
+        add(f"<h3>Week over week: {_e(wow.heading)}</h3>")
         add(_html_table(["", wow.previous.week, wow.current.week, "Change"], wow.rows, left={0, 3}))
     add("</section>")
 
@@ -852,7 +870,7 @@ def render_html(report: Report, charts: Mapping[str, bytes]) -> str:
     add("<section><h2>Members</h2>")
     add("<h3>Segments</h3>")
     if report.segments:
-        add(_html_table(["Segment", "Members"], [[_segment(k), _count(v)] for k, v in report.segments.items()], {0}))
+        add(_html_table(["Segment", "Members"], [[_segment(k), _int(v)] for k, v in report.segments.items()], {0}))
     else:
         add(f"<p>{DASH}</p>")
     add("<h3>Top members (by engagement score)</h3>")
@@ -864,7 +882,7 @@ def render_html(report: Report, charts: Mapping[str, bytes]) -> str:
     else:
         add(f"<p>{DASH}</p>")
     for title, members in (("Inactive", report.inactive), ("At risk", report.at_risk)):
-        add(f"<h3>{title}: {_e(_count(len(members)))}</h3>")
+        add(f"<h3>{title}: {_e(_int(len(members)))}</h3>")
         if members:
             items = "".join(
                 f'<li>{_name_html(m.name)} <span class="note">({_e(m.platform)}, {_e(_last_active(m))})</span></li>'
@@ -898,10 +916,7 @@ def render_html(report: Report, charts: Mapping[str, bytes]) -> str:
             add(f"<h3>Net revenue by week (last {len(rows)} weeks)</h3>")
             add(_html_table(headers, rows, left={0}))
         if commerce.cohort_conversion:
-            conv = [
-                [c.cohort, _count(c.size), _count(c.buyers), _share(c.conversion, c.size)]
-                for c in commerce.cohort_conversion
-            ]
+            conv = [[c.cohort, _int(c.size), _int(c.buyers), _pct(c.conversion)] for c in commerce.cohort_conversion]
             add("<h3>Buyers by join cohort</h3>")
             add(_html_table(["Cohort", "Size", "Buyers", "Conversion"], conv, left={0}))
     add("</section>")
@@ -914,8 +929,8 @@ def render_html(report: Report, charts: Mapping[str, bytes]) -> str:
         add("</section>")
 
     add(
-        f"<footer>“{SMALL}”: a group of fewer than {MIN_GROUP} members; its size and the shares computed over it "
-        f"are hidden. Report schema version {SCHEMA_VERSION}.</footer>"
+        f"<footer>Exact figures, for the community's owners and admins. Report schema version {SCHEMA_VERSION}."
+        "</footer>"
     )
     add("</main></body></html>")
     return "\n".join(parts) + "\n"

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import date, timedelta
 
 import pandas as pd
 
-from analytics.activity import ActivityRows, activity_summary, daily_activity, weekly_stats
+from analytics.activity import MONTH_DAYS, ActivityRows, activity_summary, daily_activity, weekly_stats
 from analytics.cohorts import activation, cohort_retention
 from analytics.commerce import commerce_summary
 from analytics.frames import CommunityFrames
@@ -21,8 +21,30 @@ from analytics.members import (
 from analytics.results import Report
 from analytics.weeks import last_complete_week_start, week_start
 
+SUNDAY = 6
 ACTIVATION_WEEKS = 4
 """The report's activation rate pools the joiners of the last four complete weeks."""
+
+LOOKBACK_DAYS = 120
+"""Days of daily data before ``as_of`` a report reads at least: the at-risk window (42 days) and the engagement
+score's decay (14-day half-life: a day 120 days back weighs under 0.3 %). With ``as_of`` itself that is 121 days."""
+
+
+def history_start(as_of: date, weeks: int) -> date:
+    """The first local day of daily data a report of ``weeks`` ISO weeks up to ``as_of`` needs.
+
+    That is the earlier of ``as_of - LOOKBACK_DAYS`` and the range's first Monday minus 27 days: the 28-day MAU
+    (and 7-day WAU) of the range's first days counts activity from before the range.
+
+    Args:
+        as_of: The report day.
+        weeks: The report's number of ISO weeks (at least 1).
+
+    Returns:
+        The first day to load.
+    """
+    range_start = week_start(as_of) - timedelta(weeks=weeks - 1)
+    return min(range_start - timedelta(days=MONTH_DAYS - 1), as_of - timedelta(days=LOOKBACK_DAYS))
 
 
 def build_report(
@@ -32,6 +54,7 @@ def build_report(
     inactive_after_days: int = 14,
     top_n: int = 10,
     cohort_weeks: int | None = None,
+    compare_through: date | None = None,
 ) -> Report:
     """Build the report of ``frames.community`` as of ``frames.as_of``.
 
@@ -47,6 +70,8 @@ def build_report(
         inactive_after_days: Days of silence (and of membership) after which a member is inactive.
         top_n: How many top members to list.
         cohort_weeks: How many join weeks of cohorts to show (default: ``weeks``).
+        compare_through: The last day the week in progress is compared over (default ``as_of``): the last
+            complete day with data, so that an unfinished or unmeasured day is never compared.
 
     Returns:
         The :class:`Report`.
@@ -64,7 +89,7 @@ def build_report(
     last_complete = last_complete_week_start(as_of)
 
     rows = ActivityRows.from_frame(frames.member_days)
-    table = member_table(rows, frames.members, as_of=as_of, timezone=tz)
+    table = member_table(rows, frames.members, as_of=as_of, timezone=tz, last_active_before=frames.last_active_before)
     activation_rate, activation_eligible = activation(
         rows,
         frames.members,
@@ -73,22 +98,40 @@ def build_report(
         last_week=last_complete,
         as_of=as_of,
     )
-    return Report(
-        community=frames.community,
-        timezone=tz.key,
-        as_of=as_of,
-        members=current_members(frames.members, as_of=as_of, timezone=tz),
-        weekly=tuple(
+    weekly = tuple(
+        weekly_stats(
+            rows,
+            frames.members,
+            frames.community_days,
+            frames.channel_days,
+            start=start,
+            end=as_of,
+            timezone=tz,
+        )
+    )
+    # The week in progress is compared with the same weekdays of the week before, never with a whole week, and
+    # only over its measured days (up to compare_through: not an unfinished day, not after the data ends).
+    through = min(as_of, compare_through or as_of)
+    so_far = previous_same_days = None
+    if through >= last_monday and through.weekday() != SUNDAY:
+        so_far, previous_same_days = (
             weekly_stats(
                 rows,
                 frames.members,
                 frames.community_days,
                 frames.channel_days,
-                start=start,
-                end=as_of,
+                start=monday,
+                end=monday + timedelta(days=(through - last_monday).days),
                 timezone=tz,
-            )
-        ),
+            )[0]
+            for monday in (last_monday, last_monday - timedelta(weeks=1))
+        )
+    return Report(
+        community=frames.community,
+        timezone=tz.key,
+        as_of=as_of,
+        members=current_members(frames.members, as_of=as_of, timezone=tz),
+        weekly=weekly,
         daily=tuple(daily_activity(rows, start, as_of)),
         summary=activity_summary(rows, frames.community_days, frames.channel_days, as_of=as_of),
         cohorts=tuple(cohort_retention(rows, frames.members, timezone=tz, start=cohort_start, as_of=as_of)),
@@ -105,6 +148,8 @@ def build_report(
             if len(frames.purchases)
             else None
         ),
+        week_so_far=so_far,
+        previous_week_same_days=previous_same_days,
     )
 
 

@@ -2,7 +2,7 @@
 
 These are the contract between metric code (``analytics.activity``, ``cohorts``, ``members``, ``commerce``) and
 rendering (``analytics.render``, ``analytics.charts``), and their JSON form is the report's documented schema
-(docs/metrics.md). Counts are exact here; privacy thresholds ("<5") are applied only when rendering.
+(docs/metrics.md). Counts are exact here; the small-group rule of what members see ("<5") is applied when rendering.
 """
 
 from __future__ import annotations
@@ -165,3 +165,21 @@ class Report:
     top_members: tuple[MemberStatus, ...] = ()
     commerce: CommerceSummary | None = None
     activation_eligible: int = 0  # the denominator of activation_rate
+    week_so_far: WeekStats | None = None
+    """The week in progress over its measured days (Monday .. the last complete day with data); None when the
+    last week of ``weekly`` is complete, or has no measured day yet."""
+    previous_week_same_days: WeekStats | None = None
+    """The week before, over the same weekdays as ``week_so_far``: what the week in progress is compared with,
+    never a whole week. None with ``week_so_far``."""
+    last_complete_day: date | None = None
+    """The last local day that is over: ``as_of``, or the day before when ``as_of`` is today; None when unknown
+    (taken as ``as_of``). Charts end there: an unfinished day is never plotted or compared."""
+    data_ends: date | None = None
+    """The last day with anything recorded, when that is before ``as_of`` (an import that ends earlier): figures
+    after it are not measured. None when data reaches ``as_of``."""
+
+    @property
+    def measured_through(self) -> date:
+        """The last day that is both over and covered by the stored data: charts end there."""
+        days = [self.as_of, self.last_complete_day, self.data_ends]
+        return min(d for d in days if d is not None)

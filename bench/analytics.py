@@ -8,7 +8,10 @@ The run:
    them; generating them is not timed.
 2. In a fresh process, time what ``cohortbot report`` (and the weekly digest) computes: ``build_community_report``
    as of the last generated day over 12 weeks, end to end (SQL reads of the rollups, then pandas/numpy). One
-   warm-up, then the best of ``--repeats`` runs; the process's peak RSS (``ru_maxrss``) is its own.
+   warm-up, then the best of ``--repeats`` runs. The peak memory reported is that of the report computation alone:
+   the process's resident high-water mark (``VmHWM``) is reset just before it and read just after. (``ru_maxrss``
+   would not do: Linux carries it over from the parent through the spawn's fork and exec, so a run that had just
+   built the cached data set reported that instead.)
 3. In another fresh process, load the same raw events into an in-memory DuckDB (load time reported, not
    compared) and time the same metrics computed there with SQL over the raw events: DAU/WAU/MAU per day, weekly
    stats, cohort retention and activation, current members, inactive and at-risk members, segments, top members
@@ -20,7 +23,7 @@ The run:
 
 Both sides get the same data: the rollups are the aggregation of exactly the events DuckDB scans (local days
 included, as the bot's ingestion buckets them). The engagement score reads the same history on both sides: the
-report's ``LOOKBACK_DAYS`` (bot.reporting), whose older days weigh under 0.3 %.
+report's ``LOOKBACK_DAYS`` (analytics.report), whose older days weigh under 0.3 %.
 """
 
 from __future__ import annotations
@@ -139,7 +142,8 @@ class Plan:
         last_complete = monday if as_of.weekday() == 6 else monday - timedelta(weeks=1)
         activation_first = last_complete - timedelta(weeks=3)
         activation_last = min(last_complete + timedelta(days=6), as_of)
-        history_start = min(first_monday, as_of - timedelta(days=lookback_days))
+        # As analytics.report.history_start: the MAU of the range's first days needs the 27 days before it.
+        history_start = min(first_monday - timedelta(days=27), as_of - timedelta(days=lookback_days))
         return cls(
             as_of=as_of,
             end=(as_of - epoch).days,
@@ -216,6 +220,32 @@ def _best(run: Callable[[], T], repeats: int) -> tuple[list[float], T]:
     return times, result
 
 
+def reset_peak_memory() -> bool:
+    """Reset this process's resident high-water mark (Linux ``/proc/self/clear_refs``); False where unsupported."""
+    try:
+        with open("/proc/self/clear_refs", "w") as handle:
+            handle.write("5")
+    except OSError:
+        return False
+    return True
+
+
+def peak_memory_bytes() -> int:
+    """This process's resident high-water mark since it started or since :func:`reset_peak_memory`.
+
+    ``VmHWM`` belongs to the current address space, so nothing of a parent's memory leaks in; where /proc is
+    unavailable, ``ru_maxrss`` is the fallback.
+    """
+    try:
+        with open("/proc/self/status") as handle:
+            for line in handle:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return peak_rss_bytes()
+
+
 def measure_ours(db: str, as_of: date, repeats: int) -> dict[str, Any]:
     """Time ``build_community_report`` on the cached database (run in a fresh process: its peak RSS is ours)."""
     from analytics.frames import CommunityFrames
@@ -229,11 +259,12 @@ def measure_ours(db: str, as_of: date, repeats: int) -> dict[str, Any]:
         community=COMMUNITY, as_of=as_of, weeks=REPORT_WEEKS, inactive_after_days=INACTIVE_AFTER_DAYS, top_n=TOP_N
     )
     now = datetime.combine(as_of + timedelta(days=1), datetime.min.time(), tzinfo=UTC)
+    reset_peak_memory()  # the imports and the engine above are not the report's
     times, (report, _hint) = _best(lambda: build_community_report(engine, request, now=now), repeats)
-    peak = peak_rss_bytes()
+    peak = peak_memory_bytes()
 
     # Where the seconds go: the same reads and the same analytics, each part timed on its own (one more run).
-    from bot.reporting import LOOKBACK_DAYS
+    from analytics.report import LOOKBACK_DAYS
 
     plan = Plan.of(as_of, REPORT_WEEKS, LOOKBACK_DAYS)
     history_start = date(1970, 1, 1) + timedelta(days=plan.score_from)
@@ -397,7 +428,7 @@ def duckdb_metrics(con: Any, plan: Plan) -> dict[str, Any]:
             coalesce(messages, 0) + coalesce(given, 0) > 0 AS active
         FROM own FULL JOIN got USING (member_id, day)
     """)
-    # Humans: join day (first join, else first activity, else first seen), leave day (when gone), last active day.
+    # Members: join day (first join, else first activity, else first seen), leave day (when gone), last active day.
     con.execute(f"""
         CREATE OR REPLACE TEMP TABLE person AS
         WITH j AS (
@@ -419,6 +450,9 @@ def duckdb_metrics(con: Any, plan: Plan) -> dict[str, Any]:
             a.last_active_day
         FROM people p LEFT JOIN j USING (member_id) LEFT JOIN a USING (member_id)
         WHERE NOT p.is_bot
+            -- members: humans who ever joined, left, were active or bought (docs/metrics.md, "Members")
+            AND (p.member_id IN (SELECT member_id FROM memberships) OR p.member_id IN (SELECT member FROM events)
+                OR p.member_id IN (SELECT member_id FROM purchases WHERE member_id IS NOT NULL))
     """)
     # The member table: membership on as_of, recency windows, 28-day messages, engagement score, segment.
     con.execute(f"""
@@ -785,8 +819,9 @@ def measure_duckdb(npz: str, as_of: date, repeats: int) -> dict[str, Any]:
     """Load the raw events into DuckDB and time the metrics there (run in a fresh process: its own peak RSS)."""
     import duckdb
 
-    from bot.reporting import LOOKBACK_DAYS
+    from analytics.report import LOOKBACK_DAYS
 
+    reset_peak_memory()
     started = time.perf_counter()
     con, counts = load_duckdb(npz)
     load_seconds = time.perf_counter() - started
@@ -795,7 +830,7 @@ def measure_duckdb(npz: str, as_of: date, repeats: int) -> dict[str, Any]:
     threads = _rows(con, "SELECT current_setting('threads')")[0][0]
     return {
         "times": times,
-        "peak": peak_rss_bytes(),
+        "peak": peak_memory_bytes(),
         "load_seconds": load_seconds,
         "counts": counts,
         "metrics": metrics,

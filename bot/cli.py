@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from datetime import date, datetime, time
 from pathlib import Path
 from typing import TYPE_CHECKING
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
@@ -463,7 +464,12 @@ def cmd_import_telegram(args: argparse.Namespace) -> int:
     engine, store, community, settings = _importer_store(args)
     try:
         summary = import_telegram_export(
-            store, community, Path(args.path), store_text=settings.storage.store_text, progress=Progress()
+            store,
+            community,
+            Path(args.path),
+            store_text=settings.storage.store_text,
+            progress=Progress(),
+            local_zone=args.timezone,
         )
     except ExportImportError as exc:
         raise CommandError(str(exc)) from exc
@@ -471,6 +477,16 @@ def cmd_import_telegram(args: argparse.Namespace) -> int:
         engine.dispose()
     print(summary.line())
     return EXIT_OK
+
+
+def _zone(value: str) -> ZoneInfo:
+    """An IANA time zone for ``--timezone``."""
+    try:
+        return ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise argparse.ArgumentTypeError(
+            f"expected an IANA time zone like Europe/Berlin or UTC, got {value!r}"
+        ) from None
 
 
 def cmd_report(args: argparse.Namespace) -> int:
@@ -641,6 +657,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("path", metavar="RESULT_JSON", help="result.json, or the export folder that holds it")
     config_option(p)
     p.add_argument("--community", metavar="NAME", help="the community to import into (default: [community] name)")
+    p.add_argument(
+        "--timezone",
+        type=_zone,
+        default=ZoneInfo("UTC"),
+        metavar="ZONE",
+        help="the exporting computer's zone, for old exports without date_unixtime (default: UTC)",
+    )
     p.set_defaults(func=cmd_import_telegram)
 
     p = sub.add_parser("report", help="activity, cohorts, members at risk, sales", description=cmd_report.__doc__)

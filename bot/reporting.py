@@ -2,20 +2,21 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import Engine
 
 from analytics.activity import ActivityRows
-from analytics.members import inactive_members, member_table
-from analytics.report import build_report
+from analytics.members import current_member_mask, inactive_members, member_table
+from analytics.report import build_report, history_start
 from analytics.results import MemberStatus, Report
 from bot.importers import EARLIEST_TIME, LATEST_TIME
 from storage.queries import (
     CommunityInfo,
     find_community,
+    last_active_before,
     latest_activity_day,
     list_communities,
     load_frames,
@@ -23,9 +24,8 @@ from storage.queries import (
     members,
 )
 
-# Daily data older than the report range that the metrics still look at: the at-risk window (42 days) and the
-# engagement score's decay (14-day half-life: after 120 days a day weighs under 0.3%).
-LOOKBACK_DAYS = 120
+BUILT_IN_OWNERS: frozenset[tuple[str, str]] = frozenset({("console", "owner"), ("simulated", "owner")})
+"""The console's and the demo's own owner account (``platform``, user id): the host, not a member."""
 
 # The days and range a report may cover: the calendar window the importers accept for message times (far outside
 # it the week and look-back arithmetic leaves what a date can hold). Twenty years of weekly rows is more history
@@ -48,12 +48,7 @@ class ReportRequest:
     weeks: int = 12
     inactive_after_days: int = 14
     top_n: int = 10
-
-
-def _history_start(as_of: date, weeks: int) -> date:
-    """The first day a report of ``weeks`` ISO weeks up to ``as_of`` reads: its range or the look-back, if earlier."""
-    range_start = as_of - timedelta(days=as_of.weekday()) - timedelta(weeks=weeks - 1)
-    return min(range_start, as_of - timedelta(days=LOOKBACK_DAYS))
+    not_members: frozenset[tuple[str, str]] = BUILT_IN_OWNERS  # (platform, user id) accounts that are not members
 
 
 def check_report_day(day: date, option: str = "--as-of") -> date:
@@ -101,14 +96,24 @@ def build_community_report(engine: Engine, request: ReportRequest, *, now: datet
     info = resolve_community(engine, request.community)
     tz = ZoneInfo(info.timezone)
     as_of = request.as_of or now.astimezone(tz).date()
-    history_start = _history_start(as_of, request.weeks)
-    frames = load_frames(engine, info, as_of, history_start=history_start)
-    report = build_report(
-        frames, weeks=request.weeks, inactive_after_days=request.inactive_after_days, top_n=request.top_n
+    frames = load_frames(
+        engine, info, as_of, history_start=history_start(as_of, request.weeks), not_members=request.not_members
     )
-    hint = None
     with engine.connect() as conn:
         latest = latest_activity_day(conn, info.id)
+    # A report for today (or a later day) is not over yet: its last day is still being counted.
+    today = now.astimezone(tz).date()
+    last_complete = as_of if as_of < today else today - timedelta(days=1)
+    data_ends = latest if latest is not None and latest < as_of else None
+    report = build_report(
+        frames,
+        weeks=request.weeks,
+        inactive_after_days=request.inactive_after_days,
+        top_n=request.top_n,
+        compare_through=min(last_complete, data_ends or last_complete),
+    )
+    report = replace(report, last_complete_day=last_complete, data_ends=data_ends)
+    hint = None
     if latest is not None and (as_of - latest).days > 28:
         hint = (
             f"no activity in the 28 days before {as_of.isoformat()}; the latest activity is on "
@@ -117,6 +122,29 @@ def build_community_report(engine: Engine, request: ReportRequest, *, now: datet
     elif latest is None:
         hint = "nothing has been recorded for this community yet"
     return report, hint
+
+
+def current_member_ids(
+    engine: Engine, community: str, *, as_of: date, not_members: frozenset[tuple[str, str]] = BUILT_IN_OWNERS
+) -> frozenset[int]:
+    """The ids of the community's members on ``as_of``, the people a report's "Members" counts.
+
+    Conversion lines divide by this same set, so that ``/report``, ``/revenue`` and the digest agree.
+
+    Args:
+        engine: The database.
+        community: The community's name.
+        as_of: The local day.
+        not_members: Accounts that are not members, as in :class:`ReportRequest`.
+
+    Returns:
+        Member ids.
+    """
+    info = resolve_community(engine, community)
+    with engine.connect() as conn:
+        frame = members(conn, info.id, not_members=not_members)
+    mask = current_member_mask(frame, as_of=as_of, timezone=ZoneInfo(info.timezone))
+    return frozenset(int(i) for i in frame["member_id"].to_numpy()[mask])
 
 
 def inactive_members_as_of(
@@ -139,9 +167,11 @@ def inactive_members_as_of(
     """
     info = resolve_community(engine, community)
     tz = ZoneInfo(info.timezone)
-    history_start = _history_start(as_of, weeks=1)  # the same history a one-week report loads
+    first_day = history_start(as_of, weeks=1)  # the same history a one-week report loads
+    end = datetime.combine(as_of + timedelta(days=1), datetime.min.time(), tzinfo=tz)
     with engine.connect() as conn:
-        days = member_days(conn, info.id, history_start, as_of)
-        frame = members(conn, info.id)
-    table = member_table(ActivityRows.from_frame(days), frame, as_of=as_of, timezone=tz)
+        days = member_days(conn, info.id, first_day, as_of)
+        frame = members(conn, info.id, not_members=BUILT_IN_OWNERS)
+        earlier = last_active_before(conn, info.id, first_day, end)
+    table = member_table(ActivityRows.from_frame(days), frame, as_of=as_of, timezone=tz, last_active_before=earlier)
     return inactive_members(table, inactive_after_days=inactive_after_days)

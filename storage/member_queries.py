@@ -19,7 +19,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from storage.deletion import member_columns, member_data_tables
 from storage.engine import writing
 from storage.errors import StorageError
-from storage.models import Base, Course, Member, MemberDailyActivity, Purchase, Refund
+from storage.models import Base, Course, Member, MemberActivity, MemberDailyActivity, Purchase, Refund
 
 EXPORT_FORMAT = "cohortbot-mydata-1"
 # Streaks are read back in chunks of this many days: most streaks end within the first chunk.
@@ -46,11 +46,18 @@ class MemberRecord:
     nudges_opt_out: bool
     leaderboard_opt_out: bool
     dm_unreachable_at: datetime | None
+    first_active_at: datetime | None = None
 
     @property
     def member_since(self) -> datetime:
-        """When the member joined, or was first seen when no join was recorded (history imports)."""
-        return self.first_joined_at or self.first_seen_at
+        """When the member joined, as the report counts it (docs/metrics.md, Growth).
+
+        The first recorded join, or the first activity when that is earlier or no join was recorded (history
+        imports carry no joins); the first time the bot saw the account only when neither is known. Never
+        ``first_seen_at`` alone when more is known: an import sets it to the batch's earliest event for everyone.
+        """
+        known = [at for at in (self.first_joined_at, self.first_active_at) if at is not None]
+        return min(known) if known else self.first_seen_at
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,11 +161,16 @@ def _record(row: Any) -> MemberRecord:
         nudges_opt_out=bool(row.nudges_opt_out),
         leaderboard_opt_out=bool(row.leaderboard_opt_out),
         dm_unreachable_at=row.dm_unreachable_at,
+        first_active_at=row.first_active_at,
     )
 
 
 def _find(conn: Connection, community_id: int, platform: str, user_id: str) -> MemberRecord | None:
-    row = conn.execute(select(Member.__table__).where(_member_where(community_id, platform, user_id))).first()
+    row = conn.execute(
+        select(Member.__table__, MemberActivity.first_active_at)
+        .outerjoin(MemberActivity, MemberActivity.member_id == Member.id)
+        .where(_member_where(community_id, platform, user_id))
+    ).first()
     return None if row is None else _record(row)
 
 

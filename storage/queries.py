@@ -6,7 +6,7 @@ costs the same whether the community has ten thousand messages or twenty million
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
@@ -19,6 +19,7 @@ from sqlalchemy import Connection, Engine, func, select
 from analytics.frames import (
     CHANNEL_DAYS_COLUMNS,
     COMMUNITY_DAYS_COLUMNS,
+    LAST_ACTIVE_COLUMNS,
     MEMBER_DAYS_COLUMNS,
     MEMBERS_COLUMNS,
     PURCHASES_COLUMNS,
@@ -144,6 +145,46 @@ def member_days(conn: Connection, community_id: int, start: date, end: date) -> 
     return frame
 
 
+def last_active_before(conn: Connection, community_id: int, start: date, end: datetime) -> pd.DataFrame:
+    """The last active local day before ``start`` of each member whose last activity is at or after ``end``.
+
+    A back-dated report loads daily data from ``start`` only; for a member silent since before ``start`` it knows
+    the last active day from ``member_activity.last_active_at``, unless the member was active again after the
+    report day (``end``, the instant after it). Those members' last active day is read here (active: a message or
+    a reaction given).
+
+    Args:
+        conn: A connection.
+        community_id: The community.
+        start: The first day of the loaded daily data.
+        end: The instant after the report day.
+
+    Returns:
+        A frame of ``member_id`` and ``day`` (LAST_ACTIVE_COLUMNS).
+    """
+    md, activity = MemberDailyActivity, MemberActivity
+    later = select(activity.member_id).where(activity.community_id == community_id, activity.last_active_at >= end)
+    if conn.execute(later.limit(1)).first() is None:
+        # The usual report (as of today or the latest day): nobody was active after it, and the scan below of every
+        # day before the loaded history is skipped.
+        return _frame([], LAST_ACTIVE_COLUMNS).astype({"member_id": "int64", "day": "datetime64[ns]"})
+    rows = conn.execute(
+        select(md.member_id, func.max(md.day))
+        .join(activity, activity.member_id == md.member_id)
+        .where(
+            md.community_id == community_id,
+            md.day < start,
+            activity.last_active_at >= end,
+            md.messages + md.reactions_given > 0,
+        )
+        .group_by(md.member_id)
+    ).all()
+    frame = _frame(rows, LAST_ACTIVE_COLUMNS)
+    frame["member_id"] = frame["member_id"].astype("int64")
+    frame["day"] = _days(frame["day"].tolist()) if len(frame) else pd.Series(dtype="datetime64[ns]")
+    return frame
+
+
 def _utc(values: Sequence[datetime | None]) -> pd.Series:
     return pd.to_datetime(pd.Series(list(values), dtype="object"), utc=True)
 
@@ -158,8 +199,15 @@ def _instants(values: np.ndarray[Any, np.dtype[np.object_]], dialect: str) -> pd
     return pd.Series(stamps).dt.tz_localize("UTC")
 
 
-def members(conn: Connection, community_id: int) -> pd.DataFrame:
-    """Every human member: names, join (first join, else first activity, else first seen), leave, activity span.
+def members(conn: Connection, community_id: int, *, not_members: Collection[tuple[str, str]] = ()) -> pd.DataFrame:
+    """Every human member (joined, active or bought): names, join, leave, activity span.
+
+    The join is the first join, else the first activity, else when the bot first saw the account.
+
+    An account the bot only stored because it ran a command or was mentioned (the console's own accounts, the
+    demo's owner) never joined, did or bought anything in the community: it is not a member and is left out
+    (docs/metrics.md, "Members"). Neither are the ``(platform, platform user id)`` accounts in ``not_members`` (the
+    console's and the simulation's built-in owner, who posts as the community's host).
 
     Read like :func:`member_days` (one row per member: a hundred thousand for a big community), with the
     instants converted column by column instead of value by value.
@@ -173,8 +221,11 @@ def members(conn: Connection, community_id: int) -> pd.DataFrame:
             "m.last_joined_at, m.last_left_at, m.first_seen_at, a.first_active_at, a.last_active_at, "
             f"m.leaderboard_opt_out FROM {Member.__tablename__} m "
             f"LEFT OUTER JOIN {MemberActivity.__tablename__} a ON a.member_id = m.id "
-            f"WHERE m.community_id = {ph} AND m.is_bot = {ph}",
-            (community_id, False),
+            f"WHERE m.community_id = {ph} AND m.is_bot = {ph} "
+            "AND (m.first_joined_at IS NOT NULL OR m.last_left_at IS NOT NULL OR a.first_active_at IS NOT NULL "
+            f"OR EXISTS (SELECT 1 FROM {Purchase.__tablename__} p WHERE p.member_id = m.id))"
+            + "".join(f" AND NOT (m.platform = {ph} AND m.platform_user_id = {ph})" for _ in not_members),
+            (community_id, False, *(value for account in sorted(not_members) for value in account)),
         )
         rows = cur.fetchall()
     finally:
@@ -264,7 +315,14 @@ def purchases(conn: Connection, community_id: int, end: datetime) -> pd.DataFram
     return frame
 
 
-def load_frames(engine: Engine, community: CommunityInfo, as_of: date, *, history_start: date) -> CommunityFrames:
+def load_frames(
+    engine: Engine,
+    community: CommunityInfo,
+    as_of: date,
+    *,
+    history_start: date,
+    not_members: Collection[tuple[str, str]] = (),
+) -> CommunityFrames:
     """Everything the analytics needs for a report or digest as of the local day ``as_of``.
 
     Args:
@@ -273,22 +331,29 @@ def load_frames(engine: Engine, community: CommunityInfo, as_of: date, *, histor
         as_of: The last local day included.
         history_start: The first local day of daily data to load (the report range minus the longest
             lookback window); earlier days are summarised by ``members`` (joins, first/last activity).
+        not_members: ``(platform, platform user id)`` accounts that are not members (see :func:`members`).
     """
     tz = ZoneInfo(community.timezone)
     # The end of the as_of day in the community's zone, as a UTC instant.
     end = datetime.combine(as_of + timedelta(days=1), datetime.min.time(), tzinfo=tz)
     with engine.connect() as conn:
         ledger = purchases(conn, community.id, end)
+        people = members(conn, community.id, not_members=not_members)
+        days = member_days(conn, community.id, history_start, as_of)
+        if not_members:
+            # Accounts that are not members are not active members either (their messages still count as messages).
+            days = days[days["member_id"].isin(people["member_id"])].reset_index(drop=True)
         return CommunityFrames(
             community=community.name,
             timezone=tz,
             as_of=as_of,
-            member_days=member_days(conn, community.id, history_start, as_of),
-            members=members(conn, community.id),
+            member_days=days,
+            members=people,
             community_days=community_days(conn, community.id, history_start, as_of),
             channel_days=channel_days(conn, community.id, history_start, as_of),
             purchases=ledger,
             buyer_days=_buyer_days(conn, community.id, ledger, tz, history_start),
+            last_active_before=last_active_before(conn, community.id, history_start, end),
         )
 
 

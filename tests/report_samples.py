@@ -4,8 +4,8 @@
 
 * weeks 2019-W37 to 2019-W48, with two zero weeks before launch (W37, W38) and one mid-way (W44: the bot was
   offline), so zero weeks must be rendered, not skipped;
-* nine join cohorts, one of them (2019-W46) of 3 members: its size renders "<5" and its shares are hidden;
-* 3 members at risk (a count that renders "<5"), a segment of 2, and members with hostile names (HTML, terminal
+* nine join cohorts, one of them (2019-W46) of 3 members (exact for owners, "<5" in what members see);
+* 3 members at risk, a segment of 2, and members with hostile names (HTML, terminal
   escapes, a right-to-left override);
 * commerce in EUR and Telegram Stars (XTR), one course sold at two prices (so it has an arc elasticity), one
   course with 3 buyers, and a week where refunds exceed sales (negative net).

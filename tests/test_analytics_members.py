@@ -189,6 +189,21 @@ def test_last_active_at_fills_in_activity_missing_from_member_days() -> None:
     assert table.loc[1, "segment"] == "at_risk"
 
 
+def test_a_member_active_again_after_as_of_keeps_the_last_activity_before_the_history() -> None:
+    # Loaded history starts 2024-03-02 (as_of - 120). "back" was last active on 2024-01-10, then again in July:
+    # last_active_at (July) is after as_of and cannot say; the last day before the history does.
+    mem = members(
+        {"member_id": 1, "name": "back", "last_active_at": "2024-07-05 12:00"},
+        {"member_id": 2, "name": "unknown", "last_active_at": "2024-07-05 12:00"},
+    )
+    earlier = pd.DataFrame({"member_id": [1, 1], "day": pd.to_datetime(["2024-01-03", "2024-01-10"])})
+    table = member_table(member_days(), mem, as_of=AS_OF, timezone=BERLIN, last_active_before=earlier)
+    assert table.loc[1, "days_since_active"] == (AS_OF - date(2024, 1, 10)).days
+    assert table.loc[1, "segment"] == "dormant"
+    assert pd.isna(table.loc[2, "days_since_active"])  # nothing before as_of at all: never active by then
+    assert [m.days_since_active for m in inactive_members(table)] == [172, None]
+
+
 def test_members_of_an_empty_community() -> None:
     table = member_table(member_days(), members(), as_of=AS_OF, timezone=BERLIN)
     assert inactive_members(table) == []

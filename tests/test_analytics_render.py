@@ -30,7 +30,7 @@ from analytics.render import (
     weeks_in_range,
     write_report,
 )
-from analytics.results import Report
+from analytics.results import Report, WeekStats
 from analytics.weeks import week_label as iso_week
 from tests.report_samples import ANSI_NAME, RTL_NAME, SCRIPT_NAME, empty_report, sample_report, tiny_report
 
@@ -60,20 +60,20 @@ FAKE_CHARTS = {
 # privacy
 
 
-@pytest.mark.parametrize(("n", "shown"), [(0, "0"), (1, "<5"), (4, "<5"), (5, "5"), (1234, "1234")])
-def test_show_count(n: int, shown: str) -> None:
-    assert privacy.show_count(n) == shown
-
-
-def test_json_count_and_share_hiding() -> None:
-    assert privacy.json_count(0) == 0
-    assert privacy.json_count(3) == "<5"
-    assert privacy.json_count(5) == 5
+def test_owners_see_exact_counts_members_never_see_a_group_under_five() -> None:
     assert privacy.MIN_GROUP == 5
-    assert [privacy.hide_share(n) for n in (None, 0, 1, 4, 5, 50)] == [False, False, True, True, False, False]
-    assert privacy.visible_share(0.5, 3) is None
-    assert privacy.visible_share(0.5, 5) == 0.5
-    assert privacy.visible_share(None, 50) is None
+    assert [privacy.OWNERS.count(n) for n in (0, 3, 1234)] == ["0", "3", "1,234"]
+    assert [privacy.MEMBERS.count(n) for n in (0, 1, 4, 5, 1234)] == ["0", "<5", "<5", "5", "1,234"]
+    assert privacy.OWNERS.share(0.5, 3) == 0.5
+    assert privacy.MEMBERS.share(0.5, 3) is None  # over a group of 3
+    assert privacy.MEMBERS.share(0.2, 10, 2) is None  # 20 % of 10 is two people
+    assert privacy.MEMBERS.share(0.9, 10, 9) is None  # and 90 % leaves one out
+    assert privacy.MEMBERS.share(0.5, 10, 5) == 0.5
+    assert privacy.MEMBERS.share(0.0, 10, 0) == 0.0  # nobody: reveals no one
+    assert privacy.MEMBERS.share(None, 50) is None
+    assert privacy.MEMBERS.hides_change(12, 3) and not privacy.MEMBERS.hides_change(12, 0)
+    assert not privacy.OWNERS.hides_change(2, 1)
+    assert privacy.members_counted(0.3333, 3) == 1
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -118,8 +118,8 @@ def test_text_key_figures_and_week_over_week_deltas() -> None:
     assert re.search(r"Active members\s+38\s+41\s+\+3 \(\+7\.9%\)", wow)
     assert re.search(r"New members\s+6\s+5\s+−1 \(−16\.7%\)", wow)
     assert re.search(r"Messages\s+611\s+689\s+\+78 \(\+12\.8%\)", wow)
-    # 2 left, then 1: both hidden, and so is their difference
-    assert re.search(r"Left\s+<5\s+<5\s+–", wow)
+    # 2 left, then 1: owners see small groups and their difference exactly
+    assert re.search(r"Left\s+2\s+1\s+−1 \(−50\.0%\)", wow)
 
 
 def test_text_dau_wau_mau_change_against_seven_days_earlier() -> None:
@@ -132,25 +132,24 @@ def test_text_dau_wau_mau_change_against_seven_days_earlier() -> None:
     assert f"{sign}{abs(change)} ({sign}{abs(change) / before.wau * 100:.1f}%)" in key
 
 
-def test_text_small_groups_show_as_under_five() -> None:
-    text = render_text(sample_report())
+def test_text_shows_small_groups_exactly_to_owners() -> None:
+    report = sample_report()
+    text = render_text(report)
+    assert "<5" not in text
     cohorts = _section(text, "Cohort retention")
+    small = next(c for c in report.cohorts if c.cohort == "2019-W46")
     row = next(line for line in cohorts.splitlines() if line.strip().startswith("2019-W46"))
-    assert row.split()[1:] == ["<5", "<5", "<5", "<5", "<5"]  # size, activation, k = 0, 1, 2
-    assert "%" not in row
-    big = next(line for line in cohorts.splitlines() if line.strip().startswith("2019-W40"))
-    assert big.split()[1] == "22"
-    assert re.search(r"at risk\s+<5", _section(text, "Segments"))
-    assert "At risk:  <5" in text
+    shares = [f"{r * 100:.0f}%" for r in small.retention]
+    assert row.split()[1:] == ["3", f"{small.activation_rate * 100:.1f}%", *shares]  # type: ignore[operator]
+    assert re.search(r"at risk\s+3\b", _section(text, "Segments"))
+    assert "At risk:  3" in text
     assert "Inactive: 9" in text
-    # weekly: 2 communicators in W39; zero weeks stay 0
     weekly = _section(text, "Weekly activity")
     w39 = next(line for line in weekly.splitlines() if line.strip().startswith("2019-W39"))
-    assert w39.split()[2:] == ["12", "14", "0", "58", "21", "<5", "3"]
+    assert w39.split()[2:] == ["12", "14", "0", "58", "21", "2", "3"]
     w44 = next(line for line in weekly.splitlines() if line.strip().startswith("2019-W44"))
     assert w44.split()[2:] == ["0"] * 7
-    # a course with 3 buyers
-    assert re.search(r"Testing with pytest\s+EUR\s+3\s+<5", text)
+    assert re.search(r"Testing with pytest\s+EUR\s+3\s+3\b", text)  # a course with 3 buyers
 
 
 def test_text_commerce_per_course() -> None:
@@ -184,11 +183,33 @@ def test_text_of_an_empty_community() -> None:
     assert "Inactive: 0" in text
 
 
+def test_every_output_says_first_when_data_ends_early_or_the_day_is_not_over() -> None:
+    report = replace(sample_report(), data_ends=date(2019, 11, 28))  # as of Sunday 2019-12-01
+    notice = "Data ends 2019-11-28; figures after that are not measured."
+    text = render_text(report)
+    assert text.splitlines()[2] == f"⚠ {notice}"
+    assert "change vs 7 days earlier" in text and not re.search(r"DAU\s+\d+\s+[+−±]", text)  # nothing compared
+    page = render_html(report, {})
+    assert page.index(notice) < page.index("Key figures")
+    data = _data(report)
+    assert data["notices"] == [notice]
+    assert (data["data_ends"], data["last_complete_day"]) == ("2019-11-28", "2019-11-28")
+
+    today = replace(sample_report(), last_complete_day=date(2019, 11, 30))
+    assert "2019-12-01 is not over yet: its figures are so far, and charts end on 2019-11-30." in render_text(today)
+    assert _data(sample_report())["notices"] == [] and _data(sample_report())["data_ends"] is None
+
+
 def test_text_marks_a_week_in_progress() -> None:
-    text = render_text(tiny_report())  # as of a Wednesday
-    assert "2024-W10 → 2024-W11 (in progress, to Wed 2024-03-13)" in text
-    assert re.search(r"Members\s+<5", text)
-    assert re.search(r"Stickiness\s+<5", text)
+    report = tiny_report()  # as of a Wednesday, without the week's measured days: no half-week comparison
+    assert "Needs two weeks of data." in render_text(report)  # and no whole week before W10 to compare instead
+    same_days = WeekStats("2024-W10", date(2024, 3, 4), 3, 3, 0, 11, 2, 1, 1)
+    text = render_text(replace(report, week_so_far=report.weekly[-1], previous_week_same_days=same_days))
+    wow = _section(text, "Week over week")
+    assert "2024-W11 so far (3 days) vs the same 3 days of 2024-W10" in wow
+    assert re.search(r"Messages\s+11\s+14\s+\+3 \(\+27\.3%\)", wow)  # 14 so far vs 11 in Mon-Wed of W10
+    assert re.search(r"Members\s+3\b", text)
+    assert re.search(r"Stickiness\s+53\.3%", text)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -210,6 +231,11 @@ REQUIRED = {
     "segments",
     "top_members",
     "commerce",
+    "data_ends",
+    "last_complete_day",
+    "notices",
+    "previous_week_same_days",
+    "week_so_far",
 }
 
 
@@ -220,7 +246,7 @@ def _data(report: Report) -> dict[str, Any]:
 
 
 def _is_count(value: object) -> bool:
-    return value == "<5" or (isinstance(value, int) and not isinstance(value, bool) and value >= 0)
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
 
 
 def _is_share(value: object) -> bool:
@@ -238,7 +264,7 @@ def test_json_round_trips_with_every_required_key(name: str) -> None:
     data = json.loads(text)
     assert data == report_to_json(report)
     assert set(data) == REQUIRED
-    assert data["schema_version"] == SCHEMA_VERSION == 1
+    assert data["schema_version"] == SCHEMA_VERSION == 2
     assert data["community"] == report.community
     assert _is_iso_date(data["as_of"])
     assert _is_count(data["members"])
@@ -310,48 +336,45 @@ def test_json_fills_a_week_the_metric_code_left_out() -> None:
     assert iso_week(date(2021, 1, 1)) == "2020-W53"
 
 
-def test_json_applies_the_privacy_rule() -> None:
-    data = _data(sample_report())
+def test_json_gives_owners_exact_figures_for_small_groups() -> None:
+    report = sample_report()
+    text = render_json(report)
+    assert "<5" not in text
+    data = json.loads(text)
     small = next(c for c in data["cohorts"] if c["cohort"] == "2019-W46")
-    assert small == {
-        "cohort": "2019-W46",
-        "start": "2019-11-11",
-        "size": "<5",
-        "retention": [None, None, None],
-        "activation_rate": None,
-        "second_week_retention": None,
-    }
-    big = next(c for c in data["cohorts"] if c["cohort"] == "2019-W40")
-    assert big["size"] == 22 and all(isinstance(r, float) for r in big["retention"])
-    assert data["segments"]["at_risk"] == "<5"
-    assert data["at_risk"] == {"count": "<5", "member_ids": [201, 202, 203]}
+    cohort = next(c for c in report.cohorts if c.cohort == "2019-W46")
+    assert small["size"] == 3
+    assert small["retention"] == [round(r, 4) for r in cohort.retention]
+    assert small["activation_rate"] == cohort.activation_rate
+    assert data["segments"]["at_risk"] == 3
+    assert data["at_risk"] == {"count": 3, "member_ids": [201, 202, 203]}
     assert data["inactive"] == {"count": 9, "member_ids": list(range(101, 110))}
-    assert data["weekly"][2]["communicators"] == "<5"
-    assert [w["left"] for w in data["weekly"][3:]] == ["<5"] * 4 + [0] + ["<5"] * 4
+    assert data["weekly"][2]["communicators"] == 2
+    assert [w["left"] for w in data["weekly"]] == [w.left for w in report.weekly]
 
     commerce = data["commerce"]
     testing = next(c for c in commerce["courses"] if c["course"] == "testing-101")
-    assert testing["buyers"] == "<5" and testing["sales"] == 3 and testing["net"] == 87.0
+    assert testing["buyers"] == 3 and testing["sales"] == 3 and testing["net"] == 87.0
     small_conv = next(c for c in commerce["cohort_conversion"] if c["cohort"] == "2019-W46")
-    assert small_conv == {"cohort": "2019-W46", "size": "<5", "buyers": "<5", "conversion": None}
+    assert small_conv == {"cohort": "2019-W46", "size": 3, "buyers": 1, "conversion": 0.3333}
 
 
-def test_json_of_a_tiny_community_hides_shares_over_small_groups() -> None:
+def test_json_of_a_tiny_community_is_exact() -> None:
     data = _data(tiny_report())
-    assert data["members"] == "<5"
-    assert data["dau_wau_mau"]["stickiness"] is None
-    assert data["activity"]["messages_per_active_member_mean"] is None
-    assert data["activity"]["messages_28d"] == 39  # messages are not members
-    assert data["commerce"]["conversion"] is None
+    assert data["members"] == 3
+    assert data["dau_wau_mau"]["stickiness"] == 0.5333
+    assert data["activity"]["messages_per_active_member_mean"] == 13.0
+    assert data["activity"]["messages_28d"] == 39
+    assert data["commerce"]["conversion"] == 0.0
     assert data["segments"] == {
-        "newcomers": "<5",
+        "newcomers": 3,
         "at_risk": 0,
         "dormant": 0,
         "lurkers": 0,
         "champions": 0,
         "regulars": 0,
     }
-    assert {d["dau"] for d in data["dau_wau_mau"]["daily"]} == {0, "<5"}
+    assert [d["dau"] for d in data["dau_wau_mau"]["daily"]] == [2, 3, 1, 0, 2, 0, 0, 3, 2, 1]
 
 
 def test_json_rounds_and_formats_values() -> None:
@@ -432,10 +455,10 @@ def test_html_escapes_untrusted_names() -> None:
 
 def test_html_has_the_tables() -> None:
     page = render_html(sample_report(), FAKE_CHARTS)
-    for heading in ("Weekly activity", "Retention", "Top members", "Inactive: 9", "At risk: &lt;5", "By course"):
+    for heading in ("Weekly activity", "Retention", "Top members", "Inactive: 9", "At risk: 3", "By course"):
         assert heading in page
     assert "2019-W44" in page and "2019-W46" in page
-    assert '<td class="hidden">&lt;5</td>' in page
+    assert "&lt;5" not in page and "hidden" not in page
     assert "1,032.00 EUR" in page and "4,500 XTR" in page
     assert "None" not in page
 

@@ -132,6 +132,27 @@ def test_the_report_covers_every_week_of_the_range() -> None:
     assert report.daily[-1].mau == 2  # 02-29..03-27: ann and bob
 
 
+def test_a_week_in_progress_comes_with_the_same_days_of_the_week_before() -> None:
+    # As of Wednesday 2024-03-13 (W11 so far: Mon-Wed). The same days of W10 are 03-04..03-06: ann's 5 messages on
+    # Tuesday 03-05 count; nothing of W10's Thursday to Sunday would.
+    report = build_report(small_frames(date(2024, 3, 13)), weeks=2)
+    same = report.previous_week_same_days
+    assert same is not None and report.week_so_far == report.weekly[-1]
+    assert (same.week, same.start, same.active, same.messages) == ("2024-W10", date(2024, 3, 4), 1, 5)
+    assert (report.weekly[-1].active, report.weekly[-1].messages) == (1, 3)
+    report = build_report(small_frames(date(2024, 3, 6)), weeks=2)  # Wednesday 03-06: W09's Mon-Wed were empty
+    assert report.previous_week_same_days is not None and report.previous_week_same_days.messages == 0
+    assert build_report(small_frames(date(2024, 3, 17)), weeks=2).previous_week_same_days is None  # a Sunday
+    # Measured only through Monday 03-11 (data ends, or Tuesday is today): bob's 3 messages on Tuesday 03-12 are
+    # not compared, and neither is ann's Tuesday 03-05 of the week before.
+    report = build_report(small_frames(date(2024, 3, 13)), weeks=2, compare_through=date(2024, 3, 11))
+    assert report.week_so_far is not None and report.previous_week_same_days is not None
+    assert (report.week_so_far.messages, report.previous_week_same_days.messages) == (0, 0)
+    assert report.weekly[-1].messages == 3  # the weekly table still counts the week to as_of
+    report = build_report(small_frames(date(2024, 3, 13)), weeks=2, compare_through=date(2024, 3, 10))
+    assert report.week_so_far is None and report.previous_week_same_days is None  # no measured day this week
+
+
 def test_the_report_lists_members_segments_and_cohorts() -> None:
     report = build_report(small_frames(), weeks=4)
     assert report.members == 3  # dee left on 03-01

@@ -173,3 +173,28 @@ def test_synthetic_rollups_are_what_ingestion_computes(tmp_path: Path) -> None:
     for table in expected:
         assert got[table] == expected[table], table
     assert max(got["community_days"]) - min(got["community_days"]) == timedelta(days=c.days - 1)
+
+
+def _allocate_and_measure(megabytes: int) -> dict[str, int]:
+    """In a spawned process: reset the peak, touch ``megabytes`` of memory, report the peak."""
+    import numpy as np
+
+    from bench.analytics import peak_memory_bytes, reset_peak_memory
+
+    reset_peak_memory()
+    block = np.ones(megabytes * 1024 * 1024, dtype=np.uint8)
+    return {"peak": peak_memory_bytes(), "touched": int(block.sum())}
+
+
+def test_peak_memory_is_the_measured_work_alone_not_the_parent_process() -> None:
+    import numpy as np
+
+    from bench.analytics import _in_fresh_process
+    from bench.measure import MB
+
+    # The parent has just built a big data set (as a run that generates its cached community does).
+    data_set = np.ones(800 * MB, dtype=np.uint8)
+    measured = _in_fresh_process(_allocate_and_measure, 100)
+    assert measured["touched"] == 100 * MB
+    assert 100 * MB <= measured["peak"] < 400 * MB  # the child's 100 MB and its imports, not the parent's 800 MB
+    del data_set

@@ -57,9 +57,10 @@ async def test_report_gives_key_figures_and_an_activity_chart(bot: Bot) -> None:
     reply = await bot.run("/report", admin=True)
     text = reply.text.plain()
     assert text.startswith("testers: report as of Wed 20 Mar 2024")
-    assert "Active: DAU 0 · WAU <5 · MAU 9" in text  # 14-20 March: ann only; 22 Feb-20 Mar: all but ivy
+    assert "Active: DAU 0 · WAU 1 · MAU 9" in text  # 14-20 March: ann only; 22 Feb-20 Mar: all but ivy
     assert "Messages: 4 in 7 days, 33 in 28 days" in text
-    assert "Last week (2024-W11): 8 active (+2, +33% vs the week before), <5 new, <5 left, 21 messages" in text
+    assert "Last week (2024-W11): 8 active (+2, +33% vs the week before), 1 new, 1 left, 21 messages" in text
+    assert "<5" not in text  # admins see exact figures
     assert "Last 4 weeks (since Mon 26 Feb 2024): 500 Stars" in text
     assert reply.private
     (chart,) = reply.attachments
@@ -69,12 +70,13 @@ async def test_report_gives_key_figures_and_an_activity_chart(bot: Bot) -> None:
 async def test_inactive_lists_members_with_last_seen_days(bot: Bot) -> None:
     await seed_weeks(bot)
     text = (await bot.run("/inactive", admin=True)).text.plain()
-    inactive, at_risk = text.split("At risk")
-    assert "Inactive for 14+ days (2)" in inactive
-    assert "• Fay (telegram) – last seen Tue 5 Mar 2024" in inactive
-    assert "• Ivy (telegram) – last seen Tue 20 Feb 2024" in inactive
-    # At risk as of 20 March: active 8 Feb - 6 Mar, silent since.
-    assert "(2)" in at_risk and "Fay" in at_risk and "Ivy" in at_risk
+    at_risk, others = text.split("Other inactive members")
+    # At risk as of 20 March: active 8 Feb - 6 Mar, silent since. Both are inactive too, and listed once.
+    assert at_risk.startswith("At risk: active 2–6 weeks ago, silent for the last 2 weeks (2)")
+    assert "• Fay (telegram) – last seen Tue 5 Mar 2024" in at_risk
+    assert "• Ivy (telegram) – last seen Tue 20 Feb 2024" in at_risk
+    assert others.startswith(": silent for 14+ days (not counting those at risk) (0)")
+    assert "Nobody else" in others
     assert "Bob" not in text and "Hal" not in text  # active lately; left
 
 
@@ -82,7 +84,7 @@ async def test_inactive_caps_long_lists(bot: Bot) -> None:
     ev = Events(Platform.TELEGRAM)
     await bot.put(*[ev.message(str(3000 + i), at=at(1, 10), name=f"Quiet {i:02d}") for i in range(23)])
     text = (await bot.run("/inactive", admin=True)).text.plain()
-    assert "Inactive for 14+ days (23)" in text
+    assert "Other inactive members: silent for 14+ days (not counting those at risk) (23)" in text
     assert text.count("• Quiet") == 20
     assert "… and 3 more" in text
     assert "At risk: active 2–6 weeks ago, silent for the last 2 weeks (0)" in text  # silent since January
@@ -114,7 +116,7 @@ async def test_revenue_by_window_course_and_currency(bot: Bot) -> None:
         "• Async Python: 1 sold to 1 buyer, 500 Stars net",
         "• Intro to Rust: 1 sold to 1 buyer, 350 Stars net",
     ]
-    assert "Buyers: 2 members own a course; conversion 66.7% of 3 members" in text
+    assert "Conversion: 2 of 3 members own a course (66.7% of members)" in text
     assert "Refunds: 1 of 3 purchases (33.3%)" in text
 
 
@@ -303,3 +305,32 @@ async def test_refund_by_charge_id_covers_recorded_and_unmatched_payments(bot: B
 async def test_refund_of_a_course_never_bought(bot: Bot) -> None:
     text = (await bot.run(f"/refund {ID['ann']} rust-intro", admin=True)).text.plain()
     assert "has no live purchase of 'rust-intro'" in text
+
+
+async def test_members_are_one_number_in_report_and_revenue(bot: Bot) -> None:
+    tg = Events(Platform.TELEGRAM)
+    # Six people posted in March; one of them left; one of the five still here bought a course.
+    await bot.put(*[tg.message(str(2000 + i), at=at(3, 4 + i), name=f"M{i}") for i in range(6)])
+    await bot.put(tg.leave("2005", at=at(3, 12)))
+    await bot.writer.record_purchase(
+        PurchaseEvent(
+            Platform.TELEGRAM,
+            COMMUNITY,
+            "x1",
+            MemberRef("2000"),
+            "py-async",
+            500,
+            "XTR",
+            at(3, 11),
+            PurchaseSource.TELEGRAM_STARS,
+        )
+    )
+    # A reaction to a message the bot never saw stores its author, who did nothing here: not a member either.
+    await bot.put(tg.reaction("2001", "unknown-message", at=at(3, 13), author="4242"))
+    report = (await bot.run("/report", user="9000", admin=True)).text.plain()
+    with bot.engine.connect() as conn:
+        stored = set(conn.execute(select(Member.platform_user_id)).scalars())
+    assert "4242" in stored  # stored, yet not counted
+    assert "Members: 5\n" in report
+    revenue = (await bot.run("/revenue", user="9000", admin=True)).text.plain()
+    assert "Conversion: 1 of 5 members owns a course (20.0% of members)" in revenue

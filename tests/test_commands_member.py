@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
@@ -85,6 +86,31 @@ async def test_stats_counts_days_reactions_streak_and_rank(bot: Bot, tg: Events)
     assert "Streak: 3 days in a row" in text
     assert "Rank: #2 of 3 active members" in text  # Bob has 20, Carl ties with 10 and is not ahead
     assert "Member since: Sat 10 Feb 2024" in text  # first seen: the oldest message
+
+
+async def test_member_since_is_the_first_join_else_the_first_activity_not_the_import_batch(
+    store: IngestStore, bot: Bot, tg: Events
+) -> None:
+    # One imported batch (no joins) whose earliest event is Ann's, on 10 Feb: every member created by it was
+    # "first seen" on 10 Feb. Bob's first message is on 5 March; Carl joined on 1 March and posted on the 4th.
+    store.write_batch(
+        [
+            tg.message(ANN, at=at(10, month=2), name="Ann"),
+            tg.message(BOB, at=at(5), name="Bob"),
+            tg.message(BOB, at=at(6), name="Bob"),
+            tg.join(CARL, at=at(1)),
+            tg.message(CARL, at=at(4), name="Carl"),
+        ]
+    )
+
+    async def since(user: str) -> str:
+        found = re.search(r"[Mm]ember since:? (\w+ \d+ \w+ \d+)", (await bot.run("/stats", user=user)).text.plain())
+        assert found is not None
+        return found.group(1)
+
+    assert await since(ANN) == "Sat 10 Feb 2024"
+    assert await since(BOB) == "Tue 5 Mar 2024"
+    assert await since(CARL) == "Fri 1 Mar 2024"
 
 
 async def test_streak_counts_from_yesterday_and_across_long_runs(bot: Bot, tg: Events) -> None:

@@ -6,6 +6,7 @@ import io
 import json
 import logging
 import os
+import re
 import subprocess
 import sys
 from collections.abc import Sequence
@@ -260,7 +261,19 @@ def test_digest_runs_the_real_job_and_shows_what_the_owner_receives(settings: Se
     assert scalar(db, "SELECT count(*) FROM digests") == 1
     assert "already claimed" in second  # the week is sent once; the console shows it again instead
     assert "── digest for the owner (already sent) ──" in second
-    assert "PyCraft: week 2024-W10" in second
+    # Shown again verbatim: the text the owner received, not a recomputation.
+    sent = first.split("── digest for the owner ──\n", 1)[1].split("\n· digest job")[0]
+    assert sent.strip() and sent in second
+    # A console started later did not deliver it and does not rebuild it either.
+    _, later = session(settings, [":digest"], at=T0 + timedelta(days=9))
+    assert "was sent before this console started; its text is not kept" in later
+    assert "PyCraft: week 2024-W10" not in later
+
+
+def test_the_console_owner_is_not_a_member(settings: Settings, db: Engine) -> None:
+    _, out = session(settings, ["@alice hello", "@bob hi", "@owner /stats", "@owner /report", "@owner /revenue"])
+    # @owner only ran commands: alice and bob are the members.
+    assert re.search(r"^\s*Members: 2$", answer_after(out, "@owner /report"), re.MULTILINE)
 
 
 def test_nudges_runs_the_real_job_and_the_member_can_stop_them(settings: Settings, db: Engine) -> None:
@@ -383,9 +396,9 @@ def test_the_console_carries_on_in_the_demo_community_and_the_demo_can_run_again
     assert f"PyCraft (demo): report as of {day}" in report
     (chart,) = written_files(report)
     assert chart.parent == tmp_path / "cohortbot-demo-console-files"  # outside the folder the demo replaces
-    assert "── digest for the owner (already sent) ──" in out
+    # The demo sent that week's digest; this console did not, and does not pass a rebuilt one off as it.
     year, week, _ = (end - timedelta(weeks=1)).isocalendar()
-    assert f"PyCraft (demo): week {year}-W{week:02d}" in out
+    assert f"the digest of {year}-W{week:02d} was sent before this console started" in answer_after(out, ":digest")
     run_demo(members=40, weeks=2, seed=5, out=Path("cohortbot-demo"), stream=io.StringIO())  # not refused
 
 

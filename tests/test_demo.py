@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 
 from bot.demo import DATABASE_NAME, DemoError, DemoResult, run_demo
 from storage.engine import make_engine
@@ -163,3 +163,20 @@ def test_cli_reports_a_refused_directory_as_a_usage_error(tmp_path: Path) -> Non
     )
     assert result.returncode != 0
     assert "holds no previous demo" in result.stderr
+
+
+def test_the_owner_is_the_host_not_a_member(demo: DemoResult) -> None:
+    report = demo.output.split("/report, as Mara (owner) (an admin) sees it", 1)[1]
+    members = re.search(r"Members: ([\d,]+)", report)
+    assert members is not None
+    engine = make_engine(f"sqlite:///{demo.database}")
+    with engine.connect() as conn:
+        owner_messages = conn.execute(
+            text(
+                "SELECT count(*) FROM messages m JOIN members u ON u.id = m.member_id "
+                "WHERE u.platform_user_id = 'owner'"
+            )
+        ).scalar()
+    engine.dispose()
+    assert owner_messages  # Mara posts in the community ...
+    assert int(members.group(1).replace(",", "")) == demo.members - demo.left  # ... but only the joiners are members

@@ -2,19 +2,23 @@
 
 from __future__ import annotations
 
+import re
 import struct
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from datetime import UTC, datetime
 
 import pytest
 from sqlalchemy import update
 
-from bot.core.digest import build_digest
+from analytics.privacy import MEMBERS, OWNERS
+from bot.core.digest import _engagement, build_digest, latest_cohort
 from bot.core.events import MemberJoined, MemberLeft, MemberRef, Platform, PurchaseEvent, PurchaseSource
 from storage.ingest import IngestStore
 from storage.models import Member
 from tests.conftest import COMMUNITY, Events
 from tests.helpers.fake_actions import NOW, Bot, running_bot
+from tests.report_samples import sample_report
 
 pytestmark = pytest.mark.storage
 
@@ -86,11 +90,12 @@ async def test_digest_covers_the_last_complete_week(bot: Bot) -> None:
     assert digest.week_label == "2024-W11"
     assert text.startswith("testers: week 2024-W11 (11 Mar – 17 Mar 2024)")
     assert "Active members: 8 (+2, +33% vs last week)" in text
-    assert "New members: <5\n" in text  # one joiner: fewer than five is never shown exactly
-    assert "Left: <5\n" in text
+    assert "New members: 1 (+1 vs last week)\n" in text  # the owners' digest is exact, small groups included
+    assert "<5" not in text
     assert "Messages: 21 (+9, +75% vs last week)" in text
     top = text.split("Top contributors")[1].split("\n\n")[0]
-    assert "1. Bob · 7 messages" in top
+    assert re.search(r"^1\. Bob · score [\d.]+ · 7 messages in 28 days$", top, re.MULTILINE)
+    assert "(by engagement score, which weighs recent days more)" in top
     assert "Ann" not in top  # opted out of leaderboards
     assert "At risk" in text and "Ivy" in text
     assert "Async Python: 1 sold, 500 Stars net" in text
@@ -98,12 +103,27 @@ async def test_digest_covers_the_last_complete_week(bot: Bot) -> None:
     assert len(text) < 4096
 
 
+@pytest.mark.parametrize("configured", [2, 7])
+async def test_digest_lists_the_configured_number_of_top_members_by_score(bot: Bot, configured: int) -> None:
+    settings = replace(bot.settings, digest=replace(bot.settings.digest, top_members=configured))
+    text = build_digest(bot.engine, settings, bot.community_id, now=NOW, for_admins=False).text.plain()
+    top = text.split("Top contributors")[1].split("\n\n")[0].splitlines()[1:]
+    scores = [float(re.search(r"score ([\d,.]+)", line).group(1).replace(",", "")) for line in top]  # type: ignore[union-attr]
+    assert len(top) == configured  # 7: more than the 5 the digest used to stop at
+    assert scores == sorted(scores, reverse=True)
+
+
 async def test_public_digest_names_nobody_at_risk(bot: Bot) -> None:
     digest = build_digest(bot.engine, bot.settings, bot.community_id, now=NOW, for_admins=False)
     text = digest.text.plain()
-    assert "At risk" not in text and "Ivy" not in text and "went quiet" not in text
+    assert "At risk" not in text and "went quiet" not in text
+    # Ivy (at risk) may be on the leaderboard, by score, but is named nowhere else.
+    assert "Ivy" not in text.replace(text.split("Top contributors")[1].split("\n\n")[0], "")
     assert "Sales" not in text and "Stars" not in text
-    assert "Active members: 8" in text
+    assert "Active members: 8 (+2, +33% vs last week)" in text
+    # Seen by members: one joiner shows as "<5", and no change reveals it (last week had none).
+    assert "New members: <5\n" in text
+    assert "Left: <5\n" in text
 
 
 async def test_digest_chart_is_a_phone_sized_png(bot: Bot) -> None:
@@ -132,3 +152,20 @@ async def test_digest_of_an_empty_community(store: IngestStore) -> None:
     assert "Active members: 0" in text and "Messages: 0" in text
     assert "No sales or refunds this week." in text
     assert png_size(digest.charts[0].data) == (1200, 675)
+
+
+def test_members_never_see_a_share_that_reveals_a_small_group_owners_see_it() -> None:
+    # The newest observed cohort has 10 members, 2 of whom came back in their second week: 20 % names two people.
+    report = sample_report()
+    latest = latest_cohort(report)
+    assert latest is not None
+    small_part = replace(latest, size=10, retention=(1.0, 0.2), second_week_retention=0.2)
+    report = replace(report, cohorts=(*[c for c in report.cohorts if c is not latest], small_part))
+    owners = _engagement(report, OWNERS).plain()
+    members = _engagement(report, MEMBERS).plain()
+    assert f"of the 10 who joined in {latest.cohort}, 20% came back" in owners
+    retention = next(line for line in members.splitlines() if line.startswith("Retention"))
+    assert retention == (
+        f"Retention: of the 10 who joined in {latest.cohort}, how many came back in their second week is not shown "
+        "(fewer than 5 either way)."
+    )

@@ -71,9 +71,8 @@ def test_import_then_report_matches_the_export(
     assert len(weeks) == 8  # every week in range, quiet ones included
     for week in weeks:
         assert week["messages"] == messages.get(week["week"], 0), week["week"]
-        n = authors.get(week["week"], 0)
-        # Groups of fewer than five members are not shown exactly.
-        assert week["active"] == ("<5" if 0 < n < 5 else n), week["week"]
+        # The owner's report is exact, small groups included.
+        assert week["active"] == authors.get(week["week"], 0), week["week"]
     assert report["as_of"] == as_of.isoformat()
 
     # A second import of the same files changes nothing.

@@ -26,6 +26,7 @@ import threading
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import date
 from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
@@ -33,9 +34,9 @@ from typing import TYPE_CHECKING, TextIO
 from sqlalchemy.engine import make_url
 
 from analytics.safe_text import clean_text
+from analytics.weeks import week_label
 from bot.adapters.base import AdapterDeps, DeliveryError
 from bot.core.commands.base import AccessResult
-from bot.core.digest import build_digest
 from bot.core.events import (
     ChannelRef,
     CommandInvocation,
@@ -53,7 +54,7 @@ from bot.core.markup import bold, render_plain, rich
 from bot.core.replies import Attachment, Button, OutgoingMessage, Reply
 from bot.core.sales import find_course, record_sale
 from bot.core.views import fmt_money
-from bot.scheduler import Scheduler, digest_slot, due_digest_week
+from bot.scheduler import Scheduler, due_digest_week
 from storage.member_queries import live_purchase
 
 if TYPE_CHECKING:
@@ -199,6 +200,8 @@ class ConsoleAdapter:
         self._last: _Posted | None = None
         self._job: str | None = None
         self._delivered = 0
+        # The owner's digest of each ISO week (its Monday) as this console delivered it, to show again verbatim.
+        self._sent_digests: dict[date, Reply] = {}
 
     # --- wiring and lifecycle ---------------------------------------------------------------------------------
 
@@ -513,19 +516,21 @@ class ConsoleAdapter:
             await self._show_sent_digest()
 
     async def _show_sent_digest(self) -> None:
-        """Show the digest of the due week again when the job found it already sent (nothing is claimed)."""
-        slot = digest_slot(due_digest_week(self.deps.clock.now(), self.settings), self.settings)
-        built = await asyncio.to_thread(
-            build_digest,
-            self.deps.engine,
-            self.settings,
-            self.deps.dispatcher.community_id,
-            now=slot,
-            for_admins=True,
-        )
+        """Show the due week's digest again, exactly as it was sent, when the job found it already sent.
+
+        Never a recomputation: data that arrived since would make it differ from what the owner received.
+        """
+        week = due_digest_week(self.deps.clock.now(), self.settings)
+        sent = self._sent_digests.get(week)
+        if sent is None:
+            self._write(
+                f"· the digest of {week_label(week)} was sent before this console started; its text is not kept, "
+                "so it is not shown again (`@owner /digest` previews the current week)"
+            )
+            return
         self._write("· each week's digest is sent once; this is the one the owner received, shown again:")
         self._deliver_header("── digest for the owner (already sent) ──")
-        self._show(Reply(built.text, attachments=built.charts), OWNER, private_mark=False)
+        self._show(sent, OWNER, private_mark=False)
 
     async def _run_nudges(self) -> None:
         if self._scheduler is None:
@@ -562,6 +567,7 @@ class ConsoleAdapter:
         target = message.target
         if target == OWNER and self._job == "digest":
             header = "── digest for the owner ──"
+            self._sent_digests[due_digest_week(self.deps.clock.now(), self.settings)] = message.reply
         elif self._job == "nudges":
             header = f"── nudge to @{target} ──"
         else:

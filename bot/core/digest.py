@@ -6,8 +6,9 @@ callers run it in a thread (``asyncio.to_thread``).
 
 The digest is read on a phone: a headline with week-over-week changes, then short sections, then one or two
 observations computed from the numbers. It stays well under Telegram's 4096 characters (the adapters still split
-with ``markup.split_message`` if a community's names are very long). Counts of members follow the small-group rule
-(``analytics.privacy``); only the admin version names members at risk and shows sales.
+with ``markup.split_message`` if a community's names are very long). The admin version is for owners and shows
+exact figures, members at risk by name and sales; the version posted to the community chat is seen by members, so
+it hides groups of fewer than five and every share or change that would reveal one (``analytics.privacy``).
 """
 
 from __future__ import annotations
@@ -19,18 +20,19 @@ from datetime import date, datetime, timedelta
 from sqlalchemy import Engine
 
 from analytics.charts import activity_chart
-from analytics.privacy import is_small, visible_share
-from analytics.render import clean_name
+from analytics.privacy import MEMBERS, OWNERS, Audience, members_counted
+from analytics.render import clean_name, data_notices
 from analytics.results import Cohort, Report, WeekStats
 from analytics.weeks import week_label, week_start
 from bot.config import Settings
-from bot.core.markup import Line, Rich, Span, bold, join, rich
+from bot.core.markup import Line, Rich, Span, bold, italic, join, rich
 from bot.core.nudges import nudge_results
 from bot.core.reconcile import access_problems
 from bot.core.replies import Attachment
 from bot.core.views import (
     DASH,
     fmt_change,
+    fmt_conversion,
     fmt_int,
     fmt_members,
     fmt_money,
@@ -40,12 +42,11 @@ from bot.core.views import (
     revenue_by_course,
     totals_by_currency,
 )
-from bot.reporting import ReportRequest, build_community_report
-from storage.member_queries import LedgerRow, human_member_count, ledger
+from bot.reporting import ReportRequest, build_community_report, current_member_ids
+from storage.member_queries import LedgerRow, ledger
 from storage.schedule import last_job_runs
 
 DIGEST_WEEKS = 8  # the chart's span: two months shows a trend without squeezing the lines on a phone
-MAX_TOP = 5
 MAX_AT_RISK_NAMES = 10
 LOW_ACTIVATION = 0.3
 NOTABLE_CHANGE = 0.1
@@ -96,19 +97,25 @@ def build_digest(engine: Engine, settings: Settings, community_id: int, *, now: 
             as_of=sunday,
             weeks=DIGEST_WEEKS,
             inactive_after_days=settings.nudges.inactive_after_days,
-            top_n=min(settings.digest.top_members, MAX_TOP),
+            top_n=settings.digest.top_members,
         ),
         now=now,
     )
     tz = settings.community.tz
     sales = ledger(engine, community_id)
-    members_ever = human_member_count(engine, community_id) if sales else 0
+    # The same members as the report's "Members" on the digest's Sunday (docs/metrics.md, "Members").
+    member_ids = current_member_ids(engine, settings.community.name, as_of=sunday) if sales else frozenset()
     weeks = {w.start: w for w in report.weekly}
     current = weeks.get(monday) or WeekStats(label, monday, 0, 0, 0, 0, 0, 0, 0)
     previous = weeks.get(monday - timedelta(days=7))
 
+    audience = OWNERS if for_admins else MEMBERS
     title = rich([bold(f"{settings.community.name}: week {label}"), f" ({monday:%d %b} – {sunday:%d %b %Y})"])
-    blocks = [title, _headline(current, previous), _engagement(report)]
+    blocks = [title]
+    notices = data_notices(report)  # first: data that ends before the Sunday
+    if notices:
+        blocks.append(rich(*([italic(f"⚠ {notice}")] for notice in notices)))
+    blocks += [_headline(current, previous, audience), _engagement(report, audience)]
     top = _top(report)
     if top is not None:
         blocks.append(top)
@@ -117,13 +124,13 @@ def build_digest(engine: Engine, settings: Settings, community_id: int, *, now: 
     week_start_at, week_end_at = local_midnight(monday, tz), local_midnight(sunday + timedelta(days=1), tz)
     if for_admins and (sales or settings.courses):
         # Revenue is the owner's business: a digest posted to the community chat leaves it out.
-        blocks.append(_sales(sales, week_start_at, week_end_at, members_ever))
+        blocks.append(_sales(sales, week_start_at, week_end_at, member_ids))
     if for_admins:
         blocks.extend(_operations(engine, community_id, week_end_at))
-    notes = observations(report, current, previous, sales, week_start_at, week_end_at, for_admins=for_admins)
+    notes = observations(report, current, previous, sales, week_start_at, week_end_at, audience=audience)
     if notes:
         blocks.append(rich([bold("Worth knowing")], *(f"• {n}" for n in notes)))
-    chart = Attachment(f"digest-{label}-activity.png", activity_chart(report), "image/png")
+    chart = Attachment(f"digest-{label}-activity.png", activity_chart(report, audience), "image/png")
     return Digest(week_label=label, text=join(blocks), charts=(chart,))
 
 
@@ -143,19 +150,20 @@ def _operations(engine: Engine, community_id: int, week_end_at: datetime) -> lis
     return blocks
 
 
-def _headline(current: WeekStats, previous: WeekStats | None) -> Rich:
+def _headline(current: WeekStats, previous: WeekStats | None, audience: Audience) -> Rich:
     def row(name: str, value: str, before: int | None, now: int, members: bool) -> Line:
-        change = "" if before is None else fmt_change(before, now, members=members)
-        # A change is hidden when either week has fewer than five members (it would reveal them).
+        # For members, a change is hidden when either week has fewer than five members (it would reveal them).
+        change = "" if before is None else fmt_change(before, now, audience=audience if members else None)
         change = f" ({change} vs last week)" if change and change != DASH else ""
         return (Span(f"{name}: "), bold(value), Span(change))
 
     prev = previous
+    count = audience.count
     return Rich(
         (
-            row("Active members", fmt_members(current.active), prev.active if prev else None, current.active, True),
-            row("New members", fmt_members(current.new), prev.new if prev else None, current.new, True),
-            row("Left", fmt_members(current.left), prev.left if prev else None, current.left, True),
+            row("Active members", count(current.active), prev.active if prev else None, current.active, True),
+            row("New members", count(current.new), prev.new if prev else None, current.new, True),
+            row("Left", count(current.left), prev.left if prev else None, current.left, True),
             row("Messages", fmt_int(current.messages), prev.messages if prev else None, current.messages, False),
         )
     )
@@ -167,36 +175,50 @@ def latest_cohort(report: Report) -> Cohort | None:
     return observed[-1] if observed else None
 
 
-def _engagement(report: Report) -> Rich:
+def _engagement(report: Report, audience: Audience) -> Rich:
     s = report.summary
     lines: list[Sequence[Span | str] | str] = [
         [bold("Engagement")],
-        f"WAU {fmt_members(s.wau)} · MAU {fmt_members(s.mau)} · stickiness "
-        f"{fmt_pct(visible_share(s.stickiness, s.mau))} (on Sunday)",
+        f"WAU {fmt_members(s.wau, audience)} · MAU {fmt_members(s.mau, audience)} · stickiness "
+        f"{fmt_pct(audience.share(s.stickiness, s.mau))} (on Sunday)",
     ]
     cohort = latest_cohort(report)
     if cohort is not None:
-        share = visible_share(cohort.second_week_retention, cohort.size)
+        rate = cohort.second_week_retention
+        share = audience.share(rate, cohort.size, members_counted(rate, cohort.size))
+        joined = f"Retention: of the {fmt_members(cohort.size, audience)} who joined in {cohort.cohort}, "
         lines.append(
-            f"Retention: of the {fmt_members(cohort.size)} who joined in {cohort.cohort}, "
-            f"{fmt_pct(share) if share is not None else 'too few to show'} came back in their second week."
+            joined + f"{fmt_pct(share)} came back in their second week."
+            if share is not None
+            else joined + "how many came back in their second week is not shown (fewer than 5 either way)."
         )
-    activation = visible_share(report.activation_rate, report.activation_eligible)
+    activation = _activation(report, audience)
     if report.activation_eligible:
-        shown = fmt_pct(activation) if activation is not None else "too few to show"
-        lines.append(f"Activation: {shown} of recent joiners posted 3+ messages in their first 7 days.")
+        joiners = f"the {fmt_members(report.activation_eligible, audience)} recent joiners"
+        lines.append(
+            f"Activation: {fmt_pct(activation)} of {joiners} posted 3+ messages in their first 7 days."
+            if activation is not None
+            else f"Activation: how many of {joiners} posted 3+ messages in their first 7 days is not shown "
+            "(fewer than 5 either way)."
+        )
     return rich(*lines)
 
 
 def _top(report: Report) -> Rich | None:
+    """The ``[digest] top_members`` members with the highest engagement score, the score shown with its basis."""
     if not report.top_members:
         return None
-    # Ranked by engagement score (messages, replies and reactions, recent days weighing most), so the message
-    # counts shown need not be in order: say so, or the list reads as unsorted.
-    lines: list[Sequence[Span | str] | str] = [[bold("Top contributors"), " (by engagement, last 28 days)"]]
-    for rank, member in enumerate(report.top_members[:MAX_TOP], start=1):
+    # Ranked by the score, not by messages: say so, and show it, or a list whose message counts are out of order
+    # reads as unsorted.
+    lines: list[Sequence[Span | str] | str] = [
+        [bold("Top contributors"), " (by engagement score, which weighs recent days more)"]
+    ]
+    for rank, member in enumerate(report.top_members, start=1):
         count = member.messages_28d
-        lines.append(f"{rank}. {clean_name(member.name)} · {fmt_int(count)} message{'' if count == 1 else 's'}")
+        lines.append(
+            f"{rank}. {clean_name(member.name)} · score {member.score:,.1f} · "
+            f"{fmt_int(count)} message{'' if count == 1 else 's'} in 28 days"
+        )
     return rich(*lines)
 
 
@@ -212,7 +234,7 @@ def _at_risk(report: Report) -> Rich:
     )
 
 
-def _sales(rows: Sequence[LedgerRow], start: datetime, end: datetime, members_ever: int) -> Rich:
+def _sales(rows: Sequence[LedgerRow], start: datetime, end: datetime, member_ids: frozenset[int]) -> Rich:
     lines: list[Sequence[Span | str] | str] = [[bold("Sales this week")]]
     week = revenue_by_course(rows, start=start, end=end)
     if not week:
@@ -222,12 +244,8 @@ def _sales(rows: Sequence[LedgerRow], start: datetime, end: datetime, members_ev
         lines.append(f"{line.title}: {line.sales} sold, {fmt_money(line.net, line.currency)} net{refunds}")
     if week:
         lines.append(f"Net this week: {fmt_totals(totals_by_currency(week))}")
-    buyers = {r.member_id for r in rows if r.member_id is not None and r.refunded_at is None}
-    if members_ever:
-        lines.append(
-            f"Conversion: {fmt_members(len(buyers))} of {fmt_members(members_ever)} members own a course "
-            f"({fmt_pct(visible_share(len(buyers) / members_ever, members_ever), 1)})."
-        )
+    if member_ids:
+        lines.append(f"Conversion: {fmt_conversion(rows, member_ids, end=end)}.")
     return rich(*lines)
 
 
@@ -239,11 +257,15 @@ def observations(
     week_start_at: datetime,
     week_end_at: datetime,
     *,
-    for_admins: bool,
+    audience: Audience,
 ) -> list[str]:
-    """One or two plain-language remarks computed from the week's numbers, the most useful first."""
+    """One or two plain-language remarks computed from the week's numbers, the most useful first.
+
+    Remarks about money and members at risk are for owners only (``audience`` is :data:`OWNERS`).
+    """
+    for_admins = not audience.public
     notes: list[str] = []
-    if previous is not None and previous.active and not (is_small(previous.active) or is_small(current.active)):
+    if previous is not None and previous.active and not audience.hides_change(previous.active, current.active):
         change = (current.active - previous.active) / previous.active
         if change >= NOTABLE_CHANGE:
             notes.append(f"More members were active than the week before (up {change:.0%}).")
@@ -259,7 +281,7 @@ def observations(
             "Messages fell by more than half compared with the week before "
             f"({previous.messages:,} to {current.messages:,})."
         )
-    activation = visible_share(report.activation_rate, report.activation_eligible)
+    activation = _activation(report, audience)
     if activation is not None and activation < LOW_ACTIVATION:
         notes.append(
             f"Only {activation:.0%} of new members got going in their first week; a personal welcome and a first "
@@ -277,6 +299,12 @@ def observations(
     if not notes and current.active:
         notes.append("A steady week: no big changes in activity.")
     return notes[:2]
+
+
+def _activation(report: Report, audience: Audience) -> float | None:
+    """The report's activation rate as ``audience`` may see it."""
+    rate, eligible = report.activation_rate, report.activation_eligible
+    return audience.share(rate, eligible, members_counted(rate, eligible))
 
 
 def _sales_note(sales: Sequence[LedgerRow], week_start_at: datetime, week_end_at: datetime) -> str | None:

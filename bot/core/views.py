@@ -1,7 +1,7 @@
 """Formatting shared by commands and the digest: numbers, changes, money, days, and revenue per time window.
 
-Counts of members go through the analytics' small-group rule (``analytics.privacy``: 1 to 4 shows as "<5") in
-everything shared with more than one person; counts of events and money are shown exactly.
+Counts of members follow the audience's rule (``analytics.privacy``): exact for owners and admins, "<5" for 1 to 4
+in what members can see; counts of events and money are shown exactly to both.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from datetime import date, datetime, time, timedelta
 from decimal import Decimal
 from zoneinfo import ZoneInfo
 
-from analytics.privacy import is_small, show_count
+from analytics.privacy import Audience
 from bot.config import CourseSettings
 from storage.member_queries import LedgerRow
 
@@ -26,10 +26,9 @@ def fmt_int(n: int) -> str:
     return f"{n:,}"
 
 
-def fmt_members(n: int) -> str:
-    """A count of members under the small-group rule ("<5" for 1 to 4), with thousands separators."""
-    shown = show_count(n)
-    return f"{n:,}" if shown == str(n) else shown
+def fmt_members(n: int, audience: Audience) -> str:
+    """A count of members for ``audience``: exact for owners, "<5" for 1 to 4 for members; thousands separators."""
+    return audience.count(n)
 
 
 def fmt_pct(share: float | None, digits: int = 0) -> str:
@@ -40,9 +39,16 @@ def fmt_pct(share: float | None, digits: int = 0) -> str:
     return MINUS + text[1:] if text.startswith("-") else text
 
 
-def fmt_change(previous: int, current: int, *, members: bool = False) -> str:
-    """A week-over-week change such as "+12, +8%", "−3, −20%" or "no change"; "–" when member counts are hidden."""
-    if members and (is_small(previous) or is_small(current)):
+def fmt_change(previous: int, current: int, *, audience: Audience | None = None) -> str:
+    """A change such as "+12, +8%", "−3, −20%" or "no change".
+
+    Args:
+        previous: The earlier count.
+        current: The later count.
+        audience: For counts of members, who will see it: "–" when either count is hidden from them (the difference
+            would reveal it). None for counts of events.
+    """
+    if audience is not None and audience.hides_change(previous, current):
         return DASH
     change = current - previous
     if change == 0:
@@ -52,6 +58,31 @@ def fmt_change(previous: int, current: int, *, members: bool = False) -> str:
     if previous:
         text += f", {sign}{abs(change) / previous * 100:.0f}%"
     return text
+
+
+def fmt_conversion(rows: Iterable[LedgerRow], member_ids: frozenset[int], *, end: datetime) -> str:
+    """The conversion line: how many of the current members own a course, naming its denominator.
+
+    Owners are members with a purchase made before ``end`` and not refunded before it; the denominator is the
+    members on the day (docs/metrics.md, "Members"), the same number ``/report`` shows as "Members".
+
+    Args:
+        rows: The ledger.
+        member_ids: The current members.
+        end: The instant the figures are for.
+
+    Returns:
+        E.g. "3 of 44 members own a course (6.8% of members)".
+    """
+    owners = {
+        r.member_id
+        for r in rows
+        if r.member_id in member_ids and r.purchased_at < end and (r.refunded_at is None or r.refunded_at >= end)
+    }
+    n = len(member_ids)
+    share = fmt_pct(len(owners) / n if n else None, 1)
+    verb = "owns" if len(owners) == 1 else "own"
+    return f"{fmt_int(len(owners))} of {fmt_int(n)} member{'' if n == 1 else 's'} {verb} a course ({share} of members)"
 
 
 def fmt_money(amount: Decimal, currency: str) -> str:

@@ -17,6 +17,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, tzinfo
 from pathlib import Path
 
 from bot.core.events import ActivityEvent, MessageEvent
@@ -253,6 +254,7 @@ def import_telegram_export(
     *,
     store_text: bool = False,
     progress: Progress | None = None,
+    local_zone: tzinfo = UTC,
 ) -> ImportSummary:
     """Import a Telegram Desktop chat export (``result.json``, or the export folder that holds it).
 
@@ -264,6 +266,7 @@ def import_telegram_export(
         path: ``result.json`` or its folder.
         store_text: Keep message text (see ``import_discord_export``).
         progress: A progress bar to update, or None.
+        local_zone: The exporting computer's zone, for old exports without ``date_unixtime`` (default UTC).
 
     Returns:
         What was read and stored.
@@ -283,7 +286,7 @@ def import_telegram_export(
     return _run(
         store,
         [path],
-        lambda p: parse_telegram_export(p, community, store_text=store_text),
+        lambda p: parse_telegram_export(p, community, store_text=store_text, local_zone=local_zone),
         progress,
         BATCH_EVENTS,
     )

@@ -16,7 +16,9 @@ Telegram Desktop → chat menu → *Export chat history* → format *Machine-rea
   other names are matched to ids seen in the same export when the name belongs to exactly one account; the rest
   are skipped and counted. Other service messages (pins, title changes, calls ...) are skipped and counted.
 * Times come from ``date_unixtime`` (UTC). Old exports without it only have ``date``, the exporting computer's
-  local time, which is then taken as UTC. A time outside 1970-01-01 .. 2099-12-31 UTC stops the import.
+  local time, which is taken as UTC unless the importer is told that computer's zone
+  (``cohortbot import telegram-export --timezone Europe/Berlin``). A time outside 1970-01-01 .. 2099-12-31 UTC stops
+  the import.
 * Bot accounts cannot be told apart (the export does not flag them), so every sender is stored as a human.
 
 Chat ids match what the Bot API reports, so imported history lines up with live logging: a supergroup (or
@@ -28,7 +30,7 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
-from datetime import UTC, datetime
+from datetime import UTC, datetime, tzinfo
 from pathlib import Path
 from typing import Any
 
@@ -95,7 +97,7 @@ def _user_id(value: object) -> str | None:
     return None
 
 
-def _time(message: dict[str, Any]) -> datetime:
+def _time(message: dict[str, Any], local_zone: tzinfo) -> datetime:
     unix = message.get("date_unixtime")
     if unix is not None:
         if isinstance(unix, str) and unix.isdigit():
@@ -119,8 +121,9 @@ def _time(message: dict[str, Any]) -> datetime:
         parsed = datetime.fromisoformat(date)
     except ValueError:
         raise _FieldError(f"date: expected a time like '2024-03-04T09:00:00', got {date!r}") from None
+    # Without an offset, ``date`` is the exporting computer's wall clock: in ``local_zone`` (UTC unless told).
     try:
-        at = parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+        at = parsed.replace(tzinfo=local_zone).astimezone(UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
     except OverflowError:
         # Year 1 with a positive offset (or year 9999 with a negative one) falls off the calendar in UTC.
         raise _FieldError(out_of_range("date", date)) from None
@@ -159,13 +162,17 @@ def _message_id(message: dict[str, Any]) -> int:
     return value
 
 
-def parse_telegram_export(path: Path, community: str, *, store_text: bool = False) -> ParsedFile:
+def parse_telegram_export(
+    path: Path, community: str, *, store_text: bool = False, local_zone: tzinfo = UTC
+) -> ParsedFile:
     """Turn a Telegram Desktop ``result.json`` into events (see the module docstring for the mapping).
 
     Args:
         path: The export's ``result.json``.
         community: The community the events belong to.
         store_text: Put message text on the events (only when the owner turned text storage on).
+        local_zone: The zone of the exporting computer's clock, for old exports whose messages have only
+            ``date`` (no ``date_unixtime``); UTC by default.
 
     Returns:
         The events in export order, with the skipped records counted by reason.
@@ -223,7 +230,7 @@ def parse_telegram_export(path: Path, community: str, *, store_text: bool = Fals
         try:
             if not isinstance(message, dict):
                 raise _FieldError(": expected an object")
-            out.events.extend(_events(message, community, channel, authors, ids_by_name, out, store_text))
+            out.events.extend(_events(message, community, channel, authors, ids_by_name, out, store_text, local_zone))
         except (_FieldError, EventError) as exc:
             detail = str(exc)
             line = json_item_line(text, "messages", index) or 1
@@ -242,14 +249,15 @@ def _events(
     ids_by_name: dict[str, set[str]],
     out: ParsedFile,
     store_text: bool,
+    local_zone: tzinfo,
 ) -> list[ActivityEvent]:
     message_id = _message_id(message)
     kind = message.get("type")
     if kind == "message":
-        return _message(message, message_id, community, channel, authors, out, store_text)
+        return _message(message, message_id, community, channel, authors, out, store_text, local_zone)
     if kind != "service":
         raise _FieldError(f"type: expected 'message' or 'service', got {kind!r}")
-    at = _time(message)
+    at = _time(message, local_zone)
     action = message.get("action")
     actor_id = _user_id(message.get("actor_id"))
     actor = message.get("actor") if isinstance(message.get("actor"), str) else None
@@ -290,6 +298,7 @@ def _message(
     authors: dict[int, str | None],
     out: ParsedFile,
     store_text: bool,
+    local_zone: tzinfo,
 ) -> list[ActivityEvent]:
     sender = message.get("from_id")
     if sender is None:
@@ -300,7 +309,7 @@ def _message(
     if user is None:
         out.skipped[SKIP_CHANNEL_POSTS if sender.startswith("channel") else SKIP_OTHER_SENDERS] += 1
         return []
-    at = _time(message)
+    at = _time(message, local_zone)
     plain, code_entity, link_entity = _text(message.get("text"))
     facts = text_facts(plain)
     reply_raw = message.get("reply_to_message_id")

@@ -49,5 +49,6 @@ async def test_owner_and_group_get_the_digest_with_its_chart(tmp_path: Path) -> 
             assert "<b>PyCraft: week 2024-W10</b>" in text
             assert "Active members: <b>8</b> (+3, +60% vs last week)" in text
         # Member names are escaped, never read as markup; the owners' copy has what only admins see.
-        assert "1. &lt;Member 0&gt; · 14 messages" in texts[p.OWNER] and "<Member" not in texts[p.OWNER]
+        assert "1. &lt;Member 0&gt; · score " in texts[p.OWNER] and "<Member" not in texts[p.OWNER]
+        assert "14 messages in 28 days" in texts[p.OWNER]
         assert "At risk" in texts[p.OWNER] and "At risk" not in texts[p.GROUP]

@@ -17,8 +17,7 @@ from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 
 from analytics.charts import activity_chart
-from analytics.privacy import visible_share
-from analytics.render import clean_name
+from analytics.render import clean_name, data_notices
 from analytics.results import MemberStatus, Report
 from bot.config import CourseSettings
 from bot.core.commands.base import CapabilityError, CommandContext, CommandSpec, OptionSpec, UsageError
@@ -30,9 +29,9 @@ from bot.core.sales import SaleOutcome, record_refund, record_sale
 from bot.core.views import (
     DASH,
     fmt_change,
+    fmt_conversion,
     fmt_day,
     fmt_int,
-    fmt_members,
     fmt_money,
     fmt_pct,
     fmt_totals,
@@ -40,14 +39,13 @@ from bot.core.views import (
     revenue_windows,
     totals_by_currency,
 )
-from bot.reporting import ReportError, ReportRequest, build_community_report
+from bot.reporting import ReportError, ReportRequest, build_community_report, current_member_ids
 from storage.ledger import UnmatchedRecord, mark_unmatched_refunded, unmatched_payment, unmatched_payment_by_id
 from storage.member_queries import (
     LedgerRow,
     MemberLookupError,
     ResolvedMember,
     find_member,
-    human_member_count,
     ledger,
     live_purchase,
     purchase_by_charge,
@@ -97,37 +95,38 @@ async def report(ctx: CommandContext) -> Reply:
     weeks = result.weekly
     lines: _Lines = [
         [bold(f"{result.community}: report as of {fmt_day(result.as_of)}")],
-        f"Members: {fmt_members(result.members)}",
-        f"Active: DAU {fmt_members(s.dau)} · WAU {fmt_members(s.wau)} · MAU {fmt_members(s.mau)}",
-        f"Stickiness (DAU/MAU): {fmt_pct(visible_share(s.stickiness, s.mau))}",
+        *([italic(f"⚠ {note}")] for note in data_notices(result)),
+        f"Members: {fmt_int(result.members)}",
+        f"Active: DAU {fmt_int(s.dau)} · WAU {fmt_int(s.wau)} · MAU {fmt_int(s.mau)}",
+        f"Stickiness (DAU/MAU): {fmt_pct(s.stickiness)}",
         f"Messages: {fmt_int(s.messages_7d)} in 7 days, {fmt_int(s.messages_28d)} in 28 days",
     ]
     if weeks:
         current = weeks[-1]
         lines.append(
-            f"This week so far: {fmt_members(current.new)} new, {fmt_members(current.left)} left, "
+            f"This week so far: {fmt_int(current.new)} new, {fmt_int(current.left)} left, "
             f"{fmt_int(current.messages)} messages"
         )
     if len(weeks) > 1:
         # A partial week compared with a whole one would always look like a drop: compare the last two whole weeks.
         last, before = weeks[-2], (weeks[-3] if len(weeks) > 2 else None)
-        change = fmt_change(before.active, last.active, members=True) if before else DASH
+        change = fmt_change(before.active, last.active) if before else DASH
         lines.append(
-            f"Last week ({last.week}): {fmt_members(last.active)} active"
+            f"Last week ({last.week}): {fmt_int(last.active)} active"
             + (f" ({change} vs the week before)" if change != DASH else "")
-            + f", {fmt_members(last.new)} new, {fmt_members(last.left)} left, {fmt_int(last.messages)} messages"
+            + f", {fmt_int(last.new)} new, {fmt_int(last.left)} left, {fmt_int(last.messages)} messages"
         )
     cohort = latest_cohort(result)
     if cohort is not None:
-        share = visible_share(cohort.second_week_retention, cohort.size)
         lines.append(
-            f"Retention: of the {fmt_members(cohort.size)} who joined in {cohort.cohort}, "
-            f"{fmt_pct(share) if share is not None else 'too few to show'} came back in their second week"
+            f"Retention: of the {fmt_int(cohort.size)} who joined in {cohort.cohort}, "
+            f"{fmt_pct(cohort.second_week_retention)} came back in their second week"
         )
-    activation = visible_share(result.activation_rate, result.activation_eligible)
     if result.activation_eligible:
-        shown = fmt_pct(activation) if activation is not None else "too few joiners to show"
-        lines.append(f"Activation (3+ messages in the first 7 days): {shown}")
+        lines.append(
+            f"Activation (3+ messages in the first 7 days): {fmt_pct(result.activation_rate)} of "
+            f"{fmt_int(result.activation_eligible)} recent joiners"
+        )
     if rows:
         lines += ["", [bold("Revenue, net of refunds")]]
         for label, start in revenue_windows(today, ctx.settings.community.tz):
@@ -160,18 +159,24 @@ def _member_list(title: str, members: Sequence[MemberStatus], as_of: date, empty
 
 
 async def inactive(ctx: CommandContext) -> Reply:
-    """Members who have gone quiet, and those at risk of it."""
+    """Members who have gone quiet: first those at risk, then the other inactive members."""
     result, _ = await _report(ctx, weeks=1)
     days = ctx.settings.nudges.inactive_after_days
+    # The two lists are disjoint: a member at risk (recently slipped away, the most worth a hello) is listed there
+    # only, not again among the inactive members.
+    at_risk = {m.member_id for m in result.at_risk}
     lines = _member_list(
-        f"Inactive for {days}+ days", result.inactive, result.as_of, "Nobody: everyone has been around lately."
-    )
-    lines.append("")
-    lines += _member_list(
         "At risk: active 2–6 weeks ago, silent for the last 2 weeks",
         result.at_risk,
         result.as_of,
         "Nobody right now.",
+    )
+    lines.append("")
+    lines += _member_list(
+        f"Other inactive members: silent for {days}+ days (not counting those at risk)",
+        [m for m in result.inactive if m.member_id not in at_risk],
+        result.as_of,
+        "Nobody else: everyone has been around lately.",
     )
     return Reply(rich(*lines), private=True)
 
@@ -185,7 +190,7 @@ async def revenue(ctx: CommandContext) -> Reply:
     rows = await asyncio.to_thread(ledger, ctx.engine, ctx.community_id)
     if not rows:
         return Reply.say("No sales recorded yet.", private=True)
-    members = await asyncio.to_thread(human_member_count, ctx.engine, ctx.community_id)
+    member_ids = await asyncio.to_thread(current_member_ids, ctx.engine, ctx.settings.community.name, as_of=today)
     blocks = [rich([bold(f"Revenue of {ctx.settings.community.name}, net of refunds")])]
     for label, start in revenue_windows(today, ctx.settings.community.tz):
         lines_in = revenue_by_course(rows, start=start, end=now)
@@ -197,13 +202,10 @@ async def revenue(ctx: CommandContext) -> Reply:
                 f"{fmt_money(line.net, line.currency)} net{refunds}"
             )
         blocks.append(rich(*lines))
-    live_buyers = {r.member_id for r in rows if r.member_id is not None and r.refunded_at is None}
     refund_count = sum(1 for r in rows if r.refunded_at is not None)
     blocks.append(
         rich(
-            f"Buyers: {fmt_int(len(live_buyers))} member{'s own' if len(live_buyers) != 1 else ' owns'} a course; "
-            "conversion "
-            f"{fmt_pct(len(live_buyers) / members if members else None, 1)} of {fmt_int(members)} members",
+            f"Conversion: {fmt_conversion(rows, member_ids, end=now)}",
             f"Refunds: {fmt_int(refund_count)} of {fmt_int(len(rows))} purchases "
             f"({fmt_pct(refund_count / len(rows), 1)})",
         )
