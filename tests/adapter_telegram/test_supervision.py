@@ -121,7 +121,7 @@ def test_a_one_shot_send_gives_up_on_an_unreachable_bot_api(
     engine.dispose()
     for name, value in secrets(FakeBotApi().token).items():
         monkeypatch.setenv(name, value)
-    monkeypatch.setattr("bot.cli.CONNECT_WAIT", 1.0)  # 60 s in production
+    monkeypatch.setattr("bot.cli.reports.CONNECT_WAIT", 1.0)  # 60 s in production
     # `cohortbot run` waits for the API as long as it takes; a command run from cron must end.
     assert main(["nudges", "--config", str(config)]) == 1
     err = capsys.readouterr().err

@@ -1,0 +1,41 @@
+"""``cohortbot check-config``: validate a config file."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from typing import TYPE_CHECKING
+
+from bot.cli.common import (
+    EXIT_OK,
+    EXIT_USAGE,
+)
+from bot.config import ConfigError, load_secrets, load_settings, validate_secrets
+
+if TYPE_CHECKING:
+    pass
+
+
+def cmd_check_config(args: argparse.Namespace) -> int:
+    """Validate a config file; print "config OK" or every problem with its key."""
+    try:
+        settings = load_settings(args.path)
+    except ConfigError as exc:
+        print(f"{args.path}: {len(exc.errors)} problem{'s' if len(exc.errors) != 1 else ''}:", file=sys.stderr)
+        for error in exc.errors:
+            print(f"  {error}", file=sys.stderr)
+        return EXIT_USAGE
+    print("config OK")
+    enabled = [
+        name for name, on in (("telegram", settings.telegram.enabled), ("discord", settings.discord.enabled)) if on
+    ]
+    print(f"  community: {settings.community.name} ({settings.community.timezone})")
+    from sqlalchemy.engine import make_url
+
+    print(f"  storage: {make_url(settings.storage.url).render_as_string(hide_password=True)}")
+    print(f"  platforms: {', '.join(enabled) if enabled else 'none enabled'}")
+    print(f"  courses: {', '.join(c.id for c in settings.courses) if settings.courses else 'none'}")
+    for problem in validate_secrets(settings, load_secrets(os.environ)):
+        print(f"  before `cohortbot run`: {problem}")
+    return EXIT_OK

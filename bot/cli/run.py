@@ -1,0 +1,51 @@
+"""``cohortbot run``: the bot on the enabled platforms until Ctrl+C or SIGTERM."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+from typing import TYPE_CHECKING
+
+from bot.cli.common import (
+    EXIT_OK,
+    EXIT_USAGE,
+    CommandError,
+    existing_engine,
+    load_config,
+    require_schema,
+)
+from bot.config import load_secrets, validate_secrets
+
+if TYPE_CHECKING:
+    pass
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    """Run the bot: log activity and answer commands on the enabled platforms until Ctrl+C or SIGTERM."""
+    from bot.adapters import build_adapters
+    from bot.adapters.base import AdapterStartError
+    from bot.app import TaskDiedError, build_app, serve
+
+    settings = load_config(args.config)
+    if not (settings.telegram.enabled or settings.discord.enabled):
+        raise CommandError(
+            "nothing to run: no platform is enabled; set `enabled = true` under [telegram] or [discord] "
+            "in the config (`cohortbot check-config PATH` checks it)",
+            EXIT_USAGE,
+        )
+    secrets = load_secrets(os.environ)
+    problems = validate_secrets(settings, secrets)
+    if problems:
+        raise CommandError("cannot start:\n  " + "\n  ".join(problems), EXIT_USAGE)
+    engine = existing_engine(settings)
+    require_schema(engine)
+    app = build_app(settings, secrets=secrets, adapters=build_adapters, engine=engine)
+    try:
+        asyncio.run(serve(app))
+    except AdapterStartError as exc:
+        raise CommandError(f"cannot start: {exc}") from exc
+    except TaskDiedError as exc:
+        # Everything received was stored before this; a non-zero exit makes a service manager restart the bot.
+        raise CommandError(f"stopped: {exc}; start it again (a service manager restarts it)") from exc
+    return EXIT_OK

@@ -1,0 +1,265 @@
+"""The settings: frozen dataclasses, one per config section, with every option's default.
+
+Parsed once at startup, so the rest of the bot relies on the types and never re-validates a setting.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import zoneinfo
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Final, Literal
+
+from bot.config.errors import (
+    _mask,
+    _redact,
+)
+
+TELEGRAM_TOKEN_ENV: Final = "COHORTBOT_TELEGRAM_TOKEN"
+
+
+DISCORD_TOKEN_ENV: Final = "COHORTBOT_DISCORD_TOKEN"
+
+
+SECRET_ENV: Final = "COHORTBOT_SECRET"
+
+
+DEFAULT_WEBHOOK_SECRET_ENV: Final = "COHORTBOT_TELEGRAM_WEBHOOK_SECRET"
+
+
+Weekday = Literal["monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"]
+
+
+TelegramMode = Literal["polling", "webhook"]
+
+
+# Index in this tuple == datetime.date.weekday(), so schedulers can compare directly.
+WEEKDAYS: Final[tuple[Weekday, ...]] = (
+    "monday",
+    "tuesday",
+    "wednesday",
+    "thursday",
+    "friday",
+    "saturday",
+    "sunday",
+)
+
+
+# A tuple rather than a set so error messages list the placeholders in a stable, readable order.
+NUDGE_PLACEHOLDERS: Final = ("name", "community", "since", "highlights")
+
+
+NUDGES_OFF_COMMAND: Final = "/nudges off"
+
+
+DEFAULT_NUDGE_TEMPLATE: Final = (
+    "Hi {name}! We haven't seen you in {community} since {since} and we miss you. {highlights} "
+    "Drop by and say hello whenever you like. "
+    "(Don't want these reminders? Send /nudges off.)"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class QuietHours:
+    """A daily window in which no nudges are sent; it may wrap past midnight (e.g. 22:00-08:00).
+
+    A window whose start equals its end is empty, which is how quiet hours are switched off.
+    """
+
+    start: dt.time
+    end: dt.time
+
+    def contains(self, moment: dt.time) -> bool:
+        """Tell whether a wall-clock time falls inside the window (start inclusive, end exclusive).
+
+        Args:
+            moment: Local time in the community's time zone. Any tzinfo is ignored because the window is
+                defined in wall-clock terms; convert to the community time zone before calling.
+
+        Returns:
+            True if nudges must not be sent at ``moment``.
+        """
+        clock = moment.replace(tzinfo=None)
+        if self.start == self.end:
+            return False
+        if self.start < self.end:
+            return self.start <= clock < self.end
+        # Wrapping window: quiet from start until midnight, and from midnight until end.
+        return clock >= self.start or clock < self.end
+
+    def __str__(self) -> str:
+        return f"{self.start:%H:%M}-{self.end:%H:%M}"
+
+
+@dataclass(frozen=True, slots=True)
+class CommunitySettings:
+    """``[community]``: who the bot works for."""
+
+    name: str = "My community"
+    timezone: str = "UTC"
+
+    @property
+    def tz(self) -> zoneinfo.ZoneInfo:
+        """The community time zone; digests, nudge run times and quiet hours use it."""
+        return zoneinfo.ZoneInfo(self.timezone)
+
+
+@dataclass(frozen=True, slots=True, repr=False)
+class StorageSettings:
+    """``[storage]``: where data is kept, and whether message text is kept at all."""
+
+    url: str = "sqlite:///cohortbot.db"
+    # Privacy by default: only message metadata (who, where, when, length) is stored unless the owner opts in.
+    store_text: bool = False
+    # SQLite: how long a write waits for another process (an import, a backup) to release the write lock.
+    busy_timeout_seconds: float = 10.0
+
+    def __repr__(self) -> str:
+        # A PostgreSQL URL may carry a password; settings get logged at startup, passwords must not.
+        return (
+            f"StorageSettings(url={_redact(self.url)!r}, store_text={self.store_text!r}, "
+            f"busy_timeout_seconds={self.busy_timeout_seconds!r})"
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class TelegramSettings:
+    """``[telegram]``: the Telegram bot. The token comes from ``COHORTBOT_TELEGRAM_TOKEN``."""
+
+    enabled: bool = False
+    chat_ids: tuple[int, ...] = ()
+    owner_ids: tuple[int, ...] = ()
+    api_base_url: str = "https://api.telegram.org/bot"
+    mode: TelegramMode = "polling"
+    webhook_listen: str = "127.0.0.1:8443"
+    webhook_url: str | None = None
+    webhook_secret_env: str = DEFAULT_WEBHOOK_SECRET_ENV
+
+    @property
+    def webhook_host(self) -> str:
+        """Host part of ``webhook_listen``, without the brackets of an IPv6 address."""
+        host = self.webhook_listen.rpartition(":")[0]
+        return host[1:-1] if host.startswith("[") else host
+
+    @property
+    def webhook_port(self) -> int:
+        """Port part of ``webhook_listen``."""
+        return int(self.webhook_listen.rpartition(":")[2])
+
+
+@dataclass(frozen=True, slots=True)
+class DiscordSettings:
+    """``[discord]``: the Discord bot. The token comes from ``COHORTBOT_DISCORD_TOKEN``."""
+
+    enabled: bool = False
+    guild_ids: tuple[int, ...] = ()
+    admin_role_ids: tuple[int, ...] = ()
+    api_base_url: str = "https://discord.com/api/v10"
+    gateway_url: str | None = None
+    shards: int | Literal["auto"] = 1
+    # Test-mode entitlements (Discord's "test purchases", no money) are recorded as test purchases, never revenue;
+    # they give the course role only when this is on (to try the purchase flow on a test server).
+    grant_test_entitlements: bool = False
+    # Ask for the privileged Message Content intent (the owner must switch it on in the Developer Portal too):
+    # without it Discord blanks text, attachments and embeds, so length, code, link and attachment facts read 0.
+    # [storage] store_text = true asks for it as well.
+    message_content: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class DigestSettings:
+    """``[digest]``: the weekly activity digest."""
+
+    enabled: bool = True
+    weekday: Weekday = "monday"
+    time: dt.time = dt.time(9, 0)
+    telegram_chat_ids: tuple[int, ...] = ()
+    discord_channel_ids: tuple[int, ...] = ()
+    send_to_owners: bool = True
+    top_members: int = 10
+
+    @property
+    def weekday_index(self) -> int:
+        """``weekday`` as a number that matches ``datetime.date.weekday()`` (Monday is 0)."""
+        return WEEKDAYS.index(self.weekday)
+
+
+@dataclass(frozen=True, slots=True)
+class NudgeSettings:
+    """``[nudges]``: friendly direct messages to members who have gone quiet. Off unless the owner opts in."""
+
+    enabled: bool = False
+    inactive_after_days: int = 14
+    cooldown_days: int = 30
+    max_per_run: int = 20
+    max_per_minute: int = 5
+    max_per_day: int = 50
+    holdout_share: float = 0.1
+    run_time: dt.time = dt.time(18, 0)
+    quiet_hours: QuietHours = QuietHours(dt.time(22, 0), dt.time(8, 0))
+    template: str = DEFAULT_NUDGE_TEMPLATE
+
+
+@dataclass(frozen=True, slots=True)
+class ScheduleSettings:
+    """``[schedule]``: the background jobs besides the digest and the nudge run (their times are in their sections)."""
+
+    refresh_minutes: int = 15
+    reconcile_time: dt.time = dt.time(4, 30)
+
+
+@dataclass(frozen=True, slots=True)
+class CourseSettings:
+    """One ``[[courses]]`` entry: something the community sells."""
+
+    id: str
+    title: str
+    description: str = ""
+    price_stars: int | None = None
+    price: Decimal | None = None
+    currency: str | None = None
+    checkout_url: str | None = None
+    telegram_chat_id: int | None = None
+    discord_role_id: int | None = None
+    discord_sku_id: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """The whole configuration file."""
+
+    community: CommunitySettings = field(default_factory=CommunitySettings)
+    storage: StorageSettings = field(default_factory=StorageSettings)
+    telegram: TelegramSettings = field(default_factory=TelegramSettings)
+    discord: DiscordSettings = field(default_factory=DiscordSettings)
+    digest: DigestSettings = field(default_factory=DigestSettings)
+    nudges: NudgeSettings = field(default_factory=NudgeSettings)
+    schedule: ScheduleSettings = field(default_factory=ScheduleSettings)
+    courses: tuple[CourseSettings, ...] = ()
+
+
+@dataclass(frozen=True, slots=True, repr=False)
+class Secrets:
+    """Secrets read from the environment. The repr masks values so they never reach logs."""
+
+    telegram_token: str | None = None
+    discord_token: str | None = None
+    signing_secret: str | None = None
+
+    def __repr__(self) -> str:
+        return (
+            f"Secrets(telegram_token={_mask(self.telegram_token)}, "
+            f"discord_token={_mask(self.discord_token)}, "
+            f"signing_secret={_mask(self.signing_secret)})"
+        )
+
+
+def default_settings() -> Settings:
+    """Return the settings used when no config file is given.
+
+    Returns:
+        Settings with every option at its default (SQLite at ``sqlite:///cohortbot.db``, both chat platforms
+        disabled, digest on, nudges off, no courses).
+    """
+    return Settings()
