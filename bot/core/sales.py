@@ -152,12 +152,50 @@ async def check_checkout(
         return f"The course {signed.course_id!r} is no longer for sale. See /courses for what is."
     if currency != STARS or amount != signed.amount or amount != course.price_stars:
         return f"The price of {course.title} has changed. Send /buy {course.id} for a fresh invoice."
-    owned = await asyncio.to_thread(
-        live_purchase, dispatcher.engine, dispatcher.community_id, str(platform), user_id, course.id
-    )
-    if owned is not None:
+    if await owns_course(dispatcher, platform=str(platform), user_id=user_id, course_id=course.id):
         return f"You already own {course.title}; you have not been charged."
     return None
+
+
+async def owns_course(dispatcher: SalesDeps, *, platform: str, user_id: str, course_id: str) -> bool:
+    """Whether the member holds a live purchase of the course (bought, not refunded, not ended).
+
+    Args:
+        dispatcher: The dispatcher (database), or a command's context.
+        platform: The member's platform.
+        user_id: The member's platform user id.
+        course_id: The course.
+
+    Returns:
+        True when a checkout for the course must not charge the member again.
+    """
+    owned = await asyncio.to_thread(
+        live_purchase, dispatcher.engine, dispatcher.community_id, platform, user_id, course_id
+    )
+    return owned is not None
+
+
+def course_charge(course: CourseSettings) -> tuple[int, str] | None:
+    """What a checkout charges for a course: its Stars price, else its money price in cents; None without a price.
+
+    Returns:
+        ``(amount, currency)`` with the amount in the currency's smallest unit (``XTR`` has none), as a
+        :class:`~bot.core.events.PurchaseEvent` records it.
+    """
+    if course.price_stars is not None:
+        return course.price_stars, STARS
+    if course.price is not None and course.currency:
+        return int((course.price * 100).to_integral_value()), course.currency
+    return None
+
+
+def simulated_sales_allowed(settings: Settings) -> bool:
+    """Whether a pretend payment (the console's ``:pay``) may be recorded in this config's database.
+
+    Only where no real platform runs: a database a live Telegram or Discord community writes to would count a
+    pretend sale as revenue in its reports.
+    """
+    return not (settings.telegram.enabled or settings.discord.enabled)
 
 
 async def _grant(actions: PlatformActions, member: MemberRef, course: CourseSettings) -> AccessResult:

@@ -27,7 +27,6 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date
-from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
@@ -36,6 +35,7 @@ from sqlalchemy.engine import make_url
 from analytics.safe_text import clean_text
 from analytics.weeks import week_label
 from bot.adapters.base import AdapterDeps, DeliveryError
+from bot.console.shop import SIMULATED, ConsoleShop
 from bot.core.commands.base import AccessResult
 from bot.core.events import (
     ChannelRef,
@@ -45,17 +45,12 @@ from bot.core.events import (
     MemberRef,
     MessageEvent,
     Platform,
-    PurchaseEvent,
-    PurchaseSource,
     ReactionEvent,
     text_facts,
 )
-from bot.core.markup import bold, render_plain, rich
+from bot.core.markup import render_plain
 from bot.core.replies import Attachment, Button, OutgoingMessage, Reply
-from bot.core.sales import find_course, record_sale
-from bot.core.views import fmt_money
 from bot.scheduler import Scheduler, due_digest_week
-from storage.member_queries import live_purchase
 
 if TYPE_CHECKING:
     from bot.config import CourseSettings, Settings
@@ -70,7 +65,6 @@ FILES_DIR_NAME = "console-files"
 BOT = "bot › "
 INDENT = " " * len(BOT)
 PRIVATE_MARK = "  (only you see this)"
-SIMULATED = "SIMULATED PAYMENT — no money moves"
 HINT = "? Not something I understand. Try `@alice hello`, `/stats`, `@owner /report` or `:help`."
 
 _NAME = re.compile(r"[a-z0-9_.-]{1,32}")
@@ -94,20 +88,6 @@ def member_name(value: str) -> str | None:
 
 class OutputClosedError(Exception):
     """What the console prints to is gone (a closed pipe or terminal): the session ends."""
-
-
-@dataclass(frozen=True, slots=True)
-class _Invoice:
-    """A simulated invoice waiting for ``:pay``."""
-
-    course: CourseSettings
-    amount: int
-    currency: str
-
-    @property
-    def price(self) -> str:
-        major = Decimal(self.amount) if self.currency == "XTR" else Decimal(self.amount) / 100
-        return fmt_money(major, self.currency)
 
 
 @dataclass(frozen=True, slots=True)
@@ -195,7 +175,7 @@ class ConsoleAdapter:
         self._scheduler: Scheduler | None = None
         self._queue: asyncio.Queue[str | None] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
-        self._invoices: dict[str, _Invoice] = {}
+        self._shop = ConsoleShop(deps, self.platform, self)
         self._choices: list[_Choice] = []
         self._last: _Posted | None = None
         self._job: str | None = None
@@ -321,7 +301,9 @@ class ConsoleAdapter:
         elif word in ("join", "leave"):
             await self._membership(word, rest)
         elif word == "pay":
-            await self._pay(self.current)
+            receipt = await self._shop.pay(self.current, self._write)
+            if receipt is not None:
+                self._show(receipt, self.current)
         elif word == "digest":
             await self._run_digest()
         elif word == "nudges":
@@ -417,7 +399,8 @@ class ConsoleAdapter:
         args = tuple(parts[1:])
         # The answer must count what was typed just before (the writer batches in the background).
         await self.deps.writer.flush()
-        if name == "buy" and await self._buy(member, args):
+        if name == "buy" and (invoice := await self._shop.open_invoice(member, args)) is not None:
+            self._show(invoice, member)
             return
         invocation = CommandInvocation(
             platform=self.platform,
@@ -430,72 +413,6 @@ class ConsoleAdapter:
         )
         reply = await self.deps.dispatcher.dispatch(invocation, is_admin=self.is_admin(member), actions=self)
         self._show(reply, member)
-
-    async def _buy(self, member: str, args: tuple[str, ...]) -> bool:
-        """Open a simulated invoice; False leaves the answer to the core (unknown course, owned, no price)."""
-        course = find_course(self.settings, args[0].lower()) if len(args) == 1 else None
-        if course is None:
-            return False
-        if course.price_stars is not None:
-            invoice = _Invoice(course, course.price_stars, "XTR")
-        elif course.price is not None and course.currency:
-            invoice = _Invoice(course, int((course.price * 100).to_integral_value()), course.currency)
-        else:
-            return False
-        if await self._owns(member, course):
-            return False
-        self._invoices[member] = invoice
-        text = rich(
-            ["Invoice for ", bold(course.title), f": {invoice.price}"],
-            f"*** {SIMULATED} ***",
-            "In the console nothing is charged: the payment is simulated and recorded as such.",
-            "Type :pay to pay it (simulated), or just carry on to leave it unpaid.",
-        )
-        self._show(Reply(text, private=True), member)
-        return True
-
-    async def _owns(self, member: str, course: CourseSettings) -> bool:
-        owned = await asyncio.to_thread(
-            live_purchase,
-            self.deps.engine,
-            self.deps.dispatcher.community_id,
-            self.platform.value,
-            member,
-            course.id,
-        )
-        return owned is not None
-
-    async def _pay(self, member: str) -> None:
-        invoice = self._invoices.pop(member, None)
-        if invoice is None:
-            self._write(f"? @{member} has no open invoice. Send /buy <course> first (/courses lists them).")
-            return
-        if self.settings.telegram.enabled or self.settings.discord.enabled:
-            # This database belongs to a live community: a pretend sale would show up as revenue in its reports.
-            self._write(
-                "? Simulated payments are off here: this config runs a real Telegram or Discord community, and a "
-                "pretend sale would count as revenue. Try payments on the demo: cohortbot demo, then cohortbot console."
-            )
-            return
-        await self.deps.writer.flush()
-        if await self._owns(member, invoice.course):
-            self._show(Reply(rich(["You already own ", bold(invoice.course.title), "; nothing was charged."])), member)
-            return
-        event = PurchaseEvent(
-            platform=self.platform,
-            community=self.settings.community.name,
-            charge_id=f"console-sim-{uuid.uuid4().hex[:16]}",
-            member=self._ref(member),
-            course_id=invoice.course.id,
-            amount=invoice.amount,
-            currency=invoice.currency,
-            occurred_at=self.deps.clock.now(),
-            source=PurchaseSource.SIMULATED,
-        )
-        self._write(f"  · {SIMULATED}: @{member} pays {invoice.price} for {invoice.course.title}")
-        outcome = await record_sale(self.deps.dispatcher, event, self)
-        note = rich(f"Simulated payment of {invoice.price}: no money moved. Reference: {event.charge_id}")
-        self._show(Reply(outcome.reply.text + note, private=True, buttons=outcome.reply.buttons), member)
 
     # --- jobs -------------------------------------------------------------------------------------------------
 
@@ -584,12 +501,8 @@ class ConsoleAdapter:
         lines = render_plain(reply.text).split("\n")
         first = BOT + lines[0] + (PRIVATE_MARK if reply.private and private_mark else "")
         self._write("\n".join([first, *(INDENT + line if line else "" for line in lines[1:])]))
-        if reply.invoice is not None:
-            # Only Telegram gets Stars invoices from the core; should one arrive here, it is simulated all the same.
-            course = find_course(self.settings, reply.invoice.course_id)
-            if course is not None:
-                self._invoices[member] = _Invoice(course, reply.invoice.amount, reply.invoice.currency)
-                self._write(f"{INDENT}*** {SIMULATED} *** Type :pay to pay it (simulated).")
+        if reply.invoice is not None and self._shop.hold(member, reply.invoice):
+            self._write(f"{INDENT}*** {SIMULATED} *** Type :pay to pay it (simulated).")
         for attachment in reply.attachments:
             self._write(f"{INDENT}file: {self._save(attachment)}")
         self._show_buttons(reply.buttons, member)

@@ -1,7 +1,7 @@
 """``cohortbot demo``: half a year of a simulated community in under a minute, through the real bot.
 
 The demo builds the real app (dispatcher, writer, scheduler) on a fresh SQLite database with a simulated adapter
-(``bot.adapters.simulated``) and a simulated clock, then walks virtual time: the community's activity in time order
+(``bot.demo.adapter``) and a simulated clock, then walks virtual time: the community's activity in time order
 and, in between, the real scheduler's jobs at the fire times of their real triggers (the weekly digest at its
 configured local time, the daily nudge run, the refresh). At the end it prints what the owner would have read: the
 last weekly digest, a member's ``/stats``, the admin ``/report``, and where the charts and the HTML report are.
@@ -25,11 +25,12 @@ from typing import Any, TextIO
 from sqlalchemy import Engine, func, select
 
 from analytics.render import write_report
-from bot.adapters.simulated import CourseLaunch, SimulatedAdapter, SimulatedCommunity, SimulationPlan
 from bot.app import App, build_app
 from bot.config import Settings, parse_settings
 from bot.core.markup import render_plain
 from bot.core.replies import Reply
+from bot.demo.adapter import SimulatedAdapter
+from bot.demo.community import CourseLaunch, SimulatedCommunity, SimulationPlan
 from bot.reporting import ReportRequest, build_community_report
 from bot.scheduler import JOBS, digest_slot
 from storage.engine import make_engine
