@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from bot.redaction import REDACTED, configure_logging, redact
-from tests.adapter_telegram.fake_bot_api import FakeBotApi
+from tests.fakes.telegram_bot_api import FakeBotApi
 from tests.helpers.cohortbot_process import environment, run_cli
 
 # Shaped like real tokens (Telegram: "<bot id>:<35 characters>"; Discord: three dot-separated base64 parts).

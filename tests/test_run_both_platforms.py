@@ -10,10 +10,10 @@ from sqlalchemy import text
 
 from storage.engine import make_engine
 from tests.adapter_discord.conftest import ANN_ID, GUILD_ID, make_guild
-from tests.adapter_discord.fake_discord import TOKEN as DISCORD_TOKEN
-from tests.adapter_discord.fake_discord import FakeDiscord
-from tests.adapter_telegram import payloads as p
-from tests.adapter_telegram.fake_bot_api import FakeBotApi
+from tests.fakes import telegram_payloads as p
+from tests.fakes.discord_api import TOKEN as DISCORD_TOKEN
+from tests.fakes.discord_api import FakeDiscord
+from tests.fakes.telegram_bot_api import FakeBotApi
 from tests.helpers.cohortbot_process import run_cli, running_bot
 
 pytestmark = pytest.mark.slow

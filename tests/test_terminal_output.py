@@ -21,8 +21,8 @@ from storage.ingest import IngestStore
 from storage.migrate import upgrade
 from storage.models import JobRun
 from tests.conftest import COMMUNITY, T0, Events, hours
+from tests.console.test_console import config_data
 from tests.helpers.fake_actions import FakeClock
-from tests.test_console import config_data
 
 # A colour escape, a right-to-left override that reverses what follows, and a bell.
 EVIL = "\x1b[31mevil\u202e\x07"

@@ -26,9 +26,8 @@ from storage.engine import make_engine
 from storage.ingest import IngestStore
 from storage.migrate import upgrade
 from storage.writer import EventWriter
+from tests.fakes.discord_api import TOKEN, FakeDiscord, FakeGuild, member, role
 from tests.helpers.sqlite_lock import short_busy_timeout
-
-from .fake_discord import TOKEN, FakeDiscord, FakeGuild, member, role
 
 GUILD_ID = "800000000000000001"
 OWNER_ID = "810000000000000001"

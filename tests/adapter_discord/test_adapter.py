@@ -12,6 +12,7 @@ from bot.adapters.base import AdapterStartError, DeliveryError
 from bot.core.commands.base import CapabilityError, CommandContext, CommandSpec
 from bot.core.events import MemberRef
 from bot.core.replies import Attachment, OutgoingMessage, Reply
+from tests.fakes.discord_api import APP_ID, Call, snowflake
 
 from .conftest import (
     ANN_ID,
@@ -25,7 +26,6 @@ from .conftest import (
     RUST_SKU,
     HarnessFactory,
 )
-from .fake_discord import APP_ID, Call, snowflake
 
 EPHEMERAL = 64
 PNG = b"\x89PNG\r\n\x1a\n" + b"0" * 32

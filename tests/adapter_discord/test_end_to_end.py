@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from sqlalchemy import create_engine, text
 
+from tests.fakes.discord_api import TOKEN, FakeDiscord
 from tests.helpers.cohortbot_process import run_cli, running_bot
 
 from .conftest import (
@@ -22,7 +23,6 @@ from .conftest import (
     RUST_ROLE,
     RUST_SKU,
 )
-from .fake_discord import TOKEN, FakeDiscord
 from .test_adapter import body, sent_message
 
 pytestmark = pytest.mark.slow

@@ -12,7 +12,7 @@ import pytest
 
 from bot.config import parse_settings
 from tests.adapter_discord.conftest import ANN_ID, HarnessFactory, settings_dict
-from tests.adapter_discord.fake_discord import MESSAGE_CONTENT_INTENT, FakeDiscord
+from tests.fakes.discord_api import MESSAGE_CONTENT_INTENT, FakeDiscord
 
 POST = "see https://docs.python.org and try ```print(1)```"
 

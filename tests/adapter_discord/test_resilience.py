@@ -17,10 +17,10 @@ from bot.adapters.discord.adapter import DiscordAdapter
 from bot.app import TaskDiedError, build_app, serve
 from bot.config import Secrets, parse_settings
 from storage.migrate import upgrade
+from tests.fakes.discord_api import TOKEN, FakeDiscord
 from tests.helpers.sqlite_lock import write_locked
 
 from .conftest import ANN_ID, CARA_ID, GUILD_ID, RUST_ROLE, RUST_SKU, HarnessFactory, settings_dict
-from .fake_discord import TOKEN, FakeDiscord
 
 ROLE_PATH = rf"/guilds/{GUILD_ID}/members/(\d+)/roles/(\d+)"
 

@@ -26,8 +26,8 @@ from storage.engine import make_engine
 from storage.ingest import IngestStore
 from storage.migrate import upgrade
 from storage.writer import EventWriter
-from tests.adapter_telegram import payloads as p
-from tests.adapter_telegram.fake_bot_api import DEFAULT_TOKEN, FakeBotApi
+from tests.fakes import telegram_payloads as p
+from tests.fakes.telegram_bot_api import DEFAULT_TOKEN, FakeBotApi
 from tests.helpers.sqlite_lock import short_busy_timeout
 
 SECRET = "test-signing-secret-0123456789abcdef"

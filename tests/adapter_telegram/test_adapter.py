@@ -25,9 +25,9 @@ from bot.core.markup import rich
 from bot.core.payments import sign_payload
 from bot.core.replies import Attachment, Button, OutgoingMessage, Reply
 from storage.engine import make_engine
-from tests.adapter_telegram import payloads as p
 from tests.adapter_telegram.conftest import PRICE, SECRET, running
-from tests.adapter_telegram.fake_bot_api import FakeBotApi
+from tests.fakes import telegram_payloads as p
+from tests.fakes.telegram_bot_api import FakeBotApi
 
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 64
 

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.adapter_telegram import payloads as p
 from tests.adapter_telegram.conftest import running
-from tests.adapter_telegram.fake_bot_api import FakeBotApi
+from tests.fakes import telegram_payloads as p
+from tests.fakes.telegram_bot_api import FakeBotApi
 
 STRANGER = -1009999000001  # a group someone added the bot to; not in the config
 

@@ -8,9 +8,9 @@ from pathlib import Path
 
 from bot.config import DigestSettings
 from bot.core.events import ChannelRef, MemberRef, MessageEvent, Platform
-from tests.adapter_telegram import payloads as p
 from tests.adapter_telegram.conftest import running
-from tests.adapter_telegram.fake_bot_api import FakeBotApi
+from tests.fakes import telegram_payloads as p
+from tests.fakes.telegram_bot_api import FakeBotApi
 from tests.helpers.platform_double import FakeClock, make_scheduler
 
 

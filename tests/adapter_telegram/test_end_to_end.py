@@ -18,9 +18,9 @@ from sqlalchemy import Engine, text
 
 from bot.core.payments import sign_payload
 from storage.engine import make_engine
-from tests.adapter_telegram import payloads as p
 from tests.adapter_telegram.conftest import PRICE, SECRET
-from tests.adapter_telegram.fake_bot_api import Call, FakeBotApi
+from tests.fakes import telegram_payloads as p
+from tests.fakes.telegram_bot_api import Call, FakeBotApi
 from tests.helpers.cohortbot_process import Bot, run_cli, running_bot
 
 pytestmark = pytest.mark.slow

@@ -11,9 +11,9 @@ from pathlib import Path
 from typing import Any
 
 from bot.core.payments import sign_payload
-from tests.adapter_telegram import payloads as p
 from tests.adapter_telegram.conftest import PRICE, SECRET, running
-from tests.adapter_telegram.fake_bot_api import Call, FakeBotApi
+from tests.fakes import telegram_payloads as p
+from tests.fakes.telegram_bot_api import Call, FakeBotApi
 
 
 def payload_for(user_id: int, amount: int = PRICE) -> str:

@@ -8,9 +8,9 @@ from pathlib import Path
 from bot.clock import SystemClock
 from bot.core.events import MemberRef, Platform, PurchaseEvent, PurchaseSource, RefundEvent
 from storage.schedule import last_job_runs
-from tests.adapter_telegram import payloads as p
 from tests.adapter_telegram.conftest import running
-from tests.adapter_telegram.fake_bot_api import FakeBotApi
+from tests.fakes import telegram_payloads as p
+from tests.fakes.telegram_bot_api import FakeBotApi
 from tests.helpers.platform_double import make_scheduler
 
 

@@ -21,9 +21,9 @@ from bot.config import Secrets, parse_settings
 from bot.core.payments import sign_payload
 from storage.engine import make_engine
 from storage.migrate import upgrade
-from tests.adapter_telegram import payloads as p
 from tests.adapter_telegram.conftest import FAST, PRICE, SECRET, config, running
-from tests.adapter_telegram.fake_bot_api import FakeBotApi
+from tests.fakes import telegram_payloads as p
+from tests.fakes.telegram_bot_api import FakeBotApi
 from tests.helpers.sqlite_lock import write_locked
 
 

@@ -16,9 +16,9 @@ from bot.cli import main
 from storage.engine import make_engine
 from storage.ingest import IngestStore
 from storage.migrate import upgrade
-from tests.adapter_telegram import payloads as p
-from tests.adapter_telegram.fake_bot_api import FakeBotApi
 from tests.adapter_telegram.test_end_to_end import cohortbot, count, db_upgrade, eventually, secrets, write_config
+from tests.fakes import telegram_payloads as p
+from tests.fakes.telegram_bot_api import FakeBotApi
 from tests.helpers.cohortbot_process import REPO, Bot, environment
 
 pytestmark = pytest.mark.slow

@@ -20,7 +20,7 @@ from bot.adapters.telegram.translate import (
     refund_event,
 )
 from bot.core.events import MemberJoined, MemberLeft, MessageEvent, Platform, PurchaseSource, ReactionEvent
-from tests.adapter_telegram import payloads as p
+from tests.fakes import telegram_payloads as p
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "platform-payloads" / "telegram"
 

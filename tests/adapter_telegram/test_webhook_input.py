@@ -13,9 +13,9 @@ import pytest
 
 from bot.adapters.telegram.shape import MAX_DEPTH, check_update_shape
 from bot.core.payments import sign_payload
-from tests.adapter_telegram import payloads as p
 from tests.adapter_telegram.conftest import PRICE, SECRET, running
-from tests.adapter_telegram.fake_bot_api import FakeBotApi
+from tests.fakes import telegram_payloads as p
+from tests.fakes.telegram_bot_api import FakeBotApi
 
 HEADERS = {"X-Telegram-Bot-Api-Secret-Token": "s3cret-token", "Content-Type": "application/json"}
 
@@ -124,9 +124,7 @@ def test_real_updates_pass_the_shape_check(update: dict[str, Any]) -> None:
 
 
 def _recorded_updates() -> list[Path]:
-    here = Path(__file__).resolve().parents[1] / "fixtures" / "platform-payloads" / "telegram"
-    beside = Path(__file__).resolve().parents[3] / "shared" / "fixtures" / "platform-payloads" / "telegram"
-    folder = here if here.is_dir() else beside
+    folder = Path(__file__).resolve().parents[1] / "fixtures" / "platform-payloads" / "telegram"
     return sorted(folder.glob("*.json")) if folder.is_dir() else []
 
 

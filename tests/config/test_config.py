@@ -23,7 +23,7 @@ from bot.config import (
     validate_secrets,
 )
 
-EXAMPLE = Path(__file__).resolve().parent.parent / "config.example.toml"
+EXAMPLE = Path(__file__).resolve().parents[2] / "config.example.toml"
 # Shaped like a real Telegram bot token, so masking is tested against something realistic.
 TELEGRAM_TOKEN = "123456789:AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsaw"
 

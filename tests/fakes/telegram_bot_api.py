@@ -1,6 +1,6 @@
 """A fake Telegram Bot API server for tests: the real python-telegram-bot client talks to it over HTTP.
 
-It answers the methods cohortbot uses (see ../shared/design/PLATFORMS.md), records every call, hands out injected
+It answers the methods cohortbot uses (those ``bot/adapters/telegram`` calls), records every call, hands out injected
 updates through ``getUpdates`` long polling with real ``offset`` semantics (an update is confirmed, and never
 sent again, once a later call's offset passes it), enforces the ``allowed_updates`` opt-in for
 ``message_reaction``/``chat_member`` updates, and can answer any method with an injected error or a 429.
@@ -22,7 +22,7 @@ from typing import Any
 
 from aiohttp import web
 
-from tests.adapter_telegram.payloads import ADMIN_RIGHTS
+from tests.fakes.telegram_payloads import ADMIN_RIGHTS
 
 # Updates Telegram sends only when asked for by name in allowed_updates.
 OPT_IN_UPDATES = frozenset({"message_reaction", "message_reaction_count", "chat_member"})

@@ -22,7 +22,7 @@ from storage.ingest import IngestStore
 from storage.migrate import current_revision, head_revision
 from tests.conftest import COMMUNITY, T0, Events, hours
 
-EXAMPLE = Path(__file__).resolve().parents[1] / "config.example.toml"
+EXAMPLE = Path(__file__).resolve().parents[2] / "config.example.toml"
 TELEGRAM_TOKEN = "123456789:AAHfiqksKZ8WmR2zSjiQ7_v4TMAKdiHm9T0"
 CLI_VARIABLES = ("COHORTBOT_CONFIG", "COHORTBOT_TELEGRAM_TOKEN", "COHORTBOT_DISCORD_TOKEN", "COHORTBOT_SECRET")
 

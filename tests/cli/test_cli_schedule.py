@@ -13,8 +13,8 @@ import pytest
 from bot.cli import main
 from storage.ingest import IngestStore
 from storage.schedule import finish_job_run, start_job_run
+from tests.cli.test_cli import write_config
 from tests.conftest import COMMUNITY, Events
-from tests.test_cli import write_config
 
 LAST_SEEN = datetime(2024, 4, 1, 12, tzinfo=UTC)
 

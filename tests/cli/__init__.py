@@ -1,0 +1,1 @@
+"""Tests of the ``cohortbot`` command line (``bot/cli/``)."""

@@ -1,0 +1,1 @@
+"""Tests of configuration loading and checking (``bot/config/``)."""
