@@ -17,10 +17,7 @@ from collections.abc import Callable
 from decimal import Decimal
 from typing import Final, Literal, TypeGuard
 
-from bot.config.errors import (
-    _TELEGRAM_TOKEN_RE,
-    _Invalid,
-)
+from bot.config.errors import _TELEGRAM_TOKEN_RE, _Invalid
 from bot.config.settings import (
     DEFAULT_WEBHOOK_SECRET_ENV,
     NUDGE_PLACEHOLDERS,

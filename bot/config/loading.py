@@ -11,9 +11,7 @@ import tomllib
 from collections.abc import Mapping
 from typing import Any
 
-from bot.config.errors import (
-    ConfigError,
-)
+from bot.config.errors import ConfigError
 from bot.config.sections import (
     _SECTIONS,
     _parse_community,
@@ -27,13 +25,7 @@ from bot.config.sections import (
     _read_section,
     _unknown_top_level,
 )
-from bot.config.settings import (
-    DISCORD_TOKEN_ENV,
-    SECRET_ENV,
-    TELEGRAM_TOKEN_ENV,
-    Secrets,
-    Settings,
-)
+from bot.config.settings import DISCORD_TOKEN_ENV, SECRET_ENV, TELEGRAM_TOKEN_ENV, Secrets, Settings
 
 
 def load_settings(path: str | os.PathLike[str]) -> Settings:

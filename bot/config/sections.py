@@ -38,10 +38,7 @@ from bot.config.checks import (
     _websocket_url,
     _weekday,
 )
-from bot.config.errors import (
-    _Invalid,
-    _show,
-)
+from bot.config.errors import _Invalid, _show
 from bot.config.settings import (
     DEFAULT_WEBHOOK_SECRET_ENV,
     DISCORD_TOKEN_ENV,

@@ -11,10 +11,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Final, Literal
 
-from bot.config.errors import (
-    _mask,
-    _redact,
-)
+from bot.config.errors import _mask, _redact
 
 TELEGRAM_TOKEN_ENV: Final = "COHORTBOT_TELEGRAM_TOKEN"
 
