@@ -52,6 +52,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 STARS = "XTR"
+# The answer to a checkout that could not be checked (a bug, the database away): refused, so nobody pays for nothing.
+CHECKOUT_FAILED = "Something went wrong on our side and you were not charged. Please try again in a minute."
 
 
 class SalesDeps(Protocol):

@@ -13,7 +13,7 @@ from telegram import Message, PreCheckoutQuery
 
 from bot.adapters.telegram.translate import member_ref, purchase_event, refund_event
 from bot.core.events import PurchaseEvent
-from bot.core.sales import check_checkout, receive_payment, receive_refund
+from bot.core.sales import CHECKOUT_FAILED, check_checkout, receive_payment, receive_refund
 
 if TYPE_CHECKING:
     from bot.adapters.telegram.adapter import TelegramAdapter
@@ -34,7 +34,7 @@ async def pre_checkout(adapter: TelegramAdapter, query: PreCheckoutQuery) -> Non
         )
     except Exception:
         log.exception("checking a checkout by user %s failed; refusing it", query.from_user.id)
-        reason = "Something went wrong on our side and you were not charged. Please try again in a minute."
+        reason = CHECKOUT_FAILED
     await adapter.call(None, lambda: query.answer(ok=reason is None, error_message=reason))
     log.info("checkout by user %s %s", query.from_user.id, "accepted" if reason is None else f"refused: {reason}")
 
