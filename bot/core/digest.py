@@ -5,8 +5,8 @@ sections (nudge results) to ``text``. Building it reads the database and renders
 callers run it in a thread (``asyncio.to_thread``).
 
 The digest is read on a phone: a headline with week-over-week changes, then short sections, then one or two
-observations computed from the numbers. It stays well under Telegram's 4096 characters (the adapters still split
-with ``markup.split_message`` if a community's names are very long). The admin version is for owners and shows
+observations computed from the numbers. It stays well under Telegram's 4096 characters (each adapter's ``markup``
+module still splits it if a community's names are very long). The admin version is for owners and shows
 exact figures, members at risk by name and sales; the version posted to the community chat is seen by members, so
 it hides groups of fewer than five and every share or change that would reveal one (``analytics.privacy``).
 """

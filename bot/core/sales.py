@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -51,6 +52,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 STARS = "XTR"
+# The answer to a checkout that could not be checked (a bug, the database away): refused, so nobody pays for nothing.
+CHECKOUT_FAILED = "Something went wrong on our side and you were not charged. Please try again in a minute."
 
 
 class SalesDeps(Protocol):
@@ -741,3 +744,122 @@ async def record_access_end(dispatcher: SalesDeps, event: PurchaseEvent, actions
         access=access,
         reply=Reply(rich(["Your access to ", bold(title), " has ended."]), private=True),
     )
+
+
+@dataclass(frozen=True, slots=True)
+class PaymentNotices:
+    """What to say after a payment or refund arrived from a platform.
+
+    Attributes:
+        buyer: What to tell the payer privately; None when there is nothing new (a redelivery already answered).
+        owners: What to tell the owners; None when they need not know.
+    """
+
+    buyer: Reply | None
+    owners: Rich | None = None
+
+
+def _worth_telling(outcome: SaleOutcome) -> bool:
+    # A replayed payment was already answered the first time; only news (or a problem) is worth a message. News
+    # includes a replay that finished an interrupted grant: its receipt carries the only invite sent.
+    return outcome.created or outcome.access is not None or outcome.problem
+
+
+async def receive_payment(
+    dispatcher: SalesDeps,
+    actions: PlatformActions,
+    *,
+    invoice_payload: str,
+    payer: MemberRef,
+    charge_id: str,
+    amount: int,
+    currency: str,
+    received_at: datetime,
+    purchase: Callable[[str], PurchaseEvent],
+) -> PaymentNotices:
+    """A completed payment for an invoice the bot signed: record the sale, or keep a payment that buys nothing.
+
+    An invoice payload that does not verify buys nothing and is kept for the owners to decide (not refunded); one
+    paid by someone other than the member it was made for is refused and refunded (Telegram checks nothing of the
+    kind; the pre-checkout refused it, so this is defence in depth).
+
+    Args:
+        dispatcher: The dispatcher (settings, database, writer, signing secret).
+        actions: The platform's capabilities (grant access, refund).
+        invoice_payload: The signed payload the invoice carried.
+        payer: Who paid.
+        charge_id: The platform's charge id.
+        amount: The amount paid (whole Stars for XTR).
+        currency: Its currency.
+        received_at: When the payment arrived.
+        purchase: Builds the platform's purchase event for the course id the payload names.
+
+    Returns:
+        What to tell the payer and the owners.
+    """
+    try:
+        payload = verify_payload(dispatcher.signing_secret or "", invoice_payload)
+    except PaymentError as exc:
+        problem, refund = str(exc), False
+    else:
+        if payload.user_id == payer.user_id:
+            outcome = await record_sale(dispatcher, purchase(payload.course_id), actions)
+            return PaymentNotices(outcome.reply if _worth_telling(outcome) else None)
+        log.warning(
+            "payment %s: user %s paid an invoice made for user %s; refusing and refunding it",
+            charge_id,
+            payer.user_id,
+            payload.user_id,
+        )
+        # The stored reason names nobody: the invoice's member may ask to be forgotten later.
+        problem, refund = "the invoice was made for another member, not for the payer", True
+    refused = await refuse_payment(
+        dispatcher,
+        actions,
+        charge_id=charge_id,
+        payer=payer,
+        amount=amount,
+        currency=currency,
+        received_at=received_at,
+        problem=problem,
+        refund=refund,
+    )
+    if refused is None:
+        return PaymentNotices(None)  # a redelivery of a payment already handled
+    return PaymentNotices(refused.buyer, refused.owners)
+
+
+async def receive_refund(
+    dispatcher: SalesDeps, event: RefundEvent, member: MemberRef | None, actions: PlatformActions
+) -> Reply | None:
+    """A refund the platform reports: record it and revoke access once.
+
+    Returns:
+        What to tell the member, or None when there is nothing new (a redelivery already answered).
+    """
+    outcome = await record_refund(dispatcher, event, member, actions)
+    return outcome.reply if _worth_telling(outcome) else None
+
+
+async def receive_entitlement(
+    dispatcher: SalesDeps, purchase: PurchaseEvent, actions: PlatformActions
+) -> tuple[Reply, ...]:
+    """A Discord entitlement created or updated: grant a new one; an ended one revokes access, refunding nothing.
+
+    A subscription that runs out or was cancelled keeps its sale (it was paid); the ledger learns when access ends,
+    so the daily reconciliation never gives the role back, and once the end has passed the role goes now.
+
+    Returns:
+        The messages for the member, in order (a receipt, a notice that access ended), possibly none.
+    """
+    notices: list[Reply] = []
+    now = dispatcher.clock.now()
+    if purchase.access_ends_at is None or purchase.access_ends_at > now:
+        sale = await record_sale(dispatcher, purchase, actions)
+        if sale.created or sale.access is not None:  # also a retry that finished an interrupted grant
+            notices.append(sale.reply)
+    if purchase.access_ends_at is not None:
+        ended = await record_access_end(dispatcher, purchase, actions)
+        if ended.created and ended.access is not None and ended.access.ok:
+            notices.append(ended.reply)
+    return tuple(notices)

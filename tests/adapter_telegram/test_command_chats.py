@@ -21,7 +21,7 @@ def sent_to(fake: FakeBotApi, chat_id: int) -> list[str]:
 async def test_commands_are_answered_only_where_the_config_says(
     fake: FakeBotApi, db_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.WARNING, logger="bot.adapters.telegram.adapter")
+    caplog.set_level(logging.WARNING, logger="bot.adapters.telegram.commands")
     async with running(fake, db_path) as h:
         stranger_group = {"id": STRANGER, "title": "Someone else's group", "type": "supergroup"}
         await h.deliver(

@@ -160,7 +160,7 @@ async def test_an_update_failing_for_another_reason_is_skipped_after_5_tries_and
     async def bug(*args: object) -> None:
         raise ValueError("a bug in handling this payment")
 
-    monkeypatch.setattr("bot.adapters.telegram.adapter.record_sale", bug)  # not the database: waiting cannot fix it
+    monkeypatch.setattr("bot.core.sales.record_sale", bug)  # not the database: waiting cannot fix it
     payload = sign_payload(SECRET, "py-async", str(p.ALICE), PRICE)
     payment = p.successful_payment(p.ALICE, payload, PRICE, charge="stxBUG") | {"update_id": 50}
     async with running(fake, db_path, retry_wait=0.05) as h:

@@ -25,9 +25,9 @@ from bot.adapters.base import AccessFix, AdapterDeps, AdapterStartError, Deliver
 from bot.adapters.retry import Backoff, describe, sleep_unless, waiting_can_fix
 from bot.config import CourseSettings
 from bot.core.commands.base import AccessResult, CapabilityError, CommandSpec
-from bot.core.events import ActivityEvent, ChannelRef, CommandInvocation, MemberRef, Platform, PurchaseEvent
+from bot.core.events import ActivityEvent, ChannelRef, CommandInvocation, MemberRef, Platform
 from bot.core.replies import OutgoingMessage, Reply
-from bot.core.sales import record_access_end, record_refund, record_sale
+from bot.core.sales import receive_entitlement, record_refund
 
 from . import translate
 from .commands import build_tree, command_button_class
@@ -549,21 +549,8 @@ class DiscordAdapter:
                 payload.get("sku_id"),
             )
             return
-        if purchase.access_ends_at is None:
-            await self._grant_if_new(purchase)
-            return
-        # A subscription that runs out or was cancelled: the ledger keeps the sale and learns when access ends, so
-        # the daily reconciliation never gives the role back; once the end has passed the role goes now.
-        if purchase.access_ends_at > now:
-            await self._grant_if_new(purchase)
-        ended = await record_access_end(dispatcher, purchase, self)
-        if ended.created and ended.access is not None and ended.access.ok:
-            await self._tell_member(purchase.member.user_id, ended.reply)
-
-    async def _grant_if_new(self, purchase: PurchaseEvent) -> None:
-        sale = await record_sale(self._deps.dispatcher, purchase, self)
-        if sale.created or sale.access is not None:  # also a retry that finished an interrupted grant
-            await self._tell_member(purchase.member.user_id, sale.reply)
+        for notice in await receive_entitlement(dispatcher, purchase, self):
+            await self._tell_member(purchase.member.user_id, notice)
 
     async def _tell_member(self, user_id: str, reply: Reply) -> None:
         try:

@@ -12,9 +12,13 @@ senders queue up fairly instead of all waking up at once and tripping the limit 
 from __future__ import annotations
 
 import asyncio
+import warnings
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
+
+from telegram.error import RetryAfter
+from telegram.warnings import PTBDeprecationWarning
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,3 +132,12 @@ class FloodGate:
                 del table[chat_id]
         for chat_id in [c for c, until in self._paused_until.items() if until < now]:
             del self._paused_until[chat_id]
+
+
+def retry_seconds(exc: RetryAfter) -> float:
+    """How long a 429 asks to wait, in seconds."""
+    # PTB 22 warns that retry_after becomes a timedelta; accept both without the warning.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", PTBDeprecationWarning)
+        value = exc.retry_after
+    return value if isinstance(value, int | float) else value.total_seconds()

@@ -99,6 +99,8 @@ _CONTENT_ATTRS = (
 _ATTACHMENT_ATTRS = ("animation", "audio", "document", "paid_media", "photo", "video", "video_note", "voice")
 
 _MEMBER_STATUSES = frozenset({ChatMember.OWNER, ChatMember.ADMINISTRATOR, ChatMember.MEMBER})
+# Who may see reactions, joins and leaves, and (in a configured chat) run admin commands.
+ADMIN_STATUSES = frozenset({ChatMember.OWNER, ChatMember.ADMINISTRATOR})
 
 
 @dataclass(frozen=True, slots=True)
