@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, TextIO
 
 from sqlalchemy.engine import make_url
 
+from analytics.formatting import fmt_money
 from analytics.safe_text import clean_text
 from analytics.weeks import week_label
 from bot.adapters.base import AdapterDeps, DeliveryError
@@ -53,7 +54,6 @@ from bot.core.events import (
 from bot.core.markup import bold, render_plain, rich
 from bot.core.replies import Attachment, Button, OutgoingMessage, Reply
 from bot.core.sales import find_course, record_sale
-from bot.core.views import fmt_money
 from bot.scheduler import Scheduler, due_digest_week
 from storage.member_queries import live_purchase
 

@@ -15,12 +15,13 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, date, timedelta
 from types import MappingProxyType
 
+from analytics.formatting import fmt_day, fmt_int
 from bot.core.commands.base import CommandContext, CommandSpec, OptionSpec, UsageError
 from bot.core.events import Platform
 from bot.core.markup import Span, bold, code, italic, join, rich
 from bot.core.payments import PaymentError, sign_payload
 from bot.core.replies import Attachment, Button, Invoice, Reply
-from bot.core.views import course_prices, fmt_day, fmt_int
+from bot.core.views import course_prices
 from storage.deletion import DeletionReport
 from storage.member_queries import (
     export_member_data,
