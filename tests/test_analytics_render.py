@@ -188,7 +188,8 @@ def test_every_output_says_first_when_data_ends_early_or_the_day_is_not_over() -
     notice = "Data ends 2019-11-28; figures after that are not measured."
     text = render_text(report)
     assert text.splitlines()[2] == f"⚠ {notice}"
-    assert "change vs 7 days earlier" in text and not re.search(r"DAU\s+\d+\s+([+−]|no change)", text)  # nothing compared
+    # nothing compared
+    assert "change vs 7 days earlier" in text and not re.search(r"DAU\s+\d+\s+([+−]|no change)", text)
     page = render_html(report, {})
     assert page.index(notice) < page.index("Key figures")
     data = _data(report)
