@@ -27,7 +27,7 @@ from bench.analytics.common import (
 from bench.analytics.compare import compare
 from bench.analytics.ours import measure_ours
 from bench.analytics.reference import measure_duckdb
-from bench.measure import MB
+from bench.measure import MB, met, positive_int
 from bench.synthetic import (
     FIRST_DAY,
     Params,
@@ -35,24 +35,17 @@ from bench.synthetic import (
 )
 
 
-def _positive(text: str) -> int:
-    value = int(text)
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text}")
-    return value
-
-
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``python -m bench analytics``."""
-    parser.add_argument("--members", type=_positive, default=100_000, help="human members (default 100,000)")
+    parser.add_argument("--members", type=positive_int, default=100_000, help="human members (default 100,000)")
     parser.add_argument(
-        "--events", type=_positive, default=20_000_000, help="messages and reactions (default 20,000,000)"
+        "--events", type=positive_int, default=20_000_000, help="messages and reactions (default 20,000,000)"
     )
     parser.add_argument(
-        "--history-weeks", type=_positive, default=52, help="weeks of history the events span (default 52)"
+        "--history-weeks", type=positive_int, default=52, help="weeks of history the events span (default 52)"
     )
     parser.add_argument("--seed", type=int, default=1, help="random seed of the community (default 1)")
-    parser.add_argument("--repeats", type=_positive, default=3, help="timed runs per side, best kept (default 3)")
+    parser.add_argument("--repeats", type=positive_int, default=3, help="timed runs per side, best kept (default 3)")
     parser.add_argument(
         "--workdir",
         type=Path,
@@ -73,10 +66,6 @@ def _in_fresh_process(func: Callable[..., dict[str, Any]], *args: Any) -> dict[s
 def _load() -> str:
     one, five, fifteen = os.getloadavg()
     return f"{one:.2f} {five:.2f} {fifteen:.2f}"
-
-
-def _yes(ok: bool) -> str:
-    return "met" if ok else "MISSED"
 
 
 def _times(values: Sequence[float]) -> str:
@@ -166,8 +155,8 @@ def run(args: argparse.Namespace) -> int:
         return 1
     print(f"check: cohortbot and duckdb agree on all {len(names)} metrics")
     print(
-        f"targets: <= {TARGET_SECONDS:g} s {_yes(best <= TARGET_SECONDS)}; <= {TARGET_RATIO:g}x duckdb "
-        f"{_yes(ratio <= TARGET_RATIO)}; <= {TARGET_PEAK_MB:,} MB peak {_yes(peak_mb <= TARGET_PEAK_MB)} "
+        f"targets: <= {TARGET_SECONDS:g} s {met(best <= TARGET_SECONDS)}; <= {TARGET_RATIO:g}x duckdb "
+        f"{met(ratio <= TARGET_RATIO)}; <= {TARGET_PEAK_MB:,} MB peak {met(peak_mb <= TARGET_PEAK_MB)} "
         f"(load average now {_load()})"
     )
     print(f"analytics: {best:.2f} s, {ratio:.2f}x duckdb, {peak_mb:.0f} MB peak")
