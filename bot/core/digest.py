@@ -21,7 +21,7 @@ from sqlalchemy import Engine
 
 from analytics.charts import activity_chart
 from analytics.commerce import revenue_by_course, totals_by_currency
-from analytics.formatting import DASH, fmt_change, fmt_int, fmt_members, fmt_money, fmt_pct, fmt_totals
+from analytics.formatting import DASH, fmt_change, fmt_int, fmt_members, fmt_money, fmt_number, fmt_pct, fmt_totals
 from analytics.privacy import MEMBERS, OWNERS, Audience
 from analytics.render import clean_name, data_notices
 from analytics.results import Report, WeekStats
@@ -186,7 +186,7 @@ def _top(report: Report) -> Rich | None:
     for rank, member in enumerate(report.top_members, start=1):
         count = member.messages_28d
         lines.append(
-            f"{rank}. {clean_name(member.name)} · score {member.score:,.1f} · "
+            f"{rank}. {clean_name(member.name)} · score {fmt_number(member.score, 1)} · "
             f"{fmt_int(count)} message{'' if count == 1 else 's'} in 28 days"
         )
     return rich(*lines)
@@ -238,10 +238,10 @@ def observations(
     if previous is not None and previous.active and not audience.hides_change(previous.active, current.active):
         change = (current.active - previous.active) / previous.active
         if change >= NOTABLE_CHANGE:
-            notes.append(f"More members were active than the week before (up {change:.0%}).")
+            notes.append(f"More members were active than the week before (up {fmt_pct(change)}).")
         elif change <= -NOTABLE_CHANGE:
             notes.append(
-                f"Fewer members were active than the week before (down {-change:.0%}); a question or a small "
+                f"Fewer members were active than the week before (down {fmt_pct(-change)}); a question or a small "
                 "challenge in the main channel often gets people talking again."
             )
     elif previous is not None and previous.messages and current.messages == 0:
@@ -249,12 +249,12 @@ def observations(
     elif previous is not None and previous.messages and current.messages < previous.messages / 2:
         notes.append(
             "Messages fell by more than half compared with the week before "
-            f"({previous.messages:,} to {current.messages:,})."
+            f"({fmt_int(previous.messages)} to {fmt_int(current.messages)})."
         )
     activation = activation_share(report, audience)
     if activation is not None and activation < LOW_ACTIVATION:
         notes.append(
-            f"Only {activation:.0%} of new members got going in their first week; a personal welcome and a first "
+            f"Only {fmt_pct(activation)} of new members got going in their first week; a personal welcome and a first "
             "small task help newcomers start posting."
         )
     if for_admins and report.at_risk:

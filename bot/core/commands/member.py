@@ -13,9 +13,10 @@ import json
 import logging
 from collections.abc import Mapping, Sequence
 from datetime import UTC, date, timedelta
+from decimal import Decimal
 from types import MappingProxyType
 
-from analytics.formatting import fmt_day, fmt_int
+from analytics.formatting import fmt_day, fmt_int, fmt_money
 from bot.core.commands.base import CommandContext, CommandSpec, OptionSpec, UsageError
 from bot.core.events import Platform
 from bot.core.markup import Span, bold, code, italic, join, rich
@@ -199,8 +200,9 @@ async def buy(ctx: CommandContext) -> Reply:
             currency="XTR",
             payload=payload,
         )
+        price = fmt_money(Decimal(course.price_stars), "XTR")
         return Reply(
-            rich(["Here is your invoice for ", bold(course.title), f": {course.price_stars:,} Stars."]),
+            rich(["Here is your invoice for ", bold(course.title), f": {price}."]),
             private=True,
             invoice=invoice,
         )
