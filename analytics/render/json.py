@@ -13,7 +13,7 @@ from analytics.render.shared import (
     data_notices,
     weeks_in_range,
 )
-from analytics.results import CommerceSummary, CourseSales, MemberStatus, Report, WeekStats
+from analytics.results import CommerceSummary, CourseSales, MemberStatus, Report, RevenueWeek, WeekStats
 
 
 def _rounded(value: float | None, digits: int) -> float | None:
@@ -51,8 +51,17 @@ def _member_json(member: MemberStatus) -> dict[str, object]:
     }
 
 
+def _amounts_json(sales: CourseSales | RevenueWeek) -> dict[str, object]:
+    """Gross, refunded and net, rounded as the currency is written (no decimals for Stars)."""
+    digits = money_digits(sales.currency)
+    return {
+        "gross": _rounded(sales.gross, digits),
+        "refunded": _rounded(sales.refunded, digits),
+        "net": _rounded(sales.net, digits),
+    }
+
+
 def _course_json(course: CourseSales) -> dict[str, object]:
-    digits = money_digits(course.currency)
     return {
         "course": course.course,
         "title": course.title,
@@ -60,9 +69,7 @@ def _course_json(course: CourseSales) -> dict[str, object]:
         "sales": course.sales,
         "buyers": course.buyers,
         "refunds": course.refunds,
-        "gross": _rounded(course.gross, digits),
-        "refunded": _rounded(course.refunded, digits),
-        "net": _rounded(course.net, digits),
+        **_amounts_json(course),
         "refund_rate": _share_json(course.refund_rate),
         "price": _rounded(course.price, MONEY_DIGITS),
         "sales_per_sale_week": _rounded(course.sales_per_sale_week, STAT_DIGITS),
@@ -89,9 +96,7 @@ def _commerce_json(commerce: CommerceSummary) -> dict[str, object]:
                 "week": w.week,
                 "start": w.start.isoformat(),
                 "currency": w.currency,
-                "gross": _rounded(w.gross, money_digits(w.currency)),
-                "refunded": _rounded(w.refunded, money_digits(w.currency)),
-                "net": _rounded(w.net, money_digits(w.currency)),
+                **_amounts_json(w),
             }
             for w in sorted(commerce.revenue_weeks, key=lambda w: (w.start, w.currency))
         ],
