@@ -1,5 +1,8 @@
 """Commerce: revenue net of refunds, the per-course R = P × N × T model, conversion, buyer retention, prices.
 
+The report's figures (:func:`commerce_summary`) work on a purchases frame by local day; the chat's revenue per time
+window (:func:`revenue_by_course`, for ``/report``, ``/revenue`` and the digest) works on ledger rows by instant.
+
 Purchases count from their local purchase day (community time zone) when it is on or before ``as_of``; a refund
 counts when its local day is on or before ``as_of`` (a later refund is not known yet). Amounts are in major units
 and never mixed across currencies: every money figure is per currency.
@@ -7,15 +10,18 @@ and never mixed across currencies: every money figure is per currency.
 
 from __future__ import annotations
 
-from datetime import date
-from typing import Any
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
 import numpy as np
 import pandas as pd
 
 from analytics.activity import ActivityRows, as_rows, int_column, positions
-from analytics.results import CohortConversion, CommerceSummary, CourseSales, PricePoint, RevenueWeek
+from analytics.results import CohortConversion, CommerceSummary, CourseSales, PricePoint, RevenueLine, RevenueWeek
 from analytics.weeks import (
     NO_DAY,
     IntArray,
@@ -317,3 +323,113 @@ def commerce_summary(
         refund_rate=int(ledger["refunded"].sum()) / sales if sales else None,
         buyer_retention_eligible=retention_eligible,
     )
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Revenue in a time window, from ledger rows (the chat's /report, /revenue and the digest)
+
+
+class Sale(Protocol):
+    """What revenue needs of one purchase (``storage.member_queries.LedgerRow`` is one)."""
+
+    @property
+    def purchase_id(self) -> int:
+        """The purchase's id (counts a forgotten buyer once per purchase)."""
+        ...
+
+    @property
+    def course_key(self) -> str:
+        """The course bought."""
+        ...
+
+    @property
+    def title(self) -> str:
+        """The course's title."""
+        ...
+
+    @property
+    def member_id(self) -> int | None:
+        """The buyer; None once forgotten."""
+        ...
+
+    @property
+    def currency(self) -> str:
+        """The currency code."""
+        ...
+
+    @property
+    def purchased_at(self) -> datetime:
+        """When it was bought."""
+        ...
+
+    @property
+    def refunded_at(self) -> datetime | None:
+        """When it was refunded; None if not."""
+        ...
+
+    @property
+    def amount_major(self) -> Decimal:
+        """The amount in major units."""
+        ...
+
+
+def revenue_by_course(rows: Iterable[Sale], *, start: datetime | None, end: datetime) -> list[RevenueLine]:
+    """Revenue per course and currency: sales made in [start, end), minus refunds made in [start, end).
+
+    Args:
+        rows: The ledger.
+        start: The window's first instant; None for all time.
+        end: The instant after the window.
+
+    Returns:
+        One line per course and currency with a sale or a refund in the window, by course then currency.
+    """
+
+    def inside(at: datetime | None) -> bool:
+        return at is not None and (start is None or at >= start) and at < end
+
+    acc: dict[tuple[str, str], _Accumulator] = {}
+    for row in rows:
+        sold, refunded = inside(row.purchased_at), inside(row.refunded_at)
+        if not (sold or refunded):
+            continue
+        entry = acc.setdefault((row.course_key, row.currency), _Accumulator(row.title))
+        if sold:
+            entry.sales += 1
+            entry.gross += row.amount_major
+            # A forgotten buyer still counts once per purchase.
+            entry.buyers.add(row.member_id if row.member_id is not None else f"purchase-{row.purchase_id}")
+        if refunded:
+            entry.refunds += 1
+            entry.refunded += row.amount_major
+    return [
+        RevenueLine(
+            course_key=course_key,
+            title=entry.title,
+            currency=currency,
+            sales=entry.sales,
+            buyers=len(entry.buyers),
+            refunds=entry.refunds,
+            gross=entry.gross,
+            refunded=entry.refunded,
+        )
+        for (course_key, currency), entry in sorted(acc.items())
+    ]
+
+
+@dataclass(slots=True)
+class _Accumulator:
+    title: str
+    sales: int = 0
+    refunds: int = 0
+    gross: Decimal = Decimal(0)
+    refunded: Decimal = Decimal(0)
+    buyers: set[int | str] = field(default_factory=set)
+
+
+def totals_by_currency(lines: Sequence[RevenueLine]) -> dict[str, Decimal]:
+    """Net revenue per currency over the lines."""
+    out: dict[str, Decimal] = {}
+    for line in lines:
+        out[line.currency] = out.get(line.currency, Decimal(0)) + line.net
+    return out

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import date
+from decimal import Decimal
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,6 +119,25 @@ class RevenueWeek:
     gross: float
     refunded: float
     net: float
+
+
+@dataclass(frozen=True, slots=True)
+class RevenueLine:
+    """Sales of one course in one currency within a time window (refunds counted when they happened)."""
+
+    course_key: str
+    title: str
+    currency: str
+    sales: int
+    buyers: int
+    refunds: int
+    gross: Decimal
+    refunded: Decimal
+
+    @property
+    def net(self) -> Decimal:
+        """Gross minus refunds made in the window."""
+        return self.gross - self.refunded
 
 
 @dataclass(frozen=True, slots=True)

@@ -35,7 +35,9 @@ from bench.measure import (
     checkpoint,
     copy_database,
     current_rss_bytes,
+    met,
     peak_rss_bytes,
+    positive_int,
     remove_sqlite,
     size_on_disk,
     table_sizes,
@@ -77,36 +79,29 @@ _FINGERPRINTS = {
 }
 
 
-def _positive(text: str) -> int:
-    value = int(text)
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text}")
-    return value
-
-
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``python -m bench ingest``."""
     parser.add_argument(
         "--events",
-        type=_positive,
+        type=positive_int,
         default=1_000_000,
         help="events to push (default 1,000,000)",
     )
     parser.add_argument(
         "--prefill",
-        type=_positive,
+        type=positive_int,
         default=2_000_000,
         help="events already stored before the run (default 2,000,000)",
     )
     parser.add_argument(
         "--members",
-        type=_positive,
+        type=positive_int,
         default=20_000,
         help="accounts in the community (default 20,000)",
     )
     parser.add_argument(
         "--channels",
-        type=_positive,
+        type=positive_int,
         default=40,
         help="channels, threads and topics (default 40)",
     )
@@ -280,10 +275,6 @@ def _fingerprints(db: Path, after: dict[str, int]) -> dict[str, tuple[object, ..
         conn.close()
 
 
-def _yes(ok: bool) -> str:
-    return "met" if ok else "MISSED"
-
-
 def run(args: argparse.Namespace) -> int:
     """Run the benchmark and print its report; the last line is the one-line summary."""
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
@@ -371,9 +362,9 @@ def run(args: argparse.Namespace) -> int:
                     continue  # the empty tables of other features
                 print(f"  {name:<52} {size / MB:9.1f} MB  {size / total_stored:6.1f} B/event")
         print(
-            f"targets: >= {TARGET_RATE:,} events/s {_yes(writer_rate >= TARGET_RATE)}; "
-            f"ratio >= {TARGET_RATIO} {_yes(ratio >= TARGET_RATIO)}; "
-            f"<= {TARGET_BYTES_PER_EVENT} bytes/event {_yes(bytes_per_event <= TARGET_BYTES_PER_EVENT)}"
+            f"targets: >= {TARGET_RATE:,} events/s {met(writer_rate >= TARGET_RATE)}; "
+            f"ratio >= {TARGET_RATIO} {met(ratio >= TARGET_RATIO)}; "
+            f"<= {TARGET_BYTES_PER_EVENT} bytes/event {met(bytes_per_event <= TARGET_BYTES_PER_EVENT)}"
         )
         print(f"ingest: {writer_rate:.0f} events/s, {ratio:.2f} of raw sqlite3")
         return 0 if same else 1

@@ -1,7 +1,8 @@
-"""Process and file measurements shared by the benchmarks."""
+"""Process and file measurements, and the small option and report helpers, shared by the benchmarks."""
 
 from __future__ import annotations
 
+import argparse
 import os
 import resource
 import shutil
@@ -9,6 +10,19 @@ import sqlite3
 from pathlib import Path
 
 MB = 1024 * 1024
+
+
+def positive_int(text: str) -> int:
+    """An option's value that must be a positive whole number (an ``argparse`` type)."""
+    value = int(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text}")
+    return value
+
+
+def met(ok: bool) -> str:
+    """How a benchmark report says whether a target was met: "met" or "MISSED"."""
+    return "met" if ok else "MISSED"
 
 
 def peak_rss_bytes() -> int:

@@ -179,7 +179,7 @@ def _allocate_and_measure(megabytes: int) -> dict[str, int]:
     """In a spawned process: reset the peak, touch ``megabytes`` of memory, report the peak."""
     import numpy as np
 
-    from bench.analytics import peak_memory_bytes, reset_peak_memory
+    from bench.analytics.common import peak_memory_bytes, reset_peak_memory
 
     reset_peak_memory()
     block = np.ones(megabytes * 1024 * 1024, dtype=np.uint8)
@@ -189,7 +189,7 @@ def _allocate_and_measure(megabytes: int) -> dict[str, int]:
 def test_peak_memory_is_the_measured_work_alone_not_the_parent_process() -> None:
     import numpy as np
 
-    from bench.analytics import _in_fresh_process
+    from bench.analytics.cli import _in_fresh_process
     from bench.measure import MB
 
     # The parent has just built a big data set (as a run that generates its cached community does).

@@ -67,6 +67,14 @@ async def test_report_gives_key_figures_and_an_activity_chart(bot: Bot) -> None:
     assert chart.mime_type == "image/png" and png_size(chart.data) == (1200, 675)
 
 
+async def test_report_says_retention_and_activation_in_the_digest_s_words(bot: Bot) -> None:
+    # One wording for /report and the weekly digest (bot.core.views; the digest's is checked in test_digest_preview).
+    await seed_weeks(bot)
+    lines = (await bot.run("/report", admin=True)).text.plain().splitlines()
+    assert "Retention: of the 9 who joined in 2024-W01, 0% came back in their second week." in lines
+    assert "Activation: 0% of the 1 recent joiners posted 3+ messages in their first 7 days." in lines
+
+
 async def test_inactive_lists_members_with_last_seen_days(bot: Bot) -> None:
     await seed_weeks(bot)
     text = (await bot.run("/inactive", admin=True)).text.plain()

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import TYPE_CHECKING
 
+from analytics.formatting import fmt_money
 from bot.core.events import MemberRef, Platform, PurchaseEvent, PurchaseSource
 from bot.core.markup import bold, rich
 from bot.core.replies import Invoice, Reply
@@ -25,7 +26,6 @@ from bot.core.sales import (
     record_sale,
     simulated_sales_allowed,
 )
-from bot.core.views import fmt_money
 
 if TYPE_CHECKING:
     from bot.adapters.base import AdapterDeps

@@ -20,28 +20,18 @@ from datetime import date, datetime, timedelta
 from sqlalchemy import Engine
 
 from analytics.charts import activity_chart
-from analytics.privacy import MEMBERS, OWNERS, Audience, members_counted
+from analytics.commerce import revenue_by_course, totals_by_currency
+from analytics.formatting import DASH, fmt_change, fmt_int, fmt_members, fmt_money, fmt_number, fmt_pct, fmt_totals
+from analytics.privacy import MEMBERS, OWNERS, Audience
 from analytics.render import clean_name, data_notices
-from analytics.results import Cohort, Report, WeekStats
+from analytics.results import Report, WeekStats
 from analytics.weeks import week_label, week_start
 from bot.config import Settings
 from bot.core.markup import Line, Rich, Span, bold, italic, join, rich
 from bot.core.nudges import nudge_results
 from bot.core.reconcile import access_problems
 from bot.core.replies import Attachment
-from bot.core.views import (
-    DASH,
-    fmt_change,
-    fmt_conversion,
-    fmt_int,
-    fmt_members,
-    fmt_money,
-    fmt_pct,
-    fmt_totals,
-    local_midnight,
-    revenue_by_course,
-    totals_by_currency,
-)
+from bot.core.views import activation_sentence, activation_share, fmt_conversion, local_midnight, retention_sentence
 from bot.reporting import ReportRequest, build_community_report, current_member_ids
 from storage.member_queries import LedgerRow, ledger
 from storage.schedule import last_job_runs
@@ -169,12 +159,6 @@ def _headline(current: WeekStats, previous: WeekStats | None, audience: Audience
     )
 
 
-def latest_cohort(report: Report) -> Cohort | None:
-    """The most recent join cohort whose second week is over (the retention headline)."""
-    observed = [c for c in report.cohorts if len(c.retention) >= 2]
-    return observed[-1] if observed else None
-
-
 def _engagement(report: Report, audience: Audience) -> Rich:
     s = report.summary
     lines: list[Sequence[Span | str] | str] = [
@@ -182,25 +166,11 @@ def _engagement(report: Report, audience: Audience) -> Rich:
         f"WAU {fmt_members(s.wau, audience)} · MAU {fmt_members(s.mau, audience)} · stickiness "
         f"{fmt_pct(audience.share(s.stickiness, s.mau))} (on Sunday)",
     ]
-    cohort = latest_cohort(report)
-    if cohort is not None:
-        rate = cohort.second_week_retention
-        share = audience.share(rate, cohort.size, members_counted(rate, cohort.size))
-        joined = f"Retention: of the {fmt_members(cohort.size, audience)} who joined in {cohort.cohort}, "
-        lines.append(
-            joined + f"{fmt_pct(share)} came back in their second week."
-            if share is not None
-            else joined + "how many came back in their second week is not shown (fewer than 5 either way)."
-        )
-    activation = _activation(report, audience)
-    if report.activation_eligible:
-        joiners = f"the {fmt_members(report.activation_eligible, audience)} recent joiners"
-        lines.append(
-            f"Activation: {fmt_pct(activation)} of {joiners} posted 3+ messages in their first 7 days."
-            if activation is not None
-            else f"Activation: how many of {joiners} posted 3+ messages in their first 7 days is not shown "
-            "(fewer than 5 either way)."
-        )
+    lines += [
+        sentence
+        for sentence in (retention_sentence(report, audience), activation_sentence(report, audience))
+        if sentence
+    ]
     return rich(*lines)
 
 
@@ -216,7 +186,7 @@ def _top(report: Report) -> Rich | None:
     for rank, member in enumerate(report.top_members, start=1):
         count = member.messages_28d
         lines.append(
-            f"{rank}. {clean_name(member.name)} · score {member.score:,.1f} · "
+            f"{rank}. {clean_name(member.name)} · score {fmt_number(member.score, 1)} · "
             f"{fmt_int(count)} message{'' if count == 1 else 's'} in 28 days"
         )
     return rich(*lines)
@@ -268,10 +238,10 @@ def observations(
     if previous is not None and previous.active and not audience.hides_change(previous.active, current.active):
         change = (current.active - previous.active) / previous.active
         if change >= NOTABLE_CHANGE:
-            notes.append(f"More members were active than the week before (up {change:.0%}).")
+            notes.append(f"More members were active than the week before (up {fmt_pct(change)}).")
         elif change <= -NOTABLE_CHANGE:
             notes.append(
-                f"Fewer members were active than the week before (down {-change:.0%}); a question or a small "
+                f"Fewer members were active than the week before (down {fmt_pct(-change)}); a question or a small "
                 "challenge in the main channel often gets people talking again."
             )
     elif previous is not None and previous.messages and current.messages == 0:
@@ -279,12 +249,12 @@ def observations(
     elif previous is not None and previous.messages and current.messages < previous.messages / 2:
         notes.append(
             "Messages fell by more than half compared with the week before "
-            f"({previous.messages:,} to {current.messages:,})."
+            f"({fmt_int(previous.messages)} to {fmt_int(current.messages)})."
         )
-    activation = _activation(report, audience)
+    activation = activation_share(report, audience)
     if activation is not None and activation < LOW_ACTIVATION:
         notes.append(
-            f"Only {activation:.0%} of new members got going in their first week; a personal welcome and a first "
+            f"Only {fmt_pct(activation)} of new members got going in their first week; a personal welcome and a first "
             "small task help newcomers start posting."
         )
     if for_admins and report.at_risk:
@@ -299,12 +269,6 @@ def observations(
     if not notes and current.active:
         notes.append("A steady week: no big changes in activity.")
     return notes[:2]
-
-
-def _activation(report: Report, audience: Audience) -> float | None:
-    """The report's activation rate as ``audience`` may see it."""
-    rate, eligible = report.activation_rate, report.activation_eligible
-    return audience.share(rate, eligible, members_counted(rate, eligible))
 
 
 def _sales_note(sales: Sequence[LedgerRow], week_start_at: datetime, week_end_at: datetime) -> str | None:

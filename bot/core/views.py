@@ -1,4 +1,7 @@
-"""Formatting shared by commands and the digest: numbers, changes, money, days, and revenue per time window.
+"""What commands and the digest say alike: retention and activation, conversion, course prices, revenue windows.
+
+Numbers, changes, money and days are formatted by :mod:`analytics.formatting`; revenue is computed by
+:mod:`analytics.commerce`.
 
 Counts of members follow the audience's rule (``analytics.privacy``): exact for owners and admins, "<5" for 1 to 4
 in what members can see; counts of events and money are shown exactly to both.
@@ -6,58 +9,16 @@ in what members can see; counts of events and money are shown exactly to both.
 
 from __future__ import annotations
 
-import math
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterable
 from datetime import date, datetime, time, timedelta
 from decimal import Decimal
 from zoneinfo import ZoneInfo
 
-from analytics.privacy import Audience
+from analytics.formatting import fmt_day, fmt_int, fmt_members, fmt_money, fmt_pct
+from analytics.privacy import Audience, members_counted
+from analytics.results import Cohort, Report
 from bot.config import CourseSettings
 from storage.member_queries import LedgerRow
-
-DASH = "–"
-MINUS = "−"
-
-
-def fmt_int(n: int) -> str:
-    """An exact count with thousands separators."""
-    return f"{n:,}"
-
-
-def fmt_members(n: int, audience: Audience) -> str:
-    """A count of members for ``audience``: exact for owners, "<5" for 1 to 4 for members; thousands separators."""
-    return audience.count(n)
-
-
-def fmt_pct(share: float | None, digits: int = 0) -> str:
-    """A share as a percentage; "–" when undefined."""
-    if share is None or not math.isfinite(share):
-        return DASH
-    text = f"{share * 100:.{digits}f}%"
-    return MINUS + text[1:] if text.startswith("-") else text
-
-
-def fmt_change(previous: int, current: int, *, audience: Audience | None = None) -> str:
-    """A change such as "+12, +8%", "−3, −20%" or "no change".
-
-    Args:
-        previous: The earlier count.
-        current: The later count.
-        audience: For counts of members, who will see it: "–" when either count is hidden from them (the difference
-            would reveal it). None for counts of events.
-    """
-    if audience is not None and audience.hides_change(previous, current):
-        return DASH
-    change = current - previous
-    if change == 0:
-        return "no change"
-    sign = "+" if change > 0 else MINUS
-    text = f"{sign}{abs(change):,}"
-    if previous:
-        text += f", {sign}{abs(change) / previous * 100:.0f}%"
-    return text
 
 
 def fmt_conversion(rows: Iterable[LedgerRow], member_ids: frozenset[int], *, end: datetime) -> str:
@@ -85,17 +46,6 @@ def fmt_conversion(rows: Iterable[LedgerRow], member_ids: frozenset[int], *, end
     return f"{fmt_int(len(owners))} of {fmt_int(n)} member{'' if n == 1 else 's'} {verb} a course ({share} of members)"
 
 
-def fmt_money(amount: Decimal, currency: str) -> str:
-    """Money: "1,500 Stars", "49.00 EUR"."""
-    text = f"{amount:,.0f} Stars" if currency == "XTR" else f"{amount:,.2f} {currency}"
-    return MINUS + text[1:] if text.startswith("-") else text
-
-
-def fmt_day(day: date) -> str:
-    """A day as "Mon 4 Mar 2024"."""
-    return f"{day:%a} {day.day} {day:%b %Y}"
-
-
 def course_prices(course: CourseSettings, platform: str | None = None) -> str:
     """A course's price as a member on ``platform`` can pay it.
 
@@ -118,94 +68,6 @@ def local_midnight(day: date, tz: ZoneInfo) -> datetime:
     return datetime.combine(day, time(0), tzinfo=tz)
 
 
-@dataclass(frozen=True, slots=True)
-class RevenueLine:
-    """Sales of one course in one currency within a time window (refunds counted when they happened)."""
-
-    course_key: str
-    title: str
-    currency: str
-    sales: int
-    buyers: int
-    refunds: int
-    gross: Decimal
-    refunded: Decimal
-
-    @property
-    def net(self) -> Decimal:
-        """Gross minus refunds made in the window."""
-        return self.gross - self.refunded
-
-
-def revenue_by_course(rows: Iterable[LedgerRow], *, start: datetime | None, end: datetime) -> list[RevenueLine]:
-    """Revenue per course and currency: sales made in [start, end), minus refunds made in [start, end).
-
-    Args:
-        rows: The ledger.
-        start: The window's first instant; None for all time.
-        end: The instant after the window.
-
-    Returns:
-        One line per course and currency with a sale or a refund in the window, by course then currency.
-    """
-
-    def inside(at: datetime | None) -> bool:
-        return at is not None and (start is None or at >= start) and at < end
-
-    acc: dict[tuple[str, str], _Accumulator] = {}
-    for row in rows:
-        sold, refunded = inside(row.purchased_at), inside(row.refunded_at)
-        if not (sold or refunded):
-            continue
-        entry = acc.setdefault((row.course_key, row.currency), _Accumulator(row.title))
-        if sold:
-            entry.sales += 1
-            entry.gross += row.amount_major
-            # A forgotten buyer still counts once per purchase.
-            entry.buyers.add(row.member_id if row.member_id is not None else f"purchase-{row.purchase_id}")
-        if refunded:
-            entry.refunds += 1
-            entry.refunded += row.amount_major
-    return [
-        RevenueLine(
-            course_key=course_key,
-            title=entry.title,
-            currency=currency,
-            sales=entry.sales,
-            buyers=len(entry.buyers),
-            refunds=entry.refunds,
-            gross=entry.gross,
-            refunded=entry.refunded,
-        )
-        for (course_key, currency), entry in sorted(acc.items())
-    ]
-
-
-@dataclass(slots=True)
-class _Accumulator:
-    title: str
-    sales: int = 0
-    refunds: int = 0
-    gross: Decimal = Decimal(0)
-    refunded: Decimal = Decimal(0)
-    buyers: set[int | str] = field(default_factory=set)
-
-
-def totals_by_currency(lines: Sequence[RevenueLine]) -> dict[str, Decimal]:
-    """Net revenue per currency over the lines."""
-    out: dict[str, Decimal] = {}
-    for line in lines:
-        out[line.currency] = out.get(line.currency, Decimal(0)) + line.net
-    return out
-
-
-def fmt_totals(totals: dict[str, Decimal]) -> str:
-    """Net totals per currency: "98.00 EUR, 1,500 Stars"; "nothing" when empty."""
-    if not totals:
-        return "nothing"
-    return ", ".join(fmt_money(amount, currency) for currency, amount in sorted(totals.items()))
-
-
 def week_bounds(day: date) -> tuple[date, date]:
     """The Monday and the Sunday of the ISO week containing ``day``."""
     monday = day - timedelta(days=day.weekday())
@@ -225,3 +87,48 @@ def revenue_windows(today: date, tz: ZoneInfo) -> list[tuple[str, datetime | Non
         (f"Last 4 weeks (since {fmt_day(four)})", local_midnight(four, tz)),
         ("All time", None),
     ]
+
+
+def latest_cohort(report: Report) -> Cohort | None:
+    """The most recent join cohort whose second week is over (the retention headline)."""
+    observed = [c for c in report.cohorts if len(c.retention) >= 2]
+    return observed[-1] if observed else None
+
+
+def activation_share(report: Report, audience: Audience) -> float | None:
+    """The report's activation rate as ``audience`` may see it (None when hidden or undefined)."""
+    rate, eligible = report.activation_rate, report.activation_eligible
+    return audience.share(rate, eligible, members_counted(rate, eligible))
+
+
+def retention_sentence(report: Report, audience: Audience) -> str | None:
+    """The retention headline of ``/report`` and the digest, for ``audience``; None without an observed cohort.
+
+    E.g. "Retention: of the 10 who joined in 2024-W08, 40% came back in their second week."
+    """
+    cohort = latest_cohort(report)
+    if cohort is None:
+        return None
+    rate = cohort.second_week_retention
+    share = audience.share(rate, cohort.size, members_counted(rate, cohort.size))
+    joined = f"Retention: of the {fmt_members(cohort.size, audience)} who joined in {cohort.cohort}, "
+    if share is None:
+        return joined + "how many came back in their second week is not shown (fewer than 5 either way)."
+    return joined + f"{fmt_pct(share)} came back in their second week."
+
+
+def activation_sentence(report: Report, audience: Audience) -> str | None:
+    """The activation headline of ``/report`` and the digest, for ``audience``; None without recent joiners.
+
+    E.g. "Activation: 40% of the 5 recent joiners posted 3+ messages in their first 7 days."
+    """
+    if not report.activation_eligible:
+        return None
+    activation = activation_share(report, audience)
+    joiners = f"the {fmt_members(report.activation_eligible, audience)} recent joiners"
+    if activation is None:
+        return (
+            f"Activation: how many of {joiners} posted 3+ messages in their first 7 days is not shown "
+            "(fewer than 5 either way)."
+        )
+    return f"Activation: {fmt_pct(activation)} of {joiners} posted 3+ messages in their first 7 days."

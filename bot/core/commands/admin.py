@@ -17,28 +17,19 @@ from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 
 from analytics.charts import activity_chart
+from analytics.commerce import revenue_by_course, totals_by_currency
+from analytics.formatting import DASH, fmt_change, fmt_day, fmt_int, fmt_money, fmt_pct, fmt_totals
+from analytics.privacy import OWNERS
 from analytics.render import clean_name, data_notices
 from analytics.results import MemberStatus, Report
 from bot.config import CourseSettings
 from bot.core.commands.base import CapabilityError, CommandContext, CommandSpec, OptionSpec, UsageError
-from bot.core.digest import build_digest, latest_cohort
+from bot.core.digest import build_digest
 from bot.core.events import MemberRef, Platform, PurchaseEvent, PurchaseSource, RefundEvent
 from bot.core.markup import Span, bold, code, italic, join, rich
 from bot.core.replies import Attachment, Button, Reply
 from bot.core.sales import SaleOutcome, record_refund, record_sale
-from bot.core.views import (
-    DASH,
-    fmt_change,
-    fmt_conversion,
-    fmt_day,
-    fmt_int,
-    fmt_money,
-    fmt_pct,
-    fmt_totals,
-    revenue_by_course,
-    revenue_windows,
-    totals_by_currency,
-)
+from bot.core.views import activation_sentence, fmt_conversion, retention_sentence, revenue_windows
 from bot.reporting import ReportError, ReportRequest, build_community_report, current_member_ids
 from storage.ledger import UnmatchedRecord, mark_unmatched_refunded, unmatched_payment, unmatched_payment_by_id
 from storage.member_queries import (
@@ -116,17 +107,9 @@ async def report(ctx: CommandContext) -> Reply:
             + (f" ({change} vs the week before)" if change != DASH else "")
             + f", {fmt_int(last.new)} new, {fmt_int(last.left)} left, {fmt_int(last.messages)} messages"
         )
-    cohort = latest_cohort(result)
-    if cohort is not None:
-        lines.append(
-            f"Retention: of the {fmt_int(cohort.size)} who joined in {cohort.cohort}, "
-            f"{fmt_pct(cohort.second_week_retention)} came back in their second week"
-        )
-    if result.activation_eligible:
-        lines.append(
-            f"Activation (3+ messages in the first 7 days): {fmt_pct(result.activation_rate)} of "
-            f"{fmt_int(result.activation_eligible)} recent joiners"
-        )
+    lines += [
+        sentence for sentence in (retention_sentence(result, OWNERS), activation_sentence(result, OWNERS)) if sentence
+    ]
     if rows:
         lines += ["", [bold("Revenue, net of refunds")]]
         for label, start in revenue_windows(today, ctx.settings.community.tz):

@@ -13,14 +13,16 @@ import json
 import logging
 from collections.abc import Mapping, Sequence
 from datetime import UTC, date, timedelta
+from decimal import Decimal
 from types import MappingProxyType
 
+from analytics.formatting import fmt_day, fmt_int, fmt_money
 from bot.core.commands.base import CommandContext, CommandSpec, OptionSpec, UsageError
 from bot.core.events import Platform
 from bot.core.markup import Span, bold, code, italic, join, rich
 from bot.core.payments import PaymentError, sign_payload
 from bot.core.replies import Attachment, Button, Invoice, Reply
-from bot.core.views import course_prices, fmt_day, fmt_int
+from bot.core.views import course_prices
 from storage.deletion import DeletionReport
 from storage.member_queries import (
     export_member_data,
@@ -198,8 +200,9 @@ async def buy(ctx: CommandContext) -> Reply:
             currency="XTR",
             payload=payload,
         )
+        price = fmt_money(Decimal(course.price_stars), "XTR")
         return Reply(
-            rich(["Here is your invoice for ", bold(course.title), f": {course.price_stars:,} Stars."]),
+            rich(["Here is your invoice for ", bold(course.title), f": {price}."]),
             private=True,
             invoice=invoice,
         )

@@ -1,0 +1,163 @@
+"""The run of ``python -m bench analytics``: options, both sides in fresh processes, the comparison, the report."""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing
+import os
+import platform
+import sqlite3
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from bench.analytics.common import (
+    DEFAULT_WORKDIR,
+    REPORT_WEEKS,
+    TARGET_PEAK_MB,
+    TARGET_RATIO,
+    TARGET_SECONDS,
+)
+from bench.analytics.compare import compare
+from bench.analytics.ours import measure_ours
+from bench.analytics.reference import measure_duckdb
+from bench.measure import MB, met, positive_int
+from bench.synthetic import (
+    FIRST_DAY,
+    Params,
+    ensure,
+)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of ``python -m bench analytics``."""
+    parser.add_argument("--members", type=positive_int, default=100_000, help="human members (default 100,000)")
+    parser.add_argument(
+        "--events", type=positive_int, default=20_000_000, help="messages and reactions (default 20,000,000)"
+    )
+    parser.add_argument(
+        "--history-weeks", type=positive_int, default=52, help="weeks of history the events span (default 52)"
+    )
+    parser.add_argument("--seed", type=int, default=1, help="random seed of the community (default 1)")
+    parser.add_argument("--repeats", type=positive_int, default=3, help="timed runs per side, best kept (default 3)")
+    parser.add_argument(
+        "--workdir",
+        type=Path,
+        default=DEFAULT_WORKDIR,
+        help="where the generated community is cached (default bench/.cache)",
+    )
+
+
+# --- the run -----------------------------------------------------------------------------------------------------
+
+
+def _in_fresh_process(func: Callable[..., dict[str, Any]], *args: Any) -> dict[str, Any]:
+    # A spawned process per side: each peak RSS is that side's alone (not the generator's, not the other side's).
+    with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        return pool.submit(func, *args).result()
+
+
+def _load() -> str:
+    one, five, fifteen = os.getloadavg()
+    return f"{one:.2f} {five:.2f} {fifteen:.2f}"
+
+
+def _times(values: Sequence[float]) -> str:
+    return ", ".join(f"{v:.2f}" for v in values)
+
+
+def _wrap(names: Sequence[str], width: int = 116) -> list[str]:
+    lines, line = [], ""
+    for name in names:
+        piece = name if not line else f", {name}"
+        if len(line) + len(piece) > width:
+            lines.append(line + ",")
+            line = name
+        else:
+            line += piece
+    return [*lines, line] if line else lines
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the benchmark and print its report; the last line is the one-line summary."""
+    import duckdb
+
+    print(
+        f"cohortbot analytics benchmark: Python {platform.python_version()}, SQLite {sqlite3.sqlite_version}, "
+        f"pandas {pd.__version__}, numpy {np.__version__}, DuckDB {duckdb.__version__}; {os.cpu_count()} CPUs; "
+        f"load average {_load()}",
+        flush=True,
+    )
+    params = Params(members=args.members, events=args.events, weeks=args.history_weeks, seed=args.seed)
+    started = time.perf_counter()
+    cached = ensure(params, args.workdir)
+    s, n = cached.seconds, cached.counts
+    how = "generated now" if cached.built_now else "cached; generating it took"
+    print(
+        f"community: {args.members:,} members, {n['events']:,} events ({n['messages']:,} messages incl. "
+        f"{n['bot_messages']:,} by bots, {n['reactions']:,} reactions), {n['memberships']:,} joins/leaves, "
+        f"{n['purchases']:,} purchases ({n['refunds']:,} refunded), {n['channels']} channels; "
+        f"{args.history_weeks} weeks from {FIRST_DAY.isoformat()}, seed {args.seed}",
+    )
+    print(
+        f"synthetic: {cached.db} + .npz ({how} {s['total']:.1f} s: events {s['generate']:.1f} s, rollups "
+        f"{s['rollups']:.1f} s, SQLite {s['database']:.1f} s, arrays {s['arrays']:.1f} s; "
+        f"{n['member_days']:,} member-day rows)"
+        + (f"; this run: {time.perf_counter() - started:.1f} s" if cached.built_now else ""),
+        flush=True,
+    )
+    as_of = FIRST_DAY + timedelta(days=params.days - 1)
+
+    ours = _in_fresh_process(measure_ours, str(cached.db), as_of, args.repeats)
+    best = min(ours["times"])
+    parts = ours["parts"]
+    reads = sum(v for k, v in parts.items() if k.startswith("read "))
+    rows = ours["rows"]
+    print(
+        f"cohortbot: build_community_report as of {as_of.isoformat()}, {REPORT_WEEKS} weeks (history from "
+        f"{ours['history_start']}): best {best:.2f} s of {_times(ours['times'])} (after a warm-up); "
+        f"peak RSS {ours['peak'] / MB:,.0f} MB",
+        flush=True,
+    )
+    print(
+        f"  where the time goes (one more run, part by part): SQL reads {reads:.2f} s ("
+        + ", ".join(f"{k[5:]} {v:.2f} s / {rows[k[5:]]:,} rows" for k, v in parts.items() if k.startswith("read "))
+        + f"), build_report {parts['build_report']:.2f} s"
+    )
+    duck = _in_fresh_process(measure_duckdb, str(cached.npz), as_of, args.repeats)
+    duck_best = min(duck["times"])
+    print(
+        f"duckdb: {duck['counts']['events']:,} raw events loaded into memory in {duck['load_seconds']:.1f} s "
+        f"(not compared); metrics best {duck_best:.2f} s of {_times(duck['times'])} (after a warm-up, "
+        f"{duck['threads']} threads); peak RSS {duck['peak'] / MB:,.0f} MB (its own process)",
+        flush=True,
+    )
+
+    problems = compare(ours["metrics"], duck["metrics"])
+    names = sorted(ours["metrics"].keys() & duck["metrics"].keys())
+    print(f"metrics compared ({len(names)}):")
+    for line in _wrap(names):
+        print(f"  {line}")
+    ratio = best / duck_best
+    peak_mb = ours["peak"] / MB
+    if problems:
+        print(f"check: cohortbot and duckdb DISAGREE on {len(problems)} of {len(names)} metrics:")
+        for problem in problems:
+            print(f"  {problem}")
+        print(f"timings (not valid while the results differ): {best:.2f} s, {ratio:.2f}x duckdb, {peak_mb:.0f} MB")
+        print(f"analytics: results differ from duckdb on {len(problems)} metric(s)")
+        return 1
+    print(f"check: cohortbot and duckdb agree on all {len(names)} metrics")
+    print(
+        f"targets: <= {TARGET_SECONDS:g} s {met(best <= TARGET_SECONDS)}; <= {TARGET_RATIO:g}x duckdb "
+        f"{met(ratio <= TARGET_RATIO)}; <= {TARGET_PEAK_MB:,} MB peak {met(peak_mb <= TARGET_PEAK_MB)} "
+        f"(load average now {_load()})"
+    )
+    print(f"analytics: {best:.2f} s, {ratio:.2f}x duckdb, {peak_mb:.0f} MB peak")
+    return 0
