@@ -197,8 +197,8 @@ def cmd_forget(args: argparse.Namespace) -> int:
 def cmd_run(args: argparse.Namespace) -> int:
     """Run the bot: log activity and answer commands on the enabled platforms until Ctrl+C or SIGTERM."""
     from bot.adapters import build_adapters
-    from bot.adapters.base import AdapterStartError
     from bot.app import TaskDiedError, build_app, serve
+    from bot.core.ports import AdapterStartError
 
     settings = _settings(args.config)
     if not (settings.telegram.enabled or settings.discord.enabled):
@@ -250,8 +250,8 @@ def _local_start(day: date, settings: Settings) -> datetime:
 def _send_job(settings: Settings, engine: Engine, job: str) -> str:
     """Start the enabled platforms without the schedule, run one job through them, stop; returns its outcome."""
     from bot.adapters import build_adapters
-    from bot.adapters.base import AdapterStartError
     from bot.app import build_app
+    from bot.core.ports import AdapterStartError
 
     secrets = load_secrets(os.environ)
     problems = validate_secrets(settings, secrets)
@@ -366,7 +366,7 @@ def cmd_jobs(args: argparse.Namespace) -> int:
     """Show each scheduled job's last run (outcome, when, where) and next run."""
     from bot.clock import SystemClock
     from bot.scheduler import Scheduler, job_names
-    from storage.schedule import last_job_runs
+    from storage.job_runs import last_job_runs
 
     settings = _settings(args.config)
     engine = _existing_engine(settings)
@@ -422,8 +422,8 @@ def cmd_console(args: argparse.Namespace) -> int:
 
 
 def _importer_store(args: argparse.Namespace) -> tuple[Engine, IngestStore, str, Settings]:
+    from storage.communities import find_community
     from storage.ingest import IngestStore
-    from storage.queries import find_community
 
     settings = _settings(args.config)
     engine = _existing_engine(settings)

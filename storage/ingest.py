@@ -24,7 +24,9 @@ from sqlalchemy import Connection, Engine, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-from bot.core.events import (
+from storage.engine import writing
+from storage.errors import UnknownCommunityError, UnknownCourseError, UnknownPurchaseError
+from storage.events import (
     ActivityEvent,
     ChannelRef,
     MemberJoined,
@@ -36,8 +38,6 @@ from bot.core.events import (
     ReactionEvent,
     RefundEvent,
 )
-from storage.engine import writing
-from storage.errors import UnknownCommunityError, UnknownCourseError, UnknownPurchaseError
 from storage.local_days import LocalDays
 from storage.models import Community, Course, Purchase, Refund
 from storage.rollups import RollupDelta, apply_delta, refresh_member_activity

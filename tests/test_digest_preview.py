@@ -13,7 +13,7 @@ from sqlalchemy import update
 
 from analytics.privacy import MEMBERS, OWNERS
 from bot.core.digest import _engagement, build_digest, latest_cohort
-from bot.core.events import MemberJoined, MemberLeft, MemberRef, Platform, PurchaseEvent, PurchaseSource
+from storage.events import MemberJoined, MemberLeft, MemberRef, Platform, PurchaseEvent, PurchaseSource
 from storage.ingest import IngestStore
 from storage.models import Member
 from tests.conftest import COMMUNITY, Events

@@ -35,9 +35,13 @@ from sqlalchemy.engine import make_url
 
 from analytics.safe_text import clean_text
 from analytics.weeks import week_label
-from bot.adapters.base import AdapterDeps, DeliveryError
-from bot.core.commands.base import AccessResult
-from bot.core.events import (
+from bot.core.markup import bold, render_plain, rich
+from bot.core.ports import AccessResult, AdapterDeps, DeliveryError
+from bot.core.replies import Attachment, Button, OutgoingMessage, Reply
+from bot.core.sales import find_course, record_sale
+from bot.core.views import fmt_money
+from bot.scheduler import Scheduler, due_digest_week
+from storage.events import (
     ChannelRef,
     CommandInvocation,
     MemberJoined,
@@ -50,12 +54,7 @@ from bot.core.events import (
     ReactionEvent,
     text_facts,
 )
-from bot.core.markup import bold, render_plain, rich
-from bot.core.replies import Attachment, Button, OutgoingMessage, Reply
-from bot.core.sales import find_course, record_sale
-from bot.core.views import fmt_money
-from bot.scheduler import Scheduler, due_digest_week
-from storage.member_queries import live_purchase
+from storage.ledger import live_purchase
 
 if TYPE_CHECKING:
     from bot.config import CourseSettings, Settings

@@ -25,10 +25,11 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
-from bot.adapters.base import AdapterDeps, DeliveryError
 from bot.config import CourseSettings
-from bot.core.commands.base import AccessResult
-from bot.core.events import (
+from bot.core.ports import AccessResult, AdapterDeps, DeliveryError
+from bot.core.replies import OutgoingMessage, Reply
+from bot.core.sales import record_refund, record_sale
+from storage.events import (
     ActivityEvent,
     ChannelRef,
     CommandInvocation,
@@ -42,8 +43,6 @@ from bot.core.events import (
     ReactionEvent,
     RefundEvent,
 )
-from bot.core.replies import OutgoingMessage, Reply
-from bot.core.sales import record_refund, record_sale
 
 log = logging.getLogger(__name__)
 
@@ -601,7 +600,7 @@ def _cumulative(weights: Sequence[float]) -> list[float]:
 class SimulatedAdapter:
     """Connects a :class:`SimulatedCommunity` to the bot: its actions go in, digests and nudges come out.
 
-    It is also the simulated platform's :class:`~bot.core.commands.base.PlatformActions`: granting and revoking
+    It is also the simulated platform's :class:`~bot.core.ports.PlatformActions`: granting and revoking
     course access and refunding payments are recorded, not performed (there is no real platform).
     """
 

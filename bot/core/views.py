@@ -15,7 +15,7 @@ from zoneinfo import ZoneInfo
 
 from analytics.privacy import Audience
 from bot.config import CourseSettings
-from storage.member_queries import LedgerRow
+from storage.ledger import LedgerRow
 
 DASH = "–"
 MINUS = "−"

@@ -6,8 +6,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from bot.clock import SystemClock
-from bot.core.events import MemberRef, Platform, PurchaseEvent, PurchaseSource, RefundEvent
-from storage.schedule import last_job_runs
+from storage.events import MemberRef, Platform, PurchaseEvent, PurchaseSource, RefundEvent
+from storage.job_runs import last_job_runs
 from tests.adapter_telegram import payloads as p
 from tests.adapter_telegram.conftest import running
 from tests.adapter_telegram.fake_bot_api import FakeBotApi

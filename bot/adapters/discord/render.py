@@ -13,8 +13,8 @@ from typing import Any
 
 import discord
 
-from bot.core.commands.base import CapabilityError
 from bot.core.markup import render_discord_markdown, split_message
+from bot.core.ports import CapabilityError
 from bot.core.replies import Button, Reply
 
 from .translate import button_custom_id

@@ -42,7 +42,6 @@ from telegram.error import BadRequest, Forbidden, InvalidToken, NetworkError, Re
 from telegram.ext import Application, ApplicationBuilder, CallbackContext
 from telegram.warnings import PTBDeprecationWarning
 
-from bot.adapters.base import AccessFix, AdapterDeps, AdapterStartError, DeliveryError
 from bot.adapters.retry import Backoff, describe, sleep_unless, waiting_can_fix
 from bot.adapters.telegram import render
 from bot.adapters.telegram.ratelimit import FloodGate, FloodLimits
@@ -62,12 +61,13 @@ from bot.adapters.telegram.translate import (
     refund_event,
 )
 from bot.config import CourseSettings
-from bot.core.commands.base import AccessResult, CapabilityError, CommandSpec
-from bot.core.events import ActivityEvent, CommandInvocation, MemberJoined, MemberLeft, MemberRef, Platform
+from bot.core.commands.base import CommandSpec
 from bot.core.markup import Rich, link, rich
 from bot.core.payments import PaymentError, verify_payload
+from bot.core.ports import AccessFix, AccessResult, AdapterDeps, AdapterStartError, CapabilityError, DeliveryError
 from bot.core.replies import OutgoingMessage, Reply
 from bot.core.sales import check_checkout, record_refund, record_sale, refuse_payment
+from storage.events import ActivityEvent, CommandInvocation, MemberJoined, MemberLeft, MemberRef, Platform
 from storage.writer import WriterClosedError
 
 log = logging.getLogger(__name__)

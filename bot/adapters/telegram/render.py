@@ -15,8 +15,8 @@ from typing import Final
 from telegram import Bot, InlineKeyboardButton, InlineKeyboardMarkup, InputFile, LabeledPrice, Message, ReplyParameters
 from telegram.constants import ParseMode
 
-from bot.core.commands.base import CapabilityError
 from bot.core.markup import render_telegram_html, split_html
+from bot.core.ports import CapabilityError
 from bot.core.replies import Attachment, Button, Invoice, Reply
 
 MESSAGE_LIMIT: Final = 4096  # UTF-16 code units after entity parsing; we count the HTML itself, which is longer
