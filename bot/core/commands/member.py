@@ -1,7 +1,7 @@
 """Commands every member may run: welcome, help, own stats, courses and buying, nudge preference, own data.
 
 Every answer here is personal, so every command is ``private`` (a DM on Telegram, ephemeral on Discord).
-Handlers read the database through ``storage`` (``members``, ``ledger``, ``export``) in a thread and never hold a session.
+Handlers read the database through ``storage`` (members, ledger, export) in a thread and never hold a session.
 """
 
 from __future__ import annotations
