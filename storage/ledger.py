@@ -19,6 +19,9 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from storage.deletion import find_member_id
 from storage.engine import writing
+from storage.errors import UnknownCourseError, UnknownPurchaseError
+from storage.events import MemberRef, PurchaseEvent, RefundEvent
+from storage.identities import Identities
 from storage.models import (
     Course,
     Member,
@@ -26,6 +29,7 @@ from storage.models import (
     Refund,
     UnmatchedPayment,
 )
+from storage.types import bind_time
 
 
 @dataclass(frozen=True, slots=True)
@@ -465,3 +469,119 @@ def course_access(
         course: CourseAccess(course, frozenset(owners.get(course, set())), frozenset(users - owners.get(course, set())))
         for course, users in bought.items()
     }
+
+
+@dataclass(frozen=True, slots=True)
+class LedgerOutcome:
+    """The result of recording a purchase or refund: the row's id and whether this call created it."""
+
+    row_id: int
+    created: bool
+
+
+def record_purchase(writes: Engine, ids: Identities, event: PurchaseEvent) -> LedgerOutcome:
+    """Commit a purchase before returning (``IngestStore.record_purchase``). The same charge again: ``created=False``.
+
+    Args:
+        writes: The engine to write through (``writing(engine)``).
+        ids: The writer's id caches (the buyer and the granting admin are resolved through them).
+        event: The purchase.
+
+    Raises:
+        UnknownCommunityError: The community is not registered.
+        UnknownCourseError: The course is not in the catalog; nothing is stored.
+    """
+    info = ids.community(event.community)
+    platform = event.platform.value
+    with writes.begin() as conn:
+        course_id = conn.execute(
+            select(Course.id).where(Course.community_id == info.id, Course.course_key == event.course_id)
+        ).scalar()
+        if course_id is None:
+            raise UnknownCourseError(event.community, event.course_id)
+        cur = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+        refs = [(info.id, platform, event.member)]
+        if event.granted_by is not None:
+            refs.append((info.id, platform, MemberRef(event.granted_by)))
+        ids.resolve_members(cur, refs, bind_time(event.occurred_at, ids.dialect))
+        cur.close()
+        member_id = ids.member(info.id, platform, event.member.user_id)
+        granted_by = ids.member(info.id, platform, event.granted_by) if event.granted_by else None
+        stmt = (
+            _insert(conn)(Purchase)
+            .values(
+                community_id=info.id,
+                member_id=member_id,
+                course_id=course_id,
+                platform=platform,
+                charge_id=event.charge_id,
+                provider_charge_id=event.provider_charge_id,
+                source=event.source.value,
+                amount=event.amount,
+                currency=event.currency,
+                purchased_at=event.occurred_at,
+                granted_by_member_id=granted_by,
+                is_test=event.is_test,
+                access_ends_at=event.access_ends_at,
+            )
+            .on_conflict_do_nothing(index_elements=["platform", "charge_id"])
+            .returning(Purchase.id)
+        )
+        new_id = conn.execute(stmt).scalar()
+        if new_id is not None:
+            return LedgerOutcome(int(new_id), created=True)
+        existing = conn.execute(
+            select(Purchase.id).where(Purchase.platform == platform, Purchase.charge_id == event.charge_id)
+        ).scalar_one()
+        return LedgerOutcome(int(existing), created=False)
+
+
+def record_refund(writes: Engine, ids: Identities, event: RefundEvent) -> LedgerOutcome:
+    """Commit a refund of a recorded purchase (``IngestStore.record_refund``). Again: ``created=False``.
+
+    Args:
+        writes: The engine to write through (``writing(engine)``).
+        ids: The writer's id caches (the refunding admin is resolved through them).
+        event: The refund.
+
+    Raises:
+        UnknownPurchaseError: No purchase with that charge id; nothing is stored.
+    """
+    info = ids.community(event.community)
+    platform = event.platform.value
+    with writes.begin() as conn:
+        purchase_id = conn.execute(
+            select(Purchase.id).where(
+                Purchase.community_id == info.id,
+                Purchase.platform == platform,
+                Purchase.charge_id == event.charge_id,
+            )
+        ).scalar()
+        if purchase_id is None:
+            raise UnknownPurchaseError(platform, event.charge_id)
+        refunded_by = None
+        if event.refunded_by is not None:
+            cur = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+            ids.resolve_members(
+                cur,
+                [(info.id, platform, MemberRef(event.refunded_by))],
+                bind_time(event.occurred_at, ids.dialect),
+            )
+            cur.close()
+            refunded_by = ids.member(info.id, platform, event.refunded_by)
+        stmt = (
+            _insert(conn)(Refund)
+            .values(
+                purchase_id=purchase_id,
+                refunded_at=event.occurred_at,
+                reason=event.reason,
+                refunded_by_member_id=refunded_by,
+            )
+            .on_conflict_do_nothing(index_elements=["purchase_id"])
+            .returning(Refund.id)
+        )
+        new_id = conn.execute(stmt).scalar()
+        if new_id is not None:
+            return LedgerOutcome(int(new_id), created=True)
+        existing = conn.execute(select(Refund.id).where(Refund.purchase_id == purchase_id)).scalar_one()
+        return LedgerOutcome(int(existing), created=False)

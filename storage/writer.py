@@ -24,7 +24,8 @@ from storage.deletion import DeletionReport, delete_member_data, find_member_id
 from storage.engine import writing
 from storage.errors import UnknownCommunityError
 from storage.events import ActivityEvent, PurchaseEvent, RefundEvent
-from storage.ingest import BatchResult, IngestStore, LedgerOutcome
+from storage.ingest import BatchResult, IngestStore
+from storage.ledger import LedgerOutcome
 
 log = logging.getLogger(__name__)
 
