@@ -1,9 +1,9 @@
 """The money ledger: purchases, refunds, access granted and ended, owned courses, unmatched payments.
 
-Purchases and refunds from events are committed by the event writer (``IngestStore.record_purchase`` /
-``record_refund``); this module holds the rest of the ledger's reads and writes. Payments are rare, so writes open
-their own short transaction (through ``writing`` so SQLite writes are serialised with the writer's). Functions are
-synchronous: call them with ``asyncio.to_thread`` from handlers.
+Purchase and refund events are committed here through the event writer (``IngestStore.record_purchase`` /
+``record_refund`` call :func:`record_purchase` / :func:`record_refund` with the writer's id caches). Payments are
+rare, so every write opens its own short transaction (through ``writing`` so SQLite writes are serialised with the
+writer's). Functions are synchronous: call them with ``asyncio.to_thread`` from handlers.
 """
 
 from __future__ import annotations
