@@ -330,7 +330,7 @@ def commerce_summary(
 
 
 class Sale(Protocol):
-    """What revenue needs of one purchase (``storage.member_queries.LedgerRow`` is one)."""
+    """What revenue needs of one purchase (``storage.ledger.LedgerRow`` is one)."""
 
     @property
     def purchase_id(self) -> int:

@@ -1,6 +1,6 @@
 """The inputs of the analytics: small, pre-aggregated frames that storage queries produce.
 
-Analytics never sees raw events. ``storage.queries`` aggregates rollup tables in SQL and hands over these frames;
+Analytics never sees raw events. ``storage.report_frames`` aggregates rollup tables in SQL and hands over these frames;
 tests build them by hand. Every frame holds humans only (bots are filtered out by the query). Days are local
 calendar days in the community's time zone (the rollups are bucketed that way); instants are UTC-aware.
 """

@@ -22,8 +22,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from bot.core.events import ActivityEvent, MemberJoined, MessageEvent, ReactionEvent
 from storage.engine import make_engine
+from storage.events import ActivityEvent, MemberJoined, MessageEvent, ReactionEvent
 from storage.migrate import upgrade
 from storage.types import to_millis
 

@@ -51,8 +51,8 @@ from bench.workload import (
     Population,
     TrafficGenerator,
 )
-from bot.core.events import ActivityEvent
 from storage.engine import make_engine
+from storage.events import ActivityEvent
 from storage.ingest import BatchResult, IngestStore
 from storage.migrate import MIGRATIONS, head_revision, upgrade
 from storage.writer import EventWriter

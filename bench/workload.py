@@ -22,15 +22,7 @@ from datetime import UTC, datetime, timedelta
 from itertools import accumulate
 from typing import Generic, TypeVar
 
-from bot.core.events import (
-    ActivityEvent,
-    ChannelRef,
-    MemberJoined,
-    MemberRef,
-    MessageEvent,
-    Platform,
-    ReactionEvent,
-)
+from storage.events import ActivityEvent, ChannelRef, MemberJoined, MemberRef, MessageEvent, Platform, ReactionEvent
 
 # Bump when the generated traffic changes, so cached prefill databases are rebuilt.
 WORKLOAD_VERSION = 2

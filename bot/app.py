@@ -20,11 +20,11 @@ from typing import Any, Protocol, runtime_checkable
 
 from sqlalchemy import Engine
 
-from bot.adapters.base import Adapter, AdapterDeps
 from bot.clock import Clock, SystemClock
 from bot.config import Secrets, Settings
 from bot.core.commands import all_commands
 from bot.core.dispatcher import Dispatcher
+from bot.core.ports import Adapter, AdapterDeps
 from bot.scheduler import Scheduler
 from storage.catalog import CourseRecord, sync_courses
 from storage.engine import make_engine

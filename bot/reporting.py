@@ -13,16 +13,8 @@ from analytics.members import current_member_mask, inactive_members, member_tabl
 from analytics.report import build_report, history_start
 from analytics.results import MemberStatus, Report
 from bot.importers import EARLIEST_TIME, LATEST_TIME
-from storage.queries import (
-    CommunityInfo,
-    find_community,
-    last_active_before,
-    latest_activity_day,
-    list_communities,
-    load_frames,
-    member_days,
-    members,
-)
+from storage.communities import CommunityInfo, find_community, latest_activity_day, list_communities
+from storage.report_frames import last_active_before, load_frames, member_days, members
 
 BUILT_IN_OWNERS: frozenset[tuple[str, str]] = frozenset({("console", "owner"), ("simulated", "owner")})
 """The console's and the demo's own owner account (``platform``, user id): the host, not a member."""

@@ -3,7 +3,7 @@
 APScheduler's ``AsyncIOScheduler`` fires the jobs on the bot's own loop at times computed in the community's
 time zone. The jobs themselves are plain methods that read the injected clock, so tests call them directly with
 a clock they control, and a restart or a second process is harmless: every run is recorded in ``job_runs`` and a
-digest week is claimed in the database before it is sent (see ``storage.schedule.claim_digest``).
+digest week is claimed in the database before it is sent (see ``storage.digests.claim_digest``).
 """
 
 from __future__ import annotations
@@ -22,15 +22,15 @@ from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 from sqlalchemy import Engine
 
-from bot.adapters.base import AccessReconciler, Adapter
 from bot.clock import Clock
 from bot.config import Settings
 from bot.core.digest import build_digest
 from bot.core.markup import join, rich
 from bot.core.nudges import OUTCOME_WINDOW_DAYS, in_quiet_hours, plan_nudges, run_nudges
+from bot.core.ports import AccessReconciler, Adapter
 from bot.core.reconcile import reconcile_access
 from bot.core.replies import OutgoingMessage, Reply
-from storage import schedule as store
+from storage import digests, job_runs, nudge_log
 
 log = logging.getLogger(__name__)
 
@@ -184,7 +184,7 @@ class Scheduler:
         }
         community_id = self._community_id()
         run_id = await asyncio.to_thread(
-            store.start_job_run, self.engine, community_id, name, now=self.clock.now(), host=self.host
+            job_runs.start_job_run, self.engine, community_id, name, now=self.clock.now(), host=self.host
         )
         task = asyncio.current_task()
         if task is not None:
@@ -198,7 +198,7 @@ class Scheduler:
             if task is not None:
                 self._running.discard(task)
         await asyncio.to_thread(
-            store.finish_job_run,
+            job_runs.finish_job_run,
             self.engine,
             run_id,
             now=self.clock.now(),
@@ -212,10 +212,10 @@ class Scheduler:
         """At start: send the newest digest whose slot passed while the bot was down, if nobody sent it."""
         now = self.clock.now()
         monday = due_digest_week(now, self.settings)
-        record = await asyncio.to_thread(store.digest_record, self.engine, self._community_id(), _week(monday))
+        record = await asyncio.to_thread(digests.digest_record, self.engine, self._community_id(), _week(monday))
         if record is not None:
             return None
-        first_run = await asyncio.to_thread(store.first_job_run_at, self.engine, self._community_id())
+        first_run = await asyncio.to_thread(job_runs.first_job_run_at, self.engine, self._community_id())
         if first_run is None or first_run > digest_slot(monday, self.settings):
             return None  # the scheduler was not running for this community yet: nothing was missed
         return await self.run("digest")
@@ -225,7 +225,7 @@ class Scheduler:
     async def refresh(self) -> JobResult:
         """Record nudge outcomes (who came back within 7 days)."""
         updated = await asyncio.to_thread(
-            store.record_nudge_outcomes,
+            nudge_log.record_nudge_outcomes,
             self.engine,
             self._community_id(),
             now=self.clock.now(),
@@ -247,7 +247,7 @@ class Scheduler:
             # Claiming here would mark the week sent with nobody having read it.
             return JobResult("skipped", f"digest {week}: no digest channel or owner on a connected platform")
         claimed = await asyncio.to_thread(
-            store.claim_digest, self.engine, community_id, week, now=now, late=late, claimed_by=self.host
+            digests.claim_digest, self.engine, community_id, week, now=now, late=late, claimed_by=self.host
         )
         if not claimed:
             return JobResult("skipped", f"digest {week} already claimed")
@@ -267,7 +267,7 @@ class Scheduler:
             reply = Reply(text, attachments=digest.charts)
             for platform, target, _, direct in group:
                 failures.extend(await self._deliver(OutgoingMessage(platform, target, reply, direct=direct)))
-        await asyncio.to_thread(store.mark_digest_sent, self.engine, community_id, week, now=self.clock.now())
+        await asyncio.to_thread(digests.mark_digest_sent, self.engine, community_id, week, now=self.clock.now())
         sent = len(targets) - len(failures)
         detail = f"digest {week}{' (late)' if late else ''} sent to {sent} of {len(targets)} targets"
         if failures:

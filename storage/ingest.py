@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from itertools import chain
@@ -24,7 +24,10 @@ from sqlalchemy import Connection, Engine, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-from bot.core.events import (
+from storage import ledger
+from storage.engine import writing
+from storage.errors import UnknownCommunityError
+from storage.events import (
     ActivityEvent,
     ChannelRef,
     MemberJoined,
@@ -36,17 +39,15 @@ from bot.core.events import (
     ReactionEvent,
     RefundEvent,
 )
-from storage.engine import writing
-from storage.errors import UnknownCommunityError, UnknownCourseError, UnknownPurchaseError
+from storage.identities import CHUNK, CommunityIds, Identities
+from storage.ledger import LedgerOutcome
 from storage.local_days import LocalDays
-from storage.models import Community, Course, Purchase, Refund
+from storage.models import Community
 from storage.rollups import RollupDelta, apply_delta, refresh_member_activity
 from storage.types import bind_time, read_time, to_millis
 
 log = logging.getLogger(__name__)
 
-# Rows per INSERT statement: 13 columns x 1000 rows stays under SQLite's 32,766 bound parameters.
-CHUNK = 1000
 
 # ``Platform.value`` goes through the enum descriptor machinery (about a microsecond each, several times per
 # event); the hot path looks the platform's string up here instead.
@@ -80,21 +81,6 @@ class BatchResult:
         )
 
 
-@dataclass(frozen=True, slots=True)
-class LedgerOutcome:
-    """The result of recording a purchase or refund: the row's id and whether this call created it."""
-
-    row_id: int
-    created: bool
-
-
-@dataclass(slots=True)
-class _CommunityInfo:
-    id: int
-    name: str
-    days: LocalDays
-
-
 def _upsert(conn: Connection) -> Any:
     return pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
 
@@ -117,15 +103,8 @@ class IngestStore:
         self._writes = writing(engine)  # SQLite: take the write lock when a write transaction begins
         self.store_text = store_text
         self.dialect = engine.dialect.name
-        self._ph = "?" if self.dialect == "sqlite" else "%s"
-        self._communities: dict[str, _CommunityInfo] = {}
-        self._days_by_id: dict[int, LocalDays] = {}
-        self._members: dict[tuple[int, str, str], int] = {}
-        self._member_names: dict[int, str | None] = {}
-        self._member_usernames: dict[int, str | None] = {}
-        self._bots: set[int] = set()
-        self._channels: dict[tuple[int, str, str], int] = {}
-        self._sql_cache: dict[tuple[str, int], str] = {}
+        self._ids = Identities(self.dialect)
+        self._ph = self._ids.ph
 
     # --- communities -----------------------------------------------------------------------------------------
 
@@ -146,179 +125,23 @@ class IngestStore:
                     timezone,
                 )
                 conn.execute(update(Community).where(Community.id == row.id).values(timezone=timezone))
-        self._communities[name] = _CommunityInfo(int(row.id), name, LocalDays(tz))
-        self._days_by_id[int(row.id)] = self._communities[name].days
+        self._ids.communities[name] = CommunityIds(int(row.id), name, LocalDays(tz))
+        self._ids.days_by_id[int(row.id)] = self._ids.communities[name].days
         return int(row.id)
 
     def is_registered(self, name: str) -> bool:
         """Whether events for this community can be written."""
-        return name in self._communities
+        return name in self._ids.communities
 
     def community_id(self, name: str) -> int:
         """The id of a registered community."""
-        return self._community(name).id
-
-    def _community(self, name: str) -> _CommunityInfo:
-        info = self._communities.get(name)
-        if info is None:
-            raise UnknownCommunityError(name)
-        return info
+        return self._ids.community(name).id
 
     def invalidate_caches(self) -> None:
         """Forget cached member and channel ids (after a deletion or a failed transaction)."""
-        self._members.clear()
-        self._member_names.clear()
-        self._member_usernames.clear()
-        self._bots.clear()
-        self._channels.clear()
+        self._ids.invalidate()
 
     # --- id resolution ---------------------------------------------------------------------------------------
-
-    def _values_sql(self, head: str, ncols: int, nrows: int, tail: str) -> str:
-        key = (head + tail, nrows)
-        sql = self._sql_cache.get(key)
-        if sql is None:
-            row = "(" + ",".join([self._ph] * ncols) + ")"
-            sql = f"{head} VALUES {','.join([row] * nrows)} {tail}"
-            self._sql_cache[key] = sql
-        return sql
-
-    def _resolve_members(self, cur: Any, refs: Iterable[tuple[int, str, MemberRef]], seen_at: Any) -> None:
-        """Make sure every referenced account has a members row (first seen at ``seen_at``) and its id is cached."""
-        missing: dict[tuple[int, str, str], MemberRef] = {}
-        renamed: list[tuple[str | None, int]] = []
-        handles: list[tuple[str, int]] = []
-        members = self._members
-        names = self._member_names
-        usernames = self._member_usernames
-        for community_id, platform, ref in refs:
-            key = (community_id, platform, ref.user_id)
-            member_id = members.get(key)
-            name = ref.display_name
-            if member_id is None:
-                known = missing.get(key)
-                if known is None or (name and not known.display_name) or (ref.username and not known.username):
-                    missing[key] = ref
-                continue
-            if name is not None and names.get(member_id) != name:
-                names[member_id] = name
-                renamed.append((name, member_id))
-            if ref.username is not None and usernames.get(member_id) != ref.username:
-                usernames[member_id] = ref.username
-                handles.append((ref.username, member_id))
-        if renamed:
-            cur.executemany(f"UPDATE members SET display_name = {self._ph} WHERE id = {self._ph}", renamed)
-        if handles:
-            cur.executemany(f"UPDATE members SET username = {self._ph} WHERE id = {self._ph}", handles)
-        if not missing:
-            return
-        items = list(missing.items())
-        for start in range(0, len(items), CHUNK):
-            chunk = items[start : start + CHUNK]
-            params: list[Any] = []
-            for (community_id, platform, user_id), ref in chunk:
-                no = self._bool(False)
-                params += [
-                    community_id,
-                    platform,
-                    user_id,
-                    ref.display_name,
-                    ref.username,
-                    self._bool(ref.is_bot),
-                    seen_at,
-                    no,
-                    no,
-                    None,
-                ]
-            sql = self._values_sql(
-                "INSERT INTO members (community_id, platform, platform_user_id, display_name, username, is_bot, "
-                "first_seen_at, nudges_opt_out, leaderboard_opt_out, dm_unreachable_at)",
-                10,
-                len(chunk),
-                "ON CONFLICT (community_id, platform, platform_user_id) DO NOTHING",
-            )
-            cur.execute(sql, params)
-        # Looked up per (community, platform): with all three columns of the unique index the lookups are index
-        # probes, where community_id alone scans every member of the community for each chunk.
-        by_scope: dict[tuple[int, str], list[str]] = defaultdict(list)
-        for community_id, platform, user_id in missing:
-            by_scope[(community_id, platform)].append(user_id)
-        for (community_id, platform), user_ids in by_scope.items():
-            for start in range(0, len(user_ids), CHUNK):
-                chunk_ids = user_ids[start : start + CHUNK]
-                marks = ",".join([self._ph] * len(chunk_ids))
-                cur.execute(
-                    "SELECT id, platform, platform_user_id, display_name, username, is_bot FROM members "
-                    f"WHERE community_id = {self._ph} AND platform = {self._ph} AND platform_user_id IN ({marks})",
-                    [community_id, platform, *chunk_ids],
-                )
-                for member_id, platform, user_id, name, username, is_bot in cur.fetchall():
-                    key = (community_id, platform, user_id)
-                    self._members[key] = member_id
-                    self._member_names[member_id] = name
-                    self._member_usernames[member_id] = username
-                    if is_bot:
-                        self._bots.add(member_id)
-                    seen = missing.get(key)
-                    if seen is not None and seen.display_name is not None and seen.display_name != name:
-                        # Known account seen under a new name (cache was cold): keep the latest name.
-                        cur.execute(
-                            f"UPDATE members SET display_name = {self._ph} WHERE id = {self._ph}",
-                            [seen.display_name, member_id],
-                        )
-                        self._member_names[member_id] = seen.display_name
-                    if seen is not None and seen.username is not None and seen.username != username:
-                        # A handle changes hands over time: the latest one an account was seen with is kept.
-                        cur.execute(
-                            f"UPDATE members SET username = {self._ph} WHERE id = {self._ph}",
-                            [seen.username, member_id],
-                        )
-                        self._member_usernames[member_id] = seen.username
-
-    def _resolve_channels(self, cur: Any, refs: Iterable[tuple[int, str, ChannelRef]]) -> None:
-        """Make sure every referenced channel, thread parent and forum topic has a channels row."""
-        wanted: dict[tuple[int, str, str], tuple[str | None, tuple[int, str, str] | None]] = {}
-        for community_id, platform, ref in refs:
-            key = (community_id, platform, ref.channel_id)
-            parent_key = None
-            if ref.parent_id is not None:
-                parent_key = (community_id, platform, ref.parent_id)
-                if parent_key not in self._channels:
-                    wanted.setdefault(parent_key, (None, None))
-            if key not in self._channels and (key not in wanted or wanted[key][0] is None):
-                wanted[key] = (ref.name, parent_key)
-            if ref.thread_id is not None:
-                topic_key = (community_id, platform, f"{ref.channel_id}#{ref.thread_id}")
-                if topic_key not in self._channels:
-                    wanted.setdefault(topic_key, (None, key))
-        if not wanted:
-            return
-        # Parents first, so that children can point at them.
-        pending = dict(wanted)
-        while pending:
-            ready = [k for k, (_, parent) in pending.items() if parent is None or parent not in pending]
-            for key in ready:
-                name, parent = pending.pop(key)
-                community_id, platform, channel_id = key
-                parent_id = self._channels.get(parent) if parent else None
-                cur.execute(
-                    "INSERT INTO channels (community_id, platform, platform_channel_id, name, parent_id) "
-                    f"VALUES ({self._ph}, {self._ph}, {self._ph}, {self._ph}, {self._ph}) "
-                    "ON CONFLICT (community_id, platform, platform_channel_id) DO NOTHING",
-                    [community_id, platform, channel_id, name, parent_id],
-                )
-                cur.execute(
-                    f"SELECT id, name FROM channels WHERE community_id = {self._ph} AND platform = {self._ph} "
-                    f"AND platform_channel_id = {self._ph}",
-                    [community_id, platform, channel_id],
-                )
-                channel_row_id, stored_name = cur.fetchone()
-                if name is not None and stored_name != name:
-                    cur.execute(f"UPDATE channels SET name = {self._ph} WHERE id = {self._ph}", [name, channel_row_id])
-                self._channels[key] = channel_row_id
-
-    def _bool(self, value: bool) -> object:
-        return int(value) if self.dialect == "sqlite" else value
 
     # --- batches ---------------------------------------------------------------------------------------------
 
@@ -337,7 +160,7 @@ class IngestStore:
         """
         if not events:
             return BatchResult()
-        communities = self._communities
+        communities = self._ids.communities
         for event in events:
             if event.community not in communities:
                 raise UnknownCommunityError(event.community)
@@ -356,7 +179,7 @@ class IngestStore:
         channel_refs: list[tuple[int, str, ChannelRef]] = []
         add_member = member_refs.append
         add_channel = channel_refs.append
-        communities = self._communities
+        communities = self._ids.communities
         for event in events:
             cid = communities[event.community].id
             platform = _PLATFORM[event.platform]
@@ -377,8 +200,8 @@ class IngestStore:
                 add_member((cid, platform, event.member))
                 if event.channel is not None:
                     add_channel((cid, platform, event.channel))
-        self._resolve_members(cur, member_refs, now)
-        self._resolve_channels(cur, channel_refs)
+        self._ids.resolve_members(cur, member_refs, now)
+        self._ids.resolve_channels(cur, channel_refs)
         delta = RollupDelta()
         result = BatchResult()
         if messages:
@@ -393,25 +216,15 @@ class IngestStore:
         cur.close()
         return result
 
-    def _member(self, cid: int, platform: str, user_id: str) -> int:
-        return self._members[(cid, platform, user_id)]
-
-    def _channel(self, cid: int, platform: str, ref: ChannelRef) -> tuple[int, int | None]:
-        channel_id = self._channels[(cid, platform, ref.channel_id)]
-        thread_id = None
-        if ref.thread_id is not None:
-            thread_id = self._channels[(cid, platform, f"{ref.channel_id}#{ref.thread_id}")]
-        return channel_id, thread_id
-
     def _write_messages(self, cur: Any, events: list[MessageEvent], delta: RollupDelta) -> BatchResult:
         # The busiest loop of ingestion: dict lookups and bound values are hoisted into locals, and each
         # timestamp is converted once (its epoch milliseconds are both the SQLite value and the day key).
         store_text = self.store_text
         dialect = self.dialect
         sqlite = dialect == "sqlite"
-        communities = self._communities
-        members = self._members
-        channels = self._channels
+        communities = self._ids.communities
+        members = self._ids.members
+        channels = self._ids.channels
         rows: dict[tuple[int, str], tuple[Any, ...]] = {}
         meta: dict[tuple[int, str], tuple[int, int, date, bool, datetime, int, int]] = {}
         for ev in events:
@@ -486,7 +299,7 @@ class IngestStore:
             list(rows.values()),
             "ON CONFLICT (channel_id, platform_message_id) DO NOTHING RETURNING channel_id, platform_message_id",
         )
-        bots = self._bots
+        bots = self._ids.bots
         count_message = delta.message
         for channel_id, message_id in inserted:
             cid, author, day, reply_to_other, at, channel_key, imported = meta[(channel_id, message_id)]
@@ -501,7 +314,7 @@ class IngestStore:
         out: list[tuple[Any, ...]] = []
         for start in range(0, len(rows), CHUNK):
             chunk = rows[start : start + CHUNK]
-            sql = self._values_sql(head, ncols, len(chunk), tail)
+            sql = self._ids.values_sql(head, ncols, len(chunk), tail)
             cur.execute(sql, list(chain.from_iterable(chunk)))
             fetched = cur.fetchall()
             # Both drivers return plain tuples by default; only copy rows of another type.
@@ -513,8 +326,8 @@ class IngestStore:
         wanted: dict[int, set[str]] = defaultdict(set)
         for ev in events:
             if ev.message_author_id is None:
-                cid = self._communities[ev.community].id
-                channel_id, _ = self._channel(cid, ev.platform.value, ev.channel)
+                cid = self._ids.communities[ev.community].id
+                channel_id, _ = self._ids.channel(cid, ev.platform.value, ev.channel)
                 wanted[channel_id].add(ev.message_id)
         found: dict[tuple[int, str], int] = {}
         for channel_id, ids in wanted.items():
@@ -533,7 +346,7 @@ class IngestStore:
                 for message_id, member_id, is_bot in cur.fetchall():
                     found[(channel_id, message_id)] = member_id
                     if is_bot:
-                        self._bots.add(member_id)
+                        self._ids.bots.add(member_id)
         return found
 
     def _write_reactions(self, cur: Any, events: list[ReactionEvent], delta: RollupDelta) -> BatchResult:
@@ -542,12 +355,12 @@ class IngestStore:
         keyed: list[tuple[tuple[int, str, int, str], ReactionEvent, int, int | None]] = []
         with_removal: set[tuple[int, str, int, str]] = set()
         for ev in events:
-            cid = self._communities[ev.community].id
+            cid = self._ids.communities[ev.community].id
             platform = ev.platform.value
-            channel_id, _ = self._channel(cid, platform, ev.channel)
-            reactor = self._member(cid, platform, ev.member.user_id)
+            channel_id, _ = self._ids.channel(cid, platform, ev.channel)
+            reactor = self._ids.member(cid, platform, ev.member.user_id)
             if ev.message_author_id is not None:
-                target: int | None = self._member(cid, platform, ev.message_author_id)
+                target: int | None = self._ids.member(cid, platform, ev.message_author_id)
             else:
                 target = targets.get((channel_id, ev.message_id))
             key = (channel_id, ev.message_id, reactor, ev.emoji)
@@ -599,14 +412,11 @@ class IngestStore:
     def _count_reaction(
         self, delta: RollupDelta, cid: int, reactor: int, target: int | None, at: datetime, sign: int
     ) -> None:
-        if reactor in self._bots:
+        if reactor in self._ids.bots:
             return
-        day = self._community_days(cid).day(at)
-        counted_target = target if target is not None and target != reactor and target not in self._bots else None
+        day = self._ids.community_days(cid).day(at)
+        counted_target = target if target is not None and target != reactor and target not in self._ids.bots else None
         delta.reaction(cid, reactor, counted_target, day, at, sign)
-
-    def _community_days(self, cid: int) -> LocalDays:
-        return self._days_by_id[cid]
 
     def _apply_reaction_change(
         self, cur: Any, key: tuple[int, str, int, str], ev: ReactionEvent, target: int | None
@@ -658,12 +468,12 @@ class IngestStore:
         rows: dict[tuple[int, str, Any], tuple[Any, ...]] = {}
         meta: dict[tuple[int, str, Any], tuple[int, datetime]] = {}
         for ev in events:
-            cid = self._communities[ev.community].id
+            cid = self._ids.communities[ev.community].id
             platform = ev.platform.value
-            member = self._member(cid, platform, ev.member.user_id)
+            member = self._ids.member(cid, platform, ev.member.user_id)
             kind = "join" if isinstance(ev, MemberJoined) else "leave"
             t = bind_time(ev.occurred_at, self.dialect)
-            channel_id = self._channel(cid, platform, ev.channel)[0] if ev.channel is not None else None
+            channel_id = self._ids.channel(cid, platform, ev.channel)[0] if ev.channel is not None else None
             key = (member, kind, t)
             if key not in rows:
                 rows[key] = (member, kind, t, channel_id)
@@ -697,11 +507,11 @@ class IngestStore:
                     f"THEN {ph} ELSE last_left_at END WHERE id = {ph}",
                     [t, t, member],
                 )
-            if member not in self._bots:
-                delta.membership(cid, self._community_days(cid).day(at), joined=kind == "join")
+            if member not in self._ids.bots:
+                delta.membership(cid, self._ids.community_days(cid).day(at), joined=kind == "join")
         return BatchResult(joins=joins, leaves=leaves, duplicates=len(events) - joins - leaves)
 
-    # --- ledger: committed one by one ------------------------------------------------------------------------
+    # --- ledger: committed one by one (the SQL is in storage/ledger.py) -------------------------------------
 
     def record_purchase(self, event: PurchaseEvent) -> LedgerOutcome:
         """Commit a purchase before returning. The same charge recorded again returns ``created=False``.
@@ -710,49 +520,7 @@ class IngestStore:
             UnknownCommunityError: The community is not registered.
             UnknownCourseError: The course is not in the catalog; nothing is stored.
         """
-        info = self._community(event.community)
-        platform = event.platform.value
-        with self._writes.begin() as conn:
-            course_id = conn.execute(
-                select(Course.id).where(Course.community_id == info.id, Course.course_key == event.course_id)
-            ).scalar()
-            if course_id is None:
-                raise UnknownCourseError(event.community, event.course_id)
-            cur = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
-            refs = [(info.id, platform, event.member)]
-            if event.granted_by is not None:
-                refs.append((info.id, platform, MemberRef(event.granted_by)))
-            self._resolve_members(cur, refs, bind_time(event.occurred_at, self.dialect))
-            cur.close()
-            member_id = self._member(info.id, platform, event.member.user_id)
-            granted_by = self._member(info.id, platform, event.granted_by) if event.granted_by else None
-            stmt = (
-                _upsert(conn)(Purchase)
-                .values(
-                    community_id=info.id,
-                    member_id=member_id,
-                    course_id=course_id,
-                    platform=platform,
-                    charge_id=event.charge_id,
-                    provider_charge_id=event.provider_charge_id,
-                    source=event.source.value,
-                    amount=event.amount,
-                    currency=event.currency,
-                    purchased_at=event.occurred_at,
-                    granted_by_member_id=granted_by,
-                    is_test=event.is_test,
-                    access_ends_at=event.access_ends_at,
-                )
-                .on_conflict_do_nothing(index_elements=["platform", "charge_id"])
-                .returning(Purchase.id)
-            )
-            new_id = conn.execute(stmt).scalar()
-            if new_id is not None:
-                return LedgerOutcome(int(new_id), created=True)
-            existing = conn.execute(
-                select(Purchase.id).where(Purchase.platform == platform, Purchase.charge_id == event.charge_id)
-            ).scalar_one()
-            return LedgerOutcome(int(existing), created=False)
+        return ledger.record_purchase(self._writes, self._ids, event)
 
     def record_refund(self, event: RefundEvent) -> LedgerOutcome:
         """Commit a refund of a recorded purchase. Refunding it again returns ``created=False``.
@@ -760,41 +528,4 @@ class IngestStore:
         Raises:
             UnknownPurchaseError: No purchase with that charge id; nothing is stored.
         """
-        info = self._community(event.community)
-        platform = event.platform.value
-        with self._writes.begin() as conn:
-            purchase_id = conn.execute(
-                select(Purchase.id).where(
-                    Purchase.community_id == info.id,
-                    Purchase.platform == platform,
-                    Purchase.charge_id == event.charge_id,
-                )
-            ).scalar()
-            if purchase_id is None:
-                raise UnknownPurchaseError(platform, event.charge_id)
-            refunded_by = None
-            if event.refunded_by is not None:
-                cur = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
-                self._resolve_members(
-                    cur,
-                    [(info.id, platform, MemberRef(event.refunded_by))],
-                    bind_time(event.occurred_at, self.dialect),
-                )
-                cur.close()
-                refunded_by = self._member(info.id, platform, event.refunded_by)
-            stmt = (
-                _upsert(conn)(Refund)
-                .values(
-                    purchase_id=purchase_id,
-                    refunded_at=event.occurred_at,
-                    reason=event.reason,
-                    refunded_by_member_id=refunded_by,
-                )
-                .on_conflict_do_nothing(index_elements=["purchase_id"])
-                .returning(Refund.id)
-            )
-            new_id = conn.execute(stmt).scalar()
-            if new_id is not None:
-                return LedgerOutcome(int(new_id), created=True)
-            existing = conn.execute(select(Refund.id).where(Refund.purchase_id == purchase_id)).scalar_one()
-            return LedgerOutcome(int(existing), created=False)
+        return ledger.record_refund(self._writes, self._ids, event)

@@ -20,11 +20,12 @@ from typing import TypeVar
 
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 
-from bot.core.events import ActivityEvent, PurchaseEvent, RefundEvent
 from storage.deletion import DeletionReport, delete_member_data, find_member_id
 from storage.engine import writing
 from storage.errors import UnknownCommunityError
-from storage.ingest import BatchResult, IngestStore, LedgerOutcome
+from storage.events import ActivityEvent, PurchaseEvent, RefundEvent
+from storage.ingest import BatchResult, IngestStore
+from storage.ledger import LedgerOutcome
 
 log = logging.getLogger(__name__)
 

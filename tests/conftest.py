@@ -18,7 +18,8 @@ import pytest
 from sqlalchemy import Engine, text
 from sqlalchemy.engine import make_url
 
-from bot.core.events import (
+from storage.engine import make_engine, normalise_url
+from storage.events import (
     ChannelRef,
     MemberJoined,
     MemberLeft,
@@ -29,7 +30,6 @@ from bot.core.events import (
     PurchaseSource,
     ReactionEvent,
 )
-from storage.engine import make_engine, normalise_url
 from storage.ingest import IngestStore
 from storage.migrate import upgrade
 

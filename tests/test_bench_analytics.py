@@ -24,7 +24,8 @@ from bench.synthetic import (
     rollups,
     write_database,
 )
-from bot.core.events import (
+from storage.engine import make_engine
+from storage.events import (
     ActivityEvent,
     ChannelRef,
     MemberJoined,
@@ -34,7 +35,6 @@ from bot.core.events import (
     Platform,
     ReactionEvent,
 )
-from storage.engine import make_engine
 from storage.ingest import IngestStore
 from storage.migrate import upgrade
 from storage.rollups import read_rollups

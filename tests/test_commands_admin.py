@@ -10,9 +10,9 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import select
 
-from bot.core.commands.base import CapabilityError
-from bot.core.events import MemberRef, MessageEvent, Platform, PurchaseEvent, PurchaseSource, RefundEvent
+from bot.core.ports import CapabilityError
 from bot.core.sales import record_sale, refuse_payment
+from storage.events import MemberRef, MessageEvent, Platform, PurchaseEvent, PurchaseSource, RefundEvent
 from storage.ingest import IngestStore
 from storage.models import Member, Purchase, Refund
 from tests.conftest import COMMUNITY, Events
@@ -184,7 +184,7 @@ async def test_grant_of_a_stars_only_course_records_zero(bot: Bot) -> None:
 
 
 async def test_grant_reports_access_problems(bot: Bot) -> None:
-    from bot.core.commands.base import AccessResult
+    from bot.core.ports import AccessResult
 
     actions = FakeActions(grant_result=AccessResult(ok=False, problem="the bot cannot invite to the course chat"))
     text = (await bot.run("/grant 4242 py-async", admin=True, user=ADMIN, actions=actions)).text.plain()

@@ -10,8 +10,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import select
 
-from bot.core.events import Platform
 from bot.core.payments import PaymentError, verify_payload
+from storage.events import Platform
 from storage.ingest import IngestStore
 from storage.models import Member
 from tests.conftest import Events

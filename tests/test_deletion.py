@@ -12,9 +12,9 @@ import pytest
 from sqlalchemy import Column, Engine, ForeignKey, Integer, MetaData, String, Table, func, insert, inspect, select
 
 from bot.cli import main
-from bot.core.events import Platform, RefundEvent
 from storage.catalog import CourseRecord, sync_courses
 from storage.deletion import delete_member_data, find_member_id, member_columns
+from storage.events import Platform, RefundEvent
 from storage.ingest import IngestStore
 from storage.models import Base, CommunityDailyTotals, Digest, JobRun, Member, Message, Nudge, Purchase, Refund
 from storage.rollups import compute_rollups, read_rollups

@@ -13,8 +13,8 @@ from sqlalchemy import update
 
 from analytics.privacy import MEMBERS, OWNERS
 from bot.core.digest import _engagement, build_digest
-from bot.core.events import MemberJoined, MemberLeft, MemberRef, Platform, PurchaseEvent, PurchaseSource
 from bot.core.views import latest_cohort
+from storage.events import MemberJoined, MemberLeft, MemberRef, Platform, PurchaseEvent, PurchaseSource
 from storage.ingest import IngestStore
 from storage.models import Member
 from tests.conftest import COMMUNITY, Events

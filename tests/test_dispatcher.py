@@ -11,8 +11,8 @@ from bot.clock import SystemClock
 from bot.config import default_settings
 from bot.core.commands.base import CommandContext, CommandSpec, OptionSpec, UsageError
 from bot.core.dispatcher import Dispatcher, parse_options
-from bot.core.events import CommandInvocation, MemberRef, Platform
 from bot.core.replies import Reply
+from storage.events import CommandInvocation, MemberRef, Platform
 from tests.helpers.fake_actions import FakeActions
 
 AT = datetime(2024, 3, 4, tzinfo=UTC)

@@ -11,7 +11,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from bot.core.events import (
+from storage.events import (
     ChannelRef,
     CommandInvocation,
     Event,

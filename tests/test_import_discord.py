@@ -20,13 +20,13 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine, text
 
-from bot.core.events import MemberJoined, MessageEvent
 from bot.importers import CorruptExportError, ExportPathError
 from bot.importers.discord_export import DiscordExportReader, discover_files, parse_date
 from bot.importers.progress import Progress
 from bot.importers.runner import ImportSummary, import_discord_export
 from storage.engine import make_engine
 from storage.errors import UnknownCommunityError
+from storage.events import MemberJoined, MessageEvent
 from storage.ingest import IngestStore
 from storage.migrate import upgrade
 from tests.conftest import COMMUNITY

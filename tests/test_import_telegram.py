@@ -10,7 +10,6 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine, text
 
-from bot.core.events import MemberJoined, MemberLeft, MessageEvent, Platform
 from bot.importers import CorruptExportError, ExportPathError
 from bot.importers.runner import import_telegram_export
 from bot.importers.telegram_export import (
@@ -20,6 +19,7 @@ from bot.importers.telegram_export import (
     parse_telegram_export,
     telegram_chat_id,
 )
+from storage.events import MemberJoined, MemberLeft, MessageEvent, Platform
 from storage.ingest import IngestStore
 from tests.conftest import COMMUNITY
 

@@ -10,8 +10,8 @@ import pytest
 from sqlalchemy import Engine, text
 
 from bot.cli import main
-from bot.core.events import MessageEvent
 from bot.importers.telegram_export import parse_telegram_export
+from storage.events import MessageEvent
 from tests.conftest import COMMUNITY
 from tests.test_import_telegram import export, write
 from tests.test_report_end_to_end import write_config

@@ -9,9 +9,9 @@ import pytest
 from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session
 
-from bot.core.events import ChannelRef, MemberRef, MessageEvent, Platform, RefundEvent
 from storage.catalog import CourseRecord, sync_courses
 from storage.errors import UnknownCommunityError, UnknownCourseError, UnknownPurchaseError
+from storage.events import ChannelRef, MemberRef, MessageEvent, Platform, RefundEvent
 from storage.ingest import IngestStore
 from storage.models import (
     Channel,

@@ -19,8 +19,8 @@ from sqlalchemy import Engine
 
 from bot.cli import main
 from bot.reporting import ReportRequest, build_community_report
-from storage.member_queries import find_member
-from storage.queries import find_community
+from storage.communities import find_community
+from storage.members import find_member
 from tests.conftest import COMMUNITY
 from tests.test_report_end_to_end import iso_week, write_config
 

@@ -8,19 +8,12 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import Engine, insert, select
 
-from bot.core.events import MemberRef, MessageEvent, Platform, RefundEvent
 from storage.deletion import member_data_tables
+from storage.events import MemberRef, MessageEvent, Platform, RefundEvent
+from storage.export import export_member_data
 from storage.ingest import IngestStore
-from storage.member_queries import (
-    MemberLookupError,
-    export_member_data,
-    find_member,
-    live_purchase,
-    member_stats,
-    owned_courses,
-    resolve_member,
-    set_nudges_opt_out,
-)
+from storage.ledger import live_purchase, owned_courses
+from storage.members import MemberLookupError, find_member, member_stats, resolve_member, set_nudges_opt_out
 from storage.models import Member, MembershipEvent, Nudge
 from tests.conftest import COMMUNITY, T0, Events
 from tests.helpers.fake_actions import two_course_settings

@@ -10,14 +10,19 @@ import pytest
 from sqlalchemy import Engine, select
 
 from bot.config import ConfigError, parse_settings
-from bot.core.events import Platform
 from storage.catalog import CourseRecord, sync_courses
+from storage.events import Platform
 from storage.ingest import IngestStore
-from storage.ledger import mark_unmatched_refunded, record_unmatched_payment, unmatched_payment
-from storage.member_queries import ledger, live_purchase
+from storage.ledger import (
+    course_access,
+    ledger,
+    live_purchase,
+    mark_unmatched_refunded,
+    record_unmatched_payment,
+    unmatched_payment,
+)
 from storage.models import Member, UnmatchedPayment
-from storage.queries import purchases
-from storage.schedule import course_access
+from storage.report_frames import purchases
 from storage.writer import EventWriter
 from tests.conftest import COMMUNITY, T0, Events
 

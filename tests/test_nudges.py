@@ -14,8 +14,9 @@ from bot.config import Settings, parse_settings
 from bot.core.nudges import in_holdout, in_quiet_hours, plan_nudges, run_nudges
 from bot.scheduler import Scheduler
 from storage.ingest import IngestStore
+from storage.job_runs import last_job_runs
 from storage.models import Member, Nudge
-from storage.schedule import last_job_runs, nudge_outcome_counts, record_nudge
+from storage.nudge_log import nudge_outcome_counts, record_nudge
 from tests.conftest import COMMUNITY, Events
 from tests.helpers.platform_double import FakeClock, RecordingPlatform, make_scheduler
 
@@ -219,7 +220,7 @@ async def test_the_owners_digest_compares_nudged_and_holdout_members(
     engine: Engine, store: IngestStore, ev: Events
 ) -> None:
     from bot.core.digest import build_digest
-    from storage.schedule import finish_job_run, start_job_run
+    from storage.job_runs import finish_job_run, start_job_run
 
     users = seed_inactive(store, ev, 10)
     community_id = store.community_id(COMMUNITY)

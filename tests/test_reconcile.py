@@ -8,11 +8,11 @@ import pytest
 from sqlalchemy import Engine
 
 from bot.config import Settings, parse_settings
-from bot.core.events import Platform, RefundEvent
 from bot.core.reconcile import reconcile_access
 from storage.catalog import CourseRecord, sync_courses
+from storage.events import Platform, RefundEvent
 from storage.ingest import IngestStore
-from storage.schedule import last_job_runs
+from storage.job_runs import last_job_runs
 from tests.conftest import COMMUNITY, T0, Events
 from tests.helpers.platform_double import FakeClock, RecordingPlatform, make_scheduler
 

@@ -12,9 +12,9 @@ import pytest
 from sqlalchemy import Engine
 
 from bot.cli import main
-from bot.core.events import Platform, RefundEvent
 from bot.reporting import ReportError, ReportRequest, build_community_report
 from storage.catalog import CourseRecord, sync_courses
+from storage.events import Platform, RefundEvent
 from storage.ingest import IngestStore
 from tests.conftest import COMMUNITY, Events
 

@@ -10,10 +10,10 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import func, select
 
-from bot.core.commands.base import AccessResult
-from bot.core.events import MemberRef, Platform, PurchaseEvent, PurchaseSource, RefundEvent
 from bot.core.payments import sign_payload
+from bot.core.ports import AccessResult
 from bot.core.sales import check_checkout, record_refund, record_sale, refuse_payment
+from storage.events import MemberRef, Platform, PurchaseEvent, PurchaseSource, RefundEvent
 from storage.ingest import IngestStore
 from storage.models import Purchase, Refund
 from tests.conftest import COMMUNITY

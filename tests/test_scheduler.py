@@ -11,10 +11,11 @@ from sqlalchemy import Engine, func, select
 
 from bot.config import Settings, parse_settings
 from bot.scheduler import Scheduler, digest_slot, due_digest_week
+from storage.digests import digest_record
 from storage.engine import make_engine
 from storage.ingest import IngestStore
+from storage.job_runs import last_job_runs
 from storage.models import Digest, JobRun
-from storage.schedule import digest_record, last_job_runs
 from tests.conftest import COMMUNITY, Events
 from tests.helpers.platform_double import FakeClock, RecordingPlatform, make_scheduler
 

@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine, func, select
 
-from bot.core.events import RefundEvent
 from storage.catalog import CourseRecord, sync_courses
 from storage.errors import UnknownCommunityError
+from storage.events import RefundEvent
 from storage.ingest import IngestStore
 from storage.models import Member, Message, Purchase
 from storage.writer import EventWriter, WriterClosedError

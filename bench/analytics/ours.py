@@ -79,7 +79,7 @@ def measure_ours(db: str, as_of: date, repeats: int) -> dict[str, Any]:
     from analytics.frames import CommunityFrames
     from analytics.report import build_report
     from bot.reporting import ReportRequest, build_community_report
-    from storage import queries
+    from storage import communities, report_frames
     from storage.engine import make_engine
 
     engine = make_engine(f"sqlite:///{db}")
@@ -100,15 +100,15 @@ def measure_ours(db: str, as_of: date, repeats: int) -> dict[str, Any]:
     rows: dict[str, int] = {}
     read_frames: dict[str, pd.DataFrame] = {}
     with engine.connect() as conn:
-        info = queries.find_community(conn, COMMUNITY)
+        info = communities.find_community(conn, COMMUNITY)
         assert info is not None
         end = datetime.combine(as_of + timedelta(days=1), datetime.min.time(), tzinfo=UTC)
         reads: dict[str, Callable[[], pd.DataFrame]] = {
-            "member_days": lambda: queries.member_days(conn, info.id, history_start, as_of),
-            "members": lambda: queries.members(conn, info.id),
-            "community_days": lambda: queries.community_days(conn, info.id, history_start, as_of),
-            "channel_days": lambda: queries.channel_days(conn, info.id, history_start, as_of),
-            "purchases": lambda: queries.purchases(conn, info.id, end),
+            "member_days": lambda: report_frames.member_days(conn, info.id, history_start, as_of),
+            "members": lambda: report_frames.members(conn, info.id),
+            "community_days": lambda: report_frames.community_days(conn, info.id, history_start, as_of),
+            "channel_days": lambda: report_frames.channel_days(conn, info.id, history_start, as_of),
+            "purchases": lambda: report_frames.purchases(conn, info.id, end),
         }
         for name, read in reads.items():
             started = time.perf_counter()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bot.adapters.base import Adapter, AdapterDeps
+from bot.core.ports import Adapter, AdapterDeps
 
 
 def build_adapters(deps: AdapterDeps) -> list[Adapter]:

@@ -23,8 +23,8 @@ if TYPE_CHECKING:
 
 
 def _importer_store(args: argparse.Namespace) -> tuple[Engine, IngestStore, str, Settings]:
+    from storage.communities import find_community
     from storage.ingest import IngestStore
-    from storage.queries import find_community
 
     settings = load_config(args.config)
     engine = existing_engine(settings)

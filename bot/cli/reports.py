@@ -96,8 +96,8 @@ def _local_start(day: date, settings: Settings) -> datetime:
 def _send_job(settings: Settings, engine: Engine, job: str) -> str:
     """Start the enabled platforms without the schedule, run one job through them, stop; returns its outcome."""
     from bot.adapters import build_adapters
-    from bot.adapters.base import AdapterStartError
     from bot.app import build_app
+    from bot.core.ports import AdapterStartError
 
     secrets = load_secrets(os.environ)
     problems = validate_secrets(settings, secrets)
@@ -212,7 +212,7 @@ def cmd_jobs(args: argparse.Namespace) -> int:
     """Show each scheduled job's last run (outcome, when, where) and next run."""
     from bot.clock import SystemClock
     from bot.scheduler import Scheduler, job_names
-    from storage.schedule import last_job_runs
+    from storage.job_runs import last_job_runs
 
     settings = load_config(args.config)
     engine = existing_engine(settings)

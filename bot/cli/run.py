@@ -24,8 +24,8 @@ if TYPE_CHECKING:
 def cmd_run(args: argparse.Namespace) -> int:
     """Run the bot: log activity and answer commands on the enabled platforms until Ctrl+C or SIGTERM."""
     from bot.adapters import build_adapters
-    from bot.adapters.base import AdapterStartError
     from bot.app import TaskDiedError, build_app, serve
+    from bot.core.ports import AdapterStartError
 
     settings = load_config(args.config)
     if not (settings.telegram.enabled or settings.discord.enabled):

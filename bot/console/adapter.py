@@ -34,10 +34,12 @@ from sqlalchemy.engine import make_url
 
 from analytics.safe_text import clean_text
 from analytics.weeks import week_label
-from bot.adapters.base import AdapterDeps, DeliveryError
 from bot.console.shop import SIMULATED, ConsoleShop
-from bot.core.commands.base import AccessResult
-from bot.core.events import (
+from bot.core.markup import render_plain
+from bot.core.ports import AccessResult, AdapterDeps, DeliveryError
+from bot.core.replies import Attachment, Button, OutgoingMessage, Reply
+from bot.scheduler import Scheduler, due_digest_week
+from storage.events import (
     ChannelRef,
     CommandInvocation,
     MemberJoined,
@@ -48,9 +50,6 @@ from bot.core.events import (
     ReactionEvent,
     text_facts,
 )
-from bot.core.markup import render_plain
-from bot.core.replies import Attachment, Button, OutgoingMessage, Reply
-from bot.scheduler import Scheduler, due_digest_week
 
 if TYPE_CHECKING:
     from bot.config import CourseSettings, Settings

@@ -19,11 +19,11 @@ from sqlalchemy import Engine, func, select
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 
-from bot.adapters.base import AdapterDeps
 from bot.app import SchemaOutdatedError, build_app
 from bot.clock import Clock
 from bot.config import CommunitySettings, Settings, load_settings
 from bot.console.adapter import ConsoleAdapter, console_files_dir
+from bot.core.ports import AdapterDeps
 from bot.demo import DATABASE_NAME, MARKER_NAME, demo_settings
 from storage.engine import database_error_line, make_engine
 from storage.migrate import current_revision, head_revision

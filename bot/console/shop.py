@@ -15,7 +15,6 @@ from decimal import Decimal
 from typing import TYPE_CHECKING
 
 from analytics.formatting import fmt_money
-from bot.core.events import MemberRef, Platform, PurchaseEvent, PurchaseSource
 from bot.core.markup import bold, rich
 from bot.core.replies import Invoice, Reply
 from bot.core.sales import (
@@ -26,11 +25,11 @@ from bot.core.sales import (
     record_sale,
     simulated_sales_allowed,
 )
+from storage.events import MemberRef, Platform, PurchaseEvent, PurchaseSource
 
 if TYPE_CHECKING:
-    from bot.adapters.base import AdapterDeps
     from bot.config import CourseSettings
-    from bot.core.commands.base import PlatformActions
+    from bot.core.ports import AdapterDeps, PlatformActions
 
 SIMULATED = "SIMULATED PAYMENT — no money moves"
 PAYMENTS_OFF = (

@@ -33,8 +33,8 @@ from bot.core.reconcile import access_problems
 from bot.core.replies import Attachment
 from bot.core.views import activation_sentence, activation_share, fmt_conversion, local_midnight, retention_sentence
 from bot.reporting import ReportRequest, build_community_report, current_member_ids
-from storage.member_queries import LedgerRow, ledger
-from storage.schedule import last_job_runs
+from storage.job_runs import last_job_runs
+from storage.ledger import LedgerRow, ledger
 
 DIGEST_WEEKS = 8  # the chart's span: two months shows a trend without squeezing the lines on a phone
 MAX_AT_RISK_NAMES = 10

@@ -12,10 +12,11 @@ import time
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING
 
-from bot.core.commands.base import CommandContext, CommandSpec, OptionSpec, PlatformActions, UsageError
-from bot.core.events import CommandInvocation
+from bot.core.commands.base import CommandContext, CommandSpec, OptionSpec, UsageError
 from bot.core.locks import KeyedLocks
+from bot.core.ports import PlatformActions
 from bot.core.replies import Reply
+from storage.events import CommandInvocation
 
 if TYPE_CHECKING:
     from sqlalchemy import Engine

@@ -20,13 +20,13 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import Engine
 
 from analytics.experiments import rate_difference
-from bot.adapters.base import DeliveryError
 from bot.config import QuietHours, Settings
 from bot.core.markup import Rich, Span, bold, rich
+from bot.core.ports import DeliveryError
 from bot.core.replies import Button, OutgoingMessage, Reply
 from bot.reporting import inactive_members_as_of
-from storage import schedule as store
-from storage.schedule import NudgeCandidate
+from storage import nudge_log
+from storage.nudge_log import NudgeCandidate
 
 log = logging.getLogger(__name__)
 
@@ -115,7 +115,7 @@ def plan_nudges(
     inactive = inactive_members_as_of(
         engine, settings.community.name, as_of=today, inactive_after_days=cfg.inactive_after_days
     )
-    candidates = store.nudge_candidates(engine, community_id, [m.member_id for m in inactive])
+    candidates = nudge_log.nudge_candidates(engine, community_id, [m.member_id for m in inactive])
     # Planning a past day (a dry run with --as-of) must not show activity that happened after it.
     silent = {m.member_id: m.days_since_active for m in inactive}
     candidates = [_as_of(c, today, silent.get(c.member_id), tz) for c in candidates]
@@ -136,7 +136,7 @@ def plan_nudges(
     treat = [c for c in eligible if not in_holdout(community_id, c.member_id, cfg.holdout_share)]
     hold = [c for c in eligible if in_holdout(community_id, c.member_id, cfg.holdout_share)]
     local_midnight = datetime.combine(today, time(0), tzinfo=tz)
-    sent_today = store.nudges_sent_since(engine, community_id, local_midnight)
+    sent_today = nudge_log.nudges_sent_since(engine, community_id, local_midnight)
     budget = max(0, min(cfg.max_per_run, cfg.max_per_day - sent_today))
     planned = treat[:budget]
     if len(treat) > budget:
@@ -165,7 +165,7 @@ def _as_of(candidate: NudgeCandidate, today: date, days_silent: int | None, tz: 
 
 def highlights(engine: Engine, community_id: int, since: date) -> str:
     """One sentence on what happened since ``since``: the busiest channels (and nothing when it was quiet)."""
-    channels = store.busiest_channels(engine, community_id, since, limit=2)
+    channels = nudge_log.busiest_channels(engine, community_id, since, limit=2)
     if not channels:
         return ""
     parts = [f"#{name.lstrip('#')} had {n} message{'s' if n != 1 else ''}" for name, n in channels]
@@ -208,7 +208,7 @@ async def run_nudges(
     decided = now()
     for candidate in plan.holdout:
         await asyncio.to_thread(
-            store.record_nudge, engine, community_id, candidate.member_id, group=HOLDOUT, decided_at=decided
+            nudge_log.record_nudge, engine, community_id, candidate.member_id, group=HOLDOUT, decided_at=decided
         )
     sent = failed = unreachable = 0
     stopped = interrupted = False
@@ -236,7 +236,7 @@ async def run_nudges(
             error = exc.reason
             if exc.unreachable_user:
                 unreachable += 1
-                await asyncio.to_thread(store.mark_unreachable, engine, candidate.member_id, now=now())
+                await asyncio.to_thread(nudge_log.mark_unreachable, engine, candidate.member_id, now=now())
             else:
                 failed += 1
         except Exception as exc:  # one member's failure must not stop the run
@@ -246,7 +246,7 @@ async def run_nudges(
         else:
             sent += 1
         await asyncio.to_thread(
-            store.record_nudge,
+            nudge_log.record_nudge,
             engine,
             community_id,
             candidate.member_id,
@@ -272,7 +272,7 @@ def nudge_results(engine: Engine, community_id: int, *, week_end: datetime) -> R
     nudge was decided then (nudges off, or nobody inactive).
     """
     window = timedelta(days=OUTCOME_WINDOW_DAYS)
-    counts = store.nudge_outcome_counts(
+    counts = nudge_log.nudge_outcome_counts(
         engine, community_id, decided_between=(week_end - window - timedelta(weeks=4), week_end - window)
     )
     if counts.nudged + counts.holdout == 0:

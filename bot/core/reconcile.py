@@ -10,9 +10,9 @@ from datetime import UTC, datetime
 
 from sqlalchemy import Engine
 
-from bot.adapters.base import AccessReconciler
 from bot.config import CourseSettings, Settings
-from storage.schedule import course_access
+from bot.core.ports import AccessReconciler
+from storage.ledger import course_access
 
 log = logging.getLogger(__name__)
 

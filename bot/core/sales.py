@@ -26,21 +26,24 @@ from datetime import datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Protocol
 
-from bot.core.commands.base import AccessResult, PlatformActions
-from bot.core.events import MemberRef, PurchaseEvent, PurchaseSource, RefundEvent
 from bot.core.locks import KeyedLocks
 from bot.core.markup import Rich, Span, bold, code, rich
 from bot.core.payments import PaymentError, verify_payload
+from bot.core.ports import AccessResult, PlatformActions
 from bot.core.replies import Reply
 from storage.errors import UnknownCourseError, UnknownPurchaseError
+from storage.events import MemberRef, PurchaseEvent, PurchaseSource, RefundEvent
 from storage.ledger import (
+    access_granted,
     earlier_live_purchase,
     end_access,
+    live_purchase,
+    mark_access_granted,
     mark_unmatched_refunded,
+    purchase_by_charge,
     record_unmatched_payment,
     unmatched_payment,
 )
-from storage.member_queries import access_granted, live_purchase, mark_access_granted, purchase_by_charge
 
 if TYPE_CHECKING:
     from sqlalchemy import Engine
@@ -183,7 +186,7 @@ def course_charge(course: CourseSettings) -> tuple[int, str] | None:
 
     Returns:
         ``(amount, currency)`` with the amount in the currency's smallest unit (``XTR`` has none), as a
-        :class:`~bot.core.events.PurchaseEvent` records it.
+        :class:`~storage.events.PurchaseEvent` records it.
     """
     if course.price_stars is not None:
         return course.price_stars, STARS

@@ -18,7 +18,7 @@ from analytics.formatting import fmt_day, fmt_int, fmt_members, fmt_money, fmt_p
 from analytics.privacy import Audience, members_counted
 from analytics.results import Cohort, Report
 from bot.config import CourseSettings
-from storage.member_queries import LedgerRow
+from storage.ledger import LedgerRow
 
 
 def fmt_conversion(rows: Iterable[LedgerRow], member_ids: frozenset[int], *, end: datetime) -> str:

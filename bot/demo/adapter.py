@@ -11,19 +11,18 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from bot.adapters.base import AdapterDeps, DeliveryError
 from bot.config import CourseSettings
-from bot.core.commands.base import AccessResult
-from bot.core.events import CommandInvocation, MemberRef, Platform
+from bot.core.ports import AccessResult, AdapterDeps, DeliveryError
 from bot.core.replies import OutgoingMessage, Reply
 from bot.core.sales import record_refund, record_sale
 from bot.demo.community import OWNER_ID, Action, Activity, Refund, Sale, SimulatedCommunity
+from storage.events import CommandInvocation, MemberRef, Platform
 
 
 class SimulatedAdapter:
     """Connects a :class:`SimulatedCommunity` to the bot: its actions go in, digests and nudges come out.
 
-    It is also the simulated platform's :class:`~bot.core.commands.base.PlatformActions`: granting and revoking
+    It is also the simulated platform's :class:`~bot.core.ports.PlatformActions`: granting and revoking
     course access and refunding payments are recorded, not performed (there is no real platform).
     """
 

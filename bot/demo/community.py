@@ -22,7 +22,7 @@ from datetime import date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 from bot.config import CourseSettings
-from bot.core.events import (
+from storage.events import (
     ActivityEvent,
     ChannelRef,
     MemberJoined,

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-from bot.core.events import ActivityEvent
+from storage.events import ActivityEvent
 
 __all__ = [
     "EARLIEST_TIME",

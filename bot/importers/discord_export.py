@@ -53,16 +53,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bot.core.events import (
-    ActivityEvent,
-    ChannelRef,
-    EventError,
-    MemberJoined,
-    MemberRef,
-    MessageEvent,
-    Platform,
-    text_facts,
-)
 from bot.importers import (
     CorruptExportError,
     ExportPathError,
@@ -73,6 +63,16 @@ from bot.importers import (
     reaction_total,
 )
 from bot.importers import FieldError as _FieldError
+from storage.events import (
+    ActivityEvent,
+    ChannelRef,
+    EventError,
+    MemberJoined,
+    MemberRef,
+    MessageEvent,
+    Platform,
+    text_facts,
+)
 
 __all__ = ["CSV_FIELDS", "DiscordExportReader", "discover_files", "parse_date"]
 

@@ -20,12 +20,12 @@ from dataclasses import dataclass, field
 from datetime import UTC, tzinfo
 from pathlib import Path
 
-from bot.core.events import ActivityEvent, MessageEvent
 from bot.importers import CorruptExportError, ExportImportError, ExportPathError, ParsedFile
 from bot.importers.discord_export import DiscordExportReader, discover_files
 from bot.importers.progress import Progress
 from bot.importers.telegram_export import parse_telegram_export
 from storage.errors import UnknownCommunityError
+from storage.events import ActivityEvent, MessageEvent
 from storage.ingest import BatchResult, IngestStore
 
 __all__ = [

@@ -34,7 +34,9 @@ from datetime import UTC, datetime, tzinfo
 from pathlib import Path
 from typing import Any
 
-from bot.core.events import (
+from bot.importers import CorruptExportError, ParsedFile, check_time, json_item_line, out_of_range, reaction_total
+from bot.importers import FieldError as _FieldError
+from storage.events import (
     ActivityEvent,
     ChannelRef,
     EventError,
@@ -45,8 +47,6 @@ from bot.core.events import (
     Platform,
     text_facts,
 )
-from bot.importers import CorruptExportError, ParsedFile, check_time, json_item_line, out_of_range, reaction_total
-from bot.importers import FieldError as _FieldError
 
 __all__ = [
     "SKIP_CHANNEL_POSTS",

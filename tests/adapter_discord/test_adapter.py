@@ -8,10 +8,10 @@ from typing import Any
 
 import pytest
 
-from bot.adapters.base import AdapterStartError, DeliveryError
-from bot.core.commands.base import CapabilityError, CommandContext, CommandSpec
-from bot.core.events import MemberRef
+from bot.core.commands.base import CommandContext, CommandSpec
+from bot.core.ports import AdapterStartError, CapabilityError, DeliveryError
 from bot.core.replies import Attachment, OutgoingMessage, Reply
+from storage.events import MemberRef
 from tests.fakes.discord_api import APP_ID, Call, snowflake
 
 from .conftest import (

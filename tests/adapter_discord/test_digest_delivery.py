@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from bot.core.events import ChannelRef, MemberRef, MessageEvent, Platform
 from bot.scheduler import Scheduler
+from storage.events import ChannelRef, MemberRef, MessageEvent, Platform
 from tests.helpers.platform_double import FakeClock
 
 from .conftest import COMMUNITY, HarnessFactory

@@ -5,8 +5,8 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from bot.clock import SystemClock
-from bot.core.events import MemberRef, Platform, PurchaseEvent, PurchaseSource, RefundEvent
-from storage.schedule import last_job_runs
+from storage.events import MemberRef, Platform, PurchaseEvent, PurchaseSource, RefundEvent
+from storage.job_runs import last_job_runs
 from tests.helpers.platform_double import make_scheduler
 
 from .conftest import ANN_ID, CARA_ID, COMMUNITY, GUILD_ID, OWNER_ID, PY_ROLE, HarnessFactory

@@ -12,10 +12,10 @@ from typing import Any
 
 import pytest
 
-from bot.adapters.base import AdapterStartError
 from bot.adapters.discord.adapter import DiscordAdapter
 from bot.app import TaskDiedError, build_app, serve
 from bot.config import Secrets, parse_settings
+from bot.core.ports import AdapterStartError
 from storage.migrate import upgrade
 from tests.fakes.discord_api import TOKEN, FakeDiscord
 from tests.helpers.sqlite_lock import write_locked

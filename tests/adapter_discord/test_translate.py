@@ -13,7 +13,7 @@ import pytest
 
 from bot.adapters.discord import translate
 from bot.config import CourseSettings
-from bot.core.events import ChannelRef, EventError, Platform, PurchaseSource
+from storage.events import ChannelRef, EventError, Platform, PurchaseSource
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "platform-payloads" / "discord"
 NOW = datetime(2024, 6, 1, 12, 0, tzinfo=UTC)

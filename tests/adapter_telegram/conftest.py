@@ -13,7 +13,6 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine, text
 
-from bot.adapters.base import AdapterDeps
 from bot.adapters.telegram.adapter import TelegramAdapter
 from bot.adapters.telegram.ratelimit import FloodLimits, Window
 from bot.app import course_records
@@ -21,6 +20,7 @@ from bot.clock import SystemClock
 from bot.config import Secrets, Settings, parse_settings
 from bot.core.commands import all_commands
 from bot.core.dispatcher import Dispatcher
+from bot.core.ports import AdapterDeps
 from storage.catalog import sync_courses
 from storage.engine import make_engine
 from storage.ingest import IngestStore

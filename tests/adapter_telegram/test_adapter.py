@@ -17,12 +17,12 @@ import pytest
 from sqlalchemy import text
 from telegram import Bot
 
-from bot.adapters.base import AdapterStartError, DeliveryError
 from bot.adapters.telegram.adapter import file_base_url
 from bot.adapters.telegram.ratelimit import FloodGate, FloodLimits, Window
 from bot.config import Secrets
 from bot.core.markup import rich
 from bot.core.payments import sign_payload
+from bot.core.ports import AdapterStartError, DeliveryError
 from bot.core.replies import Attachment, Button, OutgoingMessage, Reply
 from storage.engine import make_engine
 from tests.adapter_telegram.conftest import PRICE, SECRET, running

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from bot.config import DigestSettings
-from bot.core.events import ChannelRef, MemberRef, MessageEvent, Platform
+from storage.events import ChannelRef, MemberRef, MessageEvent, Platform
 from tests.adapter_telegram.conftest import running
 from tests.fakes import telegram_payloads as p
 from tests.fakes.telegram_bot_api import FakeBotApi

@@ -6,8 +6,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from bot.clock import SystemClock
-from bot.core.events import MemberRef, Platform, PurchaseEvent, PurchaseSource, RefundEvent
-from storage.schedule import last_job_runs
+from storage.events import MemberRef, Platform, PurchaseEvent, PurchaseSource, RefundEvent
+from storage.job_runs import last_job_runs
 from tests.adapter_telegram.conftest import running
 from tests.fakes import telegram_payloads as p
 from tests.fakes.telegram_bot_api import FakeBotApi

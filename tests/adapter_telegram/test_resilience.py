@@ -14,11 +14,11 @@ from typing import Any
 
 import pytest
 
-from bot.adapters.base import AdapterStartError
 from bot.adapters.telegram.adapter import TelegramAdapter
 from bot.app import TaskDiedError, build_app, serve
 from bot.config import Secrets, parse_settings
 from bot.core.payments import sign_payload
+from bot.core.ports import AdapterStartError
 from storage.engine import make_engine
 from storage.migrate import upgrade
 from tests.adapter_telegram.conftest import FAST, PRICE, SECRET, config, running

@@ -19,7 +19,7 @@ from bot.adapters.telegram.translate import (
     purchase_event,
     refund_event,
 )
-from bot.core.events import MemberJoined, MemberLeft, MessageEvent, Platform, PurchaseSource, ReactionEvent
+from storage.events import MemberJoined, MemberLeft, MessageEvent, Platform, PurchaseSource, ReactionEvent
 from tests.fakes import telegram_payloads as p
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "platform-payloads" / "telegram"

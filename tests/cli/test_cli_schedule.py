@@ -12,7 +12,7 @@ import pytest
 
 from bot.cli import main
 from storage.ingest import IngestStore
-from storage.schedule import finish_job_run, start_job_run
+from storage.job_runs import finish_job_run, start_job_run
 from tests.cli.test_cli import write_config
 from tests.conftest import COMMUNITY, Events
 

@@ -18,10 +18,10 @@ from sqlalchemy import Engine, text
 
 from bot.config import Settings, parse_settings
 from bot.console import ConsoleError, console_settings, run_console
-from bot.core.events import MemberRef, Platform, PurchaseEvent, PurchaseSource
 from bot.demo import DATABASE_NAME, START, demo_settings, run_demo
 from storage.catalog import CourseRecord, sync_courses
 from storage.engine import make_engine
+from storage.events import MemberRef, Platform, PurchaseEvent, PurchaseSource
 from storage.ingest import IngestStore
 from storage.migrate import upgrade
 from tests.helpers.fake_actions import FakeClock

@@ -15,11 +15,11 @@ from sqlalchemy import Engine
 from bot.app import course_records
 from bot.config import CourseSettings, Settings, parse_settings
 from bot.core.commands import all_commands
-from bot.core.commands.base import AccessResult, CapabilityError
 from bot.core.dispatcher import Dispatcher
-from bot.core.events import ActivityEvent, CommandInvocation, MemberRef, Platform
+from bot.core.ports import AccessResult, CapabilityError
 from bot.core.replies import Reply
 from storage.catalog import sync_courses
+from storage.events import ActivityEvent, CommandInvocation, MemberRef, Platform
 from storage.ingest import IngestStore
 from storage.writer import EventWriter
 from tests.conftest import COMMUNITY

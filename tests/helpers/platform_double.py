@@ -8,9 +8,9 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import Engine
 
-from bot.adapters.base import AccessFix, AccessReconciler, Adapter, DeliveryError
 from bot.clock import Clock
 from bot.config import CourseSettings, Settings
+from bot.core.ports import AccessFix, AccessReconciler, Adapter, DeliveryError
 from bot.core.replies import OutgoingMessage
 from bot.scheduler import Scheduler
 

@@ -11,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 
 from bot.app import build_app, serve
 from bot.config import parse_settings
-from bot.core.events import ChannelRef, MemberRef, MessageEvent, Platform, PurchaseEvent, PurchaseSource
+from storage.events import ChannelRef, MemberRef, MessageEvent, Platform, PurchaseEvent, PurchaseSource
 from storage.writer import EventWriter
 
 COMMUNITY = "testers"

@@ -21,13 +21,13 @@ import aiohttp
 import discord
 import yarl
 
-from bot.adapters.base import AccessFix, AdapterDeps, AdapterStartError, DeliveryError
 from bot.adapters.retry import Backoff, describe, sleep_unless, waiting_can_fix
 from bot.config import CourseSettings
-from bot.core.commands.base import AccessResult, CapabilityError, CommandSpec
-from bot.core.events import ActivityEvent, ChannelRef, CommandInvocation, MemberRef, Platform
+from bot.core.commands.base import CommandSpec
+from bot.core.ports import AccessFix, AccessResult, AdapterDeps, AdapterStartError, CapabilityError, DeliveryError
 from bot.core.replies import OutgoingMessage, Reply
 from bot.core.sales import receive_entitlement, record_refund
+from storage.events import ActivityEvent, ChannelRef, CommandInvocation, MemberRef, Platform
 
 from . import translate
 from .commands import build_tree, command_button_class

@@ -14,7 +14,7 @@ from typing import Any
 import discord
 
 from bot.adapters.discord.markup import render_discord_markdown, split_message
-from bot.core.commands.base import CapabilityError
+from bot.core.ports import CapabilityError
 from bot.core.replies import Button, Reply
 
 from .translate import button_custom_id

@@ -16,7 +16,7 @@ from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
 from bot.config import CourseSettings
-from bot.core.events import (
+from storage.events import (
     ChannelRef,
     CommandInvocation,
     EventError,

@@ -13,12 +13,11 @@ from typing import TYPE_CHECKING
 from telegram import Bot, ChatMember, ChatMemberAdministrator
 from telegram.error import TelegramError
 
-from bot.adapters.base import AccessFix
 from bot.adapters.telegram.translate import ADMIN_STATUSES, is_member
 from bot.config import CourseSettings
-from bot.core.commands.base import AccessResult
-from bot.core.events import MemberRef
 from bot.core.markup import rich
+from bot.core.ports import AccessFix, AccessResult
+from storage.events import MemberRef
 
 if TYPE_CHECKING:
     from bot.adapters.telegram.adapter import TelegramAdapter

@@ -29,7 +29,6 @@ from telegram import Chat, Update
 from telegram.error import BadRequest, Forbidden, InvalidToken, NetworkError, RetryAfter, TelegramError
 from telegram.ext import Application, ApplicationBuilder, CallbackContext
 
-from bot.adapters.base import AccessFix, AdapterDeps, AdapterStartError, DeliveryError
 from bot.adapters.retry import Backoff, describe
 from bot.adapters.telegram import payments, render
 from bot.adapters.telegram.access import CourseAccess
@@ -38,10 +37,10 @@ from bot.adapters.telegram.ratelimit import FloodGate, FloodLimits, retry_second
 from bot.adapters.telegram.translate import ADMIN_STATUSES, MembershipDeduper, TranslationScope, activity_events
 from bot.adapters.telegram.updates import UpdateFeed
 from bot.config import CourseSettings
-from bot.core.commands.base import AccessResult, CapabilityError
-from bot.core.events import ActivityEvent, MemberJoined, MemberLeft, MemberRef, Platform
 from bot.core.markup import Rich, link, rich
+from bot.core.ports import AccessFix, AccessResult, AdapterDeps, AdapterStartError, CapabilityError, DeliveryError
 from bot.core.replies import OutgoingMessage, Reply
+from storage.events import ActivityEvent, MemberJoined, MemberLeft, MemberRef, Platform
 
 log = logging.getLogger(__name__)
 

@@ -30,7 +30,7 @@ from bot.adapters.telegram.translate import (
     parse_command,
 )
 from bot.core.commands.base import CommandSpec
-from bot.core.events import CommandInvocation
+from storage.events import CommandInvocation
 
 if TYPE_CHECKING:
     from bot.adapters.telegram.adapter import TelegramAdapter

@@ -12,8 +12,8 @@ from typing import TYPE_CHECKING
 from telegram import Message, PreCheckoutQuery
 
 from bot.adapters.telegram.translate import member_ref, purchase_event, refund_event
-from bot.core.events import PurchaseEvent
 from bot.core.sales import CHECKOUT_FAILED, check_checkout, receive_payment, receive_refund
+from storage.events import PurchaseEvent
 
 if TYPE_CHECKING:
     from bot.adapters.telegram.adapter import TelegramAdapter

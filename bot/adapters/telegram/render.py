@@ -16,7 +16,7 @@ from telegram import Bot, InlineKeyboardButton, InlineKeyboardMarkup, InputFile,
 from telegram.constants import ParseMode
 
 from bot.adapters.telegram.markup import render_telegram_html, split_html
-from bot.core.commands.base import CapabilityError
+from bot.core.ports import CapabilityError
 from bot.core.replies import Attachment, Button, Invoice, Reply
 
 MESSAGE_LIMIT: Final = 4096  # UTF-16 code units after entity parsing; we count the HTML itself, which is longer

@@ -41,7 +41,7 @@ from telegram import (
     User,
 )
 
-from bot.core.events import (
+from storage.events import (
     ActivityEvent,
     ChannelRef,
     CommandInvocation,

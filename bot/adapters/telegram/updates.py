@@ -22,11 +22,11 @@ from aiohttp import web
 from telegram import Update
 from telegram.error import InvalidToken, RetryAfter, TelegramError
 
-from bot.adapters.base import AdapterStartError
 from bot.adapters.retry import Backoff, describe, sleep_unless, waiting_can_fix
 from bot.adapters.telegram.ratelimit import retry_seconds
 from bot.adapters.telegram.shape import check_update_shape
 from bot.adapters.telegram.translate import ALLOWED_UPDATES, parse_update
+from bot.core.ports import AdapterStartError
 from storage.writer import WriterClosedError
 
 if TYPE_CHECKING:

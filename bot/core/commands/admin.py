@@ -23,25 +23,26 @@ from analytics.privacy import OWNERS
 from analytics.render import clean_name, data_notices
 from analytics.results import MemberStatus, Report
 from bot.config import CourseSettings
-from bot.core.commands.base import CapabilityError, CommandContext, CommandSpec, OptionSpec, UsageError
+from bot.core.commands.base import CommandContext, CommandSpec, OptionSpec, UsageError
 from bot.core.digest import build_digest
-from bot.core.events import MemberRef, Platform, PurchaseEvent, PurchaseSource, RefundEvent
 from bot.core.markup import Span, bold, code, italic, join, rich
+from bot.core.ports import CapabilityError
 from bot.core.replies import Attachment, Button, Reply
 from bot.core.sales import SaleOutcome, record_refund, record_sale
 from bot.core.views import activation_sentence, fmt_conversion, retention_sentence, revenue_windows
 from bot.reporting import ReportError, ReportRequest, build_community_report, current_member_ids
-from storage.ledger import UnmatchedRecord, mark_unmatched_refunded, unmatched_payment, unmatched_payment_by_id
-from storage.member_queries import (
+from storage.events import MemberRef, Platform, PurchaseEvent, PurchaseSource, RefundEvent
+from storage.ledger import (
     LedgerRow,
-    MemberLookupError,
-    ResolvedMember,
-    find_member,
+    UnmatchedRecord,
     ledger,
     live_purchase,
+    mark_unmatched_refunded,
     purchase_by_charge,
-    resolve_member,
+    unmatched_payment,
+    unmatched_payment_by_id,
 )
+from storage.members import MemberLookupError, ResolvedMember, find_member, resolve_member
 
 log = logging.getLogger(__name__)
 

@@ -5,7 +5,7 @@ A command is a :class:`CommandSpec`: its name, typed options, whether it is for 
 Telegram's command menu and Discord's slash-command picker.
 
 Handlers are platform-neutral. What only a platform can do (admit a buyer to a course chat or role, refund a
-Telegram Stars payment) goes through :class:`PlatformActions`, which each adapter implements.
+Telegram Stars payment) goes through :class:`bot.core.ports.PlatformActions`, which each adapter implements.
 """
 
 from __future__ import annotations
@@ -13,11 +13,12 @@ from __future__ import annotations
 import inspect
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Literal, Protocol
+from typing import TYPE_CHECKING, Literal
 
-from bot.core.events import CommandInvocation, MemberRef, Platform
 from bot.core.locks import KeyedLocks
+from bot.core.ports import PlatformActions
 from bot.core.replies import Reply
+from storage.events import CommandInvocation, MemberRef, Platform
 
 if TYPE_CHECKING:
     from sqlalchemy import Engine
@@ -54,47 +55,6 @@ class OptionSpec:
 
 class UsageError(Exception):
     """A member used a command wrongly; the message is shown to them as it is (say what to type instead)."""
-
-
-@dataclass(frozen=True, slots=True)
-class AccessResult:
-    """What happened when the bot tried to give or take course access.
-
-    Attributes:
-        ok: Access is now as intended.
-        detail: For the member (an invite link) or the admin (what was done).
-        problem: When not ok: what an admin must fix (e.g. "give the bot the Manage Roles permission").
-    """
-
-    ok: bool
-    detail: str = ""
-    problem: str | None = None
-
-
-class CapabilityError(Exception):
-    """The platform cannot do what was asked (e.g. refund a Discord purchase from the bot); say so, never skip."""
-
-
-class PlatformActions(Protocol):
-    """What a command may ask of the platform it came from. Implemented by each adapter."""
-
-    platform: Platform
-
-    async def grant_access(self, member: MemberRef, course: CourseSettings) -> AccessResult:
-        """Give ``member`` access to ``course`` (Telegram: one-time invite link sent by DM; Discord: the role)."""
-        ...
-
-    async def revoke_access(self, member: MemberRef, course: CourseSettings) -> AccessResult:
-        """Take access to ``course`` away (Telegram: remove from the course chat; Discord: remove the role)."""
-        ...
-
-    async def refund_payment(self, member: MemberRef, charge_id: str) -> None:
-        """Return the money of a platform payment (Telegram: ``refundStarPayment``).
-
-        Raises:
-            CapabilityError: The platform has no bot-initiated refunds (Discord).
-        """
-        ...
 
 
 @dataclass(frozen=True, slots=True)

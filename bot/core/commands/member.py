@@ -1,7 +1,7 @@
 """Commands every member may run: welcome, help, own stats, courses and buying, nudge preference, own data.
 
 Every answer here is personal, so every command is ``private`` (a DM on Telegram, ephemeral on Discord).
-Handlers read the database through ``storage.member_queries`` in a thread and never hold a session.
+Handlers read the database through ``storage`` (members, ledger, export) in a thread and never hold a session.
 """
 
 from __future__ import annotations
@@ -18,20 +18,15 @@ from types import MappingProxyType
 
 from analytics.formatting import fmt_day, fmt_int, fmt_money
 from bot.core.commands.base import CommandContext, CommandSpec, OptionSpec, UsageError
-from bot.core.events import Platform
 from bot.core.markup import Span, bold, code, italic, join, rich
 from bot.core.payments import PaymentError, sign_payload
 from bot.core.replies import Attachment, Button, Invoice, Reply
 from bot.core.views import course_prices
 from storage.deletion import DeletionReport
-from storage.member_queries import (
-    export_member_data,
-    find_member,
-    member_stats,
-    owned_courses,
-    set_nudges_opt_out,
-    table_counts,
-)
+from storage.events import Platform
+from storage.export import export_member_data, table_counts
+from storage.ledger import owned_courses
+from storage.members import find_member, member_stats, set_nudges_opt_out
 
 log = logging.getLogger(__name__)
 

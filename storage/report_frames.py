@@ -1,4 +1,4 @@
-"""Named read queries: rollups in, small frames and dataclasses out (never live ORM objects).
+"""The report's reads: rollups in, the frames ``analytics.frames`` defines out (never live ORM objects).
 
 Aggregation happens in SQL over the rollup tables; no query here reads the raw events tables, so a report
 costs the same whether the community has ten thousand messages or twenty million.
@@ -7,7 +7,6 @@ costs the same whether the community has ten thousand messages or twenty million
 from __future__ import annotations
 
 from collections.abc import Collection, Sequence
-from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -25,10 +24,10 @@ from analytics.frames import (
     PURCHASES_COLUMNS,
     CommunityFrames,
 )
+from storage.communities import CommunityInfo
 from storage.models import (
     Channel,
     ChannelDailyActivity,
-    Community,
     CommunityDailyTotals,
     Course,
     Member,
@@ -38,37 +37,6 @@ from storage.models import (
     Refund,
 )
 from storage.types import bind_day
-
-
-@dataclass(frozen=True, slots=True)
-class CommunityInfo:
-    """A community as stored."""
-
-    id: int
-    name: str
-    timezone: str
-
-
-def find_community(conn: Connection, name: str) -> CommunityInfo | None:
-    """The stored community with this name, if any."""
-    row = conn.execute(select(Community.id, Community.name, Community.timezone).where(Community.name == name)).first()
-    return None if row is None else CommunityInfo(int(row.id), row.name, row.timezone)
-
-
-def list_communities(conn: Connection) -> list[CommunityInfo]:
-    """Every stored community, by name."""
-    rows = conn.execute(select(Community.id, Community.name, Community.timezone).order_by(Community.name))
-    return [CommunityInfo(int(r.id), r.name, r.timezone) for r in rows]
-
-
-def latest_activity_day(conn: Connection, community_id: int) -> date | None:
-    """The last local day with any recorded activity (a sensible default "as of" for imported history)."""
-    value = conn.execute(
-        select(func.max(CommunityDailyTotals.day)).where(CommunityDailyTotals.community_id == community_id)
-    ).scalar()
-    if value is None:
-        return None
-    return value if isinstance(value, date) else date.fromisoformat(str(value))
 
 
 def _days(values: Sequence[Any]) -> pd.Series:

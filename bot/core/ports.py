@@ -1,4 +1,22 @@
-"""The contract every platform adapter fills in, and what ``bot/app.py`` hands each adapter."""
+"""The ports: everything a platform must provide to plug into the bot, in one file.
+
+A new platform (say Slack) lives in its own package under ``bot/adapters/<platform>/`` — the only place its
+client library is imported — and provides:
+
+- an :class:`Adapter`: built by ``bot/app.py`` from :class:`AdapterDeps`; ``start``/``stop`` on the shared event
+  loop; translates platform payloads into the events of ``storage/events.py`` and hands activity to
+  ``deps.writer``, commands (as ``CommandInvocation``) to ``deps.dispatcher``; ``send`` delivers what the core
+  starts (digests, nudges, receipts) and raises :class:`DeliveryError` when retrying cannot help;
+  :class:`AdapterStartError` when it cannot start (bad token, unreachable API) with what to fix;
+- :class:`PlatformActions`: what a command may ask of the platform it came from (grant/revoke course access,
+  refund a platform payment), answering with :class:`AccessResult`, or :class:`CapabilityError` when the
+  platform cannot do it;
+- optionally an :class:`AccessReconciler`, when the platform controls course access (roles, course chats), so
+  the daily reconciliation can list holders and fix each one (:class:`AccessFix`).
+
+The core (``bot/core``, ``bot/scheduler.py``, ``bot/app.py``) depends only on these ports, never on
+``bot.adapters``; adapters implement them and keep only what they share (``bot/adapters/retry.py``).
+"""
 
 from __future__ import annotations
 
@@ -12,6 +30,7 @@ if TYPE_CHECKING:
     from bot.config import CourseSettings, Secrets, Settings
     from bot.core.dispatcher import Dispatcher
     from bot.core.replies import OutgoingMessage
+    from storage.events import MemberRef, Platform
     from storage.writer import EventWriter
 
 
@@ -100,4 +119,45 @@ class AccessReconciler(Protocol):
 
     async def ensure_access(self, user_id: str, course: CourseSettings, *, should_have: bool) -> AccessFix:
         """Give or take the course's access so that it matches ``should_have``; a no-op when it already does."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class AccessResult:
+    """What happened when the bot tried to give or take course access.
+
+    Attributes:
+        ok: Access is now as intended.
+        detail: For the member (an invite link) or the admin (what was done).
+        problem: When not ok: what an admin must fix (e.g. "give the bot the Manage Roles permission").
+    """
+
+    ok: bool
+    detail: str = ""
+    problem: str | None = None
+
+
+class CapabilityError(Exception):
+    """The platform cannot do what was asked (e.g. refund a Discord purchase from the bot); say so, never skip."""
+
+
+class PlatformActions(Protocol):
+    """What a command may ask of the platform it came from. Implemented by each adapter."""
+
+    platform: Platform
+
+    async def grant_access(self, member: MemberRef, course: CourseSettings) -> AccessResult:
+        """Give ``member`` access to ``course`` (Telegram: one-time invite link sent by DM; Discord: the role)."""
+        ...
+
+    async def revoke_access(self, member: MemberRef, course: CourseSettings) -> AccessResult:
+        """Take access to ``course`` away (Telegram: remove from the course chat; Discord: remove the role)."""
+        ...
+
+    async def refund_payment(self, member: MemberRef, charge_id: str) -> None:
+        """Return the money of a platform payment (Telegram: ``refundStarPayment``).
+
+        Raises:
+            CapabilityError: The platform has no bot-initiated refunds (Discord).
+        """
         ...

@@ -1,27 +1,24 @@
-"""Per-member reads and writes for the bot's commands: stats, owned courses, preferences, data export, lookups.
+"""Members: find and resolve them (by id or ``@username``), count humans, per-member stats, nudge opt-outs.
 
-Everything returns frozen dataclasses or plain JSON-ready dicts, never live ORM objects. Functions are synchronous
-(call them through ``asyncio.to_thread`` from handlers) and open their own short connection.
+Everything returns frozen dataclasses, never live ORM objects. Functions are synchronous (call them through
+``asyncio.to_thread`` from handlers) and open their own short connection.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
-from decimal import Decimal
+from datetime import date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, Engine, Table, and_, func, or_, select, update
+from sqlalchemy import Connection, Engine, and_, func, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-from storage.deletion import member_columns, member_data_tables
 from storage.engine import writing
 from storage.errors import StorageError
-from storage.models import Base, Course, Member, MemberActivity, MemberDailyActivity, Purchase, Refund
+from storage.ledger import OwnedCourse, owned_by_member
+from storage.models import Member, MemberActivity, MemberDailyActivity
 
-EXPORT_FORMAT = "cohortbot-mydata-1"
 # Streaks are read back in chunks of this many days: most streaks end within the first chunk.
 _STREAK_CHUNK_DAYS = 64
 
@@ -61,50 +58,6 @@ class MemberRecord:
 
 
 @dataclass(frozen=True, slots=True)
-class OwnedCourse:
-    """A live (not refunded) purchase of a course."""
-
-    purchase_id: int
-    course_key: str
-    title: str
-    platform: str
-    charge_id: str
-    source: str
-    amount: int  # minor units; whole stars for XTR
-    currency: str
-    purchased_at: datetime
-
-
-@dataclass(frozen=True, slots=True)
-class LedgerRow:
-    """One purchase with its refund, if any, for revenue figures."""
-
-    purchase_id: int
-    course_key: str
-    title: str
-    member_id: int | None  # None once the buyer was forgotten
-    platform: str
-    charge_id: str
-    source: str
-    amount: int  # minor units; whole stars for XTR
-    currency: str
-    purchased_at: datetime
-    refunded_at: datetime | None
-    member_user_id: str | None = None
-    is_test: bool = False  # a test purchase (Discord test mode): never revenue
-    access_ends_at: datetime | None = None  # access ended (or ends) then, without a refund
-
-    def live(self, now: datetime) -> bool:
-        """Whether the purchase gives access at ``now``: not refunded, and not ended."""
-        return self.refunded_at is None and (self.access_ends_at is None or self.access_ends_at > now)
-
-    @property
-    def amount_major(self) -> Decimal:
-        """The amount in major units (XTR has no minor unit)."""
-        return Decimal(self.amount) if self.currency == "XTR" else Decimal(self.amount) / 100
-
-
-@dataclass(frozen=True, slots=True)
 class MemberStats:
     """A member's own activity as of a local day (``today``), for ``/stats``.
 
@@ -138,9 +91,6 @@ class ResolvedMember:
     user_id: str
     display_name: str | None
     known: bool  # whether anything is stored about them
-
-
-# --- lookups -----------------------------------------------------------------------------------------------------
 
 
 def _member_where(community_id: int, platform: str, user_id: str) -> Any:
@@ -241,140 +191,6 @@ def resolve_member(engine: Engine, community_id: int, platform: str, value: str)
     return ResolvedMember(rows[0].platform_user_id, rows[0].display_name, True)
 
 
-# --- courses and the ledger --------------------------------------------------------------------------------------
-
-
-def _owned_query(community_id: int) -> Any:
-    return (
-        select(
-            Purchase.id,
-            Course.course_key,
-            Course.title,
-            Purchase.platform,
-            Purchase.charge_id,
-            Purchase.source,
-            Purchase.amount,
-            Purchase.currency,
-            Purchase.purchased_at,
-        )
-        .join(Course, Course.id == Purchase.course_id)
-        .outerjoin(Refund, Refund.purchase_id == Purchase.id)
-        .where(Purchase.community_id == community_id, Refund.id.is_(None))
-        .order_by(Purchase.purchased_at, Purchase.id)
-    )
-
-
-def _not_ended(now: datetime | None) -> Any:
-    at = now or datetime.now(UTC)
-    return or_(Purchase.access_ends_at.is_(None), Purchase.access_ends_at > at)
-
-
-def _owned(row: Any) -> OwnedCourse:
-    return OwnedCourse(
-        purchase_id=int(row.id),
-        course_key=row.course_key,
-        title=row.title,
-        platform=row.platform,
-        charge_id=row.charge_id,
-        source=row.source,
-        amount=int(row.amount),
-        currency=row.currency,
-        purchased_at=row.purchased_at,
-    )
-
-
-def _owned_by(conn: Connection, community_id: int, member_id: int, now: datetime | None = None) -> list[OwnedCourse]:
-    rows = conn.execute(_owned_query(community_id).where(Purchase.member_id == member_id, _not_ended(now))).all()
-    # A course bought twice (a grant after a platform purchase) is owned once: keep the first live purchase.
-    seen: dict[str, OwnedCourse] = {}
-    for row in rows:
-        seen.setdefault(row.course_key, _owned(row))
-    return list(seen.values())
-
-
-def owned_courses(
-    engine: Engine, community_id: int, platform: str, user_id: str, *, now: datetime | None = None
-) -> list[OwnedCourse]:
-    """The courses a member owns at ``now`` (default: the current time), oldest first, one per course.
-
-    Owned means a live purchase: not refunded, and its access not ended (an expired Discord entitlement).
-    """
-    with engine.connect() as conn:
-        member = _find(conn, community_id, platform, user_id)
-        return [] if member is None else _owned_by(conn, community_id, member.id, now)
-
-
-def live_purchase(
-    engine: Engine, community_id: int, platform: str, user_id: str, course_key: str, *, now: datetime | None = None
-) -> OwnedCourse | None:
-    """The member's live purchase of a course at ``now`` (default: the current time); None when they do not own it."""
-    for owned in owned_courses(engine, community_id, platform, user_id, now=now):
-        if owned.course_key == course_key:
-            return owned
-    return None
-
-
-def ledger(engine: Engine, community_id: int, *, include_test: bool = False) -> list[LedgerRow]:
-    """Every purchase of the community with its refund, oldest first (sales are few; this read stays small).
-
-    Test purchases (Discord test-mode entitlements) are money nobody paid: left out unless ``include_test``, so
-    revenue and conversion figures built from this never count them.
-    """
-    query = (
-        select(
-            Purchase.id,
-            Course.course_key,
-            Course.title,
-            Purchase.member_id,
-            Purchase.platform,
-            Purchase.charge_id,
-            Purchase.source,
-            Purchase.amount,
-            Purchase.currency,
-            Purchase.purchased_at,
-            Refund.refunded_at,
-            Member.platform_user_id,
-            Purchase.is_test,
-            Purchase.access_ends_at,
-        )
-        .join(Course, Course.id == Purchase.course_id)
-        .outerjoin(Refund, Refund.purchase_id == Purchase.id)
-        .outerjoin(Member, Member.id == Purchase.member_id)
-        .where(Purchase.community_id == community_id)
-        .order_by(Purchase.purchased_at, Purchase.id)
-    )
-    if not include_test:
-        query = query.where(Purchase.is_test.is_(False))
-    with engine.connect() as conn:
-        return [
-            LedgerRow(
-                purchase_id=int(r.id),
-                course_key=r.course_key,
-                title=r.title,
-                member_id=None if r.member_id is None else int(r.member_id),
-                platform=r.platform,
-                charge_id=r.charge_id,
-                source=r.source,
-                amount=int(r.amount),
-                currency=r.currency,
-                purchased_at=r.purchased_at,
-                refunded_at=r.refunded_at,
-                member_user_id=r.platform_user_id,
-                is_test=bool(r.is_test),
-                access_ends_at=r.access_ends_at,
-            )
-            for r in conn.execute(query)
-        ]
-
-
-def purchase_by_charge(engine: Engine, community_id: int, platform: str, charge_id: str) -> LedgerRow | None:
-    """The purchase recorded under a platform charge id, with its refund and buyer, if any."""
-    for row in ledger(engine, community_id, include_test=True):
-        if row.platform == platform and row.charge_id == charge_id:
-            return row
-    return None
-
-
 def human_member_count(engine: Engine, community_id: int) -> int:
     """Every human member ever stored in the community (former members included: they could have bought)."""
     with engine.connect() as conn:
@@ -382,9 +198,6 @@ def human_member_count(engine: Engine, community_id: int) -> int:
             select(func.count()).where(Member.community_id == community_id, Member.is_bot.is_(False))
         ).scalar()
     return int(value or 0)
-
-
-# --- /stats ------------------------------------------------------------------------------------------------------
 
 
 def _active_days(conn: Connection, community_id: int, member_id: int, first: date, last: date) -> set[date]:
@@ -460,7 +273,7 @@ def member_stats(engine: Engine, community_id: int, platform: str, user_id: str,
             ).scalar()
             rank = int(ahead or 0) + 1
         streak = _streak(conn, community_id, member.id, today, active)
-        courses = tuple(_owned_by(conn, community_id, member.id))
+        courses = tuple(owned_by_member(conn, community_id, member.id))
     return MemberStats(
         member=member,
         today=today,
@@ -476,9 +289,6 @@ def member_stats(engine: Engine, community_id: int, platform: str, user_id: str,
         courses=courses,
         last_active=max(active) if active else None,
     )
-
-
-# --- preferences -------------------------------------------------------------------------------------------------
 
 
 def set_nudges_opt_out(
@@ -518,104 +328,3 @@ def set_nudges_opt_out(
         member = _find(conn, community_id, platform, user_id)
     assert member is not None  # just upserted in this transaction
     return member
-
-
-# --- /mydata -----------------------------------------------------------------------------------------------------
-
-
-def _jsonable(value: object) -> object:
-    if isinstance(value, datetime | date):
-        return value.isoformat()
-    if isinstance(value, Decimal):
-        return str(value)
-    return value
-
-
-def _rows(conn: Connection, table: Table, where: Any) -> list[dict[str, object]]:
-    result = conn.execute(select(table).where(where).order_by(*table.primary_key.columns))
-    return [{key: _jsonable(value) for key, value in row._mapping.items()} for row in result]
-
-
-def export_member_data(
-    engine: Engine, community_id: int, platform: str, user_id: str, *, now: datetime
-) -> dict[str, object] | None:
-    """Everything stored about one member, as a JSON-ready document (``/mydata``).
-
-    The tables are the ones ``storage.deletion`` deletes from or detaches (``member_data_tables``), so the export
-    covers exactly what ``/forget`` covers. Per table: ``rows`` are the member's own rows (their messages,
-    reactions, membership events, purchases, nudges, daily rollups; refunds of their purchases); other members'
-    rows that merely point at them (a reply to their message, a reaction on it, a sale they granted as admin) are
-    counted in ``referenced_by_others`` without their content, which belongs to those members.
-
-    Returns:
-        The document, or None when nothing is stored about the account.
-    """
-    with engine.connect() as conn:
-        member = _find(conn, community_id, platform, user_id)
-        if member is None:
-            return None
-        member_row = _rows(conn, Base.metadata.tables[Member.__tablename__], Member.id == member.id)[0]
-        exported_ids: dict[str, list[int]] = {}
-        tables: dict[str, dict[str, object]] = {}
-        for table in member_data_tables():
-            refs = member_columns(table)
-            section: dict[str, object] = {"policy_on_forget": table.info.get("member_data")}
-            if "member_id" in refs:
-                rows = _rows(conn, table, table.c["member_id"] == member.id)
-            else:
-                # No owner column (refunds): the rows that belong to rows already exported (a refund of their
-                # purchase). member_data_tables() is ordered so that referenced tables come first.
-                rows = []
-                for column in table.columns:
-                    for fk in column.foreign_keys:
-                        parent_ids = exported_ids.get(fk.column.table.name)
-                        if parent_ids and fk.column.name == "id":
-                            rows += _rows(conn, table, column.in_(parent_ids))
-            if "id" in table.c:
-                exported_ids[table.name] = [int(r["id"]) for r in rows if isinstance(r["id"], int)]
-            section["rows"] = rows
-            others: dict[str, int] = {}
-            for name in refs:
-                if name == "member_id":
-                    continue
-                where = table.c[name] == member.id
-                if "member_id" in table.c:
-                    # Their own rows pointing at themselves (a reply to their own message) are already exported.
-                    where = and_(where, table.c["member_id"].is_distinct_from(member.id))
-                count = conn.execute(select(func.count()).select_from(table).where(where)).scalar()
-                others[name] = int(count or 0)
-            if others:
-                section["referenced_by_others"] = others
-            tables[table.name] = section
-    return {
-        "format": EXPORT_FORMAT,
-        "exported_at": now.isoformat(),
-        "platform": platform,
-        "user_id": user_id,
-        "member": member_row,
-        "tables": tables,
-    }
-
-
-def table_counts(document: Mapping[str, object]) -> dict[str, int]:
-    """Rows per table in an export document (for the summary shown with ``/mydata``)."""
-    tables = document.get("tables")
-    out: dict[str, int] = {}
-    if isinstance(tables, Mapping):
-        for name, section in tables.items():
-            rows = section.get("rows") if isinstance(section, Mapping) else None
-            out[str(name)] = len(rows) if isinstance(rows, list) else 0
-    return out
-
-
-def access_granted(engine: Engine, purchase_id: int) -> bool:
-    """Whether the buyer of this purchase was given access (see ``Purchase.access_granted_at``)."""
-    with engine.connect() as conn:
-        at = conn.execute(select(Purchase.access_granted_at).where(Purchase.id == purchase_id)).scalar()
-    return at is not None
-
-
-def mark_access_granted(engine: Engine, purchase_id: int, *, at: datetime) -> None:
-    """Record that the buyer of this purchase now has access."""
-    with writing(engine).begin() as conn:
-        conn.execute(update(Purchase).where(Purchase.id == purchase_id).values(access_granted_at=at))

@@ -1,7 +1,7 @@
-"""What the scheduler remembers: job runs, digest claims (sent once per community and week), nudge decisions.
+"""The nudge log: who may be nudged, the nudges sent, unreachable members, and whether nudged members came back.
 
 Every write commits before the function returns, so two bot processes sharing one PostgreSQL database see each
-other's claims: a digest week is claimed by inserting its unique row, and only the process whose insert won sends.
+other's nudges.
 """
 
 from __future__ import annotations
@@ -12,143 +12,16 @@ from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import Engine, func, insert, select, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from storage.engine import writing
-from storage.member_queries import ledger
 from storage.models import (
     Channel,
     ChannelDailyActivity,
-    Digest,
-    JobRun,
     Member,
     MemberActivity,
     MemberDailyActivity,
     Nudge,
 )
-
-# --- job runs --------------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class JobRunRecord:
-    """One recorded run of a job."""
-
-    id: int
-    job: str
-    started_at: datetime
-    finished_at: datetime | None
-    outcome: str
-    detail: str | None
-    host: str | None
-
-
-def start_job_run(engine: Engine, community_id: int, job: str, *, now: datetime, host: str) -> int:
-    """Record that ``job`` started; returns the run id for :func:`finish_job_run`."""
-    with writing(engine).begin() as conn:
-        run_id = conn.execute(
-            insert(JobRun)
-            .values(community_id=community_id, job=job, started_at=now, outcome="running", host=host)
-            .returning(JobRun.id)
-        ).scalar_one()
-    return int(run_id)
-
-
-def finish_job_run(engine: Engine, run_id: int, *, now: datetime, outcome: str, detail: str | None = None) -> None:
-    """Record how a run ended: ``ok``, ``skipped`` or ``failed`` (``detail`` says what it did or the error)."""
-    with writing(engine).begin() as conn:
-        conn.execute(
-            update(JobRun)
-            .where(JobRun.id == run_id)
-            .values(finished_at=now, outcome=outcome, detail=None if detail is None else detail[:4000])
-        )
-
-
-def last_job_runs(engine: Engine, community_id: int) -> dict[str, JobRunRecord]:
-    """The newest run of each job."""
-    newest = (
-        select(JobRun.job, func.max(JobRun.id).label("id"))
-        .where(JobRun.community_id == community_id)
-        .group_by(JobRun.job)
-        .subquery()
-    )
-    query = select(JobRun).join(newest, JobRun.id == newest.c.id).order_by(JobRun.job)
-    with engine.connect() as conn:
-        return {
-            row.job: JobRunRecord(row.id, row.job, row.started_at, row.finished_at, row.outcome, row.detail, row.host)
-            for row in conn.execute(query)
-        }
-
-
-# --- digests -------------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class DigestRecord:
-    """A claimed digest week."""
-
-    week: str
-    claimed_at: datetime
-    sent_at: datetime | None
-    late: bool
-    claimed_by: str | None
-
-
-def claim_digest(
-    engine: Engine,
-    community_id: int,
-    week: str,
-    *,
-    now: datetime,
-    late: bool,
-    claimed_by: str,
-    stale_after: timedelta = timedelta(minutes=30),
-) -> bool:
-    """Claim the digest of ``week`` for sending; True only for the one caller that may send it.
-
-    A claim that never got to ``sent`` (the process died while sending) can be taken over once it is older than
-    ``stale_after``, so a crash delays a digest instead of losing it.
-    """
-    upsert = pg_insert if engine.dialect.name == "postgresql" else sqlite_insert
-    with writing(engine).begin() as conn:
-        won = conn.execute(
-            upsert(Digest)
-            .values(community_id=community_id, week=week, claimed_at=now, late=late, claimed_by=claimed_by)
-            .on_conflict_do_nothing(index_elements=["community_id", "week"])
-            .returning(Digest.id)
-        ).scalar()
-        if won is not None:
-            return True
-        taken_over = conn.execute(
-            update(Digest)
-            .where(
-                Digest.community_id == community_id,
-                Digest.week == week,
-                Digest.sent_at.is_(None),
-                Digest.claimed_at < now - stale_after,
-            )
-            .values(claimed_at=now, claimed_by=claimed_by, late=True)
-        )
-        return bool(taken_over.rowcount == 1)
-
-
-def mark_digest_sent(engine: Engine, community_id: int, week: str, *, now: datetime) -> None:
-    """Record that the claimed digest went out."""
-    with writing(engine).begin() as conn:
-        conn.execute(update(Digest).where(Digest.community_id == community_id, Digest.week == week).values(sent_at=now))
-
-
-def digest_record(engine: Engine, community_id: int, week: str) -> DigestRecord | None:
-    """The claim of ``week``, if any."""
-    with engine.connect() as conn:
-        row = conn.execute(select(Digest).where(Digest.community_id == community_id, Digest.week == week)).one_or_none()
-    if row is None:
-        return None
-    return DigestRecord(row.week, row.claimed_at, row.sent_at, row.late, row.claimed_by)
-
-
-# --- nudges --------------------------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True, slots=True)
@@ -357,9 +230,6 @@ def nudge_outcome_counts(
     )
 
 
-# --- what happened while a member was away (nudge highlights) ------------------------------------------------
-
-
 def busiest_channels(engine: Engine, community_id: int, since: date, *, limit: int = 2) -> list[tuple[str, int]]:
     """Channel names and message counts since the local day ``since``, busiest first."""
     with engine.connect() as conn:
@@ -372,47 +242,3 @@ def busiest_channels(engine: Engine, community_id: int, since: date, *, limit: i
             .limit(limit)
         ).all()
     return [(str(name), int(n)) for name, n in rows if n]
-
-
-# --- course access (reconciliation) ----------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class CourseAccess:
-    """Who should and who should not have a course's access on one platform, by platform user id."""
-
-    course: str
-    owners: frozenset[str]  # at least one live (not refunded) purchase
-    refunded: frozenset[str]  # bought, but no purchase of this course gives access any more (refunded, ended)
-
-
-def course_access(
-    engine: Engine, community_id: int, platform: str, *, now: datetime, include_test: bool = False
-) -> dict[str, CourseAccess]:
-    """Per course key: the members (platform user ids) who own it at ``now`` and those who no longer do.
-
-    A purchase stops giving access when it is refunded or its access ended (an expired Discord entitlement).
-    Test purchases give access only with ``include_test`` (``[discord] grant_test_entitlements``); otherwise their
-    buyers count as not owning the course, so a role given for one is taken away.
-    """
-    owners: dict[str, set[str]] = {}
-    bought: dict[str, set[str]] = {}
-    for row in ledger(engine, community_id, include_test=True):
-        if row.platform != platform or row.member_user_id is None:
-            continue  # another platform's sale, or a forgotten buyer (nobody left to give or take access)
-        bought.setdefault(row.course_key, set()).add(row.member_user_id)
-        if row.live(now) and (include_test or not row.is_test):
-            owners.setdefault(row.course_key, set()).add(row.member_user_id)
-    return {
-        course: CourseAccess(course, frozenset(owners.get(course, set())), frozenset(users - owners.get(course, set())))
-        for course, users in bought.items()
-    }
-
-
-def first_job_run_at(engine: Engine, community_id: int) -> datetime | None:
-    """When the scheduler first ran for the community (before that, the bot cannot have missed a digest)."""
-    with engine.connect() as conn:
-        first: datetime | None = conn.execute(
-            select(func.min(JobRun.started_at)).where(JobRun.community_id == community_id)
-        ).scalar()
-    return first
