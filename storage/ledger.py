@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import ColumnElement, Connection, Engine, or_, select, update
+from sqlalchemy import ColumnElement, Connection, Engine, Select, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -230,9 +230,7 @@ def earlier_live_purchase(
         if this is None or this.member_id is None:
             return None
         row = conn.execute(
-            select(Purchase.id, Purchase.charge_id)
-            .join(Course, Course.id == Purchase.course_id)
-            .outerjoin(Refund, Refund.purchase_id == Purchase.id)
+            purchases_with_refunds(Purchase.id, Purchase.charge_id)
             .where(
                 Purchase.community_id == community_id,
                 Purchase.member_id == this.member_id,
@@ -292,21 +290,39 @@ class LedgerRow:
         return Decimal(self.amount) if self.currency == "XTR" else Decimal(self.amount) / 100
 
 
-def _owned_query(community_id: int) -> Any:
+def purchases_with_refunds(*columns: Any) -> Select[Any]:
+    """A select of ``columns`` over purchases, each with its course joined and its refund (if any) outer-joined.
+
+    Args:
+        *columns: What to read; the first must be a ``Purchase`` column (the join starts from purchases).
+
+    Returns:
+        The select, to be narrowed with ``where``; ``Refund.id.is_(None)`` keeps the purchases not refunded.
+    """
     return (
-        select(
-            Purchase.id,
-            Course.course_key,
-            Course.title,
-            Purchase.platform,
-            Purchase.charge_id,
-            Purchase.source,
-            Purchase.amount,
-            Purchase.currency,
-            Purchase.purchased_at,
-        )
+        select(*columns)
         .join(Course, Course.id == Purchase.course_id)
         .outerjoin(Refund, Refund.purchase_id == Purchase.id)
+    )
+
+
+# What an ``OwnedCourse`` is read from; the ledger reads these and more.
+_OWNED_COLUMNS = (
+    Purchase.id,
+    Course.course_key,
+    Course.title,
+    Purchase.platform,
+    Purchase.charge_id,
+    Purchase.source,
+    Purchase.amount,
+    Purchase.currency,
+    Purchase.purchased_at,
+)
+
+
+def _owned_query(community_id: int) -> Any:
+    return (
+        purchases_with_refunds(*_OWNED_COLUMNS)
         .where(Purchase.community_id == community_id, Refund.id.is_(None))
         .order_by(Purchase.purchased_at, Purchase.id)
     )
@@ -372,24 +388,14 @@ def ledger(engine: Engine, community_id: int, *, include_test: bool = False) -> 
     revenue and conversion figures built from this never count them.
     """
     query = (
-        select(
-            Purchase.id,
-            Course.course_key,
-            Course.title,
+        purchases_with_refunds(
+            *_OWNED_COLUMNS,
             Purchase.member_id,
-            Purchase.platform,
-            Purchase.charge_id,
-            Purchase.source,
-            Purchase.amount,
-            Purchase.currency,
-            Purchase.purchased_at,
             Refund.refunded_at,
             Member.platform_user_id,
             Purchase.is_test,
             Purchase.access_ends_at,
         )
-        .join(Course, Course.id == Purchase.course_id)
-        .outerjoin(Refund, Refund.purchase_id == Purchase.id)
         .outerjoin(Member, Member.id == Purchase.member_id)
         .where(Purchase.community_id == community_id)
         .order_by(Purchase.purchased_at, Purchase.id)

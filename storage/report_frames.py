@@ -25,6 +25,7 @@ from analytics.frames import (
     CommunityFrames,
 )
 from storage.communities import CommunityInfo
+from storage.ledger import purchases_with_refunds
 from storage.models import (
     Channel,
     ChannelDailyActivity,
@@ -250,7 +251,7 @@ def channel_days(conn: Connection, community_id: int, start: date, end: date) ->
 def purchases(conn: Connection, community_id: int, end: datetime) -> pd.DataFrame:
     """The purchases ledger up to ``end`` (UTC), refunds joined; amounts in major units."""
     rows = conn.execute(
-        select(
+        purchases_with_refunds(
             Purchase.id,
             Purchase.member_id,
             Course.course_key,
@@ -260,8 +261,6 @@ def purchases(conn: Connection, community_id: int, end: datetime) -> pd.DataFram
             Purchase.purchased_at,
             Refund.refunded_at,
         )
-        .join(Course, Course.id == Purchase.course_id)
-        .outerjoin(Refund, Refund.purchase_id == Purchase.id)
         # Test purchases (Discord test mode) moved no money: never revenue, never a buyer.
         .where(Purchase.community_id == community_id, Purchase.purchased_at < end, Purchase.is_test.is_(False))
         .order_by(Purchase.purchased_at)

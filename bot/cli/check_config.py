@@ -5,16 +5,12 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from typing import TYPE_CHECKING
 
 from bot.cli.common import (
     EXIT_OK,
     EXIT_USAGE,
 )
 from bot.config import ConfigError, load_secrets, load_settings, validate_secrets
-
-if TYPE_CHECKING:
-    pass
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:

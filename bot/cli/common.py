@@ -9,17 +9,12 @@ import argparse
 import os
 from datetime import date
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from bot.config import ConfigError, Settings, default_settings, load_settings
 from storage.engine import database_error_line, mask_credentials
-
-if TYPE_CHECKING:
-    pass
-
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 

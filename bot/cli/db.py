@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-from typing import TYPE_CHECKING
 
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -17,9 +16,6 @@ from bot.cli.common import (
     require_schema,
 )
 from storage.engine import database_error_line
-
-if TYPE_CHECKING:
-    pass
 
 
 def cmd_db_upgrade(args: argparse.Namespace) -> int:

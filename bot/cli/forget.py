@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-from typing import TYPE_CHECKING
 
 from bot.cli.common import (
     EXIT_OK,
@@ -14,10 +13,6 @@ from bot.cli.common import (
     load_config,
     require_schema,
 )
-
-if TYPE_CHECKING:
-    pass
-
 
 PLATFORMS = ("discord", "telegram", "console", "simulated")
 

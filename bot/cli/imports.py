@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -19,6 +20,7 @@ from bot.cli.common import (
 from bot.config import Settings
 
 if TYPE_CHECKING:
+    from bot.importers.runner import ImportSummary
     from storage.ingest import IngestStore
 
 
@@ -39,16 +41,12 @@ def _importer_store(args: argparse.Namespace) -> tuple[Engine, IngestStore, str,
     return engine, store, community, settings
 
 
-def cmd_import_discord(args: argparse.Namespace) -> int:
-    """Import DiscordChatExporter CSV or JSON exports (files or folders); safe to run again."""
-    from bot.importers.progress import Progress
-    from bot.importers.runner import ExportImportError, import_discord_export
+def _run_import(engine: Engine, run: Callable[[], ImportSummary]) -> int:
+    """Run one import, print its summary line and close the database; an import error becomes a command error."""
+    from bot.importers.runner import ExportImportError
 
-    engine, store, community, settings = _importer_store(args)
     try:
-        summary = import_discord_export(
-            store, community, [Path(p) for p in args.paths], store_text=settings.storage.store_text, progress=Progress()
-        )
+        summary = run()
     except ExportImportError as exc:
         raise CommandError(str(exc)) from exc
     finally:
@@ -57,27 +55,37 @@ def cmd_import_discord(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_import_discord(args: argparse.Namespace) -> int:
+    """Import DiscordChatExporter CSV or JSON exports (files or folders); safe to run again."""
+    from bot.importers.progress import Progress
+    from bot.importers.runner import import_discord_export
+
+    engine, store, community, settings = _importer_store(args)
+    return _run_import(
+        engine,
+        lambda: import_discord_export(
+            store, community, [Path(p) for p in args.paths], store_text=settings.storage.store_text, progress=Progress()
+        ),
+    )
+
+
 def cmd_import_telegram(args: argparse.Namespace) -> int:
     """Import a Telegram Desktop JSON export (result.json or its folder); safe to run again."""
     from bot.importers.progress import Progress
-    from bot.importers.runner import ExportImportError, import_telegram_export
+    from bot.importers.runner import import_telegram_export
 
     engine, store, community, settings = _importer_store(args)
-    try:
-        summary = import_telegram_export(
+    return _run_import(
+        engine,
+        lambda: import_telegram_export(
             store,
             community,
             Path(args.path),
             store_text=settings.storage.store_text,
             progress=Progress(),
             local_zone=args.timezone,
-        )
-    except ExportImportError as exc:
-        raise CommandError(str(exc)) from exc
-    finally:
-        engine.dispose()
-    print(summary.line())
-    return EXIT_OK
+        ),
+    )
 
 
 def time_zone(value: str) -> ZoneInfo:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from bot.cli.common import (
     EXIT_OK,
@@ -14,9 +13,6 @@ from bot.cli.common import (
     config_path,
 )
 from bot.config import ConfigError
-
-if TYPE_CHECKING:
-    pass
 
 
 def cmd_demo(args: argparse.Namespace) -> int:

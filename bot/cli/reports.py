@@ -8,7 +8,6 @@ import os
 import sys
 from datetime import date, datetime, time
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from sqlalchemy import Engine
 
@@ -22,10 +21,6 @@ from bot.cli.common import (
     require_schema,
 )
 from bot.config import Settings, load_secrets, validate_secrets
-
-if TYPE_CHECKING:
-    pass
-
 
 CONNECT_WAIT = 60.0  # how long a one-shot command (digest, nudges) waits for an unreachable platform
 

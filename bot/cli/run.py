@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-from typing import TYPE_CHECKING
 
 from bot.cli.common import (
     EXIT_OK,
@@ -16,9 +15,6 @@ from bot.cli.common import (
     require_schema,
 )
 from bot.config import load_secrets, validate_secrets
-
-if TYPE_CHECKING:
-    pass
 
 
 def cmd_run(args: argparse.Namespace) -> int:

@@ -220,6 +220,25 @@ async def _revoke(actions: PlatformActions, member: MemberRef, course: CourseSet
         return AccessResult(ok=False, problem=f"revoking access failed: {exc}")
 
 
+async def _revoke_unless_still_owned(
+    dispatcher: SalesDeps,
+    actions: PlatformActions,
+    platform: str,
+    member: MemberRef,
+    course: CourseSettings,
+    *,
+    now: datetime | None = None,
+) -> AccessResult:
+    """Revoke ``member``'s access to ``course``, unless another purchase of it is still live at ``now``."""
+    still_owned = await asyncio.to_thread(
+        live_purchase, dispatcher.engine, dispatcher.community_id, platform, member.user_id, course.id, now=now
+    )
+    if still_owned is not None:
+        # Bought twice (say a Stars payment and an admin grant): the other purchase still gives access.
+        return AccessResult(ok=True, detail="access kept: another purchase of the course is still live")
+    return await _revoke(actions, member, course)
+
+
 async def record_sale(dispatcher: SalesDeps, event: PurchaseEvent, actions: PlatformActions) -> SaleOutcome:
     """Commit a purchase, then give the buyer access, once.
 
@@ -506,23 +525,16 @@ async def record_refund(
         buyer = MemberRef(purchase.member_user_id)
     access: AccessResult | None = None
     if course is not None and buyer is not None:
-        still_owned = await asyncio.to_thread(
-            live_purchase, dispatcher.engine, dispatcher.community_id, platform, buyer.user_id, course.id
-        )
-        if still_owned is not None:
-            # Bought twice (say a Stars payment and an admin grant): the other purchase still gives access.
-            access = AccessResult(ok=True, detail="access kept: another purchase of the course is still live")
-        else:
-            access = await _revoke(actions, buyer, course)
-            if not access.ok:
-                log.error(
-                    "refund of %s is recorded but access to %r could not be taken from %s user %s: %s",
-                    event.charge_id,
-                    course.id,
-                    platform,
-                    buyer.user_id,
-                    access.problem or "no reason given",
-                )
+        access = await _revoke_unless_still_owned(dispatcher, actions, platform, buyer, course)
+        if not access.ok:
+            log.error(
+                "refund of %s is recorded but access to %r could not be taken from %s user %s: %s",
+                event.charge_id,
+                course.id,
+                platform,
+                buyer.user_id,
+                access.problem or "no reason given",
+            )
     elif purchase is not None:
         log.warning("refund of %s recorded; course %r is not configured, no access to revoke", event.charge_id, title)
     return SaleOutcome(
@@ -719,19 +731,7 @@ async def record_access_end(dispatcher: SalesDeps, event: PurchaseEvent, actions
         access: AccessResult | None = None
         # Only news is acted on: a redelivered end was acted on already (and the daily check covers a crash).
         if changed and course is not None and event.access_ends_at <= now:
-            still_owned = await asyncio.to_thread(
-                live_purchase,
-                dispatcher.engine,
-                dispatcher.community_id,
-                platform,
-                event.member.user_id,
-                course.id,
-                now=now,
-            )
-            if still_owned is None:
-                access = await _revoke(actions, event.member, course)
-            else:
-                access = AccessResult(ok=True, detail="access kept: another purchase of the course is still live")
+            access = await _revoke_unless_still_owned(dispatcher, actions, platform, event.member, course, now=now)
         log.info(
             "%s purchase %s of %r by user %s: access ends %s%s",
             platform,

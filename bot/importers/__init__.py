@@ -12,6 +12,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from storage.events import ActivityEvent
 
@@ -83,6 +84,34 @@ class ParsedFile:
     members: set[str] = field(default_factory=set)
     skipped: Counter[str] = field(default_factory=Counter)
     empty: bool = False
+
+
+def read_export_text(path: Path) -> str:
+    """The text of an export file, decoded as UTF-8.
+
+    Exporters (DiscordChatExporter, like most .NET writers on Windows) may start the file with a BOM: it is dropped.
+
+    Raises:
+        CorruptExportError: The file is not UTF-8; the error names the line of the first undecodable byte.
+    """
+    raw = path.read_bytes()
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = raw.count(b"\n", 0, exc.start) + 1
+        raise CorruptExportError(path, line, f"not UTF-8 text (byte {exc.start} cannot be decoded)") from None
+
+
+def load_json_export(path: Path, text: str) -> Any:
+    """The JSON document ``text`` read from ``path``.
+
+    Raises:
+        CorruptExportError: ``text`` is not valid JSON; the error names the line and column.
+    """
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise CorruptExportError(path, exc.lineno, f"not valid JSON: {exc.msg} (column {exc.colno})") from None
 
 
 def json_item_line(text: str, key: str, index: int) -> int | None:

@@ -44,7 +44,6 @@ import bisect
 import csv
 import hashlib
 import io
-import json
 import re
 from collections import Counter
 from collections.abc import Iterable, Iterator
@@ -59,8 +58,10 @@ from bot.importers import (
     ParsedFile,
     check_time,
     json_item_line,
+    load_json_export,
     out_of_range,
     reaction_total,
+    read_export_text,
 )
 from bot.importers import FieldError as _FieldError
 from storage.events import (
@@ -270,11 +271,7 @@ class _ChannelMap:
 
 
 def _load_channel_map(path: Path) -> _ChannelMap:
-    text = _read_text(path)
-    try:
-        doc = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise CorruptExportError(path, exc.lineno, f"not valid JSON: {exc.msg} (column {exc.colno})") from None
+    doc = load_json_export(path, read_export_text(path))
     shape = 'expected {category_id: {"name": ..., "channels": {channel_id: channel_name}}}'
     if not isinstance(doc, dict):
         raise CorruptExportError(path, 1, f"not a channel map: {shape}")
@@ -292,16 +289,6 @@ def _load_channel_map(path: Path) -> _ChannelMap:
 
 
 # --- reading ---------------------------------------------------------------------------------------------------
-
-
-def _read_text(path: Path) -> str:
-    raw = path.read_bytes()
-    try:
-        # DCE (like most .NET writers on Windows) may start the file with a BOM.
-        return raw.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        line = raw.count(b"\n", 0, exc.start) + 1
-        raise CorruptExportError(path, line, f"not UTF-8 text (byte {exc.start} cannot be decoded)") from None
 
 
 _UNBALANCED = "unbalanced quote: a quoted field is not closed (the record runs on to the end of the file)"
@@ -448,11 +435,10 @@ class DiscordExportReader:
         return _StreamKey(path.parent, base), part
 
     def _parse_csv(self, path: Path) -> ParsedFile:
-        out = ParsedFile(path)
-        text = _read_text(path)
+        text = read_export_text(path)
         if not text.strip():
-            out.empty = True
-            return out
+            return ParsedFile(path, empty=True)
+        out = ParsedFile(path)
         key, part = self._stream(path)
         channel = self._csv_channel(path, key)
         run = self._carry_in(key, part)
@@ -573,7 +559,7 @@ class DiscordExportReader:
 
     def _keys(self, path: Path) -> list[tuple[datetime, str, str]]:
         """(minute, author id, content) of every record of an earlier part, for ``_carry_in``."""
-        text = _read_text(path)
+        text = read_export_text(path)
         if not text.strip():
             return []
         keys: list[tuple[datetime, str, str]] = []
@@ -588,15 +574,11 @@ class DiscordExportReader:
     # --- JSON --------------------------------------------------------------------------------------------------
 
     def _parse_json(self, path: Path) -> ParsedFile:
-        out = ParsedFile(path)
-        text = _read_text(path)
+        text = read_export_text(path)
         if not text.strip():
-            out.empty = True
-            return out
-        try:
-            doc = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise CorruptExportError(path, exc.lineno, f"not valid JSON: {exc.msg} (column {exc.colno})") from None
+            return ParsedFile(path, empty=True)
+        out = ParsedFile(path)
+        doc = load_json_export(path, text)
         if not isinstance(doc, dict) or not isinstance(doc.get("messages"), list):
             raise CorruptExportError(
                 path, 1, "not a DiscordChatExporter JSON export: expected an object with 'channel' and 'messages'"

@@ -28,13 +28,21 @@ the real ones, so re-importing, overlapping exports and history the bot also log
 
 from __future__ import annotations
 
-import json
 from collections import defaultdict
 from datetime import UTC, datetime, tzinfo
 from pathlib import Path
 from typing import Any
 
-from bot.importers import CorruptExportError, ParsedFile, check_time, json_item_line, out_of_range, reaction_total
+from bot.importers import (
+    CorruptExportError,
+    ParsedFile,
+    check_time,
+    json_item_line,
+    load_json_export,
+    out_of_range,
+    reaction_total,
+    read_export_text,
+)
 from bot.importers import FieldError as _FieldError
 from storage.events import (
     ActivityEvent,
@@ -180,20 +188,11 @@ def parse_telegram_export(
     Raises:
         CorruptExportError: The file is not valid JSON, not a group's chat export, or a message is malformed.
     """
-    out = ParsedFile(path)
-    raw = path.read_bytes()
-    try:
-        text = raw.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        line = raw.count(b"\n", 0, exc.start) + 1
-        raise CorruptExportError(path, line, f"not UTF-8 text (byte {exc.start} cannot be decoded)") from None
+    text = read_export_text(path)
     if not text.strip():
-        out.empty = True
-        return out
-    try:
-        doc = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise CorruptExportError(path, exc.lineno, f"not valid JSON: {exc.msg} (column {exc.colno})") from None
+        return ParsedFile(path, empty=True)
+    out = ParsedFile(path)
+    doc = load_json_export(path, text)
     if isinstance(doc, dict) and "chats" in doc and "messages" not in doc:
         raise CorruptExportError(
             path, 1, "this is a whole-account export: export the group's history from its chat menu instead"

@@ -147,15 +147,8 @@ def _sender(
     if isinstance(part, FilePart):
         # A fresh InputFile per attempt: a retried upload must send the bytes again.
         attachment = part.attachment
-        if attachment.is_image:
-            return lambda: bot.send_photo(
-                chat_id,
-                InputFile(attachment.data, filename=attachment.filename),
-                reply_markup=part.keyboard,
-                message_thread_id=thread_id,
-                reply_parameters=reply_parameters,
-            )
-        return lambda: bot.send_document(
+        send_file = bot.send_photo if attachment.is_image else bot.send_document
+        return lambda: send_file(
             chat_id,
             InputFile(attachment.data, filename=attachment.filename),
             reply_markup=part.keyboard,
