@@ -161,7 +161,9 @@ def test_0005_keeps_digests_sent_before_it_without_text_and_downgrades_cleanly(e
     )
     with empty_engine.begin() as conn:
         conn.execute(
-            old_digests.insert().values(community_id=community_id, week="2024-W09", claimed_at=T0, sent_at=T0, late=False)
+            old_digests.insert().values(
+                community_id=community_id, week="2024-W09", claimed_at=T0, sent_at=T0, late=False
+            )
         )
     upgrade(empty_engine)
     old = latest_sent_digest(empty_engine, community_id)
