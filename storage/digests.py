@@ -20,6 +20,9 @@ from storage.models import (
     Digest,
 )
 
+STALE_CLAIM_AFTER = timedelta(minutes=30)
+"""A claim not marked sent by then is taken to be from a process that died, and may be taken over."""
+
 
 @dataclass(frozen=True, slots=True)
 class DigestRecord:
@@ -42,7 +45,7 @@ def claim_digest(
     now: datetime,
     late: bool,
     claimed_by: str,
-    stale_after: timedelta = timedelta(minutes=30),
+    stale_after: timedelta = STALE_CLAIM_AFTER,
 ) -> bool:
     """Claim the digest of ``week`` for sending; True only for the one caller that may send it.
 

@@ -39,7 +39,7 @@ from bot.core.ports import AccessResult, AdapterDeps, DeliveryError
 from bot.core.replies import Attachment, Button, OutgoingMessage, Reply
 from bot.scheduler import Scheduler, due_digest_week
 from storage.communities import find_community
-from storage.digests import DigestRecord, latest_sent_digest
+from storage.digests import STALE_CLAIM_AFTER, DigestRecord, latest_sent_digest
 from storage.events import (
     ChannelRef,
     CommandInvocation,
@@ -439,14 +439,14 @@ class ConsoleAdapter:
         """
         due = week_label(due_digest_week(self.deps.clock.now(), self.settings))
         sent = await asyncio.to_thread(self._latest_sent_digest)
-        if sent is None:
+        if sent is None or sent.sent_at is None:
+            stale = int(STALE_CLAIM_AFTER.total_seconds() // 60)
             self._write(
                 f"· no digest has been sent yet: the digest of {due} is claimed by a run that is still sending it "
-                "(a claim left by a run that stopped is taken over after 30 minutes; type :digest again then); "
+                f"(a claim left by a run that stopped is taken over after {stale} minutes: type :digest again then); "
                 "`@owner /digest` previews the current week"
             )
             return
-        assert sent.sent_at is not None  # latest_sent_digest returns sent ones only
         local = sent.sent_at.astimezone(self.settings.community.tz)
         when = f"sent {local:%a} {local.day} {local:%b %Y %H:%M} ({self.settings.community.timezone})"
         about = f"the digest of {sent.week}, {when}{', late' if sent.late else ''}"
