@@ -312,6 +312,21 @@ def test_digest_says_when_none_has_been_sent_yet(settings: Settings, db: Engine)
     assert "── digest for the owner" not in out
 
 
+def test_digest_shows_the_last_one_sent_while_the_due_week_is_still_being_sent(settings: Settings, db: Engine) -> None:
+    session(settings, ["@alice hello"])
+    _, out = session(settings, [":digest"], at=T0 + timedelta(days=8))
+    sent = delivered_text(out, "── digest for the owner ──")
+    # A week later another run claimed 2024-W11 a minute ago and is still sending it.
+    community_id = scalar(db, "SELECT id FROM communities")
+    assert isinstance(community_id, int)
+    now = T0 + timedelta(days=15)
+    assert claim_digest(db, community_id, "2024-W11", now=now - timedelta(minutes=1), late=True, claimed_by="vps:42")
+    _, later = session(settings, [":digest"], at=now)
+    assert "the digest of 2024-W11 is claimed by a run that has not finished sending it" in later
+    assert "the digest of 2024-W10, sent Tue 12 Mar 2024 12:00 (Europe/Berlin), late, as the owner received it" in later
+    assert delivered_text(later, "── digest for the owner (already sent) ──") == sent
+
+
 def test_the_console_owner_is_not_a_member(settings: Settings, db: Engine) -> None:
     _, out = session(settings, ["@alice hello", "@bob hi", "@owner /stats", "@owner /report", "@owner /revenue"])
     # @owner only ran commands: alice and bob are the members.
