@@ -25,7 +25,7 @@ from sqlalchemy import Engine
 from bot.clock import Clock
 from bot.config import Settings
 from bot.core.digest import build_digest
-from bot.core.markup import join, rich
+from bot.core.markup import join, render_plain, rich
 from bot.core.nudges import OUTCOME_WINDOW_DAYS, in_quiet_hours, plan_nudges, run_nudges
 from bot.core.ports import AccessReconciler, Adapter
 from bot.core.reconcile import reconcile_access
@@ -252,6 +252,7 @@ class Scheduler:
         if not claimed:
             return JobResult("skipped", f"digest {week} already claimed")
         failures: list[str] = []
+        owner_text: str | None = None
         for for_admins in (False, True):
             group = [t for t in targets if t[2] == for_admins]
             if not group:
@@ -265,9 +266,13 @@ class Scheduler:
                 note = rich(f"(Sent late: the bot was offline at {local:%A %H:%M}, when this digest was due.)")
                 text = join([text, note])
             reply = Reply(text, attachments=digest.charts)
+            if for_admins:
+                owner_text = render_plain(text)  # kept with the week, so it can be shown again as the owners read it
             for platform, target, _, direct in group:
                 failures.extend(await self._deliver(OutgoingMessage(platform, target, reply, direct=direct)))
-        await asyncio.to_thread(digests.mark_digest_sent, self.engine, community_id, week, now=self.clock.now())
+        await asyncio.to_thread(
+            digests.mark_digest_sent, self.engine, community_id, week, now=self.clock.now(), owner_text=owner_text
+        )
         sent = len(targets) - len(failures)
         detail = f"digest {week}{' (late)' if late else ''} sent to {sent} of {len(targets)} targets"
         if failures:

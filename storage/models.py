@@ -324,6 +324,9 @@ class Digest(Base):
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     late: Mapped[bool] = mapped_column(Boolean, default=False)
     claimed_by: Mapped[str | None] = mapped_column(String(100))
+    # The owners' version as delivered (plain text), so it can be shown again verbatim; it names members, and the
+    # deletion path scrubs it like every free-text column. NULL for digests sent before 0005 or to no owner.
+    owner_text: Mapped[str | None] = mapped_column(Text)
 
 
 # --- rollups: maintained by storage.ingest in the same transaction as the raw rows --------------------------

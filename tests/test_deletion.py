@@ -13,7 +13,7 @@ from sqlalchemy import Column, Engine, ForeignKey, Integer, MetaData, String, Ta
 
 from bot.cli import main
 from storage.catalog import CourseRecord, sync_courses
-from storage.deletion import delete_member_data, find_member_id, member_columns
+from storage.deletion import FORGOTTEN, delete_member_data, find_member_id, member_columns
 from storage.events import Platform, RefundEvent
 from storage.ingest import IngestStore
 from storage.models import Base, CommunityDailyTotals, Digest, JobRun, Member, Message, Nudge, Purchase, Refund
@@ -158,6 +158,8 @@ def test_forgetting_someone_never_seen_changes_nothing(populated: IngestStore) -
 
 ALICE_ID = "784512963"
 ALICE_NAME = "Alice Liddell"
+# The owners' digest as sent, kept to be shown again: it names members at risk.
+DIGEST_AS_SENT = "PyCraft: week 2024-W10\nMessages: 3\nAt risk (2): {name}, Bob"
 
 
 def text_values_naming(engine: Engine, *needles: str) -> list[str]:
@@ -216,7 +218,14 @@ def quoted(engine: Engine) -> IngestStore:
             )
         )
         conn.execute(
-            insert(Digest).values(community_id=cid, week="2024-W10", claimed_at=T0, claimed_by=f"dm-{ALICE_ID}")
+            insert(Digest).values(
+                community_id=cid,
+                week="2024-W10",
+                claimed_at=T0,
+                claimed_by=f"dm-{ALICE_ID}",
+                sent_at=T0,
+                owner_text=DIGEST_AS_SENT.format(name=ALICE_NAME),
+            )
         )
     return store
 
@@ -231,7 +240,8 @@ def test_forgetting_a_member_leaves_their_id_and_name_in_no_text_column(quoted: 
         report = delete_member_data(conn, alice)
 
     assert text_values_naming(engine, ALICE_ID, ALICE_NAME) == []
-    assert report.scrubbed == {"digests": 1, "job_runs": 1, "messages": 2, "nudges": 1, "refunds": 1}
+    # Values changed per table: the digest row names her twice (who claimed it, and the owners' text as sent).
+    assert report.scrubbed == {"digests": 2, "job_runs": 1, "messages": 2, "nudges": 1, "refunds": 1}
     with engine.connect() as conn:
         # What is kept still reads, with the person taken out; other words and numbers are untouched.
         texts = conn.execute(select(Message.text).order_by(Message.platform_message_id)).scalars().all()
@@ -240,6 +250,7 @@ def test_forgetting_a_member_leaves_their_id_and_name_in_no_text_column(quoted: 
         assert detail == "nudged 1 of 2; failed: [forgotten] ([forgotten]): Forbidden: bot was blocked by the user"
         assert conn.execute(select(Refund.reason)).scalar_one() == "bought for [forgotten] ([forgotten])"
         assert conn.execute(select(Nudge.error)).scalar_one() == "sent after [forgotten]'s"
+        assert conn.execute(select(Digest.owner_text)).scalar_one() == DIGEST_AS_SENT.format(name=FORGOTTEN)
 
 
 def test_a_name_that_is_also_a_key_or_a_word_of_the_schema_damages_nothing(store: IngestStore, ev: Events) -> None:
@@ -286,5 +297,5 @@ def test_cohortbot_forget_scrubs_the_free_text_too(
     )
     assert main(["forget", "--config", str(config), "--platform", "discord", "--user", ALICE_ID, "--yes"]) == 0
     out = capsys.readouterr().out
-    assert "their id and name taken out of text elsewhere: digests: 1, job_runs: 1, messages: 2" in out
+    assert "their id and name taken out of text elsewhere: digests: 2, job_runs: 1, messages: 2" in out
     assert text_values_naming(quoted.engine, ALICE_ID, ALICE_NAME) == []

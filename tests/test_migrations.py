@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pprint
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -15,6 +16,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import IntegrityError, OperationalError
 
 from storage.catalog import CourseRecord, sync_courses
+from storage.digests import claim_digest, latest_sent_digest, mark_digest_sent
 from storage.engine import SQLITE_BUSY_TIMEOUT_MS, make_engine, normalise_url, writing
 from storage.ingest import IngestStore
 from storage.migrate import alembic_config, current_revision, head_revision, upgrade
@@ -140,6 +142,46 @@ def test_0004_upgrades_old_purchases_and_downgrades_cleanly(empty_engine: Engine
     assert "is_test" not in {c["name"] for c in inspect(empty_engine).get_columns("purchases")}
     with empty_engine.connect() as conn:
         assert conn.execute(text("SELECT charge_id FROM purchases")).scalar_one() == "ch-old"
+    upgrade(empty_engine)
+    assert current_revision(empty_engine) == head_revision()
+
+
+@pytest.mark.storage
+def test_0005_keeps_digests_sent_before_it_without_text_and_downgrades_cleanly(empty_engine: Engine) -> None:
+    # A digest sent by an older version has no stored text; one sent after 0005 keeps it; 0004 drops only the text.
+    upgrade(empty_engine, "0004")
+    community_id = IngestStore(empty_engine).register_community(COMMUNITY, "Europe/Berlin")
+    old_digests = table(
+        "digests",
+        column("community_id"),
+        column("week"),
+        column("claimed_at", UTCDateTime()),
+        column("sent_at", UTCDateTime()),
+        column("late"),
+    )
+    with empty_engine.begin() as conn:
+        conn.execute(
+            old_digests.insert().values(
+                community_id=community_id, week="2024-W09", claimed_at=T0, sent_at=T0, late=False
+            )
+        )
+    upgrade(empty_engine)
+    old = latest_sent_digest(empty_engine, community_id)
+    assert old is not None and (old.week, old.sent_at, old.owner_text) == ("2024-W09", T0, None)
+    later = T0 + timedelta(days=7)
+    assert claim_digest(empty_engine, community_id, "2024-W10", now=later, late=False, claimed_by="test")
+    mark_digest_sent(empty_engine, community_id, "2024-W10", now=later, owner_text="PyCraft: week 2024-W10")
+    new = latest_sent_digest(empty_engine, community_id)
+    assert new is not None and (new.week, new.owner_text) == ("2024-W10", "PyCraft: week 2024-W10")
+
+    config = alembic_config(empty_engine)
+    with empty_engine.begin() as conn:
+        config.attributes["connection"] = conn
+        command.downgrade(config, "0004")
+    assert current_revision(empty_engine) == "0004"
+    assert "owner_text" not in {c["name"] for c in inspect(empty_engine).get_columns("digests")}
+    with empty_engine.connect() as conn:
+        assert conn.execute(text("SELECT week FROM digests ORDER BY week")).scalars().all() == ["2024-W09", "2024-W10"]
     upgrade(empty_engine)
     assert current_revision(empty_engine) == head_revision()
 

@@ -84,6 +84,9 @@ async def test_digest_goes_to_channels_and_owners_once_across_a_restart(
     assert len(telegram.sent) + len(discord.sent) == 3
     record = digest_record(engine, store.community_id(COMMUNITY), "2024-W10")
     assert record is not None and record.sent_at is not None and not record.late
+    # The owners' version is kept with the week, exactly as the owner received it, to be shown again later.
+    (to_owner,) = [m for m in telegram.sent if m.direct]
+    assert record.owner_text == to_owner.reply.text.plain()
     runs = last_job_runs(engine, store.community_id(COMMUNITY))
     assert runs["digest"].outcome == "skipped" and runs["digest"].finished_at is not None
 
@@ -125,6 +128,8 @@ async def test_a_digest_missed_while_down_is_sent_late_once(engine: Engine, stor
     assert all("Sent late" in m.reply.text.plain() for m in telegram.sent)
     record = digest_record(engine, store.community_id(COMMUNITY), "2024-W10")
     assert record is not None and record.late
+    (to_owner,) = [m for m in telegram.sent if m.direct]
+    assert record.owner_text == to_owner.reply.text.plain() and "Sent late" in record.owner_text
 
     assert await scheduler(engine, store, clock, telegram).catch_up() is None
     assert (await restarted.run("digest")).outcome == "skipped"
@@ -193,3 +198,15 @@ async def test_job_triggers_follow_the_configuration_in_the_community_zone() -> 
     assert runs["nudges"] == datetime(2024, 3, 4, 18, 15, tzinfo=BERLIN)
     assert runs["refresh"] is not None and runs["refresh"] - after <= timedelta(minutes=5)
     assert "reconcile" not in runs  # no course and no platform that controls access
+
+
+@pytest.mark.storage
+async def test_a_digest_no_owner_received_keeps_no_owner_text(engine: Engine, store: IngestStore, ev: Events) -> None:
+    # Only the channel version went out: there is no owners' text to show again (the channel's is not it).
+    seed_week(store, ev)
+    clock = FakeClock(SLOT.astimezone(UTC))
+    telegram = RecordingPlatform("telegram")
+    result = await scheduler(engine, store, clock, telegram, cfg=settings(send_to_owners=False)).run("digest")
+    assert result.outcome == "ok" and [m.target for m in telegram.sent] == ["-100500"]
+    record = digest_record(engine, store.community_id(COMMUNITY), "2024-W10")
+    assert record is not None and record.sent_at is not None and record.owner_text is None

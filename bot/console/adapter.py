@@ -26,7 +26,6 @@ import threading
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
@@ -35,10 +34,12 @@ from sqlalchemy.engine import make_url
 from analytics.safe_text import clean_text
 from analytics.weeks import week_label
 from bot.console.shop import SIMULATED, ConsoleShop
-from bot.core.markup import render_plain
+from bot.core.markup import render_plain, rich
 from bot.core.ports import AccessResult, AdapterDeps, DeliveryError
 from bot.core.replies import Attachment, Button, OutgoingMessage, Reply
 from bot.scheduler import Scheduler, due_digest_week
+from storage.communities import find_community
+from storage.digests import STALE_CLAIM_AFTER, DigestRecord, latest_sent_digest
 from storage.events import (
     ChannelRef,
     CommandInvocation,
@@ -124,6 +125,7 @@ def _help_text(admins: Sequence[str]) -> str:
             "  :join NAME              NAME joins the community (:leave NAME: leaves it)",
             "  :pay                    pay your open invoice (after /buy; simulated, no money moves)",
             "  :digest                 run the weekly digest job now and show what the owner receives",
+            "                          (each week's is sent once: again, it shows the last one sent)",
             "  :nudges                 run the nudge job now and show the nudges it sends",
             "  :quit                   leave (or end the input); everything you typed is stored",
             f"Admins: {admin_rule}. Admin commands (/report, /revenue, /refund …) are refused to everyone else.",
@@ -179,8 +181,6 @@ class ConsoleAdapter:
         self._last: _Posted | None = None
         self._job: str | None = None
         self._delivered = 0
-        # The owner's digest of each ISO week (its Monday) as this console delivered it, to show again verbatim.
-        self._sent_digests: dict[date, Reply] = {}
 
     # --- wiring and lifecycle ---------------------------------------------------------------------------------
 
@@ -432,21 +432,40 @@ class ConsoleAdapter:
             await self._show_sent_digest()
 
     async def _show_sent_digest(self) -> None:
-        """Show the due week's digest again, exactly as it was sent, when the job found it already sent.
+        """Show the last digest sent, exactly as the owner received it, when the job found the week already claimed.
 
-        Never a recomputation: data that arrived since would make it differ from what the owner received.
+        It is read from the database (the text stored when it was sent), so it survives a restart and is never a
+        recomputation: data that arrived since would make it differ from what the owner received.
         """
-        week = due_digest_week(self.deps.clock.now(), self.settings)
-        sent = self._sent_digests.get(week)
-        if sent is None:
+        due = week_label(due_digest_week(self.deps.clock.now(), self.settings))
+        sent = await asyncio.to_thread(self._latest_sent_digest)
+        if sent is None or sent.sent_at is None:
+            stale = int(STALE_CLAIM_AFTER.total_seconds() // 60)
             self._write(
-                f"· the digest of {week_label(week)} was sent before this console started; its text is not kept, "
+                f"· no digest has been sent yet: the digest of {due} is claimed by a run that is still sending it "
+                f"(a claim left by a run that stopped is taken over after {stale} minutes: type :digest again then); "
+                "`@owner /digest` previews the current week"
+            )
+            return
+        local = sent.sent_at.astimezone(self.settings.community.tz)
+        when = f"sent {local:%a} {local.day} {local:%b %Y %H:%M} ({self.settings.community.timezone})"
+        about = f"the digest of {sent.week}, {when}{', late' if sent.late else ''}"
+        if sent.week != due:
+            self._write(f"· the digest of {due} is claimed by a run that has not finished sending it")
+        if sent.owner_text is None:
+            self._write(
+                f"· {about}: its text was not stored (sent before cohortbot kept it, or to no owner), "
                 "so it is not shown again (`@owner /digest` previews the current week)"
             )
             return
-        self._write("· each week's digest is sent once; this is the one the owner received, shown again:")
+        self._write(f"· each week's digest is sent once; {about}, as the owner received it:")
         self._deliver_header("── digest for the owner (already sent) ──")
-        self._show(sent, OWNER, private_mark=False)
+        self._show(Reply(rich(*sent.owner_text.split("\n"))), OWNER, private_mark=False)
+
+    def _latest_sent_digest(self) -> DigestRecord | None:
+        with self.deps.engine.connect() as conn:
+            community = find_community(conn, self.settings.community.name)
+        return None if community is None else latest_sent_digest(self.deps.engine, community.id)
 
     async def _run_nudges(self) -> None:
         if self._scheduler is None:
@@ -483,7 +502,6 @@ class ConsoleAdapter:
         target = message.target
         if target == OWNER and self._job == "digest":
             header = "── digest for the owner ──"
-            self._sent_digests[due_digest_week(self.deps.clock.now(), self.settings)] = message.reply
         elif self._job == "nudges":
             header = f"── nudge to @{target} ──"
         else:

@@ -20,6 +20,7 @@ from bot.config import Settings, parse_settings
 from bot.console import ConsoleError, console_settings, run_console
 from bot.demo import DATABASE_NAME, START, demo_settings, run_demo
 from storage.catalog import CourseRecord, sync_courses
+from storage.digests import claim_digest
 from storage.engine import make_engine
 from storage.events import MemberRef, Platform, PurchaseEvent, PurchaseSource
 from storage.ingest import IngestStore
@@ -261,13 +262,69 @@ def test_digest_runs_the_real_job_and_shows_what_the_owner_receives(settings: Se
     assert scalar(db, "SELECT count(*) FROM digests") == 1
     assert "already claimed" in second  # the week is sent once; the console shows it again instead
     assert "── digest for the owner (already sent) ──" in second
-    # Shown again verbatim: the text the owner received, not a recomputation.
-    sent = first.split("── digest for the owner ──\n", 1)[1].split("\n· digest job")[0]
-    assert sent.strip() and sent in second
-    # A console started later did not deliver it and does not rebuild it either.
+    # Due Monday 09:00, sent on Tuesday: late, and it says so.
+    assert (
+        "· each week's digest is sent once; the digest of 2024-W10, sent Tue 12 Mar 2024 12:00 (Europe/Berlin), late"
+        in (second)
+    )
+    # Shown again verbatim: the text the owner received (its chart was saved once, when it was sent).
+    sent = delivered_text(first, "── digest for the owner ──")
+    assert sent.strip() and delivered_text(second, "── digest for the owner (already sent) ──") == sent
+
+
+def delivered_text(output: str, header: str) -> str:
+    """The bot's message printed under ``header``, without the lines naming saved files (charts)."""
+    lines = []
+    for line in output.split(header + "\n", 1)[1].split("\n"):
+        if line and not line.startswith(("bot › ", "      ")):
+            break
+        if "file: " not in line:
+            lines.append(line)
+    return "\n".join(lines).strip()
+
+
+def test_digest_sent_before_a_restart_is_shown_again_as_sent_not_recomputed(settings: Settings, db: Engine) -> None:
+    session(settings, ["@alice hello", "@bob hi alice"])
+    _, out = session(settings, [":digest"], at=T0 + timedelta(days=8))
+    sent = delivered_text(out, "── digest for the owner ──")
+    assert "Messages: 2" in sent
+    # More activity in that week arrives after it was sent (e.g. an import): a recomputation would count it.
+    session(settings, ["@carol hello", "@dave hello", "@carol anyone?"], at=T0 + timedelta(days=1))
+    # A new console session on the same database, a day later.
     _, later = session(settings, [":digest"], at=T0 + timedelta(days=9))
-    assert "was sent before this console started; its text is not kept" in later
-    assert "PyCraft: week 2024-W10" not in later
+    assert "already claimed" in later
+    assert "the digest of 2024-W10, sent Tue 12 Mar 2024 12:00 (Europe/Berlin), late, as the owner received it" in later
+    shown = delivered_text(later, "── digest for the owner (already sent) ──")
+    assert shown == sent
+    assert "Messages: 2 " in shown and "Messages: 5" not in later
+
+
+def test_digest_says_when_none_has_been_sent_yet(settings: Settings, db: Engine) -> None:
+    session(settings, ["@alice hello"])
+    # Another run claimed the week a minute ago and has not finished sending it.
+    community_id = scalar(db, "SELECT id FROM communities")
+    assert isinstance(community_id, int)
+    claimed_at = T0 + timedelta(days=8) - timedelta(minutes=1)
+    assert claim_digest(db, community_id, "2024-W10", now=claimed_at, late=False, claimed_by="vps:42")
+    _, out = session(settings, [":digest"], at=T0 + timedelta(days=8))
+    assert "already claimed" in out
+    assert "no digest has been sent yet: the digest of 2024-W10 is claimed by a run that is still sending it" in out
+    assert "── digest for the owner" not in out
+
+
+def test_digest_shows_the_last_one_sent_while_the_due_week_is_still_being_sent(settings: Settings, db: Engine) -> None:
+    session(settings, ["@alice hello"])
+    _, out = session(settings, [":digest"], at=T0 + timedelta(days=8))
+    sent = delivered_text(out, "── digest for the owner ──")
+    # A week later another run claimed 2024-W11 a minute ago and is still sending it.
+    community_id = scalar(db, "SELECT id FROM communities")
+    assert isinstance(community_id, int)
+    now = T0 + timedelta(days=15)
+    assert claim_digest(db, community_id, "2024-W11", now=now - timedelta(minutes=1), late=True, claimed_by="vps:42")
+    _, later = session(settings, [":digest"], at=now)
+    assert "the digest of 2024-W11 is claimed by a run that has not finished sending it" in later
+    assert "the digest of 2024-W10, sent Tue 12 Mar 2024 12:00 (Europe/Berlin), late, as the owner received it" in later
+    assert delivered_text(later, "── digest for the owner (already sent) ──") == sent
 
 
 def test_the_console_owner_is_not_a_member(settings: Settings, db: Engine) -> None:
@@ -396,9 +453,13 @@ def test_the_console_carries_on_in_the_demo_community_and_the_demo_can_run_again
     assert f"PyCraft (demo): report as of {day}" in report
     (chart,) = written_files(report)
     assert chart.parent == tmp_path / "cohortbot-demo-console-files"  # outside the folder the demo replaces
-    # The demo sent that week's digest; this console did not, and does not pass a rebuilt one off as it.
+    # The demo sent that week's digest; this console shows it again as the demo's owner received it (stored).
     year, week, _ = (end - timedelta(weeks=1)).isocalendar()
-    assert f"the digest of {year}-W{week:02d} was sent before this console started" in answer_after(out, ":digest")
+    shown = answer_after(out, ":digest")
+    assert f"the digest of {year}-W{week:02d}, sent {day} 09:00 (Europe/Berlin), as the owner received it" in shown
+    assert f"PyCraft (demo): week {year}-W{week:02d}" in delivered_text(
+        shown, "── digest for the owner (already sent) ──"
+    )
     run_demo(members=40, weeks=2, seed=5, out=Path("cohortbot-demo"), stream=io.StringIO())  # not refused
 
 
