@@ -412,3 +412,71 @@ class ChannelDailyActivity(Base):
     day: Mapped[date] = mapped_column(Date, primary_key=True)
     channel_id: Mapped[int] = mapped_column(ForeignKey("channels.id", ondelete="CASCADE"), primary_key=True)
     messages: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class CommunityHourlyActivity(Base):
+    """Per community, local day and local hour (0-23, community time zone): human messages and reactions given.
+
+    The hour-of-week heatmap sums these by weekday and hour over a range; a row exists only if a count is > 0.
+    """
+
+    __tablename__ = "community_hourly_activity"
+    __table_args__ = ({"info": {"rollup": True}, "sqlite_with_rowid": False},)
+
+    community_id: Mapped[int] = mapped_column(ForeignKey("communities.id", ondelete="CASCADE"), primary_key=True)
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    hour: Mapped[int] = mapped_column(SmallInteger, primary_key=True)
+    messages: Mapped[int] = mapped_column(Integer, default=0)
+    reactions: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class ChannelMemberDaily(Base):
+    """Per channel, local day and member: human messages, so a channel's active members are a count of rows."""
+
+    __tablename__ = "channel_member_daily"
+    __table_args__ = ({"info": {"member_data": "delete", "rollup": True}, "sqlite_with_rowid": False},)
+
+    community_id: Mapped[int] = mapped_column(ForeignKey("communities.id", ondelete="CASCADE"), primary_key=True)
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    channel_id: Mapped[int] = mapped_column(ForeignKey("channels.id", ondelete="CASCADE"), primary_key=True)
+    member_id: Mapped[int] = mapped_column(ForeignKey("members.id", ondelete="CASCADE"), primary_key=True)
+    messages: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class DashboardLogin(Base):
+    """A one-time dashboard login link issued to an owner or admin: valid 10 minutes, usable once.
+
+    The link carries ``id`` signed with ``COHORTBOT_SECRET``; the row makes "usable once" hold across processes
+    (``cohortbot dashboard link`` issues it, ``cohortbot run`` or ``dashboard serve`` redeems it).
+    """
+
+    __tablename__ = "dashboard_logins"
+    __table_args__ = ({"info": {"admin_data": "delete"}},)
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    community_id: Mapped[int] = mapped_column(ForeignKey("communities.id", ondelete="CASCADE"))
+    platform: Mapped[str] = mapped_column(String(16))  # "telegram", "discord", or "server" for the CLI's link
+    platform_user_id: Mapped[str] = mapped_column(String(64))
+    display_name: Mapped[str | None] = mapped_column(String(200))
+    issued_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    used_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class DashboardSession(Base):
+    """A dashboard session opened by a login link; the cookie holds a random token, the row only its SHA-256."""
+
+    __tablename__ = "dashboard_sessions"
+    __table_args__ = (
+        Index("ix_dashboard_sessions_community_id_platform_user", "community_id", "platform", "platform_user_id"),
+        {"info": {"admin_data": "delete"}},
+    )
+
+    token_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    community_id: Mapped[int] = mapped_column(ForeignKey("communities.id", ondelete="CASCADE"))
+    platform: Mapped[str] = mapped_column(String(16))
+    platform_user_id: Mapped[str] = mapped_column(String(64))
+    display_name: Mapped[str | None] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
