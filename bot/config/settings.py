@@ -223,6 +223,26 @@ class CourseSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class WebSettings:
+    """``[web]``: the one web server (dashboard, Telegram webhook, payment webhooks, ``/healthz``, ``/metrics``)."""
+
+    host: str = "127.0.0.1"
+    port: int = 8787
+    # The address people reach it at (behind a TLS reverse proxy); login links use it. Empty: http://host:port.
+    public_url: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class DashboardSettings:
+    """``[dashboard]``: the owners' and admins' web dashboard."""
+
+    enabled: bool = False
+    # Standalone (``cohortbot dashboard serve``) pages re-read their figures at this interval; in-process they are
+    # pushed on every commit.
+    refresh_seconds: int = 30
+
+
+@dataclass(frozen=True, slots=True)
 class Settings:
     """The whole configuration file."""
 
@@ -234,6 +254,8 @@ class Settings:
     nudges: NudgeSettings = field(default_factory=NudgeSettings)
     schedule: ScheduleSettings = field(default_factory=ScheduleSettings)
     courses: tuple[CourseSettings, ...] = ()
+    web: WebSettings = field(default_factory=WebSettings)
+    dashboard: DashboardSettings = field(default_factory=DashboardSettings)
 
 
 @dataclass(frozen=True, slots=True, repr=False)

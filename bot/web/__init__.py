@@ -1,0 +1,1 @@
+"""The one web server: dashboard pages, CSV/JSON downloads, login, live updates, ``/healthz``, webhooks."""
