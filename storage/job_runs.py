@@ -1,4 +1,4 @@
-"""Job runs: when each scheduled job started and finished, and how (shown by ``/status`` and ``cohortbot status``).
+"""Job runs: when each scheduled job started and finished, and how (shown by ``cohortbot jobs``).
 
 Every write commits before the function returns, so two bot processes sharing one PostgreSQL database see each
 other's runs.
