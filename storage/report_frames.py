@@ -13,11 +13,15 @@ from zoneinfo import ZoneInfo
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import Connection, Engine, func, select
+from sqlalchemy import Connection, Engine, and_, distinct, func, or_, select
+from sqlalchemy.orm import aliased
 
 from analytics.frames import (
     CHANNEL_DAYS_COLUMNS,
+    CHANNEL_MEMBERS_COLUMNS,
+    CHANNELS_COLUMNS,
     COMMUNITY_DAYS_COLUMNS,
+    HOURLY_COLUMNS,
     LAST_ACTIVE_COLUMNS,
     MEMBER_DAYS_COLUMNS,
     MEMBERS_COLUMNS,
@@ -29,7 +33,9 @@ from storage.ledger import purchases_with_refunds
 from storage.models import (
     Channel,
     ChannelDailyActivity,
+    ChannelMemberDaily,
     CommunityDailyTotals,
+    CommunityHourlyActivity,
     Course,
     Member,
     MemberActivity,
@@ -248,6 +254,72 @@ def channel_days(conn: Connection, community_id: int, start: date, end: date) ->
     return frame
 
 
+def hourly(conn: Connection, community_id: int, start: date, end: date) -> pd.DataFrame:
+    """Per local day in [start, end] and local hour: human messages and live reactions (HOURLY_COLUMNS)."""
+    cha = CommunityHourlyActivity
+    rows = conn.execute(
+        select(cha.day, cha.hour, cha.messages, cha.reactions)
+        .where(cha.community_id == community_id, cha.day >= start, cha.day <= end)
+        .order_by(cha.day, cha.hour)
+    ).all()
+    frame = _frame(rows, HOURLY_COLUMNS)
+    frame["day"] = _days(frame["day"].tolist()) if len(frame) else pd.Series(dtype="datetime64[ns]")
+    for column in HOURLY_COLUMNS[1:]:
+        frame[column] = frame[column].astype("int64")
+    return frame
+
+
+def channel_names(conn: Connection, community_id: int) -> pd.DataFrame:
+    """Every channel of the community with its name and its parent's name (CHANNELS_COLUMNS).
+
+    A channel without a name is called by its platform id; a thread or forum topic names its parent channel.
+    """
+    parent = aliased(Channel)
+    rows = conn.execute(
+        select(
+            Channel.id,
+            func.coalesce(Channel.name, Channel.platform_channel_id),
+            func.coalesce(parent.name, parent.platform_channel_id),
+        )
+        .outerjoin(parent, parent.id == Channel.parent_id)
+        .where(Channel.community_id == community_id)
+        .order_by(Channel.id)
+    ).all()
+    frame = _frame(rows, CHANNELS_COLUMNS)
+    frame["channel_id"] = frame["channel_id"].astype("int64")
+    return frame
+
+
+def channel_members(
+    conn: Connection,
+    community_id: int,
+    start: date,
+    end: date,
+    *,
+    not_members: Collection[tuple[str, str]] = (),
+) -> pd.DataFrame:
+    """Per channel: distinct members who posted in it on the local days [start, end] (CHANNEL_MEMBERS_COLUMNS).
+
+    Counted in SQL from ``channel_member_daily`` (one row per channel, day and author), so only one row per channel
+    is sent. The ``not_members`` accounts (see :func:`members`) are not counted.
+    """
+    cmd = ChannelMemberDaily
+    query = select(cmd.channel_id, func.count(distinct(cmd.member_id))).where(
+        cmd.community_id == community_id, cmd.day >= start, cmd.day <= end
+    )
+    if not_members:
+        accounts = [
+            and_(Member.platform == platform, Member.platform_user_id == user) for platform, user in sorted(not_members)
+        ]
+        excluded = select(Member.id).where(Member.community_id == community_id, or_(*accounts))
+        query = query.where(cmd.member_id.not_in(excluded))
+    rows = conn.execute(query.group_by(cmd.channel_id).order_by(cmd.channel_id)).all()
+    frame = _frame(rows, CHANNEL_MEMBERS_COLUMNS)
+    for column in CHANNEL_MEMBERS_COLUMNS:
+        frame[column] = frame[column].astype("int64")
+    return frame
+
+
 def purchases(conn: Connection, community_id: int, end: datetime) -> pd.DataFrame:
     """The purchases ledger up to ``end`` (UTC), refunds joined; amounts in major units."""
     rows = conn.execute(
@@ -289,6 +361,7 @@ def load_frames(
     *,
     history_start: date,
     not_members: Collection[tuple[str, str]] = (),
+    range_start: date | None = None,
 ) -> CommunityFrames:
     """Everything the analytics needs for a report or digest as of the local day ``as_of``.
 
@@ -299,6 +372,10 @@ def load_frames(
         history_start: The first local day of daily data to load (the report range minus the longest
             lookback window); earlier days are summarised by ``members`` (joins, first/last activity).
         not_members: ``(platform, platform user id)`` accounts that are not members (see :func:`members`).
+        range_start: The report range's first day (``analytics.report.range_start``), at or after
+            ``history_start``: the channels' active members are counted over ``range_start .. as_of``, and
+            messages per channel and day are loaded from as many days before ``range_start`` too (the previous
+            range the channels are compared with). Without it, channels are not loaded.
     """
     tz = ZoneInfo(community.timezone)
     # The end of the as_of day in the community's zone, as a UTC instant.
@@ -310,6 +387,9 @@ def load_frames(
         if not_members:
             # Accounts that are not members are not active members either (their messages still count as messages).
             days = days[days["member_id"].isin(people["member_id"])].reset_index(drop=True)
+        channels_from = history_start
+        if range_start is not None:
+            channels_from = min(history_start, range_start - (as_of - range_start) - timedelta(days=1))
         return CommunityFrames(
             community=community.name,
             timezone=tz,
@@ -317,10 +397,18 @@ def load_frames(
             member_days=days,
             members=people,
             community_days=community_days(conn, community.id, history_start, as_of),
-            channel_days=channel_days(conn, community.id, history_start, as_of),
+            channel_days=channel_days(conn, community.id, channels_from, as_of),
             purchases=ledger,
             buyer_days=_buyer_days(conn, community.id, ledger, tz, history_start),
             last_active_before=last_active_before(conn, community.id, history_start, end),
+            hourly=hourly(conn, community.id, history_start, as_of),
+            channels=None if range_start is None else channel_names(conn, community.id),
+            channel_members=(
+                None
+                if range_start is None
+                else channel_members(conn, community.id, range_start, as_of, not_members=not_members)
+            ),
+            channel_members_start=range_start,
         )
 
 
