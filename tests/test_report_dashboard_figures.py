@@ -203,3 +203,16 @@ def test_an_import_fills_hour_of_week_and_channels_as_the_export_says(
     assert {(c.weekday, c.hour): c.messages for c in report.hour_of_week if c.messages} == dict(per_hour)
     (channel,) = report.channels
     assert (channel.messages, channel.active_members) == (sum(per_hour.values()), len(authors))
+
+
+def test_the_hosts_messages_count_in_a_channel_but_the_host_is_not_one_of_its_members(
+    engine: Engine, store: IngestStore, ev: Events
+) -> None:
+    day = datetime(2024, 3, 12, 12, tzinfo=UTC)
+    store.write_batch([ev.message("owner", channel="news", at=day), ev.message("ann", channel="news", at=day)])
+    request = ReportRequest(
+        community=COMMUNITY, as_of=date(2024, 3, 17), weeks=1, not_members=frozenset({("discord", "owner")})
+    )
+    report, _ = build_community_report(engine, request, now=datetime(2025, 1, 1, tzinfo=UTC))
+    (news,) = report.channels
+    assert (news.messages, news.active_members) == (2, 1)
