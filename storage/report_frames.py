@@ -13,7 +13,7 @@ from zoneinfo import ZoneInfo
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import Connection, Engine, and_, distinct, func, or_, select
+from sqlalchemy import Connection, Engine, func, select
 from sqlalchemy.orm import aliased
 
 from analytics.frames import (
@@ -290,6 +290,11 @@ def channel_names(conn: Connection, community_id: int) -> pd.DataFrame:
     return frame
 
 
+# A channel and a member packed into one integer key (ids are far below 2**32), so distinct pairs are counted by
+# hashing one integer column.
+_PAIR_SHIFT = 32
+
+
 def channel_members(
     conn: Connection,
     community_id: int,
@@ -300,24 +305,43 @@ def channel_members(
 ) -> pd.DataFrame:
     """Per channel: distinct members who posted in it on the local days [start, end] (CHANNEL_MEMBERS_COLUMNS).
 
-    Counted in SQL from ``channel_member_daily`` (one row per channel, day and author), so only one row per channel
-    is sent. The ``not_members`` accounts (see :func:`members`) are not counted.
+    Read from ``channel_member_daily`` (one row per channel, day and author: millions over a 12-week range of a big
+    community). ``count(DISTINCT ...)`` per channel makes the database sort them all; instead each day's
+    (channel, member) pairs come as one string of packed integers, parsed by numpy and made distinct with a hash
+    table, which takes about half the time. The ``not_members`` accounts (see :func:`members`) are not counted.
     """
-    cmd = ChannelMemberDaily
-    query = select(cmd.channel_id, func.count(distinct(cmd.member_id))).where(
-        cmd.community_id == community_id, cmd.day >= start, cmd.day <= end
-    )
+    dialect = conn.dialect.name
+    ph = "?" if dialect == "sqlite" else "%s"
+    key = f"channel_id * {1 << _PAIR_SHIFT} + member_id"
+    joined = f"group_concat({key}, ',')" if dialect == "sqlite" else f"string_agg(CAST({key} AS TEXT), ',')"
+    excluded = ""
+    params: list[Any] = [community_id, bind_day(start, dialect), bind_day(end, dialect)]
     if not_members:
-        accounts = [
-            and_(Member.platform == platform, Member.platform_user_id == user) for platform, user in sorted(not_members)
-        ]
-        excluded = select(Member.id).where(Member.community_id == community_id, or_(*accounts))
-        query = query.where(cmd.member_id.not_in(excluded))
-    rows = conn.execute(query.group_by(cmd.channel_id).order_by(cmd.channel_id)).all()
-    frame = _frame(rows, CHANNEL_MEMBERS_COLUMNS)
-    for column in CHANNEL_MEMBERS_COLUMNS:
-        frame[column] = frame[column].astype("int64")
-    return frame
+        accounts = " OR ".join([f"(platform = {ph} AND platform_user_id = {ph})"] * len(not_members))
+        excluded = (
+            f" AND member_id NOT IN (SELECT id FROM {Member.__tablename__} WHERE community_id = {ph} AND ({accounts}))"
+        )
+        params += [community_id, *(value for account in sorted(not_members) for value in account)]
+    cur = _driver_cursor(conn)
+    try:
+        cur.execute(
+            f"SELECT day, count(*), {joined} FROM {ChannelMemberDaily.__tablename__} "
+            f"WHERE community_id = {ph} AND day >= {ph} AND day <= {ph}{excluded} GROUP BY day",
+            params,
+        )
+        rows = cur.fetchall()
+    finally:
+        cur.close()
+    pairs = _integers([row[2] for row in rows], sum(int(row[1]) for row in rows))
+    channels = pd.unique(pairs) >> _PAIR_SHIFT
+    counts = pd.Series(channels, dtype="int64").value_counts().sort_index()
+    return pd.DataFrame(
+        {
+            "channel_id": counts.index.to_numpy(dtype=np.int64),
+            "active_members": counts.to_numpy(dtype=np.int64),
+        },
+        columns=list(CHANNEL_MEMBERS_COLUMNS),
+    )
 
 
 def purchases(conn: Connection, community_id: int, end: datetime) -> pd.DataFrame:
