@@ -40,6 +40,17 @@ COMMUNITY_DAYS_COLUMNS = ("day", "messages", "reactions", "joins", "leaves")
 CHANNEL_DAYS_COLUMNS = ("channel_id", "channel", "day", "messages")
 """Messages per channel (threads and topics count as their own channel) and local day."""
 
+HOURLY_COLUMNS = ("day", "hour", "messages", "reactions")
+"""One row per local day and local hour (0-23, wall clock in the community's zone) with any activity: human
+messages and live reactions given, split by hour as ``COMMUNITY_DAYS_COLUMNS`` counts them per day."""
+
+CHANNELS_COLUMNS = ("channel_id", "name", "parent")
+"""Every channel of the community: its name, and its parent channel's name for a thread or forum topic (else
+None)."""
+
+CHANNEL_MEMBERS_COLUMNS = ("channel_id", "active_members")
+"""Per channel: distinct members who posted in it over ``CommunityFrames.channel_members_start .. as_of``."""
+
 PURCHASES_COLUMNS = (
     "purchase_id",
     "member_id",
@@ -73,6 +84,16 @@ class CommunityFrames:
     """``member_id`` and ``day`` (LAST_ACTIVE_COLUMNS): the last active day, before ``member_days`` begins, of the
     members whose ``last_active_at`` is after ``as_of`` (active again later), so that a back-dated report knows
     how long they had been silent on ``as_of``; None when not loaded."""
+    hourly: pd.DataFrame | None = None
+    """Messages and reactions per local day and hour (HOURLY_COLUMNS) over the loaded days; None when not loaded."""
+    channels: pd.DataFrame | None = None
+    """Names and parent names of every channel (CHANNELS_COLUMNS); None when not loaded."""
+    channel_members: pd.DataFrame | None = None
+    """Active members per channel (CHANNEL_MEMBERS_COLUMNS) from ``channel_members_start`` to ``as_of``; None when not
+    loaded. ``channel_days`` then reaches back over the same number of days before ``channel_members_start`` too,
+    so a channel's range can be compared with the one before it."""
+    channel_members_start: date | None = None
+    """The first day ``channel_members`` counts (the report range's first Monday)."""
 
 
 def empty_frame(columns: tuple[str, ...]) -> pd.DataFrame:

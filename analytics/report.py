@@ -7,9 +7,11 @@ from datetime import date, timedelta
 import pandas as pd
 
 from analytics.activity import MONTH_DAYS, ActivityRows, activity_summary, daily_activity, weekly_stats
+from analytics.channels import channel_activity
 from analytics.cohorts import activation, cohort_retention
 from analytics.commerce import commerce_summary
 from analytics.frames import CommunityFrames
+from analytics.growth import member_growth
 from analytics.members import (
     at_risk_members,
     current_members,
@@ -18,7 +20,8 @@ from analytics.members import (
     segment_counts,
     top_members,
 )
-from analytics.results import Report
+from analytics.results import ChannelActivity, Report
+from analytics.rhythm import hour_of_week
 from analytics.weeks import last_complete_week_start, week_start
 
 SUNDAY = 6
@@ -28,6 +31,11 @@ ACTIVATION_WEEKS = 4
 LOOKBACK_DAYS = 120
 """Days of daily data before ``as_of`` a report reads at least: the at-risk window (42 days) and the engagement
 score's decay (14-day half-life: a day 120 days back weighs under 0.3 %). With ``as_of`` itself that is 121 days."""
+
+
+def range_start(as_of: date, weeks: int) -> date:
+    """The first day of a report of ``weeks`` ISO weeks up to ``as_of``: the Monday ``weeks - 1`` weeks before."""
+    return week_start(as_of) - timedelta(weeks=weeks - 1)
 
 
 def history_start(as_of: date, weeks: int) -> date:
@@ -43,8 +51,8 @@ def history_start(as_of: date, weeks: int) -> date:
     Returns:
         The first day to load.
     """
-    range_start = week_start(as_of) - timedelta(weeks=weeks - 1)
-    return min(range_start - timedelta(days=MONTH_DAYS - 1), as_of - timedelta(days=LOOKBACK_DAYS))
+    first = range_start(as_of, weeks)
+    return min(first - timedelta(days=MONTH_DAYS - 1), as_of - timedelta(days=LOOKBACK_DAYS))
 
 
 def build_report(
@@ -62,7 +70,8 @@ def build_report(
     ``as_of`` is a Sunday, and counts the days up to ``as_of``). ``weekly`` lists every week of the range, zero
     weeks included; ``daily`` every day from the range's first Monday to ``as_of``; ``cohorts`` the join weeks of
     the last ``cohort_weeks`` weeks (default: the same range) that have joiners. ``commerce`` is None when the
-    purchases frame is empty (no ledger at all).
+    purchases frame is empty (no ledger at all). ``growth`` lists every day of the range; ``hour_of_week`` and
+    ``channels`` cover the range when their frames were loaded (for channels: for this range), else are empty.
 
     Args:
         frames: The community's frames.
@@ -84,7 +93,7 @@ def build_report(
         raise ValueError("inactive_after_days must be at least 1")
     as_of, tz = frames.as_of, frames.timezone
     last_monday = week_start(as_of)
-    start = last_monday - timedelta(weeks=weeks - 1)
+    start = range_start(as_of, weeks)
     cohort_start = last_monday - timedelta(weeks=(cohort_weeks or weeks) - 1)
     last_complete = last_complete_week_start(as_of)
 
@@ -150,6 +159,18 @@ def build_report(
         ),
         week_so_far=so_far,
         previous_week_same_days=previous_same_days,
+        hour_of_week=() if frames.hourly is None else tuple(hour_of_week(frames.hourly, start, as_of)),
+        channels=_channels(frames, start),
+        growth=tuple(member_growth(frames.members, frames.community_days, start=start, end=as_of, timezone=tz)),
+    )
+
+
+def _channels(frames: CommunityFrames, start: date) -> tuple[ChannelActivity, ...]:
+    """The range's channels, when their active members were loaded for exactly this range."""
+    if frames.channels is None or frames.channel_members is None or frames.channel_members_start != start:
+        return ()
+    return tuple(
+        channel_activity(frames.channel_days, frames.channels, frames.channel_members, start=start, end=frames.as_of)
     )
 
 

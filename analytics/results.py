@@ -167,6 +167,39 @@ class CommerceSummary:
 
 
 @dataclass(frozen=True, slots=True)
+class HourOfWeek:
+    """Activity in one hour of the week over the report range (community time zone); zero cells are listed."""
+
+    weekday: int  # 0 = Monday
+    hour: int  # 0..23, local wall clock
+    messages: int
+    reactions: int
+
+
+@dataclass(frozen=True, slots=True)
+class ChannelActivity:
+    """One channel (a thread or forum topic is its own channel) with messages in the report range."""
+
+    channel_id: int
+    name: str
+    parent: str | None  # the parent channel's name for a thread / forum topic, else None
+    messages: int  # in the report range
+    active_members: int  # distinct members who posted in it in the range
+    previous_messages: int  # in the same-length range just before
+    weekly_messages: tuple[int, ...]  # per ISO week of the range (the trend)
+
+
+@dataclass(frozen=True, slots=True)
+class GrowthDay:
+    """Members joining and leaving on one local day of the report range."""
+
+    day: date
+    joins: int  # new members: whose join (or first activity) falls on the day, as WeekStats.new counts them
+    leaves: int  # leave events on the day, as WeekStats.left counts them
+    members: int  # members at the end of the day, as Report.members counts them
+
+
+@dataclass(frozen=True, slots=True)
 class Report:
     """Everything the report shows for one community as of one day."""
 
@@ -197,6 +230,13 @@ class Report:
     data_ends: date | None = None
     """The last day with anything recorded, when that is before ``as_of`` (an import that ends earlier): figures
     after it are not measured. None when data reaches ``as_of``."""
+    hour_of_week: tuple[HourOfWeek, ...] = ()
+    """Messages and reactions per weekday and local hour over the report range: 168 cells, Monday 00:00 first;
+    empty when the hourly rollup was not loaded."""
+    channels: tuple[ChannelActivity, ...] = ()
+    """Channels with messages in the report range, most messages first; empty when not loaded."""
+    growth: tuple[GrowthDay, ...] = ()
+    """Joins, leaves and members for every day of the report range (its first Monday to ``as_of``)."""
 
     @property
     def measured_through(self) -> date:

@@ -52,7 +52,7 @@ from storage.migrate import MIGRATIONS, head_revision, upgrade
 from storage.types import to_millis
 
 # Bump when the generated community changes, so cached databases are rebuilt.
-SYNTHETIC_VERSION = 1
+SYNTHETIC_VERSION = 2  # 2: threads hang off a parent channel; hourly and channel-member rollups
 
 COMMUNITY = "bench-analytics"
 TIMEZONE = "Europe/Berlin"
@@ -376,6 +376,25 @@ class Rollups:
     community_days: pd.DataFrame  # day, messages, reactions, joins, leaves
     channel_days: pd.DataFrame  # day, channel_id, messages
     memberships: pd.DataFrame  # member_id, first_joined_ms, last_joined_ms, last_left_ms (NONE: null)
+    hourly: pd.DataFrame  # day, hour (local wall clock), messages, reactions
+    channel_members: pd.DataFrame  # day, channel_id, member_id, messages
+
+
+def channel_name(channel: int) -> str:
+    """The name of channel ``channel`` (1-based): permanent channels, then threads."""
+    return f"channel-{channel}" if channel <= CHANNELS else f"thread-{channel}"
+
+
+def channel_parent(channel: int) -> int | None:
+    """The parent channel of a thread (threads hang off the permanent channels in turn), None for a channel."""
+    return None if channel <= CHANNELS else (channel - CHANNELS - 1) % CHANNELS + 1
+
+
+def local_hours(c: Community) -> I64:
+    """The local wall-clock hour (0-23, ``TIMEZONE``) of every activity event."""
+    at = c.midnight_ms[c.ev_day.astype(np.int64)] + c.ev_offset
+    local = pd.DatetimeIndex(at.astype("datetime64[ms]")).tz_localize("UTC").tz_convert(TIMEZONE)
+    return np.asarray(local.hour, dtype=np.int64)
 
 
 def rollups(c: Community) -> Rollups:
@@ -489,7 +508,33 @@ def rollups(c: Community) -> Rollups:
             "last_left_ms": last_left[1:],
         }
     )
-    return Rollups(member_days, member_activity, community_days.reset_index(drop=True), channel_days, memberships)
+    # community_hourly_activity: community_daily_totals' messages and reactions split by local hour.
+    hour = local_hours(c)
+    cells = np.bincount(day[human & message] * 24 + hour[human & message], minlength=d * 24)
+    given = np.bincount(day[human & reaction] * 24 + hour[human & reaction], minlength=d * 24)
+    busy = np.flatnonzero(cells + given)
+    hourly = pd.DataFrame({"day": busy // 24, "hour": busy % 24, "messages": cells[busy], "reactions": given[busy]})
+    del hour, cells, given
+
+    # channel_member_daily: human messages per local day, channel and author.
+    keys, per_key = np.unique((day[posted] * n_ch + c.ev_channel[posted]) * width + member[posted], return_counts=True)
+    channel_members = pd.DataFrame(
+        {
+            "day": keys // (n_ch * width),
+            "channel_id": keys // width % n_ch,
+            "member_id": keys % width,
+            "messages": per_key,
+        }
+    )
+    return Rollups(
+        member_days,
+        member_activity,
+        community_days.reset_index(drop=True),
+        channel_days,
+        memberships,
+        hourly,
+        channel_members,
+    )
 
 
 # --- database ----------------------------------------------------------------------------------------------------
@@ -540,8 +585,8 @@ def write_database(path: Path, c: Community, r: Rollups) -> None:
                     cid,
                     "discord",
                     str(900_000_000_000_000_000 + i),
-                    f"channel-{i}" if i <= CHANNELS else f"thread-{i}",
-                    None,
+                    channel_name(i),
+                    channel_parent(i),
                 )
                 for i in range(1, n_ch + 1)
             ],
@@ -626,6 +671,35 @@ def write_database(path: Path, c: Community, r: Rollups) -> None:
                 strict=False,
             ),
         )
+        hr = r.hourly
+        conn.executemany(
+            "INSERT INTO community_hourly_activity (community_id, day, hour, messages, reactions) "
+            "VALUES (?, ?, ?, ?, ?)",
+            zip(
+                repeat(cid),
+                day_text[hr["day"].to_numpy()].tolist(),
+                hr["hour"].tolist(),
+                hr["messages"].tolist(),
+                hr["reactions"].tolist(),
+                strict=False,
+            ),
+        )
+        cm = r.channel_members
+        for chunk in _chunks(
+            zip(
+                repeat(cid),
+                day_text[cm["day"].to_numpy()].tolist(),
+                cm["channel_id"].tolist(),
+                cm["member_id"].tolist(),
+                cm["messages"].tolist(),
+                strict=False,
+            )
+        ):
+            conn.executemany(
+                "INSERT INTO channel_member_daily (community_id, day, channel_id, member_id, messages) "
+                "VALUES (?, ?, ?, ?, ?)",
+                chunk,
+            )
         ch = r.channel_days
         conn.executemany(
             "INSERT INTO channel_daily_activity (community_id, day, channel_id, messages) VALUES (?, ?, ?, ?)",

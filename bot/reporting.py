@@ -10,7 +10,7 @@ from sqlalchemy import Engine
 
 from analytics.activity import ActivityRows
 from analytics.members import current_member_mask, inactive_members, member_table
-from analytics.report import build_report, history_start
+from analytics.report import build_report, history_start, range_start
 from analytics.results import MemberStatus, Report
 from bot.importers import EARLIEST_TIME, LATEST_TIME
 from storage.communities import CommunityInfo, find_community, latest_activity_day, list_communities
@@ -89,7 +89,12 @@ def build_community_report(engine: Engine, request: ReportRequest, *, now: datet
     tz = ZoneInfo(info.timezone)
     as_of = request.as_of or now.astimezone(tz).date()
     frames = load_frames(
-        engine, info, as_of, history_start=history_start(as_of, request.weeks), not_members=request.not_members
+        engine,
+        info,
+        as_of,
+        history_start=history_start(as_of, request.weeks),
+        not_members=request.not_members,
+        range_start=range_start(as_of, request.weeks),
     )
     with engine.connect() as conn:
         latest = latest_activity_day(conn, info.id)

@@ -121,12 +121,24 @@ def _subtract_shared_rollups(conn: Connection, member_id: int, community_id: int
             Message.member_id == member_id
         )
     ):
-        day = days.day(at)
+        day, hour = days.day_hour(at)
         counts = delta.community_day(community_id, day)
         counts[0] -= 1
         counts[1] -= imported
+        per_hour = delta.hour(community_id, day, hour)
+        per_hour[0] -= 1
+        per_hour[1] -= imported
         key = (community_id, day, thread if thread is not None else channel)
         delta.channel_days[key] = delta.channel_days.get(key, 0) - 1
+    # The hours of the live reactions the member gave (their days' totals came from member_daily_activity above).
+    for (reacted_at,) in conn.execute(
+        select(Reaction.reacted_at).where(
+            Reaction.member_id == member_id, Reaction.removed_at.is_(None), Reaction.reacted_at.is_not(None)
+        )
+    ):
+        if reacted_at is not None:  # guaranteed by the query; narrows the type
+            day, hour = days.day_hour(reacted_at)
+            delta.hour(community_id, day, hour)[1] -= 1
     for kind, at in conn.execute(
         select(MembershipEvent.kind, MembershipEvent.occurred_at).where(MembershipEvent.member_id == member_id)
     ):

@@ -226,7 +226,7 @@ class IngestStore:
         members = self._ids.members
         channels = self._ids.channels
         rows: dict[tuple[int, str], tuple[Any, ...]] = {}
-        meta: dict[tuple[int, str], tuple[int, int, date, bool, datetime, int, int]] = {}
+        meta: dict[tuple[int, str], tuple[int, int, date, int, bool, datetime, int, int]] = {}
         for ev in events:
             info = communities[ev.community]
             cid = info.id
@@ -263,7 +263,7 @@ class IngestStore:
                     ev.text if store_text else None,
                     ev.imported_reactions,
                 )
-                day = info.days.day_of_millis(millis)
+                day, hour = info.days.day_hour_of_millis(millis)
             else:
                 rows[key] = (
                     channel_id,
@@ -280,12 +280,13 @@ class IngestStore:
                     ev.text if store_text else None,
                     ev.imported_reactions,
                 )
-                day = info.days.day(at)
+                day, hour = info.days.day_hour(at)
             # A reply counts as "to others" unless it answers the author's own message.
             meta[key] = (
                 cid,
                 author,
                 day,
+                hour,
                 is_reply and reply_to != author,
                 at,
                 thread_id if thread_id is not None else channel_id,  # a topic counts as its own channel
@@ -302,10 +303,10 @@ class IngestStore:
         bots = self._ids.bots
         count_message = delta.message
         for channel_id, message_id in inserted:
-            cid, author, day, reply_to_other, at, channel_key, imported = meta[(channel_id, message_id)]
+            cid, author, day, hour, reply_to_other, at, channel_key, imported = meta[(channel_id, message_id)]
             if author in bots:
                 continue
-            count_message(cid, author, day, at, reply_to_other, channel_key, imported)
+            count_message(cid, author, day, hour, at, reply_to_other, channel_key, imported)
         return BatchResult(messages=len(inserted), duplicates=len(events) - len(inserted))
 
     def _insert_returning(
@@ -414,9 +415,9 @@ class IngestStore:
     ) -> None:
         if reactor in self._ids.bots:
             return
-        day = self._ids.community_days(cid).day(at)
+        day, hour = self._ids.community_days(cid).day_hour(at)
         counted_target = target if target is not None and target != reactor and target not in self._ids.bots else None
-        delta.reaction(cid, reactor, counted_target, day, at, sign)
+        delta.reaction(cid, reactor, counted_target, day, hour, at, sign)
 
     def _apply_reaction_change(
         self, cur: Any, key: tuple[int, str, int, str], ev: ReactionEvent, target: int | None

@@ -14,10 +14,14 @@ from zoneinfo import ZoneInfo
 import numpy as np
 import pandas as pd
 from sqlalchemy import Connection, Engine, func, select
+from sqlalchemy.orm import aliased
 
 from analytics.frames import (
     CHANNEL_DAYS_COLUMNS,
+    CHANNEL_MEMBERS_COLUMNS,
+    CHANNELS_COLUMNS,
     COMMUNITY_DAYS_COLUMNS,
+    HOURLY_COLUMNS,
     LAST_ACTIVE_COLUMNS,
     MEMBER_DAYS_COLUMNS,
     MEMBERS_COLUMNS,
@@ -29,7 +33,9 @@ from storage.ledger import purchases_with_refunds
 from storage.models import (
     Channel,
     ChannelDailyActivity,
+    ChannelMemberDaily,
     CommunityDailyTotals,
+    CommunityHourlyActivity,
     Course,
     Member,
     MemberActivity,
@@ -248,6 +254,96 @@ def channel_days(conn: Connection, community_id: int, start: date, end: date) ->
     return frame
 
 
+def hourly(conn: Connection, community_id: int, start: date, end: date) -> pd.DataFrame:
+    """Per local day in [start, end] and local hour: human messages and live reactions (HOURLY_COLUMNS)."""
+    cha = CommunityHourlyActivity
+    rows = conn.execute(
+        select(cha.day, cha.hour, cha.messages, cha.reactions)
+        .where(cha.community_id == community_id, cha.day >= start, cha.day <= end)
+        .order_by(cha.day, cha.hour)
+    ).all()
+    frame = _frame(rows, HOURLY_COLUMNS)
+    frame["day"] = _days(frame["day"].tolist()) if len(frame) else pd.Series(dtype="datetime64[ns]")
+    for column in HOURLY_COLUMNS[1:]:
+        frame[column] = frame[column].astype("int64")
+    return frame
+
+
+def channel_names(conn: Connection, community_id: int) -> pd.DataFrame:
+    """Every channel of the community with its name and its parent's name (CHANNELS_COLUMNS).
+
+    A channel without a name is called by its platform id; a thread or forum topic names its parent channel.
+    """
+    parent = aliased(Channel)
+    rows = conn.execute(
+        select(
+            Channel.id,
+            func.coalesce(Channel.name, Channel.platform_channel_id),
+            func.coalesce(parent.name, parent.platform_channel_id),
+        )
+        .outerjoin(parent, parent.id == Channel.parent_id)
+        .where(Channel.community_id == community_id)
+        .order_by(Channel.id)
+    ).all()
+    frame = _frame(rows, CHANNELS_COLUMNS)
+    frame["channel_id"] = frame["channel_id"].astype("int64")
+    return frame
+
+
+# A channel and a member packed into one integer key (ids are far below 2**32), so distinct pairs are counted by
+# hashing one integer column.
+_PAIR_SHIFT = 32
+
+
+def channel_members(
+    conn: Connection,
+    community_id: int,
+    start: date,
+    end: date,
+    *,
+    not_members: Collection[tuple[str, str]] = (),
+) -> pd.DataFrame:
+    """Per channel: distinct members who posted in it on the local days [start, end] (CHANNEL_MEMBERS_COLUMNS).
+
+    Read from ``channel_member_daily`` (one row per channel, day and author: millions over a 12-week range of a big
+    community). ``count(DISTINCT ...)`` per channel makes the database sort them all; instead each day's
+    (channel, member) pairs come as one string of packed integers, parsed by numpy and made distinct with a hash
+    table, which takes about half the time. The ``not_members`` accounts (see :func:`members`) are not counted.
+    """
+    dialect = conn.dialect.name
+    ph = "?" if dialect == "sqlite" else "%s"
+    key = f"channel_id * {1 << _PAIR_SHIFT} + member_id"
+    joined = f"group_concat({key}, ',')" if dialect == "sqlite" else f"string_agg(CAST({key} AS TEXT), ',')"
+    excluded = ""
+    params: list[Any] = [community_id, bind_day(start, dialect), bind_day(end, dialect)]
+    if not_members:
+        accounts = " OR ".join([f"(platform = {ph} AND platform_user_id = {ph})"] * len(not_members))
+        excluded = (
+            f" AND member_id NOT IN (SELECT id FROM {Member.__tablename__} WHERE community_id = {ph} AND ({accounts}))"
+        )
+        params += [community_id, *(value for account in sorted(not_members) for value in account)]
+    cur = _driver_cursor(conn)
+    try:
+        cur.execute(
+            f"SELECT day, count(*), {joined} FROM {ChannelMemberDaily.__tablename__} "
+            f"WHERE community_id = {ph} AND day >= {ph} AND day <= {ph}{excluded} GROUP BY day",
+            params,
+        )
+        rows = cur.fetchall()
+    finally:
+        cur.close()
+    pairs = _integers([row[2] for row in rows], sum(int(row[1]) for row in rows))
+    channels = pd.unique(pairs) >> _PAIR_SHIFT
+    counts = pd.Series(channels, dtype="int64").value_counts().sort_index()
+    return pd.DataFrame(
+        {
+            "channel_id": counts.index.to_numpy(dtype=np.int64),
+            "active_members": counts.to_numpy(dtype=np.int64),
+        },
+        columns=list(CHANNEL_MEMBERS_COLUMNS),
+    )
+
+
 def purchases(conn: Connection, community_id: int, end: datetime) -> pd.DataFrame:
     """The purchases ledger up to ``end`` (UTC), refunds joined; amounts in major units."""
     rows = conn.execute(
@@ -289,6 +385,7 @@ def load_frames(
     *,
     history_start: date,
     not_members: Collection[tuple[str, str]] = (),
+    range_start: date | None = None,
 ) -> CommunityFrames:
     """Everything the analytics needs for a report or digest as of the local day ``as_of``.
 
@@ -299,6 +396,10 @@ def load_frames(
         history_start: The first local day of daily data to load (the report range minus the longest
             lookback window); earlier days are summarised by ``members`` (joins, first/last activity).
         not_members: ``(platform, platform user id)`` accounts that are not members (see :func:`members`).
+        range_start: The report range's first day (``analytics.report.range_start``), at or after
+            ``history_start``: the channels' active members are counted over ``range_start .. as_of``, and
+            messages per channel and day are loaded from as many days before ``range_start`` too (the previous
+            range the channels are compared with). Without it, channels are not loaded.
     """
     tz = ZoneInfo(community.timezone)
     # The end of the as_of day in the community's zone, as a UTC instant.
@@ -310,6 +411,9 @@ def load_frames(
         if not_members:
             # Accounts that are not members are not active members either (their messages still count as messages).
             days = days[days["member_id"].isin(people["member_id"])].reset_index(drop=True)
+        channels_from = history_start
+        if range_start is not None:
+            channels_from = min(history_start, range_start - (as_of - range_start) - timedelta(days=1))
         return CommunityFrames(
             community=community.name,
             timezone=tz,
@@ -317,10 +421,18 @@ def load_frames(
             member_days=days,
             members=people,
             community_days=community_days(conn, community.id, history_start, as_of),
-            channel_days=channel_days(conn, community.id, history_start, as_of),
+            channel_days=channel_days(conn, community.id, channels_from, as_of),
             purchases=ledger,
             buyer_days=_buyer_days(conn, community.id, ledger, tz, history_start),
             last_active_before=last_active_before(conn, community.id, history_start, end),
+            hourly=hourly(conn, community.id, history_start, as_of),
+            channels=None if range_start is None else channel_names(conn, community.id),
+            channel_members=(
+                None
+                if range_start is None
+                else channel_members(conn, community.id, range_start, as_of, not_members=not_members)
+            ),
+            channel_members_start=range_start,
         )
 
 

@@ -9,7 +9,12 @@ Counting rules (also in docs/metrics.md):
 - a member is active on a day when they posted a message or gave a live (not removed) reaction;
 - ``replies`` counts messages that reply to someone other than their author;
 - ``reactions_received`` counts live reactions by others on the member's messages, on the day they were given;
-- days are local days in the community's time zone.
+- days are local days in the community's time zone;
+- ``community_hourly_activity`` splits ``community_daily_totals``' messages and reactions by local hour (the wall
+  clock hour, 0-23, in the community's zone): a message (and the reaction totals imported with it) counts at the
+  hour it was posted, a reaction at the hour it was given, so the hours of a day sum to the day's totals;
+- ``channel_member_daily`` splits ``channel_daily_activity`` by author: human messages per channel (a thread or
+  forum topic is its own channel), local day and member.
 """
 
 from __future__ import annotations
@@ -28,8 +33,10 @@ from storage.local_days import LocalDays
 from storage.models import (
     Channel,
     ChannelDailyActivity,
+    ChannelMemberDaily,
     Community,
     CommunityDailyTotals,
+    CommunityHourlyActivity,
     Member,
     MemberActivity,
     MemberDailyActivity,
@@ -63,6 +70,9 @@ class RollupDelta:
     member_totals: dict[int, list[Any]] = field(default_factory=dict)
     community_days: dict[tuple[int, date], list[int]] = field(default_factory=dict)  # -> [m, r, j, l]
     channel_days: dict[tuple[int, date, int], int] = field(default_factory=dict)  # (cid, day, channel) -> messages
+    hours: dict[tuple[int, date, int], list[int]] = field(default_factory=dict)  # (cid, day, hour) -> [m, r]
+    # (cid, day, channel, member) -> messages
+    channel_members: dict[tuple[int, date, int, int], int] = field(default_factory=dict)
     # member -> when the reactions they took back in this batch had been given
     refresh_members: dict[int, set[datetime]] = field(default_factory=dict)
 
@@ -80,10 +90,25 @@ class RollupDelta:
             row = self.community_days[(cid, day)] = [0, 0, 0, 0]
         return row
 
+    def hour(self, cid: int, day: date, hour: int) -> list[int]:
+        """The mutable ``[messages, reactions]`` change of a community's local hour."""
+        row = self.hours.get((cid, day, hour))
+        if row is None:
+            row = self.hours[(cid, day, hour)] = [0, 0]
+        return row
+
     def message(
-        self, cid: int, author: int, day: date, at: datetime, reply_to_other: bool, channel: int, imported: int = 0
+        self,
+        cid: int,
+        author: int,
+        day: date,
+        hour: int,
+        at: datetime,
+        reply_to_other: bool,
+        channel: int,
+        imported: int = 0,
     ) -> None:
-        """Count a newly stored human message (``channel``: its thread or topic if it has one)."""
+        """Count a newly stored human message (``channel``: its thread or topic if it has one; ``hour``: local)."""
         # Called once per stored message: the helpers above are inlined here.
         member_days = self.member_days
         row = member_days.get((author, day))
@@ -113,9 +138,19 @@ class RollupDelta:
         counts[1] += imported
         key = (cid, day, channel)
         self.channel_days[key] = self.channel_days.get(key, 0) + 1
+        hours = self.hours
+        per_hour = hours.get((cid, day, hour))
+        if per_hour is None:
+            per_hour = hours[(cid, day, hour)] = [0, 0]
+        per_hour[0] += 1
+        per_hour[1] += imported
+        member_key = (cid, day, channel, author)
+        self.channel_members[member_key] = self.channel_members.get(member_key, 0) + 1
 
-    def reaction(self, cid: int, reactor: int, target: int | None, day: date, at: datetime, sign: int) -> None:
-        """Count a reaction that became live (+1) or was removed (-1); ``day``/``at`` are when it was given."""
+    def reaction(
+        self, cid: int, reactor: int, target: int | None, day: date, hour: int, at: datetime, sign: int
+    ) -> None:
+        """Count a reaction that became live (+1) or was removed (-1); ``day``/``hour``/``at``: when it was given."""
         self.member_day(cid, reactor, day)[3] += sign
         if target is not None:
             self.member_day(cid, target, day)[4] += sign
@@ -131,6 +166,7 @@ class RollupDelta:
             # The removed reaction may have been the member's first or last activity.
             self.refresh_members.setdefault(reactor, set()).add(at)
         self.community_day(cid, day)[1] += sign
+        self.hour(cid, day, hour)[1] += sign
 
     def membership(self, cid: int, day: date, *, joined: bool) -> None:
         """Count a newly stored human join or leave."""
@@ -146,6 +182,8 @@ def apply_delta(conn: Connection, delta: RollupDelta) -> None:
     # timestamps without bind_time's per-call dialect dispatch.
     days = {day for _, day in delta.member_days} | {day for _, day in delta.community_days}
     days.update(day for _, day, _ in delta.channel_days)
+    days.update(day for _, day, _ in delta.hours)
+    days.update(day for _, day, _, _ in delta.channel_members)
     day_param = {day: bind_day(day, d) for day in days}
     time_param: Callable[[datetime], object] = to_millis if d == "sqlite" else partial(bind_time, dialect_name=d)
     # A change that nets out (a reaction given and removed in one batch) must not leave an all-zero row. Sorted by
@@ -241,6 +279,39 @@ def apply_delta(conn: Connection, delta: RollupDelta) -> None:
                 f"AND channel_id = {ph} AND messages = 0",
                 shrunk_channels,
             )
+    hours = sorted((k, v) for k, v in delta.hours.items() if any(v))
+    if hours:
+        cur.executemany(
+            "INSERT INTO community_hourly_activity (community_id, day, hour, messages, reactions) "
+            f"VALUES ({ph}, {ph}, {ph}, {ph}, {ph}) ON CONFLICT (community_id, day, hour) DO UPDATE SET "
+            "messages = community_hourly_activity.messages + excluded.messages, "
+            "reactions = community_hourly_activity.reactions + excluded.reactions",
+            [(cid, day_param[day], hour, *row) for (cid, day, hour), row in hours],
+        )
+        shrunk_hours = [(cid, day_param[day], hour) for (cid, day, hour), row in hours if min(row) < 0]
+        if shrunk_hours:
+            cur.executemany(
+                f"DELETE FROM community_hourly_activity WHERE community_id = {ph} AND day = {ph} AND hour = {ph} "
+                "AND messages = 0 AND reactions = 0",
+                shrunk_hours,
+            )
+    channel_members = sorted((k, v) for k, v in delta.channel_members.items() if v)
+    if channel_members:
+        cur.executemany(
+            "INSERT INTO channel_member_daily (community_id, day, channel_id, member_id, messages) "
+            f"VALUES ({ph}, {ph}, {ph}, {ph}, {ph}) ON CONFLICT (community_id, day, channel_id, member_id) "
+            "DO UPDATE SET messages = channel_member_daily.messages + excluded.messages",
+            [(cid, day_param[day], channel, member, n) for (cid, day, channel, member), n in channel_members],
+        )
+        shrunk_members = [
+            (cid, day_param[day], channel, member) for (cid, day, channel, member), n in channel_members if n < 0
+        ]
+        if shrunk_members:
+            cur.executemany(
+                f"DELETE FROM channel_member_daily WHERE community_id = {ph} AND day = {ph} AND channel_id = {ph} "
+                f"AND member_id = {ph} AND messages <= 0",
+                shrunk_members,
+            )
     cur.close()
 
 
@@ -284,6 +355,8 @@ class RollupSnapshot:
     community_days: dict[date, CommunityDay]
     memberships: dict[int, Membership]
     channel_days: dict[tuple[date, int], int]
+    hours: dict[tuple[date, int], tuple[int, int]] = field(default_factory=dict)  # (day, hour) -> messages, reactions
+    channel_members: dict[tuple[date, int, int], int] = field(default_factory=dict)  # (day, channel, member) -> msgs
 
 
 def _tz(conn: Connection, community_id: int) -> ZoneInfo:
@@ -299,6 +372,8 @@ def compute_rollups(conn: Connection, community_id: int) -> RollupSnapshot:
     totals: dict[int, list[Any]] = {}
     community_days: dict[date, list[int]] = defaultdict(lambda: [0, 0, 0, 0])
     channel_days: dict[tuple[date, int], int] = defaultdict(int)
+    hours: dict[tuple[date, int], list[int]] = defaultdict(lambda: [0, 0])
+    channel_members: dict[tuple[date, int, int], int] = defaultdict(int)
 
     def active(member: int, at: datetime, messages: int, reactions: int) -> list[Any]:
         row = totals.setdefault(member, [at, at, 0, 0, None, None])
@@ -322,7 +397,7 @@ def compute_rollups(conn: Connection, community_id: int) -> RollupSnapshot:
     ):
         if author not in humans:
             continue
-        day = days.day(at)
+        day, hour = days.day_hour(at)
         row = member_days[(author, day)]
         row[0] += 1
         row[1] += bool(is_reply) and reply_to != author
@@ -332,7 +407,11 @@ def compute_rollups(conn: Connection, community_id: int) -> RollupSnapshot:
         totals_row[5] = _later(totals_row[5], at)
         community_days[day][0] += 1
         community_days[day][1] += imported
-        channel_days[(day, thread if thread is not None else channel)] += 1
+        place = thread if thread is not None else channel
+        channel_days[(day, place)] += 1
+        hours[(day, hour)][0] += 1
+        hours[(day, hour)][1] += imported
+        channel_members[(day, place, author)] += 1
     for reactor, target, reacted_at in conn.execute(
         select(Reaction.member_id, Reaction.target_member_id, Reaction.reacted_at).where(
             Reaction.channel_id.in_(in_community), Reaction.removed_at.is_(None), Reaction.reacted_at.is_not(None)
@@ -340,7 +419,8 @@ def compute_rollups(conn: Connection, community_id: int) -> RollupSnapshot:
     ):
         if reactor not in humans or reacted_at is None:
             continue
-        day = days.day(reacted_at)
+        day, hour = days.day_hour(reacted_at)
+        hours[(day, hour)][1] += 1
         member_days[(reactor, day)][2] += 1
         if target is not None and target != reactor and target in humans:
             member_days[(target, day)][3] += 1
@@ -366,6 +446,8 @@ def compute_rollups(conn: Connection, community_id: int) -> RollupSnapshot:
         community_days={k: (v[0], v[1], v[2], v[3]) for k, v in community_days.items() if any(v)},
         memberships={k: (v[0], v[1], v[2]) for k, v in memberships.items()},
         channel_days=dict(channel_days),
+        hours={k: (v[0], v[1]) for k, v in hours.items() if any(v)},
+        channel_members=dict(channel_members),
     )
 
 
@@ -405,7 +487,17 @@ def read_rollups(conn: Connection, community_id: int) -> RollupSnapshot:
     channel_days = {
         (r.day, r.channel_id): r.messages for r in conn.execute(select(chd).where(chd.community_id == community_id))
     }
-    return RollupSnapshot(member_days, member_totals, community_days, memberships, channel_days)
+    cha = CommunityHourlyActivity
+    hours = {
+        (r.day, r.hour): (r.messages, r.reactions)
+        for r in conn.execute(select(cha).where(cha.community_id == community_id))
+    }
+    cmd = ChannelMemberDaily
+    channel_members = {
+        (r.day, r.channel_id, r.member_id): r.messages
+        for r in conn.execute(select(cmd).where(cmd.community_id == community_id))
+    }
+    return RollupSnapshot(member_days, member_totals, community_days, memberships, channel_days, hours, channel_members)
 
 
 def rebuild_rollups(conn: Connection, community_id: int) -> RollupSnapshot:
@@ -415,7 +507,14 @@ def rebuild_rollups(conn: Connection, community_id: int) -> RollupSnapshot:
         The snapshot that was written.
     """
     snapshot = compute_rollups(conn, community_id)
-    for table in (MemberDailyActivity, MemberActivity, CommunityDailyTotals, ChannelDailyActivity):
+    for table in (
+        MemberDailyActivity,
+        MemberActivity,
+        CommunityDailyTotals,
+        ChannelDailyActivity,
+        CommunityHourlyActivity,
+        ChannelMemberDaily,
+    ):
         conn.execute(delete(table).where(table.community_id == community_id))
     if snapshot.member_days:
         conn.execute(
@@ -471,6 +570,22 @@ def rebuild_rollups(conn: Connection, community_id: int) -> RollupSnapshot:
             [
                 {"community_id": community_id, "day": day, "channel_id": channel, "messages": n}
                 for (day, channel), n in snapshot.channel_days.items()
+            ],
+        )
+    if snapshot.hours:
+        conn.execute(
+            insert(CommunityHourlyActivity),
+            [
+                {"community_id": community_id, "day": day, "hour": hour, "messages": v[0], "reactions": v[1]}
+                for (day, hour), v in snapshot.hours.items()
+            ],
+        )
+    if snapshot.channel_members:
+        conn.execute(
+            insert(ChannelMemberDaily),
+            [
+                {"community_id": community_id, "day": day, "channel_id": channel, "member_id": member, "messages": n}
+                for (day, channel, member), n in snapshot.channel_members.items()
             ],
         )
     for member_id, (first, last, left) in snapshot.memberships.items():

@@ -237,6 +237,9 @@ REQUIRED = {
     "notices",
     "previous_week_same_days",
     "week_so_far",
+    "hour_of_week",
+    "channels",
+    "growth",
 }
 
 

@@ -147,6 +147,8 @@ def _natural(conn: Connection) -> dict[str, Any]:
         "community_days": snapshot.community_days,
         "channel_days": {(day, channels[ch]): n for (day, ch), n in snapshot.channel_days.items()},
         "memberships": {users[m]: v for m, v in snapshot.memberships.items() if any(x is not None for x in v)},
+        "hours": snapshot.hours,
+        "channel_members": {(day, channels[ch], users[m]): n for (day, ch, m), n in snapshot.channel_members.items()},
     }
 
 

@@ -85,6 +85,7 @@ def test_export_covers_every_member_data_table_with_only_that_members_rows(engin
     assert counts["nudges"] == 1
     assert counts["member_daily_activity"] == 1
     assert counts["member_activity"] == 1
+    assert counts["channel_member_daily"] == 1  # her messages per channel and day (the dashboard's channel figures)
     # Bob's rows that point at Ann are counted, not copied: their content is Bob's.
     assert tables["messages"]["referenced_by_others"] == {"reply_to_member_id": 1}
     assert tables["reactions"]["referenced_by_others"] == {"target_member_id": 1}

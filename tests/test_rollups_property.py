@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -19,8 +19,15 @@ pytestmark = [pytest.mark.storage, pytest.mark.slow]
 
 USERS = ["u0", "u1", "u2", "u3", "robot"]  # "robot" is a bot account
 MESSAGE_IDS = [f"m{i}" for i in range(8)]
-# Up to ten days either side of midnight in Berlin, at millisecond precision.
-instants = st.integers(min_value=0, max_value=10 * 24 * 3600 * 1000).map(lambda ms: T0 + timedelta(milliseconds=ms))
+# Up to ten days either side of midnight in Berlin, at millisecond precision; or within a day either side of the
+# night Berlin's clocks went forward (2024-03-31, 02:00 -> 03:00), so that local hours cross a DST change.
+DST_NIGHT = datetime(2024, 3, 31, 1, 0, tzinfo=UTC)
+instants = st.one_of(
+    st.integers(min_value=0, max_value=10 * 24 * 3600 * 1000).map(lambda ms: T0 + timedelta(milliseconds=ms)),
+    st.integers(min_value=-24 * 3600 * 1000, max_value=24 * 3600 * 1000).map(
+        lambda ms: DST_NIGHT + timedelta(milliseconds=ms)
+    ),
+)
 
 message_op = st.tuples(
     st.just("message"),
@@ -53,6 +60,10 @@ def _reset(engine: Engine) -> None:
     with engine.begin() as conn:
         for table in reversed(Base.metadata.sorted_tables):
             conn.execute(delete(table))
+
+
+def _chat_of(message_id: str) -> str:
+    return "general" if MESSAGE_IDS.index(message_id) % 2 == 0 else "help"
 
 
 def _author_of(message_id: str) -> str:
@@ -88,8 +99,9 @@ def test_rollups_equal_recomputation(engine: Engine, ops: list[tuple[object, ...
         kind = op[0]
         if kind == "message":
             _, _user, message_id, at, reply_to, imported = op
-            # Some messages are posted in a forum topic, which counts as its own channel.
+            # Some messages are posted in a forum topic, which counts as its own channel, some in a second chat.
             topic = "7" if MESSAGE_IDS.index(str(message_id)) % 3 == 0 else None
+            chat = _chat_of(str(message_id))
             author = _author_of(str(message_id))
             pending.append(
                 ev.message(  # type: ignore[arg-type]
@@ -98,6 +110,7 @@ def test_rollups_equal_recomputation(engine: Engine, ops: list[tuple[object, ...
                     at=at,
                     reply_to_user=reply_to,
                     bot=author == "robot",
+                    channel=chat,
                     thread=topic,
                     imported_reactions=int(imported),  # type: ignore[call-overload]
                 )
@@ -106,7 +119,15 @@ def test_rollups_equal_recomputation(engine: Engine, ops: list[tuple[object, ...
             _, user, message_id, at, added, emoji, names_author = op
             author = _author_of(str(message_id)) if names_author else None
             pending.append(
-                ev.reaction(str(user), str(message_id), at=at, added=bool(added), emoji=str(emoji), author=author)
+                ev.reaction(
+                    str(user),
+                    str(message_id),
+                    at=at,
+                    added=bool(added),
+                    emoji=str(emoji),
+                    author=author,
+                    channel=_chat_of(str(message_id)),
+                )
             )  # type: ignore[arg-type]
         elif kind in ("join", "leave"):
             _, user, at = op

@@ -173,6 +173,26 @@ def report_to_json(report: Report) -> dict[str, object]:
         "segments": dict(report.segments),
         "top_members": [_member_json(m) for m in report.top_members],
         "commerce": None if report.commerce is None else _commerce_json(report.commerce),
+        "hour_of_week": [
+            {"weekday": h.weekday, "hour": h.hour, "messages": h.messages, "reactions": h.reactions}
+            for h in report.hour_of_week
+        ],
+        "channels": [
+            {
+                "channel_id": c.channel_id,
+                "name": c.name,
+                "parent": c.parent,
+                "messages": c.messages,
+                "active_members": c.active_members,
+                "previous_messages": c.previous_messages,
+                "weekly_messages": list(c.weekly_messages),
+            }
+            for c in report.channels
+        ],
+        "growth": [
+            {"day": g.day.isoformat(), "joins": g.joins, "leaves": g.leaves, "members": g.members}
+            for g in report.growth
+        ],
     }
 
 

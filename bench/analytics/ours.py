@@ -71,6 +71,12 @@ def report_metrics(report: Any) -> dict[str, Any]:
     ):
         m[f"commerce.{name}"] = getattr(commerce, name)
     m["commerce.cohort_conversion"] = [[c.cohort, c.size, c.buyers, c.conversion] for c in commerce.cohort_conversion]
+    m["hour_of_week"] = [[h.weekday, h.hour, h.messages, h.reactions] for h in report.hour_of_week]
+    m["channels"] = [
+        [c.channel_id, c.name, c.parent, c.messages, c.active_members, c.previous_messages, list(c.weekly_messages)]
+        for c in report.channels
+    ]
+    m["growth"] = [[g.day.isoformat(), g.joins, g.leaves, g.members] for g in report.growth]
     return m
 
 
@@ -92,10 +98,12 @@ def measure_ours(db: str, as_of: date, repeats: int) -> dict[str, Any]:
     peak = peak_memory_bytes()
 
     # Where the seconds go: the same reads and the same analytics, each part timed on its own (one more run).
-    from analytics.report import LOOKBACK_DAYS
+    from analytics.report import LOOKBACK_DAYS, range_start
 
     plan = Plan.of(as_of, REPORT_WEEKS, LOOKBACK_DAYS)
     history_start = date(1970, 1, 1) + timedelta(days=plan.score_from)
+    first = range_start(as_of, REPORT_WEEKS)
+    channels_from = min(history_start, first - (as_of - first) - timedelta(days=1))
     parts: dict[str, float] = {}
     rows: dict[str, int] = {}
     read_frames: dict[str, pd.DataFrame] = {}
@@ -107,7 +115,10 @@ def measure_ours(db: str, as_of: date, repeats: int) -> dict[str, Any]:
             "member_days": lambda: report_frames.member_days(conn, info.id, history_start, as_of),
             "members": lambda: report_frames.members(conn, info.id),
             "community_days": lambda: report_frames.community_days(conn, info.id, history_start, as_of),
-            "channel_days": lambda: report_frames.channel_days(conn, info.id, history_start, as_of),
+            "channel_days": lambda: report_frames.channel_days(conn, info.id, channels_from, as_of),
+            "hourly": lambda: report_frames.hourly(conn, info.id, history_start, as_of),
+            "channel_names": lambda: report_frames.channel_names(conn, info.id),
+            "channel_members": lambda: report_frames.channel_members(conn, info.id, first, as_of),
             "purchases": lambda: report_frames.purchases(conn, info.id, end),
         }
         for name, read in reads.items():
@@ -124,6 +135,10 @@ def measure_ours(db: str, as_of: date, repeats: int) -> dict[str, Any]:
         community_days=read_frames["community_days"],
         channel_days=read_frames["channel_days"],
         purchases=read_frames["purchases"],
+        hourly=read_frames["hourly"],
+        channels=read_frames["channel_names"],
+        channel_members=read_frames["channel_members"],
+        channel_members_start=first,
     )
     started = time.perf_counter()
     build_report(frames, weeks=REPORT_WEEKS, inactive_after_days=INACTIVE_AFTER_DAYS, top_n=TOP_N)

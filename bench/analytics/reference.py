@@ -23,7 +23,10 @@ from bench.analytics.common import (
 from bench.synthetic import (
     COURSES,
     NONE,
+    TIMEZONE,
     Community,
+    channel_name,
+    channel_parent,
     first_day_number,
 )
 
@@ -41,8 +44,10 @@ def load_duckdb(npz: str) -> tuple[Any, dict[str, int]]:
     """An in-memory DuckDB holding the community's raw events, membership events, members and purchases.
 
     Tables (days are local day numbers, as the bot's ingestion buckets them):
-    ``events(member, day, kind, channel, is_reply, other)``: kind 0 a message (``channel`` where it was posted,
+    ``events(member, day, hour, kind, channel, is_reply, other)``: kind 0 a message (``channel`` where it was posted,
     ``other`` the replied-to author when it is a reply), 1 a live reaction (``other`` the reacted message's author);
+    ``hour`` is the local wall-clock hour, converted here by DuckDB's own time zone support from the UTC instant;
+    ``channels(channel, name, parent)``: names, and the parent's name of a thread;
     ``memberships(member_id, kind, day, ms)``: 0 a join, 1 a leave; ``people(member_id, is_bot, opt_out,
     first_seen_day)``; ``purchases(purchase_id, member_id, course, title, currency, amount, day, refund_day)``.
     """
@@ -56,6 +61,7 @@ def load_duckdb(npz: str) -> tuple[Any, dict[str, int]]:
         {
             "member": c.ev_member,
             "day": c.ev_day,
+            "ms": c.midnight_ms[c.ev_day.astype(np.int64)] + c.ev_offset,
             "kind": c.ev_kind,
             "channel": c.ev_channel,
             "is_reply": c.ev_reply,
@@ -65,7 +71,8 @@ def load_duckdb(npz: str) -> tuple[Any, dict[str, int]]:
     )
     con.register("raw_events", raw)
     con.execute(
-        f"CREATE TABLE events AS SELECT member, day::INTEGER + {day0} AS day, kind, "
+        f"CREATE TABLE events AS SELECT member, day::INTEGER + {day0} AS day, "
+        f"hour(timezone('{TIMEZONE}', to_timestamp(ms / 1000.0)))::INTEGER AS hour, kind, "
         f"NULLIF(channel, {NONE}) AS channel, is_reply, NULLIF(other, {NONE}) AS other FROM raw_events"
     )
     con.unregister("raw_events")
@@ -99,7 +106,21 @@ def load_duckdb(npz: str) -> tuple[Any, dict[str, int]]:
             "refund_day": _nullable_ints(c.pu_refund_day, day0),
         }
     )
-    for name, frame in (("people", people), ("memberships", memberships), ("purchases", purchases)):
+    ids = list(range(1, int(c.n_channels) + 1))
+    parents = [channel_parent(i) for i in ids]
+    channels = pd.DataFrame(
+        {
+            "channel": ids,
+            "name": [channel_name(i) for i in ids],
+            "parent": [None if p is None else channel_name(p) for p in parents],
+        }
+    )
+    for name, frame in (
+        ("people", people),
+        ("memberships", memberships),
+        ("purchases", purchases),
+        ("channels", channels),
+    ):
         con.register(f"raw_{name}", frame)
         con.execute(f"CREATE TABLE {name} AS SELECT * FROM raw_{name}")
         con.unregister(f"raw_{name}")
@@ -408,6 +429,81 @@ def duckdb_metrics(con: Any, plan: Plan) -> dict[str, Any]:
     out["top_members.details"] = [[int(r[0]), int(r[2]), r[3], None if r[4] is None else int(r[4])] for r in top]
 
     out.update(_commerce(con, plan))
+    out.update(_dashboard(con, plan))
+    return out
+
+
+def _dashboard(con: Any, plan: Plan) -> dict[str, Any]:
+    """Hour of week, channels and member growth over the report range (docs/metrics.md), from the raw events."""
+    e, m0 = plan.end, plan.first_monday
+    length = e - m0 + 1
+    humans = "(SELECT member_id FROM people WHERE NOT is_bot)"
+    out: dict[str, Any] = {}
+    # Day number 0 (1970-01-01) is a Thursday: (day + 3) % 7 is the weekday with Monday = 0.
+    out["hour_of_week"] = [
+        [int(cell) // 24, int(cell) % 24, int(messages), int(reactions)]
+        for cell, messages, reactions in _rows(
+            con,
+            f"""
+            WITH cells AS (SELECT range AS cell FROM range(0, 168)),
+            counted AS (
+                SELECT ((day + 3) % 7) * 24 + hour AS cell,
+                    count(*) FILTER (WHERE kind = 0) AS messages, count(*) FILTER (WHERE kind = 1) AS reactions
+                FROM events WHERE member IN {humans} AND day BETWEEN {m0} AND {e} GROUP BY ALL
+            )
+            SELECT cell, coalesce(messages, 0), coalesce(reactions, 0)
+            FROM cells LEFT JOIN counted USING (cell) ORDER BY cell
+            """,
+        )
+    ]
+    posted = f"kind = 0 AND member IN {humans}"
+    channels = _rows(
+        con,
+        f"""
+        WITH now AS (
+            SELECT channel, count(*) AS messages, count(DISTINCT member) AS active FROM events
+            WHERE {posted} AND day BETWEEN {m0} AND {e} GROUP BY channel
+        ), before AS (
+            SELECT channel, count(*) AS messages FROM events
+            WHERE {posted} AND day BETWEEN {m0 - length} AND {m0 - 1} GROUP BY channel
+        ), weeks AS (
+            SELECT channel, (day - {m0}) // 7 AS w, count(*) AS messages FROM events
+            WHERE {posted} AND day BETWEEN {m0} AND {e} GROUP BY ALL
+        ), trend AS (
+            SELECT now.channel, list(coalesce(weeks.messages, 0) ORDER BY grid.w) AS weekly
+            FROM now CROSS JOIN range(0, {plan.weeks}) grid(w)
+                LEFT JOIN weeks ON weeks.channel = now.channel AND weeks.w = grid.w
+            GROUP BY now.channel
+        )
+        SELECT now.channel, c.name, c.parent, now.messages, now.active, coalesce(before.messages, 0), trend.weekly
+        FROM now JOIN channels c USING (channel) LEFT JOIN before USING (channel) JOIN trend USING (channel)
+        ORDER BY now.messages DESC, c.name, now.channel
+        """,
+    )
+    out["channels"] = [
+        [int(r[0]), r[1], r[2], int(r[3]), int(r[4]), int(r[5]), [int(v) for v in r[6]]] for r in channels
+    ]
+    growth = _rows(
+        con,
+        f"""
+        WITH days AS (SELECT range AS d FROM range({m0}, {e + 1})),
+        joins AS (SELECT joined_day AS d, count(*) AS n FROM person WHERE joined_day BETWEEN {m0} AND {e} GROUP BY ALL),
+        leaves AS (
+            SELECT day AS d, count(*) AS n FROM memberships
+            WHERE kind = 1 AND day BETWEEN {m0} AND {e} AND member_id IN {humans} GROUP BY ALL
+        ), members AS (
+            SELECT days.d, count(p.member_id) AS n FROM days LEFT JOIN person p
+                ON (p.joined_day IS NULL OR p.joined_day <= days.d) AND (p.left_day IS NULL OR p.left_day > days.d)
+            GROUP BY days.d
+        )
+        SELECT days.d, coalesce(joins.n, 0), coalesce(leaves.n, 0), members.n
+        FROM days LEFT JOIN joins USING (d) LEFT JOIN leaves USING (d) JOIN members USING (d) ORDER BY days.d
+        """,
+    )
+    out["growth"] = [
+        [(date(1970, 1, 1) + timedelta(days=int(d))).isoformat(), int(j), int(n_left), int(n)]
+        for d, j, n_left, n in growth
+    ]
     return out
 
 
