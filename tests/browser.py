@@ -12,7 +12,7 @@ Usage::
 
     async def test_page(browser: Browser) -> None:
         page = await browser.new_page(viewport={"width": 390, "height": 844})
-        errors = PageErrors.watch(page)
+        errors = page_errors(page)
         await page.goto(url)
         assert errors.messages == []
 """
@@ -89,3 +89,15 @@ class PageErrors:
 
     def _on_page_error(self, error: Error) -> None:
         self.messages.append(f"page error: {error.message}")
+
+
+def page_errors(page: Page) -> PageErrors:
+    """Collect ``page``'s console errors and uncaught exceptions from now on (call before ``goto``).
+
+    Args:
+        page: A Playwright page.
+
+    Returns:
+        The collector; assert ``collector.messages == []`` after the page has done its work.
+    """
+    return PageErrors.watch(page)

@@ -6,7 +6,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 from playwright.async_api import Browser
 
-from tests.browser import PHONE, PageErrors
+from tests.browser import PHONE, page_errors
 
 WIDE_PAGE = """<!doctype html>
 <html><head><meta name="viewport" content="width=device-width, initial-scale=1"><title>smoke</title>
@@ -44,7 +44,7 @@ async def test_a_phone_viewport_measures_the_pages_width_and_sees_script_errors(
     await server.start_server()
     try:
         page = await browser.new_page(viewport=PHONE)
-        errors = PageErrors.watch(page)
+        errors = page_errors(page)
 
         # A page that fits: its scroll width is the viewport's, and its script ran without errors.
         await page.goto(str(server.make_url("/")))
