@@ -1,4 +1,4 @@
-"""Members: find and resolve them (by id or ``@username``), count humans, per-member stats, nudge opt-outs.
+"""Members: find and resolve them (by id or ``@username``), count humans, per-member stats, opt-outs.
 
 Everything returns frozen dataclasses, never live ORM objects. Functions are synchronous (call them through
 ``asyncio.to_thread`` from handlers) and open their own short connection.
@@ -322,6 +322,53 @@ def set_nudges_opt_out(
     )
     stmt = stmt.on_conflict_do_update(
         index_elements=["community_id", "platform", "platform_user_id"], set_={"nudges_opt_out": opt_out}
+    )
+    with writing(engine).begin() as conn:
+        conn.execute(stmt)
+        member = _find(conn, community_id, platform, user_id)
+    assert member is not None  # just upserted in this transaction
+    return member
+
+
+def set_leaderboard_opt_out(
+    engine: Engine,
+    community_id: int,
+    platform: str,
+    user_id: str,
+    *,
+    opt_out: bool,
+    now: datetime,
+    display_name: str | None = None,
+) -> MemberRecord:
+    """Set whether a member is left off leaderboards, creating their member row if nothing is stored yet.
+
+    Like :func:`set_nudges_opt_out`: a member may hide before ever posting, so that they never appear.
+
+    Args:
+        engine: The database.
+        community_id: The community.
+        platform: The member's platform.
+        user_id: The member's platform user id.
+        opt_out: True to leave the member off leaderboards, False to list them again.
+        now: When the account is first seen, if it is new.
+        display_name: The member's name, stored only for a new row.
+
+    Returns:
+        The member as stored afterwards.
+    """
+    insert = pg_insert if engine.dialect.name == "postgresql" else sqlite_insert
+    stmt = insert(Member).values(
+        community_id=community_id,
+        platform=platform,
+        platform_user_id=user_id,
+        display_name=display_name,
+        is_bot=False,
+        first_seen_at=now,
+        nudges_opt_out=False,
+        leaderboard_opt_out=opt_out,
+    )
+    stmt = stmt.on_conflict_do_update(
+        index_elements=["community_id", "platform", "platform_user_id"], set_={"leaderboard_opt_out": opt_out}
     )
     with writing(engine).begin() as conn:
         conn.execute(stmt)

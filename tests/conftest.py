@@ -33,6 +33,9 @@ from storage.events import (
 from storage.ingest import IngestStore
 from storage.migrate import upgrade
 
+# The headless-browser fixtures (``browser``) and helpers for the dashboard's browser tests.
+pytest_plugins = ["tests.browser"]
+
 DEFAULT_PG_URL = "postgresql://postgres@127.0.0.1:5432/test"
 COMMUNITY = "testers"
 T0 = datetime(2024, 3, 4, 9, 0, tzinfo=UTC)  # a Monday

@@ -4,7 +4,8 @@ The demo builds the real app (dispatcher, writer, scheduler) on a fresh SQLite d
 (``bot.demo.adapter``) and a simulated clock, then walks virtual time: the community's activity in time order
 and, in between, the real scheduler's jobs at the fire times of their real triggers (the weekly digest at its
 configured local time, the daily nudge run, the refresh). At the end it prints what the owner would have read: the
-last weekly digest, a member's ``/stats``, the admin ``/report``, and where the charts and the HTML report are.
+last weekly digest, a member's ``/stats``, the admin ``/report``, where the charts and the HTML report are, and
+how to open the dashboard on the demo's database (with the configuration file it writes next to it).
 
 Nothing printed depends on the wall clock except the one ``Wall time`` line, so the same seed prints the same
 numbers.
@@ -15,8 +16,9 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import shlex
 import time as walltime
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -44,6 +46,7 @@ TIMEZONE = "Europe/Berlin"
 START = date(2025, 1, 6)  # a Monday: simulated weeks are ISO weeks (and the run crosses a DST change)
 DEFAULT_OUT = "cohortbot-demo"
 DATABASE_NAME = "cohortbot-demo.db"
+CONFIG_NAME = "cohortbot-demo.toml"  # the demo's settings, so that `--config` commands open its database
 MARKER_NAME = "cohortbot-demo.json"  # says "this directory is a demo's": a re-run may replace what is listed in it
 REPORT_DIR = "report"
 # The refresh job fires every few minutes; only its latest run before a digest matters (it records nudge outcomes
@@ -62,6 +65,7 @@ class DemoResult:
     Attributes:
         out: The output directory.
         database: The SQLite database with the simulated community.
+        config: The configuration file naming that database and the demo community (for ``--config``).
         html_report: The stand-alone HTML report.
         charts: Every PNG written (report charts, the digest's chart, the ``/report`` chart).
         digest_week: The ISO week of the last digest the owner received.
@@ -81,6 +85,7 @@ class DemoResult:
 
     out: Path
     database: Path
+    config: Path
     html_report: Path
     charts: tuple[Path, ...]
     digest_week: str | None
@@ -126,41 +131,84 @@ def demo_settings(database: Path) -> Settings:
     Args:
         database: Where the SQLite database is (or will be).
     """
-    return parse_settings(
-        {
-            "community": {"name": COMMUNITY, "timezone": TIMEZONE},
-            "storage": {"url": f"sqlite:///{database.resolve().as_posix()}"},
-            "digest": {"enabled": True, "weekday": "monday", "time": "09:00"},
-            "nudges": {"enabled": True},
-            "courses": [
-                {
-                    "id": "py-async",
-                    "title": "Async Python in Practice",
-                    "description": "asyncio from the event loop up, with real projects",
-                    "price": 49,
-                    "currency": "EUR",
-                    "checkout_url": "https://example.com/pycraft/py-async",
-                },
-                {
-                    "id": "rust-for-py",
-                    "title": "Rust for Pythonistas",
-                    "description": "Write your hot loops in Rust and call them from Python",
-                    "price": 79,
-                    "currency": "EUR",
-                    "checkout_url": "https://example.com/pycraft/rust-for-py",
-                },
-                {
-                    "id": "testing",
-                    "title": "Testing That Pays Off",
-                    "description": "pytest, property tests and CI that catches real bugs",
-                    "price": 39,
-                    "currency": "EUR",
-                    "checkout_url": "https://example.com/pycraft/testing",
-                },
-            ],
-        },
-        source="<demo>",
+    return parse_settings(_demo_config(database), source="<demo>")
+
+
+def _demo_config(database: Path) -> dict[str, Any]:
+    return {
+        "community": {"name": COMMUNITY, "timezone": TIMEZONE},
+        "storage": {"url": f"sqlite:///{database.resolve().as_posix()}"},
+        "digest": {"enabled": True, "weekday": "monday", "time": "09:00"},
+        "nudges": {"enabled": True},
+        "courses": [
+            {
+                "id": "py-async",
+                "title": "Async Python in Practice",
+                "description": "asyncio from the event loop up, with real projects",
+                "price": 49,
+                "currency": "EUR",
+                "checkout_url": "https://example.com/pycraft/py-async",
+            },
+            {
+                "id": "rust-for-py",
+                "title": "Rust for Pythonistas",
+                "description": "Write your hot loops in Rust and call them from Python",
+                "price": 79,
+                "currency": "EUR",
+                "checkout_url": "https://example.com/pycraft/rust-for-py",
+            },
+            {
+                "id": "testing",
+                "title": "Testing That Pays Off",
+                "description": "pytest, property tests and CI that catches real bugs",
+                "price": 39,
+                "currency": "EUR",
+                "checkout_url": "https://example.com/pycraft/testing",
+            },
+        ],
+    }
+
+
+def write_demo_config(path: Path, database: Path) -> Path:
+    """Write the demo's settings as a configuration file (TOML), so that CLI commands can open its database.
+
+    Args:
+        path: The file to write.
+        database: The demo's SQLite database.
+
+    Returns:
+        ``path``.
+    """
+    header = (
+        "# Written by `cohortbot demo`: the simulated community's settings and its database.\n"
+        "# Use it with --config, e.g. cohortbot dashboard serve --config " + shlex.quote(str(path.resolve())) + "\n"
     )
+    path.write_text(header + _toml(_demo_config(database)), encoding="utf-8")
+    return path
+
+
+def _toml(document: Mapping[str, Any]) -> str:
+    """A TOML document of tables (and arrays of tables) of strings, numbers and booleans: all the demo needs."""
+
+    def value(v: Any) -> str:
+        if isinstance(v, bool):
+            return "true" if v else "false"
+        if isinstance(v, int | float):
+            return repr(v)
+        if isinstance(v, str):
+            return json.dumps(v)  # a JSON string (escapes included) is a TOML basic string
+        raise TypeError(f"cannot write {type(v).__name__} to TOML")
+
+    def table(header: str, items: Mapping[str, Any]) -> str:
+        return header + "\n" + "".join(f"{key} = {value(v)}\n" for key, v in items.items()) + "\n"
+
+    out = []
+    for name, content in document.items():
+        if isinstance(content, list):
+            out += [table(f"[[{name}]]", item) for item in content]
+        else:
+            out.append(table(f"[{name}]", content))
+    return "".join(out)
 
 
 def demo_plan(settings: Settings, *, members: int, weeks: int, seed: int) -> SimulationPlan:
@@ -208,6 +256,7 @@ def run_demo(
         raise DemoError(f"the demo needs at least one member and one week (got {members} members, {weeks} weeks)")
     started = walltime.perf_counter()
     database = _prepare(out)
+    write_demo_config(out / CONFIG_NAME, database)
     settings = demo_settings(database)
     printer = _Printer(stream)
     result = asyncio.run(_run(settings, demo_plan(settings, members=members, weeks=weeks, seed=seed), out, printer))
@@ -256,7 +305,7 @@ def _demo_files(out: Path, marker: Path) -> set[Path]:
         listed = json.loads(marker.read_text(encoding="utf-8")).get("files", [])
     except (OSError, ValueError, AttributeError) as exc:
         raise DemoError(f"--out {out}: {marker.name} is not a demo marker ({exc}); choose another directory") from exc
-    names = [str(name) for name in listed] + [MARKER_NAME]
+    names = [str(name) for name in listed] + [MARKER_NAME, CONFIG_NAME]
     names += [DATABASE_NAME + suffix for suffix in ("", "-wal", "-shm", "-journal")]
     return {(out / name).resolve() for name in names}
 
@@ -330,6 +379,7 @@ async def _run(settings: Settings, plan: SimulationPlan, out: Path, say: _Printe
     return {
         "out": out,
         "database": out / DATABASE_NAME,
+        "config": out / CONFIG_NAME,
         "html_report": files["html"],
         "charts": tuple(files["charts"]),
         "digest_week": files["digest_week"],
@@ -481,10 +531,12 @@ async def _finish(
                 f"HTML report: {html}",
                 "Charts: " + ", ".join(str(p) for p in charts),
                 f"Database: {out / DATABASE_NAME}",
+                f"Configuration: {out / CONFIG_NAME}",
                 _console_hint(out, settings),
             ]
         ),
     )
+    say.block("Open the dashboard on this database", _dashboard_hint(out))
     return {"charts": charts, "html": html, "digest_week": digest_week}
 
 
@@ -492,8 +544,24 @@ def _console_hint(out: Path, settings: Settings) -> str:
     if out.resolve() == Path(DEFAULT_OUT).resolve():
         return "Talk to the bot about this community: cohortbot console (it opens this database)"
     return (
-        f"Talk to the bot about this community: cohortbot console --config FILE, where FILE sets [storage] url = "
-        f"{json.dumps(settings.storage.url)} and [community] name = {json.dumps(settings.community.name)}"
+        "Talk to the bot about this community: cohortbot console --config "
+        f"{shlex.quote(str((out / CONFIG_NAME).resolve()))}"
+    )
+
+
+def _dashboard_hint(out: Path) -> str:
+    config = shlex.quote(str((out / CONFIG_NAME).resolve()))
+    return "\n".join(
+        [
+            "Login links are signed with COHORTBOT_SECRET (set it once; the server and the link need the same one):",
+            "  export COHORTBOT_SECRET=\"$(python3 -c 'import secrets; print(secrets.token_urlsafe(32))')\"",
+            "Serve the dashboard on http://127.0.0.1:8787 (in the background, or in a second terminal with the same "
+            "COHORTBOT_SECRET):",
+            f"  cohortbot dashboard serve --config {config} &",
+            "Print a one-time login link (valid 10 minutes) and open it in your browser:",
+            f"  cohortbot dashboard link --config {config}",
+            "More in docs/dashboard.md.",
+        ]
     )
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import os
 import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -12,7 +13,9 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import func, select, text
+from sqlalchemy.engine import make_url
 
+from bot.config import load_settings
 from bot.demo import DATABASE_NAME, DemoError, DemoResult, run_demo
 from storage.engine import make_engine
 from storage.models import Digest, Member, Nudge, Purchase, Refund
@@ -180,3 +183,35 @@ def test_the_owner_is_the_host_not_a_member(demo: DemoResult) -> None:
     engine.dispose()
     assert owner_messages  # Mara posts in the community ...
     assert int(members.group(1).replace(",", "")) == demo.members - demo.left  # ... but only the joiners are members
+
+
+def test_it_ends_with_dashboard_commands_whose_config_opens_the_demo_database(demo: DemoResult) -> None:
+    block = demo.output.split("== Open the dashboard on this database ==", 1)[1]
+    commands = [
+        shlex.split(line.removesuffix(" &"))
+        for line in block.splitlines()
+        if line.strip().startswith("cohortbot dashboard")
+    ]
+    assert [command[:3] for command in commands] == [
+        ["cohortbot", "dashboard", "serve"],
+        ["cohortbot", "dashboard", "link"],
+    ]
+    assert "COHORTBOT_SECRET" in block
+    for command in commands:
+        assert command[3] == "--config"
+        config = Path(command[4])
+        assert config.is_file() and config == demo.config.resolve()
+        settings = load_settings(config)
+        assert settings.community.name == "PyCraft (demo)"
+        assert make_url(settings.storage.url).database == str(demo.database.resolve())
+    # The file really opens the demo's database through the CLI (a `--config` command like the dashboard's).
+    env = {k: v for k, v in os.environ.items() if not k.startswith("COHORTBOT_")}
+    status = subprocess.run(
+        [sys.executable, "-m", "bot", "db", "status", "--config", str(demo.config)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert status.returncode == 0, status.stdout + status.stderr

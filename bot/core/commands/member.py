@@ -1,6 +1,8 @@
-"""Commands every member may run: welcome, help, own stats, courses and buying, nudge preference, own data.
+"""Commands every member may run: welcome, help, stats, leaderboard, courses and buying, nudge preference, own data.
 
-Every answer here is personal, so every command is ``private`` (a DM on Telegram, ephemeral on Discord).
+Almost every answer here is personal, so almost every command is ``private`` (a DM on Telegram, ephemeral on
+Discord). ``/leaderboard`` is the exception: its top list is public, under the small-group rule of
+``analytics.privacy``; an answer that tells the caller their own place is private.
 Handlers read the database through ``storage`` (members, ledger, export) in a thread and never hold a session.
 """
 
@@ -12,11 +14,20 @@ import hmac
 import json
 import logging
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, date, timedelta
 from decimal import Decimal
 from types import MappingProxyType
+from zoneinfo import ZoneInfo
 
-from analytics.formatting import fmt_day, fmt_int, fmt_money
+from sqlalchemy import Engine
+
+from analytics.activity import ActivityRows
+from analytics.formatting import fmt_day, fmt_int, fmt_money, fmt_number
+from analytics.members import member_table, top_members
+from analytics.privacy import MIN_GROUP
+from analytics.report import history_start
+from analytics.results import MemberStatus
 from bot.core.commands.base import CommandContext, CommandSpec, OptionSpec, UsageError
 from bot.core.markup import Span, bold, code, italic, join, rich
 from bot.core.payments import PaymentError, sign_payload
@@ -26,7 +37,8 @@ from storage.deletion import DeletionReport
 from storage.events import Platform
 from storage.export import export_member_data, table_counts
 from storage.ledger import owned_courses
-from storage.members import find_member, member_stats, set_nudges_opt_out
+from storage.members import find_member, member_stats, set_leaderboard_opt_out, set_nudges_opt_out
+from storage.report_frames import member_days, members
 
 log = logging.getLogger(__name__)
 
@@ -135,6 +147,138 @@ async def stats(ctx: CommandContext) -> Reply:
     if s.courses:
         lines.append("Courses: " + ", ".join(c.title for c in s.courses))
     return Reply(rich(*lines), private=True)
+
+
+# --- /leaderboard ------------------------------------------------------------------------------------------------
+
+LEADERBOARD_SIZE = 10
+"""How many members the public leaderboard names."""
+
+# The accounts that host the console and the demo are not members (as in bot.reporting.BUILT_IN_OWNERS, which
+# bot.core cannot import without a cycle through bot.reporting's importers).
+_NOT_MEMBERS: frozenset[tuple[str, str]] = frozenset({("console", "owner"), ("simulated", "owner")})
+
+
+@dataclass(frozen=True, slots=True)
+class Leaderboard:
+    """Every ranked member as of a local day, and where one caller stands.
+
+    Attributes:
+        ranked: Current members with a score above 0 who did not opt out, highest score first (ties by member id):
+            the report's top-members order, not cut.
+        caller_rank: The caller's place in ``ranked`` (1-based), or None when they are not in it.
+        caller_opted_out: Whether the caller asked to be left off leaderboards.
+    """
+
+    ranked: tuple[MemberStatus, ...]
+    caller_rank: int | None
+    caller_opted_out: bool
+
+
+def leaderboard(
+    engine: Engine, community_id: int, timezone: ZoneInfo, platform: str, user_id: str, *, today: date
+) -> Leaderboard:
+    """The leaderboard as of the local day ``today``, by the report's engagement score (docs/metrics.md).
+
+    It reads the same rollups over the same days as a report as of ``today`` (``member_daily_activity`` from
+    ``today − 120``, ``members`` with ``member_activity``), so the score and the order are the ones the report and
+    the dashboard show.
+
+    Args:
+        engine: The database.
+        community_id: The community.
+        timezone: The community's time zone (joins and leaves count by local day).
+        platform: The caller's platform.
+        user_id: The caller's platform user id.
+        today: The community-local day.
+
+    Returns:
+        The ranked members and the caller's place.
+    """
+    with engine.connect() as conn:
+        days = member_days(conn, community_id, history_start(today, weeks=1), today)
+        frame = members(conn, community_id, not_members=_NOT_MEMBERS)
+    caller = find_member(engine, community_id, platform, user_id)
+    table = member_table(ActivityRows.from_frame(days), frame, as_of=today, timezone=timezone)
+    ranked = tuple(top_members(table, n=len(table)))
+    rank = next((i for i, m in enumerate(ranked, 1) if caller is not None and m.member_id == caller.id), None)
+    return Leaderboard(ranked, rank, caller is not None and caller.leaderboard_opt_out)
+
+
+async def leaderboard_(ctx: CommandContext) -> Reply:
+    """The most engaged members, by engagement score; /leaderboard off hides you, on shows you again.
+
+    The score weighs recent days more (activity loses half its weight every 14 days; see docs/metrics.md,
+    "Leaderboard score"). Members who sent ``/leaderboard off`` are never listed. With fewer than five members to
+    rank, nobody is named. The top list is public; when you are not in it, the answer adds your own place and is
+    sent to you privately.
+    """
+    setting = ctx.options.get("setting")
+    if setting is not None:
+        return await _set_leaderboard(ctx, opt_out=setting == "off")
+    board = await asyncio.to_thread(
+        leaderboard,
+        ctx.engine,
+        ctx.community_id,
+        ctx.settings.community.tz,
+        ctx.platform.value,
+        ctx.invoker.user_id,
+        today=_today(ctx),
+    )
+    if len(board.ranked) < MIN_GROUP:
+        # The small-group rule for public outputs: a board of one to four members would single them out.
+        return Reply.say(
+            f"Not enough members on the leaderboard yet: it shows once at least {MIN_GROUP} members have been active "
+            "recently."
+        )
+    lines: _Lines = [
+        [bold(f"Leaderboard of {ctx.settings.community.name}")],
+        "By engagement score (recent days count more)",
+    ]
+    for place, member in enumerate(board.ranked[:LEADERBOARD_SIZE], 1):
+        lines.append([f"{place}. ", bold(member.name), f" – {fmt_number(member.score, 1)}"])
+    if board.caller_rank is not None and board.caller_rank <= LEADERBOARD_SIZE:
+        return Reply(rich(*lines))
+    lines.append("")
+    if board.caller_opted_out:
+        lines.append("You are hidden from the leaderboard. Send /leaderboard on to be listed.")
+    elif board.caller_rank is not None:
+        mine = board.ranked[board.caller_rank - 1]
+        lines.append(
+            f"You: #{board.caller_rank} of {fmt_int(len(board.ranked))} with {fmt_number(mine.score, 1)}. "
+            "Send /leaderboard off to be hidden."
+        )
+    else:
+        lines.append("You are not on the leaderboard yet: post a message to get on it.")
+    return Reply(rich(*lines), private=True)
+
+
+async def _set_leaderboard(ctx: CommandContext, *, opt_out: bool) -> Reply:
+    before = await asyncio.to_thread(find_member, ctx.engine, ctx.community_id, ctx.platform.value, ctx.invoker.user_id)
+    was_out = before is not None and before.leaderboard_opt_out
+    await asyncio.to_thread(
+        set_leaderboard_opt_out,
+        ctx.engine,
+        ctx.community_id,
+        ctx.platform.value,
+        ctx.invoker.user_id,
+        opt_out=opt_out,
+        now=ctx.clock.now(),
+        display_name=ctx.invoker.display_name,
+    )
+    if opt_out:
+        text = (
+            "You were already hidden from the leaderboard; nothing changed."
+            if was_out
+            else "Done: you are hidden from the leaderboard now. Send /leaderboard on to be listed again."
+        )
+    else:
+        text = (
+            "Done: you are listed on the leaderboard again (once you have been active recently)."
+            if was_out
+            else "You were already listed on the leaderboard; nothing changed. Send /leaderboard off to be hidden."
+        )
+    return Reply.say(text, private=True)
 
 
 # --- /courses, /buy, /paysupport ---------------------------------------------------------------------------------
@@ -377,6 +521,16 @@ MEMBER_COMMANDS: tuple[CommandSpec, ...] = (
     CommandSpec("start", start),
     CommandSpec("help", help_),
     CommandSpec("stats", stats),
+    CommandSpec(
+        "leaderboard",
+        leaderboard_,
+        options=(
+            OptionSpec(
+                "setting", "off hides you, on lists you again", kind="choice", required=False, choices=("on", "off")
+            ),
+        ),
+        private=False,
+    ),
     CommandSpec("courses", courses),
     CommandSpec("buy", buy, options=(OptionSpec("course", "The course id (see /courses)", kind="course"),)),
     CommandSpec("paysupport", paysupport),
