@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Final, Literal
 
-from sqlalchemy import Engine, and_, delete, func, select, update
+from sqlalchemy import Engine, Table, and_, delete, func, insert, select, update
 
 from storage.engine import writing
 from storage.models import DashboardLogin, DashboardSession
@@ -68,6 +68,18 @@ class OpenedSession:
     expires_at: datetime
 
 
+def _logins() -> Table:
+    table = DashboardLogin.__table__
+    assert isinstance(table, Table)
+    return table
+
+
+def _sessions() -> Table:
+    table = DashboardSession.__table__
+    assert isinstance(table, Table)
+    return table
+
+
 def hash_token(token: str) -> str:
     """The SHA-256 (hex) under which a session token is stored."""
     return hashlib.sha256(token.encode()).hexdigest()
@@ -88,7 +100,7 @@ def issue_login(engine: Engine, identity: DashboardIdentity, now: datetime) -> I
     expires_at = now + LOGIN_LIFETIME
     with writing(engine).begin() as conn:
         conn.execute(
-            DashboardLogin.__table__.insert().values(
+            insert(_logins()).values(
                 id=login_id,
                 community_id=identity.community_id,
                 platform=identity.platform,
@@ -114,7 +126,7 @@ def redeem_login(engine: Engine, login_id: str, now: datetime) -> Redeemed:
         The identity, or the reason it cannot be used: ``"unknown"`` (no such login, e.g. forgotten),
         ``"used"`` or ``"expired"``.
     """
-    table = DashboardLogin.__table__
+    table = _logins()
     with writing(engine).begin() as conn:
         # One conditional UPDATE: whichever transaction runs it first wins; the other updates no row.
         claimed = conn.execute(
@@ -153,7 +165,7 @@ def open_session(engine: Engine, identity: DashboardIdentity, now: datetime) -> 
     expires_at = now + SESSION_LIFETIME
     with writing(engine).begin() as conn:
         conn.execute(
-            DashboardSession.__table__.insert().values(
+            insert(_sessions()).values(
                 token_hash=hash_token(token),
                 community_id=identity.community_id,
                 platform=identity.platform,
@@ -175,7 +187,7 @@ def live_session(engine: Engine, token: str, now: datetime) -> DashboardIdentity
         token: The token from the cookie.
         now: The current time (UTC-aware).
     """
-    table = DashboardSession.__table__
+    table = _sessions()
     with engine.connect() as conn:
         row = conn.execute(
             select(table.c.community_id, table.c.platform, table.c.platform_user_id, table.c.display_name).where(
@@ -195,7 +207,7 @@ def revoke_session(engine: Engine, token: str, now: datetime) -> bool:
     Returns:
         True if a live session was ended.
     """
-    table = DashboardSession.__table__
+    table = _sessions()
     with writing(engine).begin() as conn:
         count = conn.execute(
             update(table)
@@ -225,7 +237,7 @@ def revoke_sessions(
     Returns:
         How many live sessions were ended.
     """
-    table = DashboardSession.__table__
+    table = _sessions()
     conditions = [table.c.revoked_at.is_(None), table.c.expires_at > now]
     if community_id is not None:
         conditions.append(table.c.community_id == community_id)
@@ -240,7 +252,7 @@ def revoke_sessions(
 
 def count_live_sessions(engine: Engine, now: datetime) -> int:
     """How many sessions are live (not expired, not revoked)."""
-    table = DashboardSession.__table__
+    table = _sessions()
     with engine.connect() as conn:
         return int(
             conn.execute(
@@ -255,8 +267,8 @@ def purge_expired(engine: Engine, now: datetime) -> int:
     Returns:
         How many rows were deleted.
     """
-    logins = DashboardLogin.__table__
-    sessions = DashboardSession.__table__
+    logins = _logins()
+    sessions = _sessions()
     with writing(engine).begin() as conn:
         count = conn.execute(delete(logins).where(logins.c.expires_at <= now)).rowcount
         count += conn.execute(delete(sessions).where(sessions.c.expires_at <= now)).rowcount
