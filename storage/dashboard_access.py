@@ -150,6 +150,21 @@ def redeem_login(engine: Engine, login_id: str, now: datetime) -> Redeemed:
     return Redeemed(DashboardIdentity(row.community_id, row.platform, row.platform_user_id, row.display_name))
 
 
+def login_state(engine: Engine, login_id: str, now: datetime) -> RedeemFailure | None:
+    """Why a login could not be used now (``"unknown"``, ``"used"``, ``"expired"``), or None if it could.
+
+    Reads only: the sign-in page shows it before anyone presses the button.
+    """
+    table = _logins()
+    with engine.connect() as conn:
+        row = conn.execute(select(table.c.used_at, table.c.expires_at).where(table.c.id == login_id)).one_or_none()
+    if row is None:
+        return "unknown"
+    if row.used_at is not None:
+        return "used"
+    return "expired" if row.expires_at <= now else None
+
+
 def open_session(engine: Engine, identity: DashboardIdentity, now: datetime) -> OpenedSession:
     """Start a session for ``identity`` lasting :data:`SESSION_LIFETIME`.
 
