@@ -27,7 +27,12 @@ def free_port() -> int:
 
 
 @pytest.fixture
-def config(tmp_path: Path) -> Path:
+def port() -> int:
+    return free_port()
+
+
+@pytest.fixture
+def config(tmp_path: Path, port: int) -> Path:
     database = tmp_path / "dash.db"
     engine = make_engine(f"sqlite:///{database}")
     upgrade(engine)
@@ -35,7 +40,7 @@ def config(tmp_path: Path) -> Path:
     path = tmp_path / "cohortbot.toml"
     path.write_text(
         f'[community]\nname = "PyCraft"\n\n[storage]\nurl = "sqlite:///{database}"\n\n'
-        f"[web]\nport = {free_port()}\n\n[dashboard]\nenabled = true\nrefresh_seconds = 1\n",
+        f"[web]\nport = {port}\n\n[dashboard]\nenabled = true\nrefresh_seconds = 1\n",
         encoding="utf-8",
     )
     return path
@@ -70,8 +75,7 @@ def test_revoke_needs_both_platform_and_user(config: Path, capsys: pytest.Captur
     assert "both --platform and --user" in capsys.readouterr().err
 
 
-async def test_serve_link_sign_in_and_revoke(config: Path) -> None:
-    port = int(re.search(r"port = (\d+)", config.read_text()).group(1))  # type: ignore[union-attr]
+async def test_serve_link_sign_in_and_revoke(config: Path, port: int) -> None:
     env = environment({"COHORTBOT_SECRET": SECRET})
     process = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "bot", "dashboard", "serve", "--config", str(config),
