@@ -206,7 +206,11 @@ async def require_session(request: web.Request, handler: Handler) -> web.StreamR
                 "and try again.</p>",
                 status=403,
             )
-    return await handler(request)
+    response = await handler(request)
+    if not response.prepared:
+        # Pages name members: no shared cache (a proxy, a shared computer's disk) may keep a copy.
+        response.headers.setdefault("Cache-Control", "private, no-store")
+    return response
 
 
 def add_auth_routes(app: web.Application) -> None:

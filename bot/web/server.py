@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import errno
 import logging
 from dataclasses import replace
@@ -21,6 +22,7 @@ from bot.web.links import base_url
 from bot.web.live import add_live_routes
 from bot.web.pages import add_page_routes
 from bot.web.security import add_security_headers
+from storage.dashboard_access import purge_expired
 
 log = logging.getLogger(__name__)
 
@@ -96,6 +98,9 @@ class WebServer:
         Raises:
             WebServerError: The address is in use or cannot be bound, with what to change.
         """
+        # Housekeeping: logins and sessions that can no longer be used are deleted at each start.
+        await asyncio.to_thread(purge_expired, self.ctx.engine, self.ctx.clock.now())
+        # No access log: the login URL carries a one-time token.
         runner = web.AppRunner(self.app, access_log=None, shutdown_timeout=SHUTDOWN_TIMEOUT_SECONDS)
         await runner.setup()
         site = web.TCPSite(runner, self.host, self.port)

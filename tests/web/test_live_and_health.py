@@ -122,6 +122,35 @@ async def test_a_stored_message_reaches_an_open_page_within_two_seconds(web_stor
         await writer.stop()
 
 
+async def test_a_recorded_purchase_reaches_an_open_page(web_store: IngestStore) -> None:
+    sync_courses(web_store.engine, web_store.community_id(COMMUNITY_NAME), [CourseRecord("py", "Py", price_stars=50)])
+    writer = EventWriter(web_store)
+    await writer.start()
+    board = await start_dashboard(web_store, writer=writer)
+    try:
+        await board.sign_in()
+        stream = await board.client.get("/live")
+        assert (await next_event(stream, within=2))["purchases"] == 0
+        sale = PurchaseEvent(
+            platform=Platform.TELEGRAM,
+            community=COMMUNITY_NAME,
+            member=MemberRef("ada"),
+            course_id="py",
+            charge_id="c1",
+            amount=50,
+            currency="XTR",
+            occurred_at=NOW,
+            source=PurchaseSource.TELEGRAM_STARS,
+        )
+        await writer.record_purchase(sale)
+        pushed = await next_event(stream, within=2)
+        assert (pushed["purchases"], pushed["revenue"]) == (1, {"XTR": "50 Stars"})
+        stream.close()
+    finally:
+        await board.client.close()
+        await writer.stop()
+
+
 async def test_standalone_pages_are_refreshed_at_the_interval(web_store: IngestStore) -> None:
     board = await start_dashboard(web_store)  # no writer: refresh_seconds = 1
     try:

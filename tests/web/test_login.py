@@ -41,6 +41,7 @@ async def test_the_link_page_only_shows_a_button_and_the_post_signs_in(dashboard
     overview = await dashboard.client.get("/")
     assert overview.status == 200
     assert "Signed in as Ada Lovelace" in await overview.text()
+    assert overview.headers["Cache-Control"] == "private, no-store"  # no proxy keeps a copy of member data
 
 
 async def test_a_used_link_is_refused_and_says_so(dashboard: Dashboard) -> None:
