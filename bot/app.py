@@ -16,7 +16,7 @@ import logging
 import signal
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from sqlalchemy import Engine
 
@@ -31,6 +31,9 @@ from storage.engine import make_engine
 from storage.ingest import IngestStore
 from storage.migrate import current_revision, head_revision
 from storage.writer import EventWriter
+
+if TYPE_CHECKING:
+    from bot.web.server import WebServer
 
 log = logging.getLogger(__name__)
 
@@ -96,6 +99,8 @@ class App:
     scheduler: Scheduler
     adapters: list[Adapter] = field(default_factory=list)
     community_id: int | None = None
+    signing_secret: str | None = None
+    web_server: WebServer | None = None
     _started: list[Adapter] = field(default_factory=list)
     _scheduling: bool = False
 
@@ -111,6 +116,9 @@ class App:
         await asyncio.to_thread(sync_courses, self.engine, self.community_id, course_records(self.settings))
         self.dispatcher.bind(self.community_id)
         await self.writer.start()
+        if self.settings.dashboard.enabled:
+            # Before the adapters: a taken port stops the start before any platform is connected.
+            await self._start_web(self.community_id)
         for adapter in self.adapters:
             await adapter.start()
             self._started.append(adapter)
@@ -118,6 +126,35 @@ class App:
         if schedule:
             await self.scheduler.start()
             self._scheduling = True
+
+    async def _start_web(self, community_id: int) -> None:
+        from bot.web.context import WebContext
+        from bot.web.server import WebServer
+
+        if not self.signing_secret:
+            log.warning("the dashboard is enabled but COHORTBOT_SECRET is not set: nobody can sign in to it")
+        ctx = WebContext(
+            settings=self.settings,
+            engine=self.engine,
+            clock=self.clock,
+            community_id=community_id,
+            signing_secret=self.signing_secret,
+            writer=self.writer,
+        )
+        server = WebServer(ctx, problems=self.health_problems)
+        await server.start()
+        self.web_server = server
+        log.info("dashboard at %s", server.url)
+
+    def health_problems(self) -> list[str]:
+        """What ``/healthz`` reports as not running: the writer's worker, the scheduler (empty when all is well)."""
+        problems: list[str] = []
+        writer_tasks = self.writer.supervised_tasks()
+        if not writer_tasks or any(task.done() for task in writer_tasks.values()):
+            problems.append("the event writer is not running")
+        if self._scheduling and not self.scheduler.running:
+            problems.append("the scheduler is not running")
+        return problems
 
     def supervised_tasks(self) -> dict[str, asyncio.Task[Any]]:
         """Every long-running task of the started parts (the writer's worker, pollers, gateway connections)."""
@@ -155,13 +192,19 @@ class App:
         return self.community_id
 
     async def stop(self) -> None:
-        """Stop the scheduler, then adapters (newest first), flush and stop the writer, release the database."""
+        """Stop the scheduler, the web server, then adapters (newest first), flush and stop the writer."""
         if self._scheduling:
             self._scheduling = False
             try:
                 await self.scheduler.stop()
             except Exception:  # must not keep queued events from being written
                 log.exception("scheduler failed to stop cleanly")
+        if self.web_server is not None:
+            server, self.web_server = self.web_server, None
+            try:
+                await server.stop()
+            except Exception:  # must not keep queued events from being written
+                log.exception("web server failed to stop cleanly")
         while self._started:
             adapter = self._started.pop()
             try:
@@ -247,6 +290,7 @@ def build_app(
         clock=clock,
         scheduler=scheduler,
         adapters=built,
+        signing_secret=secrets.signing_secret,
     )
 
 

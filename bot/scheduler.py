@@ -153,6 +153,11 @@ class Scheduler:
         aps.start()
         self._aps = aps
 
+    @property
+    def running(self) -> bool:
+        """True while jobs are being fired (between ``start`` and ``stop``)."""
+        return self._aps is not None and bool(self._aps.running)
+
     async def stop(self) -> None:
         """Stop firing jobs and wait for the running ones, each recorded as it ended.
 

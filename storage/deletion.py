@@ -32,7 +32,10 @@ from storage.rollups import RollupDelta, apply_delta
 
 @dataclass(frozen=True, slots=True)
 class DeletionReport:
-    """What was removed (``deleted``) or kept but detached from the person (``detached``), per table."""
+    """What was removed (``deleted``) or kept but detached from the person (``detached``), per table.
+
+    ``member_id`` is 0 when the person had no member row, only dashboard logins or sessions.
+    """
 
     member_id: int
     deleted: dict[str, int]
@@ -70,6 +73,13 @@ NOT_FREE_TEXT = frozenset(
         "digests.week",
         "job_runs.job",
         "job_runs.outcome",
+        # Dashboard logins and sessions of other admins: their own identity, deleted by identity instead.
+        "dashboard_logins.platform",
+        "dashboard_logins.platform_user_id",
+        "dashboard_logins.display_name",
+        "dashboard_sessions.platform",
+        "dashboard_sessions.platform_user_id",
+        "dashboard_sessions.display_name",
     }
 )
 # Shorter ids or names ("Al", "42") cannot be told from ordinary words and numbers in free text; real Telegram and
@@ -163,12 +173,43 @@ def _subtract_shared_rollups(conn: Connection, member_id: int, community_id: int
     apply_delta(conn, delta)
 
 
+def admin_data_tables() -> list[Table]:
+    """Tables that name an admin by platform identity (dashboard logins and sessions), deleted by that identity."""
+    return [t for t in Base.metadata.sorted_tables if t.info.get("admin_data") == "delete"]
+
+
+def delete_admin_data(conn: Connection, community_id: int, platform: str, platform_user_id: str) -> dict[str, int]:
+    """Delete the rows of :func:`admin_data_tables` that belong to one platform identity in one community.
+
+    Args:
+        conn: A connection inside a transaction.
+        community_id: The community.
+        platform: The platform's name (``"telegram"``, ``"discord"``, ...).
+        platform_user_id: The person's id on it.
+
+    Returns:
+        Rows deleted per table (tables with none left out).
+    """
+    deleted: dict[str, int] = {}
+    for table in admin_data_tables():
+        count = conn.execute(
+            delete(table).where(
+                table.c.community_id == community_id,
+                table.c.platform == platform,
+                table.c.platform_user_id == platform_user_id,
+            )
+        ).rowcount
+        if count:
+            deleted[table.name] = count
+    return deleted
+
+
 def delete_member_data(conn: Connection, member_id: int) -> DeletionReport:
     """Delete everything stored about one member, inside the caller's transaction.
 
-    Messages, reactions, membership history, nudges, rollups and the member row are deleted; purchases and
-    refunds are kept for accounting with the person detached; references from other members' rows (replies to
-    them, reactions on their messages) are set to NULL.
+    Messages, reactions, membership history, nudges, rollups, the member row and their dashboard logins and
+    sessions are deleted; purchases and refunds are kept for accounting with the person detached; references from
+    other members' rows (replies to them, reactions on their messages) are set to NULL.
 
     Args:
         conn: A connection inside a transaction.
@@ -178,7 +219,7 @@ def delete_member_data(conn: Connection, member_id: int) -> DeletionReport:
         Row counts per table.
     """
     member = conn.execute(
-        select(Member.community_id, Member.is_bot, Member.platform_user_id, Member.display_name).where(
+        select(Member.community_id, Member.is_bot, Member.platform, Member.platform_user_id, Member.display_name).where(
             Member.id == member_id
         )
     ).one_or_none()
@@ -204,6 +245,8 @@ def delete_member_data(conn: Connection, member_id: int) -> DeletionReport:
                     deleted[table.name] = deleted.get(table.name, 0) + count
     conn.execute(delete(Member).where(Member.id == member_id))
     deleted[Member.__tablename__] = 1
+    # An admin who is forgotten loses their dashboard logins and sessions too (they name them by identity).
+    deleted.update(delete_admin_data(conn, member.community_id, member.platform, member.platform_user_id))
     scrubbed = scrub_free_text(conn, [member.platform_user_id, member.display_name or ""])
     return DeletionReport(member_id, deleted, detached, scrubbed)
 

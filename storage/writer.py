@@ -20,7 +20,7 @@ from typing import TypeVar
 
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 
-from storage.deletion import DeletionReport, delete_member_data, find_member_id
+from storage.deletion import DeletionReport, delete_admin_data, delete_member_data, find_member_id
 from storage.engine import writing
 from storage.errors import UnknownCommunityError
 from storage.events import ActivityEvent, PurchaseEvent, RefundEvent
@@ -85,6 +85,22 @@ class EventWriter:
         self._closed = False
         self.totals = BatchResult()
         self.rejected = 0
+        self._commit_listeners: list[Callable[[], None]] = []
+
+    def add_commit_listener(self, listener: Callable[[], None]) -> None:
+        """Call ``listener`` on the event loop after every committed batch, purchase and refund.
+
+        The dashboard's live figures use it; a listener must be quick (it runs on the loop) and an error in it is
+        logged, never raised into the writer.
+        """
+        self._commit_listeners.append(listener)
+
+    def _committed(self) -> None:
+        for listener in list(self._commit_listeners):
+            try:
+                listener()
+            except Exception:
+                log.exception("a commit listener failed")
 
     async def start(self) -> None:
         """Start the worker task on the running loop."""
@@ -152,6 +168,7 @@ class EventWriter:
                 retries (an adapter does not confirm the payment to the platform until it is stored).
         """
         outcome = await self._ledger(self.store.record_purchase, event)
+        self._committed()
         log.info(
             "purchase %s %s of %r by %s:%s (%s)",
             "stored" if outcome.created else "already stored",
@@ -165,7 +182,9 @@ class EventWriter:
 
     async def record_refund(self, event: RefundEvent) -> LedgerOutcome:
         """Commit a refund, then return. ``created`` is False when it was already refunded."""
-        return await self._ledger(self.store.record_refund, event)
+        outcome = await self._ledger(self.store.record_refund, event)
+        self._committed()
+        return outcome
 
     async def _ledger(self, write: Callable[[T], LedgerOutcome], event: T) -> LedgerOutcome:
         try:
@@ -190,7 +209,9 @@ class EventWriter:
         with writing(self.store.engine).begin() as conn:
             member_id = find_member_id(conn, community_id, platform, user_id)
             if member_id is None:
-                return None
+                # An admin who never posted has no member row but may have dashboard logins and sessions.
+                deleted = delete_admin_data(conn, community_id, platform, user_id)
+                return DeletionReport(0, deleted, {}) if deleted else None
             report = delete_member_data(conn, member_id)
         self.store.invalidate_caches()
         return report
@@ -271,6 +292,7 @@ class EventWriter:
             try:
                 result = await self._db(self.store.write_batch, batch)
                 self.totals = self.totals + result
+                self._committed()
                 return
             except OperationalError as exc:
                 # The database is unreachable or locked: keep the events and wait; put() applies back-pressure.
@@ -289,6 +311,12 @@ class EventWriter:
                 return
 
     async def _write_one_by_one(self, batch: Sequence[ActivityEvent]) -> None:
+        try:
+            await self._write_each(batch)
+        finally:
+            self._committed()
+
+    async def _write_each(self, batch: Sequence[ActivityEvent]) -> None:
         for event in batch:
             try:
                 result = await self._db(self.store.write_batch, [event])

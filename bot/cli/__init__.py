@@ -21,6 +21,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from bot import __version__
 from bot.cli.check_config import cmd_check_config
 from bot.cli.common import EXIT_FAILED, EXIT_OK, EXIT_USAGE, CommandError, as_of_date, database_error, positive_int
+from bot.cli.dashboard import add_dashboard_commands
 from bot.cli.db import cmd_db_rebuild_rollups, cmd_db_status, cmd_db_upgrade
 from bot.cli.forget import PLATFORMS, cmd_forget
 from bot.cli.imports import cmd_import_discord, cmd_import_telegram, time_zone
@@ -168,6 +169,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--user", required=True, metavar="USER_ID", help="the member's platform user id")
     p.add_argument("--yes", action="store_true", help="confirm the deletion")
     p.set_defaults(func=cmd_forget)
+
+    add_dashboard_commands(sub)
     return parser
 
 

@@ -22,6 +22,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from bot.adapters import build_adapters
     from bot.app import TaskDiedError, build_app, serve
     from bot.core.ports import AdapterStartError
+    from bot.web.server import WebServerError
 
     settings = load_config(args.config)
     if not (settings.telegram.enabled or settings.discord.enabled):
@@ -39,7 +40,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     app = build_app(settings, secrets=secrets, adapters=build_adapters, engine=engine)
     try:
         asyncio.run(serve(app))
-    except AdapterStartError as exc:
+    except (AdapterStartError, WebServerError) as exc:
         raise CommandError(f"cannot start: {exc}") from exc
     except TaskDiedError as exc:
         # Everything received was stored before this; a non-zero exit makes a service manager restart the bot.

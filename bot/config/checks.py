@@ -271,6 +271,32 @@ def _http_url(value: object) -> str:
     raise _Invalid("an http:// or https:// URL")
 
 
+def _public_url(value: object) -> str:
+    # Empty means "http://host:port"; a query or fragment would break the "/login?t=..." links built on it.
+    if value == "":
+        return ""
+    parts = _url_parts(value, ("http", "https"))
+    if parts is None or parts.query or parts.fragment:
+        raise _Invalid('an http:// or https:// URL without a query, e.g. "https://stats.example.org", or ""')
+    assert isinstance(value, str)
+    return value.rstrip("/")
+
+
+def _port(value: object) -> int:
+    if _is_int(value) and 0 < value <= 65535:
+        return value
+    raise _Invalid("a port number from 1 to 65535", _unquote_hint(value))
+
+
+def _host(value: object) -> str:
+    if isinstance(value, str) and value and not any(char.isspace() or char in "/?#@" for char in value):
+        host = value[1:-1] if value.startswith("[") and value.endswith("]") else value
+        # One colon means "host:port" was written here; IPv6 addresses have at least two.
+        if host and host.count(":") != 1:
+            return host
+    raise _Invalid('a host name or IP address without a port, e.g. "127.0.0.1"')
+
+
 def _websocket_url(value: object) -> str:
     if _url_parts(value, ("ws", "wss")) is not None:
         assert isinstance(value, str)

@@ -16,12 +16,14 @@ from bot.config.sections import (
     _SECTIONS,
     _parse_community,
     _parse_courses,
+    _parse_dashboard,
     _parse_digest,
     _parse_discord,
     _parse_nudges,
     _parse_schedule,
     _parse_storage,
     _parse_telegram,
+    _parse_web,
     _read_section,
     _unknown_top_level,
 )
@@ -81,6 +83,8 @@ def parse_settings(data: Mapping[str, Any], *, source: str = "<config>") -> Sett
     digest = _read_section(data, "digest", _parse_digest, errors)
     nudges = _read_section(data, "nudges", _parse_nudges, errors)
     schedule = _read_section(data, "schedule", _parse_schedule, errors)
+    web = _read_section(data, "web", _parse_web, errors)
+    dashboard = _read_section(data, "dashboard", _parse_dashboard, errors)
     courses = _parse_courses(data, errors)
     for key, value in data.items():
         if key not in _SECTIONS:
@@ -100,6 +104,8 @@ def parse_settings(data: Mapping[str, Any], *, source: str = "<config>") -> Sett
         nudges=nudges,
         schedule=schedule,
         courses=courses,
+        web=web,
+        dashboard=dashboard,
     )
 
 

@@ -16,12 +16,15 @@ from bot.config.checks import (
     _discord_ids,
     _env_name,
     _holdout_share,
+    _host,
     _http_url,
     _listen_address,
     _non_empty_text,
     _nudge_template,
+    _port,
     _positive_int,
     _price,
+    _public_url,
     _quiet_hours,
     _shards,
     _slug,
@@ -46,15 +49,28 @@ from bot.config.settings import (
     TELEGRAM_TOKEN_ENV,
     CommunitySettings,
     CourseSettings,
+    DashboardSettings,
     DigestSettings,
     DiscordSettings,
     NudgeSettings,
     ScheduleSettings,
     StorageSettings,
     TelegramSettings,
+    WebSettings,
 )
 
-_SECTIONS: Final = ("community", "storage", "telegram", "discord", "digest", "nudges", "schedule", "courses")
+_SECTIONS: Final = (
+    "community",
+    "storage",
+    "telegram",
+    "discord",
+    "digest",
+    "nudges",
+    "schedule",
+    "web",
+    "dashboard",
+    "courses",
+)
 
 
 _T = TypeVar("_T")
@@ -184,6 +200,8 @@ def _section_keys() -> dict[str, tuple[str, ...]]:
         "digest": DigestSettings,
         "nudges": NudgeSettings,
         "schedule": ScheduleSettings,
+        "web": WebSettings,
+        "dashboard": DashboardSettings,
         "courses": CourseSettings,
     }
     return {name: tuple(item.name for item in dataclasses.fields(cls)) for name, cls in classes.items()}
@@ -300,6 +318,23 @@ def _parse_schedule(table: _Table) -> ScheduleSettings:
     return ScheduleSettings(
         refresh_minutes=table.optional("refresh_minutes", _positive_int, default.refresh_minutes),
         reconcile_time=table.optional("reconcile_time", _clock_time, default.reconcile_time),
+    )
+
+
+def _parse_web(table: _Table) -> WebSettings:
+    default = WebSettings()
+    return WebSettings(
+        host=table.optional("host", _host, default.host),
+        port=table.optional("port", _port, default.port),
+        public_url=table.optional("public_url", _public_url, default.public_url),
+    )
+
+
+def _parse_dashboard(table: _Table) -> DashboardSettings:
+    default = DashboardSettings()
+    return DashboardSettings(
+        enabled=table.optional("enabled", _bool, default.enabled),
+        refresh_seconds=table.optional("refresh_seconds", _positive_int, default.refresh_seconds),
     )
 
 

@@ -60,6 +60,9 @@ def test_example_loads_with_the_values_it_documents() -> None:
     assert settings.digest.time == dt.time(9, 0)
     assert settings.nudges.enabled is False
     assert settings.nudges.quiet_hours.contains(dt.time(23, 30))
+    assert (settings.web.host, settings.web.port, settings.web.public_url) == ("127.0.0.1", 8787, "")
+    assert settings.dashboard.enabled is False
+    assert settings.dashboard.refresh_seconds == 30
 
     py_async, rust_intro = settings.courses
     assert (py_async.id, py_async.title) == ("py-async", "Async Python")
@@ -79,6 +82,9 @@ def test_example_documents_every_option() -> None:
         "discord": Settings().discord,
         "digest": Settings().digest,
         "nudges": Settings().nudges,
+        "schedule": Settings().schedule,
+        "web": Settings().web,
+        "dashboard": Settings().dashboard,
     }
     for section, defaults in sections.items():
         assert f"[{section}]" in text
@@ -628,3 +634,49 @@ def test_ids_at_the_64_bit_bounds_are_fine() -> None:
 def test_busy_timeout_must_be_a_sensible_number_of_seconds(value: object) -> None:
     (error,) = errors_of({"storage": {"busy_timeout_seconds": value}})
     assert error.startswith("[storage] busy_timeout_seconds: expected a number of seconds above 0 and at most 3600")
+
+
+# --------------------------------------------------------------------------------------------------------
+# The web server and the dashboard
+
+
+def test_web_and_dashboard_sections_are_read() -> None:
+    settings = parse_settings(
+        {
+            "web": {"host": "0.0.0.0", "port": 9000, "public_url": "https://stats.example.org/"},
+            "dashboard": {"enabled": True, "refresh_seconds": 5},
+        }
+    )
+    assert (settings.web.host, settings.web.port) == ("0.0.0.0", 9000)
+    # The trailing slash is dropped so links read https://stats.example.org/login?t=...
+    assert settings.web.public_url == "https://stats.example.org"
+    assert settings.dashboard.enabled is True
+    assert settings.dashboard.refresh_seconds == 5
+
+
+def test_web_host_accepts_ipv6_in_brackets() -> None:
+    assert parse_settings({"web": {"host": "[::1]"}}).web.host == "::1"
+    assert parse_settings({"web": {"host": "::"}}).web.host == "::"
+
+
+@pytest.mark.parametrize(
+    ("data", "error"),
+    [
+        ({"web": {"port": 0}}, "[web] port: expected a port number from 1 to 65535, got 0"),
+        ({"web": {"port": 70000}}, "[web] port: expected a port number from 1 to 65535, got 70000"),
+        ({"web": {"port": "8787"}}, "[web] port: expected a port number from 1 to 65535"),
+        ({"web": {"host": "127.0.0.1:8787"}}, "[web] host: expected a host name or IP address without a port"),
+        ({"web": {"public_url": "ftp://x.org"}}, "[web] public_url: expected an http:// or https:// URL"),
+        ({"web": {"public_url": "https://x.org/?a=1"}}, "[web] public_url: expected an http:// or https:// URL"),
+        ({"dashboard": {"enabled": "yes"}}, "[dashboard] enabled: expected true or false"),
+        ({"dashboard": {"refresh_seconds": 0}}, "[dashboard] refresh_seconds: expected a positive integer"),
+    ],
+)
+def test_web_and_dashboard_values_are_checked(data: dict[str, Any], error: str) -> None:
+    assert errors_of(data)[0].startswith(error)
+
+
+def test_web_and_dashboard_unknown_keys_are_named() -> None:
+    assert errors_of({"web": {"prot": 80}}) == ('[web] prot: unknown key (did you mean "port"?)',)
+    assert errors_of({"dashboard": {"enable": True}}) == ('[dashboard] enable: unknown key (did you mean "enabled"?)',)
+    assert errors_of({"dashbord": {}}) == ("[dashbord]: unknown section (did you mean [dashboard]?)",)

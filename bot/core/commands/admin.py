@@ -25,12 +25,14 @@ from analytics.results import MemberStatus, Report
 from bot.config import CourseSettings
 from bot.core.commands.base import CommandContext, CommandSpec, OptionSpec, UsageError
 from bot.core.digest import build_digest
-from bot.core.markup import Span, bold, code, italic, join, rich
+from bot.core.markup import Span, bold, code, italic, join, link, rich
 from bot.core.ports import CapabilityError
 from bot.core.replies import Attachment, Button, Reply
 from bot.core.sales import SaleOutcome, record_refund, record_sale
 from bot.core.views import activation_sentence, fmt_conversion, retention_sentence, revenue_windows
 from bot.reporting import ReportError, ReportRequest, build_community_report, current_member_ids
+from bot.web.links import NO_SECRET_MESSAGE, NoSecretError, issue_login_link
+from storage.dashboard_access import DashboardIdentity
 from storage.events import MemberRef, Platform, PurchaseEvent, PurchaseSource, RefundEvent
 from storage.ledger import (
     LedgerRow,
@@ -486,6 +488,36 @@ async def _refund_purchase(ctx: CommandContext, purchase_id: int) -> Reply:
     return Reply(rich(*lines), private=True)
 
 
+async def dashboard(ctx: CommandContext) -> Reply:
+    """Get a one-time link to the web dashboard, sent to you privately (works once, for 10 minutes)."""
+    if not ctx.settings.dashboard.enabled:
+        return Reply.say(
+            "The web dashboard is switched off. The owner can switch it on with [dashboard] enabled = true in the "
+            "config and a restart.",
+            private=True,
+        )
+    identity = DashboardIdentity(
+        ctx.community_id, ctx.platform.value, ctx.invoker.user_id, ctx.invoker.display_name or None
+    )
+    try:
+        issued = await asyncio.to_thread(
+            issue_login_link, ctx.engine, ctx.settings, ctx.signing_secret, identity, ctx.clock.now()
+        )
+    except NoSecretError:
+        return Reply.say(f"No sign-in link can be made: {NO_SECRET_MESSAGE}.", private=True)
+    lines: _Lines = [
+        [bold("Your dashboard sign-in link"), " (works once, for 10 minutes; don't share it):"],
+        [code(issued.url)],
+    ]
+    if ctx.settings.web.public_url:
+        lines.append([link("Open the dashboard", issued.url)])
+    else:
+        lines.append(
+            [italic("It opens on the server itself; set [web] public_url to reach it through your own domain.")]
+        )
+    return Reply(rich(*lines), private=True)
+
+
 _MEMBER = OptionSpec("member", "The member: numeric user id, @username, a mention, or reply to them", kind="member")
 _COURSE = OptionSpec("course", "The course id (see /courses)", kind="course")
 _REFUND_OPTIONS = (
@@ -502,4 +534,5 @@ ADMIN_COMMANDS: tuple[CommandSpec, ...] = (
     CommandSpec("digest", digest, admin=True),
     CommandSpec("grant", grant, options=(_MEMBER, _COURSE), admin=True),
     CommandSpec("refund", refund, options=_REFUND_OPTIONS, admin=True),
+    CommandSpec("dashboard", dashboard, admin=True),
 )
