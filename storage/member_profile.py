@@ -108,8 +108,10 @@ def member_profile(
     """
     with engine.connect() as conn:
         m = conn.execute(
-            select(Member).where(Member.id == member_id, Member.community_id == community_id, Member.is_bot.is_(False))
-        ).scalar_one_or_none()
+            select(*Member.__table__.c).where(
+                Member.id == member_id, Member.community_id == community_id, Member.is_bot.is_(False)
+            )
+        ).first()
         if m is None:
             return None
         activity = conn.execute(
@@ -118,7 +120,12 @@ def member_profile(
         days = tuple(
             MemberDay(_as_date(r.day), int(r.messages), int(r.reactions_given), int(r.reactions_received))
             for r in conn.execute(
-                select(MemberDailyActivity)
+                select(
+                    MemberDailyActivity.day,
+                    MemberDailyActivity.messages,
+                    MemberDailyActivity.reactions_given,
+                    MemberDailyActivity.reactions_received,
+                )
                 .where(
                     MemberDailyActivity.community_id == community_id,
                     MemberDailyActivity.member_id == member_id,
@@ -126,7 +133,7 @@ def member_profile(
                     MemberDailyActivity.day <= end,
                 )
                 .order_by(MemberDailyActivity.day)
-            ).scalars()
+            )
         )
         parent = Channel.__table__.alias("parent")
         channel_rows = conn.execute(

@@ -7,11 +7,13 @@ server means building the app with ``build_web_application`` and logging in firs
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from aiohttp import web
+from aiohttp.test_utils import TestClient, TestServer
 from sqlalchemy import Engine
 
 from bot.config.settings import CommunitySettings, DashboardSettings, Settings
@@ -153,3 +155,10 @@ def seed(engine: Engine) -> int:
     )
     store.record_refund(RefundEvent(tg, COMMUNITY, "ch-bob", at(13)))
     return community_id
+
+
+@asynccontextmanager
+async def client_for(app: web.Application) -> AsyncIterator[TestClient[web.Request, web.Application]]:
+    """A test client on a real server on 127.0.0.1 serving ``app``."""
+    async with TestClient(TestServer(app, host="127.0.0.1")) as client:
+        yield client

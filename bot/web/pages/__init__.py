@@ -13,7 +13,7 @@ from aiohttp import web
 
 from bot.web.context import CONTEXT
 from bot.web.data import REPORT_CACHE, ReportCache
-from bot.web.pages import report_pages
+from bot.web.pages import members, report_pages, sales
 from bot.web.pages.common import JINJA, STATIC, build_environment
 
 PLOTLY_CACHE = "public, max-age=31536000, immutable"
@@ -60,3 +60,8 @@ def add_page_routes(app: web.Application) -> None:
     r.add_get("/activity.csv", report_pages.activity_csv)
     r.add_get("/channels.csv", report_pages.channels_csv)
     r.add_get("/retention.csv", report_pages.retention_csv)
+    r.add_get("/members", members.members_page)
+    r.add_get("/members.csv", members.members_csv)
+    r.add_get("/members/{member_id}", members.member_page)
+    r.add_get("/sales", sales.sales_page)
+    r.add_get("/sales.csv", sales.sales_csv)
