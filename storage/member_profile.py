@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date, datetime
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import Engine, func, select
 
@@ -16,12 +17,14 @@ from storage.models import (
     ChannelMemberDaily,
     CommunityDailyTotals,
     Course,
+    JobRun,
     Member,
     MemberActivity,
     MemberDailyActivity,
     Nudge,
     Purchase,
     Refund,
+    UnmatchedPayment,
 )
 
 
@@ -252,3 +255,86 @@ def day_totals(engine: Engine, community_id: int, day: date) -> DayTotals:
 
 def _as_date(value: object) -> date:
     return value if isinstance(value, date) else date.fromisoformat(str(value))
+
+
+@dataclass(frozen=True, slots=True)
+class NudgeRun:
+    """The nudge decisions of one local day (one daily run), by group."""
+
+    day: date
+    first_decided_at: datetime
+    nudged: int  # delivered nudges
+    nudged_came_back: int
+    holdout: int
+    holdout_came_back: int
+    errors: int  # nudges that could not be delivered (left out of the comparison)
+
+
+def nudge_runs(
+    engine: Engine, community_id: int, *, timezone: ZoneInfo, since: datetime, until: datetime
+) -> list[NudgeRun]:
+    """The nudge runs decided in ``since`` .. ``until`` (UTC instants), newest first.
+
+    The nudge log is one row per decision (a few per member per month at most), so grouping it here stays small.
+    """
+    with engine.connect() as conn:
+        rows = conn.execute(
+            select(Nudge.group, Nudge.decided_at, Nudge.error, Nudge.reactivated_at)
+            .where(Nudge.community_id == community_id, Nudge.decided_at >= since, Nudge.decided_at < until)
+            .order_by(Nudge.decided_at)
+        ).all()
+    runs: dict[date, list[int]] = {}  # nudged, came back, holdout, came back, errors
+    first: dict[date, datetime] = {}
+    for group, decided_at, error, came_back in rows:
+        day = decided_at.astimezone(timezone).date()
+        counts = runs.setdefault(day, [0, 0, 0, 0, 0])
+        first.setdefault(day, decided_at)
+        if error is not None:
+            counts[4] += 1
+            continue
+        at = 0 if group == "nudged" else 2
+        counts[at] += 1
+        counts[at + 1] += came_back is not None
+    return [NudgeRun(day, first[day], *counts) for day, counts in sorted(runs.items(), reverse=True)]
+
+
+def last_event_per_platform(engine: Engine, community_id: int) -> dict[str, datetime]:
+    """The newest recorded activity per platform (from the per-member activity rollup)."""
+    with engine.connect() as conn:
+        rows = conn.execute(
+            select(Member.platform, func.max(MemberActivity.last_active_at))
+            .join(Member, Member.id == MemberActivity.member_id)
+            .where(MemberActivity.community_id == community_id)
+            .group_by(Member.platform)
+            .order_by(Member.platform)
+        ).all()
+    return {str(platform): at for platform, at in rows if at is not None}
+
+
+@dataclass(frozen=True, slots=True)
+class ProblemRecord:
+    """Something on the health page that needs an operator: a failed job run or a payment that bought nothing."""
+
+    at: datetime
+    what: str
+    detail: str
+
+
+def recent_problems(engine: Engine, community_id: int, *, limit: int = 20) -> list[ProblemRecord]:
+    """The newest failed job runs and unresolved payments that bought nothing, newest first."""
+    with engine.connect() as conn:
+        failed = conn.execute(
+            select(JobRun.started_at, JobRun.job, JobRun.detail)
+            .where(JobRun.community_id == community_id, JobRun.outcome == "failed")
+            .order_by(JobRun.started_at.desc())
+            .limit(limit)
+        ).all()
+        unmatched = conn.execute(
+            select(UnmatchedPayment.received_at, UnmatchedPayment.problem, UnmatchedPayment.currency)
+            .where(UnmatchedPayment.community_id == community_id, UnmatchedPayment.refunded_at.is_(None))
+            .order_by(UnmatchedPayment.received_at.desc())
+            .limit(limit)
+        ).all()
+    problems = [ProblemRecord(at, f"job {job} failed", detail or "") for at, job, detail in failed]
+    problems += [ProblemRecord(at, f"payment in {cur} bought nothing", problem) for at, problem, cur in unmatched]
+    return sorted(problems, key=lambda p: p.at, reverse=True)[:limit]
