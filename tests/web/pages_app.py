@@ -19,6 +19,7 @@ from sqlalchemy import Engine
 from bot.config.settings import CommunitySettings, DashboardSettings, Settings
 from bot.web.context import CONTEXT, WebContext
 from bot.web.pages import add_page_routes
+from storage.writer import EventWriter
 
 CSRF = "test-csrf-token"
 
@@ -52,7 +53,13 @@ async def _as_admin(
 
 
 def pages_app(
-    engine: Engine, community_id: int, *, community: str, timezone: str, now: datetime | None = None
+    engine: Engine,
+    community_id: int,
+    *,
+    community: str,
+    timezone: str,
+    now: datetime | None = None,
+    writer: EventWriter | None = None,
 ) -> web.Application:
     """An application with the pages, reading ``engine``, logged in as an admin, at the clock's ``now``."""
     settings = Settings(
@@ -65,6 +72,7 @@ def pages_app(
         clock=FixedClock(now or datetime.now(UTC)),
         community_id=community_id,
         signing_secret="test-secret",
+        writer=writer,
     )
     app = web.Application(middlewares=[_as_admin])
     app[CONTEXT] = ctx
