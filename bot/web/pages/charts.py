@@ -27,7 +27,10 @@ def active_members_figure(report: Report, start: date) -> Figure | None:
         {"type": "scatter", "mode": "lines", "name": name, "x": x, "y": [getattr(d, field) for d in days]}
         for name, field in (("DAU", "dau"), ("WAU", "wau"), ("MAU", "mau"))
     ]
-    return {"data": traces, "layout": _layout("Active members per day", yaxis={"rangemode": "tozero"})}
+    return {
+        "data": traces,
+        "layout": _layout("Active members per day", yaxis={"rangemode": "tozero"}, hovermode="x unified"),
+    }
 
 
 def hour_of_week_matrix(cells: Sequence[HourOfWeek]) -> list[list[int]]:
@@ -68,8 +71,17 @@ def growth_figure(growth: Sequence[GrowthDay]) -> Figure | None:
         "layout": _layout(
             "Member growth",
             barmode="relative",
+            hovermode="x unified",
             yaxis={"title": {"text": "joins / leaves"}},
-            yaxis2={"title": {"text": "members"}, "overlaying": "y", "side": "right", "rangemode": "tozero"},
+            yaxis2={
+                "title": {"text": "members"},
+                "overlaying": "y",
+                "side": "right",
+                "rangemode": "tozero",
+                "tickmode": "auto",
+                "tickformat": ",d",
+                "showgrid": False,
+            },
         ),
     }
 

@@ -12,17 +12,17 @@
     var layout = Object.assign({
       autosize: true,
       hovermode: "closest",
-      margin: { l: 48, r: 16, t: 40, b: 44 },
-      legend: { orientation: "h", y: -0.2, font: { size: 11 } },
+      margin: { l: 48, r: 16, t: 24, b: 44 },
+      // The section's heading names the chart; the legend goes above the plot, clear of the axis titles.
+      legend: { orientation: "h", x: 0, y: 1.02, xanchor: "left", yanchor: "bottom", font: { size: 11 } },
       paper_bgcolor: "#fff",
       plot_bgcolor: "#fff"
     }, figure.layout || {});
     layout.font = Object.assign({}, FONT, layout.font || {});
     if (layout.font.size < 11) { layout.font.size = 11; }
-    if (layout.title && layout.title.text) {
-      layout.title = Object.assign({ x: 0, xanchor: "left", font: { size: 14 } }, layout.title);
-    }
-    ["xaxis", "yaxis"].forEach(function (axis) {
+    delete layout.title;  // the page's heading above the chart says what it shows
+    ["xaxis", "yaxis", "yaxis2"].forEach(function (axis) {
+      if (axis === "yaxis2" && !layout.yaxis2) { return; }
       layout[axis] = Object.assign({ automargin: true, tickfont: { size: 11 } }, layout[axis] || {});
     });
     Plotly.newPlot(target, figure.data || [], layout, { responsive: true, displaylogo: false,
