@@ -81,7 +81,8 @@ async def test_overview_shows_todays_figures_key_figures_revenue_and_the_week(cl
     assert card(html, "Active members today") == "2"
     assert 'data-live="messages"' in html and 'src="/static/live.js"' in html
     text = text_of(html)
-    assert "Last event 2 h ago" in text  # ann's message at 09:00 UTC, the clock at 11:00
+    assert "Data freshness: last event 2 h ago" in text  # ann's message at 09:00 UTC, the clock at 11:00
+    assert card(html, "Purchases today") == "0"  # ann bought yesterday
     # ann, bob and the member named like a script tag; cy left.
     assert card(html, "Members") == "3"
     assert card(html, "MAU") == "3"
@@ -228,3 +229,35 @@ async def test_an_empty_database_shows_friendly_empty_states(empty_client: Clien
     assert "No event recorded yet." in overview and "No sales yet." in overview
     body = await (await empty_client.get("/channels.csv")).text()
     assert rows(body) == [["channel", "parent", "messages", "active_members", "previous_messages", "weekly_messages"]]
+
+
+async def test_new_events_show_after_the_live_feed_invalidates_the_cache(engine: Engine) -> None:
+    from bot.web.data import REPORT_CACHE
+    from storage.events import ChannelRef, MemberRef, MessageEvent, Platform
+    from tests.web.pages_app import at
+
+    community_id = seed(engine)
+    app = pages_app(engine, community_id, community=COMMUNITY, timezone=TIMEZONE, now=NOW)
+    async with client_for(app) as c:
+        before = await (await c.get("/activity?from=2024-03-18&to=2024-03-20")).text()
+        assert "#general 2 1" in text_of(before)
+        store = IngestStore(engine)
+        store.register_community(COMMUNITY, TIMEZONE)
+        store.write_batch(
+            [
+                MessageEvent(
+                    platform=Platform.TELEGRAM,
+                    community=COMMUNITY,
+                    message_id="late",
+                    channel=ChannelRef("general", name="#general"),
+                    author=MemberRef("bob", display_name="Bob"),
+                    occurred_at=at(20, 10),
+                    length=3,
+                )
+            ]
+        )
+        cached = await (await c.get("/activity?from=2024-03-18&to=2024-03-20")).text()
+        assert "#general 2 1" in text_of(cached)  # served from the cache until something says it changed
+        app[REPORT_CACHE].invalidate()
+        after = await (await c.get("/activity?from=2024-03-18&to=2024-03-20")).text()
+        assert "#general 3 2" in text_of(after)

@@ -47,7 +47,7 @@ def _ago(seconds: float) -> str:
     return f"{s // 86400} days ago"
 
 
-async def _today(request: web.Request) -> dict[str, Any]:
+async def _today(request: web.Request, data: DashboardData) -> dict[str, Any]:
     """Today's figures: w1's live figures when that module is there, else the rollups' day totals."""
     ctx = context(request)
     try:
@@ -69,6 +69,9 @@ async def _today(request: web.Request) -> dict[str, Any]:
             "active_members": totals.active_members,
             "joins": totals.joins,
             "leaves": totals.leaves,
+            "purchases": sum(
+                1 for row in data.ledger if row.purchased_at.astimezone(ctx.settings.community.tz).date() == day
+            ),
         }
         last = totals.last_event_at
     values["last_event_at"] = last
@@ -88,7 +91,7 @@ async def overview(request: web.Request) -> web.Response:
         for cur in sorted(set(this_week) | set(last_week))
     ]
     wow = week_over_week(report)
-    today = await _today(request)
+    today = await _today(request, data)
     return render(
         request,
         "overview.html",
