@@ -7,10 +7,10 @@ tables, so a page stays fast on a community with millions of events.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine, func, select, true
 
 from storage.models import (
     Channel,
@@ -26,6 +26,9 @@ from storage.models import (
     Refund,
     UnmatchedPayment,
 )
+
+
+SEEK_DAYS = 400
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,6 +112,10 @@ def member_profile(
     Returns:
         The profile, or None.
     """
+    # The rollups are keyed by (community, day, [channel,] member): a seek per day (and channel) finds one member's
+    # rows without reading everyone's; a plain range is kept for very long ranges.
+    seek = (end - start).days < SEEK_DAYS
+    days = [start + timedelta(days=i) for i in range((end - start).days + 1)]
     with engine.connect() as conn:
         m = conn.execute(
             select(*Member.__table__.c).where(
@@ -120,7 +127,7 @@ def member_profile(
         activity = conn.execute(
             select(MemberActivity.last_active_at, MemberActivity.messages).where(MemberActivity.member_id == member_id)
         ).first()
-        days = tuple(
+        active_days = tuple(
             MemberDay(_as_date(r.day), int(r.messages), int(r.reactions_given), int(r.reactions_received))
             for r in conn.execute(
                 select(
@@ -132,12 +139,12 @@ def member_profile(
                 .where(
                     MemberDailyActivity.community_id == community_id,
                     MemberDailyActivity.member_id == member_id,
-                    MemberDailyActivity.day >= start,
-                    MemberDailyActivity.day <= end,
+                    MemberDailyActivity.day.in_(days) if seek else MemberDailyActivity.day.between(start, end),
                 )
                 .order_by(MemberDailyActivity.day)
             )
         )
+        channel_ids = list(conn.execute(select(Channel.id).where(Channel.community_id == community_id)).scalars())
         parent = Channel.__table__.alias("parent")
         channel_rows = conn.execute(
             select(
@@ -151,8 +158,8 @@ def member_profile(
             .where(
                 ChannelMemberDaily.community_id == community_id,
                 ChannelMemberDaily.member_id == member_id,
-                ChannelMemberDaily.day >= start,
-                ChannelMemberDaily.day <= end,
+                ChannelMemberDaily.day.in_(days) if seek else ChannelMemberDaily.day.between(start, end),
+                ChannelMemberDaily.channel_id.in_(channel_ids) if seek else true(),
             )
             .group_by(
                 Channel.id, Channel.name, Channel.platform_channel_id, parent.c.name, parent.c.platform_channel_id
@@ -192,7 +199,7 @@ def member_profile(
         last_active_at=None if activity is None else activity.last_active_at,
         messages_total=0 if activity is None else int(activity.messages),
         nudges_opt_out=bool(m.nudges_opt_out),
-        days=days,
+        days=active_days,
         channels=tuple(
             MemberChannel(str(r.name), None if r.parent is None else str(r.parent), int(r.messages or 0), int(r.days))
             for r in channel_rows

@@ -13,6 +13,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import pandas as pd
@@ -38,6 +39,7 @@ from storage.report_frames import last_active_before, member_days, members
 
 DEFAULT_WEEKS = 12
 MAX_CACHED = 16  # ranges kept; a dashboard is used by a handful of admins picking a few ranges
+STALE_WAIT_SECONDS = 0.5  # how long a page waits for a rebuild before it is served the previous figures
 
 
 class RangeError(ValueError):
@@ -121,13 +123,17 @@ class DashboardData:
     ledger: tuple[LedgerRow, ...]
     latest_day: date | None
     built_at: datetime
+    memo: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
+    """Values the pages derive from these figures once (the member rows of a tab), reused until they are rebuilt."""
 
 
 @dataclass
 class _Entry:
-    version: int
-    built: float  # time.monotonic() when built
-    task: asyncio.Task[DashboardData]
+    data: DashboardData | None = None  # the newest complete figures
+    version: int = -1  # the cache version those figures were read at
+    built: float = 0.0  # time.monotonic() when their build started
+    task: asyncio.Task[DashboardData] | None = None  # a build in progress
+    task_version: int = -1
     used: float = field(default=0.0)
 
 
@@ -177,22 +183,48 @@ class ReportCache:
             return latest_activity_day(conn, self._ctx.community_id)
 
     async def get(self, rng: DashboardRange) -> DashboardData:
-        """The figures of ``rng``, built at most once at a time and reused until stale.
+        """The figures of ``rng``: cached until the data changed (:meth:`invalidate`) or ``refresh_seconds`` passed.
+
+        One build per range runs at a time. When the figures are stale, the page waits up to ``STALE_WAIT_SECONDS``
+        for the rebuild (a small community's takes milliseconds) and is otherwise served the previous figures
+        while the rebuild goes on: on a big community with a busy writer, a page never waits for every commit.
 
         Raises:
             ReportError: The report cannot be built (the community is missing from the database).
         """
         now = time.monotonic()
         entry = self._entries.get(rng)
-        fresh = entry is not None and entry.version == self._version and now - entry.built < self._refresh
-        failed = entry is not None and entry.task.done() and entry.task.exception() is not None
-        if entry is None or not fresh or failed:
-            task = asyncio.get_running_loop().create_task(asyncio.to_thread(self._build, rng))
-            entry = _Entry(self._version, now, task)
-            self._entries[rng] = entry
+        if entry is None:
+            entry = self._entries[rng] = _Entry()
             self._trim()
         entry.used = now
-        return await asyncio.shield(entry.task)
+        fresh = entry.data is not None and entry.version == self._version and now - entry.built < self._refresh
+        if fresh:
+            assert entry.data is not None
+            return entry.data
+        if entry.task is None:
+            self._start(rng, entry, now)
+        assert entry.task is not None
+        if entry.data is None:
+            return await asyncio.shield(entry.task)
+        try:
+            return await asyncio.wait_for(asyncio.shield(entry.task), STALE_WAIT_SECONDS)
+        except TimeoutError:
+            return entry.data
+        except ReportError:
+            return entry.data
+
+    def _start(self, rng: DashboardRange, entry: _Entry, now: float) -> None:
+        version = self._version
+        task = asyncio.get_running_loop().create_task(asyncio.to_thread(self._build, rng))
+        entry.task, entry.task_version = task, version
+
+        def done(finished: asyncio.Task[DashboardData]) -> None:
+            entry.task = None
+            if not finished.cancelled() and finished.exception() is None:
+                entry.data, entry.version, entry.built = finished.result(), version, now
+
+        task.add_done_callback(done)
 
     def _trim(self) -> None:
         while len(self._entries) > MAX_CACHED:

@@ -165,11 +165,32 @@ def safe_cell(value: object) -> str:
     return "'" + text if text.startswith(_FORMULA_START) else text
 
 
-def csv_response(filename: str, header: Sequence[str], rows: Iterable[Sequence[object]]) -> web.Response:
-    """A CSV download: UTF-8, one header row, formula-safe cells.
+def csv_bytes(header: Sequence[str], rows: Iterable[Sequence[object]]) -> bytes:
+    """A CSV document in UTF-8: one header row, formula-safe cells.
 
     Numbers are written as numbers (a negative number is data, not a formula); every other cell goes through
     :func:`safe_cell`.
+    """
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\r\n")
+    writer.writerow([safe_cell(h) for h in header])
+    for row in rows:
+        writer.writerow([v if isinstance(v, int | float) and not isinstance(v, bool) else safe_cell(v) for v in row])
+    return out.getvalue().encode("utf-8")
+
+
+def csv_download(filename: str, body: bytes) -> web.Response:
+    """A CSV download of ``body`` saved as ``filename``."""
+    return web.Response(
+        body=body,
+        content_type="text/csv",
+        charset="utf-8",
+        headers={"Content-Disposition": f'attachment; filename="{filename}"', "Cache-Control": "no-store"},
+    )
+
+
+def csv_response(filename: str, header: Sequence[str], rows: Iterable[Sequence[object]]) -> web.Response:
+    """A CSV download (see :func:`csv_bytes`), with ``Content-Disposition: attachment``.
 
     Args:
         filename: The name the browser saves it under.
@@ -177,19 +198,9 @@ def csv_response(filename: str, header: Sequence[str], rows: Iterable[Sequence[o
         rows: Rows of values.
 
     Returns:
-        The response, with ``Content-Disposition: attachment``.
+        The response.
     """
-    out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\r\n")
-    writer.writerow([safe_cell(h) for h in header])
-    for row in rows:
-        writer.writerow([v if isinstance(v, int | float) and not isinstance(v, bool) else safe_cell(v) for v in row])
-    return web.Response(
-        body=out.getvalue().encode("utf-8"),
-        content_type="text/csv",
-        charset="utf-8",
-        headers={"Content-Disposition": f'attachment; filename="{filename}"', "Cache-Control": "no-store"},
-    )
+    return csv_download(filename, csv_bytes(header, rows))
 
 
 def query_with(query: Mapping[str, str], **changes: object) -> str:

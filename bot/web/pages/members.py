@@ -14,7 +14,16 @@ from analytics.render.shared import segment_name
 from analytics.safe_text import clean_name
 from bot.web.data import DashboardData
 from bot.web.pages import charts
-from bot.web.pages.common import context, csv_response, dashboard_data, error_page, page_values, query_with, render
+from bot.web.pages.common import (
+    context,
+    csv_bytes,
+    csv_download,
+    dashboard_data,
+    error_page,
+    page_values,
+    query_with,
+    render,
+)
 from storage.member_profile import member_profile
 
 PAGE_SIZE = 50
@@ -80,6 +89,15 @@ def member_rows(data: DashboardData, tab: str, *, only: list[int] | None = None)
     ]
 
 
+async def tab_rows(data: DashboardData, tab: str) -> list[MemberRow]:
+    """The rows of a tab, built once per set of figures (in a thread: a big community has 100,000 of them)."""
+    key = f"member_rows:{tab}"
+    rows = data.memo.get(key)
+    if rows is None:
+        rows = data.memo[key] = await asyncio.to_thread(member_rows, data, tab)
+    return list(rows)
+
+
 def member_rows_by_id(data: DashboardData, member_id: int) -> MemberRow | None:
     """The table row of one member; None for a former member or one the table does not list."""
     rows = member_rows(data, "all", only=[member_id])
@@ -131,7 +149,7 @@ async def members_page(request: web.Request) -> web.Response:
     """``/members``: segment counts and the member table of a tab."""
     data = await dashboard_data(request)
     tab, q, sort, descending, page = _params(request)
-    rows = filtered(member_rows(data, tab), q, sort, descending)
+    rows = filtered(await tab_rows(data, tab), q, sort, descending)
     pages = max(1, math.ceil(len(rows) / PAGE_SIZE))
     page = min(page, pages)
     shown = rows[(page - 1) * PAGE_SIZE : page * PAGE_SIZE]
@@ -197,9 +215,18 @@ async def members_csv(request: web.Request) -> web.Response:
     """``/members.csv``: every member of the tab (search and sort applied), not just one page."""
     data = await dashboard_data(request)
     tab, q, sort, descending, _ = _params(request)
-    rows = filtered(member_rows(data, tab), q, sort, descending)
-    return csv_response(
-        f"members-{tab}-{data.range.end}.csv",
+    key = f"members_csv:{tab}:{sort}:{descending}"
+    body: bytes | None = None if q else data.memo.get(key)
+    if body is None:
+        rows = filtered(await tab_rows(data, tab), q, sort, descending)
+        body = await asyncio.to_thread(_members_csv, rows)
+        if not q:  # the whole list of a tab is what gets downloaded again; a search is not kept
+            data.memo[key] = body
+    return csv_download(f"members-{tab}-{data.range.end}.csv", body)
+
+
+def _members_csv(rows: list[MemberRow]) -> bytes:
+    return csv_bytes(
         ["member_id", "name", "platform", "days_since_active", "score", "messages_28d", "segment", "courses"],
         [
             [
