@@ -152,6 +152,8 @@ class LiveHub:
         self._closed = False
         self._cached: tuple[int, TodayFigures] | None = None
         self._computing: asyncio.Lock | None = None
+        # The loop keeps only weak references to tasks: hold each wake-up until it has run.
+        self._wakes: set[asyncio.Task[None]] = set()
 
     @property
     def poll_seconds(self) -> float | None:
@@ -167,7 +169,9 @@ class LiveHub:
     def _fire(self) -> None:
         self._pending = None
         self._version += 1
-        asyncio.get_running_loop().create_task(self._wake())
+        task = asyncio.get_running_loop().create_task(self._wake())
+        self._wakes.add(task)
+        task.add_done_callback(self._wakes.discard)
 
     async def _wake(self) -> None:
         async with self._changed:

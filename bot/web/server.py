@@ -10,13 +10,13 @@ import asyncio
 import errno
 import logging
 from dataclasses import replace
-from pathlib import Path
 from typing import Final
 
 from aiohttp import web
 
 from bot.web.auth import add_auth_routes
 from bot.web.context import CONTEXT, WebContext
+from bot.web.data import REPORT_CACHE
 from bot.web.health import ProblemCheck, add_health_routes
 from bot.web.links import base_url
 from bot.web.live import add_live_routes
@@ -26,7 +26,6 @@ from storage.dashboard_access import purge_expired
 
 log = logging.getLogger(__name__)
 
-STATIC_DIR: Final = Path(__file__).resolve().parent / "static"
 # An open /live stream never ends on its own: on shutdown the hub closes the streams, and this bounds the wait
 # for anything else in flight.
 SHUTDOWN_TIMEOUT_SECONDS: Final = 5.0
@@ -56,7 +55,9 @@ def build_web_application(ctx: WebContext, *, problems: ProblemCheck | None = No
     add_live_routes(app, ctx)
     add_page_routes(app)
     app.router.add_get("/favicon.ico", _no_favicon)
-    app.router.add_static("/static/", STATIC_DIR, append_version=False)
+    if ctx.writer is not None:
+        # In-process, a commit makes the cached figures stale at once (standalone, the cache ages them out).
+        ctx.writer.add_commit_listener(app[REPORT_CACHE].invalidate)
     return app
 
 

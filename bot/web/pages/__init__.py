@@ -1,44 +1,69 @@
-"""The dashboard pages. A placeholder Overview until the real pages land."""
+"""The dashboard's pages, downloads and static files, added to the one web application.
+
+``bot/web/server.py`` builds the application (login, security headers, live feed) and calls
+:func:`add_page_routes`; every handler here reads ``request.app[CONTEXT]`` and relies on the server's middleware for
+``request["admin"]`` and ``request["csrf_token"]``.
+"""
 
 from __future__ import annotations
 
-from html import escape
+from importlib import resources
 
 from aiohttp import web
 
 from bot.web.context import CONTEXT
+from bot.web.data import REPORT_CACHE, ReportCache
+from bot.web.pages import members, ops, report_pages, sales
+from bot.web.pages.common import JINJA, STATIC, build_environment
+
+PLOTLY_CACHE = "public, max-age=31536000, immutable"
+STATIC_CACHE = "public, max-age=300"
 
 
-async def overview(request: web.Request) -> web.Response:
-    """``/``: who is signed in, today's live figures and a sign-out button."""
-    ctx = request.app[CONTEXT]
-    admin = request["admin"]
-    name = escape(admin.display_name or admin.platform_user_id)
-    figures = "".join(
-        f'<li>{label}: <strong data-live="{key}">…</strong></li>'
-        for key, label in (
-            ("messages", "Messages today"),
-            ("reactions", "Reactions today"),
-            ("active_members", "Active members today"),
-            ("joins", "Joins today"),
-            ("leaves", "Leaves today"),
-            ("purchases", "Purchases today"),
-        )
-    )
-    html = (
-        "<!doctype html><html lang=en><head><meta charset=utf-8>"
-        '<meta name=viewport content="width=device-width, initial-scale=1">'
-        f"<title>{escape(ctx.settings.community.name)} dashboard</title>"
-        '<script src="/static/live.js" defer></script></head><body>'
-        f"<h1>{escape(ctx.settings.community.name)}</h1><p>Signed in as {name}.</p>"
-        f"<ul>{figures}</ul><p data-live-age></p>"
-        '<form method="post" action="/logout">'
-        f'<input type="hidden" name="csrf_token" value="{escape(request["csrf_token"])}">'
-        "<button type=submit>Sign out</button></form></body></html>"
-    )
-    return web.Response(text=html, content_type="text/html")
+def plotly_bundle_path() -> str:
+    """The file of the Plotly JavaScript bundle that ships inside the installed ``plotly`` package."""
+    return str(resources.files("plotly") / "package_data" / "plotly.min.js")
+
+
+async def plotly_bundle(request: web.Request) -> web.FileResponse:
+    """``/static/plotly.min.js``: served from the plotly package, cached for a year (it changes only on upgrade)."""
+    return web.FileResponse(plotly_bundle_path(), headers={"Cache-Control": PLOTLY_CACHE})
+
+
+async def static_file(request: web.Request) -> web.StreamResponse:
+    """``/static/<name>``: the dashboard's CSS and scripts."""
+    name = request.match_info["name"]
+    path = (STATIC / name).resolve()
+    if path.parent != STATIC.resolve() or not path.is_file():
+        raise web.HTTPNotFound()
+    return web.FileResponse(path, headers={"Cache-Control": STATIC_CACHE})
 
 
 def add_page_routes(app: web.Application) -> None:
-    """Add the dashboard's page routes to ``app``."""
-    app.router.add_get("/", overview)
+    """Add every dashboard page, CSV and JSON download and the static files to ``app``.
+
+    ``app[CONTEXT]`` must be set; this adds the Jinja environment and the report cache (``app[REPORT_CACHE]``, whose
+    ``invalidate()`` the live feed calls after the writer's commits).
+
+    Args:
+        app: The web application, not started yet.
+    """
+    app[JINJA] = build_environment()
+    app[REPORT_CACHE] = ReportCache(app[CONTEXT])
+    r = app.router
+    r.add_get("/static/plotly.min.js", plotly_bundle)
+    r.add_get("/static/{name}", static_file)
+    r.add_get("/", report_pages.overview)
+    r.add_get("/activity", report_pages.activity)
+    r.add_get("/retention", report_pages.retention)
+    r.add_get("/report.json", report_pages.report_json)
+    r.add_get("/activity.csv", report_pages.activity_csv)
+    r.add_get("/channels.csv", report_pages.channels_csv)
+    r.add_get("/retention.csv", report_pages.retention_csv)
+    r.add_get("/members", members.members_page)
+    r.add_get("/members.csv", members.members_csv)
+    r.add_get("/members/{member_id}", members.member_page)
+    r.add_get("/sales", sales.sales_page)
+    r.add_get("/sales.csv", sales.sales_csv)
+    r.add_get("/nudges", ops.nudges_page)
+    r.add_get("/health", ops.health_page)
