@@ -17,6 +17,7 @@ from typing import Final
 
 from aiohttp import web
 
+from bot.core.ports import WebhookRoutes
 from bot.web.context import CONTEXT, WebContext
 from bot.web.links import csrf_for, verify_login
 from storage.dashboard_access import (
@@ -52,6 +53,9 @@ _FAILURES: Final[dict[str, str]] = {
 }
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+WEBHOOKS: web.AppKey[WebhookRoutes] = web.AppKey("cohortbot_webhooks", WebhookRoutes)
+"""Webhook paths on this server: they check their own secret instead of a dashboard session."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -182,6 +186,9 @@ def _not_signed_in() -> web.Response:
 async def require_session(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Let only signed-in admins past, set ``request["admin"]``/``request["csrf_token"]``, check CSRF on POSTs."""
     if _is_public(request.path):
+        return await handler(request)
+    webhooks = request.app.get(WEBHOOKS)
+    if request.method == "POST" and webhooks is not None and webhooks.handler(request.path) is not None:
         return await handler(request)
     ctx = request.app[CONTEXT]
     token = request.cookies.get(COOKIE_NAME, "")
