@@ -116,6 +116,9 @@ async def login_page(request: web.Request) -> web.Response:
         assert problem is not None
         return _refusal(problem, 403 if problem != "no_secret" else 503)
     state: RedeemFailure | None = await asyncio.to_thread(login_state, ctx.engine, login_id, ctx.clock.now())
+    if state == "used" and await _signed_in(request, ctx):
+        # The admin opened their link again after signing in with it: they are in already.
+        raise web.HTTPSeeOther("/")
     if state is not None:
         return _refusal(state)
     community = escape(_community_name(ctx))
@@ -126,6 +129,14 @@ async def login_page(request: web.Request) -> web.Response:
         "<button type=submit>Sign in</button></form>"
     )
     return _page(f"Sign in to {_community_name(ctx)} dashboard", body)
+
+
+async def _signed_in(request: web.Request, ctx: WebContext) -> bool:
+    token = request.cookies.get(COOKIE_NAME, "")
+    if not token:
+        return False
+    identity = await asyncio.to_thread(live_session, ctx.engine, token, ctx.clock.now())
+    return identity is not None and identity.community_id == ctx.community_id
 
 
 def _secure(request: web.Request, ctx: WebContext) -> bool:
