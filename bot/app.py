@@ -24,7 +24,7 @@ from bot.clock import Clock, SystemClock
 from bot.config import Secrets, Settings
 from bot.core.commands import all_commands
 from bot.core.dispatcher import Dispatcher
-from bot.core.ports import Adapter, AdapterDeps
+from bot.core.ports import Adapter, AdapterDeps, WebhookRoutes
 from bot.scheduler import Scheduler
 from storage.catalog import CourseRecord, sync_courses
 from storage.engine import make_engine
@@ -100,6 +100,7 @@ class App:
     adapters: list[Adapter] = field(default_factory=list)
     community_id: int | None = None
     signing_secret: str | None = None
+    webhooks: WebhookRoutes | None = None
     web_server: WebServer | None = None
     _started: list[Adapter] = field(default_factory=list)
     _scheduling: bool = False
@@ -141,7 +142,7 @@ class App:
             signing_secret=self.signing_secret,
             writer=self.writer,
         )
-        server = WebServer(ctx, problems=self.health_problems)
+        server = WebServer(ctx, problems=self.health_problems, webhooks=self.webhooks)
         await server.start()
         self.web_server = server
         log.info("dashboard at %s", server.url)
@@ -269,8 +270,16 @@ def build_app(
         clock=clock,
         signing_secret=secrets.signing_secret,
     )
+    # With the dashboard in-process, a webhook is served on its port rather than on a listener of its own.
+    webhooks = WebhookRoutes() if settings.dashboard.enabled else None
     deps = AdapterDeps(
-        settings=settings, secrets=secrets, writer=writer, dispatcher=dispatcher, clock=clock, engine=engine
+        settings=settings,
+        secrets=secrets,
+        writer=writer,
+        dispatcher=dispatcher,
+        clock=clock,
+        engine=engine,
+        webhooks=webhooks,
     )
     built = list(adapters(deps)) if adapters else []
     scheduler = Scheduler(
@@ -291,6 +300,7 @@ def build_app(
         scheduler=scheduler,
         adapters=built,
         signing_secret=secrets.signing_secret,
+        webhooks=webhooks,
     )
 
 

@@ -20,8 +20,9 @@ The core (``bot/core``, ``bot/scheduler.py``, ``bot/app.py``) depends only on th
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
     from sqlalchemy import Engine
@@ -32,6 +33,34 @@ if TYPE_CHECKING:
     from bot.core.replies import OutgoingMessage
     from storage.events import MemberRef, Platform
     from storage.writer import EventWriter
+
+
+WebhookHandler = Callable[[Any], Awaitable[Any]]
+"""An aiohttp request handler (``web.Request`` in, ``web.Response`` out); typed loosely so the core needs no aiohttp."""
+
+
+class WebhookRoutes:
+    """POST paths an adapter serves on the one web server (the Telegram webhook) when the dashboard runs in-process.
+
+    The web server's routes are fixed once it listens, so it routes every such POST through this table, which an
+    adapter fills when it starts and empties when it stops. Requests to these paths need no dashboard login: the
+    adapter checks its own secret.
+    """
+
+    def __init__(self) -> None:
+        self._handlers: dict[str, WebhookHandler] = {}
+
+    def add(self, path: str, handler: WebhookHandler) -> None:
+        """Serve POSTs to ``path`` with ``handler``."""
+        self._handlers[path] = handler
+
+    def remove(self, path: str) -> None:
+        """Stop serving ``path`` (later POSTs get 404)."""
+        self._handlers.pop(path, None)
+
+    def handler(self, path: str) -> WebhookHandler | None:
+        """The handler of ``path``, if one is registered."""
+        return self._handlers.get(path)
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,6 +74,8 @@ class AdapterDeps:
         dispatcher: Runs commands; the adapter translates the platform's command into a ``CommandInvocation``.
         clock: The current time (for events the platform sends without a timestamp).
         engine: The database, for the few adapter-side reads (e.g. who owns which course during reconciliation).
+        webhooks: With ``[dashboard] enabled``, where a webhook is served on the one web server (``[web] port``)
+            instead of a listener of its own; None otherwise.
     """
 
     settings: Settings
@@ -53,6 +84,7 @@ class AdapterDeps:
     dispatcher: Dispatcher
     clock: Clock
     engine: Engine
+    webhooks: WebhookRoutes | None = None
 
 
 class Adapter(Protocol):

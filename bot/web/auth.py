@@ -17,6 +17,7 @@ from typing import Final
 
 from aiohttp import web
 
+from bot.core.ports import WebhookRoutes
 from bot.web.context import CONTEXT, WebContext
 from bot.web.links import csrf_for, verify_login
 from storage.dashboard_access import (
@@ -52,6 +53,9 @@ _FAILURES: Final[dict[str, str]] = {
 }
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+WEBHOOKS: web.AppKey[WebhookRoutes] = web.AppKey("cohortbot_webhooks", WebhookRoutes)
+"""Webhook paths on this server: they check their own secret instead of a dashboard session."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,6 +116,9 @@ async def login_page(request: web.Request) -> web.Response:
         assert problem is not None
         return _refusal(problem, 403 if problem != "no_secret" else 503)
     state: RedeemFailure | None = await asyncio.to_thread(login_state, ctx.engine, login_id, ctx.clock.now())
+    if state == "used" and await _signed_in(request, ctx):
+        # The admin opened their link again after signing in with it: they are in already.
+        raise web.HTTPSeeOther("/")
     if state is not None:
         return _refusal(state)
     community = escape(_community_name(ctx))
@@ -122,6 +129,14 @@ async def login_page(request: web.Request) -> web.Response:
         "<button type=submit>Sign in</button></form>"
     )
     return _page(f"Sign in to {_community_name(ctx)} dashboard", body)
+
+
+async def _signed_in(request: web.Request, ctx: WebContext) -> bool:
+    token = request.cookies.get(COOKIE_NAME, "")
+    if not token:
+        return False
+    identity = await asyncio.to_thread(live_session, ctx.engine, token, ctx.clock.now())
+    return identity is not None and identity.community_id == ctx.community_id
 
 
 def _secure(request: web.Request, ctx: WebContext) -> bool:
@@ -182,6 +197,9 @@ def _not_signed_in() -> web.Response:
 async def require_session(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Let only signed-in admins past, set ``request["admin"]``/``request["csrf_token"]``, check CSRF on POSTs."""
     if _is_public(request.path):
+        return await handler(request)
+    webhooks = request.app.get(WEBHOOKS)
+    if request.method == "POST" and webhooks is not None and webhooks.handler(request.path) is not None:
         return await handler(request)
     ctx = request.app[CONTEXT]
     token = request.cookies.get(COOKIE_NAME, "")

@@ -1,7 +1,7 @@
 """Live figures: today's numbers, pushed to open pages as server-sent events on ``GET /live``.
 
-Inside ``cohortbot run`` the writer calls :meth:`LiveHub.notify` after every commit; the hub waits
-:data:`DEBOUNCE_SECONDS` (a busy community commits four times a second) and then wakes every open stream, which
+Inside ``cohortbot run`` the writer calls :meth:`LiveHub.notify` after every commit; the hub wakes every open
+stream at most once per :data:`DEBOUNCE_SECONDS` (a busy community commits four times a second), and each stream
 sends the figures, computed once per change for all streams. Standalone (``cohortbot dashboard serve``) nothing
 commits in-process, so streams re-read the figures every ``[dashboard] refresh_seconds``.
 """
@@ -149,6 +149,7 @@ class LiveHub:
         self._version = 0
         self._changed = asyncio.Condition()
         self._pending: asyncio.TimerHandle | None = None
+        self._last_fire = float("-inf")
         self._closed = False
         self._cached: tuple[int, TodayFigures] | None = None
         self._computing: asyncio.Lock | None = None
@@ -161,13 +162,17 @@ class LiveHub:
         return None if self.ctx.writer is not None else float(self.ctx.settings.dashboard.refresh_seconds)
 
     def notify(self) -> None:
-        """Data was committed: refresh the streams after a short debounce. Call on the event loop."""
+        """Data was committed: refresh the streams now, or at most every :data:`DEBOUNCE_SECONDS`. Call on the loop."""
         if self._closed or self._pending is not None:
             return
-        self._pending = asyncio.get_running_loop().call_later(DEBOUNCE_SECONDS, self._fire)
+        loop = asyncio.get_running_loop()
+        # The first commit after a quiet spell goes out at once; a burst is coalesced into one push per interval.
+        delay = max(0.0, self._last_fire + DEBOUNCE_SECONDS - loop.time())
+        self._pending = loop.call_later(delay, self._fire)
 
     def _fire(self) -> None:
         self._pending = None
+        self._last_fire = asyncio.get_running_loop().time()
         self._version += 1
         task = asyncio.get_running_loop().create_task(self._wake())
         self._wakes.add(task)

@@ -14,7 +14,8 @@ from typing import Final
 
 from aiohttp import web
 
-from bot.web.auth import add_auth_routes
+from bot.core.ports import WebhookRoutes
+from bot.web.auth import WEBHOOKS, add_auth_routes
 from bot.web.context import CONTEXT, WebContext
 from bot.web.data import REPORT_CACHE
 from bot.web.health import ProblemCheck, add_health_routes
@@ -35,19 +36,23 @@ class WebServerError(RuntimeError):
     """The web server could not start (the port is taken, the address is not this machine's)."""
 
 
-def build_web_application(ctx: WebContext, *, problems: ProblemCheck | None = None) -> web.Application:
+def build_web_application(
+    ctx: WebContext, *, problems: ProblemCheck | None = None, webhooks: WebhookRoutes | None = None
+) -> web.Application:
     """Build the dashboard's aiohttp application.
 
     Args:
         ctx: What the handlers read (settings, database, clock, community, secret, writer).
         problems: For ``/healthz``: what is not running (``bot/app.py`` watches the writer and scheduler).
+        webhooks: POST paths adapters serve here (the Telegram webhook), routed after every dashboard route.
 
     Returns:
         The application, with security headers on every response and a login required outside ``/login``,
         ``/healthz`` and ``/static/``.
     """
     # Headers first, so that they are added to the 401/403 pages the session check answers with too.
-    app = web.Application(client_max_size=1024 * 1024)
+    # 10 MB: Telegram webhook updates may be served here too.
+    app = web.Application(client_max_size=10 * 1024 * 1024)
     app[CONTEXT] = ctx
     add_security_headers(app)
     add_auth_routes(app)
@@ -58,7 +63,19 @@ def build_web_application(ctx: WebContext, *, problems: ProblemCheck | None = No
     if ctx.writer is not None:
         # In-process, a commit makes the cached figures stale at once (standalone, the cache ages them out).
         ctx.writer.add_commit_listener(app[REPORT_CACHE].invalidate)
+    if webhooks is not None:
+        app[WEBHOOKS] = webhooks
+        # Last, so that every dashboard route wins; the table is filled later, when the adapters start.
+        app.router.add_post("/{webhook_path:.+}", _webhook)
     return app
+
+
+async def _webhook(request: web.Request) -> web.StreamResponse:
+    handler = request.app[WEBHOOKS].handler(request.path)
+    if handler is None:
+        raise web.HTTPNotFound()
+    response: web.StreamResponse = await handler(request)
+    return response
 
 
 async def _no_favicon(request: web.Request) -> web.Response:
@@ -84,6 +101,7 @@ class WebServer:
         host: str | None = None,
         port: int | None = None,
         problems: ProblemCheck | None = None,
+        webhooks: WebhookRoutes | None = None,
     ) -> None:
         """Create a server (nothing listens until :meth:`start`).
 
@@ -92,11 +110,12 @@ class WebServer:
             host: Overrides ``[web] host``.
             port: Overrides ``[web] port`` (0 picks a free port, for tests).
             problems: For ``/healthz``.
+            webhooks: POST paths adapters serve on this server (the Telegram webhook).
         """
         self.ctx = ctx
         self.host = host if host is not None else ctx.settings.web.host
         self.port = port if port is not None else ctx.settings.web.port
-        self.app = build_web_application(ctx, problems=problems)
+        self.app = build_web_application(ctx, problems=problems, webhooks=webhooks)
         self._runner: web.AppRunner | None = None
 
     async def start(self) -> None:

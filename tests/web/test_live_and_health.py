@@ -16,14 +16,15 @@ from storage.catalog import CourseRecord, sync_courses
 from storage.events import ChannelRef, MemberRef, MessageEvent, Platform, PurchaseEvent, PurchaseSource
 from storage.ingest import IngestStore
 from storage.writer import EventWriter
+from tests.conftest import COMMUNITY
 from tests.helpers.fake_actions import FakeClock
 from tests.web.conftest import COMMUNITY_NAME, NOW, Dashboard, settings, start_dashboard
 
 
-def message(user: str, message_id: str, minutes: int = 0) -> MessageEvent:
+def message(user: str, message_id: str, minutes: int = 0, community: str = COMMUNITY_NAME) -> MessageEvent:
     return MessageEvent(
         platform=Platform.TELEGRAM,
-        community=COMMUNITY_NAME,
+        community=community,
         message_id=message_id,
         channel=ChannelRef("-100", name="general"),
         author=MemberRef(user, display_name=user.title()),
@@ -63,32 +64,33 @@ async def test_healthz_is_503_with_the_reason_when_something_stopped(dashboard: 
     assert (await dashboard.client.get("/healthz")).status == 200
 
 
-def test_today_figures_count_today_in_the_community_time_zone(web_store: IngestStore) -> None:
-    sync_courses(web_store.engine, web_store.community_id(COMMUNITY_NAME), [CourseRecord("py", "Py", price_stars=50)])
-    web_store.write_batch(
+@pytest.mark.storage
+def test_today_figures_count_today_in_the_community_time_zone(store: IngestStore) -> None:
+    # The conftest's community ("testers", Europe/Berlin), on SQLite and PostgreSQL.
+    cid = store.community_id(COMMUNITY)
+    sync_courses(store.engine, cid, [CourseRecord("py", "Py", price_stars=50)])
+    store.write_batch(
         [
-            message("ada", "1"),
-            message("ada", "2", minutes=5),
-            message("bob", "3"),
+            message("ada", "1", community=COMMUNITY),
+            message("ada", "2", minutes=5, community=COMMUNITY),
+            message("bob", "3", community=COMMUNITY),
             # 10:00 UTC (11:00 in Berlin) minus 12 hours is 23:00 yesterday in Berlin: not today.
-            message("cy", "4", minutes=12 * 60),
+            message("cy", "4", minutes=12 * 60, community=COMMUNITY),
         ]
     )
-    web_store.record_purchase(
-        PurchaseEvent(
-            platform=Platform.TELEGRAM,
-            community=COMMUNITY_NAME,
-            member=MemberRef("ada"),
-            course_id="py",
-            charge_id="c1",
-            amount=50,
-            currency="XTR",
-            occurred_at=NOW,
-            source=PurchaseSource.TELEGRAM_STARS,
-        )
+    sale = PurchaseEvent(
+        platform=Platform.TELEGRAM,
+        community=COMMUNITY,
+        member=MemberRef("ada"),
+        course_id="py",
+        charge_id="c1",
+        amount=50,
+        currency="XTR",
+        occurred_at=NOW,
+        source=PurchaseSource.TELEGRAM_STARS,
     )
-
-    ctx = WebContext(settings(), web_store.engine, FakeClock(NOW), web_store.community_id(COMMUNITY_NAME), "s")
+    store.record_purchase(sale)
+    ctx = WebContext(settings(), store.engine, FakeClock(NOW), cid, "s")
     figures = today_figures(ctx)
     assert isinstance(figures, TodayFigures)
     assert (figures.messages, figures.active_members, figures.purchases) == (3, 2, 1)

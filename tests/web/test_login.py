@@ -41,6 +41,9 @@ async def test_the_link_page_only_shows_a_button_and_the_post_signs_in(dashboard
     overview = await dashboard.client.get("/")
     assert overview.status == 200
     assert "Signed in as Ada Lovelace" in await overview.text()
+    # Opening the same link again while signed in just leads in.
+    reopened = await dashboard.client.get(f"/login?t={token}", allow_redirects=False)
+    assert (reopened.status, reopened.headers["Location"]) == (303, "/")
     assert overview.headers["Cache-Control"] == "private, no-store"  # no proxy keeps a copy of member data
 
 

@@ -26,7 +26,7 @@ from bot.adapters.retry import Backoff, describe, sleep_unless, waiting_can_fix
 from bot.adapters.telegram.ratelimit import retry_seconds
 from bot.adapters.telegram.shape import check_update_shape
 from bot.adapters.telegram.translate import ALLOWED_UPDATES, parse_update
-from bot.core.ports import AdapterStartError
+from bot.core.ports import AdapterStartError, WebhookRoutes
 from storage.writer import WriterClosedError
 
 if TYPE_CHECKING:
@@ -36,6 +36,8 @@ log = logging.getLogger(__name__)
 
 SECRET_HEADER: Final = "X-Telegram-Bot-Api-Secret-Token"
 _SECRET_RE: Final = re.compile(r"[A-Za-z0-9_-]{1,256}")
+# Paths the dashboard answers itself; a webhook on the shared web server must use another.
+_DASHBOARD_PATHS: Final = frozenset({"/", "/login", "/logout", "/live", "/healthz"})
 # An update whose handling fails for a reason other than the database (a bug) is skipped after this many tries,
 # so that one poisoned update cannot make the bot deaf; database errors are retried until they clear.
 HANDLER_ATTEMPTS: Final = 5
@@ -66,6 +68,7 @@ class UpdateFeed:
         self._processed_offset: int | None = None
         self._webhook_runner: web.AppRunner | None = None
         self._webhook_secret: str | None = None
+        self._shared_path: str | None = None  # the path served on the one web server (dashboard in-process)
 
     def check_webhook_settings(self) -> None:
         """Read the webhook secret before connecting, so a missing setting stops the start with what to fix.
@@ -87,6 +90,10 @@ class UpdateFeed:
 
         Called after the adapter stopped accepting updates.
         """
+        webhooks = self.adapter.deps.webhooks
+        if self._shared_path is not None and webhooks is not None:
+            webhooks.remove(self._shared_path)
+            self._shared_path = None
         if self._webhook_runner is not None:
             # Stops listening and waits for requests in progress; new ones are refused (Telegram retries them).
             await self._webhook_runner.cleanup()
@@ -114,6 +121,10 @@ class UpdateFeed:
         """
         url = self.config.webhook_url or ""
         path = urllib.parse.urlsplit(url).path or "/"
+        webhooks = self.adapter.deps.webhooks
+        if webhooks is not None:
+            await self._serve_on_web_server(webhooks, url, path)
+            return
         server = web.Application(client_max_size=10 * 1024 * 1024)
         server.router.add_post(path, self._on_webhook)
         runner = web.AppRunner(server, access_log=None, shutdown_timeout=30.0)
@@ -138,6 +149,26 @@ class UpdateFeed:
             ),
         )
         log.info("Telegram webhook listening on %s%s for %s", self.config.webhook_listen, path, url)
+
+    async def _serve_on_web_server(self, webhooks: WebhookRoutes, url: str, path: str) -> None:
+        # The dashboard's server already listens on [web] port: one port, one reverse proxy for both.
+        if path in _DASHBOARD_PATHS:
+            raise AdapterStartError(
+                f"[telegram] webhook_url path {path!r} is taken by the dashboard; give the webhook a path of its "
+                'own, e.g. "https://example.org/telegram"'
+            )
+        webhooks.add(path, self._on_webhook)
+        self._shared_path = path
+        await self.adapter.call(
+            None,
+            lambda: self.adapter.app.bot.set_webhook(
+                url,
+                secret_token=self._webhook_secret,
+                allowed_updates=list(ALLOWED_UPDATES),
+                drop_pending_updates=False,
+            ),
+        )
+        log.info("Telegram webhook served by the web server ([web] port) on %s for %s", path, url)
 
     async def _on_webhook(self, request: web.Request) -> web.Response:
         if not self.adapter.accepting:

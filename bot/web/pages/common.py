@@ -97,7 +97,11 @@ def render(request: web.Request, template: str, *, status: int = 200, **values: 
         )
     )
     return web.Response(
-        text=html, status=status, content_type="text/html", charset="utf-8", headers={"Cache-Control": "private, no-store"}
+        text=html,
+        status=status,
+        content_type="text/html",
+        charset="utf-8",
+        headers={"Cache-Control": "private, no-store"},
     )
 
 
