@@ -27,7 +27,6 @@ from storage.models import (
     UnmatchedPayment,
 )
 
-
 SEEK_DAYS = 400
 
 
