@@ -83,6 +83,7 @@ async def test_overview_shows_todays_figures_key_figures_revenue_and_the_week(cl
     text = text_of(html)
     assert "Data freshness: last event 2 h ago" in text  # ann's message at 09:00 UTC, the clock at 11:00
     assert card(html, "Purchases today") == "0"  # ann bought yesterday
+    assert card(html, "Revenue today") == "nothing"
     # ann, bob and the member named like a script tag; cy left.
     assert card(html, "Members") == "3"
     assert card(html, "MAU") == "3"
