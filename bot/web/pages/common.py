@@ -97,7 +97,11 @@ def render(request: web.Request, template: str, *, status: int = 200, **values: 
         )
     )
     return web.Response(
-        text=html, status=status, content_type="text/html", charset="utf-8", headers={"Cache-Control": "no-store"}
+        text=html,
+        status=status,
+        content_type="text/html",
+        charset="utf-8",
+        headers={"Cache-Control": "private, no-store"},
     )
 
 
@@ -185,7 +189,7 @@ def csv_download(filename: str, body: bytes) -> web.Response:
         body=body,
         content_type="text/csv",
         charset="utf-8",
-        headers={"Content-Disposition": f'attachment; filename="{filename}"', "Cache-Control": "no-store"},
+        headers={"Content-Disposition": f'attachment; filename="{filename}"', "Cache-Control": "private, no-store"},
     )
 
 
