@@ -75,6 +75,10 @@ async def test_members_lists_segments_and_every_member_with_last_seen_score_and_
     assert resp.status == 200
     html = await resp.text()
     assert card(html, "regulars") == "2" and card(html, "newcomers") == "1"
+    newcomers = table_rows(await (await client.get("/members?tab=all&segment=newcomers")).text())
+    assert [r.split(" telegram ")[0] for r in newcomers] == ["&lt;script&gt;alert(1)&lt;/script&gt;"]
+    regulars = rows(await (await client.get("/members.csv?tab=all&segment=regulars")).text())
+    assert [r[1] for r in regulars[1:]] == ["Ann", "Bob"]
     listed = table_rows(html)
     # Highest score first: ann (6 messages in 28 days, owns the course), bob, the script-tag member.
     assert [r.split(" telegram ")[0] for r in listed] == ["Ann", "Bob", "&lt;script&gt;alert(1)&lt;/script&gt;"]
