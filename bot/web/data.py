@@ -40,6 +40,8 @@ from storage.report_frames import last_active_before, member_days, members
 DEFAULT_WEEKS = 12
 MAX_CACHED = 16  # ranges kept; a dashboard is used by a handful of admins picking a few ranges
 STALE_WAIT_SECONDS = 0.5  # how long a page waits for a rebuild before it is served the previous figures
+SLOW_BUILD_SECONDS = 1.0  # a build slower than this ...
+SLOW_BUILD_FACTOR = 4.0  # ... is not restarted by a commit until this many build times after it started
 
 
 class RangeError(ValueError):
@@ -134,7 +136,8 @@ class _Entry:
     built: float = 0.0  # time.monotonic() when their build started
     task: asyncio.Task[DashboardData] | None = None  # a build in progress
     task_version: int = -1
-    used: float = field(default=0.0)
+    used: float = 0.0
+    cooldown: float = 0.0  # seconds after a slow build before a commit may start the next one
 
 
 class ReportCache:
@@ -203,6 +206,10 @@ class ReportCache:
             assert entry.data is not None
             return entry.data
         if entry.task is None:
+            # A build that took seconds (a big community) is not repeated for every commit of a busy writer: the
+            # figures may lag by a few build times, never more than that plus refresh_seconds.
+            if entry.data is not None and entry.version != self._version and now - entry.built < entry.cooldown:
+                return entry.data
             self._start(rng, entry, now)
         assert entry.task is not None
         if entry.data is None:
@@ -223,6 +230,8 @@ class ReportCache:
             entry.task = None
             if not finished.cancelled() and finished.exception() is None:
                 entry.data, entry.version, entry.built = finished.result(), version, now
+                took = time.monotonic() - now
+                entry.cooldown = SLOW_BUILD_FACTOR * took if took > SLOW_BUILD_SECONDS else 0.0
 
         task.add_done_callback(done)
 

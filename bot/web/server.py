@@ -17,7 +17,6 @@ from aiohttp import web
 from bot.core.ports import WebhookRoutes
 from bot.web.auth import WEBHOOKS, add_auth_routes
 from bot.web.context import CONTEXT, WebContext
-from bot.web.data import REPORT_CACHE
 from bot.web.health import ProblemCheck, add_health_routes
 from bot.web.links import base_url
 from bot.web.live import add_live_routes
@@ -60,9 +59,6 @@ def build_web_application(
     add_live_routes(app, ctx)
     add_page_routes(app)
     app.router.add_get("/favicon.ico", _no_favicon)
-    if ctx.writer is not None:
-        # In-process, a commit makes the cached figures stale at once (standalone, the cache ages them out).
-        ctx.writer.add_commit_listener(app[REPORT_CACHE].invalidate)
     if webhooks is not None:
         app[WEBHOOKS] = webhooks
         # Last, so that every dashboard route wins; the table is filled later, when the adapters start.

@@ -83,6 +83,7 @@ async def test_overview_shows_todays_figures_key_figures_revenue_and_the_week(cl
     text = text_of(html)
     assert "Data freshness: last event 2 h ago" in text  # ann's message at 09:00 UTC, the clock at 11:00
     assert card(html, "Purchases today") == "0"  # ann bought yesterday
+    assert card(html, "Revenue today") == "nothing"
     # ann, bob and the member named like a script tag; cy left.
     assert card(html, "Members") == "3"
     assert card(html, "MAU") == "3"
@@ -92,7 +93,7 @@ async def test_overview_shows_todays_figures_key_figures_revenue_and_the_week(cl
     assert "2024-W12 so far (2 days) vs the same 2 days of 2024-W11" in text
     assert "Messages: 2 → 1" in text
     # The admin's name and a logout form that carries the CSRF token.
-    assert "Olga Owner" in text
+    assert "Signed in as Olga Owner" in text
     assert re.search(
         r'<form class="logout" method="post" action="/logout">.*?name="csrf_token" value="test-csrf-token"', html, re.S
     )
@@ -226,7 +227,7 @@ async def test_an_empty_database_shows_friendly_empty_states(empty_client: Clien
     activity = text_of(await (await empty_client.get("/activity")).text())
     assert "No data in this range." in activity
     overview = text_of(await (await empty_client.get("/")).text())
-    assert "no events yet" in overview and "No sales yet." in overview
+    assert "Data freshness: no events yet" in overview and "No sales yet." in overview
     body = await (await empty_client.get("/channels.csv")).text()
     assert rows(body) == [["channel", "parent", "messages", "active_members", "previous_messages", "weekly_messages"]]
 

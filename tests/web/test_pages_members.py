@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from datetime import timedelta
-from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -16,11 +15,9 @@ from sqlalchemy import Engine
 
 from analytics.experiments import rate_difference
 from storage.deletion import find_member_id
-from storage.engine import make_engine
 from storage.events import ChannelRef, MemberJoined, MemberRef, MessageEvent, Platform
 from storage.ingest import IngestStore
 from storage.job_runs import finish_job_run, start_job_run
-from storage.migrate import upgrade
 from storage.nudge_log import record_nudge, record_nudge_outcomes
 from storage.writer import EventWriter
 from tests.web.pages_app import COMMUNITY, EVIL_NAME, NOW, TIMEZONE, at, client_for, pages_app, seed
@@ -28,13 +25,8 @@ from tests.web.test_pages import card, charts, text_of
 
 Client = TestClient[web.Request, web.Application]
 
-
-@pytest.fixture
-def engine(tmp_path: Path) -> Iterator[Engine]:
-    eng = make_engine(f"sqlite:///{tmp_path}/dashboard.db")
-    upgrade(eng)
-    yield eng
-    eng.dispose()
+# On SQLite and PostgreSQL: the member page and the health and nudge pages read storage/member_profile.py.
+pytestmark = pytest.mark.storage
 
 
 @pytest.fixture
@@ -83,6 +75,10 @@ async def test_members_lists_segments_and_every_member_with_last_seen_score_and_
     assert resp.status == 200
     html = await resp.text()
     assert card(html, "regulars") == "2" and card(html, "newcomers") == "1"
+    newcomers = table_rows(await (await client.get("/members?tab=all&segment=newcomers")).text())
+    assert [r.split(" telegram ")[0] for r in newcomers] == ["&lt;script&gt;alert(1)&lt;/script&gt;"]
+    regulars = rows(await (await client.get("/members.csv?tab=all&segment=regulars")).text())
+    assert [r[1] for r in regulars[1:]] == ["Ann", "Bob"]
     listed = table_rows(html)
     # Highest score first: ann (6 messages in 28 days, owns the course), bob, the script-tag member.
     assert [r.split(" telegram ")[0] for r in listed] == ["Ann", "Bob", "&lt;script&gt;alert(1)&lt;/script&gt;"]

@@ -49,7 +49,11 @@ def add_page_routes(app: web.Application) -> None:
         app: The web application, not started yet.
     """
     app[JINJA] = build_environment()
-    app[REPORT_CACHE] = ReportCache(app[CONTEXT])
+    ctx = app[CONTEXT]
+    cache = app[REPORT_CACHE] = ReportCache(ctx)
+    # In-process (cohortbot run) every commit of the writer makes the cached figures stale.
+    if ctx.writer is not None:
+        ctx.writer.add_commit_listener(cache.invalidate)
     r = app.router
     r.add_get("/static/plotly.min.js", plotly_bundle)
     r.add_get("/static/{name}", static_file)

@@ -149,7 +149,10 @@ async def members_page(request: web.Request) -> web.Response:
     """``/members``: segment counts and the member table of a tab."""
     data = await dashboard_data(request)
     tab, q, sort, descending, page = _params(request)
+    segment = request.query.get("segment") or None
     rows = filtered(await tab_rows(data, tab), q, sort, descending)
+    if segment is not None:
+        rows = [m for m in rows if m.segment == segment]
     pages = max(1, math.ceil(len(rows) / PAGE_SIZE))
     page = min(page, pages)
     shown = rows[(page - 1) * PAGE_SIZE : page * PAGE_SIZE]
@@ -205,7 +208,16 @@ async def members_page(request: web.Request) -> web.Response:
         prev_url=None if page <= 1 else "/members?" + query_with(base, page=page - 1),
         next_url=None if page >= pages else "/members?" + query_with(base, page=page + 1),
         csv_url="/members.csv?" + query_with(base, page=None),
-        segments=[(segment_name(k), fmt_int(v)) for k, v in segments],
+        segments=[
+            (
+                segment_name(k),
+                fmt_int(v),
+                "/members?" + query_with(base, tab="all", segment=None if k == segment else k, page=None),
+                k == segment,
+            )
+            for k, v in segments
+        ],
+        segment=segment or "",
         inactive_after=context(request).settings.nudges.inactive_after_days,
         **page_values(request, data),
     )
@@ -215,10 +227,13 @@ async def members_csv(request: web.Request) -> web.Response:
     """``/members.csv``: every member of the tab (search and sort applied), not just one page."""
     data = await dashboard_data(request)
     tab, q, sort, descending, _ = _params(request)
-    key = f"members_csv:{tab}:{sort}:{descending}"
+    segment = request.query.get("segment") or None
+    key = f"members_csv:{tab}:{sort}:{descending}:{segment}"
     body: bytes | None = None if q else data.memo.get(key)
     if body is None:
         rows = filtered(await tab_rows(data, tab), q, sort, descending)
+        if segment is not None:
+            rows = [m for m in rows if m.segment == segment]
         body = await asyncio.to_thread(_members_csv, rows)
         if not q:  # the whole list of a tab is what gets downloaded again; a search is not kept
             data.memo[key] = body

@@ -74,6 +74,13 @@ async def _today(request: web.Request, data: DashboardData) -> dict[str, Any]:
             ),
         }
         last = totals.last_event_at
+    if "revenue" not in values:
+        values["revenue"] = {
+            cur: fmt_money(amount, cur)
+            for cur, amount in revenue_between(data, request, values["day"], values["day"]).items()
+        }
+    revenue: dict[str, str] = values["revenue"]
+    values["revenue_text"] = ", ".join(revenue[cur] for cur in sorted(revenue)) or "nothing"
     values["last_event_at"] = last
     values["last_event_ago"] = None if last is None else _ago((ctx.clock.now() - last).total_seconds())
     return values
