@@ -458,7 +458,7 @@ async def _finish(
     full, _ = await asyncio.to_thread(build_community_report, app.engine, request, now=app.clock.now())
     written = await asyncio.to_thread(write_report, full, out / REPORT_DIR, "html")
     html = written[0]
-    charts += written[1:]
+    charts += [p for p in written[1:] if p.suffix == ".png"]  # the CSV lists beside the page are no charts
 
     c = community.counts()
     say.block(
