@@ -20,7 +20,7 @@ from typing import Any
 
 import jinja2
 
-from analytics.formatting import DASH, fmt_change, fmt_int, fmt_totals, fmt_weekday_iso
+from analytics.formatting import DASH, fmt_ago, fmt_change, fmt_int, fmt_totals, fmt_weekday_iso
 from analytics.render.shared import (
     CONVERSION_HEADERS,
     COURSE_HEADERS,
@@ -34,7 +34,6 @@ from analytics.render.shared import (
     course_row,
     data_notices,
     key_figures,
-    last_active,
     net_by_currency,
     price_points_text,
     revenue_rows,
@@ -145,7 +144,15 @@ def members_csv(members: Sequence[MemberStatus]) -> str:
     return _csv(
         MEMBER_CSV_HEADERS,
         [
-            [m.member_id, m.name, m.platform, m.days_since_active, m.segment, m.score, m.messages_28d]
+            [
+                m.member_id,
+                m.name,
+                m.platform,
+                m.days_since_active,
+                m.segment,
+                None if m.score is None else round(m.score, 2),
+                m.messages_28d,
+            ]
             for m in members
         ],
     )
@@ -206,7 +213,7 @@ def _sparkline(values: Sequence[int]) -> str:
 
 def _member_list(key: str, title: str, members: Sequence[MemberStatus], csv_links: bool) -> _MemberList:
     rows: list[list[Any]] = [
-        [{"text": clean_name(m.name), "cls": "name"}, m.platform, last_active(m), segment_name(m.segment)]
+        [{"text": clean_name(m.name), "cls": "name"}, m.platform, fmt_ago(m.days_since_active), segment_name(m.segment)]
         for m in members[:LIST_CAP]
     ]
     return _MemberList(key, title, len(members), rows, LIST_FILES[key] if csv_links else None)
