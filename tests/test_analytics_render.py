@@ -496,7 +496,7 @@ def test_html_is_one_self_contained_page() -> None:
     assert all(base64.b64decode((src or "").split(",", 1)[1]) == _tiny_png() for src in images)
     # each chart keeps a legible width on a phone, inside its own scrolling box
     assert all(attrs.get("class") == "chart-scroll" for tag, attrs in tags if tag == "div" and "chart" in str(attrs))
-    assert ".image-chart img { display: block; width: 100%; min-width: 640px;" in page
+    assert ".image-chart img { display: block; width: 100%; min-width: 680px;" in page
 
 
 def test_html_escapes_untrusted_names() -> None:
@@ -576,11 +576,11 @@ def test_html_printed_without_files_says_how_to_get_the_whole_list() -> None:
 
 
 def test_csv_lists_are_safe_in_a_spreadsheet(tmp_path: Path) -> None:
-    hostile = (MemberStatus(1, "=HYPERLINK(\"http://x\")", "discord", 40), MemberStatus(2, SCRIPT_NAME, "discord", 41))
+    hostile = (MemberStatus(1, '=HYPERLINK("http://x")', "discord", 40), MemberStatus(2, SCRIPT_NAME, "discord", 41))
     write_report(replace(sample_report(), inactive=hostile), tmp_path, "html", charts=False)
     with (tmp_path / "inactive.csv").open(encoding="utf-8", newline="") as handle:
         names = [r["name"] for r in csv.DictReader(handle)]
-    assert names == ["'=HYPERLINK(\"http://x\")", SCRIPT_NAME]  # a formula never runs; the CSV is data, not HTML
+    assert names == ['\'=HYPERLINK("http://x")', SCRIPT_NAME]  # a formula never runs; the CSV is data, not HTML
 
 
 def _hours() -> tuple[HourOfWeek, ...]:

@@ -301,9 +301,11 @@ def render_html(report: Report, charts: Mapping[str, bytes], *, csv_links: bool 
     """
     weeks = weeks_in_range(report)[-TEXT_WEEKS:]
     cohort_headers, cohorts = cohort_rows(report)
-    top = [top_row(i, m) for i, m in enumerate(report.top_members, 1)]
-    for row in top:
+    top: list[list[Any]] = []
+    for i, m in enumerate(report.top_members, 1):
+        row: list[Any] = top_row(i, m)
         row[1] = {"text": clean_name(row[1]), "cls": "name"}
+        top.append(row)
     channels = [
         [
             {"text": clean_name(c.name), "cls": "child" if is_thread else "name"},
