@@ -326,7 +326,7 @@ async def _run(settings: Settings, plan: SimulationPlan, out: Path, say: _Printe
     finally:
         await app.stop()
     counts = community.counts()
-    _record_files(out, [*files["charts"], files["html"]])
+    _record_files(out, [*files["charts"], files["html"], *files["lists"]])
     return {
         "out": out,
         "database": out / DATABASE_NAME,
@@ -485,7 +485,8 @@ async def _finish(
             ]
         ),
     )
-    return {"charts": charts, "html": html, "digest_week": digest_week}
+    lists = [p for p in written[1:] if p.suffix == ".csv"]  # the full member and channel lists beside the page
+    return {"charts": charts, "html": html, "lists": lists, "digest_week": digest_week}
 
 
 def _console_hint(out: Path, settings: Settings) -> str:
