@@ -602,6 +602,7 @@ def test_html_shows_activity_by_hour_of_week_as_a_shaded_table() -> None:
     assert f"rgba(31, 95, 191, {57 / 229:.2f})" in (parser.attrs[6][1 + 23]["style"] or "")
     assert "rgba(31, 95, 191, 0.00)" in (parser.attrs[1][1]["style"] or "")
     assert "Messages by weekday and hour (Europe/Berlin)" in page
+    assert "Busiest hour: Wed 14:00, 229 of 296 messages" in page
     assert "No data in this range." not in page.split('id="hour-of-week"')[1].split("</section>")[0]
 
 

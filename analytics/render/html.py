@@ -241,6 +241,17 @@ def _hour_rows(cells: Sequence[HourOfWeek]) -> list[tuple[str, list[dict[str, An
     return rows
 
 
+def _busiest_hour(cells: Sequence[HourOfWeek]) -> str:
+    busiest = max(cells, key=lambda c: c.messages, default=None)
+    if busiest is None or busiest.messages == 0:
+        return ""
+    total = sum(c.messages for c in cells)
+    return (
+        f"Busiest hour: {WEEKDAYS[busiest.weekday]} {busiest.hour:02d}:00, {fmt_int(busiest.messages)} of "
+        f"{fmt_int(total)} messages"
+    )
+
+
 def _growth_rows(days: Sequence[GrowthDay]) -> list[list[str]]:
     weeks: dict[str, list[GrowthDay]] = {}
     for d in sorted(days, key=lambda d: d.day):
@@ -334,6 +345,7 @@ def render_html(report: Report, charts: Mapping[str, bytes], *, csv_links: bool 
         "weeks": [week_row(w) for w in weeks],
         "hour_columns": [f"{h:02d}" for h in range(24)],
         "hours": _hour_rows(report.hour_of_week),
+        "busiest_hour": _busiest_hour(report.hour_of_week),
         "channel_headers": ["Channel", "Messages", "Active members", "Previous range", "Change", "Trend by week"],
         "channels": channels[:LIST_CAP],
         "channel_total": len(channels),
