@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import csv
 import json
 import math
 import re
@@ -11,7 +12,7 @@ import subprocess
 import sys
 import zlib
 from dataclasses import replace
-from datetime import date
+from datetime import date, timedelta
 from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
@@ -30,7 +31,7 @@ from analytics.render import (
     weeks_in_range,
     write_report,
 )
-from analytics.results import Report, WeekStats
+from analytics.results import ChannelActivity, GrowthDay, HourOfWeek, MemberStatus, Report, WeekStats
 from analytics.weeks import week_label as iso_week
 from tests.report_samples import ANSI_NAME, RTL_NAME, SCRIPT_NAME, empty_report, sample_report, tiny_report
 
@@ -427,6 +428,56 @@ def _tags(page: str) -> list[tuple[str, dict[str, str | None]]]:
     return parser.tags
 
 
+class _Table(HTMLParser):
+    """The body rows of the table inside the element with one id, as cell texts and cell attributes."""
+
+    def __init__(self, block_id: str) -> None:
+        super().__init__()
+        self.block_id = block_id
+        self.depth = 0  # open div depth inside the block; 0 = outside
+        self.in_body = False
+        self.rows: list[list[str]] = []
+        self.attrs: list[list[dict[str, str | None]]] = []
+        self.cell: list[str] | None = None
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag == "div" and (self.depth or dict(attrs).get("id") == self.block_id):
+            self.depth += 1
+        elif self.depth and tag == "tbody":
+            self.in_body = True
+        elif self.depth and self.in_body and tag == "tr":
+            self.rows.append([])
+            self.attrs.append([])
+        elif self.depth and self.in_body and tag in ("td", "th"):
+            self.cell = []
+            self.attrs[-1].append(dict(attrs))
+        elif self.cell is not None and tag == "span" and dict(attrs).get("class") == "child":
+            self.cell.append("↳ ")
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "div" and self.depth:
+            self.depth -= 1
+        elif tag == "tbody":
+            self.in_body = False
+        elif tag in ("td", "th") and self.cell is not None:
+            self.rows[-1].append("".join(self.cell).strip())
+            self.cell = None
+
+    def handle_data(self, data: str) -> None:
+        if self.cell is not None:
+            self.cell.append(data)
+
+
+def _table(page: str, block_id: str) -> list[list[str]]:
+    parser = _Table(block_id)
+    parser.feed(page)
+    return parser.rows
+
+
+def _section_order(page: str) -> list[str]:
+    return [attrs["id"] or "" for tag, attrs in _tags(page) if tag == "section"]
+
+
 def test_html_is_one_self_contained_page() -> None:
     page = render_html(sample_report(), FAKE_CHARTS)
     assert page.startswith("<!DOCTYPE html>")
@@ -443,6 +494,9 @@ def test_html_is_one_self_contained_page() -> None:
     assert "script" not in {t for t, _ in tags}
     images = [attrs["src"] for tag, attrs in tags if tag == "img"]
     assert all(base64.b64decode((src or "").split(",", 1)[1]) == _tiny_png() for src in images)
+    # each chart keeps a legible width on a phone, inside its own scrolling box
+    assert all(attrs.get("class") == "chart-scroll" for tag, attrs in tags if tag == "div" and "chart" in str(attrs))
+    assert ".image-chart img { display: block; width: 100%; min-width: 680px;" in page
 
 
 def test_html_escapes_untrusted_names() -> None:
@@ -465,6 +519,156 @@ def test_html_has_the_tables() -> None:
     assert "&lt;5" not in page and "hidden" not in page
     assert "1,032.00 EUR" in page and "4,500 Stars" in page
     assert "None" not in page
+    report = sample_report()
+    assert [row[0] for row in _table(page, "at_risk")] == [m.name for m in report.at_risk]
+    assert len(_table(page, "inactive")) == len(report.inactive) == 9  # a short list is shown whole
+
+
+def test_html_shows_revenue_right_after_the_key_figures() -> None:
+    order = _section_order(render_html(sample_report(), FAKE_CHARTS))
+    assert order[:3] == ["key-figures", "revenue", "activity"]
+    assert order.index("revenue") < order.index("activity") < order.index("cohorts") < order.index("members")
+    for section in ("hour-of-week", "channels", "growth"):
+        assert order.index("activity") < order.index(section) < order.index("cohorts")
+    page = render_html(sample_report(), FAKE_CHARTS)
+    revenue = page[page.index('id="revenue"') : page.index('id="activity"')]
+    assert "1,032.00 EUR" in revenue and revenue.count("data:image/png;base64,") == 1  # the revenue chart
+
+
+def _with_members(n: int) -> Report:
+    inactive = tuple(MemberStatus(1000 + i, f"member {i:02d}", "telegram", 20 + i) for i in range(n))
+    return replace(sample_report(), inactive=inactive)
+
+
+def test_html_caps_a_long_list_at_fifty_and_points_to_the_csv(tmp_path: Path) -> None:
+    report = _with_members(60)
+    paths = write_report(report, tmp_path, "html", charts=False)
+    assert [p.name for p in paths] == ["report.html", "inactive.csv", "at_risk.csv", "channels.csv"]
+    page = paths[0].read_text(encoding="utf-8")
+    rows = _table(page, "inactive")
+    assert [row[0] for row in rows] == [f"member {i:02d}" for i in range(50)]
+    assert rows[0][1:3] == ["telegram", "20 days ago"]
+    assert "Inactive: 60" in page and "50 of 60 shown" in page
+    hrefs = [attrs["href"] for tag, attrs in _tags(page) if tag == "a"]
+    assert hrefs == ["inactive.csv", "at_risk.csv"]  # no channels in the sample: no channel CSV link
+    with (tmp_path / "inactive.csv").open(encoding="utf-8", newline="") as handle:
+        listed = list(csv.DictReader(handle))
+    assert len(listed) == 60
+    assert [r["name"] for r in listed] == [f"member {i:02d}" for i in range(60)]
+    assert listed[-1] == {
+        "member_id": "1059",
+        "name": "member 59",
+        "platform": "telegram",
+        "days_since_active": "79",
+        "segment": "",
+        "score": "",
+        "messages_28d": "0",
+    }
+    with (tmp_path / "at_risk.csv").open(encoding="utf-8", newline="") as handle:
+        assert [r["name"] for r in csv.DictReader(handle)] == [m.name for m in report.at_risk]
+
+
+def test_html_printed_without_files_says_how_to_get_the_whole_list() -> None:
+    page = render_html(_with_members(51), {})
+    assert "50 of 51 shown" in page and "--out DIR" in page
+    assert not [t for t, _ in _tags(page) if t == "a"]  # no link to a file that was not written
+    assert len(_table(page, "inactive")) == 50
+
+
+def test_csv_lists_are_safe_in_a_spreadsheet(tmp_path: Path) -> None:
+    hostile = (MemberStatus(1, '=HYPERLINK("http://x")', "discord", 40), MemberStatus(2, SCRIPT_NAME, "discord", 41))
+    write_report(replace(sample_report(), inactive=hostile), tmp_path, "html", charts=False)
+    with (tmp_path / "inactive.csv").open(encoding="utf-8", newline="") as handle:
+        names = [r["name"] for r in csv.DictReader(handle)]
+    assert names == ['\'=HYPERLINK("http://x")', SCRIPT_NAME]  # a formula never runs; the CSV is data, not HTML
+
+
+def _hours() -> tuple[HourOfWeek, ...]:
+    busy = {(2, 14): (229, 5), (0, 9): (10, 1), (6, 23): (57, 0)}
+    return tuple(HourOfWeek(d, h, *busy.get((d, h), (0, 0))) for d in range(7) for h in range(24))
+
+
+def test_html_shows_activity_by_hour_of_week_as_a_shaded_table() -> None:
+    page = render_html(replace(sample_report(), hour_of_week=_hours()), {})
+    parser = _Table("hours")
+    parser.feed(page)
+    assert [row[0] for row in parser.rows] == ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"]
+    assert all(len(row) == 25 for row in parser.rows)  # the weekday and 24 hours
+    assert parser.rows[2][1 + 14] == "229" and parser.rows[0][1 + 9] == "10" and parser.rows[6][1 + 23] == "57"
+    assert sum(1 for row in parser.rows for cell in row[1:] if cell) == 3  # quiet hours are blank
+    wed = parser.attrs[2][1 + 14]
+    assert wed["title"] == "Wed 14:00: 229 messages, 5 reactions"
+    assert "rgba(31, 95, 191, 1.00)" in (wed["style"] or "")
+    assert f"rgba(31, 95, 191, {57 / 229:.2f})" in (parser.attrs[6][1 + 23]["style"] or "")
+    assert "rgba(31, 95, 191, 0.00)" in (parser.attrs[1][1]["style"] or "")
+    assert "Messages by weekday and hour (Europe/Berlin)" in page
+    assert "Busiest hour: Wed 14:00, 229 of 296 messages" in page
+    assert "No data in this range." not in page.split('id="hour-of-week"')[1].split("</section>")[0]
+
+
+def _channels() -> tuple[ChannelActivity, ...]:
+    return (
+        ChannelActivity(1, "general", None, 120, 30, 100, (50, 70)),
+        ChannelActivity(2, "help", None, 80, 20, 0, (0, 80)),
+        ChannelActivity(3, "<img src=x onerror=alert(1)>", "help", 15, 4, 3, (0, 15)),
+        ChannelActivity(4, "old thread", "archived", 5, 2, 5, (5, 0)),
+        ChannelActivity(5, "off-topic", None, 4, 3, 8, (4, 0)),
+    )
+
+
+def test_html_lists_channels_with_threads_under_their_parent(tmp_path: Path) -> None:
+    report = replace(sample_report(), channels=_channels())
+    paths = write_report(report, tmp_path, "html", charts=False)
+    page = paths[0].read_text(encoding="utf-8")
+    assert _table(page, "channel-table") == [
+        ["general", "120", "30", "100", "+20, +20%", "▆█"],
+        ["help", "80", "20", "0", "+80", "▁█"],
+        ["↳ <img src=x onerror=alert(1)>", "15", "4", "3", "+12, +400%", "▁█"],
+        ["off-topic", "4", "3", "8", "−4, −50%", "█▁"],
+        ["↳ old thread", "5", "2", "5", "no change", "█▁"],  # its parent had no messages in the range
+    ]
+    assert "<img src=x" not in page
+    assert all((attrs["src"] or "").startswith("data:image/png;base64,") for t, attrs in _tags(page) if t == "img")
+    with (tmp_path / "channels.csv").open(encoding="utf-8", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert [(r["channel"], r["parent"], r["messages"], r["weekly_messages"]) for r in rows] == [
+        ("general", "", "120", "50 70"),
+        ("help", "", "80", "0 80"),
+        ("<img src=x onerror=alert(1)>", "help", "15", "0 15"),
+        ("off-topic", "", "4", "4 0"),
+        ("old thread", "archived", "5", "5 0"),
+    ]
+    assert "channels.csv" in [attrs["href"] for tag, attrs in _tags(page) if tag == "a"]
+
+
+def test_html_shows_member_growth_by_week() -> None:
+    start = date(2019, 11, 18)  # a Monday; two weeks up to the report's Sunday
+    members, days = 60, []
+    for i in range(14):
+        joins, leaves = i % 3, 1 if i % 5 == 0 else 0
+        members += joins - leaves
+        days.append(GrowthDay(start + timedelta(days=i), joins, leaves, members))
+    page = render_html(replace(sample_report(), growth=tuple(days)), {})
+    first, second = days[:7], days[7:]
+    expected = [
+        [
+            iso_week(week[0].day),
+            str(sum(d.joins for d in week)),
+            str(sum(d.leaves for d in week)),
+            str(sum(d.joins - d.leaves for d in week)),
+            str(week[-1].members),
+        ]
+        for week in (first, second)
+    ]
+    assert _table(page, "growth-table") == expected
+    assert expected[1][0] == "2019-W48"
+
+
+def test_html_new_sections_say_when_there_is_no_data() -> None:
+    page = render_html(empty_report(), {})
+    for section in ("hour-of-week", "channels", "growth"):
+        body = page.split(f'id="{section}"')[1].split("</section>")[0]
+        assert "No data in this range." in body, section
 
 
 def test_html_of_an_empty_community_without_charts() -> None:
@@ -477,6 +681,7 @@ def test_html_of_an_empty_community_without_charts() -> None:
 def test_html_shows_unknown_charts_at_the_end() -> None:
     page = render_html(empty_report(), {"extra.png": _tiny_png()})
     assert "More charts" in page and page.count("data:image/png;base64,") == 1
+    assert _section_order(page)[-1] == "more-charts"
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -488,14 +693,16 @@ def test_write_report_writes_the_report_and_the_charts(tmp_path: Path, fmt: str)
     out = tmp_path / "out" / fmt
     paths = write_report(empty_report(), out, fmt)  # type: ignore[arg-type]
     name = {"text": "report.txt", "json": "report.json", "html": "report.html"}[fmt]
-    assert [p.name for p in paths] == [name, "activity.png", "cohort_heatmap.png", "retention_curves.png"]
+    lists = ["inactive.csv", "at_risk.csv", "channels.csv"] if fmt == "html" else []
+    assert [p.name for p in paths] == [name, "activity.png", "cohort_heatmap.png", "retention_curves.png", *lists]
     assert all(p.parent == out and p.stat().st_size > 0 for p in paths)
-    assert all(p.read_bytes().startswith(b"\x89PNG\r\n\x1a\n") for p in paths[1:])
+    assert all(p.read_bytes().startswith(b"\x89PNG\r\n\x1a\n") for p in paths[1:4])
     body = paths[0].read_text(encoding="utf-8")
     if fmt == "json":
         assert json.loads(body)["community"] == "brand-new"
     if fmt == "html":
         assert body.count("data:image/png;base64,") == 3
+        assert [p.read_text(encoding="utf-8").count("\n") for p in paths[4:]] == [1, 1, 1]  # headers only
 
 
 def test_write_report_without_chart_files(tmp_path: Path) -> None:
@@ -503,7 +710,7 @@ def test_write_report_without_chart_files(tmp_path: Path) -> None:
     assert write_report(report, tmp_path, "text", charts=False) == [tmp_path / "report.txt"]
     assert (tmp_path / "report.txt").read_text(encoding="utf-8") == render_text(report)
     paths = write_report(report, tmp_path, "html", charts=False)
-    assert paths == [tmp_path / "report.html"]
+    assert paths == [tmp_path / name for name in ("report.html", "inactive.csv", "at_risk.csv", "channels.csv")]
     assert paths[0].read_text(encoding="utf-8").count("data:image/png;base64,") == 4  # the page still embeds them
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 from collections import Counter
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -11,6 +12,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine
 
+from analytics.render.html import WEEKDAYS
 from bot.cli import main
 from bot.reporting import ReportError, ReportRequest, build_community_report
 from storage.catalog import CourseRecord, sync_courses
@@ -23,6 +25,7 @@ pytestmark = pytest.mark.storage
 # A slice of the real Komodo export kept in the repository (its README says what it keeps).
 DCE = Path(__file__).resolve().parent / "fixtures" / "komodo-discord-dce"
 SECURITY = DCE / "before-2019-Dec-05" / "developer-lounge" / "dev-security"
+SECTIONS = ("key-figures", "revenue", "activity", "hour-of-week", "channels", "growth", "cohorts", "members")
 
 
 def write_config(path: Path, url: str) -> Path:
@@ -84,10 +87,12 @@ def test_report_html_and_charts_are_written(engine: Engine, db_url: str, tmp_pat
     store = IngestStore(engine)
     store.register_community(COMMUNITY, "UTC")
     start = datetime(2024, 1, 1, 10, tzinfo=UTC)
-    store.write_batch(
-        [ev.message(f"u{i % 7}", at=start + timedelta(days=i // 3)) for i in range(120)]
-        + [ev.join(f"u{i}", at=start + timedelta(days=i)) for i in range(7)]
-    )
+    messages = [
+        ev.message(f"u{i % 7}", at=start + timedelta(days=i // 3, hours=i % 3), thread="t1" if i % 10 == 0 else None)
+        for i in range(120)
+    ]
+    joins = [ev.join(f"u{i}", at=start + timedelta(days=i)) for i in range(7)]
+    store.write_batch(messages + joins)
     config = write_config(tmp_path / "c.toml", db_url)
     out = tmp_path / "report"
     assert (
@@ -99,6 +104,33 @@ def test_report_html_and_charts_are_written(engine: Engine, db_url: str, tmp_pat
     assert "activity.png" in pngs
     for name in pngs:
         assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+    # revenue right after the key figures, then activity and its new sections
+    sections = [html.index(f'<section class="section" id="{s}"') for s in SECTIONS]
+    assert sections == sorted(sections)
+
+    # activity by hour of week: every message up to the as-of day counted in its weekday and UTC hour
+    in_range = [m for m in messages if m.occurred_at.date() <= date(2024, 2, 4)]
+    per_hour = Counter((m.occurred_at.weekday(), m.occurred_at.hour) for m in in_range)
+    for (day, hour), n in per_hour.items():
+        assert f'title="{WEEKDAYS[day]} {hour:02d}:00: {n} messages, 0 reactions"' in html
+    assert len(re.findall(r'title="\w{3} \d\d:00: 0 messages', html)) == 168 - len(per_hour)
+
+    # channels: the thread listed under its parent; every message in one of them
+    channels = list(csv.DictReader((out / "channels.csv").open(encoding="utf-8", newline="")))
+    in_thread = sum(1 for m in in_range if m.channel.thread_id is not None)
+    assert [int(c["messages"]) for c in channels] == [len(in_range) - in_thread, in_thread]
+    assert channels[1]["parent"] == channels[0]["channel"]
+    assert html.count('<span class="child">') == 1
+
+    # member growth: the seven joins in the first week of data
+    growth = html[html.index('id="growth-table"') :]
+    assert re.search(r"<td>2024-W01</td><td class=\"num\">7</td><td class=\"num\">0</td>", growth)
+
+    # the lists beside the page: everyone went quiet after 2024-01-14, so all 7 are listed with their last day
+    inactive = list(csv.DictReader((out / "inactive.csv").open(encoding="utf-8", newline="")))
+    at_risk = list(csv.DictReader((out / "at_risk.csv").open(encoding="utf-8", newline="")))
+    assert f"Inactive: {len(inactive)}" in html and f"At risk: {len(at_risk)}" in html
 
 
 def test_bots_never_count_and_sales_are_reported(engine: Engine) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from analytics.render.html import render_html
+from analytics.render.html import LIST_FILES, channels_csv, members_csv, render_html
 from analytics.render.json import render_json
 from analytics.render.shared import FORMATS, ReportFormat
 from analytics.render.text import render_text
@@ -16,7 +16,9 @@ def write_report(report: Report, out_dir: Path, fmt: ReportFormat, *, charts: bo
 
     Files: ``report.txt``, ``report.json`` or ``report.html``, plus ``activity.png``, ``cohort_heatmap.png``,
     ``retention_curves.png`` and (with commerce) ``revenue.png``. The HTML page embeds the charts itself, so it
-    stands alone; the PNG files are written beside it for other uses (chat attachments, slides).
+    stands alone; the PNG files are written beside it for other uses (chat attachments, slides). The HTML page
+    shows at most 50 members per list and 50 channels; ``inactive.csv``, ``at_risk.csv`` and ``channels.csv``
+    beside it hold every row, and the page links them.
 
     Args:
         report: The report.
@@ -25,7 +27,7 @@ def write_report(report: Report, out_dir: Path, fmt: ReportFormat, *, charts: bo
         charts: Whether to draw and write the PNG charts (the HTML page always embeds them).
 
     Returns:
-        The paths written, the report first.
+        The paths written: the report first, then the charts, then (for HTML) the CSV files.
 
     Raises:
         ValueError: ``fmt`` is not one of :data:`FORMATS`.
@@ -41,7 +43,7 @@ def write_report(report: Report, out_dir: Path, fmt: ReportFormat, *, charts: bo
     elif fmt == "json":
         path, body = out_dir / "report.json", render_json(report)
     else:
-        path, body = out_dir / "report.html", render_html(report, pngs)
+        path, body = out_dir / "report.html", render_html(report, pngs, csv_links=True)
     path.write_text(body, encoding="utf-8", newline="\n")
     written = [path]
     if charts:
@@ -49,4 +51,14 @@ def write_report(report: Report, out_dir: Path, fmt: ReportFormat, *, charts: bo
             png_path = out_dir / name
             png_path.write_bytes(png)
             written.append(png_path)
+    if fmt == "html":
+        lists = {
+            LIST_FILES["inactive"]: members_csv(report.inactive),
+            LIST_FILES["at_risk"]: members_csv(report.at_risk),
+            LIST_FILES["channels"]: channels_csv(report),
+        }
+        for name, text in lists.items():
+            csv_path = out_dir / name
+            csv_path.write_text(text, encoding="utf-8", newline="")
+            written.append(csv_path)
     return written

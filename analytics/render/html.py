@@ -1,12 +1,26 @@
-"""The report as one self-contained HTML page; names are cleaned and everything is escaped with ``html.escape``."""
+"""The report as one self-contained HTML page, built from the dashboard's Jinja components.
+
+The page is ``templates/report.html``; it imports ``templates/components.html``, the macros the dashboard pages
+use too. Autoescaping is on and names are cleaned with :func:`~analytics.safe_text.clean_name`, so a hostile name
+is shown as text. The page has no script and fetches nothing: its CSS is inline and its charts are ``data:`` PNGs.
+
+Long member lists are capped at :data:`LIST_CAP` rows; :mod:`.files` writes the full lists as CSV files beside the
+page (:data:`LIST_FILES`), and the page links them.
+"""
 
 from __future__ import annotations
 
 import base64
-import html
-from collections.abc import Iterable, Mapping, Sequence
+import csv
+import io
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
-from analytics.formatting import DASH, fmt_int, fmt_totals, fmt_weekday_iso
+import jinja2
+
+from analytics.formatting import DASH, fmt_ago, fmt_change, fmt_int, fmt_totals, fmt_weekday_iso
 from analytics.render.shared import (
     CONVERSION_HEADERS,
     COURSE_HEADERS,
@@ -20,7 +34,6 @@ from analytics.render.shared import (
     course_row,
     data_notices,
     key_figures,
-    last_active,
     net_by_currency,
     price_points_text,
     revenue_rows,
@@ -30,231 +43,328 @@ from analytics.render.shared import (
     week_row,
     weeks_in_range,
 )
-from analytics.results import Report
+from analytics.results import ChannelActivity, GrowthDay, HourOfWeek, MemberStatus, Report
 from analytics.safe_text import clean_name
+from analytics.weeks import week_label
 
-_CSS = """
-:root { color-scheme: light; --ink: #1d2330; --muted: #5b6472; --line: #e3e6eb; --accent: #2b6cb0; }
-* { box-sizing: border-box; }
-body { margin: 0; font: 15px/1.5 system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; color: var(--ink);
-  background: #f6f7f9; }
-main { max-width: 64rem; margin: 0 auto; padding: 1.5rem 1rem 3rem; }
-h1 { font-size: 1.5rem; margin: 0 0 .25rem; }
-h2 { font-size: 1.15rem; margin: 2rem 0 .75rem; padding-bottom: .25rem; border-bottom: 2px solid var(--line); }
-h3 { font-size: 1rem; margin: 1.25rem 0 .5rem; }
-p.notice { background: #fff4d6; border-left: 4px solid #e0a800; padding: .4rem .6rem; }
-p.meta, p.note, figcaption { color: var(--muted); font-size: .9rem; margin: .25rem 0; }
-section { background: #fff; border: 1px solid var(--line); border-radius: 8px; padding: .5rem 1rem 1rem;
-  margin-top: 1rem; }
-.kpis { display: grid; grid-template-columns: repeat(auto-fill, minmax(10.5rem, 1fr)); gap: .75rem; }
-.kpi { border: 1px solid var(--line); border-radius: 6px; padding: .5rem .75rem; }
-.kpi .label { color: var(--muted); font-size: .8rem; }
-.kpi .value { font-size: 1.35rem; font-weight: 600; font-variant-numeric: tabular-nums; }
-.kpi .change { font-size: .85rem; color: var(--muted); }
-figure { margin: 1rem 0; }
-figure img { width: 100%; height: auto; border: 1px solid var(--line); border-radius: 6px; }
-.scroll { overflow-x: auto; }
-table { border-collapse: collapse; width: 100%; font-size: .9rem; font-variant-numeric: tabular-nums; }
-th, td { padding: .3rem .55rem; border-bottom: 1px solid var(--line); text-align: right; white-space: nowrap; }
-th { background: #f0f2f5; font-weight: 600; }
-th.l, td.l { text-align: left; }
-td.name { white-space: normal; overflow-wrap: anywhere; min-width: 8rem; max-width: 18rem; }
-.note { color: var(--muted); }
-ul.names { margin: .25rem 0; padding-left: 1.25rem; }
-footer { color: var(--muted); font-size: .85rem; margin-top: 2rem; }
-"""
+TEMPLATES = Path(__file__).resolve().parent / "templates"
+
+LIST_CAP = 50
+"""Rows shown in each member list and the channel table; the CSV files beside the page hold them all."""
+
+LIST_FILES: dict[str, str] = {"inactive": "inactive.csv", "at_risk": "at_risk.csv", "channels": "channels.csv"}
+"""The CSV file of each capped list, written beside ``report.html``."""
+
+WEEKDAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
 
 _CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'"
 
 _SECTION_CHARTS = {
     "activity": ("activity.png",),
     "cohorts": ("cohort_heatmap.png", "retention_curves.png"),
-    "commerce": ("revenue.png",),
+    "revenue": ("revenue.png",),
 }
 
+# A spreadsheet runs a cell that starts with one of these as a formula (CSV injection): such cells get a leading '.
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+_SPARK = "▁▂▃▄▅▆▇█"
 
-def _e(text: object) -> str:
-    return html.escape(str(text), quote=True)
+MEMBER_CSV_HEADERS = ["member_id", "name", "platform", "days_since_active", "segment", "score", "messages_28d"]
+CHANNEL_CSV_HEADERS = ["channel", "parent", "messages", "active_members", "previous_messages", "weekly_messages"]
 
 
-def _name_html(name: str) -> str:
-    return f"<bdi>{_e(clean_name(name))}</bdi>"
+def build_environment() -> jinja2.Environment:
+    """The Jinja environment of the static report: its template and the shared dashboard components.
 
-
-def _html_table(
-    headers: Sequence[str],
-    rows: Sequence[Sequence[str]],
-    left: set[int],
-    raw: set[int] | None = None,
-    names: set[int] | None = None,
-) -> str:
-    """A table; cells are escaped except the columns in ``raw`` (already HTML).
-
-    Columns in ``left`` are left-aligned (text), the others right-aligned (numbers); columns in ``names`` wrap.
+    Returns:
+        An environment with autoescaping on for every template and undefined values raising errors.
     """
-    raw = raw or set()
-    names = names or set()
-    head = "".join(f'<th class="l">{_e(h)}</th>' if i in left else f"<th>{_e(h)}</th>" for i, h in enumerate(headers))
-    body = []
-    for row in rows:
-        cells = []
-        for i, cell in enumerate(row):
-            classes = []
-            if i in left:
-                classes.append("l")
-            if i in names:
-                classes.append("name")
-            attr = f' class="{" ".join(classes)}"' if classes else ""
-            cells.append(f"<td{attr}>{cell if i in raw else _e(cell)}</td>")
-        body.append("<tr>" + "".join(cells) + "</tr>")
-    return f'<div class="scroll"><table><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table></div>'
-
-
-def _figure_html(name: str, png: bytes) -> str:
-    from analytics.charts import CHART_TITLES
-
-    caption = CHART_TITLES.get(name, name)
-    data = base64.b64encode(png).decode("ascii")
-    size = ""
-    if png[:8] == b"\x89PNG\r\n\x1a\n" and png[12:16] == b"IHDR":  # width and height from the PNG header
-        size = f' width="{int.from_bytes(png[16:20], "big")}" height="{int.from_bytes(png[20:24], "big")}"'
-    return (
-        f'<figure><img src="data:image/png;base64,{data}" alt="{_e(caption)}"{size}>'
-        f"<figcaption>{_e(caption)}</figcaption></figure>"
+    return jinja2.Environment(
+        loader=jinja2.FileSystemLoader(TEMPLATES),
+        autoescape=True,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        undefined=jinja2.StrictUndefined,
     )
 
 
-def _charts_html(charts: Mapping[str, bytes], names: Iterable[str]) -> str:
-    return "".join(_figure_html(name, charts[name]) for name in names if name in charts)
+@dataclass(frozen=True)
+class _Chart:
+    src: str
+    caption: str
+    width: int | None
+    height: int | None
 
 
-def render_html(report: Report, charts: Mapping[str, bytes]) -> str:
-    """One self-contained HTML page: inline CSS, charts as ``data:`` PNG images, no external resource.
+@dataclass(frozen=True)
+class _MemberList:
+    key: str
+    title: str
+    total: int
+    rows: list[list[Any]]
+    csv: str | None
+
+
+def _chart(name: str, png: bytes) -> _Chart:
+    from analytics.charts import CHART_TITLES
+
+    width = height = None
+    if png[:8] == b"\x89PNG\r\n\x1a\n" and png[12:16] == b"IHDR":  # width and height from the PNG header
+        width, height = int.from_bytes(png[16:20], "big"), int.from_bytes(png[20:24], "big")
+    src = "data:image/png;base64," + base64.b64encode(png).decode("ascii")
+    return _Chart(src, CHART_TITLES.get(name, name), width, height)
+
+
+def _charts(charts: Mapping[str, bytes], names: Sequence[str]) -> list[_Chart]:
+    return [_chart(name, charts[name]) for name in names if name in charts]
+
+
+def _spreadsheet_safe(value: object) -> str:
+    text = clean_name(str(value))
+    return "'" + text if text.startswith(_FORMULA_START) else text
+
+
+def _csv(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(headers)
+    writer.writerows([_spreadsheet_safe("" if cell is None else cell) for cell in row] for row in rows)
+    return buffer.getvalue()
+
+
+def members_csv(members: Sequence[MemberStatus]) -> str:
+    """A member list (inactive, at risk) as CSV, every member, one row each; names cleaned and spreadsheet-safe.
+
+    Args:
+        members: The members, in the report's order.
+
+    Returns:
+        The CSV text with a header row (:data:`MEMBER_CSV_HEADERS`); an empty ``days_since_active`` means never.
+    """
+    return _csv(
+        MEMBER_CSV_HEADERS,
+        [
+            [
+                m.member_id,
+                m.name,
+                m.platform,
+                m.days_since_active,
+                m.segment,
+                None if m.score is None else round(m.score, 2),
+                m.messages_28d,
+            ]
+            for m in members
+        ],
+    )
+
+
+def channel_rows(report: Report) -> list[tuple[ChannelActivity, bool]]:
+    """Channels in display order: each parent followed by its threads; ``True`` marks a thread.
+
+    Args:
+        report: The report.
+
+    Returns:
+        ``(channel, is_thread)`` pairs; a thread whose parent had no messages in the range follows the others.
+    """
+    children: dict[str, list[ChannelActivity]] = {}
+    for c in report.channels:
+        if c.parent is not None:
+            children.setdefault(c.parent, []).append(c)
+    parents = {c.name for c in report.channels if c.parent is None}
+    rows: list[tuple[ChannelActivity, bool]] = []
+    for c in report.channels:
+        if c.parent is None:
+            rows.append((c, False))
+            rows.extend((child, True) for child in children.get(c.name, []))
+    rows.extend((c, True) for c in report.channels if c.parent is not None and c.parent not in parents)
+    return rows
+
+
+def channels_csv(report: Report) -> str:
+    """Every channel of the report as CSV, threads after their parent, with the weekly trend.
+
+    Args:
+        report: The report.
+
+    Returns:
+        The CSV text with a header row (:data:`CHANNEL_CSV_HEADERS`); the trend is messages per week, oldest first.
+    """
+    return _csv(
+        CHANNEL_CSV_HEADERS,
+        [
+            [
+                c.name,
+                c.parent or "",
+                c.messages,
+                c.active_members,
+                c.previous_messages,
+                " ".join(str(n) for n in c.weekly_messages),
+            ]
+            for c, _ in channel_rows(report)
+        ],
+    )
+
+
+def _sparkline(values: Sequence[int]) -> str:
+    top = max(values, default=0)
+    return "".join(_SPARK[0] if top == 0 else _SPARK[round(v / top * (len(_SPARK) - 1))] for v in values)
+
+
+def _member_list(key: str, title: str, members: Sequence[MemberStatus], csv_links: bool) -> _MemberList:
+    rows: list[list[Any]] = [
+        [{"text": clean_name(m.name), "cls": "name"}, m.platform, fmt_ago(m.days_since_active), segment_name(m.segment)]
+        for m in members[:LIST_CAP]
+    ]
+    return _MemberList(key, title, len(members), rows, LIST_FILES[key] if csv_links else None)
+
+
+def _hour_rows(cells: Sequence[HourOfWeek]) -> list[tuple[str, list[dict[str, Any]]]]:
+    if not cells:
+        return []
+    grid = {(c.weekday, c.hour): c for c in cells}
+    top = max((c.messages for c in cells), default=0)
+    rows = []
+    for day, label in enumerate(WEEKDAYS):
+        row = []
+        for hour in range(24):
+            c = grid.get((day, hour))
+            messages, reactions = (c.messages, c.reactions) if c else (0, 0)
+            row.append(
+                {
+                    "text": fmt_int(messages) if messages else "",
+                    "shade": messages / top if top else 0.0,
+                    "title": f"{label} {hour:02d}:00: {fmt_int(messages)} messages, {fmt_int(reactions)} reactions",
+                }
+            )
+        rows.append((label, row))
+    return rows
+
+
+def _busiest_hour(cells: Sequence[HourOfWeek]) -> str:
+    busiest = max(cells, key=lambda c: c.messages, default=None)
+    if busiest is None or busiest.messages == 0:
+        return ""
+    total = sum(c.messages for c in cells)
+    return (
+        f"Busiest hour: {WEEKDAYS[busiest.weekday]} {busiest.hour:02d}:00, {fmt_int(busiest.messages)} of "
+        f"{fmt_int(total)} messages"
+    )
+
+
+def _growth_rows(days: Sequence[GrowthDay]) -> list[list[str]]:
+    weeks: dict[str, list[GrowthDay]] = {}
+    for d in sorted(days, key=lambda d: d.day):
+        weeks.setdefault(week_label(d.day), []).append(d)
+    rows = [
+        [
+            week,
+            fmt_int(sum(d.joins for d in ds)),
+            fmt_int(sum(d.leaves for d in ds)),
+            fmt_int(sum(d.joins for d in ds) - sum(d.leaves for d in ds)),
+            fmt_int(ds[-1].members),
+        ]
+        for week, ds in weeks.items()
+    ]
+    return rows[-TEXT_WEEKS:]
+
+
+def _revenue(report: Report, charts: Mapping[str, bytes]) -> dict[str, Any] | None:
+    commerce = report.commerce
+    if commerce is None:
+        return None
+    courses = []
+    for c in commerce.courses:
+        row: list[Any] = course_row(c)
+        row[0] = {"text": clean_name(row[0]), "cls": "name"}
+        row.append(price_points_text(c) if len(c.price_points) > 1 else DASH)
+        courses.append(row)
+    revenue_headers, revenue_table = revenue_rows(report, commerce, TEXT_WEEKS) if commerce.revenue_weeks else ([], [])
+    return {
+        "line": " · ".join(commerce_line(commerce)),
+        "totals": fmt_totals(net_by_currency(commerce), " · ") if commerce.courses else "",
+        "courses": courses,
+        "course_headers": [*COURSE_HEADERS, "Price points"],
+        "weekly_headers": revenue_headers,
+        "weekly": revenue_table,
+        "conversion": conversion_rows(commerce) if commerce.cohort_conversion else [],
+        "conversion_headers": CONVERSION_HEADERS,
+        "charts": _charts(charts, _SECTION_CHARTS["revenue"]),
+    }
+
+
+def render_html(report: Report, charts: Mapping[str, bytes], *, csv_links: bool = False) -> str:
+    """One self-contained HTML page: inline CSS, charts as ``data:`` PNG images, no script, no external resource.
 
     A Content-Security-Policy forbids scripts and any network fetch, as a second line of defence behind escaping.
+    Order: key figures, revenue, activity (weekly, by hour of week, channels, member growth), cohorts, members.
+    The inactive and at-risk lists and the channel table show at most :data:`LIST_CAP` rows.
 
     Args:
         report: The report.
         charts: PNG bytes by file name, as from :func:`analytics.charts.render_charts` (may be empty). Charts
             with unknown names are shown at the end.
+        csv_links: Whether the full lists are written beside the page (:data:`LIST_FILES`, as
+            :func:`analytics.render.write_report` does) and linked from it.
 
     Returns:
         The HTML document.
     """
-    community = clean_name(report.community)
-    parts: list[str] = []
-    add = parts.append
-    add("<!DOCTYPE html>")
-    add('<html lang="en"><head><meta charset="utf-8">')
-    add('<meta name="viewport" content="width=device-width, initial-scale=1">')
-    add(f'<meta http-equiv="Content-Security-Policy" content="{_CSP}">')
-    add(f"<title>{_e(community)} · report as of {report.as_of.isoformat()}</title>")
-    add(f"<style>{_CSS}</style></head><body><main>")
-    add(f"<h1>{_e(community)}</h1>")
-    as_of = f"{fmt_weekday_iso(report.as_of)} ({clean_name(report.timezone)})"
-    add(f'<p class="meta">Community report as of {_e(as_of)}</p>')
-    for note in data_notices(report):
-        add(f'<p class="notice">{_e(note)}</p>')
-
-    # key figures
-    add('<section><h2>Key figures</h2><div class="kpis">')
-    for f in key_figures(report):
-        change = f'<div class="change">{_e(f.change)} vs 7 days earlier</div>' if f.change and f.change != DASH else ""
-        note = f'<div class="change">{_e(f.note)}</div>' if f.note else ""
-        add(f'<div class="kpi"><div class="label">{_e(f.label)}</div><div class="value">{_e(f.value)}</div>')
-        add(f"{change}{note}</div>")
-    add("</div>")
-    wow = week_over_week(report)
-    if wow is not None:
-        add(f"<h3>Week over week: {_e(wow.heading)}</h3>")
-        add(_html_table(["", wow.previous.week, wow.current.week, "Change"], wow.rows, left={0, 3}))
-    add("</section>")
-
-    # activity
-    add("<section><h2>Activity</h2>")
-    add(_charts_html(charts, _SECTION_CHARTS["activity"]))
     weeks = weeks_in_range(report)[-TEXT_WEEKS:]
-    add(f"<h3>Weekly activity (last {len(weeks)} weeks)</h3>")
-    add(_html_table(WEEK_HEADERS, [week_row(w) for w in weeks], left={0, 1}) if weeks else "<p>No weeks.</p>")
-    add("</section>")
-
-    # cohorts
-    add("<section><h2>Cohorts</h2>")
-    add(_charts_html(charts, _SECTION_CHARTS["cohorts"]))
-    headers, rows = cohort_rows(report)
-    add("<h3>Retention: share of each join week's members active k weeks after joining</h3>")
-    add(_html_table(headers, rows, left={0}) if rows else "<p>No join cohorts yet.</p>")
-    add("</section>")
-
-    # members
-    add("<section><h2>Members</h2>")
-    add("<h3>Segments</h3>")
-    if report.segments:
-        add(
-            _html_table(
-                ["Segment", "Members"], [[segment_name(k), fmt_int(v)] for k, v in report.segments.items()], {0}
-            )
-        )
-    else:
-        add(f"<p>{DASH}</p>")
-    add("<h3>Top members (by engagement score)</h3>")
-    if report.top_members:
-        top = [top_row(i, m) for i, m in enumerate(report.top_members, 1)]
-        for row in top:
-            row[1] = _name_html(row[1])
-        add(_html_table(TOP_HEADERS, top, left={1, 2, 5}, raw={1}, names={1}))
-    else:
-        add(f"<p>{DASH}</p>")
-    for title, members in (("Inactive", report.inactive), ("At risk", report.at_risk)):
-        add(f"<h3>{title}: {_e(fmt_int(len(members)))}</h3>")
-        if members:
-            items = "".join(
-                f'<li>{_name_html(m.name)} <span class="note">({_e(m.platform)}, {_e(last_active(m))})</span></li>'
-                for m in members
-            )
-            add(f'<ul class="names">{items}</ul>')
-    add("</section>")
-
-    # commerce
-    add("<section><h2>Commerce</h2>")
-    commerce = report.commerce
-    if commerce is None:
-        add("<p>No courses or sales.</p>")
-    else:
-        add(_charts_html(charts, _SECTION_CHARTS["commerce"]))
-        add(f"<p>{_e(' · '.join(commerce_line(commerce)))}</p>")
-        if commerce.courses:
-            course_rows = []
-            for c in commerce.courses:
-                row = [_e(cell) for cell in course_row(c)]
-                row[0] = _name_html(c.title or c.course)
-                if len(c.price_points) > 1:
-                    row[0] += f'<br><span class="note">at {_e(price_points_text(c))}</span>'
-                course_rows.append(row)
-            add("<h3>By course</h3>")
-            add(_html_table(COURSE_HEADERS, course_rows, left={0, 1}, raw=set(range(len(COURSE_HEADERS))), names={0}))
-            totals = fmt_totals(net_by_currency(commerce), " · ")
-            add(f"<p>Net revenue to date: {_e(totals)}</p>")
-        if commerce.revenue_weeks:
-            headers, rows = revenue_rows(report, commerce, TEXT_WEEKS)
-            add(f"<h3>Net revenue by week (last {len(rows)} weeks)</h3>")
-            add(_html_table(headers, rows, left={0}))
-        if commerce.cohort_conversion:
-            conv = conversion_rows(commerce)
-            add("<h3>Buyers by join cohort</h3>")
-            add(_html_table(CONVERSION_HEADERS, conv, left={0}))
-    add("</section>")
-
+    cohort_headers, cohorts = cohort_rows(report)
+    top: list[list[Any]] = []
+    for i, m in enumerate(report.top_members, 1):
+        row: list[Any] = top_row(i, m)
+        row[1] = {"text": clean_name(row[1]), "cls": "name"}
+        top.append(row)
+    channels = [
+        [
+            {"text": clean_name(c.name), "cls": "child" if is_thread else "name"},
+            fmt_int(c.messages),
+            fmt_int(c.active_members),
+            fmt_int(c.previous_messages),
+            fmt_change(c.previous_messages, c.messages),
+            _sparkline(c.weekly_messages),
+        ]
+        for c, is_thread in channel_rows(report)
+    ]
     known = {name for names in _SECTION_CHARTS.values() for name in names}
-    others = sorted(name for name in charts if name not in known)
-    if others:
-        add("<section><h2>More charts</h2>")
-        add(_charts_html(charts, others))
-        add("</section>")
-
-    add(
-        f"<footer>Exact figures, for the community's owners and admins. Report schema version {SCHEMA_VERSION}."
-        "</footer>"
-    )
-    add("</main></body></html>")
-    return "\n".join(parts) + "\n"
+    values = {
+        "csp": _CSP,
+        "community": clean_name(report.community),
+        "as_of": report.as_of.isoformat(),
+        "as_of_line": f"{fmt_weekday_iso(report.as_of)} ({clean_name(report.timezone)})",
+        "timezone": clean_name(report.timezone),
+        "notices": data_notices(report),
+        "figures": key_figures(report),
+        "dash": DASH,
+        "wow": week_over_week(report),
+        "revenue": _revenue(report, charts),
+        "activity_charts": _charts(charts, _SECTION_CHARTS["activity"]),
+        "week_headers": WEEK_HEADERS,
+        "weeks": [week_row(w) for w in weeks],
+        "hour_columns": [f"{h:02d}" for h in range(24)],
+        "hours": _hour_rows(report.hour_of_week),
+        "busiest_hour": _busiest_hour(report.hour_of_week),
+        "channel_headers": ["Channel", "Messages", "Active members", "Previous range", "Change", "Trend by week"],
+        "channels": channels[:LIST_CAP],
+        "channel_total": len(channels),
+        "channels_csv": LIST_FILES["channels"] if csv_links else None,
+        "growth_headers": ["Week", "Joins", "Leaves", "Net", "Members at week end"],
+        "growth": _growth_rows(report.growth),
+        "cohort_charts": _charts(charts, _SECTION_CHARTS["cohorts"]),
+        "cohort_headers": cohort_headers,
+        "cohorts": cohorts,
+        "segments": [[segment_name(k), fmt_int(v)] for k, v in report.segments.items()],
+        "top_headers": TOP_HEADERS,
+        "top": top,
+        "lists": [
+            _member_list("inactive", "Inactive", report.inactive, csv_links),
+            _member_list("at_risk", "At risk", report.at_risk, csv_links),
+        ],
+        "list_cap": LIST_CAP,
+        "other_charts": _charts(charts, sorted(name for name in charts if name not in known)),
+        "schema_version": SCHEMA_VERSION,
+        "fmt_int": fmt_int,
+    }
+    return build_environment().get_template("report.html").render(values)

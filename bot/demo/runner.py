@@ -375,7 +375,7 @@ async def _run(settings: Settings, plan: SimulationPlan, out: Path, say: _Printe
     finally:
         await app.stop()
     counts = community.counts()
-    _record_files(out, [*files["charts"], files["html"]])
+    _record_files(out, [*files["charts"], files["html"], *files["lists"]])
     return {
         "out": out,
         "database": out / DATABASE_NAME,
@@ -508,7 +508,7 @@ async def _finish(
     full, _ = await asyncio.to_thread(build_community_report, app.engine, request, now=app.clock.now())
     written = await asyncio.to_thread(write_report, full, out / REPORT_DIR, "html")
     html = written[0]
-    charts += written[1:]
+    charts += [p for p in written[1:] if p.suffix == ".png"]  # the CSV lists beside the page are no charts
 
     c = community.counts()
     say.block(
@@ -537,7 +537,8 @@ async def _finish(
         ),
     )
     say.block("Open the dashboard on this database", _dashboard_hint(out))
-    return {"charts": charts, "html": html, "digest_week": digest_week}
+    lists = [p for p in written[1:] if p.suffix == ".csv"]  # the full member and channel lists beside the page
+    return {"charts": charts, "html": html, "lists": lists, "digest_week": digest_week}
 
 
 def _console_hint(out: Path, settings: Settings) -> str:
