@@ -123,3 +123,33 @@ def test_jobs_shows_next_and_last_runs(
     assert "2024-05-06 09:00" in lines["digest"] and "ok" in lines["digest"] and "2 of 2" in lines["digest"]
     assert "never" in lines["refresh"]
     assert " off " in lines["nudges"]  # nudges are off unless the owner opts in
+
+
+def test_jobs_on_a_fresh_database_says_how_a_community_gets_there(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    write_config(tmp_path / "cohortbot.toml", "sqlite:///fresh.db")
+    assert main(["db", "upgrade"]) == 0
+    capsys.readouterr()
+    assert main(["jobs"]) == 2
+    captured = capsys.readouterr()
+    assert captured.err == (
+        f"cohortbot: nothing is stored for {COMMUNITY!r} yet: start the bot (`cohortbot run`) or import its history "
+        "(`cohortbot import discord-export|telegram-export ...`) first\n"
+    )
+    assert "--community" not in captured.err  # `jobs` has no such option
+    assert captured.out == ""
+
+
+@pytest.mark.storage
+def test_jobs_for_another_community_names_the_stored_ones_and_the_setting(
+    store: IngestStore, db_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    store.community_id(COMMUNITY)
+    config = tmp_path / "c.toml"
+    config.write_text(f'[community]\nname = "Elsewhere"\n\n[storage]\nurl = {json.dumps(db_url)}\n', encoding="utf-8")
+    assert main(["jobs", "--config", str(config)]) == 2
+    assert capsys.readouterr().err == (
+        f"cohortbot: no community 'Elsewhere' in this database (it holds {COMMUNITY!r}); "
+        "set [community] name to one of them\n"
+    )
