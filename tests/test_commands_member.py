@@ -227,6 +227,15 @@ async def test_forget_needs_a_valid_token_then_deletes(bot: Bot, tg: Events) -> 
     assert "Last 30 days: 1 message on 1 active day" in (await bot.run("/stats", user=BOB)).text.plain()
 
 
+async def test_forget_confirm_without_the_code_says_the_code_is_missing(bot: Bot, tg: Events) -> None:
+    await bot.put(tg.message(ANN, at=at(20)))
+    await bot.run("/forget", user=ANN)
+    answer = (await bot.run("/forget confirm", user=ANN)).text.plain()
+    assert "The confirmation code is missing; nothing was deleted" in answer
+    assert "not valid or has expired" not in answer
+    assert "Last 30 days: 1 message on 1 active day" in (await bot.run("/stats", user=ANN)).text.plain()
+
+
 async def test_forget_token_expires_after_a_day(bot: Bot, tg: Events) -> None:
     await bot.put(tg.message(ANN, at=at(20)))
     token_line = (await bot.run("/forget", user=ANN)).buttons[0].value

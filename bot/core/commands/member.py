@@ -359,7 +359,12 @@ async def forget(ctx: CommandContext) -> Reply:
             buttons=(Button("Delete my data", "command", f"/forget confirm {token}", danger=True),),
         )
     token = ctx.options.get("token", "")
-    if not token or not _token_valid(ctx, token):
+    if not token:
+        raise UsageError(
+            "The confirmation code is missing; nothing was deleted. Send /forget to get it, "
+            "then /forget confirm followed by the code (or press the button)."
+        )
+    if not _token_valid(ctx, token):
         raise UsageError(
             "That confirmation code is not valid or has expired; nothing was deleted. Send /forget for a new one."
         )
