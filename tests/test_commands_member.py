@@ -208,7 +208,10 @@ async def test_forget_needs_a_valid_token_then_deletes(bot: Bot, tg: Events) -> 
     ask = await bot.run("/forget", user=ANN)
     text = ask.text.plain()
     assert "messages (when, where, length" in text and ": 3" in text
-    assert "stay in the sales records for accounting" in text
+    assert (
+        "Your 1 purchase stays in the sales records for accounting, without your name; the bot will then no longer "
+        "know that you own that course." in text
+    )
     (button,) = ask.buttons
     assert button.kind == "command" and button.danger and button.value.startswith("/forget confirm ")
 

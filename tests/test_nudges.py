@@ -239,7 +239,7 @@ async def test_the_owners_digest_compares_nudged_and_holdout_members(
         run,
         now=NOW,
         outcome="ok",
-        detail="checked 3 accesses, fixed 0, 1 need an admin\n"
+        detail="checked 3 accesses, fixed 0, 1 needs an admin\n"
         "needs an admin: discord user 42, Async Python: the bot may not give the role",
     )
 

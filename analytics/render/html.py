@@ -6,7 +6,7 @@ import base64
 import html
 from collections.abc import Iterable, Mapping, Sequence
 
-from analytics.formatting import DASH, fmt_int, fmt_totals, fmt_weekday_iso
+from analytics.formatting import DASH, fmt_int, fmt_totals, fmt_weekday_iso, plural
 from analytics.render.shared import (
     CONVERSION_HEADERS,
     COURSE_HEADERS,
@@ -174,7 +174,7 @@ def render_html(report: Report, charts: Mapping[str, bytes]) -> str:
     add("<section><h2>Activity</h2>")
     add(_charts_html(charts, _SECTION_CHARTS["activity"]))
     weeks = weeks_in_range(report)[-TEXT_WEEKS:]
-    add(f"<h3>Weekly activity (last {len(weeks)} weeks)</h3>")
+    add(f"<h3>Weekly activity (last {plural(len(weeks), 'week')})</h3>")
     add(_html_table(WEEK_HEADERS, [week_row(w) for w in weeks], left={0, 1}) if weeks else "<p>No weeks.</p>")
     add("</section>")
 
@@ -237,7 +237,7 @@ def render_html(report: Report, charts: Mapping[str, bytes]) -> str:
             add(f"<p>Net revenue to date: {_e(totals)}</p>")
         if commerce.revenue_weeks:
             headers, rows = revenue_rows(report, commerce, TEXT_WEEKS)
-            add(f"<h3>Net revenue by week (last {len(rows)} weeks)</h3>")
+            add(f"<h3>Net revenue by week (last {plural(len(rows), 'week')})</h3>")
             add(_html_table(headers, rows, left={0}))
         if commerce.cohort_conversion:
             conv = conversion_rows(commerce)

@@ -6,6 +6,7 @@ import argparse
 import os
 import sys
 
+from analytics.formatting import plural
 from bot.cli.common import (
     EXIT_OK,
     EXIT_USAGE,
@@ -26,7 +27,7 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     try:
         settings = load_settings(path)
     except ConfigError as exc:
-        print(f"{path}: {len(exc.errors)} problem{'s' if len(exc.errors) != 1 else ''}:", file=sys.stderr)
+        print(f"{path}: {plural(len(exc.errors), 'problem')}:", file=sys.stderr)
         for error in exc.errors:
             print(f"  {error}", file=sys.stderr)
         return EXIT_USAGE

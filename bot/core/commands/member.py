@@ -16,7 +16,7 @@ from datetime import UTC, date, timedelta
 from decimal import Decimal
 from types import MappingProxyType
 
-from analytics.formatting import fmt_day, fmt_int, fmt_money
+from analytics.formatting import fmt_day, fmt_int, fmt_money, plural
 from bot.core.commands.base import CommandContext, CommandSpec, OptionSpec, UsageError
 from bot.core.markup import Span, bold, code, italic, join, rich
 from bot.core.payments import PaymentError, sign_payload
@@ -98,10 +98,6 @@ async def help_(ctx: CommandContext) -> Reply:
 # --- /stats ------------------------------------------------------------------------------------------------------
 
 
-def _plural(n: int, word: str) -> str:
-    return f"{fmt_int(n)} {word}" if n == 1 else f"{fmt_int(n)} {word}s"
-
-
 async def stats(ctx: CommandContext) -> Reply:
     """Your own activity: messages, active days, reactions, streak and rank."""
     tz = ctx.settings.community.tz
@@ -121,14 +117,14 @@ async def stats(ctx: CommandContext) -> Reply:
     s = result
     lines: _Lines = [
         [bold(f"Your activity in {ctx.settings.community.name}")],
-        f"Last 7 days: {_plural(s.messages_7d, 'message')} on {_plural(s.active_days_7d, 'active day')}",
-        f"Last 30 days: {_plural(s.messages_30d, 'message')} on {_plural(s.active_days_30d, 'active day')}",
+        f"Last 7 days: {plural(s.messages_7d, 'message')} on {plural(s.active_days_7d, 'active day')}",
+        f"Last 30 days: {plural(s.messages_30d, 'message')} on {plural(s.active_days_30d, 'active day')}",
         f"Reactions (30 days): {fmt_int(s.reactions_given_30d)} given, {fmt_int(s.reactions_received_30d)} received",
     ]
     if s.streak:
-        lines.append(f"Streak: {_plural(s.streak, 'day')} in a row" + (" 🔥" if s.streak >= 3 else ""))
+        lines.append(f"Streak: {plural(s.streak, 'day')} in a row" + (" 🔥" if s.streak >= 3 else ""))
     if s.rank is not None:
-        lines.append(f"Rank: #{s.rank} of {fmt_int(s.ranked_members)} active members (messages, 30 days)")
+        lines.append(f"Rank: #{s.rank} of {plural(s.ranked_members, 'active member')} (messages, 30 days)")
     else:
         lines.append("Rank: post a message to get on the board")
     lines.append(f"Member since: {fmt_day(s.member.member_since.astimezone(tz).date())}")
@@ -344,9 +340,11 @@ async def forget(ctx: CommandContext) -> Reply:
             if n and name not in ("purchases", "refunds")
         ]
         if counts.get("purchases"):
+            n = counts["purchases"]
             lines.append(
-                f"Your {_plural(counts['purchases'], 'purchase')} stay in the sales records for accounting, without "
-                "your name; the bot will then no longer know that you own those courses."
+                f"Your {plural(n, 'purchase')} {plural(n, 'stays', 'stay', with_count=False)} in the sales records "
+                "for accounting, without your name; the bot will then no longer know that you own "
+                f"{plural(n, 'that course', 'those courses', with_count=False)}."
             )
         lines += [
             "",
