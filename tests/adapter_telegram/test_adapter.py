@@ -197,16 +197,22 @@ async def test_member_who_never_started_the_bot_gets_a_start_link(fake: FakeBotA
 
 
 async def test_deep_link_start_runs_the_command(fake: FakeBotApi, db_path: Path) -> None:
-    async with running(fake, db_path):
+    async with running(fake, db_path) as h:
+        await h.deliver(p.group_message(p.ALICE, "hello everyone", message_id=301, date=int(time.time()) - 60))
+        await h.settle()
         await fake.add_update(p.private_message(p.ALICE, "/start stats"))
         (dm,) = await fake.wait_for("sendMessage", to(p.ALICE))
-        assert "Nothing recorded" in dm.params["text"] or "activity" in dm.params["text"]
+        # Only /stats answers this: her own figures, with the message she just posted; not the /start welcome.
+        assert "Your activity in PyCraft" in dm.params["text"]
+        assert "Last 7 days: 1 message on 1 active day" in dm.params["text"]
+        assert "activity bot of PyCraft" not in dm.params["text"]
 
 
 async def test_start_with_an_unknown_parameter_just_starts(fake: FakeBotApi, db_path: Path) -> None:
     async with running(fake, db_path):
         await fake.add_update(p.private_message(p.ALICE, "/start promo2024"))
         (dm,) = await fake.wait_for("sendMessage", to(p.ALICE))
+        assert "activity bot of PyCraft" in dm.params["text"]  # the welcome, as a plain /start
         assert "Usage" not in dm.params["text"] and "more than it expects" not in dm.params["text"]
 
 
