@@ -83,7 +83,9 @@ class ImportSummary:
         files = plural(self.files, "file")
         if self.empty_files:
             files += f" ({self.empty_files:,} empty)"
-        skipped = ", ".join(f"{n:,} {reason}" for reason, n in self.skipped) or "nothing"
+        # A reason names a kind of record ("channel posts ..."), not one record: a tally ("1 × ...") reads right for
+        # any count, where "1 channel posts" would not.
+        skipped = ", ".join(f"{n:,} × {reason}" for reason, n in self.skipped) or "nothing"
         conflicts = ""
         if self.conflicts:
             ids = plural(self.conflicts, "duplicate message id")
