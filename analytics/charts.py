@@ -17,6 +17,7 @@ from __future__ import annotations
 import io
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 
 import matplotlib.dates as mdates
@@ -141,10 +142,256 @@ def placeholder(
     return _png(fig)
 
 
-def _masked(values: Sequence[int], audience: Audience) -> tuple[np.ndarray, bool]:
-    """Counts as floats, with hidden ones (1 to 4, for members) replaced by NaN (not plotted); and whether any was."""
-    out = np.array([math.nan if audience.hides(v) else float(v) for v in values], dtype=float)
-    return out, any(audience.hides(v) for v in values)
+# --- data steps: what each chart shows (pure, tested on their rules), then the drawing ------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Placeholder:
+    """Nothing to plot: the chart-sized figure says why (``message``) and when it will appear (``detail``)."""
+
+    title: str
+    message: str
+    detail: str = "The chart appears once the bot has logged some activity."
+
+
+@dataclass(frozen=True, slots=True)
+class ActivityData:
+    """The activity chart's series: one value per plotted day; None where a count is hidden from the audience."""
+
+    title: str
+    timezone: str
+    days: tuple[date, ...]
+    dau: tuple[int | None, ...]
+    wau: tuple[int | None, ...]
+    mau: tuple[int | None, ...]
+    hidden: bool  # some count is hidden: a grey band from 0 to MIN_GROUP says so
+    top: int  # the largest count (or MIN_GROUP), which sets the y axis
+
+
+@dataclass(frozen=True, slots=True)
+class HeatmapRow:
+    """One join cohort in the heatmap: its label and one cell per observed week (up to the chart's columns)."""
+
+    cohort: str
+    label: str  # "2024-W10 (n=8)", or "2024-W10 (n<5)" when the size is hidden
+    hidden: bool  # a small cohort for members: grey cells marked "<5", no shares
+    percents: tuple[float | None, ...]  # % of the cohort active in week k; None when hidden
+    texts: tuple[str, ...]  # what each cell says: "75%", or "<5"
+
+
+@dataclass(frozen=True, slots=True)
+class HeatmapData:
+    """The cohort heatmap: rows oldest first, ``columns`` weeks since joining, and the note on what was cut."""
+
+    title: str
+    columns: int
+    rows: tuple[HeatmapRow, ...]
+    note: str  # "Showing the last 12 of 40 join weeks and weeks 0 to 11", or ""
+
+
+@dataclass(frozen=True, slots=True)
+class Curve:
+    """One cohort's retention curve: % of the cohort active k weeks after joining."""
+
+    cohort: str
+    label: str
+    percents: tuple[float, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class CurvesData:
+    """The retention curves, oldest first, and the small cohorts left out in between (named in a note)."""
+
+    title: str
+    curves: tuple[Curve, ...]
+    skipped: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class RevenuePanel:
+    """One currency's net revenue per ISO week (Monday, net), oldest first, and its total."""
+
+    currency: str
+    weeks: tuple[tuple[date, float], ...]
+    total: float
+
+
+@dataclass(frozen=True, slots=True)
+class RevenueData:
+    """The revenue chart: one panel per currency (sorted by code) over the weeks from ``first`` to ``last``."""
+
+    title: str
+    panels: tuple[RevenuePanel, ...]
+    first: date  # the Monday of the first week shown
+    last: date  # the day after the last week shown
+    any_negative: bool  # some week refunded more than it sold
+
+
+def _shown(n: int, audience: Audience) -> int | None:
+    return None if audience.hides(n) else n
+
+
+def activity_data(report: Report, audience: Audience = OWNERS) -> ActivityData | Placeholder:
+    """What the activity chart plots: DAU, WAU and MAU per day up to the last complete, measured day.
+
+    For members, counts of 1 to 4 are None (not plotted); zero and 5 or more are shown.
+
+    Args:
+        report: The report.
+        audience: Who will see the chart.
+
+    Returns:
+        The series; a placeholder when there are no days, no one was ever active, or every count is hidden.
+    """
+    title = f"{report.community}: active members"
+    # An unfinished or unmeasured day is never plotted: its counts would read as a drop.
+    days = sorted((d for d in report.daily if d.day <= report.measured_through), key=lambda d: d.day)
+    if not days or all(d.dau == 0 and d.wau == 0 and d.mau == 0 for d in days):
+        return Placeholder(title, "No activity yet")
+    if all(audience.hides(n) or n == 0 for d in days for n in (d.dau, d.wau, d.mau)):
+        return Placeholder(
+            title,
+            f"Fewer than {MIN_GROUP} active members so far",
+            f"Counts under {MIN_GROUP} are not shown; the chart appears with {MIN_GROUP} or more active members.",
+        )
+    return ActivityData(
+        title=title,
+        timezone=report.timezone,
+        days=tuple(d.day for d in days),
+        dau=tuple(_shown(d.dau, audience) for d in days),
+        wau=tuple(_shown(d.wau, audience) for d in days),
+        mau=tuple(_shown(d.mau, audience) for d in days),
+        hidden=any(audience.hides(n) for d in days for n in (d.dau, d.wau, d.mau)),
+        top=max([MIN_GROUP, *(d.mau for d in days), *(d.wau for d in days), *(d.dau for d in days)]),
+    )
+
+
+def _cohort_label(cohort: Cohort, audience: Audience) -> str:
+    size = f"n{SMALL}" if audience.hides(cohort.size) else f"n={cohort.size}"
+    return f"{cohort.cohort} ({size})"
+
+
+def cohort_heatmap_data(report: Report, audience: Audience = OWNERS) -> HeatmapData | Placeholder:
+    """What the cohort heatmap shows: the last 12 join cohorts (oldest first) by weeks 0 to 11 since joining.
+
+    At least 4 columns (a young community's cells are not giant blocks); weeks not observed yet have no cell. For
+    members, cohorts under 5 members keep their row but show "<5" instead of shares and size.
+
+    Args:
+        report: The report.
+        audience: Who will see the chart.
+
+    Returns:
+        The grid; a placeholder when there are no cohorts or every shown cohort is hidden.
+    """
+    title = f"{report.community}: cohort retention"
+    everything = sorted(report.cohorts, key=lambda c: c.start)
+    cohorts = everything[-MAX_HEATMAP_COHORTS:]
+    if not cohorts:
+        return Placeholder(title, "No join cohorts yet", "The chart appears once members have joined.")
+    if all(audience.hides(c.size) for c in cohorts):
+        return Placeholder(
+            title,
+            f"No join cohort of {MIN_GROUP} or more members yet",
+            f"Cohorts under {MIN_GROUP} members are not shown.",
+        )
+    longest = max(len(c.retention) for c in cohorts)
+    columns = max(4, min(MAX_HEATMAP_WEEKS, longest))
+    rows = []
+    for cohort in cohorts:
+        hidden = audience.hides(cohort.size)
+        observed = cohort.retention[:columns]
+        percents = tuple(None if hidden else share * 100.0 for share in observed)
+        rows.append(
+            HeatmapRow(
+                cohort=cohort.cohort,
+                label=_cohort_label(cohort, audience),
+                hidden=hidden,
+                percents=percents,
+                texts=tuple(SMALL if p is None else f"{p:.0f}%" for p in percents),
+            )
+        )
+    cut = []
+    if len(everything) > len(cohorts):
+        cut.append(f"the last {len(cohorts)} of {len(everything)} join weeks")
+    if longest > columns:
+        cut.append(f"weeks 0 to {columns - 1}")
+    return HeatmapData(title, columns, tuple(rows), "Showing " + " and ".join(cut) if cut else "")
+
+
+def retention_curves_data(report: Report, audience: Audience = OWNERS) -> CurvesData | Placeholder:
+    """What the retention curves show: the 6 most recent cohorts with an observed week (for members, of 5 or more).
+
+    Args:
+        report: The report.
+        audience: Who will see the chart.
+
+    Returns:
+        The curves, oldest first, and the hidden cohorts from the first shown one on; a placeholder when no cohort
+        can be shown.
+    """
+    title = f"{report.community}: retention by join week"
+    ordered = sorted(report.cohorts, key=lambda c: c.start)
+    visible = [c for c in ordered if c.retention and not audience.hides(c.size)][-MAX_CURVES:]
+    if not visible:
+        if not ordered:
+            return Placeholder(title, "No join cohorts yet", "The chart appears once members have joined.")
+        return Placeholder(
+            title,
+            f"No join cohort of {MIN_GROUP} or more members yet",
+            f"Cohorts under {MIN_GROUP} members are not shown.",
+        )
+    first = visible[0].start
+    return CurvesData(
+        title=title,
+        curves=tuple(
+            Curve(c.cohort, _cohort_label(c, audience), tuple(s * 100.0 for s in c.retention)) for c in visible
+        ),
+        skipped=tuple(c.cohort for c in ordered if audience.hides(c.size) and c.start >= first),
+    )
+
+
+def revenue_data(report: Report) -> RevenueData | Placeholder | None:
+    """What the revenue chart shows: net revenue (sales minus refunds) per ISO week, one panel per currency.
+
+    The weeks span the report's weeks and every week with revenue, so the panels line up with the activity.
+
+    Args:
+        report: The report.
+
+    Returns:
+        The panels; None without a commerce section; a placeholder when it has no sales.
+    """
+    commerce = report.commerce
+    if commerce is None:
+        return None
+    title = f"{report.community}: net revenue per week"
+    if not commerce.revenue_weeks:
+        return Placeholder(title, "No sales yet", "The chart appears after the first purchase.")
+    panels = []
+    for currency in sorted({w.currency for w in commerce.revenue_weeks}):
+        weeks = sorted((w for w in commerce.revenue_weeks if w.currency == currency), key=lambda w: w.start)
+        panels.append(RevenuePanel(currency, tuple((w.start, w.net) for w in weeks), sum(w.net for w in weeks)))
+    starts = [w.start for w in report.weekly] + [w.start for w in commerce.revenue_weeks]
+    return RevenueData(
+        title=title,
+        panels=tuple(panels),
+        first=min(starts),
+        last=max(starts) + timedelta(days=7),
+        any_negative=any(net < 0 for panel in panels for _, net in panel.weeks),
+    )
+
+
+# --- drawing ----------------------------------------------------------------------------------------------------
+
+
+def _draw_placeholder(empty: Placeholder) -> bytes:
+    return placeholder(empty.title, empty.message, empty.detail)
+
+
+def _series(values: Sequence[int | None]) -> np.ndarray:
+    """Counts as floats, hidden ones (None) as NaN: not plotted."""
+    return np.array([math.nan if v is None else float(v) for v in values], dtype=float)
 
 
 def _isolated(values: np.ndarray) -> np.ndarray:
@@ -168,55 +415,38 @@ def activity_chart(report: Report, audience: Audience = OWNERS) -> bytes:
     Returns:
         PNG bytes; a "no activity yet" figure when there are no days or no one was ever active.
     """
-    title = f"{report.community}: active members"
-    # An unfinished or unmeasured day is never plotted: its counts would read as a drop.
-    days = sorted((d for d in report.daily if d.day <= report.measured_through), key=lambda d: d.day)
-    if not days or all(d.dau == 0 and d.wau == 0 and d.mau == 0 for d in days):
-        return placeholder(title, "No activity yet")
-    if all(audience.hides(n) or n == 0 for d in days for n in (d.dau, d.wau, d.mau)):
-        return placeholder(
-            title,
-            f"Fewer than {MIN_GROUP} active members so far",
-            f"Counts under {MIN_GROUP} are not shown; the chart appears with {MIN_GROUP} or more active members.",
-        )
-
-    x = [_x(d.day) for d in days]
-    dau, dau_hidden = _masked([d.dau for d in days], audience)
-    wau, wau_hidden = _masked([d.wau for d in days], audience)
-    mau, mau_hidden = _masked([d.mau for d in days], audience)
-    marker = "o" if len(days) < 8 else None
+    data = activity_data(report, audience)
+    if isinstance(data, Placeholder):
+        return _draw_placeholder(data)
+    x = [_x(day) for day in data.days]
+    marker = "o" if len(data.days) < 8 else None
 
     fig = _figure()
-    _title(fig, title)
+    _title(fig, data.title)
     ax = fig.add_subplot()
     _style_axes(ax)
-    if dau_hidden or wau_hidden or mau_hidden:
+    if data.hidden:
         ax.axhspan(0, MIN_GROUP, color=_HIDDEN_GREY, alpha=0.6, linewidth=0, label=f"fewer than {MIN_GROUP}: hidden")
-    for values, colour, width, label in (
-        (mau, _MAU_COLOR, 2.4, "MAU (active in 28 days)"),
-        (wau, _WAU_COLOR, 2.0, "WAU (active in 7 days)"),
-        (dau, _DAU_COLOR, 1.4, "DAU (active that day)"),
+    for counts, colour, width, label in (
+        (data.mau, _MAU_COLOR, 2.4, "MAU (active in 28 days)"),
+        (data.wau, _WAU_COLOR, 2.0, "WAU (active in 7 days)"),
+        (data.dau, _DAU_COLOR, 1.4, "DAU (active that day)"),
     ):
+        values = _series(counts)
         ax.plot(x, values, color=colour, linewidth=width, marker=marker, label=label)
         lonely = _isolated(values)
         if marker is None and lonely.any():  # a point between two hidden days draws no line: mark it
             ax.plot(np.asarray(x)[lonely], values[lonely], linestyle="none", marker="o", markersize=3, color=colour)
 
-    top = max([MIN_GROUP, *(d.mau for d in days), *(d.wau for d in days), *(d.dau for d in days)])
-    ax.set_ylim(0, top * 1.3)
+    ax.set_ylim(0, data.top * 1.3)
     ax.yaxis.set_major_locator(MaxNLocator(integer=True))
-    margin = timedelta(days=3 if len(days) < 8 else 1)
-    ax.set_xlim(_x(days[0].day - margin), _x(days[-1].day + margin))
+    margin = timedelta(days=3 if len(data.days) < 8 else 1)
+    ax.set_xlim(_x(data.days[0] - margin), _x(data.days[-1] + margin))
     _date_axis(ax)
     ax.set_ylabel("members", fontsize=LABEL_PT)
-    ax.set_xlabel(f"day, {_span(days[0].day, days[-1].day)} ({report.timezone})", fontsize=LABEL_PT)
+    ax.set_xlabel(f"day, {_span(data.days[0], data.days[-1])} ({data.timezone})", fontsize=LABEL_PT)
     ax.legend(loc="upper left", fontsize=TICK_PT, ncol=2, frameon=False)
     return _png(fig)
-
-
-def _cohort_label(cohort: Cohort, audience: Audience) -> str:
-    size = f"n{SMALL}" if audience.hides(cohort.size) else f"n={cohort.size}"
-    return f"{cohort.cohort} ({size})"
 
 
 def cohort_heatmap(report: Report, audience: Audience = OWNERS) -> bytes:
@@ -232,32 +462,21 @@ def cohort_heatmap(report: Report, audience: Audience = OWNERS) -> bytes:
     Returns:
         PNG bytes; an explanatory figure when there are no cohorts.
     """
-    title = f"{report.community}: cohort retention"
-    everything = sorted(report.cohorts, key=lambda c: c.start)
-    cohorts = everything[-MAX_HEATMAP_COHORTS:]
-    if not cohorts:
-        return placeholder(title, "No join cohorts yet", "The chart appears once members have joined.")
-    if all(audience.hides(c.size) for c in cohorts):
-        return placeholder(
-            title,
-            f"No join cohort of {MIN_GROUP} or more members yet",
-            f"Cohorts under {MIN_GROUP} members are not shown.",
-        )
-    # at least 4 columns, so a young community's cells are not giant blocks; unobserved weeks stay blank
-    longest = max(len(c.retention) for c in cohorts)
-    weeks = max(4, min(MAX_HEATMAP_WEEKS, longest))
-
-    values = np.full((len(cohorts), weeks), math.nan)
-    hidden = np.full((len(cohorts), weeks), math.nan)
-    for row, cohort in enumerate(cohorts):
-        for k, share in enumerate(cohort.retention[:weeks]):
-            if audience.hides(cohort.size):
-                hidden[row, k] = 1.0
+    data = cohort_heatmap_data(report, audience)
+    if isinstance(data, Placeholder):
+        return _draw_placeholder(data)
+    weeks = data.columns
+    values = np.full((len(data.rows), weeks), math.nan)
+    hidden = np.full((len(data.rows), weeks), math.nan)
+    for r, row in enumerate(data.rows):
+        for k, pct in enumerate(row.percents):
+            if pct is None:
+                hidden[r, k] = 1.0
             else:
-                values[row, k] = share * 100.0
+                values[r, k] = pct
 
     fig = _figure()
-    _title(fig, title)
+    _title(fig, data.title)
     ax = fig.add_subplot()
     ax.tick_params(labelsize=TICK_PT, length=0)
     cmap = ListedColormap(_blues(256)).with_extremes(bad="white")
@@ -266,37 +485,28 @@ def cohort_heatmap(report: Report, audience: Audience = OWNERS) -> bytes:
     ax.imshow(np.ma.masked_invalid(hidden), cmap=grey, vmin=0, vmax=1, aspect="auto", interpolation="nearest")
 
     font = TICK_PT if weeks <= 10 else 9.5
-    for row, cohort in enumerate(cohorts):
-        for k, share in enumerate(cohort.retention[:weeks]):
-            if audience.hides(cohort.size):
-                ax.text(k, row, SMALL, ha="center", va="center", fontsize=font, color=_NOTE_GREY)
-            else:
-                pct = share * 100.0
-                colour = "white" if pct >= 55 else "#1a1a1a"
-                ax.text(k, row, f"{pct:.0f}%", ha="center", va="center", fontsize=font, color=colour)
+    for r, row in enumerate(data.rows):
+        for k, (pct, text) in enumerate(zip(row.percents, row.texts, strict=True)):
+            colour = _NOTE_GREY if pct is None else ("white" if pct >= 55 else "#1a1a1a")
+            ax.text(k, r, text, ha="center", va="center", fontsize=font, color=colour)
 
     ax.set_xticks(range(weeks))
     ax.set_xticklabels([str(k) for k in range(weeks)])
-    ax.set_yticks(range(len(cohorts)))
-    ax.set_yticklabels([_cohort_label(c, audience) for c in cohorts])
+    ax.set_yticks(range(len(data.rows)))
+    ax.set_yticklabels([row.label for row in data.rows])
     ax.set_xlabel("weeks since joining (0 = the join week)", fontsize=LABEL_PT)
     ax.set_ylabel("join week (ISO)", fontsize=LABEL_PT)
     ax.xaxis.set_ticks_position("top")
     ax.xaxis.set_label_position("top")
-    cut = []
-    if len(everything) > len(cohorts):
-        cut.append(f"the last {len(cohorts)} of {len(everything)} join weeks")
-    if longest > weeks:
-        cut.append(f"weeks 0 to {weeks - 1}")
-    if cut:
-        ax.set_title("Showing " + " and ".join(cut), fontsize=NOTE_PT, color=_NOTE_GREY, loc="left")
+    if data.note:
+        ax.set_title(data.note, fontsize=NOTE_PT, color=_NOTE_GREY, loc="left")
     for spine in ax.spines.values():
         spine.set_edgecolor("#bbbbbb")  # frames the grid, so weeks not observed yet read as blank cells
     bar = fig.colorbar(image, ax=ax, fraction=0.05, pad=0.02)
     bar.set_label("active in the week (% of cohort)", fontsize=LABEL_PT)
     bar.ax.tick_params(labelsize=TICK_PT)
     bar.ax.yaxis.set_major_formatter(PercentFormatter(xmax=100, decimals=0))
-    if any(audience.hides(c.size) for c in cohorts):
+    if any(row.hidden for row in data.rows):
         handles = [Patch(facecolor=_HIDDEN_GREY, label=f"cohort of fewer than {MIN_GROUP} members: hidden")]
         ax.legend(
             handles=handles,
@@ -327,41 +537,27 @@ def retention_curves(report: Report, audience: Audience = OWNERS) -> bytes:
     Returns:
         PNG bytes; an explanatory figure when no cohort is large enough to show.
     """
-    title = f"{report.community}: retention by join week"
-    ordered = sorted(report.cohorts, key=lambda c: c.start)
-    visible = [c for c in ordered if c.retention and not audience.hides(c.size)][-MAX_CURVES:]
-    if not visible:
-        if not ordered:
-            return placeholder(title, "No join cohorts yet", "The chart appears once members have joined.")
-        return placeholder(
-            title,
-            f"No join cohort of {MIN_GROUP} or more members yet",
-            f"Cohorts under {MIN_GROUP} members are not shown.",
-        )
-    first = visible[0].start
-    skipped = [c.cohort for c in ordered if audience.hides(c.size) and c.start >= first]
-
+    data = retention_curves_data(report, audience)
+    if isinstance(data, Placeholder):
+        return _draw_placeholder(data)
     fig = _figure()
-    _title(fig, title)
+    _title(fig, data.title)
     ax = fig.add_subplot()
     _style_axes(ax)
-    colours = _curve_colours(len(visible))
-    for cohort, colour in zip(visible, colours, strict=True):
-        weeks = list(range(len(cohort.retention)))
-        shares = [s * 100.0 for s in cohort.retention]
-        ax.plot(
-            weeks, shares, marker="o", markersize=4, linewidth=1.8, color=colour, label=_cohort_label(cohort, audience)
-        )
-    longest = max(len(c.retention) for c in visible)
+    colours = _curve_colours(len(data.curves))
+    for curve, colour in zip(data.curves, colours, strict=True):
+        weeks = list(range(len(curve.percents)))
+        ax.plot(weeks, list(curve.percents), marker="o", markersize=4, linewidth=1.8, color=colour, label=curve.label)
+    longest = max(len(c.percents) for c in data.curves)
     ax.set_xlim(-0.3, max(1, longest - 1) + 0.3)
     ax.set_ylim(0, 105)
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.yaxis.set_major_formatter(PercentFormatter(xmax=100, decimals=0))
     ax.set_xlabel("weeks since joining (0 = the join week)", fontsize=LABEL_PT)
     ax.set_ylabel("active in the week (% of cohort)", fontsize=LABEL_PT)
-    if skipped:
+    if data.skipped:
         ax.set_title(
-            f"Not shown (fewer than {MIN_GROUP} members): {', '.join(skipped)}",
+            f"Not shown (fewer than {MIN_GROUP} members): {', '.join(data.skipped)}",
             fontsize=NOTE_PT,
             color=_NOTE_GREY,
             loc="left",
@@ -396,40 +592,31 @@ def revenue_chart(report: Report) -> bytes | None:
     Returns:
         PNG bytes; ``None`` when the report has no commerce section; an explanatory figure when it has no sales.
     """
-    commerce = report.commerce
-    if commerce is None:
+    data = revenue_data(report)
+    if data is None:
         return None
-    title = f"{report.community}: net revenue per week"
-    if not commerce.revenue_weeks:
-        return placeholder(title, "No sales yet", "The chart appears after the first purchase.")
-
-    currencies = sorted({w.currency for w in commerce.revenue_weeks})
-    height = HEIGHT_IN if len(currencies) <= 2 else HEIGHT_IN + 1.6 * (len(currencies) - 2)
+    if isinstance(data, Placeholder):
+        return _draw_placeholder(data)
+    n = len(data.panels)
+    height = HEIGHT_IN if n <= 2 else HEIGHT_IN + 1.6 * (n - 2)
     fig = _figure(height)
-    _title(fig, title)
-    axes = fig.subplots(len(currencies), 1, sharex=True, squeeze=False)[:, 0]
-
-    starts = [w.start for w in report.weekly] + [w.start for w in commerce.revenue_weeks]
-    first, last = min(starts), max(starts) + timedelta(days=7)
-    any_negative = False
-    for ax, currency in zip(axes, currencies, strict=True):
+    _title(fig, data.title)
+    axes = fig.subplots(n, 1, sharex=True, squeeze=False)[:, 0]
+    for ax, panel in zip(axes, data.panels, strict=True):
         _style_axes(ax)
-        weeks = sorted((w for w in commerce.revenue_weeks if w.currency == currency), key=lambda w: w.start)
         # a bar covers its ISO week, Monday to Sunday, with a small gap
-        centres = [_x(datetime.combine(w.start, time(12)) + timedelta(days=3)) for w in weeks]
-        nets = [w.net for w in weeks]
-        colours = [_POSITIVE if n >= 0 else _NEGATIVE for n in nets]
-        any_negative = any_negative or any(n < 0 for n in nets)
+        centres = [_x(datetime.combine(start, time(12)) + timedelta(days=3)) for start, _ in panel.weeks]
+        nets = [net for _, net in panel.weeks]
+        colours = [_POSITIVE if net >= 0 else _NEGATIVE for net in nets]
         ax.bar(centres, nets, width=6.0, color=colours, edgecolor="none")
         ax.axhline(0, color="#333333", linewidth=0.8)
-        ax.set_ylabel(f"{currency}", fontsize=LABEL_PT)
+        ax.set_ylabel(f"{panel.currency}", fontsize=LABEL_PT)
         ax.yaxis.set_major_formatter(FuncFormatter(_money_tick))
         ax.yaxis.set_major_locator(MaxNLocator(nbins=4))
-        total = sum(nets)
         ax.text(
             0.995,
             0.97,
-            f"total net {total:,.0f} {currency}",
+            f"total net {panel.total:,.0f} {panel.currency}",
             transform=ax.transAxes,
             ha="right",
             va="top",
@@ -438,13 +625,14 @@ def revenue_chart(report: Report) -> bytes | None:
         )
         low, high = min([0.0, *nets]), max([0.0, *nets])
         ax.set_ylim(low * 1.15, high * 1.3 if high > 0 else 1)
-    axes[-1].set_xlim(_x(first), _x(last))
+    axes[-1].set_xlim(_x(data.first), _x(data.last))
     _date_axis(axes[-1])
     axes[-1].set_xlabel(
-        f"ISO week, {_span(first, last - timedelta(days=1))} (one bar per week, Monday to Sunday)", fontsize=LABEL_PT
+        f"ISO week, {_span(data.first, data.last - timedelta(days=1))} (one bar per week, Monday to Sunday)",
+        fontsize=LABEL_PT,
     )
     handles = [Patch(facecolor=_POSITIVE, label="net revenue (sales − refunds)")]
-    if any_negative:
+    if data.any_negative:
         handles.append(Patch(facecolor=_NEGATIVE, label="refunds exceeded sales"))
     fig.legend(handles=handles, loc="outside lower center", ncol=len(handles), fontsize=TICK_PT, frameon=False)
     return _png(fig)

@@ -11,6 +11,7 @@ same wherever an owner sees it. The wording chosen once for all of them:
 * Money is the amount, then the currency: "1,500 Stars" for Telegram Stars (currency code ``XTR``: owners know the
   Stars, not the code), "49.00 EUR" otherwise; currencies without a minor unit (Stars, JPY, …) have no decimals.
   Tables with a currency column still show the code (``XTR``), which is what it is.
+* A count agrees with its word: "1 message", "2 messages" (:func:`plural`), never "message(s)".
 * Days: "Mon 4 Mar 2024" in chat (:func:`fmt_day`), "Mon 2024-03-04" in reports, which sort and compare dates
   (:func:`fmt_weekday_iso`).
 
@@ -39,6 +40,8 @@ MONEY_DIGITS = 2
 """Decimals of the other currencies."""
 CURRENCY_NAMES = {"XTR": "Stars"}
 """How a currency is named after an amount, where its code is not what people call it."""
+CURRENCY_NAMES_ONE = {"XTR": "Star"}
+"""The same names after an amount of exactly one: "1 Star"."""
 
 
 def finite(value: float | None) -> float | None:
@@ -54,6 +57,21 @@ def signed(text: str) -> str:
 def fmt_int(n: int) -> str:
     """An exact count with thousands separators: "1,234"."""
     return f"{n:,}"
+
+
+def plural(n: int, singular: str, many: str | None = None, *, with_count: bool = True) -> str:
+    """A count and the word that agrees with it: "1 message", "2 messages", "1,234 people", "0 replies".
+
+    Every count in an answer goes through here, so none reads "1 purchases" or "message(s)".
+
+    Args:
+        n: The count.
+        singular: The word for exactly one ("message", "active day", "stays").
+        many: The word for any other count, when it is not ``singular`` + "s" ("people", "replies", "stay").
+        with_count: False for the word alone, e.g. a verb that agrees with a count shown elsewhere.
+    """
+    word = singular if n == 1 else (many if many is not None else singular + "s")
+    return f"{fmt_int(n)} {word}" if with_count else word
 
 
 def fmt_members(n: int, audience: Audience) -> str:
@@ -101,11 +119,12 @@ def money_digits(currency: str) -> int:
 
 
 def fmt_money(amount: Decimal | float | None, currency: str) -> str:
-    """Money: "1,500 Stars", "49.00 EUR", "−49.00 EUR"; "–" when undefined."""
+    """Money: "1,500 Stars", "1 Star", "49.00 EUR", "−49.00 EUR"; "–" when undefined."""
     if amount is None or (isinstance(amount, float) and finite(amount) is None):
         return DASH
     text = signed(f"{amount:,.{money_digits(currency)}f}")
-    return f"{text} {CURRENCY_NAMES.get(currency.upper(), currency)}"
+    names = CURRENCY_NAMES_ONE if text == "1" else CURRENCY_NAMES
+    return f"{text} {names.get(currency.upper(), currency)}"
 
 
 def fmt_totals(totals: Mapping[str, Decimal | float], separator: str = ", ") -> str:
@@ -131,4 +150,4 @@ def fmt_ago(days: int | None) -> str:
         return "never"
     if days == 0:
         return "today"
-    return "1 day ago" if days == 1 else f"{days} days ago"
+    return f"{plural(days, 'day')} ago"

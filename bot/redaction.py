@@ -76,9 +76,10 @@ def configure_logging(level: str = "INFO", secrets: Iterable[str] = ()) -> None:
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(level)
-    # httpx logs every Bot API request at INFO, i.e. a line per long poll; keep that for DEBUG only.
+    # httpx logs every Bot API request at INFO, i.e. a line per long poll, and Alembic a line per plugin and
+    # migration context whenever start-up checks the schema revision: noise for an operator; DEBUG keeps them.
     quiet = logging.DEBUG if logging.getLevelName(level) == logging.DEBUG else logging.WARNING
-    for name in ("httpx", "httpcore"):
+    for name in ("httpx", "httpcore", "alembic"):
         logging.getLogger(name).setLevel(quiet)
 
 

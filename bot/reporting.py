@@ -57,15 +57,31 @@ def check_report_day(day: date, option: str = "--as-of") -> date:
     )
 
 
-def resolve_community(engine: Engine, name: str) -> CommunityInfo:
-    """The stored community, or an error that lists the ones that exist."""
+def resolve_community(engine: Engine, name: str, *, choose: str = "pass --community NAME") -> CommunityInfo:
+    """The stored community, or an error that says what to do.
+
+    Args:
+        engine: The database.
+        name: The community's name.
+        choose: How the reader picks another community (the command's option or setting), used when the
+            database holds other communities.
+
+    Raises:
+        ReportError: No such community: on an empty database the message says how a community gets there
+            (a newcomer's first step), otherwise it lists the stored ones.
+    """
     with engine.connect() as conn:
         info = find_community(conn, name)
         if info is None:
             known = [c.name for c in list_communities(conn)]
+    if info is None and known:
+        listed = ", ".join(repr(k) for k in known)
+        raise ReportError(f"no community {name!r} in this database (it holds {listed}); {choose}")
     if info is None:
-        hint = f"communities in this database: {', '.join(repr(k) for k in known)}" if known else "it is empty"
-        raise ReportError(f"no community {name!r} in this database ({hint}); pass --community NAME")
+        raise ReportError(
+            f"nothing is stored for {name!r} yet: start the bot (`cohortbot run`) or import its history "
+            "(`cohortbot import discord-export|telegram-export ...`) first"
+        )
     return info
 
 

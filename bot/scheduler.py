@@ -22,6 +22,7 @@ from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 from sqlalchemy import Engine
 
+from analytics.formatting import plural
 from bot.clock import Clock
 from bot.config import Settings
 from bot.core.digest import build_digest
@@ -237,7 +238,7 @@ class Scheduler:
             timezone=self.settings.community.tz,
             window_days=OUTCOME_WINDOW_DAYS,
         )
-        return JobResult("ok", f"{updated} nudge outcomes recorded")
+        return JobResult("ok", f"{plural(updated, 'nudge outcome')} recorded")
 
     async def send_digest(self) -> JobResult:
         """Claim the due week's digest and send it to the digest channels and, privately, to the owners."""
@@ -279,7 +280,7 @@ class Scheduler:
             digests.mark_digest_sent, self.engine, community_id, week, now=self.clock.now(), owner_text=owner_text
         )
         sent = len(targets) - len(failures)
-        detail = f"digest {week}{' (late)' if late else ''} sent to {sent} of {len(targets)} targets"
+        detail = f"digest {week}{' (late)' if late else ''} sent to {sent} of {plural(len(targets), 'target')}"
         if failures:
             detail += "; failed: " + "; ".join(failures)
         return JobResult("ok" if not failures or sent else "failed", detail)

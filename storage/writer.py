@@ -64,6 +64,7 @@ class EventWriter:
         max_batch: int = 1000,
         max_queue: int = 100_000,
         retry_delay: float = 1.0,
+        monotonic: Callable[[], float] | None = None,
     ) -> None:
         """Create a writer.
 
@@ -73,11 +74,14 @@ class EventWriter:
             max_batch: Events at which a batch is written at once.
             max_queue: Queue bound; ``put`` waits (back-pressure) when the database falls this far behind.
             retry_delay: First wait before retrying a batch the database refused to take (doubles up to 30 s).
+            monotonic: The clock the flush timer reads, in seconds (default: the event loop's); tests inject one
+                they move by hand, as the scheduler's tests do with its clock.
         """
         self.store = store
         self.flush_interval = flush_interval
         self.max_batch = max_batch
         self.retry_delay = retry_delay
+        self._monotonic = monotonic
         self._queue: asyncio.Queue[object] = asyncio.Queue(max_queue)
         self._executor = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="cohortbot-db")
         self._task: asyncio.Task[None] | None = None
@@ -245,14 +249,14 @@ class EventWriter:
             log.error("the event writer failed: %d queued events were not written (%r)", lost, exc)
 
     async def _work(self) -> None:
-        loop = asyncio.get_running_loop()
+        now = self._monotonic or asyncio.get_running_loop().time
         queue = self._queue
         stopping = False
         while not stopping:
             item = await queue.get()
             batch: list[ActivityEvent] = []
             waiters = self._waiters
-            deadline = loop.time() + self.flush_interval
+            deadline = now() + self.flush_interval
             while True:
                 if item is _STOP:
                     stopping = True
@@ -270,7 +274,7 @@ class EventWriter:
                 except asyncio.QueueEmpty:
                     pass
                 # ... and only wait, with the deadline, when the queue ran dry.
-                timeout = deadline - loop.time()
+                timeout = deadline - now()
                 if timeout <= 0:
                     break
                 try:

@@ -1,4 +1,5 @@
-"""PNG charts of a Report: valid, sized for a phone, deterministic, safe on empty and tiny communities."""
+"""PNG charts of a Report: what each chart shows (its data step, tested on the documented rules), and the drawing:
+valid PNGs sized for a phone, deterministic, safe on empty and tiny communities."""
 
 from __future__ import annotations
 
@@ -14,7 +15,8 @@ import numpy as np
 import pytest
 
 from analytics import charts
-from analytics.results import Cohort, DayActivity, Report
+from analytics.privacy import MEMBERS, OWNERS, SMALL
+from analytics.results import Cohort, DayActivity, Report, RevenueWeek
 from tests.report_samples import empty_report, sample_report, tiny_report
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -147,3 +149,115 @@ def test_charts_render_from_several_threads() -> None:
     with ThreadPoolExecutor(max_workers=4) as pool:
         results = list(pool.map(lambda _: charts.activity_chart(report), range(4)))
     assert all(png == expected for png in results)
+
+
+# --- the data steps: which days, cohorts and weeks are shown, and what is masked for members --------------------
+
+MON = date(2024, 1, 1)
+
+
+def _cohort(i: int, size: int, weeks: int) -> Cohort:
+    """Join cohort ``i`` (weekly from MON): everyone active in the join week, half of them in each later week."""
+    retention = tuple(1.0 if k == 0 else 0.5 for k in range(weeks))
+    return Cohort(f"c{i:02d}", MON + timedelta(weeks=i), size, retention, None, None)
+
+
+def test_activity_data_ends_on_the_last_measured_day_and_hides_counts_of_1_to_4_from_members() -> None:
+    days = (
+        DayActivity(date(2024, 3, 11), 0, 5, 9),
+        DayActivity(date(2024, 3, 12), 4, 6, 9),
+        DayActivity(date(2024, 3, 13), 7, 8, 12),  # today, not over yet: never plotted
+    )
+    report = replace(tiny_report(), as_of=date(2024, 3, 13), last_complete_day=date(2024, 3, 12), daily=days)
+    owners = charts.activity_data(report, OWNERS)
+    assert isinstance(owners, charts.ActivityData)
+    assert owners.days == (date(2024, 3, 11), date(2024, 3, 12))
+    assert (owners.dau, owners.wau, owners.mau) == ((0, 4), (5, 6), (9, 9))
+    assert not owners.hidden and owners.top == 9
+    members = charts.activity_data(report, MEMBERS)
+    assert isinstance(members, charts.ActivityData)
+    assert members.dau == (0, None)  # zero is shown, 4 is not
+    assert (members.wau, members.mau) == ((5, 6), (9, 9))
+    assert members.hidden  # the grey "fewer than 5" band
+
+
+def test_activity_data_explains_an_empty_or_entirely_hidden_chart() -> None:
+    report = tiny_report()  # three members at most: every count is 1 to 3
+    assert charts.activity_data(replace(report, daily=())) == charts.Placeholder(
+        f"{report.community}: active members", "No activity yet"
+    )
+    quiet = replace(report, daily=tuple(DayActivity(d.day, 0, 0, 0) for d in report.daily))
+    assert isinstance(charts.activity_data(quiet), charts.Placeholder)
+    hidden = charts.activity_data(report, MEMBERS)
+    assert isinstance(hidden, charts.Placeholder) and hidden.message == "Fewer than 5 active members so far"
+    assert isinstance(charts.activity_data(report, OWNERS), charts.ActivityData)  # owners see the small counts
+
+
+def test_heatmap_data_shows_the_last_12_cohorts_by_weeks_0_to_11_and_masks_small_ones_for_members() -> None:
+    # 14 weekly cohorts; cohort i observed for 15 - i weeks; c12 has 3 members.
+    cohorts = tuple(_cohort(i, 3 if i == 12 else 10, 15 - i) for i in range(14))
+    report = replace(sample_report(), cohorts=tuple(reversed(cohorts)))  # the data step orders them
+    owners = charts.cohort_heatmap_data(report, OWNERS)
+    assert isinstance(owners, charts.HeatmapData)
+    assert [row.cohort for row in owners.rows] == [f"c{i:02d}" for i in range(2, 14)]  # oldest first
+    assert owners.columns == 12 and owners.note == "Showing the last 12 of 14 join weeks and weeks 0 to 11"
+    assert [len(row.texts) for row in owners.rows] == [12, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2]  # unobserved: no cell
+    small = owners.rows[10]
+    assert (small.label, small.hidden, small.texts) == ("c12 (n=3)", False, ("100%", "50%", "50%"))
+
+    members = charts.cohort_heatmap_data(report, MEMBERS)
+    assert isinstance(members, charts.HeatmapData)
+    hidden = [row for row in members.rows if row.hidden]
+    assert [row.cohort for row in hidden] == ["c12"]
+    assert hidden[0].label == f"c12 (n{SMALL})"
+    assert hidden[0].percents == (None, None, None) and hidden[0].texts == (SMALL, SMALL, SMALL)
+    assert members.rows[0] == owners.rows[0]  # cohorts of 5 or more read the same for everyone
+
+
+def test_heatmap_data_of_a_young_community_and_of_only_small_cohorts() -> None:
+    young = replace(sample_report(), cohorts=(_cohort(0, 8, 2),))
+    data = charts.cohort_heatmap_data(young)
+    assert isinstance(data, charts.HeatmapData)
+    assert data.columns == 4 and data.note == ""  # at least 4 columns; weeks 2 and 3 are blank
+    assert data.rows[0].texts == ("100%", "50%")
+    only_small = replace(sample_report(), cohorts=(_cohort(0, 4, 3), _cohort(1, 2, 2)))
+    assert isinstance(charts.cohort_heatmap_data(only_small, MEMBERS), charts.Placeholder)
+    assert isinstance(charts.cohort_heatmap_data(only_small, OWNERS), charts.HeatmapData)
+    assert isinstance(charts.cohort_heatmap_data(replace(young, cohorts=())), charts.Placeholder)
+
+
+def test_curves_data_shows_the_6_most_recent_cohorts_it_may_and_names_the_small_ones_in_between() -> None:
+    # c00, c03 and c07 have 3 members; c09 has no observed week yet.
+    cohorts = tuple(_cohort(i, 3 if i in (0, 3, 7) else 10, 0 if i == 9 else 10 - i) for i in range(10))
+    report = replace(sample_report(), cohorts=cohorts)
+    members = charts.retention_curves_data(report, MEMBERS)
+    assert isinstance(members, charts.CurvesData)
+    assert [c.cohort for c in members.curves] == ["c01", "c02", "c04", "c05", "c06", "c08"]
+    assert members.skipped == ("c03", "c07")  # c00 is older than every curve shown: not named
+    assert members.curves[-1] == charts.Curve("c08", "c08 (n=10)", (100.0, 50.0))
+    owners = charts.retention_curves_data(report, OWNERS)
+    assert isinstance(owners, charts.CurvesData)
+    assert [c.cohort for c in owners.curves] == ["c03", "c04", "c05", "c06", "c07", "c08"]
+    assert owners.skipped == ()
+    only_small = replace(report, cohorts=(_cohort(0, 3, 2),))
+    assert isinstance(charts.retention_curves_data(only_small, MEMBERS), charts.Placeholder)
+
+
+def test_revenue_data_has_one_panel_per_currency_with_its_weeks_in_order_and_total() -> None:
+    report = tiny_report()  # weeks of 4 and 11 March 2024; a ledger without sales
+    assert charts.revenue_data(replace(report, commerce=None)) is None
+    assert isinstance(charts.revenue_data(report), charts.Placeholder)
+    assert report.commerce is not None
+    weeks = (
+        RevenueWeek("2024-W11", date(2024, 3, 11), "XTR", 500.0, 0.0, 500.0),
+        RevenueWeek("2024-W12", date(2024, 3, 18), "EUR", 49.0, 98.0, -49.0),
+        RevenueWeek("2024-W10", date(2024, 3, 4), "EUR", 98.0, 0.0, 98.0),
+    )
+    data = charts.revenue_data(replace(report, commerce=replace(report.commerce, revenue_weeks=weeks)))
+    assert isinstance(data, charts.RevenueData)
+    assert data.panels == (
+        charts.RevenuePanel("EUR", ((date(2024, 3, 4), 98.0), (date(2024, 3, 18), -49.0)), 49.0),
+        charts.RevenuePanel("XTR", ((date(2024, 3, 11), 500.0),), 500.0),
+    )
+    assert (data.first, data.last) == (date(2024, 3, 4), date(2024, 3, 25))  # through the Sunday of the last week
+    assert data.any_negative  # refunds exceeded sales in week 12

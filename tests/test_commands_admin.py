@@ -166,7 +166,7 @@ async def test_grant_then_refund_records_both_and_moves_access(bot: Bot) -> None
     assert "You already own Async Python" in (await bot.run("/buy py-async", user=ANN)).text.plain()
 
     refunded = await confirmed(bot, f"/refund {ANN} py-async")
-    assert "Refunded: Ann (id 1001)'s purchase of Async Python." in refunded
+    assert "Refunded the purchase of Async Python by Ann (id 1001)." in refunded
     assert "Return the money the way it was paid" in refunded
     assert "Access removed." in refunded
     assert bot.actions.refunds == []  # not a Stars payment: nothing for the platform to return
@@ -266,7 +266,8 @@ async def test_only_the_admin_who_asked_can_confirm_a_refund_and_only_once(bot: 
         bot.run(button.value, admin=True, user=ADMIN), bot.run(button.value, admin=True, user=ADMIN)
     )
     texts = sorted([first.text.plain(), second.text.plain()])
-    assert "Refunded:" in texts[0] and "already refunded; nothing changed" in texts[1]
+    assert "Refunded the purchase of Async Python by user 1001." in texts[0]
+    assert "already refunded; nothing changed" in texts[1]
     assert bot.actions.refunds == [(ANN, "tg-1")] and bot.actions.revokes == [(ANN, "py-async")]
     replay = (await bot.run(button.value, admin=True, user=ADMIN)).text.plain()
     assert "already refunded; nothing changed" in replay and len(bot.actions.refunds) == 1

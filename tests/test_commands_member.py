@@ -208,7 +208,10 @@ async def test_forget_needs_a_valid_token_then_deletes(bot: Bot, tg: Events) -> 
     ask = await bot.run("/forget", user=ANN)
     text = ask.text.plain()
     assert "messages (when, where, length" in text and ": 3" in text
-    assert "stay in the sales records for accounting" in text
+    assert (
+        "Your 1 purchase stays in the sales records for accounting, without your name; the bot will then no longer "
+        "know that you own that course." in text
+    )
     (button,) = ask.buttons
     assert button.kind == "command" and button.danger and button.value.startswith("/forget confirm ")
 
@@ -225,6 +228,15 @@ async def test_forget_needs_a_valid_token_then_deletes(bot: Bot, tg: Events) -> 
     assert "kept without your name, for accounting: purchases: 1" in done
     assert "Nothing recorded for you" in (await bot.run("/stats", user=ANN)).text.plain()
     assert "Last 30 days: 1 message on 1 active day" in (await bot.run("/stats", user=BOB)).text.plain()
+
+
+async def test_forget_confirm_without_the_code_says_the_code_is_missing(bot: Bot, tg: Events) -> None:
+    await bot.put(tg.message(ANN, at=at(20)))
+    await bot.run("/forget", user=ANN)
+    answer = (await bot.run("/forget confirm", user=ANN)).text.plain()
+    assert "The confirmation code is missing; nothing was deleted" in answer
+    assert "not valid or has expired" not in answer
+    assert "Last 30 days: 1 message on 1 active day" in (await bot.run("/stats", user=ANN)).text.plain()
 
 
 async def test_forget_token_expires_after_a_day(bot: Bot, tg: Events) -> None:
@@ -249,3 +261,39 @@ async def test_mydata_attaches_the_export(bot: Bot, tg: Events) -> None:
     assert len(document["tables"]["messages"]["rows"]) == 1
     assert "messages (when, where, length" in reply.text.plain()
     assert "Nothing is stored about you" in (await bot.run("/mydata", user="999")).text.plain()
+
+
+def berlin(day: int, month: int, hour: int, minute: int) -> datetime:
+    """A moment given in Berlin's local time (UTC+1 in February and March 2024)."""
+    return datetime(2024, month, day, hour, minute, tzinfo=UTC) - timedelta(hours=1)
+
+
+async def test_stats_seven_day_window_starts_at_local_midnight_six_days_before_today(bot: Bot, tg: Events) -> None:
+    # Today is Wed 20 March in Berlin: the 7 days are 14..20 March. Thu 14 March 00:30 is the first minute in;
+    # Wed 13 March 23:30 is the last out (in UTC both are on 13 March).
+    await bot.put(
+        *[tg.message(ANN, at=berlin(14, 3, 0, 30)) for _ in range(2)],
+        *[tg.message(ANN, at=berlin(13, 3, 23, 30)) for _ in range(3)],
+    )
+    text = (await bot.run("/stats", user=ANN)).text.plain()
+    assert "Last 7 days: 2 messages on 1 active day" in text
+    assert "Last 30 days: 5 messages on 2 active days" in text
+
+
+async def test_stats_thirty_day_window_starts_at_local_midnight_29_days_before_today(bot: Bot, tg: Events) -> None:
+    # The 30 days are 20 February .. 20 March: Tue 20 Feb 00:30 is in, Mon 19 Feb 23:30 is out; so are
+    # reactions on either side of that edge.
+    bob = tg.message(BOB, at=berlin(18, 2, 12, 0))
+    await bot.put(
+        bob,
+        *[tg.message(ANN, at=berlin(20, 2, 0, 30)) for _ in range(4)],
+        *[tg.message(ANN, at=berlin(19, 2, 23, 30)) for _ in range(5)],
+    )
+    await bot.put(
+        tg.reaction(ANN, bob.message_id, at=berlin(20, 2, 0, 10), author=BOB, emoji="👍"),
+        tg.reaction(ANN, bob.message_id, at=berlin(19, 2, 23, 50), author=BOB, emoji="🔥"),
+    )
+    text = (await bot.run("/stats", user=ANN)).text.plain()
+    assert "Last 7 days: 0 messages on 0 active days" in text
+    assert "Last 30 days: 4 messages on 1 active day" in text
+    assert "Reactions (30 days): 1 given, 0 received" in text

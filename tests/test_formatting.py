@@ -6,7 +6,17 @@ import math
 from datetime import date
 from decimal import Decimal
 
-from analytics.formatting import fmt_change, fmt_day, fmt_money, fmt_number, fmt_pct, fmt_totals, fmt_weekday_iso
+from analytics.formatting import (
+    fmt_ago,
+    fmt_change,
+    fmt_day,
+    fmt_money,
+    fmt_number,
+    fmt_pct,
+    fmt_totals,
+    fmt_weekday_iso,
+    plural,
+)
 from analytics.privacy import MEMBERS, OWNERS
 
 
@@ -42,3 +52,18 @@ def test_undefined_values_are_a_dash() -> None:
 def test_days_in_chat_and_in_reports() -> None:
     assert fmt_day(date(2024, 3, 4)) == "Mon 4 Mar 2024"
     assert fmt_weekday_iso(date(2024, 3, 4)) == "Mon 2024-03-04"
+
+
+def test_a_count_agrees_with_its_word() -> None:
+    assert [plural(n, "message") for n in (0, 1, 2, 1234)] == [
+        "0 messages",
+        "1 message",
+        "2 messages",
+        "1,234 messages",
+    ]
+    assert plural(1, "person", "people") == "1 person" and plural(3, "person", "people") == "3 people"
+    assert plural(1, "active day") == "1 active day" and plural(7, "active day") == "7 active days"
+    # A verb that agrees with a count shown elsewhere: "Your 1 purchase stays", "Your 2 purchases stay".
+    assert [plural(n, "stays", "stay", with_count=False) for n in (1, 2)] == ["stays", "stay"]
+    assert [fmt_money(Decimal(n), "XTR") for n in (1, 2)] == ["1 Star", "2 Stars"]
+    assert [fmt_ago(d) for d in (None, 0, 1, 12)] == ["never", "today", "1 day ago", "12 days ago"]

@@ -364,7 +364,7 @@ def test_summary_line() -> None:
     )
     assert summary.line() == (
         "imported 3 files (1 empty): 10 messages read, 7 new, 3 duplicates skipped (already stored); 4 members; "
-        "1 join, 0 leaves; skipped: 2 channel posts, 1 other service messages"
+        "1 join, 0 leaves; skipped: 2 × channel posts, 1 × other service messages"
     )
     assert summary.skipped_total == 3
     assert ImportSummary(files=1).line().endswith("skipped: nothing")

@@ -276,7 +276,11 @@ def test_import_stores_messages_joins_and_leaves(store: IngestStore, engine: Eng
     assert (summary.files, summary.messages_read, summary.messages, summary.joins, summary.leaves) == (1, 7, 7, 3, 1)
     assert summary.members == 6
     assert summary.skipped_total == 4
-    assert "2 invited/removed members named without an id" in summary.line()
+    assert "2 × invited/removed members named without an id" in summary.line()
+    assert summary.line().endswith(
+        "1 × channel posts and anonymous admin messages (not members), "
+        "1 × other service messages (pins, title changes, calls ...)"
+    )
     with engine.connect() as conn:
         channels = conn.execute(text("SELECT platform, platform_channel_id, name FROM channels")).all()
         rows = conn.execute(

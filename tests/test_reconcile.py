@@ -8,7 +8,7 @@ import pytest
 from sqlalchemy import Engine
 
 from bot.config import Settings, parse_settings
-from bot.core.reconcile import reconcile_access
+from bot.core.reconcile import ReconcileReport, reconcile_access
 from storage.catalog import CourseRecord, sync_courses
 from storage.events import Platform, RefundEvent
 from storage.ingest import IngestStore
@@ -81,5 +81,14 @@ async def test_the_reconcile_job_is_recorded_with_what_it_fixed(engine: Engine, 
     result = await sched.run("reconcile")
     assert result.outcome == "ok"
     run = last_job_runs(engine, community_id)["reconcile"]
-    assert run.outcome == "ok" and "fixed 2" in (run.detail or "")
+    assert run.outcome == "ok" and (run.detail or "").splitlines()[0] == "checked 3 accesses, fixed 2, 0 need an admin"
     assert "gave Async Python access to discord user buyer" in (run.detail or "")
+
+
+def test_the_job_line_agrees_with_its_counts() -> None:
+    one = ReconcileReport(
+        checked=1, fixed=(), problems=("discord user 42, Async Python: the bot may not give the role",)
+    )
+    assert one.summary() == "checked 1 access, fixed 0, 1 needs an admin"
+    two = ReconcileReport(checked=2, fixed=("a", "b"), problems=("x", "y"))
+    assert two.summary() == "checked 2 accesses, fixed 2, 2 need an admin"

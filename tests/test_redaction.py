@@ -29,7 +29,7 @@ def restore_logging() -> Iterator[logging.Logger]:
     root = logging.getLogger()
     saved_handlers = list(root.handlers)
     saved_level = root.level
-    saved_library_levels = {name: logging.getLogger(name).level for name in ("httpx", "httpcore")}
+    saved_library_levels = {name: logging.getLogger(name).level for name in ("httpx", "httpcore", "alembic")}
     yield root
     for name, level in saved_library_levels.items():
         logging.getLogger(name).setLevel(level)
@@ -141,6 +141,30 @@ def test_request_lines_stay_out_of_the_info_log(
     err = _logged_stderr(capsys)
     assert "HTTP Request" not in err
     assert "cohortbot is running" in err
+
+
+def test_the_start_up_schema_check_logs_no_alembic_lines_at_info(
+    restore_logging: logging.Logger, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    from bot.app import check_schema
+    from storage.engine import make_engine
+    from storage.migrate import upgrade
+
+    engine = make_engine(f"sqlite:///{tmp_path / 'bot.db'}")
+    upgrade(engine)
+    capsys.readouterr()
+    # `cohortbot run` logs at INFO and checks the schema revision first: Alembic's plugin and context lines are noise.
+    configure_logging("INFO")
+    check_schema(engine)
+    logging.getLogger("bot.app").info("cohortbot is running")
+    err = _logged_stderr(capsys)
+    assert "alembic" not in err
+    assert "cohortbot is running" in err
+    # Asked for DEBUG, the operator still gets them.
+    configure_logging("DEBUG")
+    check_schema(engine)
+    engine.dispose()
+    assert "alembic.runtime.migration: Context impl SQLiteImpl." in _logged_stderr(capsys)
 
 
 def test_token_in_an_exception_traceback_is_redacted(

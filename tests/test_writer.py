@@ -7,7 +7,7 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import pytest
@@ -15,8 +15,8 @@ from sqlalchemy import Engine, func, select
 
 from storage.catalog import CourseRecord, sync_courses
 from storage.errors import UnknownCommunityError
-from storage.events import RefundEvent
-from storage.ingest import IngestStore
+from storage.events import ActivityEvent, RefundEvent
+from storage.ingest import BatchResult, IngestStore
 from storage.models import Member, Message, Purchase
 from storage.writer import EventWriter, WriterClosedError
 from tests.conftest import COMMUNITY, T0, Events, hours
@@ -49,15 +49,63 @@ async def test_events_are_written_without_anyone_asking(store: IngestStore, ev: 
     await writer.stop()
 
 
-async def test_a_full_batch_is_written_before_the_timer(store: IngestStore, ev: Events) -> None:
-    writer = EventWriter(store, flush_interval=3600, max_batch=100)
+class HandClock:
+    """The writer's flush timer clock, moved by hand; it counts reads so a test knows when the worker waits."""
+
+    def __init__(self) -> None:
+        self.seconds = 0.0
+        self.reads = 0
+
+    def __call__(self) -> float:
+        self.reads += 1
+        return self.seconds
+
+
+def batch_sizes(store: IngestStore, monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The size of every batch the writer hands the (real) store, in order."""
+    sizes: list[int] = []
+    write_batch = store.write_batch
+
+    def recording(events: Sequence[ActivityEvent]) -> BatchResult:
+        sizes.append(len(events))
+        return write_batch(events)
+
+    monkeypatch.setattr(store, "write_batch", recording)
+    return sizes
+
+
+async def test_a_full_batch_is_written_before_the_timer(
+    store: IngestStore, ev: Events, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sizes = batch_sizes(store, monkeypatch)
+    clock = HandClock()
+    writer = EventWriter(store, flush_interval=3600, max_batch=100, monotonic=clock)
     await writer.start()
     for i in range(99):
         await writer.put(ev.message("alice", at=T0 + hours(i)))
-    await asyncio.sleep(0.3)
-    assert count(store.engine, Message) == 0  # one short of a batch, and the timer is an hour away
+    # The worker read the clock twice: the batch's deadline, then the time left once the queue ran dry. It now
+    # waits for more: one short of a batch, and the timer an hour away on a clock that does not move.
+    assert await eventually(lambda: clock.reads == 2)
     await writer.put(ev.message("bob"))
     assert await eventually(lambda: count(store.engine, Message) == 100)
+    assert sizes == [100]  # one batch when it was full: the 99 were not written on their own
+    await writer.stop()
+
+
+async def test_the_timer_writes_a_short_batch_once_its_clock_passes_the_deadline(
+    store: IngestStore, ev: Events, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sizes = batch_sizes(store, monkeypatch)
+    clock = HandClock()
+    writer = EventWriter(store, flush_interval=3600, max_batch=100, monotonic=clock)
+    await writer.start()
+    for i in range(5):
+        await writer.put(ev.message("alice", at=T0 + hours(i)))
+    assert await eventually(lambda: clock.reads == 2)  # waiting, with the deadline an hour away
+    clock.seconds = 3600  # the hour has passed; the next event finds the batch due
+    await writer.put(ev.message("bob"))
+    assert await eventually(lambda: count(store.engine, Message) == 6)
+    assert sizes == [6]  # written at the deadline, far short of a full batch
     await writer.stop()
 
 

@@ -20,7 +20,7 @@ from typing import Any
 
 import jinja2
 
-from analytics.formatting import DASH, fmt_ago, fmt_change, fmt_int, fmt_totals, fmt_weekday_iso
+from analytics.formatting import DASH, fmt_ago, fmt_change, fmt_int, fmt_totals, fmt_weekday_iso, plural
 from analytics.render.shared import (
     CONVERSION_HEADERS,
     COURSE_HEADERS,
@@ -73,19 +73,28 @@ MEMBER_CSV_HEADERS = ["member_id", "name", "platform", "days_since_active", "seg
 CHANNEL_CSV_HEADERS = ["channel", "parent", "messages", "active_members", "previous_messages", "weekly_messages"]
 
 
-def build_environment() -> jinja2.Environment:
-    """The Jinja environment of the static report: its template and the shared dashboard components.
+def build_environment(page_dirs: Sequence[Path] = ()) -> jinja2.Environment:
+    """The one way cohortbot builds a Jinja environment: the static report's and the dashboard's.
+
+    Args:
+        page_dirs: Template folders searched before the shared components and the report's template (the
+            dashboard passes its pages).
 
     Returns:
-        An environment with autoescaping on for every template and undefined values raising errors.
+        An environment with autoescaping on for every template, undefined values raising errors, and the
+        ``plural`` filter (``{{ n | plural("week") }}`` reads "1 week", "2 weeks").
     """
-    return jinja2.Environment(
-        loader=jinja2.FileSystemLoader(TEMPLATES),
+    environment = jinja2.Environment(
+        loader=jinja2.ChoiceLoader(
+            [*(jinja2.FileSystemLoader(d) for d in page_dirs), jinja2.FileSystemLoader(TEMPLATES)]
+        ),
         autoescape=True,
         trim_blocks=True,
         lstrip_blocks=True,
         undefined=jinja2.StrictUndefined,
     )
+    environment.filters["plural"] = plural
+    return environment
 
 
 @dataclass(frozen=True)

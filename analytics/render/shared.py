@@ -20,6 +20,7 @@ from analytics.formatting import (
     fmt_money,
     fmt_number,
     fmt_pct,
+    plural,
 )
 from analytics.results import CommerceSummary, CourseSales, MemberStatus, Report, WeekStats
 from analytics.safe_text import clean_name
@@ -85,7 +86,7 @@ def week_comparison(report: Report) -> tuple[WeekStats, WeekStats, str] | None:
     so_far, same_days = report.week_so_far, report.previous_week_same_days
     if so_far is not None and same_days is not None:
         n = (min(report.as_of, report.measured_through) - so_far.start).days + 1
-        days = "1 day" if n == 1 else f"{n} days"
+        days = plural(n, "day")
         return same_days, so_far, f"{so_far.week} so far ({days}) vs the same {days} of {same_days.week}"
     if report.as_of.weekday() != 6:  # a week in progress without a measured day: compare the last whole weeks
         if len(weeks) < 3:
@@ -278,7 +279,8 @@ def commerce_line(commerce: CommerceSummary) -> list[str]:
     """The commerce summary as phrases: buyers and conversion, refund rate, days to purchase, buyer retention."""
     median = fmt_number(commerce.median_days_to_first_purchase, 1)
     return [
-        f"Buyers {fmt_int(commerce.buyers)} of {fmt_int(commerce.members)} members ({fmt_pct(commerce.conversion, 1)})",
+        f"Buyers {fmt_int(commerce.buyers)} of {plural(commerce.members, 'member')} "
+        f"({fmt_pct(commerce.conversion, 1)})",
         f"refund rate {fmt_pct(commerce.refund_rate, 1)}",
         f"median days to first purchase {median}",
         f"buyers active again within 30 days {fmt_pct(commerce.buyer_retention_30d, 1)}",

@@ -97,7 +97,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_run, default_log_level="INFO")
 
     p = sub.add_parser("check-config", help="validate a config file", description=cmd_check_config.__doc__)
-    p.add_argument("path", help="the TOML file to check")
+    p.add_argument("path", nargs="?", help="the TOML file to check (default: $COHORTBOT_CONFIG, else ./cohortbot.toml)")
     p.set_defaults(func=cmd_check_config)
 
     db = sub.add_parser("db", help="database schema and maintenance", description="Database schema and maintenance.")

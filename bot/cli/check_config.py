@@ -6,19 +6,28 @@ import argparse
 import os
 import sys
 
+from analytics.formatting import plural
 from bot.cli.common import (
     EXIT_OK,
     EXIT_USAGE,
+    CommandError,
+    config_path,
 )
 from bot.config import ConfigError, load_secrets, load_settings, validate_secrets
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:
-    """Validate a config file; print "config OK" or every problem with its key."""
+    """Validate a config file; print "config OK" or every problem with its key.
+
+    Without PATH it checks the config the other commands would use: ``$COHORTBOT_CONFIG``, else ``./cohortbot.toml``.
+    """
+    path = config_path(args.path)
+    if path is None:
+        raise CommandError("no config to check: copy config.example.toml to ./cohortbot.toml, or pass PATH", EXIT_USAGE)
     try:
-        settings = load_settings(args.path)
+        settings = load_settings(path)
     except ConfigError as exc:
-        print(f"{args.path}: {len(exc.errors)} problem{'s' if len(exc.errors) != 1 else ''}:", file=sys.stderr)
+        print(f"{path}: {plural(len(exc.errors), 'problem')}:", file=sys.stderr)
         for error in exc.errors:
             print(f"  {error}", file=sys.stderr)
         return EXIT_USAGE

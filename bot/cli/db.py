@@ -6,6 +6,7 @@ import argparse
 
 from sqlalchemy.exc import SQLAlchemyError
 
+from analytics.formatting import plural
 from bot.cli.common import (
     EXIT_FAILED,
     EXIT_OK,
@@ -76,6 +77,6 @@ def cmd_db_rebuild_rollups(args: argparse.Namespace) -> int:
     engine.dispose()
     print(
         f"rebuilt rollups of {settings.community.name!r} in {settings.community.timezone}: "
-        f"{len(snapshot.community_days)} days, {len(snapshot.member_totals)} active members"
+        f"{plural(len(snapshot.community_days), 'day')}, {plural(len(snapshot.member_totals), 'active member')}"
     )
     return EXIT_OK

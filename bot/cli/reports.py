@@ -69,7 +69,8 @@ def _community_id(engine: Engine, settings: Settings) -> int:
     from bot.reporting import ReportError, resolve_community
 
     try:
-        return resolve_community(engine, settings.community.name).id
+        # These commands have no --community: the config's [community] name picks it.
+        return resolve_community(engine, settings.community.name, choose="set [community] name to one of them").id
     except ReportError as exc:
         raise CommandError(str(exc), EXIT_USAGE) from exc
 

@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, TextIO
 
 from sqlalchemy.engine import make_url
 
+from analytics.formatting import plural
 from analytics.safe_text import clean_text
 from analytics.weeks import week_label
 from bot.console.shop import SIMULATED, ConsoleShop
@@ -339,8 +340,7 @@ class ConsoleAdapter:
         await self.deps.writer.put(event)
         self._last = _Posted(event.message_id, member)
         kept = "text kept: [storage] store_text is on" if keep else "metadata only, the text is not kept"
-        chars = "character" if facts.length == 1 else "characters"
-        self._write(f"  · stored: @{member} in #{CHANNEL.name}, {facts.length} {chars} ({kept})")
+        self._write(f"  · stored: @{member} in #{CHANNEL.name}, {plural(facts.length, 'character')} ({kept})")
 
     async def _react(self, member: str, emoji: str) -> None:
         if not emoji:
@@ -443,7 +443,8 @@ class ConsoleAdapter:
             stale = int(STALE_CLAIM_AFTER.total_seconds() // 60)
             self._write(
                 f"· no digest has been sent yet: the digest of {due} is claimed by a run that is still sending it "
-                f"(a claim left by a run that stopped is taken over after {stale} minutes: type :digest again then); "
+                "(a claim left by a run that stopped is taken over after "
+                f"{plural(stale, 'minute')}: type :digest again then); "
                 "`@owner /digest` previews the current week"
             )
             return

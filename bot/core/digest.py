@@ -21,7 +21,17 @@ from sqlalchemy import Engine
 
 from analytics.charts import activity_chart
 from analytics.commerce import revenue_by_course, totals_by_currency
-from analytics.formatting import DASH, fmt_change, fmt_int, fmt_members, fmt_money, fmt_number, fmt_pct, fmt_totals
+from analytics.formatting import (
+    DASH,
+    fmt_change,
+    fmt_int,
+    fmt_members,
+    fmt_money,
+    fmt_number,
+    fmt_pct,
+    fmt_totals,
+    plural,
+)
 from analytics.privacy import MEMBERS, OWNERS, Audience
 from analytics.render import clean_name, data_notices
 from analytics.results import Report, WeekStats
@@ -187,7 +197,7 @@ def _top(report: Report) -> Rich | None:
         count = member.messages_28d
         lines.append(
             f"{rank}. {clean_name(member.name)} · score {fmt_number(member.score, 1)} · "
-            f"{fmt_int(count)} message{'' if count == 1 else 's'} in 28 days"
+            f"{plural(count, 'message')} in 28 days"
         )
     return rich(*lines)
 
@@ -259,7 +269,7 @@ def observations(
         )
     if for_admins and report.at_risk:
         notes.append(
-            f"{len(report.at_risk)} previously active member{'s' if len(report.at_risk) != 1 else ''} went quiet; "
+            f"{plural(len(report.at_risk), 'previously active member')} went quiet; "
             "a personal hello from an admin brings many back."
         )
     if for_admins:
@@ -280,5 +290,5 @@ def _sales_note(sales: Sequence[LedgerRow], week_start_at: datetime, week_end_at
         return f"No sales this week, after {sold_before} in the four weeks before."
     # Twice the weekly average of the four weeks before (sold_before / 4) or more.
     if sold_now and sold_before and 2 * sold_now >= sold_before:
-        return f"{sold_now} sales this week: at least twice the weekly average of the four weeks before."
+        return f"{plural(sold_now, 'sale')} this week: at least twice the weekly average of the four weeks before."
     return None

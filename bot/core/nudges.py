@@ -20,6 +20,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import Engine
 
 from analytics.experiments import rate_difference
+from analytics.formatting import plural
 from bot.config import QuietHours, Settings
 from bot.core.markup import Rich, Span, bold, rich
 from bot.core.ports import DeliveryError
@@ -168,7 +169,7 @@ def highlights(engine: Engine, community_id: int, since: date) -> str:
     channels = nudge_log.busiest_channels(engine, community_id, since, limit=2)
     if not channels:
         return ""
-    parts = [f"#{name.lstrip('#')} had {n} message{'s' if n != 1 else ''}" for name, n in channels]
+    parts = [f"#{name.lstrip('#')} had {plural(n, 'message')}" for name, n in channels]
     return f"Since then {' and '.join(parts)}."
 
 

@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 
 from sqlalchemy import Engine
 
+from analytics.formatting import plural
 from bot.config import CourseSettings, Settings
 from bot.core.ports import AccessReconciler
 from storage.ledger import course_access
@@ -30,7 +31,11 @@ class ReconcileReport:
 
     def summary(self) -> str:
         """One line for the job log."""
-        return f"checked {self.checked} accesses, fixed {len(self.fixed)}, {len(self.problems)} need an admin"
+        need = plural(len(self.problems), "needs", "need", with_count=False)
+        return (
+            f"checked {plural(self.checked, 'access', 'accesses')}, fixed {len(self.fixed)}, "
+            f"{len(self.problems)} {need} an admin"
+        )
 
     def detail(self) -> str:
         """The job log entry: the summary, what was fixed, and (parsed back by the digest) what needs an admin."""

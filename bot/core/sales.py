@@ -26,6 +26,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Protocol
 
+from analytics.formatting import fmt_money, plural
 from bot.core.locks import KeyedLocks
 from bot.core.markup import Rich, Span, bold, code, rich
 from bot.core.payments import PaymentError, verify_payload
@@ -265,7 +266,7 @@ async def record_sale(dispatcher: SalesDeps, event: PurchaseEvent, actions: Plat
 
 
 def _stars(amount: int) -> str:
-    return f"{amount} Star{'s' if amount != 1 else ''}"
+    return fmt_money(Decimal(amount), "XTR")
 
 
 def _already_returned(exc: Exception) -> bool:
@@ -645,7 +646,8 @@ async def refuse_payment(
                 buyer=Reply(
                     rich(
                         f"This payment could not be accepted for your account, so your {_money(amount, currency)} "
-                        "were refunded. Nothing was bought.",
+                        f"{plural(amount, 'was', 'were', with_count=False) if currency == STARS else 'were'} "
+                        "refunded. Nothing was bought.",
                         reference,
                     ),
                     private=True,

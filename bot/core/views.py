@@ -14,7 +14,7 @@ from datetime import date, datetime, time, timedelta
 from decimal import Decimal
 from zoneinfo import ZoneInfo
 
-from analytics.formatting import fmt_day, fmt_int, fmt_members, fmt_money, fmt_pct
+from analytics.formatting import fmt_day, fmt_int, fmt_members, fmt_money, fmt_pct, plural
 from analytics.privacy import Audience, members_counted
 from analytics.results import Cohort, Report
 from bot.config import CourseSettings
@@ -42,8 +42,8 @@ def fmt_conversion(rows: Iterable[LedgerRow], member_ids: frozenset[int], *, end
     }
     n = len(member_ids)
     share = fmt_pct(len(owners) / n if n else None, 1)
-    verb = "owns" if len(owners) == 1 else "own"
-    return f"{fmt_int(len(owners))} of {fmt_int(n)} member{'' if n == 1 else 's'} {verb} a course ({share} of members)"
+    verb = plural(len(owners), "owns", "own", with_count=False)
+    return f"{fmt_int(len(owners))} of {plural(n, 'member')} {verb} a course ({share} of members)"
 
 
 def course_prices(course: CourseSettings, platform: str | None = None) -> str:

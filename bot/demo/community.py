@@ -19,6 +19,7 @@ from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
+from decimal import Decimal
 from zoneinfo import ZoneInfo
 
 from bot.config import CourseSettings
@@ -103,6 +104,11 @@ NUDGE_OPT_OUT = 0.06  # a nudged member who does not come back presses "Stop the
 SPONTANEOUS_OPT_OUT = 0.02  # members who turn nudges off without ever being nudged
 LEAVE_SHARE = 0.35  # members who go quiet and then leave the community
 REFUND_SHARE = 0.06
+# The first course launches at an early-bird price (this share of its price, in whole currency units) for its first
+# two weeks, then sells at full price: one price change, so the report's price points and elasticity have two
+# prices to compare.
+EARLY_BIRD_SHARE = Decimal("0.8")
+EARLY_BIRD_DAYS = 14
 
 
 @dataclass(frozen=True, slots=True)
@@ -544,7 +550,10 @@ class SimulatedCommunity:
             at = max(joined_at + timedelta(minutes=5), midnight + self._time_of_day())
             self._charge_seq += 1
             charge_id = f"sim-{self.plan.seed}-{self._charge_seq}"
-            amount = int((course.price or 0) * 100)
+            price = course.price or 0
+            if launch is self.plan.launches[0] and since < EARLY_BIRD_DAYS:
+                price = round(price * EARLY_BIRD_SHARE)
+            amount = int(price * 100)
             event = PurchaseEvent(
                 platform=Platform.SIMULATED,
                 community=self.plan.community,

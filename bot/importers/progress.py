@@ -7,6 +7,8 @@ import time
 from collections.abc import Callable
 from typing import TextIO
 
+from analytics.formatting import plural
+
 
 class Progress:
     """Redraws ``[#####.....] 12/1419 files, 1,234 messages`` in place (carriage return), at most every ``interval`` s.
@@ -72,7 +74,7 @@ class Progress:
         """The bar's text for the current state (without the leading carriage return)."""
         done = self.width * self._files // self._total if self._total else self.width
         bar = "#" * done + "." * (self.width - done)
-        return f"[{bar}] {self._files:,}/{self._total:,} files, {self._messages:,} messages"
+        return f"[{bar}] {self._files:,}/{plural(self._total, 'file')}, {plural(self._messages, 'message')}"
 
     def _draw(self, now: float | None = None) -> None:
         if not self.enabled:

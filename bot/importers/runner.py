@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, tzinfo
 from pathlib import Path
 
+from analytics.formatting import plural
 from bot.importers import CorruptExportError, ExportImportError, ExportPathError, ParsedFile
 from bot.importers.discord_export import DiscordExportReader, discover_files
 from bot.importers.progress import Progress
@@ -41,10 +42,6 @@ __all__ = [
 BATCH_EVENTS = 5_000
 """Events per transaction when files are small. Each commit (and the WAL checkpoints commits lead to) costs
 milliseconds on a VM disk: one transaction per 100-message DCE file spent most of an import committing."""
-
-
-def _count(n: int, singular: str, plural: str | None = None) -> str:
-    return f"{n:,} {singular if n == 1 else (plural or singular + 's')}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,18 +80,20 @@ class ImportSummary:
 
     def line(self) -> str:
         """The one-line summary printed at the end of an import."""
-        files = _count(self.files, "file")
+        files = plural(self.files, "file")
         if self.empty_files:
             files += f" ({self.empty_files:,} empty)"
-        skipped = ", ".join(f"{n:,} {reason}" for reason, n in self.skipped) or "nothing"
+        # A reason names a kind of record ("channel posts ..."), not one record: a tally ("1 × ...") reads right for
+        # any count, where "1 channel posts" would not.
+        skipped = ", ".join(f"{n:,} × {reason}" for reason, n in self.skipped) or "nothing"
         conflicts = ""
         if self.conflicts:
-            ids = _count(self.conflicts, "duplicate message id")
+            ids = plural(self.conflicts, "duplicate message id")
             conflicts = f"; {ids} with different content (kept the first)"
         return (
-            f"imported {files}: {_count(self.messages_read, 'message')} read, {self.messages:,} new, "
-            f"{_count(self.duplicates, 'duplicate')} skipped (already stored); {_count(self.members, 'member')}; "
-            f"{_count(self.joins, 'join')}, {_count(self.leaves, 'leave')}; skipped: {skipped}{conflicts}"
+            f"imported {files}: {plural(self.messages_read, 'message')} read, {self.messages:,} new, "
+            f"{plural(self.duplicates, 'duplicate')} skipped (already stored); {plural(self.members, 'member')}; "
+            f"{plural(self.joins, 'join')}, {plural(self.leaves, 'leave')}; skipped: {skipped}{conflicts}"
         )
 
 
@@ -192,7 +191,7 @@ def _run(
                 parsed = parse(path)
             except CorruptExportError as exc:
                 flush()  # the files before this one are complete: keep them
-                kept = _count(tally.files, "file")
+                kept = plural(tally.files, "file")
                 verb = "is" if tally.files == 1 else "are"
                 error = CorruptExportError(
                     exc.file,

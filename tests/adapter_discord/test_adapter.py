@@ -227,7 +227,9 @@ async def test_member_stats_is_ephemeral(make_harness: HarnessFactory) -> None:
     [callback] = await h.fake.wait_responses(token)
     assert callback.json["type"] == 4
     assert callback.json["data"]["flags"] & EPHEMERAL
-    assert callback.json["data"]["content"]
+    # Her own figures: the one message she just posted.
+    assert "Last 7 days: 1 message on 1 active day" in callback.json["data"]["content"]
+    assert "Last 30 days: 1 message on 1 active day" in callback.json["data"]["content"]
 
 
 async def test_admin_command_is_refused_to_members_and_answered_to_admins(make_harness: HarnessFactory) -> None:
@@ -311,7 +313,10 @@ async def test_grant_and_refund_commands_change_the_role(make_harness: HarnessFa
     h = await make_harness()
     token = await h.fake.slash(BOB_ID, "grant", {"member": CARA_ID, "course": "py-async"})
     [answer] = await h.fake.wait_responses(token)
-    assert "py-async" in answer.json["data"]["content"] or "Async Python" in answer.json["data"]["content"]
+    content = answer.json["data"]["content"]
+    # Cara has no name on record yet: she is named by her user id, and the course by its title.
+    assert content.startswith(f"Recorded: **user {CARA_ID}** owns **Async Python** (49.00 EUR, granted by you).\n")
+    assert "Access given." in content
     assert role_calls(h, "PUT") == [(CARA_ID, PY_ROLE)]
     [(_charge, user, course, source, amount, currency, refunded)] = h.purchases()
     assert (user, course, source, amount, currency, refunded) == (CARA_ID, "py-async", "grant", 4900, "EUR", False)

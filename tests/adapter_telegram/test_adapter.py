@@ -197,16 +197,22 @@ async def test_member_who_never_started_the_bot_gets_a_start_link(fake: FakeBotA
 
 
 async def test_deep_link_start_runs_the_command(fake: FakeBotApi, db_path: Path) -> None:
-    async with running(fake, db_path):
+    async with running(fake, db_path) as h:
+        await h.deliver(p.group_message(p.ALICE, "hello everyone", message_id=301, date=int(time.time()) - 60))
+        await h.settle()
         await fake.add_update(p.private_message(p.ALICE, "/start stats"))
         (dm,) = await fake.wait_for("sendMessage", to(p.ALICE))
-        assert "Nothing recorded" in dm.params["text"] or "activity" in dm.params["text"]
+        # Only /stats answers this: her own figures, with the message she just posted; not the /start welcome.
+        assert "Your activity in PyCraft" in dm.params["text"]
+        assert "Last 7 days: 1 message on 1 active day" in dm.params["text"]
+        assert "activity bot of PyCraft" not in dm.params["text"]
 
 
 async def test_start_with_an_unknown_parameter_just_starts(fake: FakeBotApi, db_path: Path) -> None:
     async with running(fake, db_path):
         await fake.add_update(p.private_message(p.ALICE, "/start promo2024"))
         (dm,) = await fake.wait_for("sendMessage", to(p.ALICE))
+        assert "activity bot of PyCraft" in dm.params["text"]  # the welcome, as a plain /start
         assert "Usage" not in dm.params["text"] and "more than it expects" not in dm.params["text"]
 
 
@@ -380,24 +386,54 @@ async def test_long_answers_are_split_and_files_and_buttons_rendered(fake: FakeB
         assert photo.files["photo"][1] == PNG
 
 
+class HandTime:
+    """The flood gate's clock, moved only by the test, and its sleep, which records the wait and returns at once."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+        self.sleeps: list[float] = []
+
+    def clock(self) -> float:
+        return self.now
+
+    async def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+
+
+def hand_gate(limits: FloodLimits | None = None) -> tuple[FloodGate, HandTime]:
+    time_ = HandTime()
+    return FloodGate(limits, clock=time_.clock, sleep=time_.sleep), time_
+
+
 async def test_flood_gate_spaces_sends_to_one_chat_but_not_across_chats() -> None:
-    gate = FloodGate(FloodLimits(per_chat=Window(2, 0.3), per_group=Window(100, 1), overall=Window(100, 1)))
-    started = time.monotonic()
-    await asyncio.gather(*(gate.acquire(p.ALICE) for _ in range(4)))
-    assert time.monotonic() - started >= 0.28  # 4 sends at 2 per 0.3 s need a second window
-    started = time.monotonic()
-    await asyncio.gather(*(gate.acquire(user) for user in range(1, 20)))
-    assert time.monotonic() - started < 0.2
+    gate, hand = hand_gate(FloodLimits(per_chat=Window(2, 0.3), per_group=Window(100, 1), overall=Window(100, 1)))
+    waits = await asyncio.gather(*(gate.acquire(p.ALICE) for _ in range(4)))
+    # 2 sends fit in the window; the next 2 wait until the first 2 leave it, 0.3 s later.
+    assert [round(w, 9) for w in waits] == [0.0, 0.0, 0.3, 0.3]
+    hand.now += 1  # the chat's window is empty again
+    waits = await asyncio.gather(*(gate.acquire(user) for user in range(1, 20)))
+    assert waits == [0.0] * 19  # one send to each of 19 chats: no chat's limit is reached, nobody waits
+
+
+async def test_flood_gate_keeps_to_the_overall_limit_across_chats() -> None:
+    gate, hand = hand_gate(FloodLimits(per_chat=Window(3, 3), per_group=Window(20, 60), overall=Window(30, 1)))
+    waits = await asyncio.gather(*(gate.acquire(user) for user in range(1, 33)))
+    assert waits[:30] == [0.0] * 30
+    assert [round(w, 9) for w in waits[30:]] == [1.0, 1.0]  # the 31st and 32nd wait for the second's window
+    hand.now += 1.0  # they are sent; the next send falls in their window, which holds only 2
+    assert await gate.acquire(33) == 0.0
 
 
 async def test_flood_gate_holds_a_chat_after_a_429() -> None:
-    gate = FloodGate()
+    gate, hand = hand_gate()
     gate.pause(p.GROUP, 0.3)
-    started = time.monotonic()
-    await gate.acquire(p.ALICE)
-    assert time.monotonic() - started < 0.1  # other chats go on
-    await gate.acquire(p.GROUP)
-    assert time.monotonic() - started >= 0.28
+    assert await gate.acquire(p.ALICE) == 0.0  # other chats go on
+    assert round(await gate.acquire(p.GROUP), 9) == 0.3
+    assert [round(s, 9) for s in hand.sleeps] == [0.3]  # the only wait spent was the group's
+    hand.now += 0.3
+    gate.pause(None, 2)  # a 429 for the whole bot holds every chat
+    assert await gate.acquire(p.BOB) == 2.0
+    assert await gate.acquire(p.ALICE) == 2.0
 
 
 # --- webhook mode --------------------------------------------------------------------------------------------

@@ -153,6 +153,18 @@ def test_check_config_lists_every_problem_on_stderr(tmp_path: Path, capsys: pyte
     assert "[digest] weekdya" in err and "weekday" in err  # the typo is named, with the right spelling
 
 
+def test_check_config_counts_a_single_problem_in_the_singular(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[nudges]\ncooldown_days = -3\n", encoding="utf-8")
+    assert main(["check-config", str(bad)]) == 2
+    assert capsys.readouterr().err.splitlines() == [
+        f"{bad}: 1 problem:",
+        "  [nudges] cooldown_days: expected a positive integer, got -3",
+    ]
+
+
 @pytest.mark.slow
 def test_check_config_of_broken_file_in_a_subprocess(tmp_path: Path) -> None:
     bad = tmp_path / "bad.toml"

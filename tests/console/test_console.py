@@ -122,7 +122,7 @@ def test_messages_are_stored_as_metadata_and_stats_count_them(settings: Settings
     alice = answer_after(out, "/stats")
     assert alice.startswith("bot › Your activity in PyCraft  (only you see this)")
     assert "Last 7 days: 2 messages on 1 active day" in alice
-    assert "Rank: #1 of 1 active members" in alice
+    assert "Rank: #1 of 1 active member (messages, 30 days)" in alice
     bob = out.split("bob> /stats\n", 1)[1]  # /stats after @bob speaks runs as bob, the current member
     assert "Last 7 days: 1 message on 1 active day" in bob
     assert "stored: @alice in #general, 14 characters (metadata only, the text is not kept)" in out
@@ -196,7 +196,7 @@ def test_buy_and_pay_records_a_simulated_purchase_and_an_admin_can_refund_it(set
     question = answer_after(out, "@owner /refund @alice py-async")
     assert "Refund this payment?" in question and "[1] Refund (cannot be undone)" in question
     refund = answer_after(out.split("> @owner /refund @alice py-async\n", 1)[1], "1")  # the owner confirms
-    assert "Refunded: alice (id alice)'s purchase of Async Python." in refund
+    assert "Refunded the purchase of Async Python by alice (id alice)." in refund
     assert "(simulated) access to Async Python removed" in refund
     assert "simulated payment: no money moved" in refund
     assert scalar(db, "SELECT count(*) FROM refunds") == 1

@@ -9,6 +9,7 @@ import shlex
 import shutil
 import subprocess
 import sys
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -17,6 +18,7 @@ from sqlalchemy.engine import make_url
 
 from bot.config import load_settings
 from bot.demo import DATABASE_NAME, DemoError, DemoResult, run_demo
+from bot.reporting import ReportRequest, build_community_report
 from storage.engine import make_engine
 from storage.models import Digest, Member, Nudge, Purchase, Refund
 
@@ -215,3 +217,35 @@ def test_it_ends_with_dashboard_commands_whose_config_opens_the_demo_database(de
         check=False,
     )
     assert status.returncode == 0, status.stdout + status.stderr
+
+
+def test_the_first_course_changes_price_once_so_the_report_has_price_points_and_an_elasticity(
+    demo: DemoResult,
+) -> None:
+    engine = make_engine(f"sqlite:///{demo.database}")
+    try:
+        with engine.connect() as conn:
+            prices = conn.execute(
+                text("SELECT c.course_key, p.amount FROM purchases p JOIN courses c ON c.id = p.course_id")
+            ).all()
+        last_sunday = date(2025, 1, 6) + timedelta(weeks=WEEKS, days=-1)
+        report, _ = build_community_report(
+            engine,
+            ReportRequest("PyCraft (demo)", as_of=last_sunday, weeks=WEEKS),
+            now=datetime(2025, 3, 1, tzinfo=UTC),
+        )
+    finally:
+        engine.dispose()
+    by_course: dict[str, set[int]] = {}
+    for course, amount in prices:
+        by_course.setdefault(course, set()).add(amount)
+    # Early bird at 80% of 49 EUR for two weeks after the launch, then the full price; the other courses keep theirs.
+    assert by_course["py-async"] == {3900, 4900}
+    assert all(len(amounts) == 1 for course, amounts in by_course.items() if course != "py-async")
+    courses = {c.course: c for c in report.commerce.courses}
+    first = courses["py-async"]
+    assert sorted(p.price for p in first.price_points) == [39.0, 49.0]
+    assert sum(p.sales for p in first.price_points) == first.sales
+    assert first.arc_elasticity is not None and first.arc_elasticity < 0  # the dearer price sold less per week
+    html = demo.html_report.read_text(encoding="utf-8")
+    assert "at 39.00 EUR × " in html and ", 49.00 EUR × " in html

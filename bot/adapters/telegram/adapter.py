@@ -29,6 +29,7 @@ from telegram import Chat, Update
 from telegram.error import BadRequest, Forbidden, InvalidToken, NetworkError, RetryAfter, TelegramError
 from telegram.ext import Application, ApplicationBuilder, CallbackContext
 
+from analytics.formatting import plural
 from bot.adapters.retry import Backoff, describe
 from bot.adapters.telegram import payments, render
 from bot.adapters.telegram.access import CourseAccess
@@ -178,10 +179,10 @@ class TelegramAdapter:
             await self.stop()
             raise
         log.info(
-            "Telegram bot @%s connected (%s), logging %d chat(s)",
+            "Telegram bot @%s connected (%s), logging %s",
             self.bot_username,
             self.config.mode,
-            len(self.config.chat_ids),
+            plural(len(self.config.chat_ids), "chat"),
         )
         self.spawn(self._health_task(), "Telegram health check")
 
@@ -252,7 +253,8 @@ class TelegramAdapter:
             _, not_done = await asyncio.wait(pending, timeout=self.drain_seconds)
             if not_done:
                 wait = self.drain_seconds
-                log.error("%d Telegram task(s) did not finish within %.0fs; cancelling them", len(not_done), wait)
+                tasks = plural(len(not_done), "Telegram task")
+                log.error("%s did not finish within %.0fs; cancelling them", tasks, wait)
                 for task in not_done:
                     task.cancel()
                 await asyncio.gather(*not_done, return_exceptions=True)

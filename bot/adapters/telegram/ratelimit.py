@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import warnings
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from telegram.error import RetryAfter
@@ -45,15 +45,21 @@ class _Slots:
         self.window = window
         self.times: deque[float] = deque()
 
+    def forget_before(self, now: float) -> None:
+        """Drop sends that left the window by ``now`` (the clock's time, never a candidate send time)."""
+        while self.times and self.times[0] <= now - self.window.period:
+            self.times.popleft()
+
     def earliest(self, at: float) -> float:
         """The earliest time at or after ``at`` when one more send fits."""
-        while self.times and self.times[0] <= at - self.window.period:
-            self.times.popleft()
-        if len(self.times) < self.window.count:
+        # Read-only: ``at`` may lie in the future (another window pushed it), and dropping the sends before it
+        # would let the next, earlier candidate through a window that is in fact full.
+        recent = [t for t in self.times if t > at - self.window.period]
+        if len(recent) < self.window.count:
             return at
         # The send that would make one too many in the window must wait until the oldest of the last
         # ``count`` sends leaves it.
-        return self.times[-self.window.count] + self.window.period
+        return recent[-self.window.count] + self.window.period
 
     def reserve(self, at: float) -> None:
         # Reservations are made in time order per window, except when a later reservation of another chat
@@ -72,11 +78,20 @@ class FloodGate:
     Args:
         limits: The windows to respect.
         clock: Monotonic seconds (``loop.time`` by default); tests may inject one.
+        sleep: How a wait is waited (``asyncio.sleep`` by default); a test injects one that moves its clock, so
+            it checks every wait exactly without spending it.
     """
 
-    def __init__(self, limits: FloodLimits | None = None, *, clock: Callable[[], float] | None = None) -> None:
+    def __init__(
+        self,
+        limits: FloodLimits | None = None,
+        *,
+        clock: Callable[[], float] | None = None,
+        sleep: Callable[[float], Awaitable[None]] | None = None,
+    ) -> None:
         self.limits = limits or FloodLimits()
         self._clock = clock
+        self._sleep = sleep or asyncio.sleep
         self._lock = asyncio.Lock()
         self._overall = _Slots(self.limits.overall)
         self._chats: dict[int, _Slots] = {}
@@ -99,6 +114,8 @@ class FloodGate:
             windows = [self._overall, chat]
             if chat_id < 0:  # groups, supergroups and channels have negative ids
                 windows.append(self._groups.setdefault(chat_id, _Slots(self.limits.per_group)))
+            for slots in windows:
+                slots.forget_before(now)
             at = max(now, self._paused_until.get(chat_id, 0.0), self._all_paused_until)
             # Each window may push the time later, which can matter to a window already checked: repeat
             # until every window agrees (at most a few rounds, since times only move forward).
@@ -112,7 +129,7 @@ class FloodGate:
             self._forget_idle(now)
         wait = at - now
         if wait > 0:
-            await asyncio.sleep(wait)
+            await self._sleep(wait)
         return max(wait, 0.0)
 
     def pause(self, chat_id: int | None, seconds: float) -> None:

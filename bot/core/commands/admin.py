@@ -18,7 +18,7 @@ from decimal import Decimal
 
 from analytics.charts import activity_chart
 from analytics.commerce import revenue_by_course, totals_by_currency
-from analytics.formatting import DASH, fmt_change, fmt_day, fmt_int, fmt_money, fmt_pct, fmt_totals
+from analytics.formatting import DASH, fmt_change, fmt_day, fmt_int, fmt_money, fmt_pct, fmt_totals, plural
 from analytics.privacy import OWNERS
 from analytics.render import clean_name, data_notices
 from analytics.results import MemberStatus, Report
@@ -99,7 +99,7 @@ async def report(ctx: CommandContext) -> Reply:
         current = weeks[-1]
         lines.append(
             f"This week so far: {fmt_int(current.new)} new, {fmt_int(current.left)} left, "
-            f"{fmt_int(current.messages)} messages"
+            f"{plural(current.messages, 'message')}"
         )
     if len(weeks) > 1:
         # A partial week compared with a whole one would always look like a drop: compare the last two whole weeks.
@@ -108,7 +108,7 @@ async def report(ctx: CommandContext) -> Reply:
         lines.append(
             f"Last week ({last.week}): {fmt_int(last.active)} active"
             + (f" ({change} vs the week before)" if change != DASH else "")
-            + f", {fmt_int(last.new)} new, {fmt_int(last.left)} left, {fmt_int(last.messages)} messages"
+            + f", {fmt_int(last.new)} new, {fmt_int(last.left)} left, {plural(last.messages, 'message')}"
         )
     lines += [
         sentence for sentence in (retention_sentence(result, OWNERS), activation_sentence(result, OWNERS)) if sentence
@@ -184,7 +184,7 @@ async def revenue(ctx: CommandContext) -> Reply:
         for line in lines_in:
             refunds = f", {line.refunds} refunded ({fmt_money(line.refunded, line.currency)})" if line.refunds else ""
             lines.append(
-                f"• {line.title}: {line.sales} sold to {line.buyers} buyer{'s' if line.buyers != 1 else ''}, "
+                f"• {line.title}: {fmt_int(line.sales)} sold to {plural(line.buyers, 'buyer')}, "
                 f"{fmt_money(line.net, line.currency)} net{refunds}"
             )
         blocks.append(rich(*lines))
@@ -192,7 +192,7 @@ async def revenue(ctx: CommandContext) -> Reply:
     blocks.append(
         rich(
             f"Conversion: {fmt_conversion(rows, member_ids, end=now)}",
-            f"Refunds: {fmt_int(refund_count)} of {fmt_int(len(rows))} purchases "
+            f"Refunds: {fmt_int(refund_count)} of {plural(len(rows), 'purchase')} "
             f"({fmt_pct(refund_count / len(rows), 1)})",
         )
     )
@@ -321,7 +321,8 @@ def _ask(ctx: CommandContext, ref: str, what: _Lines, *, money: str) -> Reply:
 
 def _money_back(purchase: LedgerRow) -> str:
     if purchase.source == PurchaseSource.TELEGRAM_STARS.value:
-        return f"{fmt_money(Decimal(purchase.amount), 'XTR')} go back to the member through Telegram."
+        verb = plural(purchase.amount, "goes", "go", with_count=False)
+        return f"{fmt_money(Decimal(purchase.amount), 'XTR')} {verb} back to the member through Telegram."
     if purchase.source == PurchaseSource.SIMULATED.value:
         return "It was a simulated payment: no money moved, so none goes back."
     if purchase.source == PurchaseSource.DISCORD_ENTITLEMENT.value:
@@ -380,7 +381,17 @@ async def refund(ctx: CommandContext) -> Reply:
     return _ask(
         ctx,
         f"p{purchase.purchase_id}",
-        [[bold(buyer), "'s purchase of ", bold(purchase.title), " (reference ", code(purchase.charge_id), ")."]],
+        [
+            [
+                "The purchase of ",
+                bold(purchase.title),
+                " by ",
+                bold(buyer),
+                " (reference ",
+                code(purchase.charge_id),
+                ").",
+            ]
+        ],
         money=_money_back(purchase) + " Their access is removed.",
     )
 
@@ -480,7 +491,7 @@ async def _refund_purchase(ctx: CommandContext, purchase_id: int) -> Reply:
         )
         who = _who(ResolvedMember(purchase.member_user_id, found.display_name if found else None, found is not None))
     lines: _Lines = [
-        ["Refunded: ", bold(who), "'s purchase of ", bold(title), "."],
+        ["Refunded the purchase of ", bold(title), " by ", bold(who), "."],
         ["Reference: ", code(purchase.charge_id)],
         returned,
     ]

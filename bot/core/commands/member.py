@@ -23,7 +23,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import Engine
 
 from analytics.activity import ActivityRows
-from analytics.formatting import fmt_day, fmt_int, fmt_money, fmt_number
+from analytics.formatting import fmt_day, fmt_int, fmt_money, fmt_number, plural
 from analytics.members import member_table, top_members
 from analytics.privacy import MIN_GROUP
 from analytics.report import history_start
@@ -110,10 +110,6 @@ async def help_(ctx: CommandContext) -> Reply:
 # --- /stats ------------------------------------------------------------------------------------------------------
 
 
-def _plural(n: int, word: str) -> str:
-    return f"{fmt_int(n)} {word}" if n == 1 else f"{fmt_int(n)} {word}s"
-
-
 async def stats(ctx: CommandContext) -> Reply:
     """Your own activity: messages, active days, reactions, streak and rank."""
     tz = ctx.settings.community.tz
@@ -133,14 +129,14 @@ async def stats(ctx: CommandContext) -> Reply:
     s = result
     lines: _Lines = [
         [bold(f"Your activity in {ctx.settings.community.name}")],
-        f"Last 7 days: {_plural(s.messages_7d, 'message')} on {_plural(s.active_days_7d, 'active day')}",
-        f"Last 30 days: {_plural(s.messages_30d, 'message')} on {_plural(s.active_days_30d, 'active day')}",
+        f"Last 7 days: {plural(s.messages_7d, 'message')} on {plural(s.active_days_7d, 'active day')}",
+        f"Last 30 days: {plural(s.messages_30d, 'message')} on {plural(s.active_days_30d, 'active day')}",
         f"Reactions (30 days): {fmt_int(s.reactions_given_30d)} given, {fmt_int(s.reactions_received_30d)} received",
     ]
     if s.streak:
-        lines.append(f"Streak: {_plural(s.streak, 'day')} in a row" + (" 🔥" if s.streak >= 3 else ""))
+        lines.append(f"Streak: {plural(s.streak, 'day')} in a row" + (" 🔥" if s.streak >= 3 else ""))
     if s.rank is not None:
-        lines.append(f"Rank: #{s.rank} of {fmt_int(s.ranked_members)} active members (messages, 30 days)")
+        lines.append(f"Rank: #{s.rank} of {plural(s.ranked_members, 'active member')} (messages, 30 days)")
     else:
         lines.append("Rank: post a message to get on the board")
     lines.append(f"Member since: {fmt_day(s.member.member_since.astimezone(tz).date())}")
@@ -488,9 +484,11 @@ async def forget(ctx: CommandContext) -> Reply:
             if n and name not in ("purchases", "refunds")
         ]
         if counts.get("purchases"):
+            n = counts["purchases"]
             lines.append(
-                f"Your {_plural(counts['purchases'], 'purchase')} stay in the sales records for accounting, without "
-                "your name; the bot will then no longer know that you own those courses."
+                f"Your {plural(n, 'purchase')} {plural(n, 'stays', 'stay', with_count=False)} in the sales records "
+                "for accounting, without your name; the bot will then no longer know that you own "
+                f"{plural(n, 'that course', 'those courses', with_count=False)}."
             )
         lines += [
             "",
@@ -503,7 +501,12 @@ async def forget(ctx: CommandContext) -> Reply:
             buttons=(Button("Delete my data", "command", f"/forget confirm {token}", danger=True),),
         )
     token = ctx.options.get("token", "")
-    if not token or not _token_valid(ctx, token):
+    if not token:
+        raise UsageError(
+            "The confirmation code is missing; nothing was deleted. Send /forget to get it, "
+            "then /forget confirm followed by the code (or press the button)."
+        )
+    if not _token_valid(ctx, token):
         raise UsageError(
             "That confirmation code is not valid or has expired; nothing was deleted. Send /forget for a new one."
         )

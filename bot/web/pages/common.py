@@ -14,6 +14,7 @@ import jinja2
 from aiohttp import web
 
 from analytics.formatting import fmt_day
+from analytics.render.html import build_environment as build_report_environment
 from bot.reporting import ReportError
 from bot.web.context import CONTEXT, WebContext
 from bot.web.data import REPORT_CACHE, DashboardData, DashboardRange, RangeError, ReportCache, parse_range
@@ -21,7 +22,6 @@ from bot.web.data import REPORT_CACHE, DashboardData, DashboardRange, RangeError
 WEB_DIR = Path(__file__).resolve().parent.parent
 TEMPLATES = WEB_DIR / "templates"
 STATIC = WEB_DIR / "static"
-COMPONENTS = WEB_DIR.parent.parent / "analytics" / "render" / "templates"
 
 NAV: tuple[tuple[str, str], ...] = (
     ("/", "Overview"),
@@ -40,18 +40,12 @@ JINJA: web.AppKey[jinja2.Environment] = web.AppKey("cohortbot_jinja", jinja2.Env
 
 
 def build_environment() -> jinja2.Environment:
-    """The one Jinja environment of the dashboard: its pages, then the components the static report shares.
+    """The dashboard's Jinja environment: its pages first, then the components the static report shares.
 
     Returns:
-        An environment with autoescaping on for every template and undefined values raising errors.
+        :func:`analytics.render.html.build_environment` over the dashboard's templates.
     """
-    return jinja2.Environment(
-        loader=jinja2.ChoiceLoader([jinja2.FileSystemLoader(TEMPLATES), jinja2.FileSystemLoader(COMPONENTS)]),
-        autoescape=True,
-        trim_blocks=True,
-        lstrip_blocks=True,
-        undefined=jinja2.StrictUndefined,
-    )
+    return build_report_environment((TEMPLATES,))
 
 
 def context(request: web.Request) -> WebContext:
