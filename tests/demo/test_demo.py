@@ -248,4 +248,4 @@ def test_the_first_course_changes_price_once_so_the_report_has_price_points_and_
     assert sum(p.sales for p in first.price_points) == first.sales
     assert first.arc_elasticity is not None and first.arc_elasticity < 0  # the dearer price sold less per week
     html = demo.html_report.read_text(encoding="utf-8")
-    assert "at 39.00 EUR × " in html and ", 49.00 EUR × " in html
+    assert re.search(r"39\.00 EUR × \d+, 49\.00 EUR × \d+", html)  # the price points column
