@@ -21,7 +21,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from playwright.async_api import Browser, Page, expect
+from playwright.async_api import Browser, Page, ViewportSize, expect
 from sqlalchemy import Engine
 
 from bot.config.settings import CommunitySettings, DashboardSettings, Settings, WebSettings
@@ -40,7 +40,8 @@ from tests.web.pages_app import COMMUNITY, NOW, TIMEZONE, at, seed
 pytestmark = pytest.mark.slow
 
 SECRET = "browser-test-secret-" + "y" * 32
-DESKTOP = {"width": 1280, "height": 900}
+DESKTOP: ViewportSize = {"width": 1280, "height": 900}
+PHONE_SIZE: ViewportSize = {"width": PHONE["width"], "height": PHONE["height"]}
 # What only a signed-in admin may see: seeded members' names, a course, a channel.
 MEMBER_DATA = ("Ann", "Bob", "Python async", "#general")
 CSV_PATHS = ("/members.csv?tab=all", "/activity.csv", "/channels.csv", "/retention.csv", "/sales.csv", "/report.json")
@@ -130,11 +131,11 @@ async def charts_drawn(page: Page) -> None:
 async def screenshot(page: Page, name: str) -> None:
     folder = os.environ.get("COHORTBOT_SCREENSHOTS")
     if folder:
-        Path(folder).mkdir(parents=True, exist_ok=True)
+        # Playwright creates the folder.
         await page.screenshot(path=str(Path(folder) / f"{name}.png"), full_page=True)
 
 
-def csv_rows(path: str) -> list[list[str]]:
+def csv_rows(path: Path) -> list[list[str]]:
     return list(csv.reader(io.StringIO(Path(path).read_text(encoding="utf-8"))))
 
 
@@ -186,9 +187,16 @@ async def test_every_page_draws_with_no_errors_and_its_charts_have_data(browser:
             assert all(n > 0 for n in points), f"{path}: a chart without data points {points}"
             # Plotly drew marks for them in every chart: traces (lines, bars, funnel boxes) or heatmap images.
             drawn = await page.evaluate(
-                "[...document.querySelectorAll('.js-plotly-plot')].map(p => p.querySelectorAll('g.trace, image').length)"
+                "[...document.querySelectorAll('.js-plotly-plot')]"
+                ".map(p => p.querySelectorAll('g.trace, image').length)"
             )
             assert all(n > 0 for n in drawn), f"{path}: a chart with nothing drawn {drawn}"
+            # No axis labels the same tick twice (a whole-number format over half steps reads "1, 1, 2, 2").
+            ticks = await page.evaluate(
+                "[...document.querySelectorAll('.js-plotly-plot')].flatMap(p => ['ytick', 'y2tick']"
+                ".map(c => [...p.querySelectorAll('.' + c + ' text')].map(t => t.textContent)))"
+            )
+            assert all(len(set(axis)) == len(axis) for axis in ticks), f"{path}: repeated tick labels {ticks}"
         await screenshot(page, f"{path.strip('/').replace('/', '-') or 'overview'}-1280")
         assert errors.messages == [], path
     assert with_charts == ["/activity", "/retention", f"/members/{served.bob}", "/sales"]
@@ -228,7 +236,7 @@ async def test_a_csv_link_downloads_the_table(browser: Browser, served: Served) 
 async def test_at_phone_width_no_page_scrolls_sideways_and_chart_text_is_readable(
     browser: Browser, served: Served
 ) -> None:
-    page = await browser.new_page(viewport=PHONE)
+    page = await browser.new_page(viewport=PHONE_SIZE)
     errors = page_errors(page)
     await sign_in(page, served)
     for path in served.pages():
