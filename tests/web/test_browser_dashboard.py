@@ -239,11 +239,19 @@ async def test_at_phone_width_no_page_scrolls_sideways_and_chart_text_is_readabl
     page = await browser.new_page(viewport=PHONE_SIZE)
     errors = page_errors(page)
     await sign_in(page, served)
+    scrolled_tables = []
     for path in served.pages():
         await page.goto(served.base + path)
         await charts_drawn(page)
         width = await page.evaluate("document.documentElement.scrollWidth")
         assert width <= PHONE["width"], f"{path} is {width} px wide at {PHONE['width']} px"
+        # A table wider than the phone scrolls inside its own box instead.
+        wide = await page.evaluate(
+            "[...document.querySelectorAll('.table-scroll')].filter(b => b.scrollWidth > b.clientWidth)"
+            ".map(b => getComputedStyle(b).overflowX)"
+        )
+        assert all(overflow in ("auto", "scroll") for overflow in wide), f"{path}: {wide}"
+        scrolled_tables += [path] * len(wide)
         smallest = await page.evaluate(
             "Math.min(...[...document.querySelectorAll('.js-plotly-plot text')]"
             ".filter(t => t.textContent.trim()).map(t => parseFloat(getComputedStyle(t).fontSize)))"
@@ -252,6 +260,7 @@ async def test_at_phone_width_no_page_scrolls_sideways_and_chart_text_is_readabl
         assert smallest >= 11, f"{path}: chart text of {smallest} px"
         await screenshot(page, f"{path.strip('/').replace('/', '-') or 'overview'}-390")
         assert errors.messages == [], path
+    assert "/sales" in scrolled_tables  # the wide tables were there to overflow, and did not widen the page
 
 
 async def test_used_expired_and_forged_links_and_no_session_show_no_member_data(
