@@ -4,6 +4,31 @@
   "use strict";
   var FONT = { family: "system-ui, -apple-system, Segoe UI, Roboto, sans-serif", size: 12, color: "#1d2430" };
 
+  // A count that stays small (members, messages of one member) got ticks at 0.5 — and, with a whole-number
+  // format, the same label twice ("1, 1, 2, 2"): when every value on a y axis or in a heatmap is a whole
+  // number and they span at most 5, tick every 1.
+  function wholeNumberTicks(data, layout) {
+    var values = {};
+    data.forEach(function (trace) {
+      if (trace.type === "heatmap" || trace.orientation === "h" || !Array.isArray(trace.y)) { return; }
+      var axis = trace.yaxis && trace.yaxis !== "y" ? "yaxis" + trace.yaxis.slice(1) : "yaxis";
+      values[axis] = (values[axis] || []).concat(trace.y);
+    });
+    Object.keys(values).forEach(function (axis) {
+      var ys = values[axis].concat([0]);
+      if (!ys.every(Number.isInteger) || Math.max.apply(null, ys) - Math.min.apply(null, ys) > 5) { return; }
+      var given = layout[axis] || {};
+      if (given.dtick === undefined) { layout[axis] = Object.assign({}, given, { tickmode: "linear", dtick: 1, tick0: 0 }); }
+    });
+    data.forEach(function (trace) {
+      if (trace.type !== "heatmap" || !Array.isArray(trace.z)) { return; }
+      var zs = [].concat.apply([0], trace.z);
+      if (zs.every(Number.isInteger) && Math.max.apply(null, zs) - Math.min.apply(null, zs) <= 5) {
+        trace.colorbar = Object.assign({ dtick: 1 }, trace.colorbar || {});
+      }
+    });
+  }
+
   function draw(block) {
     var target = document.getElementById(block.getAttribute("data-target"));
     if (!target || typeof Plotly === "undefined") { return; }
@@ -25,6 +50,7 @@
       if (axis === "yaxis2" && !layout.yaxis2) { return; }
       layout[axis] = Object.assign({ automargin: true, tickfont: { size: 11 } }, layout[axis] || {});
     });
+    wholeNumberTicks(figure.data || [], layout);
     Plotly.newPlot(target, figure.data || [], layout, { responsive: true, displaylogo: false,
                                                         modeBarButtonsToRemove: ["lasso2d", "select2d"] });
   }
