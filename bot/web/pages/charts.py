@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from datetime import date
 from typing import Any
@@ -46,6 +47,9 @@ def growth_figure(growth: Sequence[GrowthDay]) -> Figure | None:
     if not growth:
         return None
     x = [g.day.isoformat() for g in growth]
+    left, right, member_ticks = _aligned_ranges(
+        [g.joins for g in growth], [g.leaves for g in growth], [g.members for g in growth]
+    )
     return {
         "data": [
             {"type": "bar", "name": "Joins", "x": x, "y": [g.joins for g in growth], "marker": {"color": "#2e8b57"}},
@@ -72,18 +76,39 @@ def growth_figure(growth: Sequence[GrowthDay]) -> Figure | None:
             "Member growth",
             barmode="relative",
             hovermode="x unified",
-            yaxis={"title": {"text": "joins / leaves"}},
+            yaxis={"title": {"text": "joins / leaves"}, "range": left},
             yaxis2={
                 "title": {"text": "members"},
                 "overlaying": "y",
                 "side": "right",
-                "rangemode": "tozero",
-                "tickmode": "auto",
+                "range": right,
+                "tickmode": "array",
+                "tickvals": member_ticks,
                 "tickformat": ",d",
                 "showgrid": False,
             },
         ),
     }
+
+
+def _nice_step(top: float, ticks: int = 4) -> int:
+    """A round tick step (1, 2, 5 x 10^k) that splits 0..top into about ``ticks`` parts."""
+    raw = max(top / ticks, 1.0)
+    magnitude = 10 ** math.floor(math.log10(raw))
+    return int(next(m * magnitude for m in (1, 2, 5, 10) if m * magnitude >= raw))
+
+
+def _aligned_ranges(
+    joins: Sequence[int], leaves: Sequence[int], members: Sequence[int]
+) -> tuple[list[float], list[float], list[int]]:
+    """Axis ranges that put both axes' zero on one line (leaves are drawn below it), and the members' ticks."""
+    top = max([*joins, 1]) * 1.1
+    bottom = -max([*leaves, 0]) * 1.1
+    members_top = max([*members, 1]) * 1.1
+    step = _nice_step(members_top)
+    # The right axis spans the same share below zero as the left one, so its zero sits level with the bars' zero;
+    # only non-negative member counts get a tick.
+    return [bottom, top], [members_top * bottom / top, members_top], list(range(0, int(members_top) + 1, step))
 
 
 def retention_matrix(cohorts: Sequence[Cohort], weeks: int) -> tuple[list[list[float | None]], list[str], list[str]]:

@@ -187,7 +187,7 @@ async def activity(request: web.Request) -> web.Response:
         active_figure=charts.active_members_figure(report, data.range.start),
         hours=charts.hour_of_week_matrix(report.hour_of_week),
         weekdays=list(charts.WEEKDAYS),
-        hour_labels=[f"{h:02d}:00" for h in range(24)],
+        hour_labels=[f"{h:02d}" for h in range(24)],  # two digits: no sideways labels at desktop width
         channel_table=table,
         growth_figure=charts.growth_figure([g for g in report.growth if g.day >= data.range.start]),
         csv_query=q,
