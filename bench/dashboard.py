@@ -114,7 +114,9 @@ class RawReads:
             self.on = False
 
 
-def _watch(engine: Engine, reads: RawReads) -> None:
+def watch(engine: Engine, reads: RawReads) -> None:
+    """Count, in ``reads``, the statements run on ``engine`` and those that read a raw event table."""
+
     def before_cursor_execute(
         conn: Any, cursor: Any, statement: str, parameters: Any, context: Any, executemany: bool
     ) -> None:
@@ -291,7 +293,7 @@ async def _serve_and_measure(db: Path, args: argparse.Namespace, days: int) -> R
     )
     engine = make_engine(f"sqlite:///{db}")
     reads = RawReads()
-    _watch(engine, reads)
+    watch(engine, reads)
     store = IngestStore(engine)
     # As `cohortbot run` does at start-up (the community is there already: this only tells the store its id).
     store.register_community(COMMUNITY, TIMEZONE)

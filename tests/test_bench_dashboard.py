@@ -8,6 +8,11 @@ import sys
 from pathlib import Path
 
 import pytest
+from sqlalchemy import text
+
+from bench.dashboard import RawReads, watch
+from storage.engine import make_engine
+from storage.migrate import upgrade
 
 REPO = Path(__file__).resolve().parents[1]
 SUMMARY = re.compile(r"^dashboard: p95 \d+ ms, slowest (/\S*)(?: \([a-z 0-9]+\))? \d+ ms, live \d+ ms$")
@@ -58,3 +63,22 @@ def test_the_benchmark_serves_every_page_from_rollups_and_times_the_live_feed(tm
     assert "2 samples" in live
     # The served copy is gone; the cached community stays for the next run.
     assert not list(tmp_path.glob("dashboard-*"))
+
+
+def test_the_watch_flags_reads_of_raw_event_tables_and_not_rollup_reads_or_writes(tmp_path: Path) -> None:
+    # Without this, a watch that never matched would make every run look "served from rollups".
+    engine = make_engine(f"sqlite:///{tmp_path}/watch.db")
+    upgrade(engine)
+    reads = RawReads()
+    watch(engine, reads)
+    with engine.connect() as conn:
+        conn.execute(text("SELECT count(*) FROM messages"))  # not watched yet
+        with reads.watching():
+            conn.execute(text("SELECT count(*) FROM member_daily_activity"))
+            conn.execute(text("SELECT m.id FROM members m JOIN reactions r ON r.member_id = m.id"))
+            conn.execute(text("SELECT count(*) FROM membership_events"))
+            conn.execute(text("SELECT count(*) FROM purchases"))
+    engine.dispose()
+    assert reads.statements == 4
+    assert len(reads.raw) == 2
+    assert "reactions" in reads.raw[0] and "membership_events" in reads.raw[1]
