@@ -6,7 +6,7 @@ import argparse
 import sys
 from collections.abc import Callable, Sequence
 
-from bench import analytics, ingest
+from bench import analytics, dashboard, ingest
 
 # name -> (one-line help, description, add_arguments, run); later benchmarks register here.
 COMMANDS: dict[
@@ -24,6 +24,12 @@ COMMANDS: dict[
         analytics.__doc__,
         analytics.add_arguments,
         analytics.run,
+    ),
+    "dashboard": (
+        "warm latency of every dashboard page and CSV, and message-to-page time of the live feed",
+        dashboard.__doc__,
+        dashboard.add_arguments,
+        dashboard.run,
     ),
 }
 

@@ -134,6 +134,7 @@ class _Entry:
     data: DashboardData | None = None  # the newest complete figures
     version: int = -1  # the cache version those figures were read at
     built: float = 0.0  # time.monotonic() when their build started
+    task_started: float = 0.0  # time.monotonic() when the build in progress started
     task: asyncio.Task[DashboardData] | None = None  # a build in progress
     task_version: int = -1
     used: float = 0.0
@@ -188,9 +189,10 @@ class ReportCache:
     async def get(self, rng: DashboardRange) -> DashboardData:
         """The figures of ``rng``: cached until the data changed (:meth:`invalidate`) or ``refresh_seconds`` passed.
 
-        One build per range runs at a time. When the figures are stale, the page waits up to ``STALE_WAIT_SECONDS``
-        for the rebuild (a small community's takes milliseconds) and is otherwise served the previous figures
-        while the rebuild goes on: on a big community with a busy writer, a page never waits for every commit.
+        One build per range runs at a time. When the figures are stale, a page waits for the rebuild until
+        ``STALE_WAIT_SECONDS`` after it started (a small community's takes milliseconds) and is otherwise served the
+        previous figures while the rebuild goes on: on a big community with a busy writer, a page never waits for
+        every commit.
 
         Raises:
             ReportError: The report cannot be built (the community is missing from the database).
@@ -214,8 +216,13 @@ class ReportCache:
         assert entry.task is not None
         if entry.data is None:
             return await asyncio.shield(entry.task)
+        # Pages wait only in the rebuild's first STALE_WAIT_SECONDS: while a slow one (seconds on 100,000 members)
+        # goes on, every later page gets the previous figures at once instead of after the same wait.
+        wait = STALE_WAIT_SECONDS - (now - entry.task_started)
+        if wait <= 0:
+            return entry.data
         try:
-            return await asyncio.wait_for(asyncio.shield(entry.task), STALE_WAIT_SECONDS)
+            return await asyncio.wait_for(asyncio.shield(entry.task), wait)
         except TimeoutError:
             return entry.data
         except ReportError:
@@ -225,6 +232,7 @@ class ReportCache:
         version = self._version
         task = asyncio.get_running_loop().create_task(asyncio.to_thread(self._build, rng))
         entry.task, entry.task_version = task, version
+        entry.task_started = now
 
         def done(finished: asyncio.Task[DashboardData]) -> None:
             entry.task = None
