@@ -46,7 +46,7 @@ TIMEZONE = "Europe/Berlin"
 START = date(2025, 1, 6)  # a Monday: simulated weeks are ISO weeks (and the run crosses a DST change)
 DEFAULT_OUT = "cohortbot-demo"
 DATABASE_NAME = "cohortbot-demo.db"
-CONFIG_NAME = "cohortbot-demo.toml"  # the demo's settings, so that `--config` commands open its database
+CONFIG_NAME = "cohortbot.toml"  # the demo's settings, under the name every command looks for
 MARKER_NAME = "cohortbot-demo.json"  # says "this directory is a demo's": a re-run may replace what is listed in it
 REPORT_DIR = "report"
 # The refresh job fires every few minutes; only its latest run before a digest matters (it records nudge outcomes
