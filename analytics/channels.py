@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import date, timedelta
 
 import numpy as np
@@ -95,3 +96,27 @@ def previous_range(start: date, end: date) -> tuple[date, date]:
     """The range of the same number of days just before ``start .. end``."""
     length = (end - start).days + 1
     return start - timedelta(days=length), start - timedelta(days=1)
+
+
+def channel_rows(channels: Sequence[ChannelActivity]) -> list[tuple[ChannelActivity, bool]]:
+    """Channels in display order: each parent followed by its threads; ``True`` marks a thread.
+
+    Args:
+        channels: The report's channels, most messages first.
+
+    Returns:
+        ``(channel, is_thread)`` pairs; a thread whose parent had no messages in the range follows the others.
+        The static report and the dashboard list channels in this order.
+    """
+    children: dict[str, list[ChannelActivity]] = {}
+    for c in channels:
+        if c.parent is not None:
+            children.setdefault(c.parent, []).append(c)
+    parents = {c.name for c in channels if c.parent is None}
+    rows: list[tuple[ChannelActivity, bool]] = []
+    for c in channels:
+        if c.parent is None:
+            rows.append((c, False))
+            rows.extend((child, True) for child in children.get(c.name, []))
+    rows.extend((c, True) for c in channels if c.parent is not None and c.parent not in parents)
+    return rows

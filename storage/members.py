@@ -309,25 +309,7 @@ def set_nudges_opt_out(
     Returns:
         The member as stored afterwards.
     """
-    insert = pg_insert if engine.dialect.name == "postgresql" else sqlite_insert
-    stmt = insert(Member).values(
-        community_id=community_id,
-        platform=platform,
-        platform_user_id=user_id,
-        display_name=display_name,
-        is_bot=False,
-        first_seen_at=now,
-        nudges_opt_out=opt_out,
-        leaderboard_opt_out=False,
-    )
-    stmt = stmt.on_conflict_do_update(
-        index_elements=["community_id", "platform", "platform_user_id"], set_={"nudges_opt_out": opt_out}
-    )
-    with writing(engine).begin() as conn:
-        conn.execute(stmt)
-        member = _find(conn, community_id, platform, user_id)
-    assert member is not None  # just upserted in this transaction
-    return member
+    return _set_preference(engine, community_id, platform, user_id, "nudges_opt_out", opt_out, now, display_name)
 
 
 def set_leaderboard_opt_out(
@@ -356,7 +338,22 @@ def set_leaderboard_opt_out(
     Returns:
         The member as stored afterwards.
     """
+    return _set_preference(engine, community_id, platform, user_id, "leaderboard_opt_out", opt_out, now, display_name)
+
+
+def _set_preference(
+    engine: Engine,
+    community_id: int,
+    platform: str,
+    user_id: str,
+    column: str,
+    value: bool,
+    now: datetime,
+    display_name: str | None,
+) -> MemberRecord:
+    """Upsert one opt-out preference (``nudges_opt_out`` or ``leaderboard_opt_out``) of a member, new or known."""
     insert = pg_insert if engine.dialect.name == "postgresql" else sqlite_insert
+    preferences = {"nudges_opt_out": False, "leaderboard_opt_out": False, column: value}
     stmt = insert(Member).values(
         community_id=community_id,
         platform=platform,
@@ -364,11 +361,10 @@ def set_leaderboard_opt_out(
         display_name=display_name,
         is_bot=False,
         first_seen_at=now,
-        nudges_opt_out=False,
-        leaderboard_opt_out=opt_out,
+        **preferences,
     )
     stmt = stmt.on_conflict_do_update(
-        index_elements=["community_id", "platform", "platform_user_id"], set_={"leaderboard_opt_out": opt_out}
+        index_elements=["community_id", "platform", "platform_user_id"], set_={column: value}
     )
     with writing(engine).begin() as conn:
         conn.execute(stmt)

@@ -20,6 +20,7 @@ from typing import Any
 
 import jinja2
 
+from analytics.channels import channel_rows
 from analytics.formatting import DASH, fmt_ago, fmt_change, fmt_int, fmt_totals, fmt_weekday_iso, plural
 from analytics.render.shared import (
     CONVERSION_HEADERS,
@@ -43,7 +44,7 @@ from analytics.render.shared import (
     week_row,
     weeks_in_range,
 )
-from analytics.results import ChannelActivity, GrowthDay, HourOfWeek, MemberStatus, Report
+from analytics.results import GrowthDay, HourOfWeek, MemberStatus, Report
 from analytics.safe_text import clean_name
 from analytics.weeks import week_label
 
@@ -167,29 +168,6 @@ def members_csv(members: Sequence[MemberStatus]) -> str:
     )
 
 
-def channel_rows(report: Report) -> list[tuple[ChannelActivity, bool]]:
-    """Channels in display order: each parent followed by its threads; ``True`` marks a thread.
-
-    Args:
-        report: The report.
-
-    Returns:
-        ``(channel, is_thread)`` pairs; a thread whose parent had no messages in the range follows the others.
-    """
-    children: dict[str, list[ChannelActivity]] = {}
-    for c in report.channels:
-        if c.parent is not None:
-            children.setdefault(c.parent, []).append(c)
-    parents = {c.name for c in report.channels if c.parent is None}
-    rows: list[tuple[ChannelActivity, bool]] = []
-    for c in report.channels:
-        if c.parent is None:
-            rows.append((c, False))
-            rows.extend((child, True) for child in children.get(c.name, []))
-    rows.extend((c, True) for c in report.channels if c.parent is not None and c.parent not in parents)
-    return rows
-
-
 def channels_csv(report: Report) -> str:
     """Every channel of the report as CSV, threads after their parent, with the weekly trend.
 
@@ -210,7 +188,7 @@ def channels_csv(report: Report) -> str:
                 c.previous_messages,
                 " ".join(str(n) for n in c.weekly_messages),
             ]
-            for c, _ in channel_rows(report)
+            for c, _ in channel_rows(report.channels)
         ],
     )
 
@@ -335,7 +313,7 @@ def render_html(report: Report, charts: Mapping[str, bytes], *, csv_links: bool 
             fmt_change(c.previous_messages, c.messages),
             _sparkline(c.weekly_messages),
         ]
-        for c, is_thread in channel_rows(report)
+        for c, is_thread in channel_rows(report.channels)
     ]
     known = {name for names in _SECTION_CHARTS.values() for name in names}
     values = {

@@ -21,7 +21,8 @@ from sqlalchemy import and_, func, select
 
 from analytics.formatting import fmt_money, money_digits
 from bot.web.context import WebContext
-from storage.models import CommunityDailyTotals, Member, MemberActivity, MemberDailyActivity, Purchase, Refund
+from storage.member_profile import day_totals
+from storage.models import Purchase, Refund
 
 DEBOUNCE_SECONDS: Final = 0.2
 # A comment line now and then keeps proxies from closing an idle stream, and notices a gone browser.
@@ -81,25 +82,8 @@ def today_figures(ctx: WebContext) -> TodayFigures:
     start = datetime.combine(today, time(), tz)
     end = datetime.combine(today + timedelta(days=1), time(), tz)
     cid = ctx.community_id
+    totals = day_totals(ctx.engine, cid, today)
     with ctx.engine.connect() as conn:
-        totals = conn.execute(
-            select(
-                CommunityDailyTotals.messages,
-                CommunityDailyTotals.reactions,
-                CommunityDailyTotals.joins,
-                CommunityDailyTotals.leaves,
-            ).where(CommunityDailyTotals.community_id == cid, CommunityDailyTotals.day == today)
-        ).one_or_none()
-        active = conn.execute(
-            select(func.count())
-            .select_from(MemberDailyActivity)
-            .join(Member, Member.id == MemberDailyActivity.member_id)
-            .where(
-                MemberDailyActivity.community_id == cid,
-                MemberDailyActivity.day == today,
-                Member.is_bot.is_(False),
-            )
-        ).scalar_one()
         sales = conn.execute(
             select(Purchase.currency, func.count(), func.sum(Purchase.amount))
             .outerjoin(Refund, Refund.purchase_id == Purchase.id)
@@ -112,9 +96,6 @@ def today_figures(ctx: WebContext) -> TodayFigures:
             )
             .group_by(Purchase.currency)
         ).all()
-        last_active = conn.execute(
-            select(func.max(MemberActivity.last_active_at)).where(MemberActivity.community_id == cid)
-        ).scalar_one()
         last_sale = conn.execute(
             select(func.max(Purchase.purchased_at)).where(and_(Purchase.community_id == cid))
         ).scalar_one()
@@ -122,14 +103,14 @@ def today_figures(ctx: WebContext) -> TodayFigures:
         currency: fmt_money(Decimal(int(amount or 0)).scaleb(-money_digits(currency)), currency)
         for currency, _count, amount in sorted(sales)
     }
-    newest = [moment for moment in (last_active, last_sale) if moment is not None]
+    newest = [moment for moment in (totals.last_event_at, last_sale) if moment is not None]
     return TodayFigures(
         day=today,
-        messages=int(totals.messages) if totals else 0,
-        reactions=int(totals.reactions) if totals else 0,
-        active_members=int(active),
-        joins=int(totals.joins) if totals else 0,
-        leaves=int(totals.leaves) if totals else 0,
+        messages=totals.messages,
+        reactions=totals.reactions,
+        active_members=totals.active_members,
+        joins=totals.joins,
+        leaves=totals.leaves,
         purchases=sum(int(count) for _currency, count, _amount in sales),
         revenue=revenue,
         last_event_at=max(newest) if newest else None,

@@ -10,6 +10,7 @@ from typing import Any
 
 from aiohttp import web
 
+from analytics.channels import channel_rows
 from analytics.commerce import revenue_by_course, totals_by_currency
 from analytics.formatting import DASH, fmt_change, fmt_int, fmt_money, fmt_pct
 from analytics.render.json import render_json
@@ -143,30 +144,13 @@ def _channel_name(c: ChannelActivity) -> str:
     return c.name if c.parent is None else f"{c.parent} › {c.name}"
 
 
-def channel_rows(report: Report) -> list[tuple[ChannelActivity, bool]]:
-    """Channels in display order: each parent followed by its threads; ``True`` marks a thread."""
-    children: dict[str, list[ChannelActivity]] = {}
-    for c in report.channels:
-        if c.parent is not None:
-            children.setdefault(c.parent, []).append(c)
-    names = {c.name for c in report.channels if c.parent is None}
-    rows: list[tuple[ChannelActivity, bool]] = []
-    for c in report.channels:
-        if c.parent is None:
-            rows.append((c, False))
-            rows.extend((child, True) for child in children.get(c.name, []))
-        elif c.parent not in names:  # a thread whose parent had no messages in the range
-            rows.append((c, True))
-    return rows
-
-
 async def activity(request: web.Request) -> web.Response:
     """``/activity``: DAU/WAU/MAU over the range, activity by hour of week, channels, member growth."""
     data = await dashboard_data(request)
     report = data.report
     q = data.range.query()
     table = []
-    for c, is_thread in channel_rows(report):
+    for c, is_thread in channel_rows(report.channels):
         name = {
             "text": c.name,
             "cls": "child" if is_thread else "",
@@ -268,7 +252,7 @@ async def channels_csv(request: web.Request) -> web.Response:
             c.previous_messages,
             " ".join(str(n) for n in c.weekly_messages),
         ]
-        for c, _ in channel_rows(data.report)
+        for c, _ in channel_rows(data.report.channels)
     ]
     return csv_response(
         f"channels-{data.range.start}-{data.range.end}.csv",
