@@ -49,6 +49,12 @@ def require_chromium() -> Path:
 
 
 @pytest.fixture
+def chromium_required() -> Path:
+    """For tests that launch Chromium themselves: its path, with :func:`require_chromium`'s skip-or-fail rule."""
+    return require_chromium()
+
+
+@pytest.fixture
 async def browser() -> AsyncIterator[Browser]:
     """A headless Chromium (the system one), closed after the test."""
     executable = require_chromium()

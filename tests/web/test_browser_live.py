@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
-import shutil
 import socket
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
@@ -19,13 +17,15 @@ from storage.dashboard_access import DashboardIdentity
 from storage.events import ChannelRef, MemberRef, MessageEvent, Platform
 from storage.ingest import IngestStore
 from storage.writer import EventWriter
+from tests.browser import chromium_path
 from tests.web.conftest import COMMUNITY_NAME, SECRET, settings
 
-CHROMIUM = os.environ.get("COHORTBOT_CHROMIUM", "/usr/bin/chromium")
+CHROMIUM = str(chromium_path())  # COHORTBOT_CHROMIUM or Debian's /usr/bin/chromium
 
 pytestmark = [
     pytest.mark.slow,
-    pytest.mark.skipif(shutil.which(CHROMIUM) is None, reason=f"no Chromium at {CHROMIUM} (install Debian's chromium)"),
+    # Skips without Chromium, fails instead under COHORTBOT_REQUIRE_BROWSER=1 (CI), like every browser test.
+    pytest.mark.usefixtures("chromium_required"),
 ]
 
 

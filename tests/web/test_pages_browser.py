@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 
@@ -13,16 +12,18 @@ from sqlalchemy import Engine
 
 from storage.engine import make_engine
 from storage.migrate import upgrade
+from tests.browser import chromium_path
 from tests.web.pages_app import COMMUNITY, NOW, TIMEZONE, pages_app, seed
 
-CHROMIUM = "/usr/bin/chromium"
+CHROMIUM = str(chromium_path())  # COHORTBOT_CHROMIUM or Debian's /usr/bin/chromium
 # What the web core's security middleware sends: the pages must work without any inline script.
 CSP = (
     "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
     "connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
 )
 
-pytestmark = pytest.mark.skipif(not os.path.exists(CHROMIUM), reason=f"no Chromium at {CHROMIUM}")
+# Skips without Chromium, fails instead under COHORTBOT_REQUIRE_BROWSER=1 (CI), like every browser test.
+pytestmark = pytest.mark.usefixtures("chromium_required")
 
 
 @web.middleware
