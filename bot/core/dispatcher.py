@@ -74,7 +74,8 @@ class Dispatcher:
         self.sale_locks = KeyedLocks()
         # Reports and rankings computed once and shared by every command until the writer commits new data.
         self.figures = FiguresCache()
-        writer.add_commit_listener(self.figures.invalidate)
+        if writer is not None:  # the dispatcher's own tests run handlers without a writer or a database
+            writer.add_commit_listener(self.figures.invalidate)
         self._community_id: int | None = None
 
     def bind(self, community_id: int) -> None:

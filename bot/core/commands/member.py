@@ -323,7 +323,7 @@ async def _set_leaderboard(ctx: CommandContext, *, opt_out: bool) -> Reply:
         now=ctx.clock.now(),
         display_name=ctx.invoker.display_name,
     )
-    ctx.figures.invalidate()  # written directly, not through the writer: shared figures may list it
+    ctx.figures.clear()  # written directly, not through the writer: shared figures may list it
     if opt_out:
         text = (
             "You were already hidden from the leaderboard; nothing changed."
@@ -469,7 +469,7 @@ async def nudges(ctx: CommandContext) -> Reply:
         now=ctx.clock.now(),
         display_name=ctx.invoker.display_name,
     )
-    ctx.figures.invalidate()  # written directly, not through the writer: shared figures may list it
+    ctx.figures.clear()  # written directly, not through the writer: shared figures may list it
     if opt_out:
         text = "Done: I won't send you reminder messages. Send /nudges on if you change your mind."
     else:
@@ -574,7 +574,7 @@ async def forget(ctx: CommandContext) -> Reply:
             "That confirmation code is not valid or has expired; nothing was deleted. Send /forget for a new one."
         )
     report = await ctx.writer.forget_member(ctx.invocation.community, platform, user_id)
-    ctx.figures.invalidate()  # the writer deletes without a commit notice: no shared figure may keep them
+    ctx.figures.clear()  # the writer deletes without a commit notice: no shared figure may keep them
     if report is None:
         return Reply.say("Nothing was stored about you.", private=True)
     log.info("forgot %s user %s at their request", platform, user_id)
