@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from datetime import time as dtime
 from pathlib import Path
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from bench.analytics.common import DEFAULT_WORKDIR
@@ -125,7 +126,6 @@ async def _measure(db: Path, args: argparse.Namespace, days: int) -> Results:
     from bot.config.settings import CommunitySettings
     from bot.core.commands import all_commands
     from bot.core.dispatcher import Dispatcher
-    from bot.core.replies import Reply
     from storage.engine import make_engine
     from storage.events import CommandInvocation, MemberRef, Platform
     from storage.ingest import IngestStore
@@ -152,7 +152,7 @@ async def _measure(db: Path, args: argparse.Namespace, days: int) -> Results:
     actions = NoActions()
     results = Results()
 
-    async def run(name: str, who: tuple[str, str], *, admin: bool = False) -> tuple[float, Reply]:
+    async def run(name: str, who: tuple[str, str], *, admin: bool = False) -> tuple[float, Any]:
         invocation = CommandInvocation(
             platform=Platform(who[0]),
             community=COMMUNITY,
