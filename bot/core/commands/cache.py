@@ -7,10 +7,10 @@ and the commands that change what the figures show without the writer (leaderboa
 ``/forget``) call :meth:`FiguresCache.clear`, so that nobody is ever shown what a member just hid or deleted.
 Every key names the community-local day the figures are for, so a new day never reuses yesterday's figures.
 
-As the dashboard's report cache does: after a commit, a command waits for the rebuild only during its first
-``STALE_WAIT_SECONDS`` (a small community's takes milliseconds) and is otherwise answered with the previous
-figures while the rebuild goes on, and a build that took seconds is not repeated for every commit of a busy
-writer.
+As in the dashboard's report cache, figures whose last build took more than ``SLOW_BUILD_SECONDS`` (a big
+community) are not rebuilt for every commit of a busy writer, and after a commit a command waits for their rebuild
+only during its first ``STALE_WAIT_SECONDS``; it is otherwise answered with the previous figures while the rebuild
+goes on. Quickly built figures (a small community's take milliseconds) are always waited for.
 """
 
 from __future__ import annotations
@@ -97,8 +97,9 @@ class FiguresCache:
                 return cast(T, entry.value)
             self._start(entry, build, now)
         assert entry.task is not None
-        if not entry.has_value:
-            # shield: a caller that gives up (its command cancelled) does not cancel the others' build.
+        if not entry.has_value or entry.cooldown == 0.0:
+            # No figures yet, or their build was quick (a small community): wait for the fresh ones. shield: a caller
+            # that gives up (its command cancelled) does not cancel the others' build.
             return cast(T, await asyncio.shield(entry.task))
         wait = STALE_WAIT_SECONDS - (now - entry.task_started)
         if wait <= 0:
