@@ -6,7 +6,7 @@ import argparse
 import sys
 from collections.abc import Callable, Sequence
 
-from bench import analytics, dashboard, ingest
+from bench import analytics, commands, dashboard, ingest
 
 # name -> (one-line help, description, add_arguments, run); later benchmarks register here.
 COMMANDS: dict[
@@ -30,6 +30,12 @@ COMMANDS: dict[
         dashboard.__doc__,
         dashboard.add_arguments,
         dashboard.run,
+    ),
+    "commands": (
+        "warm latency of /stats, /leaderboard, /inactive and /report through the dispatcher on a big community",
+        commands.__doc__,
+        commands.add_arguments,
+        commands.run,
     ),
 }
 

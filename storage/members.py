@@ -6,6 +6,7 @@ Everything returns frozen dataclasses, never live ORM objects. Functions are syn
 
 from __future__ import annotations
 
+import bisect
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
@@ -82,6 +83,25 @@ class MemberStats:
     def has_activity(self) -> bool:
         """Whether anything was recorded in the 30 days."""
         return self.active_days_30d > 0 or self.reactions_received_30d > 0
+
+
+@dataclass(frozen=True, slots=True)
+class MessageRanking:
+    """The 30-day message totals of every member active in the 30 days up to a local day, for ``/stats`` ranks.
+
+    Read once by :func:`message_ranking` and reused for every member's ``/stats`` until new activity is committed.
+
+    Attributes:
+        today: The local day the 30 days end on.
+        totals: Each active member's message total, ascending.
+    """
+
+    today: date
+    totals: tuple[int, ...]
+
+    def rank(self, messages: int) -> int:
+        """1 + the number of active members with more than ``messages`` messages."""
+        return len(self.totals) - bisect.bisect_right(self.totals, messages) + 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -205,9 +225,8 @@ def _active_days(conn: Connection, community_id: int, member_id: int, first: dat
     rows = conn.execute(
         select(md.day).where(
             md.community_id == community_id,
+            md.day.in_(_days(first, last)),  # primary-key lookups, as in member_stats
             md.member_id == member_id,
-            md.day >= first,
-            md.day <= last,
             (md.messages > 0) | (md.reactions_given > 0),
         )
     ).scalars()
@@ -230,11 +249,50 @@ def _streak(conn: Connection, community_id: int, member_id: int, today: date, re
         day -= timedelta(days=1)
 
 
-def member_stats(engine: Engine, community_id: int, platform: str, user_id: str, *, today: date) -> MemberStats | None:
+def _days(first: date, last: date) -> list[date]:
+    return [first + timedelta(days=i) for i in range((last - first).days + 1)]
+
+
+def _per_member_30d(community_id: int, today: date) -> Any:
+    md = MemberDailyActivity
+    return (
+        select(md.member_id, func.sum(md.messages).label("messages"))
+        .where(md.community_id == community_id, md.day >= today - timedelta(days=29), md.day <= today)
+        .group_by(md.member_id)
+        .having(func.sum(md.messages + md.reactions_given) > 0)
+    )
+
+
+def message_ranking(engine: Engine, community_id: int, *, today: date) -> MessageRanking:
+    """The 30-day message totals that ``/stats`` ranks a member among (one read of the 30 days' rollups)."""
+    with engine.connect() as conn:
+        per_member = _per_member_30d(community_id, today).subquery()
+        totals = conn.execute(select(per_member.c.messages)).scalars().all()
+    return MessageRanking(today, tuple(sorted(int(t or 0) for t in totals)))
+
+
+def member_stats(
+    engine: Engine,
+    community_id: int,
+    platform: str,
+    user_id: str,
+    *,
+    today: date,
+    ranking: MessageRanking | None = None,
+) -> MemberStats | None:
     """A member's own activity figures as of the local day ``today``.
 
     Active day: a day with a message or a reaction given (the analytics' definition). Rank: 1 + the number of
     members with more messages in the 30 days, among the members active in the 30 days; no rank without messages.
+
+    Args:
+        engine: The database.
+        community_id: The community.
+        platform: The member's platform.
+        user_id: The member's platform user id.
+        today: The community-local day.
+        ranking: The 30-day totals of every active member as of ``today`` (:func:`message_ranking`), when the
+            caller keeps them; read here otherwise.
 
     Returns:
         The figures, or None when nothing at all is stored about the account.
@@ -245,33 +303,29 @@ def member_stats(engine: Engine, community_id: int, platform: str, user_id: str,
         member = _find(conn, community_id, platform, user_id)
         if member is None:
             return None
+        # The rollup's key is (community, day, member): naming the 30 days makes this 30 primary-key lookups,
+        # where a day range would scan every member's rows of those days.
         rows = conn.execute(
             select(md.day, md.messages, md.reactions_given, md.reactions_received).where(
                 md.community_id == community_id,
+                md.day.in_(_days(first_30, today)),
                 md.member_id == member.id,
-                md.day >= first_30,
-                md.day <= today,
             )
         ).all()
         active = {r.day for r in rows if r.messages > 0 or r.reactions_given > 0}
         messages_30 = sum(int(r.messages) for r in rows)
-        per_member = (
-            select(
-                md.member_id,
-                func.sum(md.messages).label("messages"),
-            )
-            .where(md.community_id == community_id, md.day >= first_30, md.day <= today)
-            .group_by(md.member_id)
-            .having(func.sum(md.messages + md.reactions_given) > 0)
-            .subquery()
-        )
-        ranked = int(conn.execute(select(func.count()).select_from(per_member)).scalar() or 0)
-        rank: int | None = None
-        if messages_30 > 0:
-            ahead = conn.execute(
-                select(func.count()).select_from(per_member).where(per_member.c.messages > messages_30)
-            ).scalar()
-            rank = int(ahead or 0) + 1
+        if ranking is None or ranking.today != today:
+            per_member = _per_member_30d(community_id, today).subquery()
+            ranked = int(conn.execute(select(func.count()).select_from(per_member)).scalar() or 0)
+            rank: int | None = None
+            if messages_30 > 0:
+                ahead = conn.execute(
+                    select(func.count()).select_from(per_member).where(per_member.c.messages > messages_30)
+                ).scalar()
+                rank = int(ahead or 0) + 1
+        else:
+            ranked = len(ranking.totals)
+            rank = ranking.rank(messages_30) if messages_30 > 0 else None
         streak = _streak(conn, community_id, member.id, today, active)
         courses = tuple(owned_by_member(conn, community_id, member.id))
     return MemberStats(

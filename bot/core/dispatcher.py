@@ -13,6 +13,7 @@ from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING
 
 from bot.core.commands.base import CommandContext, CommandSpec, OptionSpec, UsageError
+from bot.core.commands.cache import FiguresCache
 from bot.core.locks import KeyedLocks
 from bot.core.ports import PlatformActions
 from bot.core.replies import Reply
@@ -71,6 +72,10 @@ class Dispatcher:
         self.confirm_key = signing_secret.encode() if signing_secret else secrets.token_bytes(32)
         # Payments can arrive twice at once (a redelivery racing the original): they are recorded one at a time.
         self.sale_locks = KeyedLocks()
+        # Reports and rankings computed once and shared by every command until the writer commits new data.
+        self.figures = FiguresCache()
+        if writer is not None:  # the dispatcher's own tests run handlers without a writer or a database
+            writer.add_commit_listener(self.figures.invalidate)
         self._community_id: int | None = None
 
     def bind(self, community_id: int) -> None:
@@ -137,6 +142,7 @@ class Dispatcher:
                 actions=actions,
                 confirm_key=self.confirm_key,
                 sale_locks=self.sale_locks,
+                figures=self.figures,
                 signing_secret=self.signing_secret,
             )
             reply = await spec.handler(ctx)

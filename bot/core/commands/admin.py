@@ -63,14 +63,18 @@ def _now_local_day(ctx: CommandContext) -> tuple[datetime, date]:
 
 
 async def _report(ctx: CommandContext, weeks: int = REPORT_WEEKS) -> tuple[Report, str | None]:
-    now, _ = _now_local_day(ctx)
+    now, today = _now_local_day(ctx)
     request = ReportRequest(
         community=ctx.settings.community.name,
         weeks=weeks,
         inactive_after_days=ctx.settings.nudges.inactive_after_days,
     )
     try:
-        return await asyncio.to_thread(build_community_report, ctx.engine, request, now=now)
+        # The report as of today depends on the day, not the moment: every admin's run until the next commit
+        # shares one build (seconds on a big community).
+        return await ctx.figures.get(
+            ("report", request, today), lambda: build_community_report(ctx.engine, request, now=now)
+        )
     except ReportError as exc:  # the community is registered at start-up, so this means a broken database
         log.error("/report: %s", exc)
         raise UsageError(f"The report cannot be built: {exc}") from exc
@@ -83,8 +87,8 @@ async def report(ctx: CommandContext) -> Reply:
     """Key figures of the community, with an activity chart."""
     now, today = _now_local_day(ctx)
     result, hint = await _report(ctx)
-    chart = await asyncio.to_thread(activity_chart, result)
-    rows = await asyncio.to_thread(ledger, ctx.engine, ctx.community_id)
+    chart = await ctx.figures.get(("report-chart", REPORT_WEEKS, today), lambda: activity_chart(result))
+    rows = await ctx.figures.get(("ledger", ctx.community_id), lambda: tuple(ledger(ctx.engine, ctx.community_id)))
     s = result.summary
     weeks = result.weekly
     lines: _Lines = [

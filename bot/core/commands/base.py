@@ -15,6 +15,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal
 
+from bot.core.commands.cache import FiguresCache
 from bot.core.locks import KeyedLocks
 from bot.core.ports import PlatformActions
 from bot.core.replies import Reply
@@ -76,6 +77,7 @@ class CommandContext:
             when set, else random per process (a restart just asks the member to confirm again).
         signing_secret: ``COHORTBOT_SECRET`` (signs Telegram invoice payloads), if set.
         sale_locks: One lock per payment, shared by everything that records sales (the dispatcher's).
+        figures: Reports and rankings shared by the commands until the data changes (the dispatcher's).
     """
 
     invocation: CommandInvocation
@@ -90,6 +92,7 @@ class CommandContext:
     confirm_key: bytes
     signing_secret: str | None = None
     sale_locks: KeyedLocks = field(default_factory=KeyedLocks)
+    figures: FiguresCache = field(default_factory=FiguresCache)
 
     @property
     def platform(self) -> Platform:

@@ -37,7 +37,13 @@ from storage.deletion import DeletionReport
 from storage.events import Platform
 from storage.export import export_member_data, table_counts
 from storage.ledger import owned_courses
-from storage.members import find_member, member_stats, set_leaderboard_opt_out, set_nudges_opt_out
+from storage.members import (
+    find_member,
+    member_stats,
+    message_ranking,
+    set_leaderboard_opt_out,
+    set_nudges_opt_out,
+)
 from storage.report_frames import member_days, members
 
 log = logging.getLogger(__name__)
@@ -114,8 +120,18 @@ async def stats(ctx: CommandContext) -> Reply:
     """Your own activity: messages, active days, reactions, streak and rank."""
     tz = ctx.settings.community.tz
     today = _today(ctx)
+    # Where every active member stands is the same for all callers of the day: read once per data version.
+    ranking = await ctx.figures.get(
+        ("stats-ranking", today), lambda: message_ranking(ctx.engine, ctx.community_id, today=today)
+    )
     result = await asyncio.to_thread(
-        member_stats, ctx.engine, ctx.community_id, ctx.platform.value, ctx.invoker.user_id, today=today
+        member_stats,
+        ctx.engine,
+        ctx.community_id,
+        ctx.platform.value,
+        ctx.invoker.user_id,
+        today=today,
+        ranking=ranking,
     )
     if result is None or (not result.has_activity and not result.courses):
         since = ""
@@ -171,10 +187,21 @@ class Leaderboard:
     caller_opted_out: bool
 
 
-def leaderboard(
-    engine: Engine, community_id: int, timezone: ZoneInfo, platform: str, user_id: str, *, today: date
-) -> Leaderboard:
-    """The leaderboard as of the local day ``today``, by the report's engagement score (docs/metrics.md).
+@dataclass(frozen=True, slots=True)
+class LeaderboardRanking:
+    """Every ranked member as of a local day (the same for every caller), with each one's place.
+
+    Attributes:
+        ranked: As in :class:`Leaderboard`.
+        places: Member id -> 1-based place in ``ranked``.
+    """
+
+    ranked: tuple[MemberStatus, ...]
+    places: Mapping[int, int]
+
+
+def leaderboard_ranking(engine: Engine, community_id: int, timezone: ZoneInfo, *, today: date) -> LeaderboardRanking:
+    """Every ranked member as of the local day ``today``, by the report's engagement score (docs/metrics.md).
 
     It reads the same rollups over the same days as a report as of ``today`` (``member_daily_activity`` from
     ``today − 120``, ``members`` with ``member_activity``), so the score and the order are the ones the report and
@@ -184,21 +211,48 @@ def leaderboard(
         engine: The database.
         community_id: The community.
         timezone: The community's time zone (joins and leaves count by local day).
-        platform: The caller's platform.
-        user_id: The caller's platform user id.
         today: The community-local day.
 
     Returns:
-        The ranked members and the caller's place.
+        The ranking.
     """
     with engine.connect() as conn:
         days = member_days(conn, community_id, history_start(today, weeks=1), today)
         frame = members(conn, community_id, not_members=_NOT_MEMBERS)
-    caller = find_member(engine, community_id, platform, user_id)
     table = member_table(ActivityRows.from_frame(days), frame, as_of=today, timezone=timezone)
     ranked = tuple(top_members(table, n=len(table)))
-    rank = next((i for i, m in enumerate(ranked, 1) if caller is not None and m.member_id == caller.id), None)
-    return Leaderboard(ranked, rank, caller is not None and caller.leaderboard_opt_out)
+    return LeaderboardRanking(ranked, MappingProxyType({m.member_id: i for i, m in enumerate(ranked, 1)}))
+
+
+def leaderboard(
+    engine: Engine,
+    community_id: int,
+    timezone: ZoneInfo,
+    platform: str,
+    user_id: str,
+    *,
+    today: date,
+    ranking: LeaderboardRanking | None = None,
+) -> Leaderboard:
+    """The leaderboard as of the local day ``today`` and where the caller stands on it.
+
+    Args:
+        engine: The database.
+        community_id: The community.
+        timezone: The community's time zone (joins and leaves count by local day).
+        platform: The caller's platform.
+        user_id: The caller's platform user id.
+        today: The community-local day.
+        ranking: :func:`leaderboard_ranking` as of ``today``, when the caller keeps it; computed here otherwise.
+
+    Returns:
+        The ranked members and the caller's place.
+    """
+    if ranking is None:
+        ranking = leaderboard_ranking(engine, community_id, timezone, today=today)
+    caller = find_member(engine, community_id, platform, user_id)
+    rank = ranking.places.get(caller.id) if caller is not None else None
+    return Leaderboard(ranking.ranked, rank, caller is not None and caller.leaderboard_opt_out)
 
 
 async def leaderboard_(ctx: CommandContext) -> Reply:
@@ -212,14 +266,21 @@ async def leaderboard_(ctx: CommandContext) -> Reply:
     setting = ctx.options.get("setting")
     if setting is not None:
         return await _set_leaderboard(ctx, opt_out=setting == "off")
+    today = _today(ctx)
+    tz = ctx.settings.community.tz
+    # The ranking is the same for every caller of the day: computed once per data version, shared.
+    ranking = await ctx.figures.get(
+        ("leaderboard", today), lambda: leaderboard_ranking(ctx.engine, ctx.community_id, tz, today=today)
+    )
     board = await asyncio.to_thread(
         leaderboard,
         ctx.engine,
         ctx.community_id,
-        ctx.settings.community.tz,
+        tz,
         ctx.platform.value,
         ctx.invoker.user_id,
-        today=_today(ctx),
+        today=today,
+        ranking=ranking,
     )
     if len(board.ranked) < MIN_GROUP:
         # The small-group rule for public outputs: a board of one to four members would single them out.
@@ -262,6 +323,7 @@ async def _set_leaderboard(ctx: CommandContext, *, opt_out: bool) -> Reply:
         now=ctx.clock.now(),
         display_name=ctx.invoker.display_name,
     )
+    ctx.figures.clear()  # written directly, not through the writer: shared figures may list it
     if opt_out:
         text = (
             "You were already hidden from the leaderboard; nothing changed."
@@ -407,6 +469,7 @@ async def nudges(ctx: CommandContext) -> Reply:
         now=ctx.clock.now(),
         display_name=ctx.invoker.display_name,
     )
+    ctx.figures.clear()  # written directly, not through the writer: shared figures may list it
     if opt_out:
         text = "Done: I won't send you reminder messages. Send /nudges on if you change your mind."
     else:
@@ -511,6 +574,7 @@ async def forget(ctx: CommandContext) -> Reply:
             "That confirmation code is not valid or has expired; nothing was deleted. Send /forget for a new one."
         )
     report = await ctx.writer.forget_member(ctx.invocation.community, platform, user_id)
+    ctx.figures.clear()  # the writer deletes without a commit notice: no shared figure may keep them
     if report is None:
         return Reply.say("Nothing was stored about you.", private=True)
     log.info("forgot %s user %s at their request", platform, user_id)
