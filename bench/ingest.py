@@ -244,7 +244,7 @@ def _fill(path: Path, args: argparse.Namespace, population: Population) -> tuple
     return generator, stored
 
 
-async def _push(store: IngestStore, events: list[ActivityEvent]) -> tuple[float, BatchResult, int]:
+async def _push(store: IngestStore, events: list[ActivityEvent]) -> tuple[float, BatchResult, str]:
     writer = EventWriter(store)  # the bot's defaults
     await writer.start()
     started = time.perf_counter()
@@ -254,7 +254,7 @@ async def _push(store: IngestStore, events: list[ActivityEvent]) -> tuple[float,
     elapsed = time.perf_counter() - started
     if writer.rejected:
         raise RuntimeError(f"the writer refused {writer.rejected} events")
-    return elapsed, writer.totals, writer.max_batch
+    return elapsed, writer.totals, f"{writer.max_batch}, up to {writer.max_batch_under_load} under load"
 
 
 def _max_ids(db: Path) -> dict[str, int]:

@@ -95,6 +95,21 @@ class Identities:
         if not missing:
             return
         items = list(missing.items())
+        if self.dialect == "sqlite":
+            # One prepared statement whatever the number of new accounts (a multi-row VALUES statement of a new
+            # size is compiled anew, which costs more than the insert).
+            no = self.flag(False)
+            cur.executemany(
+                "INSERT INTO members (community_id, platform, platform_user_id, display_name, username, is_bot, "
+                "first_seen_at, nudges_opt_out, leaderboard_opt_out, dm_unreachable_at) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, NULL) "
+                "ON CONFLICT (community_id, platform, platform_user_id) DO NOTHING",
+                [
+                    (community_id, platform, user_id, ref.display_name, ref.username, int(ref.is_bot), seen_at, no, no)
+                    for (community_id, platform, user_id), ref in items
+                ],
+            )
+            items = []
         for start in range(0, len(items), CHUNK):
             chunk = items[start : start + CHUNK]
             params: list[Any] = []

@@ -294,11 +294,12 @@ class IngestStore:
             )
         inserted = self._insert_returning(
             cur,
-            "INSERT INTO messages (channel_id, platform_message_id, member_id, created_at, length, has_code, "
-            "has_link, is_reply, thread_id, reply_to_member_id, attachments, text, imported_reactions)",
-            13,
+            "messages",
+            "channel_id, platform_message_id, member_id, created_at, length, has_code, has_link, is_reply, "
+            "thread_id, reply_to_member_id, attachments, text, imported_reactions",
             list(rows.values()),
-            "ON CONFLICT (channel_id, platform_message_id) DO NOTHING RETURNING channel_id, platform_message_id",
+            "channel_id, platform_message_id",
+            "channel_id, platform_message_id",
         )
         bots = self._ids.bots
         count_message = delta.message
@@ -310,9 +311,28 @@ class IngestStore:
         return BatchResult(messages=len(inserted), duplicates=len(events) - len(inserted))
 
     def _insert_returning(
-        self, cur: Any, head: str, ncols: int, rows: list[tuple[Any, ...]], tail: str
+        self, cur: Any, table: str, columns: str, rows: list[tuple[Any, ...]], conflict: str, returning: str
     ) -> list[tuple[Any, ...]]:
+        """``INSERT INTO table (columns) ... ON CONFLICT conflict DO NOTHING``; returns ``returning`` of new rows."""
+        if not rows:
+            return []
+        ncols = len(rows[0])
+        if self.dialect == "sqlite":
+            # One prepared statement for every batch (pysqlite caches it): a multi-row VALUES statement differs
+            # with every batch size and was compiled anew each time (13,000 parameters cost more to prepare than
+            # to run). No other connection writes inside this IMMEDIATE transaction and rowids are assigned
+            # above the current maximum, so the rows inserted now are exactly those above the maximum before.
+            cur.execute(f"SELECT coalesce(max(id), 0) FROM {table}")
+            before = cur.fetchone()[0]
+            marks = ", ".join(["?"] * ncols)
+            cur.executemany(
+                f"INSERT INTO {table} ({columns}) VALUES ({marks}) ON CONFLICT ({conflict}) DO NOTHING", rows
+            )
+            cur.execute(f"SELECT {returning} FROM {table} WHERE id > ?", (before,))
+            return cur.fetchall()  # type: ignore[no-any-return]
         out: list[tuple[Any, ...]] = []
+        head = f"INSERT INTO {table} ({columns})"
+        tail = f"ON CONFLICT ({conflict}) DO NOTHING RETURNING {returning}"
         for start in range(0, len(rows), CHUNK):
             chunk = rows[start : start + CHUNK]
             sql = self._ids.values_sql(head, ncols, len(chunk), tail)
@@ -381,12 +401,11 @@ class IngestStore:
         if bulk_rows:
             inserted = self._insert_returning(
                 cur,
-                "INSERT INTO reactions (channel_id, platform_message_id, member_id, emoji, reacted_at, removed_at, "
-                "target_member_id)",
-                7,
+                "reactions",
+                "channel_id, platform_message_id, member_id, emoji, reacted_at, removed_at, target_member_id",
                 list(bulk_rows.values()),
-                "ON CONFLICT (channel_id, platform_message_id, member_id, emoji) DO NOTHING "
-                "RETURNING channel_id, platform_message_id, member_id, emoji",
+                "channel_id, platform_message_id, member_id, emoji",
+                "channel_id, platform_message_id, member_id, emoji",
             )
             for row in inserted:
                 key = (row[0], row[1], row[2], row[3])
@@ -481,10 +500,11 @@ class IngestStore:
                 meta[key] = (cid, ev.occurred_at)
         inserted = self._insert_returning(
             cur,
-            "INSERT INTO membership_events (member_id, kind, occurred_at, channel_id)",
-            4,
+            "membership_events",
+            "member_id, kind, occurred_at, channel_id",
             list(rows.values()),
-            "ON CONFLICT (member_id, kind, occurred_at) DO NOTHING RETURNING member_id, kind, occurred_at",
+            "member_id, kind, occurred_at",
+            "member_id, kind, occurred_at",
         )
         joins = leaves = 0
         ph = self._ph

@@ -2,7 +2,10 @@
 
 One worker task takes events from a queue and writes them in batches: a batch is flushed when it holds
 ``max_batch`` events (default 1,000) or ``flush_interval`` (default 250 ms) after its first event arrived,
-whichever comes first. All database work runs on one dedicated thread, so the event loop never blocks on
+whichever comes first. Under load (more events already queued when a batch is full) the batch keeps taking them,
+up to ``max_batch_under_load`` (default 5,000): a transaction's cost is mostly per page, and consecutive events
+share pages, so one big batch costs far less than several small ones, while light traffic keeps small batches
+and the latency bound. All database work runs on one dedicated thread, so the event loop never blocks on
 SQL and batches and ledger writes never interleave inside one connection.
 
 Purchases and refunds bypass the batch: ``record_purchase`` returns only after the row is committed, so a
@@ -62,6 +65,7 @@ class EventWriter:
         *,
         flush_interval: float = 0.25,
         max_batch: int = 1000,
+        max_batch_under_load: int = 5000,
         max_queue: int = 100_000,
         retry_delay: float = 1.0,
         monotonic: Callable[[], float] | None = None,
@@ -71,7 +75,9 @@ class EventWriter:
         Args:
             store: The synchronous store that does the SQL.
             flush_interval: Seconds after a batch's first event at which it is written.
-            max_batch: Events at which a batch is written at once.
+            max_batch: Events at which a batch is written at once when no more are waiting.
+            max_batch_under_load: Events at which a batch is written at once while more are waiting (a backlog);
+                never below ``max_batch``.
             max_queue: Queue bound; ``put`` waits (back-pressure) when the database falls this far behind.
             retry_delay: First wait before retrying a batch the database refused to take (doubles up to 30 s).
             monotonic: The clock the flush timer reads, in seconds (default: the event loop's); tests inject one
@@ -80,6 +86,7 @@ class EventWriter:
         self.store = store
         self.flush_interval = flush_interval
         self.max_batch = max_batch
+        self.max_batch_under_load = max(max_batch, max_batch_under_load)
         self.retry_delay = retry_delay
         self._monotonic = monotonic
         self._queue: asyncio.Queue[object] = asyncio.Queue(max_queue)
@@ -252,6 +259,7 @@ class EventWriter:
         now = self._monotonic or asyncio.get_running_loop().time
         queue = self._queue
         stopping = False
+        cap = self.max_batch_under_load
         while not stopping:
             item = await queue.get()
             batch: list[ActivityEvent] = []
@@ -265,14 +273,17 @@ class EventWriter:
                     waiters.append(item.done)
                     break
                 batch.append(item)  # type: ignore[arg-type]
-                if len(batch) >= self.max_batch:
+                if len(batch) >= cap:
                     break
-                # Drain without awaiting while events are there (the hot path under load) ...
+                # Drain without awaiting while events are there (the hot path under load; past ``max_batch`` only
+                # while a backlog lasts) ...
                 try:
                     item = queue.get_nowait()
                     continue
                 except asyncio.QueueEmpty:
                     pass
+                if len(batch) >= self.max_batch:
+                    break
                 # ... and only wait, with the deadline, when the queue ran dry.
                 timeout = deadline - now()
                 if timeout <= 0:

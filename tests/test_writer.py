@@ -109,6 +109,24 @@ async def test_the_timer_writes_a_short_batch_once_its_clock_passes_the_deadline
     await writer.stop()
 
 
+async def test_a_backlog_is_written_in_bigger_batches_and_light_traffic_in_small_ones(
+    store: IngestStore, ev: Events, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sizes = batch_sizes(store, monkeypatch)
+    writer = EventWriter(store, flush_interval=3600, max_batch=100, max_batch_under_load=1000)
+    for i in range(2500):  # queued before the worker runs: a backlog
+        writer.put_nowait(ev.message(f"u{i % 40}", at=T0 + hours(i / 100)))
+    await writer.start()
+    await writer.flush()
+    assert sizes == [1000, 1000, 500]
+    for i in range(100):  # then one event at a time, each waited for: the batch is written once it holds 100
+        await writer.put(ev.message("alice", at=T0 + hours(100 + i)))
+        await asyncio.sleep(0)
+    assert await eventually(lambda: count(store.engine, Message) == 2600)
+    assert sizes == [1000, 1000, 500, 100]
+    await writer.stop()
+
+
 async def test_stop_flushes_everything_queued(store: IngestStore, ev: Events) -> None:
     writer = EventWriter(store, flush_interval=3600, max_batch=10**6)
     await writer.start()
