@@ -6,7 +6,7 @@ import argparse
 import sys
 from collections.abc import Callable, Sequence
 
-from bench import analytics, dashboard, ingest
+from bench import analytics, dashboard, import_, ingest
 
 # name -> (one-line help, description, add_arguments, run); later benchmarks register here.
 COMMANDS: dict[
@@ -30,6 +30,12 @@ COMMANDS: dict[
         dashboard.__doc__,
         dashboard.add_arguments,
         dashboard.run,
+    ),
+    "import": (
+        "messages/s of a DiscordChatExporter JSON import (parsing and storing also timed alone)",
+        import_.__doc__,
+        import_.add_arguments,
+        import_.run,
     ),
 }
 
