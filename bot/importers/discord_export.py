@@ -455,34 +455,43 @@ class DiscordExportReader:
         store_text = self.store_text
         community = self.community
         channel_id = channel.channel_id
+        # The loop runs once per message of an import: methods are bound to locals, and the common empty
+        # reactions and attachments fields skip their parsers.
+        dates = self._dates
+        parse_time = self._date
+        member = self._member
+        ordinal_of = run.ordinal
+        members = out.members
+        discord = Platform.DISCORD
         for line, row in _csv_records(path, text):
             author_id, author, date, content, attachments, reactions = row[:6]
             try:
                 if not author_id.isdigit():
                     raise ValueError(f"AuthorID: expected a Discord user id (digits), got {author_id!r}")
-                at, minute, minute_text = self._date(date)
-                reaction_total = _reaction_total(reactions)
+                at, minute, minute_text = dates.get(date) or parse_time(date)
+                reaction_total = _reaction_total(reactions) if reactions else 0
             except ValueError as exc:
                 raise CorruptExportError(path, line, str(exc)) from None
-            ordinal = run.ordinal(minute, author_id, content)
             facts = text_facts(content)
             events.append(
                 MessageEvent(
-                    platform=Platform.DISCORD,
+                    platform=discord,
                     community=community,
-                    message_id=csv_message_id(channel_id, author_id, minute_text, content, ordinal),
+                    message_id=csv_message_id(
+                        channel_id, author_id, minute_text, content, ordinal_of(minute, author_id, content)
+                    ),
                     channel=channel,
-                    author=self._member(author_id, author),
+                    author=member(author_id, author),
                     occurred_at=at,
                     length=facts.length,
                     has_code=facts.has_code,
                     has_link=facts.has_link,
-                    attachments=_count_attachments(attachments),
+                    attachments=_count_attachments(attachments) if attachments else 0,
                     text=content if store_text else None,
                     imported_reactions=reaction_total,
                 )
             )
-            out.members.add(author_id)
+            members.add(author_id)
         out.messages = len(events)
         out.empty = not events
         self._runs[key] = (part, run)
