@@ -6,7 +6,7 @@ import argparse
 import sys
 from collections.abc import Callable, Sequence
 
-from bench import analytics, commands, dashboard, ingest
+from bench import analytics, commands, dashboard, import_, ingest
 
 # name -> (one-line help, description, add_arguments, run); later benchmarks register here.
 COMMANDS: dict[
@@ -36,6 +36,12 @@ COMMANDS: dict[
         commands.__doc__,
         commands.add_arguments,
         commands.run,
+    ),
+    "import": (
+        "messages/s of a DiscordChatExporter JSON import (parsing and storing also timed alone)",
+        import_.__doc__,
+        import_.add_arguments,
+        import_.run,
     ),
 }
 

@@ -26,20 +26,17 @@ from bot.core.commands import all_commands
 from bot.core.dispatcher import Dispatcher
 from bot.core.ports import Adapter, AdapterDeps, WebhookRoutes
 from bot.scheduler import Scheduler
+from bot.schema import SchemaOutdatedError as SchemaOutdatedError  # re-exported: the console catches it
+from bot.schema import check_schema
 from storage.catalog import CourseRecord, sync_courses
 from storage.engine import make_engine
 from storage.ingest import IngestStore
-from storage.migrate import current_revision, head_revision
 from storage.writer import EventWriter
 
 if TYPE_CHECKING:
     from bot.web.server import WebServer
 
 log = logging.getLogger(__name__)
-
-
-class SchemaOutdatedError(RuntimeError):
-    """The database is not at the schema revision this version of cohortbot needs."""
 
 
 class TaskDiedError(RuntimeError):
@@ -69,21 +66,6 @@ def course_records(settings: Settings) -> list[CourseRecord]:
         CourseRecord(c.id, c.title, price_stars=c.price_stars, price=c.price, currency=c.currency)
         for c in settings.courses
     ]
-
-
-def check_schema(engine: Engine) -> None:
-    """Refuse to run on a database that was never migrated or is behind.
-
-    Raises:
-        SchemaOutdatedError: With the command that fixes it.
-    """
-    current, head = current_revision(engine), head_revision()
-    if current != head:
-        state = "has no cohortbot schema" if current is None else f"is at schema revision {current}"
-        raise SchemaOutdatedError(
-            f"the database {engine.url.render_as_string(hide_password=True)} {state}; this version needs "
-            f"{head}: run `cohortbot db upgrade --config <your config>` first"
-        )
 
 
 @dataclass

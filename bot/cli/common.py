@@ -94,7 +94,7 @@ def require_schema(engine: Engine) -> None:
     Raises:
         CommandError: It is not (the message says to run ``cohortbot db upgrade``).
     """
-    from bot.app import SchemaOutdatedError, check_schema
+    from bot.schema import SchemaOutdatedError, check_schema
 
     try:
         check_schema(engine)

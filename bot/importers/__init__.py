@@ -7,12 +7,17 @@ module holds what both sides share: the errors and the parse result.
 
 from __future__ import annotations
 
+import gc
 import json
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+
+import orjson
 
 from storage.events import ActivityEvent
 
@@ -26,7 +31,9 @@ __all__ = [
     "ParsedFile",
     "check_time",
     "json_item_line",
+    "load_json_bytes",
     "out_of_range",
+    "paused_gc",
     "reaction_total",
 ]
 
@@ -86,6 +93,23 @@ class ParsedFile:
     empty: bool = False
 
 
+@contextmanager
+def paused_gc() -> Iterator[None]:
+    """Run the block with Python's cyclic garbage collector off (and put it back as it was).
+
+    An import allocates millions of objects that live until it ends (parsed documents, events, rows) and form no
+    reference cycles; the collector, which runs every few hundred allocations and walks more and more of them,
+    spent a fifth of an import's time finding nothing. Memory without cycles is still freed as usual.
+    """
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
 def read_export_text(path: Path) -> str:
     """The text of an export file, decoded as UTF-8.
 
@@ -100,6 +124,28 @@ def read_export_text(path: Path) -> str:
     except UnicodeDecodeError as exc:
         line = raw.count(b"\n", 0, exc.start) + 1
         raise CorruptExportError(path, line, f"not UTF-8 text (byte {exc.start} cannot be decoded)") from None
+
+
+_BOM = b"\xef\xbb\xbf"
+
+
+def load_json_bytes(path: Path, raw: bytes) -> Any:
+    """The JSON document in ``raw``, the bytes of ``path`` (a leading BOM is dropped).
+
+    Parsed with orjson, several times faster than the json module on exports of many messages. When orjson
+    refuses the bytes, the file is read again the careful way (``read_export_text`` and ``load_json_export``) so
+    that the operator gets the same error as ever: the undecodable byte's line, or the JSON error's line and
+    column.
+
+    Raises:
+        CorruptExportError: The bytes are not UTF-8 or not valid JSON.
+    """
+    try:
+        return orjson.loads(raw[3:] if raw.startswith(_BOM) else raw)
+    except orjson.JSONDecodeError:
+        # Raises the error with its line and column. orjson is also stricter than the json module in a few
+        # corners (NaN, integers beyond 64 bits): what the json module accepts is read as it always was.
+        return load_json_export(path, read_export_text(path))
 
 
 def load_json_export(path: Path, text: str) -> Any:

@@ -50,14 +50,19 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
+
+import ijson
 
 from bot.importers import (
+    EARLIEST_TIME,
+    LATEST_TIME,
     CorruptExportError,
     ExportPathError,
     ParsedFile,
     check_time,
     json_item_line,
+    load_json_bytes,
     load_json_export,
     out_of_range,
     reaction_total,
@@ -382,15 +387,17 @@ class DiscordExportReader:
     The state only advances when a file parses completely.
     """
 
-    def __init__(self, community: str, *, store_text: bool = False) -> None:
+    def __init__(self, community: str, *, store_text: bool = False, stream_bytes: int | None = None) -> None:
         """Create a reader.
 
         Args:
             community: The community the events belong to.
             store_text: Put message text on the events (only when the owner turned text storage on).
+            stream_bytes: JSON files bigger than this are read message by message; ``STREAM_BYTES`` by default.
         """
         self.community = community
         self.store_text = store_text
+        self.stream_bytes = STREAM_BYTES if stream_bytes is None else stream_bytes
         self._runs: dict[_StreamKey, tuple[int, _Run]] = {}
         self._channels: dict[_StreamKey, ChannelRef] = {}
         self._maps: dict[Path, _ChannelMap | None] = {}
@@ -398,6 +405,7 @@ class DiscordExportReader:
         self._dates: dict[str, tuple[datetime, datetime, str]] = {}
         self._members: dict[tuple[str, str], MemberRef] = {}
         self._json_authors: dict[str, dict[str, str]] = {}
+        self._json_refs: dict[tuple[str, str | None, bool], MemberRef] = {}
 
     def parse(self, path: Path) -> ParsedFile:
         """Turn one export file into events.
@@ -417,10 +425,11 @@ class DiscordExportReader:
         if parsed is None:
             # Minute-precision dates repeat a lot: parse and format each distinct string once.
             at = parse_date(value)
-            minute = at.replace(second=0, microsecond=0)
+            # DCE's own formats have minute precision already; isoformat is the fastest way to the minute's text.
+            minute = at if not (at.second or at.microsecond) else at.replace(second=0, microsecond=0)
             if len(self._dates) > 100_000:
                 self._dates.clear()
-            parsed = self._dates[value] = (at, minute, f"{minute:%Y-%m-%dT%H:%M}")
+            parsed = self._dates[value] = (at, minute, minute.isoformat(timespec="minutes")[:16])
         return parsed
 
     def _member(self, user_id: str, name: str) -> MemberRef:
@@ -446,34 +455,43 @@ class DiscordExportReader:
         store_text = self.store_text
         community = self.community
         channel_id = channel.channel_id
+        # The loop runs once per message of an import: methods are bound to locals, and the common empty
+        # reactions and attachments fields skip their parsers.
+        dates = self._dates
+        parse_time = self._date
+        member = self._member
+        ordinal_of = run.ordinal
+        members = out.members
+        discord = Platform.DISCORD
         for line, row in _csv_records(path, text):
             author_id, author, date, content, attachments, reactions = row[:6]
             try:
                 if not author_id.isdigit():
                     raise ValueError(f"AuthorID: expected a Discord user id (digits), got {author_id!r}")
-                at, minute, minute_text = self._date(date)
-                reaction_total = _reaction_total(reactions)
+                at, minute, minute_text = dates.get(date) or parse_time(date)
+                reaction_total = _reaction_total(reactions) if reactions else 0
             except ValueError as exc:
                 raise CorruptExportError(path, line, str(exc)) from None
-            ordinal = run.ordinal(minute, author_id, content)
             facts = text_facts(content)
             events.append(
                 MessageEvent(
-                    platform=Platform.DISCORD,
+                    platform=discord,
                     community=community,
-                    message_id=csv_message_id(channel_id, author_id, minute_text, content, ordinal),
+                    message_id=csv_message_id(
+                        channel_id, author_id, minute_text, content, ordinal_of(minute, author_id, content)
+                    ),
                     channel=channel,
-                    author=self._member(author_id, author),
+                    author=member(author_id, author),
                     occurred_at=at,
                     length=facts.length,
                     has_code=facts.has_code,
                     has_link=facts.has_link,
-                    attachments=_count_attachments(attachments),
+                    attachments=_count_attachments(attachments) if attachments else 0,
                     text=content if store_text else None,
                     imported_reactions=reaction_total,
                 )
             )
-            out.members.add(author_id)
+            members.add(author_id)
         out.messages = len(events)
         out.empty = not events
         self._runs[key] = (part, run)
@@ -574,75 +592,122 @@ class DiscordExportReader:
     # --- JSON --------------------------------------------------------------------------------------------------
 
     def _parse_json(self, path: Path) -> ParsedFile:
-        text = read_export_text(path)
-        if not text.strip():
+        if path.stat().st_size > self.stream_bytes:
+            return self._parse_json_stream(path)
+        raw = path.read_bytes()
+        if not raw.removeprefix(_BOM).strip():
             return ParsedFile(path, empty=True)
-        out = ParsedFile(path)
-        doc = load_json_export(path, text)
+        doc = load_json_bytes(path, raw)
         if not isinstance(doc, dict) or not isinstance(doc.get("messages"), list):
-            raise CorruptExportError(
-                path, 1, "not a DiscordChatExporter JSON export: expected an object with 'channel' and 'messages'"
-            )
+            raise CorruptExportError(path, 1, _NOT_DCE_JSON)
         channel = _json_channel(path, doc.get("channel"))
-        messages: list[Any] = doc["messages"]
-        authors = dict(self._json_authors.get(channel.channel_id, {}))
+        return self._json_messages(path, channel, doc["messages"])
 
-        def fail(index: int, what: str) -> CorruptExportError:
-            line = json_item_line(text, "messages", index) or 1
-            sep = "" if what.startswith(":") else "."
-            return CorruptExportError(path, line, f"messages[{index}]{sep}{what}")
-
-        for index, message in enumerate(messages):
-            if not isinstance(message, dict):
-                raise fail(index, ": expected an object")
+    def _parse_json_stream(self, path: Path) -> ParsedFile:
+        """``_parse_json`` for a big file: the messages are read one at a time, never the whole document."""
+        with path.open("rb") as f:
+            if f.read(3) != _BOM:
+                f.seek(0)
+            start = f.tell()
             try:
-                event = self._json_event(message, channel, authors, out)
-            except _FieldError as exc:
-                raise fail(index, str(exc)) from None
-            if event is not None:
-                out.events.append(event)
-        out.messages = sum(1 for e in out.events if isinstance(e, MessageEvent))
-        out.empty = not messages
-        self._json_authors[channel.channel_id] = authors
+                channel_doc = _json_header(path, f)
+                f.seek(start)
+                if channel_doc is _MISSING:
+                    # "channel" after "messages": unusual, but valid JSON; look for it to the end of the file.
+                    channel_doc = next(ijson.items(f, "channel", use_float=True), None)
+                    f.seek(start)
+                channel = _json_channel(path, channel_doc)
+                return self._json_messages(path, channel, ijson.items(f, "messages.item", use_float=True))
+            except (ijson.JSONError, UnicodeDecodeError) as exc:
+                raise _stream_error(path, exc) from None
+
+    def _json_messages(self, path: Path, channel: ChannelRef, messages: Iterable[Any]) -> ParsedFile:
+        out = ParsedFile(path)
+        # Replies resolve against every earlier message of the channel, also those of earlier files; this file's
+        # own are kept apart and only added when the whole file has parsed.
+        earlier = self._json_authors.setdefault(channel.channel_id, {})
+        authors: dict[str, str] = {}
+        events = out.events
+        count = 0
+        index = -1
+        try:
+            for index, message in enumerate(messages):  # noqa: B007 (``index`` names the message that failed)
+                if type(message) is not dict:
+                    raise _FieldError(": expected an object")
+                event = self._json_event(message, channel, earlier, authors, out)
+                if event is not None:
+                    events.append(event)
+                    count += type(event) is MessageEvent
+        except _FieldError as exc:
+            what = str(exc)
+            # json keeps no positions: the line is found again, only on this error path.
+            line = json_item_line(read_export_text(path), "messages", index) or 1
+            sep = "" if what.startswith(":") else "."
+            raise CorruptExportError(path, line, f"messages[{index}]{sep}{what}") from None
+        out.messages = count
+        out.empty = index < 0
+        earlier.update(authors)
         return out
 
+    def _json_member(self, doc: dict[str, Any]) -> MemberRef:
+        """The author of a JSON message; one ``MemberRef`` per distinct (id, shown name, bot flag)."""
+        author_id = doc.get("id")
+        if type(author_id) is not str:
+            author_id = _snowflake(author_id, "author.id")  # a number becomes its digits; anything else fails
+        name = doc.get("nickname") or doc.get("name")
+        if not isinstance(name, str):
+            name = None
+        key = (author_id, name, bool(doc.get("isBot")))
+        ref = self._json_refs.get(key)
+        if ref is None:
+            ref = self._json_refs[key] = MemberRef(_snowflake(author_id, "author.id"), name, key[2])
+        return ref
+
     def _json_event(
-        self, message: dict[str, Any], channel: ChannelRef, authors: dict[str, str], out: ParsedFile
+        self,
+        message: dict[str, Any],
+        channel: ChannelRef,
+        earlier: dict[str, str],
+        authors: dict[str, str],
+        out: ParsedFile,
     ) -> ActivityEvent | None:
-        message_id = _snowflake(message.get("id"), "id")
-        at = _json_time(message.get("timestamp"), "timestamp")
-        author_doc = message.get("author")
-        if not isinstance(author_doc, dict):
+        get = message.get
+        message_id = get("id")
+        if type(message_id) is not str or not message_id.isdigit():
+            message_id = _snowflake(message_id, "id")
+        at = _json_time(get("timestamp"), "timestamp")
+        author_doc = get("author")
+        if type(author_doc) is not dict:
             raise _FieldError("author: missing (expected an object with 'id')")
-        author_id = _snowflake(author_doc.get("id"), "author.id")
-        name = author_doc.get("nickname") or author_doc.get("name")
-        author = MemberRef(
-            author_id, display_name=name if isinstance(name, str) else None, is_bot=bool(author_doc.get("isBot"))
-        )
-        kind = str(message.get("type") or "Default")
-        # DCE writes known kinds by name and kinds it does not know by number; Discord numbers 1-18 are system
-        # notifications, the rest (replies, slash-command responses, thread starters ...) are real messages.
-        if kind in ("GuildMemberJoin", "7"):
-            out.members.add(author_id)
-            return MemberJoined(Platform.DISCORD, self.community, author, at, channel)
-        if kind in _SYSTEM_KINDS or (kind.isdigit() and 1 <= int(kind) <= 18):
-            out.skipped[SKIP_SYSTEM] += 1
-            return None
+        author = self._json_member(author_doc)
+        author_id = author.user_id
+        kind = get("type") or "Default"
+        if type(kind) is not str:
+            kind = str(kind)
+        if kind not in _MESSAGE_KINDS:
+            # DCE writes known kinds by name and kinds it does not know by number; Discord numbers 1-18 are system
+            # notifications, the rest (replies, slash-command responses, thread starters ...) are real messages.
+            if kind in ("GuildMemberJoin", "7"):
+                out.members.add(author_id)
+                return MemberJoined(Platform.DISCORD, self.community, author, at, channel)
+            if kind in _SYSTEM_KINDS or (kind.isdigit() and 1 <= int(kind) <= 18):
+                out.skipped[SKIP_SYSTEM] += 1
+                return None
         out.members.add(author_id)
         authors[message_id] = author_id
-        content = message.get("content", "")
-        if not isinstance(content, str):
+        content = get("content", "")
+        if type(content) is not str:
             raise _FieldError(f"content: expected a string, got {type(content).__name__}")
-        attachments = message.get("attachments") or []
-        if not isinstance(attachments, list):
+        attachments = get("attachments") or ()
+        if type(attachments) is not list and attachments != ():
             raise _FieldError("attachments: expected a list")
         reply_to: str | None = None
         reply_user: str | None = None
-        reference = message.get("reference")
+        reference = get("reference")
         if isinstance(reference, dict) and reference.get("messageId") and reference.get("type") != "Forward":
             reply_to = _snowflake(reference.get("messageId"), "reference.messageId")
             if reference.get("channelId") in (None, channel.channel_id):
-                reply_user = authors.get(reply_to)
+                reply_user = authors.get(reply_to) or earlier.get(reply_to)
         facts = text_facts(content)
         try:
             return MessageEvent(
@@ -659,10 +724,59 @@ class DiscordExportReader:
                 reply_to_user_id=reply_user,
                 attachments=len(attachments),
                 text=content if self.store_text else None,
-                imported_reactions=reaction_total(message.get("reactions")),
+                imported_reactions=reaction_total(get("reactions")),
             )
         except EventError as exc:
             raise _FieldError(str(exc)) from None
+
+
+STREAM_BYTES = 64 * 1024 * 1024
+"""JSON exports bigger than this are read message by message (ijson) rather than as one document (orjson): as
+Python objects, a document of a million messages takes gigabytes, its events a fraction of that."""
+
+_BOM = b"\xef\xbb\xbf"
+_MISSING = object()
+_NOT_DCE_JSON = "not a DiscordChatExporter JSON export: expected an object with 'channel' and 'messages'"
+_MESSAGE_KINDS = frozenset({"Default", "Reply"})
+
+
+def _json_header(path: Path, f: BinaryIO) -> Any:
+    """The ``channel`` object of a streamed export, read up to the start of its ``messages`` array.
+
+    Returns ``_MISSING`` when ``channel`` comes after ``messages``.
+
+    Raises:
+        CorruptExportError: The document is not an object with a ``messages`` array.
+    """
+    events = ijson.parse(f, use_float=True)
+    if next(events, None) != ("", "start_map", None):
+        raise CorruptExportError(path, 1, _NOT_DCE_JSON)
+    channel: Any = _MISSING
+    for prefix, event, value in events:
+        if prefix != "" or event != "map_key":
+            break  # the end of the top-level object: it had no "messages"
+        builder = ijson.ObjectBuilder()
+        depth = 0
+        for _, inner, inner_value in events:
+            if value == "messages":
+                if inner != "start_array":
+                    raise CorruptExportError(path, 1, _NOT_DCE_JSON)
+                return channel
+            builder.event(inner, inner_value)
+            depth += inner in ("start_map", "start_array")
+            depth -= inner in ("end_map", "end_array")
+            if depth == 0:
+                break
+        if value == "channel":
+            channel = builder.value
+    raise CorruptExportError(path, 1, _NOT_DCE_JSON)
+
+
+def _stream_error(path: Path, exc: Exception) -> CorruptExportError:
+    """The error of a streamed export that is not valid JSON, worded (and located) as for a small file."""
+    text = read_export_text(path)  # raises for bytes that are not UTF-8
+    load_json_export(path, text)  # raises with the line and column of the JSON error
+    return CorruptExportError(path, 1, f"not valid JSON: {exc}")
 
 
 _SYSTEM_KINDS = frozenset(
@@ -699,6 +813,8 @@ def _json_time(value: object, name: str) -> datetime:
         raise _FieldError(
             f"{name}: expected an ISO 8601 time like '2020-09-27T17:18:34+00:00', got {value!r}"
         ) from None
+    if parsed.tzinfo is UTC and EARLIEST_TIME <= parsed < LATEST_TIME:
+        return parsed  # what DCE writes with --utc (and most exports): nothing to convert
     return _iso_to_utc(parsed, name, value)
 
 

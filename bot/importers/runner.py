@@ -21,7 +21,7 @@ from datetime import UTC, tzinfo
 from pathlib import Path
 
 from analytics.formatting import plural
-from bot.importers import CorruptExportError, ExportImportError, ExportPathError, ParsedFile
+from bot.importers import CorruptExportError, ExportImportError, ExportPathError, ParsedFile, paused_gc
 from bot.importers.discord_export import DiscordExportReader, discover_files
 from bot.importers.progress import Progress
 from bot.importers.telegram_export import parse_telegram_export
@@ -119,7 +119,7 @@ class _Tally:
     members: set[str] = field(default_factory=set)
     skipped: Counter[str] = field(default_factory=Counter)
     stored: BatchResult = field(default_factory=BatchResult)
-    seen: dict[tuple[str, str, str, str], tuple[object, ...]] = field(default_factory=dict)
+    seen: dict[tuple[str, str, str], dict[str, MessageEvent]] = field(default_factory=dict)
     conflicts: int = 0
 
     def add(self, parsed: ParsedFile) -> None:
@@ -130,13 +130,19 @@ class _Tally:
         self.skipped.update(parsed.skipped)
         # The store keeps the first copy of a message id and counts later ones as duplicates; a later copy
         # with other content is worth telling the operator about (the export may be broken or edited).
+        # Events of one file share their channel object, so the channel's table is looked up once per run of
+        # events, and contents are only compared when an id comes again.
         seen = self.seen
+        channel: object = None
+        by_id: dict[str, MessageEvent] = {}
         for event in parsed.events:
-            if isinstance(event, MessageEvent):
-                key = (event.platform.value, event.community, event.channel.channel_id, event.message_id)
-                content = _content(event)
-                first = seen.setdefault(key, content)
-                if first is not content and first != content:
+            if type(event) is MessageEvent:
+                if event.channel is not channel:
+                    channel = event.channel
+                    scope = (event.platform.value, event.community, event.channel.channel_id)
+                    by_id = seen.setdefault(scope, {})
+                first = by_id.setdefault(event.message_id, event)
+                if first is not event and _content(first) != _content(event):
                     self.conflicts += 1
 
     def summary(self) -> ImportSummary:
@@ -243,7 +249,8 @@ def import_discord_export(
     _check_store(store, community, store_text)
     files = discover_files(paths)
     reader = DiscordExportReader(community, store_text=store_text)
-    return _run(store, files, reader.parse, progress, BATCH_EVENTS)
+    with paused_gc():
+        return _run(store, files, reader.parse, progress, BATCH_EVENTS)
 
 
 def import_telegram_export(
@@ -282,10 +289,11 @@ def import_telegram_export(
         path = path / "result.json"
     elif not path.is_file():
         raise ExportPathError(f"{path}: no such file or folder")
-    return _run(
-        store,
-        [path],
-        lambda p: parse_telegram_export(p, community, store_text=store_text, local_zone=local_zone),
-        progress,
-        BATCH_EVENTS,
-    )
+    with paused_gc():
+        return _run(
+            store,
+            [path],
+            lambda p: parse_telegram_export(p, community, store_text=store_text, local_zone=local_zone),
+            progress,
+            BATCH_EVENTS,
+        )
