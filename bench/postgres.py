@@ -32,6 +32,7 @@ from storage.migrate import upgrade
 
 PREFIX = "cohortbot_bench_"
 COPY_ROWS = 50_000  # rows fetched from SQLite per round trip of the copy
+_MS_TO_TEXT = "strftime('%Y-%m-%d %H:%M:%f', \"{0}\" / 1000.0, 'unixepoch')"
 
 
 def is_postgres(url: str | None) -> bool:
@@ -142,7 +143,7 @@ def create_schema(url: str, schema: str) -> str:
     import psycopg
 
     with psycopg.connect(conninfo(url), autocommit=True) as conn:
-        conn.execute(f'CREATE SCHEMA "{schema}"')
+        conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
     target = with_schema(url, schema)
     engine = make_engine(target)
     try:
@@ -197,10 +198,8 @@ def copy_from_sqlite(source: Path, url: str, tables: Sequence[str] | None = None
                 columns = [c.name for c in table.columns if c.name in present]
                 if not columns:
                     continue
-                exprs = [
-                    f"strftime('%Y-%m-%d %H:%M:%f', \"{c}\" / 1000.0, 'unixepoch')" if c in stamps[table.name] else f'"{c}"'
-                    for c in columns
-                ]
+                # Milliseconds to UTC text in SQLite (exact: its date arithmetic is in integer milliseconds).
+                exprs = [_MS_TO_TEXT.format(c) if c in stamps[table.name] else f'"{c}"' for c in columns]
                 rows = src.execute(f"SELECT {', '.join(exprs)} FROM {table.name}")
                 quoted = ", ".join(f'"{c}"' for c in columns)
                 n = 0
