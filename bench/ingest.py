@@ -24,6 +24,7 @@ import json
 import logging
 import os
 import platform
+import resource
 import sqlite3
 import time
 from dataclasses import dataclass
@@ -455,6 +456,12 @@ def _pg_copy_accounts(db_url: str, source: str, target: str) -> tuple[list[tuple
     return members, channels
 
 
+def _cpu_seconds() -> float:
+    # User + system time of this process (all threads: the writer's thread included), not the server's.
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
 def run_postgres(args: argparse.Namespace) -> int:
     """The same workload against a PostgreSQL server, with psycopg ``executemany`` as the raw-driver baseline.
 
@@ -508,14 +515,17 @@ def run_postgres(args: argparse.Namespace) -> int:
             store = IngestStore(engine)
             store.register_community(COMMUNITY, TIMEZONE)
             rss_before = current_rss_bytes()
+            cpu = _cpu_seconds()
             writer_seconds, totals, writer_batch = asyncio.run(_push(store, events))
+            writer_cpu = _cpu_seconds() - cpu
             rss_peak = peak_rss_bytes()
             engine.dispose()
             writer_rate = len(events) / writer_seconds
             print(
                 f"writer:   EventWriter + IngestStore (raw rows + rollups, batches of {writer_batch}): "
                 f"{len(events):,} events in {writer_seconds:.2f} s = {writer_rate:,.0f} events/s "
-                f"(stored {totals.stored:,}, duplicates {totals.duplicates:,})",
+                f"(stored {totals.stored:,}, duplicates {totals.duplicates:,}); this process's CPU "
+                f"{writer_cpu:.1f} s, the rest waiting on the server",
                 flush=True,
             )
             disk = postgres.schema_bytes(db, "writer")
@@ -525,7 +535,9 @@ def run_postgres(args: argparse.Namespace) -> int:
             members, channels = _pg_copy_accounts(db, "writer", "baseline")
             postgres.settle(baseline_url)  # the writer's dirty pages are written back before the baseline starts
             batches = baseline.batches_from_ids(members, channels, events, BATCH, postgres=True)
+            cpu = _cpu_seconds()
             baseline_seconds = baseline.run_postgres(postgres.conninfo(baseline_url), batches)
+            baseline_cpu = _cpu_seconds() - cpu
             del batches
             baseline_rate = len(events) / baseline_seconds
             ratio = writer_rate / baseline_rate
@@ -534,7 +546,8 @@ def run_postgres(args: argparse.Namespace) -> int:
                 f"baseline: psycopg executemany (pipeline mode), {BATCH} events per commit, same raw rows into a "
                 f"fresh migrated schema, ids resolved beforehand, NO rollups: {baseline_seconds:.2f} s = "
                 f"{baseline_rate:,.0f} events/s "
-                f"({'same rows as the writer' if same else 'ROWS DIFFER FROM THE WRITER'})"
+                f"({'same rows as the writer' if same else 'ROWS DIFFER FROM THE WRITER'}); this process's CPU "
+                f"{baseline_cpu:.1f} s"
             )
             print(f"ratio: writer / baseline = {ratio:.2f}")
             print(
