@@ -165,7 +165,7 @@ def _timestamp_columns() -> dict[str, set[str]]:
 
 def _integer_id(table: Any) -> bool:
     try:
-        return table.c.id.type.python_type is int  # type: ignore[no-any-return]
+        return bool(table.c.id.type.python_type is int)
     except NotImplementedError:
         return False
 
@@ -247,4 +247,4 @@ def schema_bytes(url: str, schema: str) -> int:
             "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = %s AND c.relkind = 'r'",
             (schema,),
         ).fetchone()
-    return int(row[0])
+    return int(row[0]) if row else 0
