@@ -22,6 +22,8 @@ from storage.models import Member, Purchase
 from storage.rollups import read_rollups
 from tests.conftest import postgres_url, require_backend
 
+ROOT = Path(__file__).resolve().parents[1]
+
 
 @pytest.fixture
 def server() -> str:
@@ -74,3 +76,23 @@ def test_the_copied_community_is_the_sqlite_one(server: str, tmp_path: Path) -> 
         finally:
             sqlite_engine.dispose()
             pg_engine.dispose()
+
+
+def test_a_run_stopped_with_sigterm_drops_its_database(server: str) -> None:
+    # What a timeout or `kill <pid>` sends: the run must still clean up after itself.
+    script = (
+        "import sys, time\n"
+        "from bench.postgres import scratch_database\n"
+        "with scratch_database(sys.argv[1]) as url:\n"
+        "    print(url.rsplit('/', 1)[1], flush=True)\n"
+        "    time.sleep(60)\n"
+    )
+    run = subprocess.Popen(
+        [sys.executable, "-c", script, server], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    assert run.stdout is not None
+    name = run.stdout.readline().strip()
+    assert name.startswith("cohortbot_bench_") and postgres.database_exists(server, name)
+    run.terminate()
+    run.wait(timeout=30)
+    assert not postgres.database_exists(server, name)
