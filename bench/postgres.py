@@ -121,15 +121,17 @@ def scratch_database(url: str) -> Iterator[str]:
     drop_abandoned(url)
     name = f"{PREFIX}{os.getpid()}"
     previous = signal.signal(signal.SIGTERM, _on_sigterm)
-    with _admin(url) as conn:
-        _drop(conn, name)
-        conn.execute(f'CREATE DATABASE "{name}"')
     try:
-        yield _server(url).set(database=name).render_as_string(hide_password=False)
-    finally:
         with _admin(url) as conn:
             _drop(conn, name)
-        signal.signal(signal.SIGTERM, previous)
+            conn.execute(f'CREATE DATABASE "{name}"')
+        yield _server(url).set(database=name).render_as_string(hide_password=False)
+    finally:
+        try:
+            with _admin(url) as conn:
+                _drop(conn, name)
+        finally:
+            signal.signal(signal.SIGTERM, previous)
 
 
 def database_exists(url: str, name: str) -> bool:
