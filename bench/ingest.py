@@ -12,6 +12,11 @@ The run:
    ``sqlite3.executemany`` (see ``bench.baseline`` for exactly what it does and does not do), and check that
    both databases ended up with the same rows.
 5. Report events/s, the ratio, peak RSS and bytes on disk per stored event.
+
+With ``--url postgresql://user@host:port`` the same workload runs against that PostgreSQL server instead
+(:func:`run_postgres`): in a database the run creates and drops (``bench.postgres``), with the cached prefill
+copied in with ``COPY``, and psycopg ``executemany`` as the raw-driver baseline. Its last line reads
+``ingest: <N> events/s, <R> of raw psycopg``.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ import json
 import logging
 import os
 import platform
+import resource
 import sqlite3
 import time
 from dataclasses import dataclass
@@ -114,6 +120,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--keep", action="store_true", help="keep the run's database files for inspection")
     parser.add_argument("--sizes", action="store_true", help="also print bytes per table and index")
+    parser.add_argument(
+        "--url",
+        default=None,
+        help="run against this PostgreSQL server instead of SQLite, e.g. postgresql://postgres@127.0.0.1:5432/postgres "
+        "(the server: the run creates its own database cohortbot_bench_<pid> there and drops it at the end; the "
+        "database named in the URL is only where it connects to create and drop it)",
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -278,6 +291,8 @@ def _fingerprints(db: Path, after: dict[str, int]) -> dict[str, tuple[object, ..
 def run(args: argparse.Namespace) -> int:
     """Run the benchmark and print its report; the last line is the one-line summary."""
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    if getattr(args, "url", None) is not None:
+        return run_postgres(args)
     workdir: Path = args.workdir
     cpu = _cpu_model()
     print(
@@ -384,3 +399,176 @@ def _cpu_model() -> str:
     except OSError:
         pass
     return platform.processor() or "unknown CPU"
+
+
+# --- PostgreSQL (``--url postgresql://...``) -----------------------------------------------------------------------
+
+_PG_EPOCH_MS = "(extract(epoch FROM {0}) * 1000)::bigint"
+_PG_FINGERPRINTS = {
+    "messages": "SELECT count(*), sum(channel_id), sum(member_id), "
+    f"sum({_PG_EPOCH_MS.format('created_at')}), sum(length), sum(has_code::int), sum(has_link::int), "
+    "sum(is_reply::int), sum(thread_id), sum(reply_to_member_id), sum(attachments), "
+    "sum(length(platform_message_id)) FROM messages WHERE id > %s",
+    "reactions": "SELECT count(*), sum(channel_id), sum(member_id), "
+    f"sum({_PG_EPOCH_MS.format('reacted_at')}), sum({_PG_EPOCH_MS.format('removed_at')}), count(removed_at), "
+    "sum(target_member_id), sum(length(emoji)) FROM reactions WHERE id > %s",
+    "membership_events": f"SELECT count(*), sum(member_id), sum({_PG_EPOCH_MS.format('occurred_at')}), "
+    "sum(channel_id) FROM membership_events WHERE id > %s",
+}
+
+
+def _pg_max_ids(url: str) -> dict[str, int]:
+    import psycopg
+
+    from bench.postgres import conninfo
+
+    with psycopg.connect(conninfo(url)) as conn:
+        found = {t: conn.execute(f"SELECT coalesce(max(id), 0) FROM {t}").fetchone() for t in EVENT_TABLES}
+    return {t: int(row[0]) if row else 0 for t, row in found.items()}
+
+
+def _pg_fingerprints(url: str, after: dict[str, int]) -> dict[str, tuple[object, ...]]:
+    import psycopg
+
+    from bench.postgres import conninfo
+
+    with psycopg.connect(conninfo(url)) as conn:
+        found = {t: conn.execute(sql, (after.get(t, 0),)).fetchone() for t, sql in _PG_FINGERPRINTS.items()}
+    return {t: tuple(row) if row else () for t, row in found.items()}
+
+
+def _pg_stored_events(url: str) -> int:
+    import psycopg
+
+    from bench.postgres import conninfo
+
+    total = 0
+    with psycopg.connect(conninfo(url)) as conn:
+        for table in EVENT_TABLES:
+            row = conn.execute(f"SELECT count(*) FROM {table}").fetchone()
+            total += int(row[0]) if row else 0
+    return total
+
+
+def _pg_copy_accounts(db_url: str, source: str, target: str) -> tuple[list[tuple[int, str, str]], ...]:
+    """Copy communities, members and channels (with their ids) between two schemas; return members and channels."""
+    import psycopg
+
+    from bench.postgres import conninfo
+
+    with psycopg.connect(conninfo(db_url)) as conn:
+        for table in ("communities", "members", "channels"):
+            conn.execute(f'INSERT INTO "{target}".{table} SELECT * FROM "{source}".{table}')
+        members = conn.execute(f'SELECT id, platform, platform_user_id FROM "{target}".members').fetchall()
+        channels = conn.execute(f'SELECT id, platform, platform_channel_id FROM "{target}".channels').fetchall()
+        conn.commit()
+    return members, channels
+
+
+def _cpu_seconds() -> float:
+    # User + system time of this process (all threads: the writer's thread included), not the server's.
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def run_postgres(args: argparse.Namespace) -> int:
+    """The same workload against a PostgreSQL server, with psycopg ``executemany`` as the raw-driver baseline.
+
+    The prefill is the SQLite run's cached database, copied into a ``writer`` schema of a scratch database with
+    ``COPY`` (``bench.postgres``); the baseline goes into a fresh ``baseline`` schema of the same database, with
+    the writer's accounts and channels copied over (same ids). The scratch database is dropped at the end.
+    """
+    from bench import postgres
+
+    url: str = args.url
+    if not postgres.is_postgres(url):
+        raise SystemExit(f"--url: expected a postgresql://user@host:port URL, got {postgres.shown(url)}")
+    import psycopg
+
+    print(
+        f"cohortbot ingest benchmark: Python {platform.python_version()}, PostgreSQL {postgres.server_version(url)} "
+        f"at {postgres.shown(url)}, psycopg {psycopg.__version__}, {os.cpu_count()} CPUs ({_cpu_model()})",
+        flush=True,
+    )
+    population = Population(args.members, args.channels, args.seed)
+    prefill = ensure_prefill(args, population)
+    how = "built now in" if prefill.built_now else "cached; its build took"
+    print(f"prefill: {prefill.stored:,} stored events in {prefill.path} ({how} {prefill.build_seconds:.1f} s)")
+
+    started = time.perf_counter()
+    generator = TrafficGenerator(population, seed=args.seed, phase=1, state=prefill.state)
+    events = list(generator.events(args.events))
+    c = generator.counts
+    print(
+        f"workload: {len(events):,} events = {c['messages']:,} messages, {c['reactions']:,} reactions "
+        f"(+{c['removals']:,} removals), {c['joins']:,} joins, {c['duplicates']:,} re-delivered duplicates; "
+        f"{args.members:,} members, {args.channels} channels, seed {args.seed} "
+        f"(generated in {time.perf_counter() - started:.1f} s, not timed)",
+        flush=True,
+    )
+    gc.collect()
+    gc.freeze()  # as in the SQLite run: the pre-built events are not the writer's garbage to scan
+    try:
+        with postgres.scratch_database(url) as db:
+            started = time.perf_counter()
+            writer_url = postgres.create_schema(db, "writer")
+            copied = postgres.copy_from_sqlite(prefill.path, writer_url)
+            print(
+                f"database: {postgres.shown(db)} (created for this run, dropped at its end); prefill copied into "
+                f"schema writer with COPY in {time.perf_counter() - started:.1f} s ({sum(copied.values()):,} rows, "
+                "then VACUUM ANALYZE and CHECKPOINT; not timed)",
+                flush=True,
+            )
+            before = _pg_max_ids(writer_url)
+            engine = make_engine(writer_url)
+            store = IngestStore(engine)
+            store.register_community(COMMUNITY, TIMEZONE)
+            rss_before = current_rss_bytes()
+            cpu = _cpu_seconds()
+            writer_seconds, totals, writer_batch = asyncio.run(_push(store, events))
+            writer_cpu = _cpu_seconds() - cpu
+            rss_peak = peak_rss_bytes()
+            engine.dispose()
+            writer_rate = len(events) / writer_seconds
+            print(
+                f"writer:   EventWriter + IngestStore (raw rows + rollups, batches of {writer_batch}): "
+                f"{len(events):,} events in {writer_seconds:.2f} s = {writer_rate:,.0f} events/s "
+                f"(stored {totals.stored:,}, duplicates {totals.duplicates:,}); this process's CPU "
+                f"{writer_cpu:.1f} s, the rest waiting on the server",
+                flush=True,
+            )
+            disk = postgres.schema_bytes(db, "writer")
+            total_stored = _pg_stored_events(writer_url)
+
+            baseline_url = postgres.create_schema(db, "baseline")
+            members, channels = _pg_copy_accounts(db, "writer", "baseline")
+            postgres.settle(baseline_url)  # the writer's dirty pages are written back before the baseline starts
+            batches = baseline.batches_from_ids(members, channels, events, BATCH, postgres=True)
+            cpu = _cpu_seconds()
+            baseline_seconds = baseline.run_postgres(postgres.conninfo(baseline_url), batches)
+            baseline_cpu = _cpu_seconds() - cpu
+            del batches
+            baseline_rate = len(events) / baseline_seconds
+            ratio = writer_rate / baseline_rate
+            same = _pg_fingerprints(writer_url, before) == _pg_fingerprints(baseline_url, {})
+            print(
+                f"baseline: psycopg executemany (pipeline mode), {BATCH} events per commit, same raw rows into a "
+                f"fresh migrated schema, ids resolved beforehand, NO rollups: {baseline_seconds:.2f} s = "
+                f"{baseline_rate:,.0f} events/s "
+                f"({'same rows as the writer' if same else 'ROWS DIFFER FROM THE WRITER'}); this process's CPU "
+                f"{baseline_cpu:.1f} s"
+            )
+            print(f"ratio: writer / baseline = {ratio:.2f}")
+            print(
+                f"peak RSS: {rss_peak / MB:,.0f} MB (ru_maxrss after the writer run; "
+                f"{rss_before / MB:,.0f} MB were resident before the push, mostly the pre-built events)"
+            )
+            print(
+                f"disk: {disk / MB:,.1f} MB (tables, indexes and TOAST of schema writer) / {total_stored:,} stored "
+                f"events (prefill + new) = {disk / total_stored:.1f} bytes per stored event"
+            )
+            print(f"targets: ratio >= {TARGET_RATIO} {met(ratio >= TARGET_RATIO)}")
+            print(f"ingest: {writer_rate:.0f} events/s, {ratio:.2f} of raw psycopg")
+            return 0 if same else 1
+    finally:
+        gc.unfreeze()

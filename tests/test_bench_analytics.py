@@ -75,6 +75,45 @@ def test_the_benchmark_agrees_with_duckdb(tmp_path: Path) -> None:
     assert SUMMARY.match(out.strip().splitlines()[-1]), out
 
 
+@pytest.mark.slow
+def test_the_benchmark_reads_the_report_from_postgresql_and_still_agrees_with_duckdb(tmp_path: Path) -> None:
+    pytest.importorskip("duckdb", reason="the benchmark cross-checks against DuckDB (pip install duckdb)")
+    from bench.postgres import database_exists
+    from tests.conftest import postgres_url, require_backend
+
+    require_backend("postgresql")
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "bench",
+            "analytics",
+            "--members",
+            "1000",
+            "--events",
+            "50000",
+            "--repeats",
+            "1",
+            "--workdir",
+            str(tmp_path),
+            "--url",
+            postgres_url(),
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    out = done.stdout
+    assert done.returncode == 0, out + done.stderr
+    assert "check: cohortbot and duckdb agree on all" in out
+    assert SUMMARY.match(out.strip().splitlines()[-1]), out
+    created = re.search(r"/(cohortbot_bench_\d+) \(created for this run", out)
+    assert created, out
+    assert not database_exists(postgres_url(), created.group(1))
+
+
 # --- the synthetic rollups are what storage's ingestion computes from the same events -----------------------------
 
 

@@ -25,6 +25,10 @@ Both sides get the same data: the rollups are the aggregation of exactly the eve
 included, as the bot's ingestion buckets them). The engagement score reads the same history on both sides: the
 report's ``LOOKBACK_DAYS`` (analytics.report), whose older days weigh under 0.3 %.
 
+With ``--url postgresql://user@host:port`` the cohortbot side reads from that PostgreSQL server instead: the run
+creates a database there, copies the cached community into it with ``COPY`` (untimed, ``bench.postgres``), and drops
+it at the end; the DuckDB side and the comparison are unchanged.
+
 The package: :mod:`.ours` (the cohortbot side), :mod:`.reference` (the DuckDB reference), :mod:`.compare` (the
 comparison), :mod:`.common` (the range, targets, timing and memory both use) and :mod:`.cli` (options and the run).
 """

@@ -10,7 +10,7 @@ import sqlite3
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
-from datetime import timedelta
+from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +30,7 @@ from bench.analytics.reference import measure_duckdb
 from bench.measure import MB, met, positive_int
 from bench.synthetic import (
     FIRST_DAY,
+    Cached,
     Params,
     ensure,
 )
@@ -51,6 +52,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=Path,
         default=DEFAULT_WORKDIR,
         help="where the generated community is cached (default bench/.cache)",
+    )
+    parser.add_argument(
+        "--url",
+        default=None,
+        help="read the report from this PostgreSQL server instead of SQLite, e.g. "
+        "postgresql://postgres@127.0.0.1:5432/postgres (the server: the run creates its own database "
+        "cohortbot_bench_<pid> there, loads the community with COPY, and drops it at the end)",
     )
 
 
@@ -113,8 +121,35 @@ def run(args: argparse.Namespace) -> int:
         flush=True,
     )
     as_of = FIRST_DAY + timedelta(days=params.days - 1)
+    if getattr(args, "url", None) is not None:
+        return _run_postgres(args, cached, as_of)
+    return _measure_and_compare(args, f"sqlite:///{cached.db}", str(cached.npz), as_of)
 
-    ours = _in_fresh_process(measure_ours, str(cached.db), as_of, args.repeats)
+
+def _run_postgres(args: argparse.Namespace, cached: Cached, as_of: date) -> int:
+    """The same comparison with the report read from PostgreSQL: the cached community is copied into a scratch
+    database on the server (``COPY``, untimed), which is dropped at the end."""
+    from bench import postgres
+
+    url: str = args.url
+    if not postgres.is_postgres(url):
+        raise SystemExit(f"--url: expected a postgresql://user@host:port URL, got {postgres.shown(url)}")
+    print(f"postgresql: {postgres.server_version(url)} at {postgres.shown(url)}", flush=True)
+    with postgres.scratch_database(url) as db:
+        started = time.perf_counter()
+        target = postgres.create_schema(db, "public")
+        copied = postgres.copy_from_sqlite(cached.db, target)
+        print(
+            f"database: {postgres.shown(db)} (created for this run, dropped at its end); the community copied with "
+            f"COPY in {time.perf_counter() - started:.1f} s ({sum(copied.values()):,} rows, then VACUUM ANALYZE "
+            "and CHECKPOINT; not timed)",
+            flush=True,
+        )
+        return _measure_and_compare(args, db, str(cached.npz), as_of)
+
+
+def _measure_and_compare(args: argparse.Namespace, url: str, npz: str, as_of: date) -> int:
+    ours = _in_fresh_process(measure_ours, url, as_of, args.repeats)
     best = min(ours["times"])
     parts = ours["parts"]
     reads = sum(v for k, v in parts.items() if k.startswith("read "))
@@ -130,7 +165,7 @@ def run(args: argparse.Namespace) -> int:
         + ", ".join(f"{k[5:]} {v:.2f} s / {rows[k[5:]]:,} rows" for k, v in parts.items() if k.startswith("read "))
         + f"), build_report {parts['build_report']:.2f} s"
     )
-    duck = _in_fresh_process(measure_duckdb, str(cached.npz), as_of, args.repeats)
+    duck = _in_fresh_process(measure_duckdb, npz, as_of, args.repeats)
     duck_best = min(duck["times"])
     print(
         f"duckdb: {duck['counts']['events']:,} raw events loaded into memory in {duck['load_seconds']:.1f} s "

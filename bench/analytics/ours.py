@@ -80,15 +80,16 @@ def report_metrics(report: Any) -> dict[str, Any]:
     return m
 
 
-def measure_ours(db: str, as_of: date, repeats: int) -> dict[str, Any]:
-    """Time ``build_community_report`` on the cached database (run in a fresh process: its peak RSS is ours)."""
+def measure_ours(url: str, as_of: date, repeats: int) -> dict[str, Any]:
+    """Time ``build_community_report`` on the database at ``url`` (the cached SQLite file, or its copy in
+    PostgreSQL); run in a fresh process, so that its peak RSS is ours."""
     from analytics.frames import CommunityFrames
     from analytics.report import build_report
     from bot.reporting import ReportRequest, build_community_report
     from storage import communities, report_frames
     from storage.engine import make_engine
 
-    engine = make_engine(f"sqlite:///{db}")
+    engine = make_engine(url)
     request = ReportRequest(
         community=COMMUNITY, as_of=as_of, weeks=REPORT_WEEKS, inactive_after_days=INACTIVE_AFTER_DAYS, top_n=TOP_N
     )
