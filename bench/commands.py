@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from bench.analytics.common import DEFAULT_WORKDIR
+from bench.analytics.common import add_community_arguments
 from bench.dashboard import RAW_TABLES, FixedClock, RawReads, watch
 from bench.measure import copy_database, met, positive_int, remove_sqlite
 from bench.synthetic import COMMUNITY, FIRST_DAY, TIMEZONE, Params, ensure
@@ -46,26 +46,17 @@ ADMIN_USER = "bench-admin"
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``python -m bench commands``."""
-    parser.add_argument("--members", type=positive_int, default=100_000, help="human members (default 100,000)")
-    parser.add_argument(
-        "--events", type=positive_int, default=20_000_000, help="messages and reactions (default 20,000,000)"
+    add_community_arguments(
+        parser,
+        seed_help="random seed of the community and the samples",
+        workdir_note="; the copy the bot uses goes there too",
     )
-    parser.add_argument(
-        "--history-weeks", type=positive_int, default=52, help="weeks of history the events span (default 52)"
-    )
-    parser.add_argument("--seed", type=int, default=1, help="random seed of the community and the samples (default 1)")
     parser.add_argument("--stats", type=positive_int, default=500, help="members sampled for /stats (default 500)")
     parser.add_argument(
         "--leaderboard", type=positive_int, default=200, help="members sampled for /leaderboard (default 200)"
     )
     parser.add_argument(
         "--admin-runs", type=positive_int, default=20, help="timed runs of /inactive and of /report (default 20)"
-    )
-    parser.add_argument(
-        "--workdir",
-        type=Path,
-        default=DEFAULT_WORKDIR,
-        help="where the generated community is cached (default bench/.cache); the copy the bot uses goes there too",
     )
 
 

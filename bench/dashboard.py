@@ -43,7 +43,7 @@ from zoneinfo import ZoneInfo
 import aiohttp
 from sqlalchemy import Engine, event
 
-from bench.analytics.common import DEFAULT_WORKDIR
+from bench.analytics.common import add_community_arguments
 from bench.measure import copy_database, positive_int, remove_sqlite
 from bench.synthetic import COMMUNITY, FIRST_DAY, TIMEZONE, Params, ensure
 
@@ -57,23 +57,12 @@ LIVE_WITHIN_SECONDS = 10.0
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``python -m bench dashboard``."""
-    parser.add_argument("--members", type=positive_int, default=100_000, help="human members (default 100,000)")
-    parser.add_argument(
-        "--events", type=positive_int, default=20_000_000, help="messages and reactions (default 20,000,000)"
+    add_community_arguments(
+        parser, seed_help="random seed of the community", workdir_note="; the served copy goes there too"
     )
-    parser.add_argument(
-        "--history-weeks", type=positive_int, default=52, help="weeks of history the events span (default 52)"
-    )
-    parser.add_argument("--seed", type=int, default=1, help="random seed of the community (default 1)")
     parser.add_argument("--repeats", type=positive_int, default=20, help="warm requests per page and CSV (default 20)")
     parser.add_argument(
         "--live-samples", type=positive_int, default=10, help="messages timed from the writer to /live (default 10)"
-    )
-    parser.add_argument(
-        "--workdir",
-        type=Path,
-        default=DEFAULT_WORKDIR,
-        help="where the generated community is cached (default bench/.cache); the served copy goes there too",
     )
 
 

@@ -11,18 +11,17 @@ import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from datetime import date, timedelta
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from bench.analytics.common import (
-    DEFAULT_WORKDIR,
     REPORT_WEEKS,
     TARGET_PEAK_MB,
     TARGET_RATIO,
     TARGET_SECONDS,
+    add_community_arguments,
 )
 from bench.analytics.compare import compare
 from bench.analytics.ours import measure_ours
@@ -38,21 +37,8 @@ from bench.synthetic import (
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``python -m bench analytics``."""
-    parser.add_argument("--members", type=positive_int, default=100_000, help="human members (default 100,000)")
-    parser.add_argument(
-        "--events", type=positive_int, default=20_000_000, help="messages and reactions (default 20,000,000)"
-    )
-    parser.add_argument(
-        "--history-weeks", type=positive_int, default=52, help="weeks of history the events span (default 52)"
-    )
-    parser.add_argument("--seed", type=int, default=1, help="random seed of the community (default 1)")
+    add_community_arguments(parser, seed_help="random seed of the community", workdir_note="")
     parser.add_argument("--repeats", type=positive_int, default=3, help="timed runs per side, best kept (default 3)")
-    parser.add_argument(
-        "--workdir",
-        type=Path,
-        default=DEFAULT_WORKDIR,
-        help="where the generated community is cached (default bench/.cache)",
-    )
     parser.add_argument(
         "--url",
         default=None,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -9,9 +10,37 @@ from datetime import date, timedelta
 from pathlib import Path
 from typing import TypeVar
 
-from bench.measure import peak_rss_bytes
+from bench.measure import peak_rss_bytes, positive_int
 
 DEFAULT_WORKDIR = Path(__file__).resolve().parents[1] / ".cache"  # bench/.cache
+
+
+def add_community_arguments(
+    parser: argparse.ArgumentParser, *, seed_help: str = "random seed of the community", workdir_note: str = ""
+) -> None:
+    """The synthetic community's options, shared by every benchmark that runs on it (analytics, dashboard, commands).
+
+    Args:
+        parser: The benchmark's parser.
+        seed_help: What ``--seed`` seeds (some benchmarks also sample members with it).
+        workdir_note: What else the benchmark keeps in ``--workdir``, appended to its help.
+    """
+    parser.add_argument("--members", type=positive_int, default=100_000, help="human members (default 100,000)")
+    parser.add_argument(
+        "--events", type=positive_int, default=20_000_000, help="messages and reactions (default 20,000,000)"
+    )
+    parser.add_argument(
+        "--history-weeks", type=positive_int, default=52, help="weeks of history the events span (default 52)"
+    )
+    parser.add_argument("--seed", type=int, default=1, help=f"{seed_help} (default 1)")
+    parser.add_argument(
+        "--workdir",
+        type=Path,
+        default=DEFAULT_WORKDIR,
+        help="where the generated community is cached (default bench/.cache)" + workdir_note,
+    )
+
+
 REPORT_WEEKS = 12  # what `cohortbot report` shows by default, and what the digest computes
 INACTIVE_AFTER_DAYS = 14
 TOP_N = 10
