@@ -26,6 +26,7 @@ from typing import Any, TextIO
 
 from sqlalchemy import Engine, func, select
 
+from analytics.formatting import plural
 from analytics.render import write_report
 from bot.app import App, build_app
 from bot.config import Settings, parse_settings
@@ -359,7 +360,8 @@ async def _run(settings: Settings, plan: SimulationPlan, out: Path, say: _Printe
     app = build_app(settings, clock=clock, adapters=simulated, engine=engine, sleep=clock.sleep)
     adapter = adapters[0]
     say(
-        f"cohortbot demo: {plan.members:,} members of {settings.community.name} over {plan.weeks} weeks "
+        f"cohortbot demo: {plural(plan.members, 'member')} of {settings.community.name} over "
+        f"{plural(plan.weeks, 'week')} "
         f"(seed {plan.seed}), from {plan.start:%d %b %Y}, time zone {settings.community.timezone}"
     )
     say(f"Database: {out / DATABASE_NAME}")
@@ -516,10 +518,10 @@ async def _finish(
         "\n".join(
             [
                 f"Members: {c.joined:,} joined, {c.left:,} left",
-                f"Activity: {c.messages:,} messages, {c.reactions:,} reactions",
-                f"Sales: {c.purchases:,} courses bought, {c.refunds:,} refunded",
+                f"Activity: {plural(c.messages, 'message')}, {plural(c.reactions, 'reaction')}",
+                f"Sales: {plural(c.purchases, 'course')} bought, {c.refunds:,} refunded",
                 f"Nudges: {len(adapter.nudges):,} sent, {c.nudge_comebacks:,} of those members came back; "
-                f"{c.opt_outs:,} members turned nudges off",
+                f"{plural(c.opt_outs, 'member')} turned nudges off",
                 f"Digests: {len(adapter.owner_inbox)} received by the owner",
             ]
         ),

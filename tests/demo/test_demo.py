@@ -249,3 +249,16 @@ def test_the_first_course_changes_price_once_so_the_report_has_price_points_and_
     assert first.arc_elasticity is not None and first.arc_elasticity < 0  # the dearer price sold less per week
     html = demo.html_report.read_text(encoding="utf-8")
     assert re.search(r"39\.00 EUR × \d+, 49\.00 EUR × \d+", html)  # the price points column
+
+
+def test_a_one_week_demo_of_one_member_counts_in_the_singular(tmp_path: Path) -> None:
+    result = run_demo(members=1, weeks=1, out=tmp_path / "tiny", stream=io.StringIO())
+    first = result.output.splitlines()[0]
+    assert first.startswith("cohortbot demo: 1 member of PyCraft (demo) over 1 week (seed 1)")
+    happened = result.output.split("== What happened ==", 1)[1]
+    activity = next(line.strip() for line in happened.splitlines() if "Activity:" in line)
+    messages, reactions = (int(n.replace(",", "")) for n in re.findall(r"([\d,]+) (?:message|reaction)", activity))
+    assert activity == (
+        f"Activity: {messages:,} {'message' if messages == 1 else 'messages'}, "
+        f"{reactions:,} {'reaction' if reactions == 1 else 'reactions'}"
+    )
