@@ -36,7 +36,15 @@ from zoneinfo import ZoneInfo
 
 from bench.analytics.common import add_community_arguments
 from bench.dashboard import RAW_TABLES, FixedClock, RawReads, watch
-from bench.measure import copy_database, met, positive_int, remove_sqlite
+from bench.measure import (
+    copy_database,
+    load_average,
+    met,
+    percentile,
+    positive_int,
+    remove_sqlite,
+    stored_community_id,
+)
 from bench.synthetic import COMMUNITY, FIRST_DAY, TIMEZONE, Params, ensure
 
 TARGETS_MS = {"stats": 10.0, "leaderboard": 20.0, "inactive": 200.0, "report": 1000.0}
@@ -95,22 +103,6 @@ def _sample_members(db: Path, community_id: int, n: int, rng: random.Random) -> 
     return [(str(p), str(u)) for p, u in rng.choices(rows, k=n)]
 
 
-def _community_id(db: Path) -> int:
-    conn = sqlite3.connect(db)
-    try:
-        (cid,) = conn.execute("SELECT id FROM communities WHERE name = ?", (COMMUNITY,)).fetchone()
-    finally:
-        conn.close()
-    return int(cid)
-
-
-def percentile(values: list[float], q: float) -> float:
-    """Nearest-rank percentile (q in 0..100) of ``values``."""
-    ordered = sorted(values)
-    rank = max(1, -(-len(ordered) * q // 100))
-    return ordered[int(rank) - 1]
-
-
 async def _measure(db: Path, args: argparse.Namespace, days: int) -> Results:
     # Imported here: the bench's other commands do not need the bot.
     from bot.config import Settings
@@ -126,7 +118,7 @@ async def _measure(db: Path, args: argparse.Namespace, days: int) -> Results:
     last_day = FIRST_DAY + timedelta(days=days - 1)
     now = datetime.combine(last_day, dtime(18, 0), tzinfo=tz).astimezone(UTC)
     clock = FixedClock(now)
-    community_id = _community_id(db)
+    community_id = stored_community_id(db, COMMUNITY)
     rng = random.Random(args.seed)
     stats_members = _sample_members(db, community_id, args.stats, rng)
     board_members = _sample_members(db, community_id, args.leaderboard, rng)
@@ -186,16 +178,11 @@ async def _measure(db: Path, args: argparse.Namespace, days: int) -> Results:
     return results
 
 
-def _load() -> str:
-    one, five, fifteen = os.getloadavg()
-    return f"{one:.2f} {five:.2f} {fifteen:.2f}"
-
-
 def run(args: argparse.Namespace) -> int:
     """Run the benchmark and print its report; the last line is the one-line summary."""
     print(
         f"cohortbot commands benchmark: Python {platform.python_version()}, SQLite {sqlite3.sqlite_version}; "
-        f"{os.cpu_count()} CPUs; load average {_load()}",
+        f"{os.cpu_count()} CPUs; load average {load_average()}",
         flush=True,
     )
     params = Params(members=args.members, events=args.events, weeks=args.history_weeks, seed=args.seed)
@@ -234,7 +221,7 @@ def run(args: argparse.Namespace) -> int:
         f"{name} p{QUANTILE[name]} <= {TARGETS_MS[name]:,.0f} ms {met(figures[name] <= TARGETS_MS[name])}"
         for name in TARGETS_MS
     )
-    print(f"targets: {targets}; never raw events {met(not results.raw)} (load average now {_load()})")
+    print(f"targets: {targets}; never raw events {met(not results.raw)} (load average now {load_average()})")
     print(
         f"commands: stats p99 {figures['stats']:.1f} ms, leaderboard p99 {figures['leaderboard']:.1f} ms, "
         f"inactive p95 {figures['inactive']:.0f} ms, report p95 {figures['report']:.0f} ms at {n['events']} events"

@@ -44,7 +44,7 @@ import aiohttp
 from sqlalchemy import Engine, event
 
 from bench.analytics.common import add_community_arguments
-from bench.measure import copy_database, positive_int, remove_sqlite
+from bench.measure import copy_database, load_average, percentile, positive_int, remove_sqlite, stored_community_id
 from bench.synthetic import COMMUNITY, FIRST_DAY, TIMEZONE, Params, ensure
 
 TARGET_P95_MS = 300.0
@@ -180,15 +180,6 @@ def _picks(db: Path, community_id: int) -> Picks:
     return Picks(int(member_id), search, str(poster[0]), str(poster[1]), str(channel[0]), str(channel[1]))
 
 
-def _community_id(db: Path) -> int:
-    conn = sqlite3.connect(db)
-    try:
-        (cid,) = conn.execute("SELECT id FROM communities WHERE name = ?", (COMMUNITY,)).fetchone()
-    finally:
-        conn.close()
-    return int(cid)
-
-
 def _pages(picks: Picks) -> list[tuple[str, str]]:
     """(label, path) of every page and CSV timed."""
     return [
@@ -220,18 +211,6 @@ def _pages(picks: Picks) -> list[tuple[str, str]]:
 
 def met(ok: bool) -> str:
     return "met" if ok else "NOT MET"
-
-
-def _load() -> str:
-    one, five, fifteen = os.getloadavg()
-    return f"{one:.2f} {five:.2f} {fifteen:.2f}"
-
-
-def _percentile(values: list[float], q: float) -> float:
-    """Nearest-rank percentile (q in 0..100) of ``values``."""
-    ordered = sorted(values)
-    rank = max(1, -(-len(ordered) * q // 100))
-    return ordered[int(rank) - 1]
 
 
 async def _get(session: aiohttp.ClientSession, url: str) -> tuple[float, int]:
@@ -299,7 +278,7 @@ async def _serve_and_measure(db: Path, args: argparse.Namespace, days: int) -> R
     # 18:00 local on the data's last day: "today" is the last day of the data, with most of its events behind.
     now = datetime.combine(last_day, dtime(18, 0), tzinfo=tz).astimezone(UTC)
     clock = FixedClock(now)
-    community_id = _community_id(db)
+    community_id = stored_community_id(db, COMMUNITY)
     picks = _picks(db, community_id)
     settings = Settings(
         community=CommunitySettings(name=COMMUNITY, timezone=TIMEZONE),
@@ -416,7 +395,7 @@ def run(args: argparse.Namespace) -> int:
     """Run the benchmark and print its report; the last line is the one-line summary."""
     print(
         f"cohortbot dashboard benchmark: Python {platform.python_version()}, SQLite {sqlite3.sqlite_version}, "
-        f"aiohttp {aiohttp.__version__}; {os.cpu_count()} CPUs; load average {_load()}",
+        f"aiohttp {aiohttp.__version__}; {os.cpu_count()} CPUs; load average {load_average()}",
         flush=True,
     )
     params = Params(members=args.members, events=args.events, weeks=args.history_weeks, seed=args.seed)
@@ -447,14 +426,14 @@ def _report(results: Results, args: argparse.Namespace) -> int:
     everything: list[float] = []
     slowest = ("", -1.0)
     for label, cold, warm, size in results.rows:
-        p95 = _percentile(warm, 95)
+        p95 = percentile(warm, 95)
         everything.extend(warm)
         if p95 > slowest[1]:
             slowest = (label, p95)
         print(
             f"  {label:<22} {cold:>9,.0f} {statistics.median(warm):>7,.1f} {p95:>7,.1f} {max(warm):>7,.1f} {size:>11,}"
         )
-    p95_all = _percentile(everything, 95)
+    p95_all = percentile(everything, 95)
     print(
         f"warm: {len(everything):,} requests, p50 {statistics.median(everything):,.1f} ms, p95 {p95_all:,.1f} ms; "
         f"report rebuilds during the warm requests (figures older than [dashboard] refresh_seconds): "
@@ -488,7 +467,7 @@ def _report(results: Results, args: argparse.Namespace) -> int:
     print(
         f"targets: p95 <= {TARGET_P95_MS:g} ms {met(p95_all <= TARGET_P95_MS)}; live <= {TARGET_LIVE_MS:,.0f} ms "
         f"{met(live_max <= TARGET_LIVE_MS)}; served from rollups, never raw events {met(raw == 0)} "
-        f"(load average now {_load()})"
+        f"(load average now {load_average()})"
     )
     print(f"dashboard: p95 {p95_all:.0f} ms, slowest {slowest[0]} {slowest[1]:.0f} ms, live {live_max:.0f} ms")
     return 0 if raw == 0 else 1

@@ -288,23 +288,11 @@ def _fingerprints(db: Path, after: dict[str, int]) -> dict[str, tuple[object, ..
         conn.close()
 
 
-def run(args: argparse.Namespace) -> int:
-    """Run the benchmark and print its report; the last line is the one-line summary."""
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    if getattr(args, "url", None) is not None:
-        return run_postgres(args)
-    workdir: Path = args.workdir
-    cpu = _cpu_model()
-    print(
-        f"cohortbot ingest benchmark: Python {platform.python_version()}, SQLite {sqlite3.sqlite_version}, "
-        f"{os.cpu_count()} CPUs ({cpu})",
-        flush=True,
-    )
-    population = Population(args.members, args.channels, args.seed)
+def _prefill_and_workload(args: argparse.Namespace, population: Population) -> tuple[Prefill, list[ActivityEvent]]:
+    """The cached prefill and the timed workload after it, both printed; the same for SQLite and PostgreSQL."""
     prefill = ensure_prefill(args, population)
     how = "built now in" if prefill.built_now else "cached; its build took"
-    seconds = prefill.build_seconds
-    print(f"prefill: {prefill.stored:,} stored events in {prefill.path} ({how} {seconds:.1f} s)")
+    print(f"prefill: {prefill.stored:,} stored events in {prefill.path} ({how} {prefill.build_seconds:.1f} s)")
 
     started = time.perf_counter()
     generator = TrafficGenerator(population, seed=args.seed, phase=1, state=prefill.state)
@@ -321,6 +309,23 @@ def run(args: argparse.Namespace) -> int:
     # them keeps the cyclic garbage collector from re-scanning them on every collection during the timed runs.
     gc.collect()
     gc.freeze()
+    return prefill, events
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the benchmark and print its report; the last line is the one-line summary."""
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    if getattr(args, "url", None) is not None:
+        return run_postgres(args)
+    workdir: Path = args.workdir
+    cpu = _cpu_model()
+    print(
+        f"cohortbot ingest benchmark: Python {platform.python_version()}, SQLite {sqlite3.sqlite_version}, "
+        f"{os.cpu_count()} CPUs ({cpu})",
+        flush=True,
+    )
+    population = Population(args.members, args.channels, args.seed)
+    prefill, events = _prefill_and_workload(args, population)
 
     writer_db = workdir / f"run-{os.getpid()}-writer.db"
     baseline_db = workdir / f"run-{os.getpid()}-baseline.db"
@@ -491,23 +496,7 @@ def run_postgres(args: argparse.Namespace) -> int:
         flush=True,
     )
     population = Population(args.members, args.channels, args.seed)
-    prefill = ensure_prefill(args, population)
-    how = "built now in" if prefill.built_now else "cached; its build took"
-    print(f"prefill: {prefill.stored:,} stored events in {prefill.path} ({how} {prefill.build_seconds:.1f} s)")
-
-    started = time.perf_counter()
-    generator = TrafficGenerator(population, seed=args.seed, phase=1, state=prefill.state)
-    events = list(generator.events(args.events))
-    c = generator.counts
-    print(
-        f"workload: {len(events):,} events = {c['messages']:,} messages, {c['reactions']:,} reactions "
-        f"(+{c['removals']:,} removals), {c['joins']:,} joins, {c['duplicates']:,} re-delivered duplicates; "
-        f"{args.members:,} members, {args.channels} channels, seed {args.seed} "
-        f"(generated in {time.perf_counter() - started:.1f} s, not timed)",
-        flush=True,
-    )
-    gc.collect()
-    gc.freeze()  # as in the SQLite run: the pre-built events are not the writer's garbage to scan
+    prefill, events = _prefill_and_workload(args, population)
     try:
         with postgres.scratch_database(url) as db:
             started = time.perf_counter()

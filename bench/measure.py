@@ -20,6 +20,29 @@ def positive_int(text: str) -> int:
     return value
 
 
+def load_average() -> str:
+    """The 1, 5 and 15 minute load averages, printed beside every figure measured on a shared machine."""
+    one, five, fifteen = os.getloadavg()
+    return f"{one:.2f} {five:.2f} {fifteen:.2f}"
+
+
+def percentile(values: list[float], q: float) -> float:
+    """Nearest-rank percentile (q in 0..100) of ``values``."""
+    ordered = sorted(values)
+    rank = max(1, -(-len(ordered) * q // 100))
+    return ordered[int(rank) - 1]
+
+
+def stored_community_id(db: Path, name: str) -> int:
+    """The id of the community ``name`` in the SQLite file ``db``."""
+    conn = sqlite3.connect(db)
+    try:
+        (cid,) = conn.execute("SELECT id FROM communities WHERE name = ?", (name,)).fetchone()
+    finally:
+        conn.close()
+    return int(cid)
+
+
 def met(ok: bool) -> str:
     """How a benchmark report says whether a target was met: "met" or "MISSED"."""
     return "met" if ok else "MISSED"

@@ -26,7 +26,7 @@ from bench.analytics.common import (
 from bench.analytics.compare import compare
 from bench.analytics.ours import measure_ours
 from bench.analytics.reference import measure_duckdb
-from bench.measure import MB, met, positive_int
+from bench.measure import MB, load_average, met, positive_int
 from bench.synthetic import (
     FIRST_DAY,
     Cached,
@@ -57,11 +57,6 @@ def _in_fresh_process(func: Callable[..., dict[str, Any]], *args: Any) -> dict[s
         return pool.submit(func, *args).result()
 
 
-def _load() -> str:
-    one, five, fifteen = os.getloadavg()
-    return f"{one:.2f} {five:.2f} {fifteen:.2f}"
-
-
 def _times(values: Sequence[float]) -> str:
     return ", ".join(f"{v:.2f}" for v in values)
 
@@ -85,7 +80,7 @@ def run(args: argparse.Namespace) -> int:
     print(
         f"cohortbot analytics benchmark: Python {platform.python_version()}, SQLite {sqlite3.sqlite_version}, "
         f"pandas {pd.__version__}, numpy {np.__version__}, DuckDB {duckdb.__version__}; {os.cpu_count()} CPUs; "
-        f"load average {_load()}",
+        f"load average {load_average()}",
         flush=True,
     )
     params = Params(members=args.members, events=args.events, weeks=args.history_weeks, seed=args.seed)
@@ -178,7 +173,7 @@ def _measure_and_compare(args: argparse.Namespace, url: str, npz: str, as_of: da
     print(
         f"targets: <= {TARGET_SECONDS:g} s {met(best <= TARGET_SECONDS)}; <= {TARGET_RATIO:g}x duckdb "
         f"{met(ratio <= TARGET_RATIO)}; <= {TARGET_PEAK_MB:,} MB peak {met(peak_mb <= TARGET_PEAK_MB)} "
-        f"(load average now {_load()})"
+        f"(load average now {load_average()})"
     )
     print(f"analytics: {best:.2f} s, {ratio:.2f}x duckdb, {peak_mb:.0f} MB peak")
     return 0
