@@ -43,7 +43,7 @@ from storage.identities import CHUNK, CommunityIds, Identities
 from storage.ledger import LedgerOutcome
 from storage.local_days import LocalDays
 from storage.models import Community
-from storage.rollups import RollupDelta, apply_delta, refresh_member_activity
+from storage.rollups import RollupDelta, apply_delta, apply_message_rollups, refresh_member_activity
 from storage.types import bind_time, read_time, to_millis
 
 log = logging.getLogger(__name__)
@@ -217,6 +217,84 @@ class IngestStore:
         return result
 
     def _write_messages(self, cur: Any, events: list[MessageEvent], delta: RollupDelta) -> BatchResult:
+        if self.dialect == "sqlite":
+            return self._write_messages_sqlite(cur, events)
+        return self._write_messages_returning(cur, events, delta)
+
+    def _write_messages_sqlite(self, cur: Any, events: list[MessageEvent]) -> BatchResult:
+        """SQLite: insert the rows with one prepared statement, then let SQL count them into the rollups.
+
+        No Python runs per stored message after its row is built: the new rows are those above the largest id
+        before the insert (see ``_insert_returning``), and ``apply_message_rollups`` aggregates them, one
+        community at a time (each has its own time zone).
+        """
+        store_text = self.store_text
+        communities = self._ids.communities
+        members = self._ids.members
+        channels = self._ids.channels
+        by_community: dict[int, tuple[LocalDays, list[tuple[Any, ...]]]] = {}
+        for ev in events:
+            info = communities[ev.community]
+            cid = info.id
+            found = by_community.get(cid)
+            if found is None:
+                found = by_community[cid] = (info.days, [])
+            platform = _PLATFORM[ev.platform]
+            channel = ev.channel
+            thread = channel.thread_id
+            reply_to_user = ev.reply_to_user_id
+            # Repeats of a (channel, message id) within the batch are left to ON CONFLICT, like stored ones.
+            found[1].append(
+                (
+                    channels[(cid, platform, channel.channel_id)],
+                    ev.message_id,
+                    members[(cid, platform, ev.author.user_id)],
+                    to_millis(ev.occurred_at),
+                    ev.length,
+                    int(ev.has_code),
+                    int(ev.has_link),
+                    int(ev.reply_to_message_id is not None or reply_to_user is not None),  # MessageEvent.is_reply
+                    channels[(cid, platform, f"{channel.channel_id}#{thread}")] if thread is not None else None,
+                    members[(cid, platform, reply_to_user)] if reply_to_user else None,
+                    ev.attachments,
+                    ev.text if store_text else None,
+                    ev.imported_reactions,
+                )
+            )
+        stored = 0
+        bots = self._ids.bots
+        for cid, (days, rows) in by_community.items():
+            before, count = self._insert_new(
+                cur,
+                "messages",
+                "channel_id, platform_message_id, member_id, created_at, length, has_code, has_link, is_reply, "
+                "thread_id, reply_to_member_id, attachments, text, imported_reactions",
+                rows,
+                "channel_id, platform_message_id",
+            )
+            if count:
+                authors = {row[2] for row in rows}
+                apply_message_rollups(
+                    cur, cid, before, days.offset_runs(row[3] for row in rows), sorted(authors & bots)
+                )
+            stored += count
+        return BatchResult(messages=stored, duplicates=len(events) - stored)
+
+    def _insert_new(
+        self, cur: Any, table: str, columns: str, rows: list[tuple[Any, ...]], conflict: str
+    ) -> tuple[int, int]:
+        """SQLite: ``INSERT ... ON CONFLICT DO NOTHING`` of ``rows``; returns (largest id before, rows inserted).
+
+        The inserted rows are then exactly those with a larger id (see ``_insert_returning``).
+        """
+        cur.execute(f"SELECT coalesce(max(id), 0) FROM {table}")
+        before = cur.fetchone()[0]
+        marks = ", ".join(["?"] * len(rows[0]))
+        cur.executemany(f"INSERT INTO {table} ({columns}) VALUES ({marks}) ON CONFLICT ({conflict}) DO NOTHING", rows)
+        cur.execute(f"SELECT count(*) FROM {table} WHERE id > ?", (before,))
+        return before, cur.fetchone()[0]
+
+    def _write_messages_returning(self, cur: Any, events: list[MessageEvent], delta: RollupDelta) -> BatchResult:
         # The busiest loop of ingestion: dict lookups and bound values are hoisted into locals, and each
         # timestamp is converted once (its epoch milliseconds are both the SQLite value and the day key).
         store_text = self.store_text

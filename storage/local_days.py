@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import UTC, date, datetime
 from zoneinfo import ZoneInfo
 
@@ -15,13 +16,14 @@ _SLOT_MS = 15 * 60 * 1000
 class LocalDays:
     """Maps instants to the local calendar day (and hour) of one time zone, memoised per 15-minute slot."""
 
-    __slots__ = ("_cache", "_hours", "tz")
+    __slots__ = ("_cache", "_hours", "_offsets", "tz")
 
     def __init__(self, tz: ZoneInfo) -> None:
         """Create a mapper for ``tz``."""
         self.tz = tz
         self._cache: dict[int, date] = {}
         self._hours: dict[int, tuple[date, int]] = {}
+        self._offsets: dict[int, int] = {}
 
     def day(self, instant: datetime) -> date:
         """The local date of an aware instant."""
@@ -58,3 +60,25 @@ class LocalDays:
             found = (local.date(), local.hour)
             self._hours[slot] = found
         return found
+
+    def offset_runs(self, millis: Iterable[int]) -> list[tuple[int, int]]:
+        """The UTC offsets (in milliseconds) in force at the given instants, as runs over time.
+
+        Returns ``[(start, offset), ...]`` sorted by ``start`` (epoch milliseconds, a 15-minute-slot boundary):
+        each instant of ``millis`` has the offset of the last run starting at or before it. The first run starts
+        at the earliest instant's slot. Adjacent slots with the same offset share a run, so a batch of events
+        that does not straddle a clock change has exactly one. Local wall-clock time is then ``instant +
+        offset``, which is what lets SQL compute local days and hours of stored rows (see
+        ``storage.rollups.apply_message_rollups``).
+        """
+        offsets = self._offsets
+        runs: list[tuple[int, int]] = []
+        for slot in sorted({m // _SLOT_MS for m in millis}):
+            offset = offsets.get(slot)
+            if offset is None:
+                start = datetime.fromtimestamp(slot * _SLOT_MS / 1000, UTC).astimezone(self.tz)
+                delta = start.utcoffset()
+                offset = offsets[slot] = 0 if delta is None else int(delta.total_seconds() * 1000)
+            if not runs or runs[-1][1] != offset:
+                runs.append((slot * _SLOT_MS, offset))
+        return runs

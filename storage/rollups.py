@@ -20,10 +20,11 @@ Counting rules (also in docs/metrics.md):
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from functools import partial
+from itertools import pairwise
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -595,3 +596,99 @@ def rebuild_rollups(conn: Connection, community_id: int) -> RollupSnapshot:
             .values(first_joined_at=first, last_joined_at=last, last_left_at=left)
         )
     return snapshot
+
+
+_DAY_MS = 86_400_000
+_HOUR_MS = 3_600_000
+
+# The message rollups of one SQLite batch, aggregated by SQL from the rows it just inserted (``{new}``: the rows
+# with their local day number and hour; see ``apply_message_rollups``). Each keeps the additive ``ON CONFLICT``
+# of ``apply_delta``, so the order of the two does not matter. ``WHERE true``: SQLite needs it to tell an
+# upsert's ``ON CONFLICT`` from a join's ``ON``.
+_MESSAGE_ROLLUPS_SQLITE = (
+    "INSERT INTO member_daily_activity (community_id, day, member_id, messages, replies, reactions_given, "
+    "reactions_received) SELECT community_id, date(dn * 86400, 'unixepoch'), member_id, count(*), "
+    "sum(is_reply AND reply_to_member_id IS NOT member_id), 0, sum(imported_reactions) FROM {new} WHERE true "
+    "GROUP BY community_id, dn, member_id ON CONFLICT (community_id, day, member_id) DO UPDATE SET "
+    "messages = member_daily_activity.messages + excluded.messages, "
+    "replies = member_daily_activity.replies + excluded.replies, "
+    "reactions_received = member_daily_activity.reactions_received + excluded.reactions_received",
+    "INSERT INTO member_activity (member_id, community_id, first_active_at, last_active_at, messages, "
+    "reactions_given, first_message_at, last_message_at) SELECT member_id, community_id, min(created_at), "
+    "max(created_at), count(*), 0, min(created_at), max(created_at) FROM {new} WHERE true "
+    "GROUP BY member_id, community_id ON CONFLICT (member_id) DO UPDATE SET "
+    "first_active_at = CASE WHEN excluded.first_active_at < member_activity.first_active_at "
+    "THEN excluded.first_active_at ELSE member_activity.first_active_at END, "
+    "last_active_at = CASE WHEN excluded.last_active_at > member_activity.last_active_at "
+    "THEN excluded.last_active_at ELSE member_activity.last_active_at END, "
+    "messages = member_activity.messages + excluded.messages, "
+    "first_message_at = CASE WHEN member_activity.first_message_at IS NULL "
+    "OR excluded.first_message_at < member_activity.first_message_at "
+    "THEN excluded.first_message_at ELSE member_activity.first_message_at END, "
+    "last_message_at = CASE WHEN member_activity.last_message_at IS NULL "
+    "OR excluded.last_message_at > member_activity.last_message_at "
+    "THEN excluded.last_message_at ELSE member_activity.last_message_at END",
+    "INSERT INTO community_daily_totals (community_id, day, messages, reactions, joins, leaves) "
+    "SELECT community_id, date(dn * 86400, 'unixepoch'), count(*), sum(imported_reactions), 0, 0 FROM {new} "
+    "WHERE true GROUP BY community_id, dn ON CONFLICT (community_id, day) DO UPDATE SET "
+    "messages = community_daily_totals.messages + excluded.messages, "
+    "reactions = community_daily_totals.reactions + excluded.reactions",
+    "INSERT INTO channel_daily_activity (community_id, day, channel_id, messages) "
+    "SELECT community_id, date(dn * 86400, 'unixepoch'), place, count(*) FROM {new} WHERE true "
+    "GROUP BY community_id, dn, place ON CONFLICT (community_id, day, channel_id) DO UPDATE SET "
+    "messages = channel_daily_activity.messages + excluded.messages",
+    "INSERT INTO community_hourly_activity (community_id, day, hour, messages, reactions) "
+    "SELECT community_id, date(dn * 86400, 'unixepoch'), hr, count(*), sum(imported_reactions) FROM {new} "
+    "WHERE true GROUP BY community_id, dn, hr ON CONFLICT (community_id, day, hour) DO UPDATE SET "
+    "messages = community_hourly_activity.messages + excluded.messages, "
+    "reactions = community_hourly_activity.reactions + excluded.reactions",
+    "INSERT INTO channel_member_daily (community_id, day, channel_id, member_id, messages) "
+    "SELECT community_id, date(dn * 86400, 'unixepoch'), place, member_id, count(*) FROM {new} WHERE true "
+    "GROUP BY community_id, dn, place, member_id ON CONFLICT (community_id, day, channel_id, member_id) "
+    "DO UPDATE SET messages = channel_member_daily.messages + excluded.messages",
+)
+
+
+def apply_message_rollups(
+    cur: Any, community_id: int, after_id: int, offsets: Sequence[tuple[int, int]], bots: Collection[int]
+) -> None:
+    """SQLite: count the messages stored with ``id > after_id`` (one community's) into every message rollup.
+
+    The same numbers ``RollupDelta.message`` accumulates in Python, aggregated by SQL instead, so no Python runs
+    per message: bots are skipped by id (no join with ``members`` per row), a topic counts as its own channel,
+    and the local day and hour come from the instant plus the community's UTC offset, given per run of time by
+    ``LocalDays.offset_runs`` over the batch's instants.
+
+    Args:
+        cur: A DBAPI cursor inside the writer's transaction.
+        community_id: The community of every message with ``id > after_id``.
+        after_id: The largest message id before the batch's insert.
+        offsets: ``LocalDays.offset_runs`` of the new messages' ``created_at`` values (at least one run).
+        bots: Bot accounts among the new messages' authors (more are harmless): their messages are not counted.
+    """
+    params: list[int] = [community_id]
+    if len(offsets) == 1:
+        local = "m.created_at + ?"
+        params.append(offsets[0][1])
+    else:
+        # Runs are sorted by start, and each covers the instants up to the next start.
+        whens = " ".join("WHEN m.created_at < ? THEN ?" for _ in offsets[1:])
+        local = f"m.created_at + CASE {whens} ELSE ? END"
+        for (_, offset), (next_start, _) in pairwise(offsets):
+            params += [next_start, offset]
+        params.append(offsets[-1][1])
+    # Day number and hour by floor division (local times before 1970 are negative), grouped as integers; only one
+    # date() per group turns a day number into the ISO text SQLite's Date columns hold.
+    new = (
+        "(SELECT ? AS community_id, member_id, created_at, is_reply, reply_to_member_id, imported_reactions, "
+        "coalesce(thread_id, channel_id) AS place, "
+        f"(lt - ((lt % {_DAY_MS}) + {_DAY_MS}) % {_DAY_MS}) / {_DAY_MS} AS dn, "
+        f"(((lt % {_DAY_MS}) + {_DAY_MS}) % {_DAY_MS}) / {_HOUR_MS} AS hr "
+        f"FROM (SELECT *, {local} AS lt FROM messages m WHERE id > ?"
+        + (f" AND member_id NOT IN ({', '.join('?' * len(bots))})" if bots else "")
+        + "))"
+    )
+    params.append(after_id)
+    params.extend(bots)
+    for sql in _MESSAGE_ROLLUPS_SQLITE:
+        cur.execute(sql.format(new=new), params)
