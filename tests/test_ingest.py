@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 from datetime import UTC, date, datetime, timedelta
+from zoneinfo import ZoneInfo
 
 import pytest
 from sqlalchemy import Engine, func, select
@@ -13,6 +14,7 @@ from storage.catalog import CourseRecord, sync_courses
 from storage.errors import UnknownCommunityError, UnknownCourseError, UnknownPurchaseError
 from storage.events import ChannelRef, MemberRef, MessageEvent, Platform, RefundEvent
 from storage.ingest import IngestStore
+from storage.local_days import LocalDays
 from storage.models import (
     Channel,
     CommunityDailyTotals,
@@ -26,6 +28,7 @@ from storage.models import (
     Refund,
 )
 from storage.rollups import compute_rollups, read_rollups
+from storage.types import to_millis
 from tests.conftest import COMMUNITY, T0, Events, hours
 
 pytestmark = pytest.mark.storage
@@ -83,6 +86,36 @@ def test_messages_are_bucketed_by_the_community_local_day(store: IngestStore, ev
     store.write_batch([ev.message("alice", at=datetime(2024, 3, 4, 23, 30, tzinfo=UTC))])
     assert member_day(store.engine, "alice", date(2024, 3, 5)) == (1, 0, 0, 0)
     assert member_day(store.engine, "alice", date(2024, 3, 4)) is None
+
+
+def test_one_batch_across_communities_and_a_clock_change_counts_local_hours(store: IngestStore) -> None:
+    # Berlin's clocks went back at 01:00 UTC on 27 October 2024 (03:00 CEST -> 02:00 CET): 00:30 UTC and 01:30 UTC
+    # are both 02:30 local. The same batch holds messages of a community in Tokyo (UTC+9, no DST), where 15:30
+    # UTC is 00:30 the next day.
+    store.register_community("tokyo", "Asia/Tokyo")
+    berlin, tokyo = Events(), Events(community="tokyo")
+    autumn = datetime(2024, 10, 27, tzinfo=UTC)
+    batch = [
+        berlin.message("alice", at=autumn + hours(0.5)),
+        tokyo.message("kenji", at=autumn + hours(15.5)),
+        berlin.message("alice", at=autumn + hours(1.5)),
+        berlin.message("bob", at=autumn - hours(22.5)),  # 26 October, 03:30 CEST
+        tokyo.message("kenji", at=autumn + hours(14.5)),  # 23:30 on the 27th in Tokyo
+    ]
+    assert store.write_batch(batch).messages == 5
+    assert member_day(store.engine, "alice", date(2024, 10, 27)) == (2, 0, 0, 0)
+    assert member_day(store.engine, "bob", date(2024, 10, 26)) == (1, 0, 0, 0)
+    assert member_day(store.engine, "kenji", date(2024, 10, 27)) == (1, 0, 0, 0)
+    assert member_day(store.engine, "kenji", date(2024, 10, 28)) == (1, 0, 0, 0)
+    with store.engine.connect() as conn:
+        berlin_hours = read_rollups(conn, store.community_id(COMMUNITY)).hours
+        tokyo_hours = read_rollups(conn, store.community_id("tokyo")).hours
+    assert berlin_hours == {(date(2024, 10, 27), 2): (2, 0), (date(2024, 10, 26), 3): (1, 0)}
+    assert tokyo_hours == {(date(2024, 10, 27), 23): (1, 0), (date(2024, 10, 28), 0): (1, 0)}
+    for community in (COMMUNITY, "tokyo"):
+        cid = store.community_id(community)
+        with store.engine.connect() as conn:
+            assert read_rollups(conn, cid) == compute_rollups(conn, cid)
 
 
 def test_replies_count_only_when_answering_someone_else(store: IngestStore, ev: Events) -> None:
@@ -308,4 +341,16 @@ def test_removed_courses_stay_for_history_but_go_inactive(shop: IngestStore, ev:
     assert [c.key for c in list_courses(shop.engine, cid, include_inactive=True)] == [
         "py-async",
         "rust-intro",
+    ]
+
+
+def test_utc_offsets_of_a_batch_change_only_at_clock_changes() -> None:
+    days = LocalDays(ZoneInfo("Europe/Berlin"))
+    spring = to_millis(datetime(2024, 3, 31, 1, 0, tzinfo=UTC))  # 02:00 CET -> 03:00 CEST
+    hour = 3_600_000
+    assert days.offset_runs([spring - 2 * hour, spring - 1]) == [(spring - 2 * hour, hour)]
+    # Unordered instants; the run of the new offset starts at the change itself.
+    assert days.offset_runs([spring + 5 * hour, spring - 2 * hour, spring + 1]) == [
+        (spring - 2 * hour, hour),
+        (spring, 2 * hour),
     ]
