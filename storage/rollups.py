@@ -1,6 +1,7 @@
 """Rollup tables: incremental maintenance, recomputation from raw rows, and rebuild.
 
-The writer accumulates a ``RollupDelta`` while it inserts a batch and applies it in the same transaction.
+The writer accumulates a ``RollupDelta`` while it inserts a batch and applies it in the same transaction; on
+SQLite the message rollups are instead aggregated by SQL from the rows just inserted (``apply_message_rollups``).
 ``compute_rollups`` derives the same numbers from the raw rows alone; it is the definition the incremental path
 must match (a property test checks exactly that) and what ``cohortbot db rebuild-rollups`` writes back.
 
