@@ -259,6 +259,19 @@ def test_display_names_follow_renames(store: IngestStore, ev: Events) -> None:
         assert conn.execute(select(Member.display_name)).scalar_one() == "Alice B."
 
 
+def test_the_last_name_in_a_batch_wins_even_when_it_is_the_old_one(store: IngestStore, ev: Events) -> None:
+    store.write_batch([ev.message("alice", name="Alice")])
+
+    def name() -> str:
+        with store.engine.connect() as conn:
+            return str(conn.execute(select(Member.display_name)).scalar_one())
+
+    store.write_batch([ev.message("alice", name=n) for n in ("Alice", "Ally", "Alice")])
+    assert name() == "Alice"
+    store.write_batch([ev.message("alice", name=n) for n in ("Alice", "Ally", "Alice", "Ally")])
+    assert name() == "Ally"
+
+
 def test_unknown_community_is_refused_and_nothing_is_stored(store: IngestStore) -> None:
     stranger = Events(community="not-registered")
     with pytest.raises(UnknownCommunityError, match="not-registered"):
