@@ -144,7 +144,7 @@ class Identities:
                     ids_type = self.pg.array_type("members", "platform_user_id")
                     cur.execute(
                         "SELECT id, platform, platform_user_id, display_name, username, is_bot FROM members "
-                        f"WHERE community_id = %s AND platform = %s AND platform_user_id = ANY(%s::{ids_type})",
+                        f"WHERE community_id = %s AND platform = %s AND platform_user_id = ANY(%b::{ids_type})",
                         [community_id, platform, chunk_ids],
                     )
                 for member_id, platform, user_id, name, username, is_bot in cur.fetchall():

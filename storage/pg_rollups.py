@@ -3,11 +3,11 @@
 ``storage.rollups.apply_delta`` upserts a batch's rollup rows with ``executemany``: on SQLite a loop in C over one
 prepared statement, but through psycopg each row is a separate bind and execution in the pipeline (about 2,300 a
 batch of 1,000 events), which was half of the PostgreSQL writer's time once its raw inserts were sent as arrays
-(docs/performance.md "PostgreSQL / Ingest"). Here each table's rows go in one
-``INSERT ... SELECT * FROM unnest(%s::<type>[], ...) ON CONFLICT ... DO UPDATE`` (and the clean-up of rows that
-netted to zero in one ``DELETE ... USING unnest(...)``), with the same values, order and arithmetic as
-``apply_delta``. Within one statement a key may appear once only (``DO UPDATE`` cannot touch a row twice): every
-list below comes from a dict keyed by the table's unique key, as in ``apply_delta``.
+(docs/performance.md "PostgreSQL / Ingest"). Here each table's rows go in one ``INSERT ... SELECT * FROM
+unnest(%b::<type>[], ...) ON CONFLICT ... DO UPDATE`` (and the clean-up of rows that netted to zero in one ``DELETE
+... USING unnest(...)``), with the same values, order and arithmetic as ``apply_delta``. The arrays are sent in
+binary (``%b``, see storage/pg_rows.py). Within one statement a key may appear once only (``DO UPDATE`` cannot
+touch a row twice): every list below comes from a dict keyed by the table's unique key, as in ``apply_delta``.
 """
 
 from __future__ import annotations
@@ -26,10 +26,10 @@ if TYPE_CHECKING:
 
 
 def _arrays(table: str, columns: str) -> str:
-    """``%s::<type>[], ...`` for the named columns of a table of the models (each array cast to its column type)."""
+    """``%b::<type>[], ...`` for the named columns of a table of the models (each array cast to its column type)."""
     dialect = postgresql.dialect()  # type: ignore[no-untyped-call]
     cols = Base.metadata.tables[table].c
-    return ", ".join(f"%s::{cols[name.strip()].type.compile(dialect=dialect)}[]" for name in columns.split(","))
+    return ", ".join(f"%b::{cols[name.strip()].type.compile(dialect=dialect)}[]" for name in columns.split(","))
 
 
 def _upsert(table: str, key: str, values: str, update: str | None = None) -> str:
