@@ -19,7 +19,7 @@ from storage.events import ChannelRef, MemberRef
 from storage.local_days import LocalDays
 from storage.pg_rows import PgRows
 
-# Rows per INSERT statement: 13 columns x 1000 rows stays under SQLite's 32,766 bound parameters.
+# Ids per lookup statement (``IN (?, ...)`` on SQLite): well under SQLite's 32,766 bound parameters.
 CHUNK = 1000
 
 
@@ -46,7 +46,6 @@ class Identities:
         self.member_usernames: dict[int, str | None] = {}
         self.bots: set[int] = set()
         self.channels: dict[tuple[int, str, str], int] = {}
-        self.sql_cache: dict[tuple[str, int], str] = {}
         self.pg = PgRows()  # PostgreSQL: batches sent as arrays (see storage/pg_rows.py)
 
     def invalidate(self) -> None:
@@ -56,16 +55,6 @@ class Identities:
         self.member_usernames.clear()
         self.bots.clear()
         self.channels.clear()
-
-    def values_sql(self, head: str, ncols: int, nrows: int, tail: str) -> str:
-        """``head VALUES (?, ...), ... tail`` for ``nrows`` rows of ``ncols`` placeholders (built once per shape)."""
-        key = (head + tail, nrows)
-        sql = self.sql_cache.get(key)
-        if sql is None:
-            row = "(" + ",".join([self.ph] * ncols) + ")"
-            sql = f"{head} VALUES {','.join([row] * nrows)} {tail}"
-            self.sql_cache[key] = sql
-        return sql
 
     def resolve_members(self, cur: Any, refs: Iterable[tuple[int, str, MemberRef]], seen_at: Any) -> None:
         """Make sure every referenced account has a members row (first seen at ``seen_at``) and its id is cached."""
