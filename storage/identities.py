@@ -17,8 +17,9 @@ from typing import Any
 from storage.errors import UnknownCommunityError
 from storage.events import ChannelRef, MemberRef
 from storage.local_days import LocalDays
+from storage.pg_rows import PgRows
 
-# Rows per INSERT statement: 13 columns x 1000 rows stays under SQLite's 32,766 bound parameters.
+# Ids per lookup statement (``IN (?, ...)`` on SQLite): well under SQLite's 32,766 bound parameters.
 CHUNK = 1000
 
 
@@ -45,7 +46,7 @@ class Identities:
         self.member_usernames: dict[int, str | None] = {}
         self.bots: set[int] = set()
         self.channels: dict[tuple[int, str, str], int] = {}
-        self.sql_cache: dict[tuple[str, int], str] = {}
+        self.pg = PgRows()  # PostgreSQL: batches sent as arrays (see storage/pg_rows.py)
 
     def invalidate(self) -> None:
         """Forget cached member and channel ids (after a deletion or a failed transaction)."""
@@ -54,16 +55,6 @@ class Identities:
         self.member_usernames.clear()
         self.bots.clear()
         self.channels.clear()
-
-    def values_sql(self, head: str, ncols: int, nrows: int, tail: str) -> str:
-        """``head VALUES (?, ...), ... tail`` for ``nrows`` rows of ``ncols`` placeholders (built once per shape)."""
-        key = (head + tail, nrows)
-        sql = self.sql_cache.get(key)
-        if sql is None:
-            row = "(" + ",".join([self.ph] * ncols) + ")"
-            sql = f"{head} VALUES {','.join([row] * nrows)} {tail}"
-            self.sql_cache[key] = sql
-        return sql
 
     def resolve_members(self, cur: Any, refs: Iterable[tuple[int, str, MemberRef]], seen_at: Any) -> None:
         """Make sure every referenced account has a members row (first seen at ``seen_at``) and its id is cached."""
@@ -109,32 +100,19 @@ class Identities:
                     for (community_id, platform, user_id), ref in items
                 ],
             )
-            items = []
-        for start in range(0, len(items), CHUNK):
-            chunk = items[start : start + CHUNK]
-            params: list[Any] = []
-            for (community_id, platform, user_id), ref in chunk:
-                no = self.flag(False)
-                params += [
-                    community_id,
-                    platform,
-                    user_id,
-                    ref.display_name,
-                    ref.username,
-                    self.flag(ref.is_bot),
-                    seen_at,
-                    no,
-                    no,
-                    None,
-                ]
-            sql = self.values_sql(
-                "INSERT INTO members (community_id, platform, platform_user_id, display_name, username, is_bot, "
-                "first_seen_at, nudges_opt_out, leaderboard_opt_out, dm_unreachable_at)",
-                10,
-                len(chunk),
-                "ON CONFLICT (community_id, platform, platform_user_id) DO NOTHING",
+        else:
+            # One statement of fixed text, the accounts as arrays (storage/pg_rows.py); dm_unreachable_at stays NULL.
+            self.pg.insert(
+                cur,
+                "members",
+                "community_id, platform, platform_user_id, display_name, username, is_bot, first_seen_at, "
+                "nudges_opt_out, leaderboard_opt_out",
+                [
+                    (community_id, platform, user_id, ref.display_name, ref.username, ref.is_bot, seen_at, False, False)
+                    for (community_id, platform, user_id), ref in items
+                ],
+                "community_id, platform, platform_user_id",
             )
-            cur.execute(sql, params)
         # Looked up per (community, platform): with all three columns of the unique index the lookups are index
         # probes, where community_id alone scans every member of the community for each chunk.
         by_scope: dict[tuple[int, str], list[str]] = defaultdict(list)
@@ -143,12 +121,21 @@ class Identities:
         for (community_id, platform), user_ids in by_scope.items():
             for start in range(0, len(user_ids), CHUNK):
                 chunk_ids = user_ids[start : start + CHUNK]
-                marks = ",".join([self.ph] * len(chunk_ids))
-                cur.execute(
-                    "SELECT id, platform, platform_user_id, display_name, username, is_bot FROM members "
-                    f"WHERE community_id = {self.ph} AND platform = {self.ph} AND platform_user_id IN ({marks})",
-                    [community_id, platform, *chunk_ids],
-                )
+                if self.dialect == "sqlite":
+                    marks = ",".join(["?"] * len(chunk_ids))
+                    cur.execute(
+                        "SELECT id, platform, platform_user_id, display_name, username, is_bot FROM members "
+                        f"WHERE community_id = ? AND platform = ? AND platform_user_id IN ({marks})",
+                        [community_id, platform, *chunk_ids],
+                    )
+                else:
+                    # A fixed text (parsed once, prepared by the server), the ids as one array.
+                    ids_type = self.pg.array_type("members", "platform_user_id")
+                    cur.execute(
+                        "SELECT id, platform, platform_user_id, display_name, username, is_bot FROM members "
+                        f"WHERE community_id = %s AND platform = %s AND platform_user_id = ANY(%b::{ids_type})",
+                        [community_id, platform, chunk_ids],
+                    )
                 for member_id, platform, user_id, name, username, is_bot in cur.fetchall():
                     key = (community_id, platform, user_id)
                     self.members[key] = member_id

@@ -16,7 +16,6 @@ from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
-from itertools import chain
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -408,17 +407,8 @@ class IngestStore:
             )
             cur.execute(f"SELECT {returning} FROM {table} WHERE id > ?", (before,))
             return cur.fetchall()  # type: ignore[no-any-return]
-        out: list[tuple[Any, ...]] = []
-        head = f"INSERT INTO {table} ({columns})"
-        tail = f"ON CONFLICT ({conflict}) DO NOTHING RETURNING {returning}"
-        for start in range(0, len(rows), CHUNK):
-            chunk = rows[start : start + CHUNK]
-            sql = self._ids.values_sql(head, ncols, len(chunk), tail)
-            cur.execute(sql, list(chain.from_iterable(chunk)))
-            fetched = cur.fetchall()
-            # Both drivers return plain tuples by default; only copy rows of another type.
-            out.extend(fetched if not fetched or type(fetched[0]) is tuple else map(tuple, fetched))
-        return out
+        # PostgreSQL: one statement of fixed text, the rows as one array per column (storage/pg_rows.py).
+        return self._ids.pg.insert(cur, table, columns, rows, conflict, returning)
 
     def _reaction_targets(self, cur: Any, events: list[ReactionEvent]) -> dict[tuple[int, str], int]:
         """Authors of reacted messages the platform did not name, looked up among stored messages."""

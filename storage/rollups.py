@@ -46,6 +46,7 @@ from storage.models import (
     Message,
     Reaction,
 )
+from storage.pg_rollups import apply_delta_postgresql
 from storage.types import bind_day, bind_time, to_millis
 
 MemberDay = tuple[int, int, int, int]  # messages, replies, reactions_given, reactions_received
@@ -178,6 +179,8 @@ class RollupDelta:
 def apply_delta(conn: Connection, delta: RollupDelta) -> None:
     """Apply accumulated changes to the rollup tables inside the caller's transaction."""
     d = conn.dialect.name
+    if d == "postgresql":
+        return apply_delta_postgresql(conn, delta)  # one array statement per table (storage/pg_rollups.py)
     ph = "?" if d == "sqlite" else "%s"
     cur = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
     # Hundreds of rows per batch share a day or two, and four timestamps per member: convert each day once and

@@ -121,6 +121,16 @@ async def test_streak_counts_from_yesterday_and_across_long_runs(bot: Bot, tg: E
     assert "Last 7 days: 6 messages on 6 active days" in text
 
 
+async def test_stats_lists_the_courses_a_member_owns_and_none_for_others(bot: Bot, tg: Events) -> None:
+    await bot.put(tg.message(ANN, at=NOW - timedelta(days=1), name="Ann"), tg.message(BOB, at=NOW - timedelta(days=1)))
+    await bot.writer.record_purchase(tg.purchase(ANN, "rust-intro", amount=350))
+    await bot.writer.record_purchase(tg.purchase(CARL, "py-async"))  # Carl bought but never posted
+    assert "Courses: Intro to Rust" in (await bot.run("/stats", user=ANN)).text.plain()
+    assert "Courses:" not in (await bot.run("/stats", user=BOB)).text.plain()
+    carl = (await bot.run("/stats", user=CARL)).text.plain()
+    assert "Courses: Async Python" in carl and "Rank: post a message to get on the board" in carl
+
+
 async def test_courses_marks_owned_and_offers_buy_buttons(bot: Bot, tg: Events) -> None:
     await bot.writer.record_purchase(tg.purchase(ANN, "rust-intro", amount=350))
     reply = await bot.run("/courses", user=ANN)
