@@ -20,8 +20,9 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine, text
 
-from bot.importers import CorruptExportError, ExportPathError
+from bot.importers import CorruptExportError, ExportPathError, ParsedFile
 from bot.importers.discord_export import DiscordExportReader, discover_files, parse_date
+from bot.importers.parallel import ParserProcess
 from bot.importers.progress import Progress
 from bot.importers.runner import ImportSummary, import_discord_export
 from storage.engine import make_engine
@@ -373,10 +374,15 @@ def test_summary_line() -> None:
 # --- storing ---------------------------------------------------------------------------------------------------
 
 
+# Parsing in a second process (what big imports do) must store and report exactly what parsing in this one does.
+both_ways = pytest.mark.parametrize("parallel", [False, True], ids=["one process", "parser process"])
+
+
 @storage
-def test_import_folder_stores_every_message_once(store: IngestStore, engine: Engine) -> None:
+@both_ways
+def test_import_folder_stores_every_message_once(store: IngestStore, engine: Engine, parallel: bool) -> None:
     rows = records(csv_files(SECURITY))
-    summary = import_discord_export(store, COMMUNITY, [SECURITY])
+    summary = import_discord_export(store, COMMUNITY, [SECURITY], parallel=parallel)
     assert (summary.files, summary.messages_read, summary.messages, summary.duplicates) == (5, 464, 464, 0)
     assert summary.members == len({r[0] for r in rows}) == 42
     assert message_count(engine) == 464
@@ -391,20 +397,21 @@ def test_import_folder_stores_every_message_once(store: IngestStore, engine: Eng
     assert not any(s.is_reply for s in stored)
     assert all(s.text is None for s in stored)
 
-    again = import_discord_export(store, COMMUNITY, [SECURITY])
+    again = import_discord_export(store, COMMUNITY, [SECURITY], parallel=parallel)
     assert (again.messages, again.duplicates) == (0, 464)
     assert message_count(engine) == 464
 
 
 @storage
-def test_incremental_day_exports_add_only_new_messages(store: IngestStore, engine: Engine) -> None:
-    import_discord_export(store, COMMUNITY, [SECURITY])
+@both_ways
+def test_incremental_day_exports_add_only_new_messages(store: IngestStore, engine: Engine, parallel: bool) -> None:
+    import_discord_export(store, COMMUNITY, [SECURITY], parallel=parallel)
     days = sorted((DATA / "after-2019-Dec-05").glob("*/developer-lounge/dev-security"))
     new_rows = records(f for d in days for f in d.glob("*.csv"))
     assert len(new_rows) == 3
-    first_day = import_discord_export(store, COMMUNITY, [days[0]])
+    first_day = import_discord_export(store, COMMUNITY, [days[0]], parallel=parallel)
     assert (first_day.messages, first_day.duplicates) == (1, 0)
-    every_day = import_discord_export(store, COMMUNITY, days)
+    every_day = import_discord_export(store, COMMUNITY, days, parallel=parallel)
     assert (every_day.files, every_day.empty_files) == (7, 4)
     assert (every_day.messages, every_day.duplicates) == (2, 1)
     assert message_count(engine) == 464 + 3
@@ -434,9 +441,10 @@ def test_empty_files_are_counted(store: IngestStore, engine: Engine, tmp_path: P
 
 
 @storage
+@both_ways
 @pytest.mark.parametrize(("name", "line", "message"), CORRUPT)
 def test_corrupt_file_stores_nothing_of_itself_and_keeps_earlier_files(
-    store: IngestStore, engine: Engine, tmp_path: Path, name: str, line: int, message: str
+    store: IngestStore, engine: Engine, tmp_path: Path, name: str, line: int, message: str, parallel: bool
 ) -> None:
     folder = tmp_path / "export" / "general"
     folder.mkdir(parents=True)
@@ -447,7 +455,7 @@ def test_corrupt_file_stores_nothing_of_itself_and_keeps_earlier_files(
     later = folder / "4.csv"
     shutil.copy(SECURITY / "3.csv", later)
     with pytest.raises(CorruptExportError) as caught:
-        import_discord_export(store, COMMUNITY, [tmp_path / "export"])
+        import_discord_export(store, COMMUNITY, [tmp_path / "export"], parallel=parallel)
     assert str(caught.value) == f"{bad}:{line}: {message}; 2 files imported before this one are kept; {KEEP}"
     kept = caught.value.kept
     assert isinstance(kept, ImportSummary)
@@ -458,7 +466,7 @@ def test_corrupt_file_stores_nothing_of_itself_and_keeps_earlier_files(
 
     # Fixing the file and running again imports the rest; what was kept is not stored twice.
     bad.unlink()
-    rerun = import_discord_export(store, COMMUNITY, [tmp_path / "export"])
+    rerun = import_discord_export(store, COMMUNITY, [tmp_path / "export"], parallel=parallel)
     assert (rerun.messages, rerun.duplicates) == (len(records([later])), good)
 
 
@@ -616,8 +624,9 @@ def test_unclosed_quote_running_past_the_size_limit_is_still_an_unbalanced_quote
 
 
 @storage
+@both_ways
 def test_duplicate_json_ids_with_different_content_are_counted(
-    store: IngestStore, engine: Engine, tmp_path: Path
+    store: IngestStore, engine: Engine, tmp_path: Path, parallel: bool
 ) -> None:
     doc = json.loads((FIXTURES / "dce_channel.json").read_text(encoding="utf-8"))
     (tmp_path / "a.json").write_text(json.dumps(doc), encoding="utf-8")
@@ -626,9 +635,45 @@ def test_duplicate_json_ids_with_different_content_are_counted(
     original_length = len(question["content"])
     question["content"] += " (edited)"
     (tmp_path / "b.json").write_text(json.dumps(doc), encoding="utf-8")
-    summary = import_discord_export(store, COMMUNITY, [tmp_path])
+    summary = import_discord_export(store, COMMUNITY, [tmp_path], parallel=parallel)
     assert summary.conflicts == 1
     assert summary.line().endswith("; 1 duplicate message id with different content (kept the first)")
     assert scalar(engine, f"SELECT length FROM messages WHERE platform_message_id = '{question['id']}'") == (
         original_length
     )
+
+
+# --- the parser process ----------------------------------------------------------------------------------------
+
+
+def _fail_on_third(path: Path) -> ParsedFile:
+    if path.name == "3.csv":
+        raise PermissionError(f"{path}: permission denied")
+    return DiscordExportReader(COMMUNITY).parse(path)
+
+
+def test_parser_process_hands_over_files_in_order_and_raises_what_parsing_raised() -> None:
+    files = discover_files([SECURITY])
+    reader = DiscordExportReader(COMMUNITY)
+    here = [reader.parse(f) for f in files]
+    with ParserProcess(files, DiscordExportReader(COMMUNITY).parse) as parsed:
+        there = list(parsed)
+    assert [p.path for p in there] == files
+    assert [p.events for p in there] == [p.events for p in here]
+    assert [(p.messages, p.members, p.skipped, p.empty) for p in there] == [
+        (p.messages, p.members, p.skipped, p.empty) for p in here
+    ]
+
+    got: list[Path] = []
+    with pytest.raises(PermissionError, match=r"3\.csv: permission denied"), ParserProcess(files, _fail_on_third) as p:
+        got.extend(parsed.path for parsed in p)
+    assert got == files[:2]
+
+
+def test_parser_process_stops_when_the_importer_stops_listening() -> None:
+    files = discover_files([BULK])
+    with ParserProcess(files, DiscordExportReader(COMMUNITY).parse) as parsed:
+        first = next(iter(parsed))
+        process = parsed._process
+    assert first.path == files[0]
+    assert process._closed  # type: ignore[attr-defined]  # joined and released, not left running

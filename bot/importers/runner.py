@@ -15,7 +15,7 @@ telegram-export result.json``; the CLI builds the store from the config, registe
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, tzinfo
 from pathlib import Path
@@ -23,6 +23,7 @@ from pathlib import Path
 from analytics.formatting import plural
 from bot.importers import CorruptExportError, ExportImportError, ExportPathError, ParsedFile, paused_gc
 from bot.importers.discord_export import DiscordExportReader, discover_files
+from bot.importers.parallel import ParserProcess, worth_a_process
 from bot.importers.progress import Progress
 from bot.importers.telegram_export import parse_telegram_export
 from storage.errors import UnknownCommunityError
@@ -168,13 +169,19 @@ def _check_store(store: IngestStore, community: str, store_text: bool) -> None:
         raise ValueError("store_text=True needs an IngestStore created with store_text=True")
 
 
+def _parse_each(files: Sequence[Path], parse: Callable[[Path], ParsedFile]) -> Iterator[ParsedFile]:
+    for path in files:
+        yield parse(path)
+
+
 def _run(
     store: IngestStore,
-    files: Sequence[Path],
-    parse: Callable[[Path], ParsedFile],
+    parsed_files: Iterable[ParsedFile],
+    total_files: int,
     progress: Progress | None,
     batch_events: int,
 ) -> ImportSummary:
+    """Store ``parsed_files`` (parsed here or in a ``ParserProcess``, in import order) and tally them."""
     tally = _Tally()
     pending: list[ParsedFile] = []
     pending_events: list[ActivityEvent] = []
@@ -190,11 +197,14 @@ def _run(
         pending_events.clear()
 
     if progress is not None:
-        progress.start(len(files))
+        progress.start(total_files)
     try:
-        for path in files:
+        source = iter(parsed_files)
+        while True:
             try:
-                parsed = parse(path)
+                parsed = next(source)
+            except StopIteration:
+                break
             except CorruptExportError as exc:
                 flush()  # the files before this one are complete: keep them
                 kept = plural(tally.files, "file")
@@ -227,6 +237,7 @@ def import_discord_export(
     *,
     store_text: bool = False,
     progress: Progress | None = None,
+    parallel: bool | None = None,
 ) -> ImportSummary:
     """Import DiscordChatExporter CSV and JSON exports (files, or folders searched recursively).
 
@@ -237,6 +248,8 @@ def import_discord_export(
         store_text: Keep message text (the store must have been created with ``store_text=True``); otherwise only
             metadata (length, code, links, attachments, reaction totals) is stored.
         progress: A progress bar to update, or None.
+        parallel: Parse in a second process while this one stores (``bot.importers.parallel``); by default when
+            that pays (``worth_a_process``). The result is the same either way.
 
     Returns:
         What was read and stored.
@@ -249,8 +262,15 @@ def import_discord_export(
     _check_store(store, community, store_text)
     files = discover_files(paths)
     reader = DiscordExportReader(community, store_text=store_text)
+    if parallel is None:
+        parallel = worth_a_process(files)
     with paused_gc():
-        return _run(store, files, reader.parse, progress, BATCH_EVENTS)
+        if not parallel:
+            return _run(store, _parse_each(files, reader.parse), len(files), progress, BATCH_EVENTS)
+        # Parsing and storing take about the same CPU: the second core parses the next files while this
+        # process stores the ones before (see ``bot.importers.parallel``).
+        with ParserProcess(files, reader.parse) as parsed_files:
+            return _run(store, parsed_files, len(files), progress, BATCH_EVENTS)
 
 
 def import_telegram_export(
@@ -292,8 +312,10 @@ def import_telegram_export(
     with paused_gc():
         return _run(
             store,
-            [path],
-            lambda p: parse_telegram_export(p, community, store_text=store_text, local_zone=local_zone),
+            _parse_each(
+                [path], lambda p: parse_telegram_export(p, community, store_text=store_text, local_zone=local_zone)
+            ),
+            1,
             progress,
             BATCH_EVENTS,
         )
