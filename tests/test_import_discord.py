@@ -27,7 +27,7 @@ from bot.importers.progress import Progress
 from bot.importers.runner import ImportSummary, import_discord_export
 from storage.engine import make_engine
 from storage.errors import UnknownCommunityError
-from storage.events import MemberJoined, MessageEvent
+from storage.events import MemberJoined, MessageEvent, text_facts
 from storage.ingest import IngestStore
 from storage.migrate import upgrade
 from tests.conftest import COMMUNITY
@@ -677,3 +677,64 @@ def test_parser_process_stops_when_the_importer_stops_listening() -> None:
         process = parsed._process
     assert first.path == files[0]
     assert process._closed  # type: ignore[attr-defined]  # joined and released, not left running
+
+
+# --- what the parser's shortcuts must not change -----------------------------------------------------------------
+
+
+def test_every_date_of_a_file_reads_as_parse_date_reads_it_alone(tmp_path: Path) -> None:
+    # Days and clock times recur in new pairings (the parser reuses what it parsed of each), across formats.
+    dates = [
+        "02-Jul-18 08:51 PM",
+        "02-Jul-18 12:00 AM",
+        "03-Jul-18 08:51 PM",
+        "03-Jul-18 12:00 AM",
+        "02-Jul-18 12:00 PM",
+        "7/3/2018 8:51 PM",
+        "1/12/2018 12:51 PM",  # as long as a classic date, with the space in the same place
+        "12-Jan-18 12:51 PM",
+        "2018-07-03T20:51:00+02:00",
+        "03-Jul-18 12:00 PM",
+    ]
+    path = tmp_path / "general" / "1.csv"
+    path.parent.mkdir()
+    path.write_text(HEADER + "".join(csv_row(d, f"m{i}") for i, d in enumerate(dates)), encoding="utf-8")
+    events = DiscordExportReader(COMMUNITY).parse(path).events
+    assert [e.occurred_at for e in events] == [parse_date(d) for d in dates]
+    alone = [DiscordExportReader(COMMUNITY).parse(_one_row_file(tmp_path, i, d)).events[0] for i, d in enumerate(dates)]
+    assert [e.occurred_at for e in alone] == [e.occurred_at for e in events]
+
+
+def _one_row_file(tmp_path: Path, i: int, date: str) -> Path:
+    path = tmp_path / f"alone{i}" / "general" / "1.csv"
+    path.parent.mkdir(parents=True)
+    path.write_text(HEADER + csv_row(date, f"m{i}"), encoding="utf-8")
+    return path
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        "",
+        "plain words",
+        "see https://example.com",
+        "HTTP://EXAMPLE.COM/x",
+        "www.example.org",
+        "WWW.example.org is it",
+        "a.b",
+        "ratio 3:2",
+        "`code`",
+        "```\nblock\n```",
+        "a ` lone backtick",
+        "ſee httpſ://x",  # a long s: not a link, whatever case folding says
+        "mailto:someone",
+    ],
+)
+def test_message_metadata_is_what_text_facts_says(tmp_path: Path, content: str) -> None:
+    path = tmp_path / "general" / "1.csv"
+    path.parent.mkdir()
+    path.write_text(HEADER + csv_row("02-Jul-18 08:51 PM", content.replace('"', '""')), encoding="utf-8")
+    (event,) = DiscordExportReader(COMMUNITY).parse(path).events
+    assert isinstance(event, MessageEvent)
+    facts = text_facts(content)
+    assert (event.length, event.has_code, event.has_link) == (facts.length, facts.has_code, facts.has_link)

@@ -241,6 +241,9 @@ class _Run:
         return n
 
 
+_blake2b = hashlib.blake2b
+
+
 def csv_message_id(channel_id: str, author_id: str, minute: str, content: str, ordinal: int) -> str:
     """The derived id of a CSV message (see the module docstring for what it can and cannot match).
 
@@ -251,7 +254,7 @@ def csv_message_id(channel_id: str, author_id: str, minute: str, content: str, o
         content: The message content as exported.
         ordinal: How many identical (author, minute, content) messages came before it in the stream.
     """
-    digest = hashlib.blake2b(f"{channel_id}\n{author_id}\n{minute}\n{ordinal}\n{content}".encode(), digest_size=16)
+    digest = _blake2b(f"{channel_id}\n{author_id}\n{minute}\n{ordinal}\n{content}".encode(), digest_size=16)
     return "dce:" + digest.hexdigest()
 
 
@@ -371,6 +374,18 @@ def _reaction_total(value: str) -> int:
     return total
 
 
+def _facts(content: str) -> tuple[int, bool, bool]:
+    """``text_facts(content)`` as (length, has code, has link), without its regular expressions when they cannot match.
+
+    Code needs a backtick and a link needs ``://`` or ``www.``, so text with no backtick, colon or full stop (most
+    chat messages) has neither; the rest goes through ``text_facts``, the one definition of both.
+    """
+    if "`" in content or ":" in content or "." in content:
+        facts = text_facts(content)
+        return facts.length, facts.has_code, facts.has_link
+    return len(content), False, False
+
+
 def _count_attachments(value: str) -> int:
     # DCE joins attachment URLs with ","; URLs escape their own commas.
     return sum(1 for url in value.split(",") if url.strip()) if value else 0
@@ -403,6 +418,8 @@ class DiscordExportReader:
         self._maps: dict[Path, _ChannelMap | None] = {}
         self._siblings: dict[Path, dict[str, list[tuple[int, Path]]]] = {}
         self._dates: dict[str, tuple[datetime, datetime, str]] = {}
+        self._classic_days: dict[str, tuple[int, int, int, str]] = {}
+        self._classic_clocks: dict[str, tuple[int, int, str]] = {}
         self._members: dict[tuple[str, str], MemberRef] = {}
         self._json_authors: dict[str, dict[str, str]] = {}
         self._json_refs: dict[tuple[str, str | None, bool], MemberRef] = {}
@@ -424,13 +441,37 @@ class DiscordExportReader:
         parsed = self._dates.get(value)
         if parsed is None:
             # Minute-precision dates repeat a lot: parse and format each distinct string once.
-            at = parse_date(value)
-            # DCE's own formats have minute precision already; isoformat is the fastest way to the minute's text.
-            minute = at if not (at.second or at.microsecond) else at.replace(second=0, microsecond=0)
+            parsed = self._classic_date(value) or self._new_date(value)
             if len(self._dates) > 100_000:
                 self._dates.clear()
-            parsed = self._dates[value] = (at, minute, minute.isoformat(timespec="minutes")[:16])
+            self._dates[value] = parsed
         return parsed
+
+    def _classic_date(self, value: str) -> tuple[datetime, datetime, str] | None:
+        """A classic DCE date (``02-Jul-18 08:51 PM``) whose day and clock time were both seen before, or None.
+
+        Most distinct dates of an export are new minutes of a day seen before: the day (``02-Jul-18``) and the
+        clock time (``08:51 PM``) are each checked and parsed once, by ``parse_date`` in ``_new_date``. Any
+        pairing of a valid classic day with a valid classic clock time is itself a valid classic date.
+        """
+        if len(value) != 18 or value[9] != " ":
+            return None
+        day = self._classic_days.get(value[:9])
+        clock = self._classic_clocks.get(value[10:]) if day is not None else None
+        if day is None or clock is None:
+            return None
+        at = datetime(day[0], day[1], day[2], clock[0], clock[1], tzinfo=UTC)
+        return at, at, day[3] + clock[2]
+
+    def _new_date(self, value: str) -> tuple[datetime, datetime, str]:
+        at = parse_date(value)
+        # DCE's own formats have minute precision already; isoformat is the fastest way to the minute's text.
+        minute = at if not (at.second or at.microsecond) else at.replace(second=0, microsecond=0)
+        text = minute.isoformat(timespec="minutes")[:16]
+        if len(value) == 18 and _CLASSIC_RE.fullmatch(value):
+            self._classic_days[value[:9]] = (at.year, at.month, at.day, text[:11])
+            self._classic_clocks[value[10:]] = (at.hour, at.minute, text[11:])
+        return at, minute, text
 
     def _member(self, user_id: str, name: str) -> MemberRef:
         key = (user_id, name)
@@ -472,7 +513,7 @@ class DiscordExportReader:
                 reaction_total = _reaction_total(reactions) if reactions else 0
             except ValueError as exc:
                 raise CorruptExportError(path, line, str(exc)) from None
-            facts = text_facts(content)
+            length, has_code, has_link = _facts(content)
             events.append(
                 MessageEvent(
                     platform=discord,
@@ -483,9 +524,9 @@ class DiscordExportReader:
                     channel=channel,
                     author=member(author_id, author),
                     occurred_at=at,
-                    length=facts.length,
-                    has_code=facts.has_code,
-                    has_link=facts.has_link,
+                    length=length,
+                    has_code=has_code,
+                    has_link=has_link,
                     attachments=_count_attachments(attachments) if attachments else 0,
                     text=content if store_text else None,
                     imported_reactions=reaction_total,
@@ -708,7 +749,7 @@ class DiscordExportReader:
             reply_to = _snowflake(reference.get("messageId"), "reference.messageId")
             if reference.get("channelId") in (None, channel.channel_id):
                 reply_user = authors.get(reply_to) or earlier.get(reply_to)
-        facts = text_facts(content)
+        length, has_code, has_link = _facts(content)
         try:
             return MessageEvent(
                 platform=Platform.DISCORD,
@@ -717,9 +758,9 @@ class DiscordExportReader:
                 channel=channel,
                 author=author,
                 occurred_at=at,
-                length=facts.length,
-                has_code=facts.has_code,
-                has_link=facts.has_link,
+                length=length,
+                has_code=has_code,
+                has_link=has_link,
                 reply_to_message_id=reply_to,
                 reply_to_user_id=reply_user,
                 attachments=len(attachments),
