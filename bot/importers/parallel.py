@@ -14,11 +14,14 @@ event built by the parser ran.
 from __future__ import annotations
 
 import copyreg
+import gc
 import io
 import multiprocessing
 import os
 import pickle
+import queue
 import signal
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import fields
 from multiprocessing.connection import Connection
@@ -39,6 +42,9 @@ milliseconds) would cost more than the overlap saves."""
 CHUNK_EVENTS = 2_000
 """The child sends parsed files in runs of about this many events: fewer, larger pipe messages, while the
 parent still gets its first events within milliseconds."""
+
+AHEAD_CHUNKS = 64
+"""How many runs of parsed files the child may have ready while the parent is busy (about 12 MB of pickles)."""
 
 _FILES = "files"
 _CORRUPT = "corrupt"
@@ -111,7 +117,37 @@ def _parse_files(files: Sequence[Path], parse: Callable[[Path], ParsedFile], out
     """The child: parse ``files`` in order and send them, then ``_DONE`` (or the error that stopped them)."""
     # Ctrl-C reaches the whole process group; the parent handles it (and ends this process).
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    gc.disable()  # as ``paused_gc`` in the parent (which may fork before pausing it): nothing here makes cycles
     table = _dispatch_table()
+    # A pipe holds 64 KB: sent from this thread, the parse would stop whenever the parent is busy storing, which
+    # is exactly when it should run. A sending thread (blocked in the kernel, not holding the GIL) lets the
+    # parse run up to ``AHEAD_CHUNKS`` runs ahead.
+    ready: queue.Queue[bytes | None] = queue.Queue(maxsize=AHEAD_CHUNKS)
+
+    def send_all() -> None:
+        try:
+            while (blob := ready.get()) is not None:
+                out.send_bytes(blob)
+        except OSError:
+            pass  # the parent stopped listening (it failed, or was interrupted): nothing left to do
+
+    sender = threading.Thread(target=send_all, name="send parsed files", daemon=True)
+    sender.start()
+
+    def send(message: tuple[str, object]) -> None:
+        try:
+            blob = _dumps(message, table)
+        except Exception:
+            # An exception that does not pickle still needs reporting.
+            blob = _dumps((_FAILED, RuntimeError(f"parsing failed: {message[1]!r}")), table)
+        while sender.is_alive():
+            try:
+                ready.put(blob, timeout=0.5)
+                return
+            except queue.Full:
+                continue
+        raise _ParentGone
+
     run: list[ParsedFile] = []
     events = 0
     try:
@@ -121,11 +157,13 @@ def _parse_files(files: Sequence[Path], parse: Callable[[Path], ParsedFile], out
                 run.append(parsed)
                 events += len(parsed.events)
                 if events >= CHUNK_EVENTS:
-                    out.send_bytes(_dumps((_FILES, run), table))
+                    send((_FILES, run))
                     run = []
                     events = 0
         except CorruptExportError as exc:
             stop: tuple[str, object] = (_CORRUPT, (str(exc.file), exc.line, exc.message))
+        except _ParentGone:
+            return
         except Exception as exc:
             stop = (_FAILED, exc)
         else:
@@ -133,17 +171,18 @@ def _parse_files(files: Sequence[Path], parse: Callable[[Path], ParsedFile], out
         # The files parsed before a failure go first, so the parent sees the failure where a parse in its own
         # process would have raised it.
         if run:
-            out.send_bytes(_dumps((_FILES, run), table))
-        try:
-            payload = _dumps(stop, table)
-        except Exception:
-            # An exception that does not pickle still needs reporting.
-            payload = _dumps((_FAILED, RuntimeError(f"parsing failed: {stop[1]!r}")), table)
-        out.send_bytes(payload)
-    except OSError:
-        pass  # the parent stopped listening (it failed, or was interrupted): nothing left to do
+            send((_FILES, run))
+        send(stop)
+        ready.put(None)
+        sender.join()
+    except _ParentGone:
+        pass
     finally:
         out.close()
+
+
+class _ParentGone(Exception):
+    """The parent closed its end of the pipe."""
 
 
 class ParserProcess:
@@ -168,6 +207,7 @@ class ParserProcess:
         self._process.start()
         send.close()  # the child holds the only sending end: its exit ends the pipe
         self._done = False
+        self._closed = False
 
     def __iter__(self) -> Iterator[ParsedFile]:
         while True:
@@ -199,7 +239,10 @@ class ParserProcess:
         self.close()
 
     def close(self) -> None:
-        """Stop the child if it still runs, and wait for it."""
+        """Stop the child if it still runs, and wait for it (again: nothing more)."""
+        if self._closed:
+            return
+        self._closed = True
         self._receive.close()
         if not self._done and self._process.is_alive():
             self._process.kill()  # the parent gave up (an error, Ctrl-C): the rest of the parse is not wanted

@@ -19,6 +19,8 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, tzinfo
 from pathlib import Path
+from types import TracebackType
+from typing import TYPE_CHECKING
 
 from analytics.formatting import plural
 from bot.importers import CorruptExportError, ExportImportError, ExportPathError, ParsedFile, paused_gc
@@ -28,10 +30,14 @@ from bot.importers.progress import Progress
 from bot.importers.telegram_export import parse_telegram_export
 from storage.errors import UnknownCommunityError
 from storage.events import ActivityEvent, MessageEvent
-from storage.ingest import BatchResult, IngestStore
+
+if TYPE_CHECKING:
+    # Imported when an import runs: ``DiscordImport`` starts parsing before the CLI has loaded the storage layer.
+    from storage.ingest import BatchResult, IngestStore
 
 __all__ = [
     "CorruptExportError",
+    "DiscordImport",
     "ExportImportError",
     "ExportPathError",
     "ImportSummary",
@@ -114,12 +120,12 @@ def _content(event: MessageEvent) -> tuple[object, ...]:
 
 @dataclass(slots=True)
 class _Tally:
+    stored: BatchResult
     files: int = 0
     empty_files: int = 0
     messages_read: int = 0
     members: set[str] = field(default_factory=set)
     skipped: Counter[str] = field(default_factory=Counter)
-    stored: BatchResult = field(default_factory=BatchResult)
     seen: dict[tuple[str, str, str], dict[str, MessageEvent]] = field(default_factory=dict)
     conflicts: int = 0
 
@@ -182,7 +188,9 @@ def _run(
     batch_events: int,
 ) -> ImportSummary:
     """Store ``parsed_files`` (parsed here or in a ``ParserProcess``, in import order) and tally them."""
-    tally = _Tally()
+    from storage.ingest import BatchResult
+
+    tally = _Tally(BatchResult())
     pending: list[ParsedFile] = []
     pending_events: list[ActivityEvent] = []
 
@@ -230,6 +238,61 @@ def _run(
     return tally.summary()
 
 
+class DiscordImport:
+    """A Discord import prepared before the database is opened: its files found and, when it pays, being parsed.
+
+    The CLI prepares the import first, so that the parser process works while this one loads the storage layer and
+    checks the database; ``run`` then stores what it parses. Use it as a context manager (leaving the block ends a
+    parser process that is still running). ``import_discord_export`` is prepare-and-run in one call.
+    """
+
+    def __init__(
+        self, community: str, paths: Sequence[Path], *, store_text: bool = False, parallel: bool | None = None
+    ) -> None:
+        """Find the files and, when ``parallel`` (by default: when it pays), start parsing them in a second process.
+
+        A path error is kept and raised by ``run``, after the checks that come before it there.
+        """
+        self.community = community
+        self.store_text = store_text
+        self._path_error: ExportPathError | None = None
+        try:
+            self.files = discover_files(paths)
+        except ExportPathError as exc:
+            self.files = []
+            self._path_error = exc
+        self._reader = DiscordExportReader(community, store_text=store_text)
+        if parallel is None:
+            parallel = worth_a_process(self.files)
+        # Parsing and storing take about the same CPU: the second core parses the next files while this process
+        # stores the ones before (see ``bot.importers.parallel``).
+        self._parser = ParserProcess(self.files, self._reader.parse) if parallel and self.files else None
+
+    def run(self, store: IngestStore, progress: Progress | None = None) -> ImportSummary:
+        """Store the files' events (see ``import_discord_export`` for what is raised)."""
+        _check_store(store, self.community, self.store_text)
+        if self._path_error is not None:
+            raise self._path_error
+        with paused_gc():
+            if self._parser is None:
+                return _run(store, _parse_each(self.files, self._reader.parse), len(self.files), progress, BATCH_EVENTS)
+            with self._parser:
+                return _run(store, self._parser, len(self.files), progress, BATCH_EVENTS)
+
+    def close(self) -> None:
+        """End the parser process, if one still runs."""
+        if self._parser is not None:
+            self._parser.close()
+
+    def __enter__(self) -> DiscordImport:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+
 def import_discord_export(
     store: IngestStore,
     community: str,
@@ -260,17 +323,8 @@ def import_discord_export(
         UnknownCommunityError: ``community`` is not registered on ``store``.
     """
     _check_store(store, community, store_text)
-    files = discover_files(paths)
-    reader = DiscordExportReader(community, store_text=store_text)
-    if parallel is None:
-        parallel = worth_a_process(files)
-    with paused_gc():
-        if not parallel:
-            return _run(store, _parse_each(files, reader.parse), len(files), progress, BATCH_EVENTS)
-        # Parsing and storing take about the same CPU: the second core parses the next files while this
-        # process stores the ones before (see ``bot.importers.parallel``).
-        with ParserProcess(files, reader.parse) as parsed_files:
-            return _run(store, parsed_files, len(files), progress, BATCH_EVENTS)
+    with DiscordImport(community, paths, store_text=store_text, parallel=parallel) as job:
+        return job.run(store, progress)
 
 
 def import_telegram_export(
