@@ -24,7 +24,7 @@ from bot.importers import CorruptExportError, ExportPathError, ParsedFile
 from bot.importers.discord_export import DiscordExportReader, discover_files, parse_date
 from bot.importers.parallel import ParserProcess
 from bot.importers.progress import Progress
-from bot.importers.runner import ImportSummary, import_discord_export
+from bot.importers.runner import DiscordImport, ImportSummary, import_discord_export
 from storage.engine import make_engine
 from storage.errors import UnknownCommunityError
 from storage.events import MemberJoined, MessageEvent, text_facts
@@ -511,6 +511,30 @@ def test_wiring_mistakes_are_refused(store: IngestStore) -> None:
         import_discord_export(store, "nobody", [FIXTURES / "dce_channel.json"])
     with pytest.raises(ValueError, match="store_text=True needs"):
         import_discord_export(store, COMMUNITY, [FIXTURES / "dce_channel.json"], store_text=True)
+
+
+@storage
+@both_ways
+def test_a_prepared_import_reports_errors_in_the_usual_order(
+    store: IngestStore, engine: Engine, tmp_path: Path, parallel: bool
+) -> None:
+    # The CLI prepares the import (and starts parsing) before it opens the database: a bad path is still
+    # reported after the community check, and a prepared import that never runs leaves nothing behind.
+    with (
+        DiscordImport("nobody", [tmp_path / "missing"], parallel=parallel) as job,
+        pytest.raises(UnknownCommunityError),
+    ):
+        job.run(store)
+    with (
+        DiscordImport(COMMUNITY, [tmp_path / "missing"], parallel=parallel) as job,
+        pytest.raises(ExportPathError, match="no such file or folder"),
+    ):
+        job.run(store)
+    with DiscordImport(COMMUNITY, [SECURITY], parallel=parallel):
+        pass
+    assert message_count(engine) == 0
+    with DiscordImport(COMMUNITY, [SECURITY], parallel=parallel) as job:
+        assert job.run(store).messages == 464
 
 
 # --- the whole shared tree -------------------------------------------------------------------------------------
