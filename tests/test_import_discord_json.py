@@ -15,8 +15,7 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine, text
 
-from bot.importers import CorruptExportError, ParsedFile
-from bot.importers import discord_export
+from bot.importers import CorruptExportError, ParsedFile, discord_export
 from bot.importers.discord_export import DiscordExportReader
 from bot.importers.runner import import_discord_export
 from storage.events import MessageEvent
