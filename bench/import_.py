@@ -209,11 +209,12 @@ def ensure_export(args: argparse.Namespace) -> Path:
     key = hashlib.sha256(json.dumps([GENERATOR_VERSION, args.messages, args.members, args.seed]).encode()).hexdigest()[
         :12
     ]
-    path = args.workdir / f"import-{args.messages}-{key}.json"
+    workdir: Path = args.workdir
+    path = workdir / f"import-{args.messages}-{key}.json"
     if path.exists():
         print(f"export: {path} ({path.stat().st_size / MB:,.0f} MB, reused)")
         return path
-    args.workdir.mkdir(parents=True, exist_ok=True)
+    workdir.mkdir(parents=True, exist_ok=True)
     print(f"export: generating {args.messages:,} messages into {path} (once; later runs reuse it) ...", flush=True)
     started = time.perf_counter()
     generate(path, args.messages, args.members, args.seed)

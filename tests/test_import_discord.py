@@ -20,13 +20,14 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine, text
 
-from bot.importers import CorruptExportError, ExportPathError
+from bot.importers import CorruptExportError, ExportPathError, ParsedFile
 from bot.importers.discord_export import DiscordExportReader, discover_files, parse_date
+from bot.importers.parallel import ParserProcess
 from bot.importers.progress import Progress
-from bot.importers.runner import ImportSummary, import_discord_export
+from bot.importers.runner import DiscordImport, ImportSummary, import_discord_export
 from storage.engine import make_engine
 from storage.errors import UnknownCommunityError
-from storage.events import MemberJoined, MessageEvent
+from storage.events import MemberJoined, MessageEvent, text_facts
 from storage.ingest import IngestStore
 from storage.migrate import upgrade
 from tests.conftest import COMMUNITY
@@ -373,10 +374,15 @@ def test_summary_line() -> None:
 # --- storing ---------------------------------------------------------------------------------------------------
 
 
+# Parsing in a second process (what big imports do) must store and report exactly what parsing in this one does.
+both_ways = pytest.mark.parametrize("parallel", [False, True], ids=["one process", "parser process"])
+
+
 @storage
-def test_import_folder_stores_every_message_once(store: IngestStore, engine: Engine) -> None:
+@both_ways
+def test_import_folder_stores_every_message_once(store: IngestStore, engine: Engine, parallel: bool) -> None:
     rows = records(csv_files(SECURITY))
-    summary = import_discord_export(store, COMMUNITY, [SECURITY])
+    summary = import_discord_export(store, COMMUNITY, [SECURITY], parallel=parallel)
     assert (summary.files, summary.messages_read, summary.messages, summary.duplicates) == (5, 464, 464, 0)
     assert summary.members == len({r[0] for r in rows}) == 42
     assert message_count(engine) == 464
@@ -391,20 +397,21 @@ def test_import_folder_stores_every_message_once(store: IngestStore, engine: Eng
     assert not any(s.is_reply for s in stored)
     assert all(s.text is None for s in stored)
 
-    again = import_discord_export(store, COMMUNITY, [SECURITY])
+    again = import_discord_export(store, COMMUNITY, [SECURITY], parallel=parallel)
     assert (again.messages, again.duplicates) == (0, 464)
     assert message_count(engine) == 464
 
 
 @storage
-def test_incremental_day_exports_add_only_new_messages(store: IngestStore, engine: Engine) -> None:
-    import_discord_export(store, COMMUNITY, [SECURITY])
+@both_ways
+def test_incremental_day_exports_add_only_new_messages(store: IngestStore, engine: Engine, parallel: bool) -> None:
+    import_discord_export(store, COMMUNITY, [SECURITY], parallel=parallel)
     days = sorted((DATA / "after-2019-Dec-05").glob("*/developer-lounge/dev-security"))
     new_rows = records(f for d in days for f in d.glob("*.csv"))
     assert len(new_rows) == 3
-    first_day = import_discord_export(store, COMMUNITY, [days[0]])
+    first_day = import_discord_export(store, COMMUNITY, [days[0]], parallel=parallel)
     assert (first_day.messages, first_day.duplicates) == (1, 0)
-    every_day = import_discord_export(store, COMMUNITY, days)
+    every_day = import_discord_export(store, COMMUNITY, days, parallel=parallel)
     assert (every_day.files, every_day.empty_files) == (7, 4)
     assert (every_day.messages, every_day.duplicates) == (2, 1)
     assert message_count(engine) == 464 + 3
@@ -434,9 +441,10 @@ def test_empty_files_are_counted(store: IngestStore, engine: Engine, tmp_path: P
 
 
 @storage
+@both_ways
 @pytest.mark.parametrize(("name", "line", "message"), CORRUPT)
 def test_corrupt_file_stores_nothing_of_itself_and_keeps_earlier_files(
-    store: IngestStore, engine: Engine, tmp_path: Path, name: str, line: int, message: str
+    store: IngestStore, engine: Engine, tmp_path: Path, name: str, line: int, message: str, parallel: bool
 ) -> None:
     folder = tmp_path / "export" / "general"
     folder.mkdir(parents=True)
@@ -447,7 +455,7 @@ def test_corrupt_file_stores_nothing_of_itself_and_keeps_earlier_files(
     later = folder / "4.csv"
     shutil.copy(SECURITY / "3.csv", later)
     with pytest.raises(CorruptExportError) as caught:
-        import_discord_export(store, COMMUNITY, [tmp_path / "export"])
+        import_discord_export(store, COMMUNITY, [tmp_path / "export"], parallel=parallel)
     assert str(caught.value) == f"{bad}:{line}: {message}; 2 files imported before this one are kept; {KEEP}"
     kept = caught.value.kept
     assert isinstance(kept, ImportSummary)
@@ -458,7 +466,7 @@ def test_corrupt_file_stores_nothing_of_itself_and_keeps_earlier_files(
 
     # Fixing the file and running again imports the rest; what was kept is not stored twice.
     bad.unlink()
-    rerun = import_discord_export(store, COMMUNITY, [tmp_path / "export"])
+    rerun = import_discord_export(store, COMMUNITY, [tmp_path / "export"], parallel=parallel)
     assert (rerun.messages, rerun.duplicates) == (len(records([later])), good)
 
 
@@ -503,6 +511,30 @@ def test_wiring_mistakes_are_refused(store: IngestStore) -> None:
         import_discord_export(store, "nobody", [FIXTURES / "dce_channel.json"])
     with pytest.raises(ValueError, match="store_text=True needs"):
         import_discord_export(store, COMMUNITY, [FIXTURES / "dce_channel.json"], store_text=True)
+
+
+@storage
+@both_ways
+def test_a_prepared_import_reports_errors_in_the_usual_order(
+    store: IngestStore, engine: Engine, tmp_path: Path, parallel: bool
+) -> None:
+    # The CLI prepares the import (and starts parsing) before it opens the database: a bad path is still
+    # reported after the community check, and a prepared import that never runs leaves nothing behind.
+    with (
+        DiscordImport("nobody", [tmp_path / "missing"], parallel=parallel) as job,
+        pytest.raises(UnknownCommunityError),
+    ):
+        job.run(store)
+    with (
+        DiscordImport(COMMUNITY, [tmp_path / "missing"], parallel=parallel) as job,
+        pytest.raises(ExportPathError, match="no such file or folder"),
+    ):
+        job.run(store)
+    with DiscordImport(COMMUNITY, [SECURITY], parallel=parallel):
+        pass
+    assert message_count(engine) == 0
+    with DiscordImport(COMMUNITY, [SECURITY], parallel=parallel) as job:
+        assert job.run(store).messages == 464
 
 
 # --- the whole shared tree -------------------------------------------------------------------------------------
@@ -616,8 +648,9 @@ def test_unclosed_quote_running_past_the_size_limit_is_still_an_unbalanced_quote
 
 
 @storage
+@both_ways
 def test_duplicate_json_ids_with_different_content_are_counted(
-    store: IngestStore, engine: Engine, tmp_path: Path
+    store: IngestStore, engine: Engine, tmp_path: Path, parallel: bool
 ) -> None:
     doc = json.loads((FIXTURES / "dce_channel.json").read_text(encoding="utf-8"))
     (tmp_path / "a.json").write_text(json.dumps(doc), encoding="utf-8")
@@ -626,9 +659,106 @@ def test_duplicate_json_ids_with_different_content_are_counted(
     original_length = len(question["content"])
     question["content"] += " (edited)"
     (tmp_path / "b.json").write_text(json.dumps(doc), encoding="utf-8")
-    summary = import_discord_export(store, COMMUNITY, [tmp_path])
+    summary = import_discord_export(store, COMMUNITY, [tmp_path], parallel=parallel)
     assert summary.conflicts == 1
     assert summary.line().endswith("; 1 duplicate message id with different content (kept the first)")
     assert scalar(engine, f"SELECT length FROM messages WHERE platform_message_id = '{question['id']}'") == (
         original_length
     )
+
+
+# --- the parser process ----------------------------------------------------------------------------------------
+
+
+def _fail_on_third(path: Path) -> ParsedFile:
+    if path.name == "3.csv":
+        raise PermissionError(f"{path}: permission denied")
+    return DiscordExportReader(COMMUNITY).parse(path)
+
+
+def test_parser_process_hands_over_files_in_order_and_raises_what_parsing_raised() -> None:
+    files = discover_files([SECURITY])
+    reader = DiscordExportReader(COMMUNITY)
+    here = [reader.parse(f) for f in files]
+    with ParserProcess(files, DiscordExportReader(COMMUNITY).parse) as parsed:
+        there = list(parsed)
+    assert [p.path for p in there] == files
+    assert [p.events for p in there] == [p.events for p in here]
+    assert [(p.messages, p.members, p.skipped, p.empty) for p in there] == [
+        (p.messages, p.members, p.skipped, p.empty) for p in here
+    ]
+
+    got: list[Path] = []
+    with pytest.raises(PermissionError, match=r"3\.csv: permission denied"), ParserProcess(files, _fail_on_third) as p:
+        got.extend(parsed.path for parsed in p)
+    assert got == files[:2]
+
+
+def test_parser_process_stops_when_the_importer_stops_listening() -> None:
+    files = discover_files([BULK])
+    with ParserProcess(files, DiscordExportReader(COMMUNITY).parse) as parsed:
+        first = next(iter(parsed))
+        process = parsed._process
+    assert first.path == files[0]
+    assert process._closed  # type: ignore[attr-defined]  # joined and released, not left running
+
+
+# --- what the parser's shortcuts must not change -----------------------------------------------------------------
+
+
+def test_every_date_of_a_file_reads_as_parse_date_reads_it_alone(tmp_path: Path) -> None:
+    # Days and clock times recur in new pairings (the parser reuses what it parsed of each), across formats.
+    dates = [
+        "02-Jul-18 08:51 PM",
+        "02-Jul-18 12:00 AM",
+        "03-Jul-18 08:51 PM",
+        "03-Jul-18 12:00 AM",
+        "02-Jul-18 12:00 PM",
+        "7/3/2018 8:51 PM",
+        "1/12/2018 12:51 PM",  # as long as a classic date, with the space in the same place
+        "12-Jan-18 12:51 PM",
+        "2018-07-03T20:51:00+02:00",
+        "03-Jul-18 12:00 PM",
+    ]
+    path = tmp_path / "general" / "1.csv"
+    path.parent.mkdir()
+    path.write_text(HEADER + "".join(csv_row(d, f"m{i}") for i, d in enumerate(dates)), encoding="utf-8")
+    events = DiscordExportReader(COMMUNITY).parse(path).events
+    assert [e.occurred_at for e in events] == [parse_date(d) for d in dates]
+    alone = [DiscordExportReader(COMMUNITY).parse(_one_row_file(tmp_path, i, d)).events[0] for i, d in enumerate(dates)]
+    assert [e.occurred_at for e in alone] == [e.occurred_at for e in events]
+
+
+def _one_row_file(tmp_path: Path, i: int, date: str) -> Path:
+    path = tmp_path / f"alone{i}" / "general" / "1.csv"
+    path.parent.mkdir(parents=True)
+    path.write_text(HEADER + csv_row(date, f"m{i}"), encoding="utf-8")
+    return path
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        "",
+        "plain words",
+        "see https://example.com",
+        "HTTP://EXAMPLE.COM/x",
+        "www.example.org",
+        "WWW.example.org is it",
+        "a.b",
+        "ratio 3:2",
+        "`code`",
+        "```\nblock\n```",
+        "a ` lone backtick",
+        "ſee httpſ://x",  # a long s: not a link, whatever case folding says
+        "mailto:someone",
+    ],
+)
+def test_message_metadata_is_what_text_facts_says(tmp_path: Path, content: str) -> None:
+    path = tmp_path / "general" / "1.csv"
+    path.parent.mkdir()
+    path.write_text(HEADER + csv_row("02-Jul-18 08:51 PM", content.replace('"', '""')), encoding="utf-8")
+    (event,) = DiscordExportReader(COMMUNITY).parse(path).events
+    assert isinstance(event, MessageEvent)
+    facts = text_facts(content)
+    assert (event.length, event.has_code, event.has_link) == (facts.length, facts.has_code, facts.has_link)

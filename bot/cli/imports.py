@@ -24,11 +24,14 @@ if TYPE_CHECKING:
     from storage.ingest import IngestStore
 
 
-def _importer_store(args: argparse.Namespace) -> tuple[Engine, IngestStore, str, Settings]:
+def _importer_store(
+    args: argparse.Namespace, settings: Settings | None = None
+) -> tuple[Engine, IngestStore, str, Settings]:
     from storage.communities import find_community
     from storage.ingest import IngestStore
 
-    settings = load_config(args.config)
+    if settings is None:
+        settings = load_config(args.config)
     engine = existing_engine(settings)
     require_schema(engine)
     community = args.community or settings.community.name
@@ -58,15 +61,16 @@ def _run_import(engine: Engine, run: Callable[[], ImportSummary]) -> int:
 def cmd_import_discord(args: argparse.Namespace) -> int:
     """Import DiscordChatExporter CSV or JSON exports (files or folders); safe to run again."""
     from bot.importers.progress import Progress
-    from bot.importers.runner import import_discord_export
+    from bot.importers.runner import DiscordImport
 
-    engine, store, community, settings = _importer_store(args)
-    return _run_import(
-        engine,
-        lambda: import_discord_export(
-            store, community, [Path(p) for p in args.paths], store_text=settings.storage.store_text, progress=Progress()
-        ),
-    )
+    settings = load_config(args.config)
+    community = args.community or settings.community.name
+    paths = [Path(p) for p in args.paths]
+    # The files start parsing (in a second process, when that pays) while the database is opened and checked;
+    # errors keep their order: configuration, database, then paths.
+    with DiscordImport(community, paths, store_text=settings.storage.store_text) as job:
+        engine, store, community, settings = _importer_store(args, settings)
+        return _run_import(engine, lambda: job.run(store, Progress()))
 
 
 def cmd_import_telegram(args: argparse.Namespace) -> int:

@@ -15,22 +15,29 @@ telegram-export result.json``; the CLI builds the store from the config, registe
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, tzinfo
 from pathlib import Path
+from types import TracebackType
+from typing import TYPE_CHECKING
 
 from analytics.formatting import plural
 from bot.importers import CorruptExportError, ExportImportError, ExportPathError, ParsedFile, paused_gc
 from bot.importers.discord_export import DiscordExportReader, discover_files
+from bot.importers.parallel import ParserProcess, worth_a_process
 from bot.importers.progress import Progress
 from bot.importers.telegram_export import parse_telegram_export
 from storage.errors import UnknownCommunityError
 from storage.events import ActivityEvent, MessageEvent
-from storage.ingest import BatchResult, IngestStore
+
+if TYPE_CHECKING:
+    # Imported when an import runs: ``DiscordImport`` starts parsing before the CLI has loaded the storage layer.
+    from storage.ingest import BatchResult, IngestStore
 
 __all__ = [
     "CorruptExportError",
+    "DiscordImport",
     "ExportImportError",
     "ExportPathError",
     "ImportSummary",
@@ -113,12 +120,12 @@ def _content(event: MessageEvent) -> tuple[object, ...]:
 
 @dataclass(slots=True)
 class _Tally:
+    stored: BatchResult
     files: int = 0
     empty_files: int = 0
     messages_read: int = 0
     members: set[str] = field(default_factory=set)
     skipped: Counter[str] = field(default_factory=Counter)
-    stored: BatchResult = field(default_factory=BatchResult)
     seen: dict[tuple[str, str, str], dict[str, MessageEvent]] = field(default_factory=dict)
     conflicts: int = 0
 
@@ -168,14 +175,22 @@ def _check_store(store: IngestStore, community: str, store_text: bool) -> None:
         raise ValueError("store_text=True needs an IngestStore created with store_text=True")
 
 
+def _parse_each(files: Sequence[Path], parse: Callable[[Path], ParsedFile]) -> Iterator[ParsedFile]:
+    for path in files:
+        yield parse(path)
+
+
 def _run(
     store: IngestStore,
-    files: Sequence[Path],
-    parse: Callable[[Path], ParsedFile],
+    parsed_files: Iterable[ParsedFile],
+    total_files: int,
     progress: Progress | None,
     batch_events: int,
 ) -> ImportSummary:
-    tally = _Tally()
+    """Store ``parsed_files`` (parsed here or in a ``ParserProcess``, in import order) and tally them."""
+    from storage.ingest import BatchResult
+
+    tally = _Tally(BatchResult())
     pending: list[ParsedFile] = []
     pending_events: list[ActivityEvent] = []
 
@@ -190,11 +205,14 @@ def _run(
         pending_events.clear()
 
     if progress is not None:
-        progress.start(len(files))
+        progress.start(total_files)
     try:
-        for path in files:
+        source = iter(parsed_files)
+        while True:
             try:
-                parsed = parse(path)
+                parsed = next(source)
+            except StopIteration:
+                break
             except CorruptExportError as exc:
                 flush()  # the files before this one are complete: keep them
                 kept = plural(tally.files, "file")
@@ -220,6 +238,61 @@ def _run(
     return tally.summary()
 
 
+class DiscordImport:
+    """A Discord import prepared before the database is opened: its files found and, when it pays, being parsed.
+
+    The CLI prepares the import first, so that the parser process works while this one loads the storage layer and
+    checks the database; ``run`` then stores what it parses. Use it as a context manager (leaving the block ends a
+    parser process that is still running). ``import_discord_export`` is prepare-and-run in one call.
+    """
+
+    def __init__(
+        self, community: str, paths: Sequence[Path], *, store_text: bool = False, parallel: bool | None = None
+    ) -> None:
+        """Find the files and, when ``parallel`` (by default: when it pays), start parsing them in a second process.
+
+        A path error is kept and raised by ``run``, after the checks that come before it there.
+        """
+        self.community = community
+        self.store_text = store_text
+        self._path_error: ExportPathError | None = None
+        try:
+            self.files = discover_files(paths)
+        except ExportPathError as exc:
+            self.files = []
+            self._path_error = exc
+        self._reader = DiscordExportReader(community, store_text=store_text)
+        if parallel is None:
+            parallel = worth_a_process(self.files)
+        # Parsing and storing take about the same CPU: the second core parses the next files while this process
+        # stores the ones before (see ``bot.importers.parallel``).
+        self._parser = ParserProcess(self.files, self._reader.parse) if parallel and self.files else None
+
+    def run(self, store: IngestStore, progress: Progress | None = None) -> ImportSummary:
+        """Store the files' events (see ``import_discord_export`` for what is raised)."""
+        _check_store(store, self.community, self.store_text)
+        if self._path_error is not None:
+            raise self._path_error
+        with paused_gc():
+            if self._parser is None:
+                return _run(store, _parse_each(self.files, self._reader.parse), len(self.files), progress, BATCH_EVENTS)
+            with self._parser:
+                return _run(store, self._parser, len(self.files), progress, BATCH_EVENTS)
+
+    def close(self) -> None:
+        """End the parser process, if one still runs."""
+        if self._parser is not None:
+            self._parser.close()
+
+    def __enter__(self) -> DiscordImport:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+
 def import_discord_export(
     store: IngestStore,
     community: str,
@@ -227,6 +300,7 @@ def import_discord_export(
     *,
     store_text: bool = False,
     progress: Progress | None = None,
+    parallel: bool | None = None,
 ) -> ImportSummary:
     """Import DiscordChatExporter CSV and JSON exports (files, or folders searched recursively).
 
@@ -237,6 +311,8 @@ def import_discord_export(
         store_text: Keep message text (the store must have been created with ``store_text=True``); otherwise only
             metadata (length, code, links, attachments, reaction totals) is stored.
         progress: A progress bar to update, or None.
+        parallel: Parse in a second process while this one stores (``bot.importers.parallel``); by default when
+            that pays (``worth_a_process``). The result is the same either way.
 
     Returns:
         What was read and stored.
@@ -247,10 +323,8 @@ def import_discord_export(
         UnknownCommunityError: ``community`` is not registered on ``store``.
     """
     _check_store(store, community, store_text)
-    files = discover_files(paths)
-    reader = DiscordExportReader(community, store_text=store_text)
-    with paused_gc():
-        return _run(store, files, reader.parse, progress, BATCH_EVENTS)
+    with DiscordImport(community, paths, store_text=store_text, parallel=parallel) as job:
+        return job.run(store, progress)
 
 
 def import_telegram_export(
@@ -292,8 +366,10 @@ def import_telegram_export(
     with paused_gc():
         return _run(
             store,
-            [path],
-            lambda p: parse_telegram_export(p, community, store_text=store_text, local_zone=local_zone),
+            _parse_each(
+                [path], lambda p: parse_telegram_export(p, community, store_text=store_text, local_zone=local_zone)
+            ),
+            1,
             progress,
             BATCH_EVENTS,
         )
