@@ -63,6 +63,7 @@ def build_report(
     top_n: int = 10,
     cohort_weeks: int | None = None,
     compare_through: date | None = None,
+    table: pd.DataFrame | None = None,
 ) -> Report:
     """Build the report of ``frames.community`` as of ``frames.as_of``.
 
@@ -81,6 +82,9 @@ def build_report(
         cohort_weeks: How many join weeks of cohorts to show (default: ``weeks``).
         compare_through: The last day the week in progress is compared over (default ``as_of``): the last
             complete day with data, so that an unfinished or unmeasured day is never compared.
+        table: The member table of these frames (``analytics.members.member_table`` of ``frames.member_days``,
+            ``frames.members``, ``as_of`` and ``frames.last_active_before``), when the caller built it already
+            (the dashboard shows it too); computed here otherwise.
 
     Returns:
         The :class:`Report`.
@@ -98,7 +102,10 @@ def build_report(
     last_complete = last_complete_week_start(as_of)
 
     rows = ActivityRows.from_frame(frames.member_days)
-    table = member_table(rows, frames.members, as_of=as_of, timezone=tz, last_active_before=frames.last_active_before)
+    if table is None:
+        table = member_table(
+            rows, frames.members, as_of=as_of, timezone=tz, last_active_before=frames.last_active_before
+        )
     activation_rate, activation_eligible = activation(
         rows,
         frames.members,
