@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
+from dataclasses import fields
 from datetime import date, timedelta
 
+import numpy as np
 import pandas as pd
 
-from analytics.activity import MONTH_DAYS, ActivityRows, activity_summary, daily_activity, weekly_stats
+from analytics.activity import (
+    MONTH_DAYS,
+    ActivityRows,
+    activity_summary,
+    daily_activity,
+    sort_by_day,
+    weekly_stats,
+)
 from analytics.channels import channel_activity
 from analytics.cohorts import activation, cohort_retention
 from analytics.commerce import commerce_summary
@@ -181,8 +190,15 @@ def _channels(frames: CommunityFrames, start: date) -> tuple[ChannelActivity, ..
     )
 
 
-def _buyer_history(frames: CommunityFrames, rows: ActivityRows) -> pd.DataFrame | ActivityRows:
+def _buyer_history(frames: CommunityFrames, rows: ActivityRows) -> ActivityRows:
     """The activity commerce looks at: the loaded days, plus buyers' older days when a purchase predates them."""
     if frames.buyer_days is None or not len(frames.buyer_days):
         return rows
-    return pd.concat([frames.buyer_days, frames.member_days], ignore_index=True)
+    # Joined array by array: no frame of a million rows is concatenated and converted again. The buyers' days come
+    # before the loaded ones (``storage.report_frames`` reads them so), and the rows stay sorted by day.
+    older = ActivityRows.from_frame(frames.buyer_days)
+    joined = ActivityRows(
+        *(np.concatenate([getattr(older, f.name), getattr(rows, f.name)]) for f in fields(ActivityRows))
+    )
+    order = sort_by_day(joined.day)
+    return joined if order is None else joined.take(order)
