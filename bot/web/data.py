@@ -294,9 +294,13 @@ class ReportCache:
                 self._incremental += 1
             else:
                 entry.full_built = now
+            self._trim_frames()
             took = time.monotonic() - now
             entry.cooldown = SLOW_BUILD_FACTOR * took if took > SLOW_BUILD_SECONDS else 0.0
-            self._trim_frames()
+            if not built.incremental and self._full_every > 0 and entry.frames is not None:
+                # The next refresh reads only what the commits touched: a slow full build says nothing of its
+                # cost, and the commits that came during this one are shown as soon as a page asks.
+                entry.cooldown = 0.0
 
         task.add_done_callback(done)
 
