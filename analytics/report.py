@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
+from dataclasses import fields
 from datetime import date, timedelta
 
+import numpy as np
 import pandas as pd
 
-from analytics.activity import MONTH_DAYS, ActivityRows, activity_summary, daily_activity, weekly_stats
+from analytics.activity import (
+    MONTH_DAYS,
+    ActivityRows,
+    activity_summary,
+    daily_activity,
+    sort_by_day,
+    weekly_stats,
+)
 from analytics.channels import channel_activity
 from analytics.cohorts import activation, cohort_retention
 from analytics.commerce import commerce_summary
@@ -63,6 +72,7 @@ def build_report(
     top_n: int = 10,
     cohort_weeks: int | None = None,
     compare_through: date | None = None,
+    table: pd.DataFrame | None = None,
 ) -> Report:
     """Build the report of ``frames.community`` as of ``frames.as_of``.
 
@@ -81,6 +91,9 @@ def build_report(
         cohort_weeks: How many join weeks of cohorts to show (default: ``weeks``).
         compare_through: The last day the week in progress is compared over (default ``as_of``): the last
             complete day with data, so that an unfinished or unmeasured day is never compared.
+        table: The member table of these frames (``analytics.members.member_table`` of ``frames.member_days``,
+            ``frames.members``, ``as_of`` and ``frames.last_active_before``), when the caller built it already
+            (the dashboard shows it too); computed here otherwise.
 
     Returns:
         The :class:`Report`.
@@ -98,7 +111,10 @@ def build_report(
     last_complete = last_complete_week_start(as_of)
 
     rows = ActivityRows.from_frame(frames.member_days)
-    table = member_table(rows, frames.members, as_of=as_of, timezone=tz, last_active_before=frames.last_active_before)
+    if table is None:
+        table = member_table(
+            rows, frames.members, as_of=as_of, timezone=tz, last_active_before=frames.last_active_before
+        )
     activation_rate, activation_eligible = activation(
         rows,
         frames.members,
@@ -174,8 +190,15 @@ def _channels(frames: CommunityFrames, start: date) -> tuple[ChannelActivity, ..
     )
 
 
-def _buyer_history(frames: CommunityFrames, rows: ActivityRows) -> pd.DataFrame | ActivityRows:
+def _buyer_history(frames: CommunityFrames, rows: ActivityRows) -> ActivityRows:
     """The activity commerce looks at: the loaded days, plus buyers' older days when a purchase predates them."""
     if frames.buyer_days is None or not len(frames.buyer_days):
         return rows
-    return pd.concat([frames.buyer_days, frames.member_days], ignore_index=True)
+    # Joined array by array: no frame of a million rows is concatenated and converted again. The buyers' days come
+    # before the loaded ones (``storage.report_frames`` reads them so), and the rows stay sorted by day.
+    older = ActivityRows.from_frame(frames.buyer_days)
+    joined = ActivityRows(
+        *(np.concatenate([getattr(older, f.name), getattr(rows, f.name)]) for f in fields(ActivityRows))
+    )
+    order = sort_by_day(joined.day)
+    return joined if order is None else joined.take(order)

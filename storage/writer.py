@@ -19,6 +19,7 @@ import concurrent.futures
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import TypeVar
 
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
@@ -26,7 +27,7 @@ from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from storage.deletion import DeletionReport, delete_admin_data, delete_member_data, find_member_id
 from storage.engine import writing
 from storage.errors import UnknownCommunityError
-from storage.events import ActivityEvent, PurchaseEvent, RefundEvent
+from storage.events import ActivityEvent, PurchaseEvent, ReactionEvent, RefundEvent
 from storage.ingest import BatchResult, IngestStore
 from storage.ledger import LedgerOutcome
 
@@ -41,6 +42,31 @@ class _Flush:
 
 
 _STOP = object()
+
+
+@dataclass(frozen=True, slots=True)
+class Commit:
+    """What one commit of the writer touched, for its listeners (a cache refreshes only that part).
+
+    Attributes:
+        communities: The names of the communities whose data the commit may have changed.
+        earliest: The earliest instant whose daily figures the commit may have changed; None when it may have
+            changed any day (a removed reaction is taken off the day it was given, which its event does not carry).
+        latest: The latest event instant of the commit; None with ``earliest``.
+    """
+
+    communities: frozenset[str]
+    earliest: datetime | None
+    latest: datetime | None
+
+    @classmethod
+    def of(cls, events: Sequence[ActivityEvent | PurchaseEvent | RefundEvent]) -> Commit:
+        """The commit of ``events`` (a batch, or one purchase or refund)."""
+        communities = frozenset(event.community for event in events)
+        if any(isinstance(event, ReactionEvent) and not event.added for event in events):
+            return cls(communities, None, None)
+        instants = [event.occurred_at for event in events]
+        return cls(communities, min(instants, default=None), max(instants, default=None))
 
 
 class WriterClosedError(RuntimeError):
@@ -96,20 +122,25 @@ class EventWriter:
         self._closed = False
         self.totals = BatchResult()
         self.rejected = 0
-        self._commit_listeners: list[Callable[[], None]] = []
+        self._commit_listeners: list[Callable[[Commit], None]] = []
 
-    def add_commit_listener(self, listener: Callable[[], None]) -> None:
-        """Call ``listener`` on the event loop after every committed batch, purchase and refund.
+    def add_commit_listener(self, listener: Callable[[Commit], None]) -> None:
+        """Call ``listener`` on the event loop after every committed batch, purchase and refund, with what it touched.
 
-        The dashboard's live figures use it; a listener must be quick (it runs on the loop) and an error in it is
-        logged, never raised into the writer.
+        The dashboard's live figures and caches use it; a listener must be quick (it runs on the loop) and an error
+        in it is logged, never raised into the writer.
         """
         self._commit_listeners.append(listener)
 
-    def _committed(self) -> None:
+    def _committed(self, events: Sequence[ActivityEvent | PurchaseEvent | RefundEvent]) -> None:
+        if not self._commit_listeners:
+            return
+        self._notify(Commit.of(events))
+
+    def _notify(self, commit: Commit) -> None:
         for listener in list(self._commit_listeners):
             try:
-                listener()
+                listener(commit)
             except Exception:
                 log.exception("a commit listener failed")
 
@@ -179,7 +210,7 @@ class EventWriter:
                 retries (an adapter does not confirm the payment to the platform until it is stored).
         """
         outcome = await self._ledger(self.store.record_purchase, event)
-        self._committed()
+        self._committed([event])
         log.info(
             "purchase %s %s of %r by %s:%s (%s)",
             "stored" if outcome.created else "already stored",
@@ -194,7 +225,7 @@ class EventWriter:
     async def record_refund(self, event: RefundEvent) -> LedgerOutcome:
         """Commit a refund, then return. ``created`` is False when it was already refunded."""
         outcome = await self._ledger(self.store.record_refund, event)
-        self._committed()
+        self._committed([event])
         return outcome
 
     async def _ledger(self, write: Callable[[T], LedgerOutcome], event: T) -> LedgerOutcome:
@@ -213,7 +244,11 @@ class EventWriter:
         """
         if self._task is not None and not self._task.done():
             await self.flush()
-        return await self._db(self._forget, community, platform, user_id)
+        report = await self._db(self._forget, community, platform, user_id)
+        if report is not None:
+            # Any day of that member may have changed: listeners that refresh part of their figures refresh all.
+            self._notify(Commit(frozenset({community}), None, None))
+        return report
 
     def _forget(self, community: str, platform: str, user_id: str) -> DeletionReport | None:
         community_id = self.store.community_id(community)
@@ -307,7 +342,7 @@ class EventWriter:
             try:
                 result = await self._db(self.store.write_batch, batch)
                 self.totals = self.totals + result
-                self._committed()
+                self._committed(batch)
                 return
             except OperationalError as exc:
                 # The database is unreachable or locked: keep the events and wait; put() applies back-pressure.
@@ -329,7 +364,7 @@ class EventWriter:
         try:
             await self._write_each(batch)
         finally:
-            self._committed()
+            self._committed(batch)
 
     async def _write_each(self, batch: Sequence[ActivityEvent]) -> None:
         for event in batch:

@@ -15,7 +15,9 @@ from storage.engine import make_engine
 from storage.migrate import upgrade
 
 REPO = Path(__file__).resolve().parents[1]
-SUMMARY = re.compile(r"^dashboard: p95 \d+ ms, slowest (/\S*)(?: \([a-z 0-9]+\))? \d+ ms, live \d+ ms$")
+SUMMARY = re.compile(
+    r"^dashboard: p95 \d+ ms, slowest (/\S*)(?: \([a-z 0-9]+\))? \d+ ms, live \d+ ms, refresh \d+ ms \(full \d+ ms\)$"
+)
 PAGES = ("/", "/activity", "/retention", "/members/<id>", "/sales", "/nudges", "/health", "/report.json")
 CSVS = ("/members.csv", "/activity.csv", "/channels.csv", "/retention.csv", "/sales.csv")
 
@@ -37,6 +39,8 @@ def test_the_benchmark_serves_every_page_from_rollups_and_times_the_live_feed(tm
             "--repeats",
             "2",
             "--live-samples",
+            "2",
+            "--refresh-samples",
             "2",
             "--workdir",
             str(tmp_path),
@@ -66,6 +70,10 @@ def test_the_benchmark_serves_every_page_from_rollups_and_times_the_live_feed(tm
     assert "served from rollups, never raw events met" in done.stdout
     live = next(line for line in lines if line.startswith("live: "))
     assert "2 samples" in live
+    # After each commit the figures were refreshed incrementally, equal a full build, and read no raw event.
+    refresh = next(line for line in lines if line.startswith("refresh after a commit"))
+    assert "2 samples" in refresh and refresh.endswith("figures equal a full build: yes"), refresh
+    assert "(those refreshes and full builds: 0 of " in done.stdout
     # The served copy is gone; the cached community stays for the next run.
     assert not list(tmp_path.glob("dashboard-*"))
 

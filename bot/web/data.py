@@ -1,9 +1,15 @@
 """The dashboard's figures: the community report per date range, built in a thread and cached.
 
-Building a report reads the rollups and runs the analytics (tens to hundreds of milliseconds on a big community);
-a page must not pay that on every request. The cache keeps one report per range and rebuilds it when the writer
-committed something new (:meth:`ReportCache.invalidate`, called by the live feed) or after ``refresh_seconds``
-(standalone, where nobody calls it).
+Building a report reads the rollups and runs the analytics (seconds on a community of 100,000 members); a page
+must not pay that on every request. The cache keeps one report per range and refreshes it when the writer
+committed something new (:meth:`ReportCache.invalidate`, the writer's commit listener) or after
+``refresh_seconds`` (standalone, where nobody calls it).
+
+A refresh after a commit is incremental: the cache keeps the frames it read (``storage.report_frames``) and reads
+again only the days from the earliest day the commits touched (the big reads: member days and the channels'
+authors) plus the small frames (members, the ledger, daily totals), then recomputes the figures from them. They are
+the figures a full build would give. A full build happens for a new range, when a commit's extent is unknown (a
+removed reaction, a deleted member), standalone, and at least every ``FULL_REBUILD_FACTOR`` x ``refresh_seconds``.
 """
 
 from __future__ import annotations
@@ -11,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -21,27 +27,30 @@ from aiohttp import web
 
 from analytics.activity import ActivityRows
 from analytics.members import member_table
-from analytics.report import history_start, range_start
+from analytics.report import build_report, history_start, range_start
 from analytics.results import Report
 from analytics.weeks import week_start
 from bot.reporting import (
     BUILT_IN_OWNERS,
     MAX_WEEKS,
     ReportError,
-    ReportRequest,
-    build_community_report,
     check_report_day,
+    resolve_community,
 )
 from bot.web.context import WebContext
 from storage.communities import latest_activity_day
 from storage.ledger import LedgerRow, ledger
-from storage.report_frames import last_active_before, member_days, members
+from storage.report_frames import ReportFrames, last_active_before, load_report_frames
+from storage.writer import Commit
 
 DEFAULT_WEEKS = 12
 MAX_CACHED = 16  # ranges kept; a dashboard is used by a handful of admins picking a few ranges
 STALE_WAIT_SECONDS = 0.5  # how long a page waits for a rebuild before it is served the previous figures
 SLOW_BUILD_SECONDS = 1.0  # a build slower than this ...
 SLOW_BUILD_FACTOR = 4.0  # ... is not restarted by a commit until this many build times after it started
+FULL_REBUILD_FACTOR = 10.0  # in-process, a full build at least every this many refresh_seconds (else incremental)
+KEPT_FRAMES = 2  # ranges whose frames are kept for incremental refreshes (~100 MB each on 100,000 members)
+TOP_N = 50
 
 
 class RangeError(ValueError):
@@ -134,11 +143,22 @@ class _Entry:
     data: DashboardData | None = None  # the newest complete figures
     version: int = -1  # the cache version those figures were read at
     built: float = 0.0  # time.monotonic() when their build started
+    full_built: float = 0.0  # time.monotonic() when the last full build started
+    frames: ReportFrames | None = None  # what the figures were computed from, kept for an incremental refresh
+    changed_from: date | None = None  # the first local day commits touched since the last build started ...
+    changed_all: bool = False  # ... or True when they may have touched any day
     task_started: float = 0.0  # time.monotonic() when the build in progress started
-    task: asyncio.Task[DashboardData] | None = None  # a build in progress
+    task: asyncio.Task[_Built] | None = None  # a build in progress
     task_version: int = -1
     used: float = 0.0
     cooldown: float = 0.0  # seconds after a slow build before a commit may start the next one
+
+
+@dataclass(frozen=True)
+class _Built:
+    data: DashboardData
+    frames: ReportFrames
+    incremental: bool
 
 
 class ReportCache:
@@ -156,15 +176,36 @@ class ReportCache:
         self._refresh = float(ctx.settings.dashboard.refresh_seconds if refresh_seconds is None else refresh_seconds)
         self._version = 0
         self._entries: dict[DashboardRange, _Entry] = {}
+        self._incremental = 0
+        # Standalone (no writer to say what changed), every refresh is a full build.
+        self._full_every = FULL_REBUILD_FACTOR * self._refresh if ctx.writer is not None else 0.0
 
     @property
     def version(self) -> int:
         """Bumped by every :meth:`invalidate`."""
         return self._version
 
-    def invalidate(self) -> None:
-        """Forget every cached range (the writer committed new events); the next page read rebuilds it."""
+    def invalidate(self, commit: Commit | None = None) -> None:
+        """The data changed (the writer's commit listener): the next page read refreshes the figures.
+
+        Args:
+            commit: What the writer committed: the refresh reads again only the days from the earliest one it
+                touched. None (or a commit of unknown extent): every day may have changed, the next build is full.
+        """
+        if commit is not None and self._ctx.settings.community.name not in commit.communities:
+            return
         self._version += 1
+        day = None if commit is None or commit.earliest is None else commit.earliest.astimezone(self.timezone()).date()
+        for entry in self._entries.values():
+            if day is None:
+                entry.changed_all = True
+            elif entry.changed_from is None or day < entry.changed_from:
+                entry.changed_from = day
+
+    @property
+    def incremental_builds(self) -> int:
+        """How many refreshes were incremental (the benchmark reports it)."""
+        return self._incremental
 
     def timezone(self) -> ZoneInfo:
         """The community's time zone."""
@@ -215,14 +256,14 @@ class ReportCache:
             self._start(rng, entry, now)
         assert entry.task is not None
         if entry.data is None:
-            return await asyncio.shield(entry.task)
+            return (await asyncio.shield(entry.task)).data
         # Pages wait only in the rebuild's first STALE_WAIT_SECONDS: while a slow one (seconds on 100,000 members)
         # goes on, every later page gets the previous figures at once instead of after the same wait.
         wait = STALE_WAIT_SECONDS - (now - entry.task_started)
         if wait <= 0:
             return entry.data
         try:
-            return await asyncio.wait_for(asyncio.shield(entry.task), wait)
+            return (await asyncio.wait_for(asyncio.shield(entry.task), wait)).data
         except TimeoutError:
             return entry.data
         except ReportError:
@@ -230,16 +271,36 @@ class ReportCache:
 
     def _start(self, rng: DashboardRange, entry: _Entry, now: float) -> None:
         version = self._version
-        task = asyncio.get_running_loop().create_task(asyncio.to_thread(self._build, rng))
+        previous = entry.frames
+        if entry.changed_all or now - entry.full_built >= self._full_every:
+            previous = None
+        changed_from = entry.changed_from
+        # Commits from now on are the next build's: this one reads a snapshot taken after it started.
+        entry.changed_from, entry.changed_all = None, False
+        task = asyncio.get_running_loop().create_task(
+            asyncio.to_thread(self._build_frames, rng, previous, changed_from)
+        )
         entry.task, entry.task_version = task, version
         entry.task_started = now
 
-        def done(finished: asyncio.Task[DashboardData]) -> None:
+        def done(finished: asyncio.Task[_Built]) -> None:
             entry.task = None
-            if not finished.cancelled() and finished.exception() is None:
-                entry.data, entry.version, entry.built = finished.result(), version, now
-                took = time.monotonic() - now
-                entry.cooldown = SLOW_BUILD_FACTOR * took if took > SLOW_BUILD_SECONDS else 0.0
+            if finished.cancelled() or finished.exception() is not None:
+                entry.changed_all = True  # what this build would have read is still to be read
+                return
+            built = finished.result()
+            entry.data, entry.version, entry.built, entry.frames = built.data, version, now, built.frames
+            if built.incremental:
+                self._incremental += 1
+            else:
+                entry.full_built = now
+            self._trim_frames()
+            took = time.monotonic() - now
+            entry.cooldown = SLOW_BUILD_FACTOR * took if took > SLOW_BUILD_SECONDS else 0.0
+            if not built.incremental and self._full_every > 0 and entry.frames is not None:
+                # The next refresh reads only what the commits touched: a slow full build says nothing of its
+                # cost, and the commits that came during this one are shown as soon as a page asks.
+                entry.cooldown = 0.0
 
         task.add_done_callback(done)
 
@@ -248,33 +309,84 @@ class ReportCache:
             oldest = min(self._entries, key=lambda r: self._entries[r].used)
             del self._entries[oldest]
 
-    def _build(self, rng: DashboardRange) -> DashboardData:
+    def _trim_frames(self) -> None:
+        kept = sorted((e for e in self._entries.values() if e.frames is not None), key=lambda e: e.used)
+        for entry in kept[: max(0, len(kept) - KEPT_FRAMES)]:
+            entry.frames = None  # its next refresh is a full build
+
+    def full_build(self, rng: DashboardRange) -> DashboardData:
+        """The figures of ``rng`` built in full, bypassing the cache (blocking: run it in a thread).
+
+        What every refresh must equal; tests and ``python -m bench dashboard`` compare an incremental refresh with it.
+        """
+        return self._build_frames(rng, None, None).data
+
+    def _build_frames(self, rng: DashboardRange, previous: ReportFrames | None, changed_from: date | None) -> _Built:
         ctx = self._ctx
         now = ctx.clock.now()
-        request = ReportRequest(
-            community=ctx.settings.community.name,
-            as_of=rng.end,
+        info = resolve_community(ctx.engine, ctx.settings.community.name)
+        tz = ZoneInfo(info.timezone)
+        loaded = load_report_frames(
+            ctx.engine,
+            info,
+            rng.end,
+            history_start=history_start(rng.end, rng.weeks),
+            not_members=BUILT_IN_OWNERS,
+            range_start=range_start(rng.end, rng.weeks),
+            previous=previous,
+            changed_from=changed_from,
+        )
+        frames = loaded.frames
+        with ctx.engine.connect() as conn:
+            latest = latest_activity_day(conn, ctx.community_id)
+        # The member table looks back as far as a one-week report does: usually the same days as the report's (so
+        # the report reuses it); a longer range loads more, of which the table takes its days only.
+        first_day = history_start(rng.end, weeks=1)
+        rows = ActivityRows.from_frame(frames.member_days)
+        shared = first_day == loaded.history_start
+        if shared:
+            table = member_table(
+                rows, frames.members, as_of=rng.end, timezone=tz, last_active_before=frames.last_active_before
+            )
+        else:
+            end = datetime.combine(rng.end + timedelta(days=1), datetime.min.time(), tzinfo=tz)
+            with ctx.engine.connect() as conn:
+                earlier = last_active_before(conn, ctx.community_id, first_day, end)
+            days = frames.member_days
+            table = member_table(
+                ActivityRows.from_frame(days[days["day"] >= pd.Timestamp(first_day)]),
+                frames.members,
+                as_of=rng.end,
+                timezone=tz,
+                last_active_before=earlier,
+            )
+        # As ``bot.reporting.build_community_report`` does: a report for today is not over yet.
+        today = now.astimezone(tz).date()
+        last_complete = rng.end if rng.end < today else today - timedelta(days=1)
+        data_ends = latest if latest is not None and latest < rng.end else None
+        report = build_report(
+            frames,
             weeks=rng.weeks,
             inactive_after_days=ctx.settings.nudges.inactive_after_days,
-            top_n=50,
+            top_n=TOP_N,
+            compare_through=min(last_complete, data_ends or last_complete),
+            table=table if shared else None,
         )
-        report, hint = build_community_report(ctx.engine, request, now=now)
-        tz = self.timezone()
-        first_day = history_start(rng.end, weeks=1)
-        end = datetime.combine(rng.end + timedelta(days=1), datetime.min.time(), tzinfo=tz)
-        with ctx.engine.connect() as conn:
-            days = member_days(conn, ctx.community_id, first_day, rng.end)
-            frame = members(conn, ctx.community_id, not_members=BUILT_IN_OWNERS)
-            earlier = last_active_before(conn, ctx.community_id, first_day, end)
-            latest = latest_activity_day(conn, ctx.community_id)
-        table = member_table(
-            ActivityRows.from_frame(days), frame, as_of=rng.end, timezone=tz, last_active_before=earlier
-        )
-        rows = tuple(ledger(ctx.engine, ctx.community_id))
-        return DashboardData(rng, report, hint, table, rows, latest, now)
+        report = replace(report, last_complete_day=last_complete, data_ends=data_ends)
+        hint = None
+        if latest is not None and (rng.end - latest).days > 28:
+            hint = (
+                f"no activity in the 28 days before {rng.end.isoformat()}; the latest activity is on "
+                f"{latest.isoformat()}: try --as-of {latest.isoformat()}"
+            )
+        elif latest is None:
+            hint = "nothing has been recorded for this community yet"
+        ledger_rows = tuple(ledger(ctx.engine, ctx.community_id))
+        data = DashboardData(rng, report, hint, table, ledger_rows, latest, now)
+        return _Built(data, loaded, previous is not None)
 
 
 REPORT_CACHE: web.AppKey[ReportCache] = web.AppKey("cohortbot_report_cache", ReportCache)
 """Where :func:`bot.web.pages.add_page_routes` keeps the cache.
 
-The live feed calls ``app[REPORT_CACHE].invalidate()`` after the writer's commits."""
+In-process, the writer's commits call ``app[REPORT_CACHE].invalidate(commit)``."""

@@ -23,6 +23,7 @@ from analytics.formatting import fmt_money, money_digits
 from bot.web.context import WebContext
 from storage.member_profile import day_totals
 from storage.models import Purchase, Refund
+from storage.writer import Commit
 
 DEBOUNCE_SECONDS: Final = 0.2
 # A comment line now and then keeps proxies from closing an idle stream, and notices a gone browser.
@@ -142,8 +143,12 @@ class LiveHub:
         """Standalone: how often streams re-read the figures; None when commits push them."""
         return None if self.ctx.writer is not None else float(self.ctx.settings.dashboard.refresh_seconds)
 
-    def notify(self) -> None:
-        """Data was committed: refresh the streams now, or at most every :data:`DEBOUNCE_SECONDS`. Call on the loop."""
+    def notify(self, commit: Commit | None = None) -> None:
+        """Data was committed: refresh the streams now, or at most every :data:`DEBOUNCE_SECONDS`. Call on the loop.
+
+        Args:
+            commit: What the writer committed (the live figures are few: every commit refreshes all of them).
+        """
         if self._closed or self._pending is not None:
             return
         loop = asyncio.get_running_loop()

@@ -21,6 +21,8 @@ from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 from typing import Any, TypeVar, cast
 
+from storage.writer import Commit
+
 T = TypeVar("T")
 
 MAX_AGE_SECONDS = 300.0
@@ -60,8 +62,12 @@ class FiguresCache:
         """How many times the data changed since the cache was made."""
         return self._version
 
-    def invalidate(self) -> None:
-        """The data changed (the writer's commit listener; it runs on the event loop): rebuild on the next read."""
+    def invalidate(self, commit: Commit | None = None) -> None:
+        """The data changed (the writer's commit listener; it runs on the event loop): rebuild on the next read.
+
+        Args:
+            commit: What the writer committed (every cached figure is rebuilt, whatever it touched).
+        """
         self._version += 1
 
     def clear(self) -> None:

@@ -43,7 +43,7 @@ def add_page_routes(app: web.Application) -> None:
     """Add every dashboard page, CSV and JSON download and the static files to ``app``.
 
     ``app[CONTEXT]`` must be set; this adds the Jinja environment and the report cache (``app[REPORT_CACHE]``, whose
-    ``invalidate()`` the live feed calls after the writer's commits).
+    ``invalidate(commit)`` the writer calls after each commit).
 
     Args:
         app: The web application, not started yet.
@@ -51,7 +51,8 @@ def add_page_routes(app: web.Application) -> None:
     app[JINJA] = build_environment()
     ctx = app[CONTEXT]
     cache = app[REPORT_CACHE] = ReportCache(ctx)
-    # In-process (cohortbot run) every commit of the writer makes the cached figures stale.
+    # In-process (cohortbot run) every commit of the writer makes the cached figures stale; what it touched (the
+    # earliest day) lets the next refresh read only those days again.
     if ctx.writer is not None:
         ctx.writer.add_commit_listener(cache.invalidate)
     r = app.router
