@@ -218,7 +218,7 @@ class IngestStore:
     def _write_messages(self, cur: Any, events: list[MessageEvent], delta: RollupDelta) -> BatchResult:
         if self.dialect == "sqlite":
             return self._write_messages_sqlite(cur, events)
-        return self._write_messages_returning(cur, events, delta)
+        return self._write_messages_postgres(cur, events, delta)
 
     def _write_messages_sqlite(self, cur: Any, events: list[MessageEvent]) -> BatchResult:
         """SQLite: insert the rows with one prepared statement, then let SQL count them into the rollups.
@@ -263,7 +263,7 @@ class IngestStore:
         stored = 0
         bots = self._ids.bots
         for cid, (days, rows) in by_community.items():
-            before, count = self._insert_new(
+            before = self._insert_new(
                 cur,
                 "messages",
                 "channel_id, platform_message_id, member_id, created_at, length, has_code, has_link, is_reply, "
@@ -271,6 +271,8 @@ class IngestStore:
                 rows,
                 "channel_id, platform_message_id",
             )
+            cur.execute("SELECT count(*) FROM messages WHERE id > ?", (before,))
+            count: int = cur.fetchone()[0]
             if count:
                 authors = {row[2] for row in rows}
                 apply_message_rollups(
@@ -279,26 +281,23 @@ class IngestStore:
             stored += count
         return BatchResult(messages=stored, duplicates=len(events) - stored)
 
-    def _insert_new(
-        self, cur: Any, table: str, columns: str, rows: list[tuple[Any, ...]], conflict: str
-    ) -> tuple[int, int]:
-        """SQLite: ``INSERT ... ON CONFLICT DO NOTHING`` of ``rows``; returns (largest id before, rows inserted).
+    def _insert_new(self, cur: Any, table: str, columns: str, rows: list[tuple[Any, ...]], conflict: str) -> int:
+        """SQLite: ``INSERT ... ON CONFLICT DO NOTHING`` of ``rows``; returns the largest id before.
 
-        The inserted rows are then exactly those with a larger id (see ``_insert_returning``).
+        No other connection writes inside this IMMEDIATE transaction and rowids are assigned above the current
+        maximum, so the rows inserted now are exactly those with a larger id.
         """
         cur.execute(f"SELECT coalesce(max(id), 0) FROM {table}")
         before = cur.fetchone()[0]
         marks = ", ".join(["?"] * len(rows[0]))
         cur.executemany(f"INSERT INTO {table} ({columns}) VALUES ({marks}) ON CONFLICT ({conflict}) DO NOTHING", rows)
-        cur.execute(f"SELECT count(*) FROM {table} WHERE id > ?", (before,))
-        return before, cur.fetchone()[0]
+        return before  # type: ignore[no-any-return]
 
-    def _write_messages_returning(self, cur: Any, events: list[MessageEvent], delta: RollupDelta) -> BatchResult:
-        # The busiest loop of ingestion: dict lookups and bound values are hoisted into locals, and each
-        # timestamp is converted once (its epoch milliseconds are both the SQLite value and the day key).
+    def _write_messages_postgres(self, cur: Any, events: list[MessageEvent], delta: RollupDelta) -> BatchResult:
+        # PostgreSQL counts the rollups in Python from the rows RETURNING gave back (SQLite aggregates them in
+        # SQL, see _write_messages_sqlite). Dict lookups and bound values are hoisted into locals.
         store_text = self.store_text
         dialect = self.dialect
-        sqlite = dialect == "sqlite"
         communities = self._ids.communities
         members = self._ids.members
         channels = self._ids.channels
@@ -323,41 +322,22 @@ class IngestStore:
             reply_to = members[(cid, platform, reply_to_user)] if reply_to_user else None
             is_reply = ev.reply_to_message_id is not None or reply_to_user is not None  # MessageEvent.is_reply
             at = ev.occurred_at
-            if sqlite:
-                millis = to_millis(at)
-                rows[key] = (
-                    channel_id,
-                    ev.message_id,
-                    author,
-                    millis,
-                    ev.length,
-                    int(ev.has_code),
-                    int(ev.has_link),
-                    int(is_reply),
-                    thread_id,
-                    reply_to,
-                    ev.attachments,
-                    ev.text if store_text else None,
-                    ev.imported_reactions,
-                )
-                day, hour = info.days.day_hour_of_millis(millis)
-            else:
-                rows[key] = (
-                    channel_id,
-                    ev.message_id,
-                    author,
-                    bind_time(at, dialect),
-                    ev.length,
-                    ev.has_code,
-                    ev.has_link,
-                    is_reply,
-                    thread_id,
-                    reply_to,
-                    ev.attachments,
-                    ev.text if store_text else None,
-                    ev.imported_reactions,
-                )
-                day, hour = info.days.day_hour(at)
+            rows[key] = (
+                channel_id,
+                ev.message_id,
+                author,
+                bind_time(at, dialect),
+                ev.length,
+                ev.has_code,
+                ev.has_link,
+                is_reply,
+                thread_id,
+                reply_to,
+                ev.attachments,
+                ev.text if store_text else None,
+                ev.imported_reactions,
+            )
+            day, hour = info.days.day_hour(at)
             # A reply counts as "to others" unless it answers the author's own message.
             meta[key] = (
                 cid,
@@ -393,18 +373,11 @@ class IngestStore:
         """``INSERT INTO table (columns) ... ON CONFLICT conflict DO NOTHING``; returns ``returning`` of new rows."""
         if not rows:
             return []
-        ncols = len(rows[0])
         if self.dialect == "sqlite":
             # One prepared statement for every batch (pysqlite caches it): a multi-row VALUES statement differs
             # with every batch size and was compiled anew each time (13,000 parameters cost more to prepare than
-            # to run). No other connection writes inside this IMMEDIATE transaction and rowids are assigned
-            # above the current maximum, so the rows inserted now are exactly those above the maximum before.
-            cur.execute(f"SELECT coalesce(max(id), 0) FROM {table}")
-            before = cur.fetchone()[0]
-            marks = ", ".join(["?"] * ncols)
-            cur.executemany(
-                f"INSERT INTO {table} ({columns}) VALUES ({marks}) ON CONFLICT ({conflict}) DO NOTHING", rows
-            )
+            # to run).
+            before = self._insert_new(cur, table, columns, rows, conflict)
             cur.execute(f"SELECT {returning} FROM {table} WHERE id > ?", (before,))
             return cur.fetchall()  # type: ignore[no-any-return]
         # PostgreSQL: one statement of fixed text, the rows as one array per column (storage/pg_rows.py).
