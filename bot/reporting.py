@@ -6,9 +6,11 @@ from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
+import pandas as pd
 from sqlalchemy import Engine
 
 from analytics.activity import ActivityRows
+from analytics.frames import CommunityFrames
 from analytics.members import current_member_mask, inactive_members, member_table
 from analytics.report import build_report, history_start, range_start
 from analytics.results import MemberStatus, Report
@@ -114,16 +116,56 @@ def build_community_report(engine: Engine, request: ReportRequest, *, now: datet
     )
     with engine.connect() as conn:
         latest = latest_activity_day(conn, info.id)
+    return report_from_frames(
+        frames,
+        as_of=as_of,
+        weeks=request.weeks,
+        inactive_after_days=request.inactive_after_days,
+        top_n=request.top_n,
+        today=now.astimezone(tz).date(),
+        latest=latest,
+    )
+
+
+def report_from_frames(
+    frames: CommunityFrames,
+    *,
+    as_of: date,
+    weeks: int,
+    inactive_after_days: int,
+    top_n: int,
+    today: date,
+    latest: date | None,
+    table: pd.DataFrame | None = None,
+) -> tuple[Report, str | None]:
+    """Compute the report of loaded frames, with its last complete day and the reader's hint.
+
+    Shared by :func:`build_community_report` and the dashboard, which loads its frames incrementally.
+
+    Args:
+        frames: The frames of the range ending on ``as_of``.
+        as_of: The report's last day.
+        weeks: The range in weeks.
+        inactive_after_days: Days without activity after which a member counts as inactive.
+        top_n: How many members the top lists name.
+        today: The community's local date now.
+        latest: The last day with any activity, or None when nothing has been recorded.
+        table: The member table of the same frames when the caller already built it.
+
+    Returns:
+        The report, and a hint for the reader when the chosen day shows no recent activity but older history
+        exists (typical right after importing an old export).
+    """
     # A report for today (or a later day) is not over yet: its last day is still being counted.
-    today = now.astimezone(tz).date()
     last_complete = as_of if as_of < today else today - timedelta(days=1)
     data_ends = latest if latest is not None and latest < as_of else None
     report = build_report(
         frames,
-        weeks=request.weeks,
-        inactive_after_days=request.inactive_after_days,
-        top_n=request.top_n,
+        weeks=weeks,
+        inactive_after_days=inactive_after_days,
+        top_n=top_n,
         compare_through=min(last_complete, data_ends or last_complete),
+        table=table,
     )
     report = replace(report, last_complete_day=last_complete, data_ends=data_ends)
     hint = None

@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -27,7 +27,7 @@ from aiohttp import web
 
 from analytics.activity import ActivityRows
 from analytics.members import member_table
-from analytics.report import build_report, history_start, range_start
+from analytics.report import history_start, range_start
 from analytics.results import Report
 from analytics.weeks import week_start
 from bot.reporting import (
@@ -35,6 +35,7 @@ from bot.reporting import (
     MAX_WEEKS,
     ReportError,
     check_report_day,
+    report_from_frames,
     resolve_community,
 )
 from bot.web.context import WebContext
@@ -360,27 +361,16 @@ class ReportCache:
                 timezone=tz,
                 last_active_before=earlier,
             )
-        # As ``bot.reporting.build_community_report`` does: a report for today is not over yet.
-        today = now.astimezone(tz).date()
-        last_complete = rng.end if rng.end < today else today - timedelta(days=1)
-        data_ends = latest if latest is not None and latest < rng.end else None
-        report = build_report(
+        report, hint = report_from_frames(
             frames,
+            as_of=rng.end,
             weeks=rng.weeks,
             inactive_after_days=ctx.settings.nudges.inactive_after_days,
             top_n=TOP_N,
-            compare_through=min(last_complete, data_ends or last_complete),
+            today=now.astimezone(tz).date(),
+            latest=latest,
             table=table if shared else None,
         )
-        report = replace(report, last_complete_day=last_complete, data_ends=data_ends)
-        hint = None
-        if latest is not None and (rng.end - latest).days > 28:
-            hint = (
-                f"no activity in the 28 days before {rng.end.isoformat()}; the latest activity is on "
-                f"{latest.isoformat()}: try --as-of {latest.isoformat()}"
-            )
-        elif latest is None:
-            hint = "nothing has been recorded for this community yet"
         ledger_rows = tuple(ledger(ctx.engine, ctx.community_id))
         data = DashboardData(rng, report, hint, table, ledger_rows, latest, now)
         return _Built(data, loaded, previous is not None)
