@@ -19,6 +19,7 @@ from sqlalchemy import Connection
 from sqlalchemy.dialects import postgresql
 
 from storage.models import Base
+from storage.rollup_merge import MEMBER_ACTIVE_SPAN, MEMBER_MESSAGE_SPAN
 from storage.types import truncate_to_millis
 
 if TYPE_CHECKING:
@@ -64,18 +65,10 @@ _MEMBER_TOTALS = _upsert(
     "member_activity",
     "member_id",
     "community_id, first_active_at, last_active_at, messages, reactions_given, first_message_at, last_message_at",
-    "first_active_at = CASE WHEN excluded.first_active_at < member_activity.first_active_at "
-    "THEN excluded.first_active_at ELSE member_activity.first_active_at END, "
-    "last_active_at = CASE WHEN excluded.last_active_at > member_activity.last_active_at "
-    "THEN excluded.last_active_at ELSE member_activity.last_active_at END, "
+    f"{MEMBER_ACTIVE_SPAN}"
     "messages = member_activity.messages + excluded.messages, "
     "reactions_given = member_activity.reactions_given + excluded.reactions_given, "
-    "first_message_at = CASE WHEN member_activity.first_message_at IS NULL "
-    "OR excluded.first_message_at < member_activity.first_message_at "
-    "THEN excluded.first_message_at ELSE member_activity.first_message_at END, "
-    "last_message_at = CASE WHEN member_activity.last_message_at IS NULL "
-    "OR excluded.last_message_at > member_activity.last_message_at "
-    "THEN excluded.last_message_at ELSE member_activity.last_message_at END",
+    f"{MEMBER_MESSAGE_SPAN}",
 )
 _MEMBER_TOTALS_SHRUNK = (
     "UPDATE member_activity t SET messages = t.messages + k.messages, "

@@ -47,6 +47,7 @@ from storage.models import (
     Reaction,
 )
 from storage.pg_rollups import apply_delta_postgresql
+from storage.rollup_merge import MEMBER_ACTIVE_SPAN, MEMBER_MESSAGE_SPAN
 from storage.types import bind_day, bind_time, to_millis
 
 MemberDay = tuple[int, int, int, int]  # messages, replies, reactions_given, reactions_received
@@ -218,18 +219,10 @@ def apply_delta(conn: Connection, delta: RollupDelta) -> None:
             "INSERT INTO member_activity (member_id, community_id, first_active_at, last_active_at, messages, "
             f"reactions_given, first_message_at, last_message_at) VALUES ({ph}, {ph}, {ph}, {ph}, {ph}, {ph}, {ph}, "
             f"{ph}) ON CONFLICT (member_id) DO UPDATE SET "
-            "first_active_at = CASE WHEN excluded.first_active_at < member_activity.first_active_at "
-            "THEN excluded.first_active_at ELSE member_activity.first_active_at END, "
-            "last_active_at = CASE WHEN excluded.last_active_at > member_activity.last_active_at "
-            "THEN excluded.last_active_at ELSE member_activity.last_active_at END, "
+            f"{MEMBER_ACTIVE_SPAN}"
             "messages = member_activity.messages + excluded.messages, "
             "reactions_given = member_activity.reactions_given + excluded.reactions_given, "
-            "first_message_at = CASE WHEN member_activity.first_message_at IS NULL "
-            "OR excluded.first_message_at < member_activity.first_message_at "
-            "THEN excluded.first_message_at ELSE member_activity.first_message_at END, "
-            "last_message_at = CASE WHEN member_activity.last_message_at IS NULL "
-            "OR excluded.last_message_at > member_activity.last_message_at "
-            "THEN excluded.last_message_at ELSE member_activity.last_message_at END",
+            f"{MEMBER_MESSAGE_SPAN}",
             [
                 (
                     m,
@@ -623,17 +616,9 @@ _MESSAGE_ROLLUPS_SQLITE = (
     "reactions_given, first_message_at, last_message_at) SELECT member_id, ?, min(first_at), "
     f"max(last_at), sum(n), 0, min(first_at), max(last_at) FROM {_NEW} WHERE true "
     "GROUP BY member_id ON CONFLICT (member_id) DO UPDATE SET "
-    "first_active_at = CASE WHEN excluded.first_active_at < member_activity.first_active_at "
-    "THEN excluded.first_active_at ELSE member_activity.first_active_at END, "
-    "last_active_at = CASE WHEN excluded.last_active_at > member_activity.last_active_at "
-    "THEN excluded.last_active_at ELSE member_activity.last_active_at END, "
+    f"{MEMBER_ACTIVE_SPAN}"
     "messages = member_activity.messages + excluded.messages, "
-    "first_message_at = CASE WHEN member_activity.first_message_at IS NULL "
-    "OR excluded.first_message_at < member_activity.first_message_at "
-    "THEN excluded.first_message_at ELSE member_activity.first_message_at END, "
-    "last_message_at = CASE WHEN member_activity.last_message_at IS NULL "
-    "OR excluded.last_message_at > member_activity.last_message_at "
-    "THEN excluded.last_message_at ELSE member_activity.last_message_at END",
+    f"{MEMBER_MESSAGE_SPAN}",
     "INSERT INTO community_daily_totals (community_id, day, messages, reactions, joins, leaves) "
     f"SELECT ?, date(dn * 86400, 'unixepoch'), sum(n), sum(imported), 0, 0 FROM {_NEW} "
     "WHERE true GROUP BY dn ON CONFLICT (community_id, day) DO UPDATE SET "
