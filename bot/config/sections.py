@@ -49,6 +49,7 @@ from bot.config.settings import (
     DISCORD_TOKEN_ENV,
     SECRET_ENV,
     TELEGRAM_TOKEN_ENV,
+    Billing,
     CommunitySettings,
     CourseSettings,
     DashboardSettings,
@@ -386,7 +387,8 @@ def _parse_course(table: _Table, number: int, seen: dict[str, int]) -> CourseSet
     telegram_chat_id = table.optional("telegram_chat_id", _telegram_chat_id, None)
     discord_role_id = table.optional("discord_role_id", _discord_id, None)
     discord_sku_id = table.optional("discord_sku_id", _discord_id, None)
-    billing = table.optional("billing", _billing, "once")
+    once: Billing = "once"
+    billing = table.optional("billing", _billing, once)
 
     if not table.present("price_stars") and not table.present("price"):
         table.table_error('missing required key "price_stars" or "price" (a course needs at least one price)')
