@@ -71,11 +71,14 @@ class PeriodOutcome:
         subscription: The subscription after the period was recorded.
         created: This call stored the period; False for a redelivery (nothing changed).
         renewal: The period renews an existing subscription (False for the first payment).
+        was_ended: The subscription had run out and its member lost access before this payment came (they are
+            back and need access again).
     """
 
     subscription: SubscriptionRecord
     created: bool
     renewal: bool
+    was_ended: bool = False
 
 
 def _insert(conn: Connection):  # type: ignore[no-untyped-def]
@@ -236,6 +239,7 @@ def record_period(
         ).scalar()
         if inserted is None:  # another process stored the same charge in the meantime
             return PeriodOutcome(_one(conn, subscription_id), created=False, renewal=renewal)
+        was_ended = renewal and _one(conn, subscription_id).ended_at is not None
         # A renewal moves the end on (never back: an old period delivered late must not shorten access). Paying
         # again means the member is back: it undoes an earlier ending and the cancellation the renewal overrides.
         conn.execute(
@@ -243,7 +247,7 @@ def record_period(
             .where(Subscription.id == subscription_id, Subscription.ends_at < ends_at)
             .values(ends_at=ends_at, ended_at=None, comeback_sent_at=None, cancelled_at=None)
         )
-        return PeriodOutcome(_one(conn, subscription_id), created=True, renewal=renewal)
+        return PeriodOutcome(_one(conn, subscription_id), created=True, renewal=renewal, was_ended=was_ended)
 
 
 def end_subscription_at(engine: Engine, community_id: int, platform: str, subscription_ref: str, at: datetime) -> bool:
