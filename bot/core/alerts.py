@@ -61,7 +61,7 @@ class SaleAlert:
 
     def line(self) -> str:
         """The alert as one line: what, course, amount, member, platform."""
-        who = self.member.user_id
+        who = f"{self.platform} user {self.member.user_id}"
         if self.member.username:
             who = f"@{self.member.username} ({who})"
         elif self.member.display_name:
@@ -70,7 +70,7 @@ class SaleAlert:
         if self.amount is not None and self.currency:
             major = Decimal(self.amount) if self.currency == "XTR" else Decimal(self.amount) / 100
             parts.append(fmt_money(major, self.currency))
-        parts.append(f"{self.platform} user {who}")
+        parts.append(who)
         if self.note:
             parts.append(self.note)
         return " · ".join(parts)
