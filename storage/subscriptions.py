@@ -81,6 +81,10 @@ class PeriodOutcome:
     was_ended: bool = False
 
 
+# How late a renewal may arrive after the period it renews and still count as on time (member still inside).
+RENEWAL_GRACE = timedelta(days=1)
+
+
 def _insert(conn: Connection):  # type: ignore[no-untyped-def]
     return pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
 
@@ -239,7 +243,10 @@ def record_period(
         ).scalar()
         if inserted is None:  # another process stored the same charge in the meantime
             return PeriodOutcome(_one(conn, subscription_id), created=False, renewal=renewal)
-        was_ended = renewal and _one(conn, subscription_id).ended_at is not None
+        before = _one(conn, subscription_id)
+        # Lapsed: access was taken away, or had run out well before this payment (a renewal charged after a refund
+        # ended the subscription early). A renewal charged on time arrives within minutes of the old end.
+        was_ended = renewal and (before.ended_at is not None or before.ends_at < starts_at - RENEWAL_GRACE)
         # A renewal moves the end on (never back: an old period delivered late must not shorten access). Paying
         # again means the member is back: it undoes an earlier ending and the cancellation the renewal overrides.
         conn.execute(
@@ -295,6 +302,23 @@ def member_subscriptions(engine: Engine, community_id: int, platform: str, user_
             return []
         rows = conn.execute(_query().where(Subscription.member_id == member_id)).all()
     return [_record(row) for row in rows]
+
+
+def subscription_of_charge(
+    engine: Engine, community_id: int, platform: str, charge_id: str
+) -> SubscriptionRecord | None:
+    """The subscription a paid period (by the platform's charge id) belongs to, if the charge was a subscription's."""
+    with engine.connect() as conn:
+        row = conn.execute(
+            _query()
+            .join(SubscriptionPeriod, SubscriptionPeriod.subscription_id == Subscription.id)
+            .where(
+                Subscription.community_id == community_id,
+                SubscriptionPeriod.platform == platform,
+                SubscriptionPeriod.charge_id == charge_id,
+            )
+        ).first()
+    return None if row is None else _record(row)
 
 
 def subscription_by_ref(

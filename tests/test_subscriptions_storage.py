@@ -25,6 +25,7 @@ from storage.subscriptions import (
     record_period,
     set_cancelled,
     subscription_by_ref,
+    subscription_of_charge,
 )
 from tests.conftest import COMMUNITY, T0
 
@@ -180,3 +181,19 @@ def test_forgetting_a_member_removes_their_subscriptions(engine: Engine, store: 
     assert report.deleted["subscriptions"] == 1 and report.deleted["subscription_periods"] == 2
     assert member_subscriptions(engine, community_id, "telegram", "4242") == []
     assert len(member_subscriptions(engine, community_id, "telegram", "5151")) == 1
+
+
+@pytest.mark.storage
+def test_a_renewal_on_time_keeps_access_and_one_after_an_early_end_lets_the_member_back(
+    engine: Engine, store: IngestStore
+) -> None:
+    community_id = seed(store, engine)
+    pay(engine, community_id, "ch-1", 0)
+    on_time = pay(engine, community_id, "ch-2", 30)  # charged as the first period ends
+    assert on_time.was_ended is False  # type: ignore[attr-defined]
+    assert subscription_of_charge(engine, community_id, "telegram", "ch-2").subscription_ref == "ch-1"  # type: ignore[union-attr]
+    assert subscription_of_charge(engine, community_id, "telegram", "nope") is None
+    end_subscription_at(engine, community_id, "telegram", "ch-1", T0 + timedelta(days=35))  # refunded early
+    late = pay(engine, community_id, "ch-3", 60)
+    assert late.was_ended is True  # type: ignore[attr-defined]
+    assert late.subscription.ends_at == T0 + timedelta(days=90)  # type: ignore[attr-defined]

@@ -31,7 +31,7 @@ from bot.core.alerts import SaleAlert, SaleAlerts
 from bot.core.locks import KeyedLocks
 from bot.core.markup import Rich, Span, bold, code, rich
 from bot.core.payments import PaymentError, verify_payload
-from bot.core.ports import AccessResult, PlatformActions
+from bot.core.ports import AccessResult, PlatformActions, SubscriptionActions
 from bot.core.replies import Reply
 from storage.errors import UnknownCourseError, UnknownPurchaseError
 from storage.events import MemberRef, Platform, PurchaseEvent, PurchaseSource, RefundEvent
@@ -46,7 +46,13 @@ from storage.ledger import (
     record_unmatched_payment,
     unmatched_payment,
 )
-from storage.subscriptions import PeriodOutcome, record_period
+from storage.subscriptions import (
+    PeriodOutcome,
+    end_subscription_at,
+    record_period,
+    set_cancelled,
+    subscription_of_charge,
+)
 
 if TYPE_CHECKING:
     from sqlalchemy import Engine
@@ -597,6 +603,48 @@ async def _record_subscription_payment(
     return SaleOutcome(created=True, course=course, access=access, reply=Reply(rich(*lines), private=True))
 
 
+async def _end_refunded_subscription(
+    dispatcher: SalesDeps, actions: PlatformActions, platform: str, event: RefundEvent, buyer: MemberRef
+) -> None:
+    """A refunded subscription payment ends the subscription now and stops its renewals.
+
+    Otherwise the platform would charge the member again next period for access they no longer have.
+    """
+    subscription = await asyncio.to_thread(
+        subscription_of_charge, dispatcher.engine, dispatcher.community_id, platform, event.charge_id
+    )
+    if subscription is None or not subscription.active(event.occurred_at):
+        return
+    await asyncio.to_thread(
+        end_subscription_at,
+        dispatcher.engine,
+        dispatcher.community_id,
+        platform,
+        subscription.subscription_ref,
+        event.occurred_at,
+    )
+    if subscription.cancelled_at is None and isinstance(actions, SubscriptionActions):
+        try:
+            await actions.set_subscription_cancelled(buyer, subscription.subscription_ref, cancelled=True)
+        except Exception as exc:  # the refund stands; the owners must stop the renewals by hand
+            log.error(
+                "refunded %s charge %s, but stopping the renewals of subscription %s failed: %s",
+                platform,
+                event.charge_id,
+                subscription.subscription_ref,
+                exc,
+            )
+        else:
+            await asyncio.to_thread(
+                set_cancelled,
+                dispatcher.engine,
+                dispatcher.community_id,
+                platform,
+                subscription.subscription_ref,
+                event.occurred_at,
+            )
+
+
 async def record_refund(
     dispatcher: SalesDeps, event: RefundEvent, member: MemberRef | None, actions: PlatformActions
 ) -> SaleOutcome:
@@ -653,6 +701,8 @@ async def record_refund(
     buyer = member
     if buyer is None and purchase is not None and purchase.member_user_id is not None:
         buyer = MemberRef(purchase.member_user_id)
+    if buyer is not None:
+        await _end_refunded_subscription(dispatcher, actions, platform, event, buyer)
     access: AccessResult | None = None
     if course is not None and buyer is not None:
         access = await _revoke_unless_still_owned(dispatcher, actions, platform, buyer, course)

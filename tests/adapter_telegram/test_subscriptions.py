@@ -45,9 +45,12 @@ def texts_to(fake: FakeBotApi, chat_id: int) -> list[str]:
     return [str(c.params["text"]) for c in fake.calls_to("sendMessage") if to(chat_id)(c)]
 
 
-def payment(charge: str, expires: int, *, first: bool = False, update_id: int | None = None) -> dict[str, Any]:
+def payment(
+    charge: str, expires: int, *, first: bool = False, update_id: int | None = None, date: int | None = None
+) -> dict[str, Any]:
+    paid_at = date if date is not None else int(time.time())
     update = p.subscription_payment(
-        p.ALICE, club_payload(p.ALICE), CLUB_PRICE, charge=charge, expires=expires, first=first, date=int(time.time())
+        p.ALICE, club_payload(p.ALICE), CLUB_PRICE, charge=charge, expires=expires, first=first, date=paid_at
     )
     return update | ({"update_id": update_id} if update_id is not None else {})
 
@@ -169,3 +172,28 @@ async def test_reminder_once_then_removal_once_and_one_message_saying_how_to_com
         await h.deliver(payment("stxSUB9", expires + 40 * DAY, first=True, update_id=950))
         await fake.wait_for("createChatInviteLink", count=2)
         assert h.count("select count(*) from subscriptions where ended_at is null") == 1
+
+
+async def test_a_refunded_subscription_payment_ends_access_and_stops_the_renewals(
+    fake: FakeBotApi, db_path: Path
+) -> None:
+    fake.star_subscriptions[(p.ALICE, "stxSUB1")] = "active"
+    expires = int(time.time()) + 30 * DAY
+    async with running(fake, db_path, extra=EXTRA) as h:
+        await subscribe(h, fake, expires)
+        refund = p.refunded_payment(p.ALICE, club_payload(p.ALICE), CLUB_PRICE, charge="stxSUB1", date=int(time.time()))
+        await h.deliver(refund)
+        (edit,) = await fake.wait_for("editUserStarSubscription")
+        assert edit.params["is_canceled"] is True  # no charge next month for access she no longer has
+        (ban,) = await fake.wait_for("banChatMember")
+        assert int(ban.params["user_id"]) == p.ALICE
+        await fake.wait_for("sendMessage", to(ALERTS, "Refund"))
+        await h.deliver(refund | {"update_id": 990})  # reported again: nothing more
+        await h.settle()
+        assert len(fake.calls_to("editUserStarSubscription")) == 1 and len(fake.calls_to("banChatMember")) == 1
+        assert h.count("select count(*) from subscriptions where cancelled_at is not null") == 1
+        assert len([t for t in texts_to(fake, ALERTS) if "Refund" in t]) == 1
+
+        # Had Telegram charged her anyway a month later, she would be let back in, not silently kept out.
+        await h.deliver(payment("stxSUB2", expires + 30 * DAY, update_id=991, date=expires))
+        await fake.wait_for("createChatInviteLink", count=2)
