@@ -27,7 +27,7 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Literal, Protocol
 
 from analytics.formatting import fmt_day, fmt_money, plural
-from bot.core.alerts import SaleAlert, SaleAlerts
+from bot.core.alerts import AlertKind, SaleAlert, SaleAlerts
 from bot.core.locks import KeyedLocks
 from bot.core.markup import Rich, Span, bold, code, rich
 from bot.core.payments import PaymentError, verify_payload
@@ -920,6 +920,11 @@ async def record_access_end(dispatcher: SalesDeps, event: PurchaseEvent, actions
         # Only news is acted on: a redelivered end was acted on already (and the daily check covers a crash).
         if changed and course is not None and event.access_ends_at <= now:
             access = await _revoke_unless_still_owned(dispatcher, actions, platform, event.member, course, now=now)
+        if changed and not event.is_test:
+            # A future end is a cancelled subscription (it still runs until then); a past one, access that ended.
+            until = fmt_day(event.access_ends_at.astimezone(dispatcher.settings.community.tz).date())
+            ending: AlertKind = "cancellation" if event.access_ends_at > now else "access ended"
+            await alert(dispatcher, SaleAlert(ending, platform, event.member, title, note=f"access until {until}"))
         log.info(
             "%s purchase %s of %r by user %s: access ends %s%s",
             platform,

@@ -4,6 +4,7 @@ event, and only in the owners' channel (the buyer gets the receipt, never the al
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from .conftest import BOB_ID, CARA_ID, RUST_SKU, HarnessFactory
@@ -43,3 +44,26 @@ async def test_each_sale_refund_and_failed_grant_posts_one_line_in_the_alert_cha
     # Nothing the owners read went anywhere else: every other post is a receipt or an answer, not an alert line.
     others = [c for c in h.fake.find("POST", r"/channels/\d+/messages") if not c.path.endswith(f"/{channel}/messages")]
     assert not any(" · discord user " in str(c.json.get("content", "")) for c in others)
+
+
+async def test_a_cancelled_discord_subscription_and_its_end_are_announced_once_each(
+    make_harness: HarnessFactory, fake: Any
+) -> None:
+    channel = fake.guild().channel_id
+    h = await make_harness(sections={"sales": {"alert_channel": int(channel)}})
+    entitlement = h.fake.entitlement(CARA_ID, RUST_SKU)
+    await h.fake.dispatch("ENTITLEMENT_CREATE", entitlement)
+    await h.eventually(lambda: any("Sale" in t for t in posts_to(h, channel)))
+    ends = datetime.now(UTC) + timedelta(days=3)
+    cancelled = {**entitlement, "ends_at": ends.isoformat()}
+    await h.fake.dispatch("ENTITLEMENT_UPDATE", cancelled)
+    await h.fake.dispatch("ENTITLEMENT_UPDATE", cancelled)  # delivered twice
+    await h.eventually(lambda: any("Cancellation" in t for t in posts_to(h, channel)))
+    ended = {**entitlement, "ends_at": (datetime.now(UTC) - timedelta(minutes=1)).isoformat()}
+    await h.fake.dispatch("ENTITLEMENT_UPDATE", ended)
+    await h.eventually(lambda: any("Access ended" in t for t in posts_to(h, channel)))
+    await h.adapter._drain(5.0)
+    lines = posts_to(h, channel)
+    assert len([t for t in lines if "Cancellation" in t]) == 1
+    assert len([t for t in lines if "Access ended" in t]) == 1
+    assert f"{ends.day} {ends:%b %Y}" in next(t for t in lines if "Cancellation" in t)
