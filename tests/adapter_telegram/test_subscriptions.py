@@ -197,3 +197,23 @@ async def test_a_refunded_subscription_payment_ends_access_and_stops_the_renewal
         # Had Telegram charged her anyway a month later, she would be let back in, not silently kept out.
         await h.deliver(payment("stxSUB2", expires + 30 * DAY, update_id=991, date=expires))
         await fake.wait_for("createChatInviteLink", count=2)
+
+
+async def test_a_one_time_sale_whose_invite_fails_is_announced_with_the_failure_and_the_buyer_sees_no_alert(
+    fake: FakeBotApi, db_path: Path
+) -> None:
+    one_time = {
+        "courses": [{"id": "py-async", "title": "Async Python", "price_stars": 50, "telegram_chat_id": p.COURSE_CHAT}],
+        "sales": {"alert_chat": ALERTS},
+    }
+    fake.fail("createChatInviteLink", 400, "Bad Request: not enough rights to manage chat invite links")
+    paid = p.successful_payment(p.ALICE, sign_payload(SECRET, "py-async", str(p.ALICE), 50), 50, charge="stxONE")
+    async with running(fake, db_path, extra=one_time) as h:
+        await h.deliver(paid)
+        (failed,) = await fake.wait_for("sendMessage", to(ALERTS, "Access failed"))
+        assert "Async Python" in failed.params["text"] and "Invite Users via Link" in failed.params["text"]
+        (sale,) = await fake.wait_for("sendMessage", to(ALERTS, "Sale"))
+        assert "50 Stars" in sale.params["text"]
+        await fake.wait_for("sendMessage", to(p.ALICE, "admins have been told"))
+        await h.settle()
+        assert not any("Access failed" in t or "Sale:" in t for t in texts_to(fake, p.ALICE))
