@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-AlertKind = Literal["sale", "renewal", "refund", "cancellation", "resumed", "access failed", "access ended"]
+AlertKind = Literal["sale", "renewal", "refund", "cancellation", "resumed", "ending", "access failed", "access ended"]
 
 _ICONS: dict[str, str] = {
     "sale": "💰",
@@ -32,6 +32,7 @@ _ICONS: dict[str, str] = {
     "refund": "↩️",
     "cancellation": "🛑",
     "resumed": "▶️",
+    "ending": "⏳",
     "access failed": "⚠️",
     "access ended": "⌛",
 }

@@ -921,9 +921,10 @@ async def record_access_end(dispatcher: SalesDeps, event: PurchaseEvent, actions
         if changed and course is not None and event.access_ends_at <= now:
             access = await _revoke_unless_still_owned(dispatcher, actions, platform, event.member, course, now=now)
         if changed and not event.is_test:
-            # A future end is a cancelled subscription (it still runs until then); a past one, access that ended.
+            # Discord sends an end only when a subscription ends: at a future moment (the paid period runs out
+            # then), or now.
             until = fmt_day(event.access_ends_at.astimezone(dispatcher.settings.community.tz).date())
-            ending: AlertKind = "cancellation" if event.access_ends_at > now else "access ended"
+            ending: AlertKind = "ending" if event.access_ends_at > now else "access ended"
             await alert(dispatcher, SaleAlert(ending, platform, event.member, title, note=f"access until {until}"))
         log.info(
             "%s purchase %s of %r by user %s: access ends %s%s",

@@ -46,7 +46,7 @@ async def test_each_sale_refund_and_failed_grant_posts_one_line_in_the_alert_cha
     assert not any(" · discord user " in str(c.json.get("content", "")) for c in others)
 
 
-async def test_a_cancelled_discord_subscription_and_its_end_are_announced_once_each(
+async def test_a_discord_subscription_that_ends_is_announced_once_when_told_and_once_when_over(
     make_harness: HarnessFactory, fake: Any
 ) -> None:
     channel = fake.guild().channel_id
@@ -58,12 +58,12 @@ async def test_a_cancelled_discord_subscription_and_its_end_are_announced_once_e
     cancelled = {**entitlement, "ends_at": ends.isoformat()}
     await h.fake.dispatch("ENTITLEMENT_UPDATE", cancelled)
     await h.fake.dispatch("ENTITLEMENT_UPDATE", cancelled)  # delivered twice
-    await h.eventually(lambda: any("Cancellation" in t for t in posts_to(h, channel)))
+    await h.eventually(lambda: any("Ending" in t for t in posts_to(h, channel)))
     ended = {**entitlement, "ends_at": (datetime.now(UTC) - timedelta(minutes=1)).isoformat()}
     await h.fake.dispatch("ENTITLEMENT_UPDATE", ended)
     await h.eventually(lambda: any("Access ended" in t for t in posts_to(h, channel)))
     await h.adapter._drain(5.0)
     lines = posts_to(h, channel)
-    assert len([t for t in lines if "Cancellation" in t]) == 1
+    assert len([t for t in lines if "Ending" in t]) == 1
     assert len([t for t in lines if "Access ended" in t]) == 1
-    assert f"{ends.day} {ends:%b %Y}" in next(t for t in lines if "Cancellation" in t)
+    assert f"{ends.day} {ends:%b %Y}" in next(t for t in lines if "Ending" in t)
