@@ -264,6 +264,7 @@ def build_app(
         webhooks=webhooks,
     )
     built = list(adapters(deps)) if adapters else []
+    dispatcher.alerts.attach(*built)
     scheduler = Scheduler(
         settings=settings,
         engine=engine,
@@ -271,6 +272,7 @@ def build_app(
         adapters=built,
         community_id=lambda: dispatcher.community_id,
         sleep=sleep or asyncio.sleep,
+        alerts=dispatcher.alerts,
     )
     return App(
         settings=settings,

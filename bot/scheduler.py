@@ -25,17 +25,19 @@ from sqlalchemy import Engine
 from analytics.formatting import plural
 from bot.clock import Clock
 from bot.config import Settings
+from bot.core.alerts import SaleAlerts
 from bot.core.digest import build_digest
 from bot.core.markup import join, render_plain, rich
 from bot.core.nudges import OUTCOME_WINDOW_DAYS, in_quiet_hours, plan_nudges, run_nudges
 from bot.core.ports import AccessReconciler, Adapter
 from bot.core.reconcile import reconcile_access
 from bot.core.replies import OutgoingMessage, Reply
+from bot.core.subscriptions import run_subscriptions
 from storage import digests, job_runs, nudge_log
 
 log = logging.getLogger(__name__)
 
-JOBS = ("refresh", "digest", "nudges", "reconcile")
+JOBS = ("refresh", "digest", "nudges", "reconcile", "subscriptions")
 WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
 LATE_AFTER = timedelta(hours=1)  # a digest sent later than this after its slot says so
 
@@ -77,6 +79,7 @@ class Scheduler:
         community_id: Callable[[], int],
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         host: str | None = None,
+        alerts: SaleAlerts | None = None,
     ) -> None:
         """Create the scheduler (nothing runs until ``start``).
 
@@ -88,6 +91,7 @@ class Scheduler:
             community_id: Returns the registered community's id (known once the app started).
             sleep: How the nudge run waits between messages (tests pass a fake).
             host: Recorded with each job run and digest claim (default: host name and process id).
+            alerts: The owners' sale alerts (the dispatcher's), told when a subscription's access ends.
         """
         self.settings = settings
         self.engine = engine
@@ -96,6 +100,7 @@ class Scheduler:
         self._community_id = community_id
         self.sleep = sleep
         self.host = host or f"{socket.gethostname()}:{os.getpid()}"
+        self.alerts = alerts
         self._aps: AsyncIOScheduler | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self._running: set[asyncio.Task[Any]] = set()
@@ -124,6 +129,13 @@ class Scheduler:
         if self._controls_access():
             at = self.settings.schedule.reconcile_time
             found["reconcile"] = CronTrigger(hour=at.hour, minute=at.minute, timezone=tz)
+        if any(course.billing == "monthly" for course in self.settings.courses):
+            # Access ends to the minute a period runs out; checked as often as the refresh runs.
+            found["subscriptions"] = IntervalTrigger(
+                minutes=self.settings.schedule.refresh_minutes,
+                start_date=self.clock.now() + timedelta(minutes=1),
+                timezone=tz,
+            )
         return found
 
     def _controls_access(self) -> bool:
@@ -187,6 +199,7 @@ class Scheduler:
             "digest": self.send_digest,
             "nudges": self.nudge,
             "reconcile": self.reconcile,
+            "subscriptions": self.subscriptions,
         }
         community_id = self._community_id()
         run_id = await asyncio.to_thread(
@@ -352,6 +365,18 @@ class Scheduler:
         report = await reconcile_access(self.engine, self.settings, self._community_id(), reconcilers)
         return JobResult("ok", report.detail())
 
+    async def subscriptions(self) -> JobResult:
+        """Remind members before their subscription renews; remove (once) those whose paid time ran out."""
+        run = await run_subscriptions(
+            self.engine,
+            self.settings,
+            self._community_id(),
+            self.adapters,
+            now=self.clock.now(),
+            alerts=self.alerts,
+        )
+        return JobResult("ok", run.detail())
+
 
 def _week(monday: date) -> str:
     year, week, _ = monday.isocalendar()
@@ -365,4 +390,5 @@ def job_names() -> Mapping[str, str]:
         "digest": "sends the weekly owner digest",
         "nudges": "nudges inactive members",
         "reconcile": "makes course access match purchases",
+        "subscriptions": "reminds before renewals and removes members whose subscription ended",
     }

@@ -480,3 +480,58 @@ class DashboardSession(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime())
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class Subscription(Base):
+    """A member's recurring access to a monthly course on one platform: paid up to ``ends_at``, renewed per payment.
+
+    ``subscription_ref`` is the platform's name for it (the ``telegram_payment_charge_id`` of the first Telegram
+    Stars payment, which ``editUserStarSubscription`` takes; a Discord subscription entitlement's id). The
+    reminder, the removal and the come-back message each happen once: their columns are claimed before acting.
+    """
+
+    __tablename__ = "subscriptions"
+    __table_args__ = (
+        UniqueConstraint("platform", "subscription_ref"),
+        Index("ix_subscriptions_member_id", "member_id"),
+        Index("ix_subscriptions_community_id_ends_at", "community_id", "ends_at"),
+        {"info": {"member_data": "delete"}},
+    )
+
+    id: Mapped[int] = mapped_column(IdType, primary_key=True)
+    community_id: Mapped[int] = mapped_column(ForeignKey("communities.id", ondelete="CASCADE"))
+    member_id: Mapped[int] = mapped_column(ForeignKey("members.id", ondelete="CASCADE"))
+    course_id: Mapped[int] = mapped_column(ForeignKey("courses.id", ondelete="RESTRICT"))
+    platform: Mapped[str] = mapped_column(String(16))
+    subscription_ref: Mapped[str] = mapped_column(String(200))
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    # Access is paid up to here; every renewal moves it on (never back).
+    ends_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    # The member (or the platform) cancelled: no renewal comes, access still lasts until ends_at.
+    cancelled_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # Access ran out without a renewal and the member was removed from the course chat or role (once).
+    ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # The ends_at the renewal reminder was sent for: a renewal moves ends_at on, so the next period reminds again.
+    reminded_for: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # When the member who lost access was told how to come back (once per ending).
+    comeback_sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class SubscriptionPeriod(Base):
+    """One paid period of a subscription, keyed by the platform's charge id: a renewal delivered twice counts once."""
+
+    __tablename__ = "subscription_periods"
+    __table_args__ = (
+        UniqueConstraint("platform", "charge_id"),
+        Index("ix_subscription_periods_subscription_id", "subscription_id"),
+        Index("ix_subscription_periods_member_id", "member_id"),
+        {"info": {"member_data": "delete"}},
+    )
+
+    id: Mapped[int] = mapped_column(IdType, primary_key=True)
+    subscription_id: Mapped[int] = mapped_column(ForeignKey("subscriptions.id", ondelete="CASCADE"))
+    member_id: Mapped[int] = mapped_column(ForeignKey("members.id", ondelete="CASCADE"))
+    platform: Mapped[str] = mapped_column(String(16))
+    charge_id: Mapped[str] = mapped_column(String(200))
+    starts_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    ends_at: Mapped[datetime] = mapped_column(UTCDateTime())

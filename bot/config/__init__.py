@@ -18,6 +18,7 @@ Import public names from ``bot.config``.
 from bot.config.errors import ConfigError
 from bot.config.loading import load_secrets, load_settings, parse_settings, validate_secrets
 from bot.config.settings import (
+    BILLING_PERIOD_DAYS,
     DEFAULT_NUDGE_TEMPLATE,
     DEFAULT_WEBHOOK_SECRET_ENV,
     DISCORD_TOKEN_ENV,
@@ -26,6 +27,7 @@ from bot.config.settings import (
     SECRET_ENV,
     TELEGRAM_TOKEN_ENV,
     WEEKDAYS,
+    Billing,
     CommunitySettings,
     CourseSettings,
     DashboardSettings,
@@ -33,6 +35,7 @@ from bot.config.settings import (
     DiscordSettings,
     NudgeSettings,
     QuietHours,
+    SalesSettings,
     Secrets,
     Settings,
     StorageSettings,
@@ -44,6 +47,7 @@ from bot.config.settings import (
 )
 
 __all__ = [
+    "BILLING_PERIOD_DAYS",
     "DEFAULT_NUDGE_TEMPLATE",
     "DEFAULT_WEBHOOK_SECRET_ENV",
     "DISCORD_TOKEN_ENV",
@@ -52,6 +56,7 @@ __all__ = [
     "SECRET_ENV",
     "TELEGRAM_TOKEN_ENV",
     "WEEKDAYS",
+    "Billing",
     "CommunitySettings",
     "ConfigError",
     "CourseSettings",
@@ -60,6 +65,7 @@ __all__ = [
     "DiscordSettings",
     "NudgeSettings",
     "QuietHours",
+    "SalesSettings",
     "Secrets",
     "Settings",
     "StorageSettings",

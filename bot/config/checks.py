@@ -19,17 +19,22 @@ from typing import Final, Literal, TypeGuard
 
 from bot.config.errors import _TELEGRAM_TOKEN_RE, _Invalid
 from bot.config.settings import (
+    BILLING_PERIOD_DAYS,
     DEFAULT_WEBHOOK_SECRET_ENV,
     NUDGE_PLACEHOLDERS,
     NUDGES_OFF_COMMAND,
     TELEGRAM_TOKEN_ENV,
     WEEKDAYS,
+    Billing,
     QuietHours,
     TelegramMode,
     Weekday,
 )
 
 _TELEGRAM_MODES: Final[tuple[TelegramMode, ...]] = ("polling", "webhook")
+
+
+_BILLINGS: Final[tuple[Billing, ...]] = ("once", "monthly")
 
 
 # Course ids end up in Telegram deep links and callback data, which are limited to 64 bytes including
@@ -134,6 +139,20 @@ def _stars_price(value: object) -> int:
         f"a whole number of Telegram Stars from 1 to {MAX_STARS_PER_INVOICE:,} (Telegram's most per invoice)",
         _unquote_hint(value),
     )
+
+
+def _billing(value: object) -> Billing:
+    for billing in _BILLINGS:
+        if billing == value:
+            return billing
+    raise _Invalid('"once" or "monthly"')
+
+
+def _reminder_days(value: object) -> int:
+    # A reminder later than the period itself would go out on the day of the purchase.
+    if _is_int(value) and 0 <= value < BILLING_PERIOD_DAYS:
+        return value
+    raise _Invalid(f"a whole number of days from 0 (no reminders) to {BILLING_PERIOD_DAYS - 1}", _unquote_hint(value))
 
 
 def _holdout_share(value: object) -> float:

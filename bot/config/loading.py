@@ -20,6 +20,7 @@ from bot.config.sections import (
     _parse_digest,
     _parse_discord,
     _parse_nudges,
+    _parse_sales,
     _parse_schedule,
     _parse_storage,
     _parse_telegram,
@@ -86,6 +87,7 @@ def parse_settings(data: Mapping[str, Any], *, source: str = "<config>") -> Sett
     web = _read_section(data, "web", _parse_web, errors)
     dashboard = _read_section(data, "dashboard", _parse_dashboard, errors)
     courses = _parse_courses(data, errors)
+    sales = _read_section(data, "sales", _parse_sales, errors)
     for key, value in data.items():
         if key not in _SECTIONS:
             errors[key] = [_unknown_top_level(key, value)]
@@ -106,6 +108,7 @@ def parse_settings(data: Mapping[str, Any], *, source: str = "<config>") -> Sett
         courses=courses,
         web=web,
         dashboard=dashboard,
+        sales=sales,
     )
 
 

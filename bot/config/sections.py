@@ -8,6 +8,7 @@ from collections.abc import Callable, Mapping
 from typing import Any, Final, TypeVar
 
 from bot.config.checks import (
+    _billing,
     _bool,
     _busy_timeout,
     _clock_time,
@@ -26,6 +27,7 @@ from bot.config.checks import (
     _price,
     _public_url,
     _quiet_hours,
+    _reminder_days,
     _shards,
     _slug,
     _stars_price,
@@ -47,12 +49,14 @@ from bot.config.settings import (
     DISCORD_TOKEN_ENV,
     SECRET_ENV,
     TELEGRAM_TOKEN_ENV,
+    Billing,
     CommunitySettings,
     CourseSettings,
     DashboardSettings,
     DigestSettings,
     DiscordSettings,
     NudgeSettings,
+    SalesSettings,
     ScheduleSettings,
     StorageSettings,
     TelegramSettings,
@@ -70,6 +74,7 @@ _SECTIONS: Final = (
     "web",
     "dashboard",
     "courses",
+    "sales",
 )
 
 
@@ -203,6 +208,7 @@ def _section_keys() -> dict[str, tuple[str, ...]]:
         "web": WebSettings,
         "dashboard": DashboardSettings,
         "courses": CourseSettings,
+        "sales": SalesSettings,
     }
     return {name: tuple(item.name for item in dataclasses.fields(cls)) for name, cls in classes.items()}
 
@@ -381,6 +387,8 @@ def _parse_course(table: _Table, number: int, seen: dict[str, int]) -> CourseSet
     telegram_chat_id = table.optional("telegram_chat_id", _telegram_chat_id, None)
     discord_role_id = table.optional("discord_role_id", _discord_id, None)
     discord_sku_id = table.optional("discord_sku_id", _discord_id, None)
+    once: Billing = "once"
+    billing = table.optional("billing", _billing, once)
 
     if not table.present("price_stars") and not table.present("price"):
         table.table_error('missing required key "price_stars" or "price" (a course needs at least one price)')
@@ -388,6 +396,13 @@ def _parse_course(table: _Table, number: int, seen: dict[str, int]) -> CourseSet
         table.table_error('missing required key "currency" (needed because price is set)')
     if table.present("currency") and not table.present("price"):
         table.key_error("currency", 'only used together with "price", but price is not set')
+
+    # A Stars subscription is Telegram's "pay to stay in this chat": without a chat there is nothing to renew.
+    if billing == "monthly" and price_stars is not None and telegram_chat_id is None and table.valid("billing"):
+        table.table_error(
+            'missing required key "telegram_chat_id" (needed because billing = "monthly" with price_stars: '
+            "a Telegram Stars subscription is access to a chat)"
+        )
 
     if course_id is None or title is None:
         return None
@@ -402,4 +417,14 @@ def _parse_course(table: _Table, number: int, seen: dict[str, int]) -> CourseSet
         telegram_chat_id=telegram_chat_id,
         discord_role_id=discord_role_id,
         discord_sku_id=discord_sku_id,
+        billing=billing,
+    )
+
+
+def _parse_sales(table: _Table) -> SalesSettings:
+    default = SalesSettings()
+    return SalesSettings(
+        renewal_reminder_days=table.optional("renewal_reminder_days", _reminder_days, default.renewal_reminder_days),
+        alert_chat=table.optional("alert_chat", _telegram_chat_id, default.alert_chat),
+        alert_channel=table.optional("alert_channel", _discord_id, default.alert_channel),
     )

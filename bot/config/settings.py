@@ -31,6 +31,13 @@ Weekday = Literal["monday", "tuesday", "wednesday", "thursday", "friday", "satur
 TelegramMode = Literal["polling", "webhook"]
 
 
+Billing = Literal["once", "monthly"]
+
+
+# Telegram Stars subscriptions renew every 30 days (Telegram's only period); monthly courses use it on every platform.
+BILLING_PERIOD_DAYS: Final = 30
+
+
 # Index in this tuple == datetime.date.weekday(), so schedulers can compare directly.
 WEEKDAYS: Final[tuple[Weekday, ...]] = (
     "monday",
@@ -220,6 +227,19 @@ class CourseSettings:
     telegram_chat_id: int | None = None
     discord_role_id: int | None = None
     discord_sku_id: int | None = None
+    # "monthly": access lasts one 30-day period per payment and ends unless renewed; "once": forever.
+    billing: Billing = "once"
+
+
+@dataclass(frozen=True, slots=True)
+class SalesSettings:
+    """``[sales]``: renewal reminders for monthly courses and the owners' sale alerts."""
+
+    # Members whose paid period ends within this many days (and who did not cancel) get one reminder; 0 turns it off.
+    renewal_reminder_days: int = 3
+    # Where each sale, renewal, refund, cancellation and failed access grant is announced; never a members' chat.
+    alert_chat: int | None = None
+    alert_channel: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -256,6 +276,7 @@ class Settings:
     courses: tuple[CourseSettings, ...] = ()
     web: WebSettings = field(default_factory=WebSettings)
     dashboard: DashboardSettings = field(default_factory=DashboardSettings)
+    sales: SalesSettings = field(default_factory=SalesSettings)
 
 
 @dataclass(frozen=True, slots=True, repr=False)

@@ -12,6 +12,7 @@ import time
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING
 
+from bot.core.alerts import SaleAlerts
 from bot.core.commands.base import CommandContext, CommandSpec, OptionSpec, UsageError
 from bot.core.commands.cache import FiguresCache
 from bot.core.locks import KeyedLocks
@@ -72,6 +73,8 @@ class Dispatcher:
         self.confirm_key = signing_secret.encode() if signing_secret else secrets.token_bytes(32)
         # Payments can arrive twice at once (a redelivery racing the original): they are recorded one at a time.
         self.sale_locks = KeyedLocks()
+        # The owners' sale alerts ([sales] alert_chat / alert_channel); bot/app.py attaches the adapters.
+        self.alerts = SaleAlerts(settings.sales)
         # Reports and rankings computed once and shared by every command until the writer commits new data.
         self.figures = FiguresCache()
         if writer is not None:  # the dispatcher's own tests run handlers without a writer or a database
@@ -143,6 +146,7 @@ class Dispatcher:
                 confirm_key=self.confirm_key,
                 sale_locks=self.sale_locks,
                 figures=self.figures,
+                alerts=self.alerts,
                 signing_secret=self.signing_secret,
             )
             reply = await spec.handler(ctx)

@@ -12,7 +12,12 @@ client library is imported — and provides:
   refund a platform payment), answering with :class:`AccessResult`, or :class:`CapabilityError` when the
   platform cannot do it;
 - optionally an :class:`AccessReconciler`, when the platform controls course access (roles, course chats), so
-  the daily reconciliation can list holders and fix each one (:class:`AccessFix`).
+  the daily reconciliation can list holders and fix each one (:class:`AccessFix`);
+- optionally :class:`SubscriptionActions`, when members can cancel a subscription through the bot (Telegram
+  Stars subscriptions; Discord members cancel in Discord's own settings).
+
+Sale alerts (``[sales] alert_chat`` / ``alert_channel``) go out through :meth:`Adapter.send` of the platform the
+alert target is on, whichever platform the sale came from (see ``bot.core.alerts``).
 
 The core (``bot/core``, ``bot/scheduler.py``, ``bot/app.py``) depends only on these ports, never on
 ``bot.adapters``; adapters implement them and keep only what they share (``bot/adapters/retry.py``).
@@ -171,6 +176,19 @@ class AccessResult:
 
 class CapabilityError(Exception):
     """The platform cannot do what was asked (e.g. refund a Discord purchase from the bot); say so, never skip."""
+
+
+@runtime_checkable
+class SubscriptionActions(Protocol):
+    """Implemented by platform actions that can cancel or resume a member's subscription (Telegram)."""
+
+    async def set_subscription_cancelled(self, member: MemberRef, subscription_ref: str, *, cancelled: bool) -> None:
+        """Stop (``cancelled``) or resume the renewals of a subscription; access lasts until the paid period ends.
+
+        Raises:
+            CapabilityError: The platform refused (the subscription is unknown to it, or already ended).
+        """
+        ...
 
 
 class PlatformActions(Protocol):

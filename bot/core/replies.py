@@ -42,7 +42,11 @@ class Button:
 
 @dataclass(frozen=True, slots=True)
 class Invoice:
-    """A Telegram Stars invoice for a course. ``payload`` is signed (see ``bot.core.payments``)."""
+    """A Telegram Stars invoice for a course. ``payload`` is signed (see ``bot.core.payments``).
+
+    ``subscription_period`` (seconds) makes it a subscription: charged again every period until cancelled
+    (Telegram sends it as a link, ``createInvoiceLink``, and allows 30 days only).
+    """
 
     course_id: str
     title: str
@@ -50,6 +54,7 @@ class Invoice:
     amount: int
     currency: str
     payload: str
+    subscription_period: int | None = None
 
 
 @dataclass(frozen=True, slots=True)

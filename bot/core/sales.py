@@ -24,16 +24,17 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Literal, Protocol
 
-from analytics.formatting import fmt_money, plural
+from analytics.formatting import fmt_day, fmt_money, plural
+from bot.core.alerts import AlertKind, SaleAlert, SaleAlerts
 from bot.core.locks import KeyedLocks
 from bot.core.markup import Rich, Span, bold, code, rich
 from bot.core.payments import PaymentError, verify_payload
-from bot.core.ports import AccessResult, PlatformActions
+from bot.core.ports import AccessResult, PlatformActions, SubscriptionActions
 from bot.core.replies import Reply
 from storage.errors import UnknownCourseError, UnknownPurchaseError
-from storage.events import MemberRef, PurchaseEvent, PurchaseSource, RefundEvent
+from storage.events import MemberRef, Platform, PurchaseEvent, PurchaseSource, RefundEvent
 from storage.ledger import (
     access_granted,
     earlier_live_purchase,
@@ -44,6 +45,13 @@ from storage.ledger import (
     purchase_by_charge,
     record_unmatched_payment,
     unmatched_payment,
+)
+from storage.subscriptions import (
+    PeriodOutcome,
+    end_subscription_at,
+    record_period,
+    set_cancelled,
+    subscription_of_charge,
 )
 
 if TYPE_CHECKING:
@@ -97,6 +105,28 @@ class SalesDeps(Protocol):
     def clock(self) -> Clock:
         """The current time (whether an entitlement's access has ended)."""
         ...
+
+    @property
+    def alerts(self) -> SaleAlerts | None:
+        """Where the owners hear about sales, renewals, refunds and failed grants (``[sales]``); None: nowhere."""
+        ...
+
+
+async def alert(dispatcher: SalesDeps, sale_alert: SaleAlert) -> None:
+    """Post one sale alert to the owners' alert chat and channel, if configured (never to members)."""
+    sink = dispatcher.alerts
+    if sink is not None and sink.enabled:
+        await sink.post(sale_alert)
+
+
+def is_subscription_payment(event: PurchaseEvent, course: CourseSettings | None) -> bool:
+    """Whether a payment is one period of a monthly course (a Telegram Stars subscription payment)."""
+    return (
+        course is not None
+        and course.billing == "monthly"
+        and event.access_ends_at is not None
+        and event.platform is Platform.TELEGRAM
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -378,6 +408,8 @@ async def _record_sale(dispatcher: SalesDeps, event: PurchaseEvent, actions: Pla
         )
     course = find_course(dispatcher.settings, event.course_id)
     title = course.title if course else event.course_id
+    if course is not None and is_subscription_payment(event, course):
+        return await _record_subscription_payment(dispatcher, event, course, outcome.row_id, outcome.created, actions)
     if event.source == PurchaseSource.TELEGRAM_STARS:  # the only payments the bot can give back itself
         earlier = await asyncio.to_thread(
             earlier_live_purchase,
@@ -450,6 +482,7 @@ async def _record_sale(dispatcher: SalesDeps, event: PurchaseEvent, actions: Pla
         )
     access = await _grant(actions, event.member, course)
     lines: list[list[Span | str] | str] = [["Thank you! Your purchase of ", bold(course.title), " is recorded."]]
+    await _alert_sale(dispatcher, "sale", event, course, access, new=outcome.created)
     if access.ok:
         await asyncio.to_thread(mark_access_granted, dispatcher.engine, outcome.row_id, at=event.occurred_at)
         if access.detail:
@@ -466,6 +499,150 @@ async def _record_sale(dispatcher: SalesDeps, event: PurchaseEvent, actions: Pla
         lines.append("We could not give you access automatically; the admins have been told and will sort it out.")
     lines.append("Questions about your payment? Send /paysupport.")
     return SaleOutcome(created=outcome.created, course=course, access=access, reply=Reply(rich(*lines), private=True))
+
+
+async def _alert_sale(
+    dispatcher: SalesDeps,
+    kind: Literal["sale", "renewal"],
+    event: PurchaseEvent,
+    course: CourseSettings,
+    access: AccessResult | None,
+    *,
+    new: bool,
+    note: str = "",
+) -> None:
+    """Tell the owners about a newly recorded sale or renewal, and (each time) about a grant that failed."""
+    if event.is_test:
+        return  # no money moved
+    if new:
+        await alert(
+            dispatcher,
+            SaleAlert(kind, event.platform.value, event.member, course.title, event.amount, event.currency, note),
+        )
+    if access is not None and not access.ok:
+        problem = access.problem or "no reason given"
+        await alert(
+            dispatcher, SaleAlert("access failed", event.platform.value, event.member, course.title, note=problem)
+        )
+
+
+async def _record_subscription_payment(
+    dispatcher: SalesDeps,
+    event: PurchaseEvent,
+    course: CourseSettings,
+    purchase_id: int,
+    new_purchase: bool,
+    actions: PlatformActions,
+) -> SaleOutcome:
+    """One period of a monthly course: extend the member's subscription; give access unless they still have it.
+
+    The purchase is committed already (the caller did). The period is recorded once per charge, so a renewal
+    delivered again extends nothing and says nothing; one that comes after the member lost access (a late renewal,
+    or paying again) gives access again.
+    """
+    assert event.access_ends_at is not None
+    period: PeriodOutcome = await asyncio.to_thread(
+        record_period,
+        dispatcher.engine,
+        dispatcher.community_id,
+        platform=event.platform.value,
+        user_id=event.member.user_id,
+        course_key=course.id,
+        charge_id=event.charge_id,
+        starts_at=event.occurred_at,
+        ends_at=event.access_ends_at,
+    )
+    until = fmt_day(period.subscription.ends_at.astimezone(dispatcher.settings.community.tz).date())
+    granted = await asyncio.to_thread(access_granted, dispatcher.engine, purchase_id)
+    if not period.created and not new_purchase and granted:
+        return SaleOutcome(
+            created=False,
+            course=course,
+            access=None,
+            reply=Reply(
+                rich(["Your payment for ", bold(course.title), " was already recorded. Nothing more to do."]), True
+            ),
+        )
+    if period.renewal and not period.was_ended:
+        # The member is still in: nothing to grant (a second invite link would only confuse).
+        await asyncio.to_thread(mark_access_granted, dispatcher.engine, purchase_id, at=event.occurred_at)
+        await _alert_sale(dispatcher, "renewal", event, course, None, new=period.created, note=f"until {until}")
+        return SaleOutcome(
+            created=period.created or new_purchase,
+            course=course,
+            access=None,
+            reply=Reply(
+                rich(
+                    ["Thank you! Your subscription to ", bold(course.title), f" is renewed until {until}."],
+                    "Send /subscriptions to see or cancel it.",
+                ),
+                private=True,
+            ),
+        )
+    access = await _grant(actions, event.member, course)
+    kind: Literal["sale", "renewal"] = "renewal" if period.renewal else "sale"
+    await _alert_sale(dispatcher, kind, event, course, access, new=period.created, note=f"until {until}")
+    lines: list[list[Span | str] | str] = [
+        ["Thank you! You are subscribed to ", bold(course.title), f" until {until}; it renews every 30 days."]
+    ]
+    if access.ok:
+        await asyncio.to_thread(mark_access_granted, dispatcher.engine, purchase_id, at=event.occurred_at)
+        if access.detail:
+            lines.append(access.detail)
+    else:
+        log.error(
+            "subscription payment %s of %r by %s user %s is recorded but access could not be given: %s",
+            event.charge_id,
+            course.id,
+            event.platform.value,
+            event.member.user_id,
+            access.problem or "no reason given",
+        )
+        lines.append("We could not give you access automatically; the admins have been told and will sort it out.")
+    lines.append("Send /subscriptions to see or cancel it; questions about your payment: /paysupport.")
+    return SaleOutcome(created=True, course=course, access=access, reply=Reply(rich(*lines), private=True))
+
+
+async def _end_refunded_subscription(
+    dispatcher: SalesDeps, actions: PlatformActions, platform: str, event: RefundEvent, buyer: MemberRef
+) -> None:
+    """A refunded subscription payment ends the subscription now and stops its renewals.
+
+    Otherwise the platform would charge the member again next period for access they no longer have.
+    """
+    subscription = await asyncio.to_thread(
+        subscription_of_charge, dispatcher.engine, dispatcher.community_id, platform, event.charge_id
+    )
+    if subscription is None or not subscription.active(event.occurred_at):
+        return
+    await asyncio.to_thread(
+        end_subscription_at,
+        dispatcher.engine,
+        dispatcher.community_id,
+        platform,
+        subscription.subscription_ref,
+        event.occurred_at,
+    )
+    if subscription.cancelled_at is None and isinstance(actions, SubscriptionActions):
+        try:
+            await actions.set_subscription_cancelled(buyer, subscription.subscription_ref, cancelled=True)
+        except Exception as exc:  # the refund stands; the owners must stop the renewals by hand
+            log.error(
+                "refunded %s charge %s, but stopping the renewals of subscription %s failed: %s",
+                platform,
+                event.charge_id,
+                subscription.subscription_ref,
+                exc,
+            )
+        else:
+            await asyncio.to_thread(
+                set_cancelled,
+                dispatcher.engine,
+                dispatcher.community_id,
+                platform,
+                subscription.subscription_ref,
+                event.occurred_at,
+            )
 
 
 async def record_refund(
@@ -524,6 +701,8 @@ async def record_refund(
     buyer = member
     if buyer is None and purchase is not None and purchase.member_user_id is not None:
         buyer = MemberRef(purchase.member_user_id)
+    if buyer is not None:
+        await _end_refunded_subscription(dispatcher, actions, platform, event, buyer)
     access: AccessResult | None = None
     if course is not None and buyer is not None:
         access = await _revoke_unless_still_owned(dispatcher, actions, platform, buyer, course)
@@ -538,6 +717,13 @@ async def record_refund(
             )
     elif purchase is not None:
         log.warning("refund of %s recorded; course %r is not configured, no access to revoke", event.charge_id, title)
+    if purchase is not None and not purchase.is_test:
+        who = buyer or MemberRef(purchase.member_user_id or "[forgotten]")
+        await alert(dispatcher, SaleAlert("refund", platform, who, title, purchase.amount, purchase.currency))
+        if access is not None and not access.ok:
+            await alert(
+                dispatcher, SaleAlert("access failed", platform, who, title, note=access.problem or "could not revoke")
+            )
     return SaleOutcome(
         created=True,
         course=course,
@@ -734,6 +920,12 @@ async def record_access_end(dispatcher: SalesDeps, event: PurchaseEvent, actions
         # Only news is acted on: a redelivered end was acted on already (and the daily check covers a crash).
         if changed and course is not None and event.access_ends_at <= now:
             access = await _revoke_unless_still_owned(dispatcher, actions, platform, event.member, course, now=now)
+        if changed and not event.is_test:
+            # Discord sends an end only when a subscription ends: at a future moment (the paid period runs out
+            # then), or now.
+            until = fmt_day(event.access_ends_at.astimezone(dispatcher.settings.community.tz).date())
+            ending: AlertKind = "ending" if event.access_ends_at > now else "access ended"
+            await alert(dispatcher, SaleAlert(ending, platform, event.member, title, note=f"access until {until}"))
         log.info(
             "%s purchase %s of %r by user %s: access ends %s%s",
             platform,

@@ -17,7 +17,7 @@ from zoneinfo import ZoneInfo
 from analytics.formatting import fmt_day, fmt_int, fmt_members, fmt_money, fmt_pct, plural
 from analytics.privacy import Audience, members_counted
 from analytics.results import Cohort, Report
-from bot.config import CourseSettings
+from bot.config import BILLING_PERIOD_DAYS, CourseSettings
 from storage.ledger import LedgerRow
 
 
@@ -60,7 +60,11 @@ def course_prices(course: CourseSettings, platform: str | None = None) -> str:
         prices = [money or ("in Discord's shop" if course.discord_sku_id is not None else None)]
     else:
         prices = [stars, money]
-    return " or ".join(p for p in prices if p) or "ask an admin"
+    text = " or ".join(p for p in prices if p)
+    if not text:
+        return "ask an admin"
+    # A monthly course is charged again every period: say so wherever its price is shown.
+    return f"{text} every {BILLING_PERIOD_DAYS} days" if course.billing == "monthly" else text
 
 
 def local_midnight(day: date, tz: ZoneInfo) -> datetime:

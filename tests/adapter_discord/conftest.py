@@ -201,16 +201,16 @@ async def make_harness(fake: FakeDiscord, tmp_path: Path) -> AsyncIterator[Harne
         retry_wait: float = 1.0,
         discord: dict[str, Any] | None = None,
         message_content: bool = False,
+        sections: dict[str, Any] | None = None,
     ) -> Harness:
-        settings = parse_settings(
-            settings_dict(
-                fake,
-                tmp_path / "bot.db",
-                store_text=store_text,
-                shards=shards,
-                **{"message_content": message_content, **(discord or {})},
-            )
+        document = settings_dict(
+            fake,
+            tmp_path / "bot.db",
+            store_text=store_text,
+            shards=shards,
+            **{"message_content": message_content, **(discord or {})},
         )
+        settings = parse_settings(document | (sections or {}))
         engine = make_engine(settings.storage.url)
         if busy_timeout_ms is not None:
             short_busy_timeout(engine, busy_timeout_ms)
@@ -240,6 +240,7 @@ async def make_harness(fake: FakeDiscord, tmp_path: Path) -> AsyncIterator[Harne
             ready_timeout=ready_timeout,
             retry_wait=retry_wait,
         )
+        dispatcher.alerts.attach(adapter)  # as bot/app.py does
         harness = Harness(fake, settings, engine, writer, dispatcher, adapter)
         harnesses.append(harness)
         if start:

@@ -117,15 +117,17 @@ async def running(
     busy_timeout_ms: int | None = None,
     retry_wait: float = 1.0,
     writer_retry_wait: float | None = None,
+    extra: dict[str, Any] | None = None,
     **telegram: Any,
 ) -> AsyncIterator[Harness]:
     """Start the storage, dispatcher (the real command set) and adapter; stop them in the app's order.
 
     ``busy_timeout_ms`` shortens SQLite's wait for a write lock (10 s in production) so that a test can make
     storing really fail while another connection holds the lock; ``retry_wait`` is the adapter's first back-off
-    wait, ``writer_retry_wait`` the writer's (the same by default).
+    wait, ``writer_retry_wait`` the writer's (the same by default). ``extra`` adds or replaces top-level sections
+    (``courses``, ``sales``).
     """
-    settings = parse_settings(config(fake.base_url, db_path, **telegram))
+    settings = parse_settings(config(fake.base_url, db_path, **telegram) | (extra or {}))
     engine = make_engine(settings.storage.url)
     if busy_timeout_ms is not None:
         short_busy_timeout(engine, busy_timeout_ms)
@@ -148,6 +150,7 @@ async def running(
         engine=engine,
     )
     adapter = TelegramAdapter(deps, flood_limits=limits, poll_timeout=5, retry_wait=retry_wait)
+    dispatcher.alerts.attach(adapter)  # as bot/app.py does
     await writer.start()
     try:
         await adapter.start()

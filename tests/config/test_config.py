@@ -64,13 +64,17 @@ def test_example_loads_with_the_values_it_documents() -> None:
     assert settings.dashboard.enabled is False
     assert settings.dashboard.refresh_seconds == 30
 
-    py_async, rust_intro = settings.courses
+    py_async, rust_intro, review = settings.courses
     assert (py_async.id, py_async.title) == ("py-async", "Async Python")
     assert py_async.price_stars == 500
     assert py_async.price == Decimal("49")
     assert py_async.currency == "EUR"
     assert py_async.checkout_url is not None and py_async.checkout_url.startswith("https://")
     assert rust_intro.id == "rust-intro"
+    assert (py_async.billing, rust_intro.billing) == ("once", "once")
+    assert (review.billing, review.price_stars, review.telegram_chat_id) == ("monthly", 250, -1001234500000)
+    assert settings.sales.renewal_reminder_days == 3
+    assert (settings.sales.alert_chat, settings.sales.alert_channel) == (None, None)
 
 
 def test_example_documents_every_option() -> None:
@@ -85,6 +89,7 @@ def test_example_documents_every_option() -> None:
         "schedule": Settings().schedule,
         "web": Settings().web,
         "dashboard": Settings().dashboard,
+        "sales": Settings().sales,
     }
     for section, defaults in sections.items():
         assert f"[{section}]" in text
@@ -680,3 +685,77 @@ def test_web_and_dashboard_unknown_keys_are_named() -> None:
     assert errors_of({"web": {"prot": 80}}) == ('[web] prot: unknown key (did you mean "port"?)',)
     assert errors_of({"dashboard": {"enable": True}}) == ('[dashboard] enable: unknown key (did you mean "enabled"?)',)
     assert errors_of({"dashbord": {}}) == ("[dashbord]: unknown section (did you mean [dashboard]?)",)
+
+
+# --------------------------------------------------------------------------------------------------------
+# Monthly courses and the [sales] section
+
+
+def test_monthly_course_and_sales_section_are_read() -> None:
+    settings = parse_settings(
+        {
+            "courses": [course(billing="monthly", telegram_chat_id=-1001)],
+            "sales": {"renewal_reminder_days": 5, "alert_chat": -1002, "alert_channel": 123456789},
+        }
+    )
+    assert settings.courses[0].billing == "monthly"
+    assert settings.sales.renewal_reminder_days == 5
+    assert (settings.sales.alert_chat, settings.sales.alert_channel) == (-1002, 123456789)
+
+
+def test_billing_defaults_to_once_and_sales_to_three_day_reminders() -> None:
+    settings = parse_settings({"courses": [course()]})
+    assert settings.courses[0].billing == "once"
+    assert settings.sales.renewal_reminder_days == 3
+    assert settings.sales.alert_chat is None and settings.sales.alert_channel is None
+
+
+def test_monthly_stars_course_needs_a_chat() -> None:
+    assert errors_of({"courses": [course(billing="monthly")]}) == (
+        '[[courses]] #1 (id "py-async"): missing required key "telegram_chat_id" (needed because billing = '
+        '"monthly" with price_stars: a Telegram Stars subscription is access to a chat)',
+    )
+
+
+def test_monthly_course_without_stars_needs_no_chat() -> None:
+    data = {"courses": [course(price_stars=None, price=9, currency="EUR", billing="monthly", discord_role_id=5)]}
+    assert parse_settings(data).courses[0].billing == "monthly"
+
+
+@pytest.mark.parametrize(
+    ("data", "error"),
+    [
+        (
+            {"courses": [course(billing="yearly")]},
+            '[[courses]] #1 (id "py-async") billing: expected "once" or "monthly", got "yearly"',
+        ),
+        (
+            {"courses": [course(billing=True)]},
+            '[[courses]] #1 (id "py-async") billing: expected "once" or "monthly", got true',
+        ),
+        (
+            {"sales": {"renewal_reminder_days": 30}},
+            "[sales] renewal_reminder_days: expected a whole number of days from 0 (no reminders) to 29, got 30",
+        ),
+        (
+            {"sales": {"renewal_reminder_days": -1}},
+            "[sales] renewal_reminder_days: expected a whole number of days from 0",
+        ),
+        ({"sales": {"renewal_reminder_days": "3"}}, "[sales] renewal_reminder_days: expected a whole number of days"),
+        ({"sales": {"alert_chat": 0}}, "[sales] alert_chat: expected a Telegram chat ID (a non-zero integer), got 0"),
+        ({"sales": {"alert_chat": "-100123"}}, "[sales] alert_chat: expected a Telegram chat ID"),
+        ({"sales": {"alert_channel": -5}}, "[sales] alert_channel: expected a Discord ID (a positive integer), got -5"),
+    ],
+)
+def test_billing_and_sales_values_are_checked(data: dict[str, Any], error: str) -> None:
+    assert errors_of(data)[0].startswith(error)
+
+
+def test_sales_unknown_keys_are_named() -> None:
+    assert errors_of({"sales": {"alert_chanel": 1}}) == (
+        '[sales] alert_chanel: unknown key (did you mean "alert_channel"?)',
+    )
+    assert errors_of({"sale": {}}) == ("[sale]: unknown section (did you mean [sales]?)",)
+    assert errors_of({"alert_chat": -1}) == (
+        "alert_chat: unknown top-level key (did you mean to put it under [sales]?)",
+    )

@@ -119,6 +119,8 @@ class FakeBotApi:
         self.statuses: dict[tuple[int, int], str] = {}
         self.admin_rights: dict[str, bool] = {}
         self.unreachable_users: set[int] = set()  # never pressed Start: DMs fail with 403
+        # (user_id, first charge id) -> "active" | "canceled": the Stars subscriptions editUserStarSubscription knows.
+        self.star_subscriptions: dict[tuple[int, str], str] = {}
         self.webhook: dict[str, Any] | None = None
         self._ids = itertools.count(1)
         self._update_ids = itertools.count(100_000)
@@ -390,6 +392,24 @@ class FakeBotApi:
                 "total_amount": total,
             },
         )
+
+    def _m_createInvoiceLink(self, params: dict[str, Any]) -> str:
+        payload = params["payload"]
+        if not 1 <= len(payload.encode()) <= 128:
+            raise _ApiError(400, "Bad Request: INVOICE_PAYLOAD_INVALID")
+        period = params.get("subscription_period")
+        if period is not None and (int(period) != 2592000 or params.get("currency") != "XTR"):
+            # Telegram's rule: Stars only, and 30 days is the only period.
+            raise _ApiError(400, "Bad Request: SUBSCRIPTION_PERIOD_INVALID")
+        return f"https://t.me/$fakeInvoice{next(self._ids)}"
+
+    def _m_editUserStarSubscription(self, params: dict[str, Any]) -> bool:
+        key = (int(params["user_id"]), str(params["telegram_payment_charge_id"]))
+        if key not in self.star_subscriptions:
+            raise _ApiError(400, "Bad Request: SUBSCRIPTION_NOT_FOUND")
+        cancel = params["is_canceled"]
+        self.star_subscriptions[key] = "canceled" if cancel in (True, "true", "True") else "active"
+        return True
 
     def _m_answerPreCheckoutQuery(self, params: dict[str, Any]) -> bool:
         return True

@@ -167,6 +167,18 @@ def successful_payment(buyer: int, payload: str, amount: int, *, charge: str = "
     }
 
 
+def subscription_payment(
+    buyer: int, payload: str, amount: int, *, charge: str, expires: int, first: bool = False, date: int = T
+) -> dict:
+    """A Stars subscription payment: the first one (``first``) or a renewal; access runs until ``expires``."""
+    update = successful_payment(buyer, payload, amount, charge=charge, date=date)
+    paid = update["message"]["successful_payment"]
+    paid.update(subscription_expiration_date=expires, is_recurring=True)
+    if first:
+        paid["is_first_recurring"] = True
+    return update
+
+
 def refunded_payment(buyer: int, payload: str, amount: int, *, charge: str = "stxCHARGE1", date: int = T) -> dict:
     return {
         "message": message(

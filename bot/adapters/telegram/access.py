@@ -149,6 +149,15 @@ class CourseAccess:
             lambda: self.bot.refund_star_payment(int(member.user_id), telegram_payment_charge_id=charge_id),
         )
 
+    async def set_subscription_cancelled(self, member: MemberRef, subscription_ref: str, *, cancelled: bool) -> None:
+        """Stop or resume a Stars subscription's renewals (``editUserStarSubscription``)."""
+        await self.adapter.call(
+            None,
+            lambda: self.bot.edit_user_star_subscription(
+                int(member.user_id), telegram_payment_charge_id=subscription_ref, is_canceled=cancelled
+            ),
+        )
+
     async def access_holders(self, course: CourseSettings) -> frozenset[str] | None:
         """Bots cannot list a chat's members: always None, so buyers and refunded members are checked one by one."""
         return None

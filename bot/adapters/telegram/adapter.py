@@ -538,6 +538,13 @@ class TelegramAdapter:
         """Return a Stars payment (``refundStarPayment``); Telegram then reports it as ``refunded_payment``."""
         await self._access.refund_payment(member, charge_id)
 
+    async def set_subscription_cancelled(self, member: MemberRef, subscription_ref: str, *, cancelled: bool) -> None:
+        """Stop or resume a Stars subscription's renewals (``editUserStarSubscription``)."""
+        try:
+            await self._access.set_subscription_cancelled(member, subscription_ref, cancelled=cancelled)
+        except TelegramError as exc:
+            raise CapabilityError(f"Telegram refused to change the subscription: {exc.message}") from exc
+
     async def access_holders(self, course: CourseSettings) -> frozenset[str] | None:
         """Bots cannot list a chat's members: always None, so buyers and refunded members are checked one by one."""
         return await self._access.access_holders(course)

@@ -156,6 +156,8 @@ def _sender(
             reply_parameters=reply_parameters,
         )
     invoice = part.invoice
+    if invoice.subscription_period is not None:
+        return lambda: _send_subscription_link(bot, chat_id, invoice, thread_id, reply_parameters)
     return lambda: bot.send_invoice(
         chat_id,
         title=_clip(invoice.title, INVOICE_TITLE_LIMIT),
@@ -165,6 +167,31 @@ def _sender(
         prices=[LabeledPrice(_clip(invoice.title, INVOICE_TITLE_LIMIT), invoice.amount)],
         # Telegram Stars take an empty provider token; digital goods must be sold in Stars.
         provider_token="",
+        message_thread_id=thread_id,
+        reply_parameters=reply_parameters,
+    )
+
+
+async def _send_subscription_link(
+    bot: Bot, chat_id: int, invoice: Invoice, thread_id: int | None, reply_parameters: ReplyParameters | None
+) -> Message:
+    # Telegram sells Stars subscriptions only through invoice links (createInvoiceLink with subscription_period);
+    # sendInvoice has no such parameter. The link goes under a message as a button.
+    link = await bot.create_invoice_link(
+        title=_clip(invoice.title, INVOICE_TITLE_LIMIT),
+        description=_clip(invoice.description or invoice.title, INVOICE_DESCRIPTION_LIMIT),
+        payload=invoice.payload,
+        currency=invoice.currency,
+        prices=[LabeledPrice(_clip(invoice.title, INVOICE_TITLE_LIMIT), invoice.amount)],
+        provider_token="",
+        subscription_period=invoice.subscription_period,
+    )
+    days = (invoice.subscription_period or 0) // 86400
+    markup = InlineKeyboardMarkup([[InlineKeyboardButton(f"Subscribe: {invoice.amount} ⭐ / {days} days", url=link)]])
+    return await bot.send_message(
+        chat_id,
+        f"Subscribe to {invoice.title}: renews every {days} days until you cancel (/subscriptions).",
+        reply_markup=markup,
         message_thread_id=thread_id,
         reply_parameters=reply_parameters,
     )

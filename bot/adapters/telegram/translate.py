@@ -20,7 +20,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from telegram import (
@@ -406,8 +406,11 @@ def purchase_event(
 ) -> PurchaseEvent:
     """A Stars payment, keyed by ``telegram_payment_charge_id`` so a redelivery is stored once.
 
-    ``course_id`` comes from the verified invoice payload (the caller checks the signature).
+    ``course_id`` comes from the verified invoice payload (the caller checks the signature). A subscription
+    payment (the first one and every renewal) carries ``subscription_expiration_date``: access ends then unless
+    the next payment comes.
     """
+    ends = payment.subscription_expiration_date
     return PurchaseEvent(
         platform=Platform.TELEGRAM,
         community=community,
@@ -419,6 +422,7 @@ def purchase_event(
         occurred_at=occurred_at,
         source=PurchaseSource.TELEGRAM_STARS,
         provider_charge_id=payment.provider_payment_charge_id or None,
+        access_ends_at=ends.astimezone(UTC) if ends is not None else None,
     )
 
 

@@ -28,6 +28,7 @@ from analytics.members import member_table, top_members
 from analytics.privacy import MIN_GROUP
 from analytics.report import history_start
 from analytics.results import MemberStatus
+from bot.config import BILLING_PERIOD_DAYS
 from bot.core.commands.base import CommandContext, CommandSpec, OptionSpec, UsageError
 from bot.core.markup import Span, bold, code, italic, join, rich
 from bot.core.payments import PaymentError, sign_payload
@@ -396,8 +397,18 @@ async def buy(ctx: CommandContext) -> Reply:
             amount=course.price_stars,
             currency="XTR",
             payload=payload,
+            subscription_period=BILLING_PERIOD_DAYS * 86_400 if course.billing == "monthly" else None,
         )
         price = fmt_money(Decimal(course.price_stars), "XTR")
+        if course.billing == "monthly":
+            return Reply(
+                rich(
+                    ["Subscribe to ", bold(course.title), f": {price} every {BILLING_PERIOD_DAYS} days."],
+                    "It renews automatically until you cancel it with /subscriptions.",
+                ),
+                private=True,
+                invoice=invoice,
+            )
         return Reply(
             rich(["Here is your invoice for ", bold(course.title), f": {price}."]),
             private=True,
