@@ -173,6 +173,7 @@ class CapabilityError(Exception):
     """The platform cannot do what was asked (e.g. refund a Discord purchase from the bot); say so, never skip."""
 
 
+@runtime_checkable
 class PlatformActions(Protocol):
     """What a command may ask of the platform it came from. Implemented by each adapter."""
 

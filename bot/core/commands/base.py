@@ -26,6 +26,7 @@ if TYPE_CHECKING:
 
     from bot.clock import Clock
     from bot.config import CourseSettings, Settings
+    from bot.core.checkout import CheckoutSessions
     from storage.writer import EventWriter
 
 OptionKind = Literal["text", "course", "member", "choice"]
@@ -78,6 +79,7 @@ class CommandContext:
         signing_secret: ``COHORTBOT_SECRET`` (signs Telegram invoice payloads), if set.
         sale_locks: One lock per payment, shared by everything that records sales (the dispatcher's).
         figures: Reports and rankings shared by the commands until the data changes (the dispatcher's).
+        checkout_sessions: Creates card checkouts (Stripe) for /buy when ``[stripe] enabled``; None otherwise.
     """
 
     invocation: CommandInvocation
@@ -93,6 +95,7 @@ class CommandContext:
     signing_secret: str | None = None
     sale_locks: KeyedLocks = field(default_factory=KeyedLocks)
     figures: FiguresCache = field(default_factory=FiguresCache)
+    checkout_sessions: CheckoutSessions | None = None
 
     @property
     def platform(self) -> Platform:
