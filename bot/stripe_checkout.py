@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Final
 
 import stripe
@@ -103,7 +104,7 @@ class StripeCheckout:
             raise InvalidStripeEvent(str(exc)) from exc
         return event
 
-    async def session_course(self, session: Any) -> str | None:
+    async def session_course(self, session: Mapping[str, Any]) -> str | None:
         """The course a paid session bought: our metadata (``/buy``, or set on a Payment Link), else its price.
 
         Returns:

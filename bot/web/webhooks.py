@@ -89,7 +89,8 @@ async def stripe_webhook(request: web.Request) -> web.Response:
         return web.json_response({"error": "invalid signature"}, status=400)
     desk = payments.desk
     event_id, event_type = str(event.id), str(event.type)
-    obj: Any = event.data.object
+    # Plain data from here on (the library's objects are not dicts, and only a few fields matter).
+    obj: dict[str, Any] = event.data.object.to_dict()
     occurred_at = datetime.fromtimestamp(int(event.created), UTC)
     if event_type in _PAID_EVENTS:
         if obj.get("payment_status") == "unpaid":
@@ -115,7 +116,12 @@ async def stripe_webhook(request: web.Request) -> web.Response:
 
 
 async def _stripe_paid(
-    desk: CheckoutDesk, stripe_account: StripeCheckout, event_id: str, event_type: str, session: Any, at: datetime
+    desk: CheckoutDesk,
+    stripe_account: StripeCheckout,
+    event_id: str,
+    event_type: str,
+    session: dict[str, Any],
+    at: datetime,
 ) -> Handled:
     session_id = str(session.get("id"))
     buyer: CheckoutReference | None = None
