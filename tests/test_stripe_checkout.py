@@ -332,3 +332,16 @@ async def test_discord_buy_and_a_website_buyer_claims_with_a_code(tmp_path: Path
         # No dashboard here: its pages are not served, only the webhooks and checkout pages.
         async with http.get(f"{base}/") as home:
             assert home.status == 404
+
+
+async def test_buy_says_so_when_stripe_refuses_the_checkout(tmp_path: Path) -> None:
+    async with (
+        FakeBotApi() as fake,
+        FakeStripe({}) as stripe,  # the configured price does not exist in this Stripe account
+        running(telegram_document(tmp_path, fake), stripe) as (_app, _base),
+    ):
+        await fake.add_update(p.private_message(p.ALICE, "/buy py-async"))
+        (answer,) = await fake.wait_for("sendMessage", lambda c: "card payments" in str(c.params.get("text")))
+        assert "not available right now" in answer.params["text"]
+        assert "reply_markup" not in answer.params
+        assert stripe.sessions == {}
