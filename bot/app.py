@@ -24,7 +24,7 @@ from bot.clock import Clock, SystemClock
 from bot.config import Secrets, Settings
 from bot.core.commands import all_commands
 from bot.core.dispatcher import Dispatcher
-from bot.core.ports import Adapter, AdapterDeps, WebhookRoutes
+from bot.core.ports import Adapter, AdapterDeps, PlatformActions, WebhookRoutes
 from bot.scheduler import Scheduler
 from bot.schema import SchemaOutdatedError as SchemaOutdatedError  # re-exported: the console catches it
 from bot.schema import check_schema
@@ -34,6 +34,8 @@ from storage.ingest import IngestStore
 from storage.writer import EventWriter
 
 if TYPE_CHECKING:
+    from bot.core.replies import OutgoingMessage
+    from bot.stripe_checkout import StripeCheckout
     from bot.web.server import WebServer
 
 log = logging.getLogger(__name__)
@@ -84,6 +86,7 @@ class App:
     signing_secret: str | None = None
     webhooks: WebhookRoutes | None = None
     web_server: WebServer | None = None
+    stripe: StripeCheckout | None = None
     _started: list[Adapter] = field(default_factory=list)
     _scheduling: bool = False
 
@@ -99,7 +102,7 @@ class App:
         await asyncio.to_thread(sync_courses, self.engine, self.community_id, course_records(self.settings))
         self.dispatcher.bind(self.community_id)
         await self.writer.start()
-        if self.settings.dashboard.enabled:
+        if self.settings.serves_web:
             # Before the adapters: a taken port stops the start before any platform is connected.
             await self._start_web(self.community_id)
         for adapter in self.adapters:
@@ -111,10 +114,12 @@ class App:
             self._scheduling = True
 
     async def _start_web(self, community_id: int) -> None:
+        from bot.core.checkout import CheckoutDesk
         from bot.web.context import WebContext
         from bot.web.server import WebServer
+        from bot.web.webhooks import PaymentWebhooks
 
-        if not self.signing_secret:
+        if self.settings.dashboard.enabled and not self.signing_secret:
             log.warning("the dashboard is enabled but COHORTBOT_SECRET is not set: nobody can sign in to it")
         ctx = WebContext(
             settings=self.settings,
@@ -124,10 +129,31 @@ class App:
             signing_secret=self.signing_secret,
             writer=self.writer,
         )
-        server = WebServer(ctx, problems=self.health_problems, webhooks=self.webhooks)
+        # Read at each request: the adapters start after the server (a payment before then grants nothing yet).
+        actions = {a.platform.value: a for a in self.adapters if isinstance(a, PlatformActions)}
+        payments = PaymentWebhooks(
+            desk=CheckoutDesk(self.dispatcher, actions, self._notify),
+            stripe=self.stripe,
+            checkout_secret=self.signing_secret if self.settings.checkout.enabled else None,
+        )
+        server = WebServer(
+            ctx,
+            problems=self.health_problems,
+            webhooks=self.webhooks,
+            payments=payments,
+            dashboard=self.settings.dashboard.enabled,
+        )
         await server.start()
         self.web_server = server
-        log.info("dashboard at %s", server.url)
+        log.info("%s at %s", "dashboard" if self.settings.dashboard.enabled else "payment webhooks", server.url)
+
+    async def _notify(self, message: OutgoingMessage) -> None:
+        """Send a receipt or notice through the adapter of the message's platform (a stopped one sends nothing)."""
+        for adapter in self._started:
+            if isinstance(adapter, PlatformActions) and adapter.platform.value == message.platform:
+                await adapter.send(message)
+                return
+        log.warning("no running %s adapter to send a checkout notice with", message.platform)
 
     def health_problems(self) -> list[str]:
         """What ``/healthz`` reports as not running: the writer's worker, the scheduler (empty when all is well)."""
@@ -244,6 +270,13 @@ def build_app(
     engine = engine or make_engine(settings.storage.url)
     store = IngestStore(engine, store_text=settings.storage.store_text)
     writer = EventWriter(store)
+    stripe_account: StripeCheckout | None = None
+    if settings.stripe.enabled and secrets.stripe_api_key and secrets.stripe_webhook_secret:
+        from bot.stripe_checkout import StripeCheckout
+
+        stripe_account = StripeCheckout(settings, secrets.stripe_api_key, secrets.stripe_webhook_secret)
+    elif settings.stripe.enabled:
+        log.error("[stripe] enabled = true but its keys are not set: card payments are off")
     dispatcher = Dispatcher(
         all_commands(),
         settings=settings,
@@ -251,6 +284,7 @@ def build_app(
         writer=writer,
         clock=clock,
         signing_secret=secrets.signing_secret,
+        checkout_sessions=stripe_account,
     )
     # With the dashboard in-process, a webhook is served on its port rather than on a listener of its own.
     webhooks = WebhookRoutes() if settings.dashboard.enabled else None
@@ -285,6 +319,7 @@ def build_app(
         adapters=built,
         signing_secret=secrets.signing_secret,
         webhooks=webhooks,
+        stripe=stripe_account,
     )
 
 

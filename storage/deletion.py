@@ -77,6 +77,16 @@ NOT_FREE_TEXT = frozenset(
         "digests.week",
         "job_runs.job",
         "job_runs.outcome",
+        # Outside checkouts: provider ids, hashes and config values, never text about a member.
+        "webhook_events.provider",
+        "webhook_events.event_id",
+        "webhook_events.event_type",
+        "checkout_claims.provider",
+        "checkout_claims.session_id",
+        "checkout_claims.code_hash",
+        "checkout_claims.charge_id",
+        "checkout_claims.course_key",
+        "checkout_claims.currency",
         # Dashboard logins and sessions of other admins: their own identity, deleted by identity instead.
         "dashboard_logins.platform",
         "dashboard_logins.platform_user_id",

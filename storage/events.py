@@ -214,6 +214,8 @@ class PurchaseSource(enum.StrEnum):
     GRANT = "grant"
     IMPORT = "import"
     SIMULATED = "simulated"
+    STRIPE = "stripe"  # a card payment through Stripe Checkout
+    CHECKOUT = "checkout"  # another checkout, through the generic signed webhook
 
 
 @dataclass(frozen=True, slots=True)

@@ -535,3 +535,51 @@ class SubscriptionPeriod(Base):
     charge_id: Mapped[str] = mapped_column(String(200))
     starts_at: Mapped[datetime] = mapped_column(UTCDateTime())
     ends_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class WebhookEvent(Base):
+    """A payment webhook event already handled (Stripe's event id, or the generic checkout's): applied once.
+
+    Stored with (or right after) its effect, before the webhook is answered 2xx: a redelivery, a replay or a second
+    process receiving the same event finds it here and changes nothing.
+    """
+
+    __tablename__ = "webhook_events"
+    __table_args__ = (UniqueConstraint("provider", "event_id"),)
+
+    id: Mapped[int] = mapped_column(IdType, primary_key=True)
+    community_id: Mapped[int] = mapped_column(ForeignKey("communities.id", ondelete="CASCADE"))
+    provider: Mapped[str] = mapped_column(String(16))  # "stripe" or "checkout"
+    event_id: Mapped[str] = mapped_column(String(200))
+    event_type: Mapped[str] = mapped_column(String(64))
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class CheckoutClaim(Base):
+    """A paid checkout whose buyer has no chat account yet (bought on the website): a one-time claim code.
+
+    Only the code's SHA-256 is stored; the buyer sees the code on the checkout's success page and sends
+    ``/claim CODE`` to the bot, which records the purchase for their account and gives access. Deleted with the
+    member who claimed it; a refund before the claim voids it.
+    """
+
+    __tablename__ = "checkout_claims"
+    __table_args__ = (
+        UniqueConstraint("provider", "session_id"),
+        {"info": {"member_data": "delete"}},
+    )
+
+    id: Mapped[int] = mapped_column(IdType, primary_key=True)
+    community_id: Mapped[int] = mapped_column(ForeignKey("communities.id", ondelete="CASCADE"))
+    provider: Mapped[str] = mapped_column(String(16))
+    session_id: Mapped[str] = mapped_column(String(200))  # Stripe's Checkout Session id, or the order id
+    code_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    charge_id: Mapped[str] = mapped_column(String(200))  # the id a refund names (Stripe's PaymentIntent)
+    course_key: Mapped[str] = mapped_column(String(32))
+    amount: Mapped[int] = mapped_column(BigInteger)  # minor units
+    currency: Mapped[str] = mapped_column(String(3))
+    paid_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    claimed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    member_id: Mapped[int | None] = mapped_column(ForeignKey("members.id", ondelete="SET NULL"))
+    refunded_at: Mapped[datetime | None] = mapped_column(UTCDateTime())

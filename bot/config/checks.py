@@ -283,6 +283,17 @@ def _url_parts(value: object, schemes: tuple[str, ...]) -> urllib.parse.SplitRes
     return parts if parts.scheme in schemes and parts.hostname else None
 
 
+def _stripe_price_id(value: object) -> str:
+    if isinstance(value, str) and re.fullmatch(r"price_[A-Za-z0-9]+", value):
+        return value
+    hint = (
+        "copy the Price id, not the Product id (prod_...)"
+        if isinstance(value, str) and value.startswith("prod_")
+        else None
+    )
+    raise _Invalid('a Stripe Price id like "price_1PqR..."', hint)
+
+
 def _http_url(value: object) -> str:
     if _url_parts(value, ("http", "https")) is not None:
         assert isinstance(value, str)

@@ -14,6 +14,7 @@ from typing import Any
 from bot.config.errors import ConfigError
 from bot.config.sections import (
     _SECTIONS,
+    _parse_checkout,
     _parse_community,
     _parse_courses,
     _parse_dashboard,
@@ -23,12 +24,21 @@ from bot.config.sections import (
     _parse_sales,
     _parse_schedule,
     _parse_storage,
+    _parse_stripe,
     _parse_telegram,
     _parse_web,
     _read_section,
     _unknown_top_level,
 )
-from bot.config.settings import DISCORD_TOKEN_ENV, SECRET_ENV, TELEGRAM_TOKEN_ENV, Secrets, Settings
+from bot.config.settings import (
+    DISCORD_TOKEN_ENV,
+    SECRET_ENV,
+    STRIPE_API_KEY_ENV,
+    STRIPE_WEBHOOK_SECRET_ENV,
+    TELEGRAM_TOKEN_ENV,
+    Secrets,
+    Settings,
+)
 
 
 def load_settings(path: str | os.PathLike[str]) -> Settings:
@@ -86,6 +96,8 @@ def parse_settings(data: Mapping[str, Any], *, source: str = "<config>") -> Sett
     schedule = _read_section(data, "schedule", _parse_schedule, errors)
     web = _read_section(data, "web", _parse_web, errors)
     dashboard = _read_section(data, "dashboard", _parse_dashboard, errors)
+    stripe = _read_section(data, "stripe", _parse_stripe, errors)
+    checkout = _read_section(data, "checkout", _parse_checkout, errors)
     courses = _parse_courses(data, errors)
     sales = _read_section(data, "sales", _parse_sales, errors)
     for key, value in data.items():
@@ -109,13 +121,16 @@ def parse_settings(data: Mapping[str, Any], *, source: str = "<config>") -> Sett
         web=web,
         dashboard=dashboard,
         sales=sales,
+        stripe=stripe,
+        checkout=checkout,
     )
 
 
 def load_secrets(environ: Mapping[str, str]) -> Secrets:
     """Read secrets from environment variables.
 
-    Reads ``COHORTBOT_TELEGRAM_TOKEN``, ``COHORTBOT_DISCORD_TOKEN`` and ``COHORTBOT_SECRET``. Empty values
+    Reads ``COHORTBOT_TELEGRAM_TOKEN``, ``COHORTBOT_DISCORD_TOKEN``, ``COHORTBOT_SECRET`` and the Stripe keys
+    (``COHORTBOT_STRIPE_API_KEY``, ``COHORTBOT_STRIPE_WEBHOOK_SECRET``). Empty values
     count as unset, and surrounding whitespace is dropped (``$(cat token.txt)`` keeps a trailing newline).
 
     Args:
@@ -133,6 +148,8 @@ def load_secrets(environ: Mapping[str, str]) -> Secrets:
         telegram_token=read(TELEGRAM_TOKEN_ENV),
         discord_token=read(DISCORD_TOKEN_ENV),
         signing_secret=read(SECRET_ENV),
+        stripe_api_key=read(STRIPE_API_KEY_ENV),
+        stripe_webhook_secret=read(STRIPE_WEBHOOK_SECRET_ENV),
     )
 
 
@@ -163,6 +180,25 @@ def validate_secrets(settings: Settings, secrets: Secrets) -> list[str]:
         ids = ", ".join(f'"{course.id}"' for course in settings.courses)
         problems.append(
             f"[[courses]] {ids} are sold in Telegram, but the {SECRET_ENV} environment variable is not set "
+            '(set it to a long random string, e.g. from: python -c "import secrets; '
+            'print(secrets.token_urlsafe(32))")'
+        )
+    if settings.stripe.enabled:
+        if secrets.stripe_api_key is None:
+            problems.append(
+                f"[stripe] enabled = true, but the {STRIPE_API_KEY_ENV} environment variable is not set "
+                "(set it to a restricted or secret key from the Stripe dashboard, Developers > API keys)"
+            )
+        if secrets.stripe_webhook_secret is None:
+            problems.append(
+                f"[stripe] enabled = true, but the {STRIPE_WEBHOOK_SECRET_ENV} environment variable is not set "
+                "(set it to the signing secret, whsec_..., of the webhook endpoint in the Stripe dashboard)"
+            )
+    # Stripe checkouts carry a signed reference to the buyer, and the generic webhook is signed with the secret.
+    needs_secret = [f"[{name}] enabled = true" for name in ("stripe", "checkout") if getattr(settings, name).enabled]
+    if needs_secret and secrets.signing_secret is None and not (settings.telegram.enabled and settings.courses):
+        problems.append(
+            f"{' and '.join(needs_secret)}, but the {SECRET_ENV} environment variable is not set "
             '(set it to a long random string, e.g. from: python -c "import secrets; '
             'print(secrets.token_urlsafe(32))")'
         )

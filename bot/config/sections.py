@@ -32,6 +32,7 @@ from bot.config.checks import (
     _slug,
     _stars_price,
     _storage_url,
+    _stripe_price_id,
     _telegram_api_base_url,
     _telegram_chat_id,
     _telegram_chat_ids,
@@ -48,8 +49,11 @@ from bot.config.settings import (
     DEFAULT_WEBHOOK_SECRET_ENV,
     DISCORD_TOKEN_ENV,
     SECRET_ENV,
+    STRIPE_API_KEY_ENV,
+    STRIPE_WEBHOOK_SECRET_ENV,
     TELEGRAM_TOKEN_ENV,
     Billing,
+    CheckoutSettings,
     CommunitySettings,
     CourseSettings,
     DashboardSettings,
@@ -59,6 +63,7 @@ from bot.config.settings import (
     SalesSettings,
     ScheduleSettings,
     StorageSettings,
+    StripeSettings,
     TelegramSettings,
     WebSettings,
 )
@@ -75,6 +80,8 @@ _SECTIONS: Final = (
     "dashboard",
     "courses",
     "sales",
+    "stripe",
+    "checkout",
 )
 
 
@@ -209,6 +216,8 @@ def _section_keys() -> dict[str, tuple[str, ...]]:
         "dashboard": DashboardSettings,
         "courses": CourseSettings,
         "sales": SalesSettings,
+        "stripe": StripeSettings,
+        "checkout": CheckoutSettings,
     }
     return {name: tuple(item.name for item in dataclasses.fields(cls)) for name, cls in classes.items()}
 
@@ -220,6 +229,11 @@ def _is_table_list(value: object) -> bool:
 def _secret_env_for(section: str, key: str, webhook_env: str) -> str | None:
     """Name the environment variable a secret-looking key belongs in, or None if the key is not a secret."""
     name = key.lower().replace("-", "_")
+    if "stripe" in name or section == "stripe":
+        if "webhook" in name or "whsec" in name or name == "signing_secret":
+            return STRIPE_WEBHOOK_SECRET_ENV
+        if "key" in name or "secret" in name or "token" in name:
+            return STRIPE_API_KEY_ENV
     if ("webhook" in name and ("secret" in name or "token" in name)) or name == "secret_token":
         return webhook_env
     if "token" in name:
@@ -344,6 +358,24 @@ def _parse_dashboard(table: _Table) -> DashboardSettings:
     )
 
 
+def _parse_stripe(table: _Table) -> StripeSettings:
+    default = StripeSettings()
+    return StripeSettings(
+        enabled=table.optional("enabled", _bool, default.enabled),
+        success_url=table.optional("success_url", _checkout_return_url, default.success_url),
+        cancel_url=table.optional("cancel_url", _checkout_return_url, default.cancel_url),
+        api_base_url=table.optional("api_base_url", _http_url, default.api_base_url),
+    )
+
+
+def _checkout_return_url(value: object) -> str:
+    return "" if value == "" else _http_url(value)
+
+
+def _parse_checkout(table: _Table) -> CheckoutSettings:
+    return CheckoutSettings(enabled=table.optional("enabled", _bool, CheckoutSettings().enabled))
+
+
 def _parse_courses(data: Mapping[str, Any], errors: dict[str, list[str]]) -> tuple[CourseSettings, ...]:
     raw = data.get("courses", [])
     if not isinstance(raw, list | tuple):
@@ -389,9 +421,12 @@ def _parse_course(table: _Table, number: int, seen: dict[str, int]) -> CourseSet
     discord_sku_id = table.optional("discord_sku_id", _discord_id, None)
     once: Billing = "once"
     billing = table.optional("billing", _billing, once)
+    stripe_price_id = table.optional("stripe_price_id", _stripe_price_id, None)
 
-    if not table.present("price_stars") and not table.present("price"):
-        table.table_error('missing required key "price_stars" or "price" (a course needs at least one price)')
+    if not any(table.present(key) for key in ("price_stars", "price", "stripe_price_id")):
+        table.table_error(
+            'missing required key "price_stars", "price" or "stripe_price_id" (a course needs at least one price)'
+        )
     if table.present("price") and not table.present("currency"):
         table.table_error('missing required key "currency" (needed because price is set)')
     if table.present("currency") and not table.present("price"):
@@ -417,6 +452,7 @@ def _parse_course(table: _Table, number: int, seen: dict[str, int]) -> CourseSet
         telegram_chat_id=telegram_chat_id,
         discord_role_id=discord_role_id,
         discord_sku_id=discord_sku_id,
+        stripe_price_id=stripe_price_id,
         billing=billing,
     )
 

@@ -25,6 +25,12 @@ SECRET_ENV: Final = "COHORTBOT_SECRET"
 DEFAULT_WEBHOOK_SECRET_ENV: Final = "COHORTBOT_TELEGRAM_WEBHOOK_SECRET"
 
 
+STRIPE_API_KEY_ENV: Final = "COHORTBOT_STRIPE_API_KEY"
+
+
+STRIPE_WEBHOOK_SECRET_ENV: Final = "COHORTBOT_STRIPE_WEBHOOK_SECRET"
+
+
 Weekday = Literal["monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"]
 
 
@@ -229,6 +235,8 @@ class CourseSettings:
     discord_sku_id: int | None = None
     # "monthly": access lasts one 30-day period per payment and ends unless renewed; "once": forever.
     billing: Billing = "once"
+    # The Stripe Price (``price_...``) a card checkout charges; /buy offers it when [stripe] enabled = true.
+    stripe_price_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -240,6 +248,29 @@ class SalesSettings:
     # Where each sale, renewal, refund, cancellation and failed access grant is announced; never a members' chat.
     alert_chat: int | None = None
     alert_channel: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class StripeSettings:
+    """``[stripe]``: card payments through Stripe Checkout.
+
+    The keys come from ``COHORTBOT_STRIPE_API_KEY`` and ``COHORTBOT_STRIPE_WEBHOOK_SECRET``; the webhook is
+    ``POST /webhooks/stripe`` on the one web server.
+    """
+
+    enabled: bool = False
+    # Where Stripe sends the buyer after paying or giving up; empty: the bot's own pages under [web] public_url.
+    success_url: str = ""
+    cancel_url: str = ""
+    # Stripe's API; tests point it at a fake on 127.0.0.1.
+    api_base_url: str = "https://api.stripe.com"
+
+
+@dataclass(frozen=True, slots=True)
+class CheckoutSettings:
+    """``[checkout]``: the generic signed webhook (``POST /webhooks/checkout``) for other checkouts."""
+
+    enabled: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -277,6 +308,13 @@ class Settings:
     web: WebSettings = field(default_factory=WebSettings)
     dashboard: DashboardSettings = field(default_factory=DashboardSettings)
     sales: SalesSettings = field(default_factory=SalesSettings)
+    stripe: StripeSettings = field(default_factory=StripeSettings)
+    checkout: CheckoutSettings = field(default_factory=CheckoutSettings)
+
+    @property
+    def serves_web(self) -> bool:
+        """Whether ``cohortbot run`` starts the web server: for the dashboard, or for a payment webhook."""
+        return self.dashboard.enabled or self.stripe.enabled or self.checkout.enabled
 
 
 @dataclass(frozen=True, slots=True, repr=False)
@@ -286,12 +324,16 @@ class Secrets:
     telegram_token: str | None = None
     discord_token: str | None = None
     signing_secret: str | None = None
+    stripe_api_key: str | None = None
+    stripe_webhook_secret: str | None = None
 
     def __repr__(self) -> str:
         return (
             f"Secrets(telegram_token={_mask(self.telegram_token)}, "
             f"discord_token={_mask(self.discord_token)}, "
-            f"signing_secret={_mask(self.signing_secret)})"
+            f"signing_secret={_mask(self.signing_secret)}, "
+            f"stripe_api_key={_mask(self.stripe_api_key)}, "
+            f"stripe_webhook_secret={_mask(self.stripe_webhook_secret)})"
         )
 
 

@@ -25,6 +25,7 @@ if TYPE_CHECKING:
 
     from bot.clock import Clock
     from bot.config import Settings
+    from bot.core.checkout import CheckoutSessions
     from storage.writer import EventWriter
 
 log = logging.getLogger(__name__)
@@ -49,6 +50,7 @@ class Dispatcher:
         writer: EventWriter,
         clock: Clock,
         signing_secret: str | None = None,
+        checkout_sessions: CheckoutSessions | None = None,
     ) -> None:
         """Create a dispatcher.
 
@@ -59,6 +61,7 @@ class Dispatcher:
             writer: The event writer.
             clock: The time source.
             signing_secret: ``COHORTBOT_SECRET``.
+            checkout_sessions: Card checkouts for /buy (Stripe), when enabled.
         """
         self._commands: dict[str, CommandSpec] = {}
         for spec in commands:
@@ -70,6 +73,7 @@ class Dispatcher:
         self.writer = writer
         self.clock = clock
         self.signing_secret = signing_secret
+        self.checkout_sessions = checkout_sessions
         self.confirm_key = signing_secret.encode() if signing_secret else secrets.token_bytes(32)
         # Payments can arrive twice at once (a redelivery racing the original): they are recorded one at a time.
         self.sale_locks = KeyedLocks()
@@ -148,6 +152,7 @@ class Dispatcher:
                 figures=self.figures,
                 alerts=self.alerts,
                 signing_secret=self.signing_secret,
+                checkout_sessions=self.checkout_sessions,
             )
             reply = await spec.handler(ctx)
         except UsageError as exc:

@@ -110,3 +110,76 @@ def verify_payload(secret: str, payload: str) -> InvoicePayload:
     if not hmac.compare_digest(expected.encode(), signature.encode()):
         raise PaymentError("invoice payload signature does not match")
     return InvoicePayload(course_id, user_id, amount)
+
+
+# --- Checkout references (Stripe's client_reference_id) ---------------------------------------------------------
+
+REFERENCE_VERSION: Final = "r1"
+# Stripe allows 200 characters of letters, digits, "-" and "_" in client_reference_id; "_" separates the parts
+# (course ids are slugs and user ids digits, neither has one), the signature is hex.
+_REFERENCE_DOMAIN: Final = b"cohortbot-checkout-reference-v1\x00"
+_REFERENCE_PART_RE: Final = re.compile(r"[A-Za-z0-9-]+")
+
+
+@dataclass(frozen=True, slots=True)
+class CheckoutReference:
+    """Who a card checkout was made for: a member on a platform, and the course.
+
+    Attributes:
+        platform: ``"telegram"`` or ``"discord"``.
+        user_id: The member's platform user id.
+        course_id: The configured course id.
+    """
+
+    platform: str
+    user_id: str
+    course_id: str
+
+
+def _reference_signature(secret: str, platform: str, user_id: str, course_id: str) -> str:
+    message = _REFERENCE_DOMAIN + f"{platform}{_SEP}{user_id}{_SEP}{course_id}".encode()
+    return hmac.new(secret.encode(), message, hashlib.sha256).hexdigest()[: _SIGNATURE_BYTES * 2]
+
+
+def sign_reference(secret: str, platform: str, user_id: str, course_id: str) -> str:
+    """Build the signed reference a card checkout carries back in its webhook (binds member and course).
+
+    Args:
+        secret: ``COHORTBOT_SECRET``.
+        platform: The member's platform.
+        user_id: The member's platform user id.
+        course_id: The course.
+
+    Returns:
+        ``r1_<platform>_<user>_<course>_<signature>``; a member cannot make one for another member or course.
+
+    Raises:
+        PaymentError: No secret, or a part a reference cannot carry.
+    """
+    if not secret:
+        raise PaymentError("no signing secret: set COHORTBOT_SECRET to sell courses by card")
+    for name, value in (("platform", platform), ("user id", user_id), ("course id", course_id)):
+        if not _REFERENCE_PART_RE.fullmatch(value):
+            raise PaymentError(f"{name} {value!r} cannot be put in a checkout reference")
+    signature = _reference_signature(secret, platform, user_id, course_id)
+    return "_".join((REFERENCE_VERSION, platform, user_id, course_id, signature))
+
+
+def verify_reference(secret: str, reference: str) -> CheckoutReference:
+    """Check a checkout reference's signature and return whom it names.
+
+    Raises:
+        PaymentError: Malformed, from another version, or not signed with this secret.
+    """
+    if not secret:
+        raise PaymentError("no signing secret: set COHORTBOT_SECRET to sell courses by card")
+    parts = reference.split("_")
+    if len(parts) != 5 or parts[0] != REFERENCE_VERSION:
+        raise PaymentError("not a cohortbot checkout reference")
+    _, platform, user_id, course_id, signature = parts
+    if not all(_REFERENCE_PART_RE.fullmatch(p) for p in (platform, user_id, course_id)):
+        raise PaymentError("malformed checkout reference")
+    expected = _reference_signature(secret, platform, user_id, course_id)
+    if not hmac.compare_digest(expected.encode(), signature.encode()):
+        raise PaymentError("checkout reference signature does not match")
+    return CheckoutReference(platform, user_id, course_id)

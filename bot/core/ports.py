@@ -191,6 +191,7 @@ class SubscriptionActions(Protocol):
         ...
 
 
+@runtime_checkable
 class PlatformActions(Protocol):
     """What a command may ask of the platform it came from. Implemented by each adapter."""
 

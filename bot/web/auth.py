@@ -33,7 +33,8 @@ from storage.dashboard_access import (
 
 COOKIE_NAME: Final = "cohortbot_session"
 PUBLIC_PATHS: Final = frozenset({"/login", "/healthz", "/favicon.ico"})
-PUBLIC_PREFIXES: Final = ("/static/",)
+# Payment webhooks check their provider's signature, and the checkout pages show buyers (not admins) their result.
+PUBLIC_PREFIXES: Final = ("/static/", "/webhooks/", "/checkout/")
 SAFE_METHODS: Final = frozenset({"GET", "HEAD", "OPTIONS"})
 
 HOW_TO_GET_A_LINK: Final = (

@@ -22,6 +22,7 @@ from bot.web.links import base_url
 from bot.web.live import add_live_routes
 from bot.web.pages import add_page_routes
 from bot.web.security import add_security_headers
+from bot.web.webhooks import PaymentWebhooks, add_webhook_routes
 from storage.dashboard_access import purge_expired
 
 log = logging.getLogger(__name__)
@@ -36,14 +37,21 @@ class WebServerError(RuntimeError):
 
 
 def build_web_application(
-    ctx: WebContext, *, problems: ProblemCheck | None = None, webhooks: WebhookRoutes | None = None
+    ctx: WebContext,
+    *,
+    problems: ProblemCheck | None = None,
+    webhooks: WebhookRoutes | None = None,
+    payments: PaymentWebhooks | None = None,
+    dashboard: bool = True,
 ) -> web.Application:
-    """Build the dashboard's aiohttp application.
+    """Build the one aiohttp application: the dashboard, ``/healthz``, webhooks.
 
     Args:
         ctx: What the handlers read (settings, database, clock, community, secret, writer).
         problems: For ``/healthz``: what is not running (``bot/app.py`` watches the writer and scheduler).
         webhooks: POST paths adapters serve here (the Telegram webhook), routed after every dashboard route.
+        payments: The payment webhooks (``/webhooks/stripe``, ``/webhooks/checkout``) and checkout pages.
+        dashboard: Serve the dashboard's pages and login (off: only ``/healthz``, webhooks and checkout pages).
 
     Returns:
         The application, with security headers on every response and a login required outside ``/login``,
@@ -54,10 +62,14 @@ def build_web_application(
     app = web.Application(client_max_size=10 * 1024 * 1024)
     app[CONTEXT] = ctx
     add_security_headers(app)
-    add_auth_routes(app)
+    if dashboard:
+        add_auth_routes(app)
     add_health_routes(app, problems)
-    add_live_routes(app, ctx)
-    add_page_routes(app)
+    if payments is not None:
+        add_webhook_routes(app, payments)
+    if dashboard:
+        add_live_routes(app, ctx)
+        add_page_routes(app)
     app.router.add_get("/favicon.ico", _no_favicon)
     if webhooks is not None:
         app[WEBHOOKS] = webhooks
@@ -98,6 +110,8 @@ class WebServer:
         port: int | None = None,
         problems: ProblemCheck | None = None,
         webhooks: WebhookRoutes | None = None,
+        payments: PaymentWebhooks | None = None,
+        dashboard: bool = True,
     ) -> None:
         """Create a server (nothing listens until :meth:`start`).
 
@@ -107,11 +121,15 @@ class WebServer:
             port: Overrides ``[web] port`` (0 picks a free port, for tests).
             problems: For ``/healthz``.
             webhooks: POST paths adapters serve on this server (the Telegram webhook).
+            payments: The payment webhooks and checkout pages.
+            dashboard: Serve the dashboard (False when only payment webhooks need the server).
         """
         self.ctx = ctx
         self.host = host if host is not None else ctx.settings.web.host
         self.port = port if port is not None else ctx.settings.web.port
-        self.app = build_web_application(ctx, problems=problems, webhooks=webhooks)
+        self.app = build_web_application(
+            ctx, problems=problems, webhooks=webhooks, payments=payments, dashboard=dashboard
+        )
         self._runner: web.AppRunner | None = None
 
     async def start(self) -> None:

@@ -337,7 +337,7 @@ def test_course_id_must_be_a_slug() -> None:
 
 def test_course_needs_a_price() -> None:
     assert errors_of({"courses": [course(price_stars=None)]}) == (
-        '[[courses]] #1 (id "py-async"): missing required key "price_stars" or "price" '
+        '[[courses]] #1 (id "py-async"): missing required key "price_stars", "price" or "stripe_price_id" '
         "(a course needs at least one price)",
     )
 
@@ -514,7 +514,10 @@ def test_secrets_repr_does_not_leak() -> None:
         assert TELEGRAM_TOKEN not in rendered
         assert "AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsaw" not in rendered
         assert "s3cret" not in rendered
-    assert repr(secrets) == "Secrets(telegram_token='***', discord_token=None, signing_secret='***')"
+    assert repr(secrets) == (
+        "Secrets(telegram_token='***', discord_token=None, signing_secret='***', "
+        "stripe_api_key=None, stripe_webhook_secret=None)"
+    )
 
 
 def test_enabled_platforms_need_their_tokens() -> None:

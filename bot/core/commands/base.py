@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from bot.clock import Clock
     from bot.config import CourseSettings, Settings
     from bot.core.alerts import SaleAlerts
+    from bot.core.checkout import CheckoutSessions
     from storage.writer import EventWriter
 
 OptionKind = Literal["text", "course", "member", "choice"]
@@ -80,6 +81,7 @@ class CommandContext:
         sale_locks: One lock per payment, shared by everything that records sales (the dispatcher's).
         figures: Reports and rankings shared by the commands until the data changes (the dispatcher's).
         alerts: The owners' sale alerts (the dispatcher's); None where nobody is alerted.
+        checkout_sessions: Creates card checkouts (Stripe) for /buy when ``[stripe] enabled``; None otherwise.
     """
 
     invocation: CommandInvocation
@@ -96,6 +98,7 @@ class CommandContext:
     sale_locks: KeyedLocks = field(default_factory=KeyedLocks)
     figures: FiguresCache = field(default_factory=FiguresCache)
     alerts: SaleAlerts | None = None
+    checkout_sessions: CheckoutSessions | None = None
 
     @property
     def platform(self) -> Platform:

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, timedelta
 from decimal import Decimal
 from types import MappingProxyType
+from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import Engine
@@ -29,9 +30,10 @@ from analytics.privacy import MIN_GROUP
 from analytics.report import history_start
 from analytics.results import MemberStatus
 from bot.config import BILLING_PERIOD_DAYS
+from bot.core.checkout import CheckoutDesk, CheckoutUnavailable
 from bot.core.commands.base import CommandContext, CommandSpec, OptionSpec, UsageError
 from bot.core.markup import Span, bold, code, italic, join, rich
-from bot.core.payments import PaymentError, sign_payload
+from bot.core.payments import PaymentError, sign_payload, sign_reference
 from bot.core.replies import Attachment, Button, Invoice, Reply
 from bot.core.views import course_prices
 from storage.deletion import DeletionReport
@@ -46,6 +48,9 @@ from storage.members import (
     set_nudges_opt_out,
 )
 from storage.report_frames import member_days, members
+
+if TYPE_CHECKING:
+    from bot.config import CourseSettings
 
 log = logging.getLogger(__name__)
 
@@ -420,6 +425,8 @@ async def buy(ctx: CommandContext) -> Reply:
             private=True,
             buttons=(Button(f"Buy {course.title}", "premium", str(course.discord_sku_id)),),
         )
+    if ctx.settings.stripe.enabled and course.stripe_price_id is not None and ctx.checkout_sessions is not None:
+        return await _card_checkout(ctx, course)
     if course.checkout_url:
         price = f" ({course_prices(course, ctx.platform.value)})" if course.price is not None else ""
         return Reply(
@@ -434,6 +441,35 @@ async def buy(ctx: CommandContext) -> Reply:
         rich([bold(course.title), " cannot be bought here. Ask an admin how to join it."]),
         private=True,
     )
+
+
+async def _card_checkout(ctx: CommandContext, course: CourseSettings) -> Reply:
+    """A Stripe Checkout link bound to this member and course by a signed reference (never a guessable id)."""
+    assert ctx.checkout_sessions is not None
+    try:
+        reference = sign_reference(ctx.signing_secret or "", ctx.platform.value, ctx.invoker.user_id, course.id)
+        url = await ctx.checkout_sessions.create(course, reference)
+    except (PaymentError, CheckoutUnavailable) as exc:
+        log.error("/buy %s: no card checkout could be made: %s", course.id, exc)
+        return Reply.say(
+            "Sorry, card payments are not available right now. The admins have been told; please try again later.",
+            private=True,
+        )
+    return Reply(
+        rich(
+            ["Pay for ", bold(course.title), " by card on Stripe's secure checkout page."],
+            "The link is yours alone: your access is given to this account as soon as the payment goes through.",
+        ),
+        private=True,
+        buttons=(Button("Pay by card", "url", url),),
+    )
+
+
+async def claim(ctx: CommandContext) -> Reply:
+    """Attach a course you paid for on the website: send the code from the page you saw after paying."""
+    if not (ctx.settings.stripe.enabled or ctx.settings.checkout.enabled):
+        return Reply.say("This community sells nothing outside the chat, so there is nothing to claim.", private=True)
+    return await CheckoutDesk(ctx, {}).claim(ctx.platform, ctx.invoker, ctx.options["code"], ctx.actions)
 
 
 async def paysupport(ctx: CommandContext) -> Reply:
@@ -611,6 +647,11 @@ MEMBER_COMMANDS: tuple[CommandSpec, ...] = (
     ),
     CommandSpec("courses", courses),
     CommandSpec("buy", buy, options=(OptionSpec("course", "The course id (see /courses)", kind="course"),)),
+    CommandSpec(
+        "claim",
+        claim,
+        options=(OptionSpec("code", "The code shown after paying on the website, e.g. ABCDE-FGHJK"),),
+    ),
     CommandSpec("paysupport", paysupport),
     CommandSpec(
         "nudges",
