@@ -65,7 +65,11 @@ def _insert(conn: Connection):  # type: ignore[no-untyped-def]
     return pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
 
 
-def _member_id(conn: Connection, community_id: int, platform: str, user_id: str, *, now: datetime) -> int:
+def ensure_member(conn: Connection, community_id: int, platform: str, user_id: str, *, now: datetime) -> int:
+    """The id of the member ``(platform, user_id)``, added (first seen ``now``) when money arrives before any message.
+
+    Shared by every record of money: purchases, refunds and subscription periods.
+    """
     conn.execute(
         _insert(conn)(Member)
         .values(
@@ -128,7 +132,7 @@ def record_unmatched_payment(
         The stored payment; ``created`` is False when the charge was already stored (then nothing changed).
     """
     with writing(engine).begin() as conn:
-        member_id = _member_id(conn, community_id, platform, payer_user_id, now=received_at)
+        member_id = ensure_member(conn, community_id, platform, payer_user_id, now=received_at)
         new_id = conn.execute(
             _insert(conn)(UnmatchedPayment)
             .values(
@@ -182,7 +186,7 @@ def mark_unmatched_refunded(engine: Engine, payment_id: int, *, at: datetime, by
                     UnmatchedPayment.id == payment_id
                 )
             ).one()
-            refunded_by = _member_id(conn, int(community_id), str(platform), by_user_id, now=at)
+            refunded_by = ensure_member(conn, int(community_id), str(platform), by_user_id, now=at)
         result = conn.execute(
             update(UnmatchedPayment)
             .where(UnmatchedPayment.id == payment_id, UnmatchedPayment.refunded_at.is_(None))

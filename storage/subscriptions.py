@@ -23,6 +23,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from storage.deletion import find_member_id
 from storage.engine import writing
 from storage.errors import UnknownCourseError
+from storage.ledger import ensure_member
 from storage.models import Community, Course, Member, Subscription, SubscriptionPeriod
 
 
@@ -135,25 +136,6 @@ def _one(conn: Connection, subscription_id: int) -> SubscriptionRecord:
     return _record(conn.execute(_query().where(Subscription.id == subscription_id)).one())
 
 
-def _member_id(conn: Connection, community_id: int, platform: str, user_id: str, *, now: datetime) -> int:
-    conn.execute(
-        _insert(conn)(Member)
-        .values(
-            community_id=community_id,
-            platform=platform,
-            platform_user_id=user_id,
-            is_bot=False,
-            first_seen_at=now,
-            nudges_opt_out=False,
-            leaderboard_opt_out=False,
-        )
-        .on_conflict_do_nothing(index_elements=["community_id", "platform", "platform_user_id"])
-    )
-    member_id = find_member_id(conn, community_id, platform, user_id)
-    assert member_id is not None  # just inserted, or already there
-    return member_id
-
-
 def record_period(
     engine: Engine,
     community_id: int,
@@ -201,7 +183,7 @@ def record_period(
         ).scalar()
         if existing is not None:
             return PeriodOutcome(_one(conn, int(existing)), created=False, renewal=True)
-        member_id = _member_id(conn, community_id, platform, user_id, now=starts_at)
+        member_id = ensure_member(conn, community_id, platform, user_id, now=starts_at)
         mine = select(Subscription.id).where(
             Subscription.community_id == community_id,
             Subscription.platform == platform,
