@@ -243,6 +243,30 @@ async def _grant(actions: PlatformActions, member: MemberRef, course: CourseSett
         return AccessResult(ok=False, problem=f"granting access failed: {exc}")
 
 
+async def _after_grant(
+    dispatcher: SalesDeps,
+    what: str,
+    event: PurchaseEvent,
+    course: CourseSettings,
+    access: AccessResult,
+    purchase_id: int,
+) -> str:
+    """Mark the purchase's access as given, or log why not; the line the buyer's receipt gets for it (may be empty)."""
+    if access.ok:
+        await asyncio.to_thread(mark_access_granted, dispatcher.engine, purchase_id, at=event.occurred_at)
+        return access.detail
+    log.error(
+        "%s %s of %r by %s user %s is recorded but access could not be given: %s",
+        what,
+        event.charge_id,
+        course.id,
+        event.platform.value,
+        event.member.user_id,
+        access.problem or "no reason given",
+    )
+    return "We could not give you access automatically; the admins have been told and will sort it out."
+
+
 async def _revoke(actions: PlatformActions, member: MemberRef, course: CourseSettings) -> AccessResult:
     try:
         return await actions.revoke_access(member, course)
@@ -483,20 +507,8 @@ async def _record_sale(dispatcher: SalesDeps, event: PurchaseEvent, actions: Pla
     access = await _grant(actions, event.member, course)
     lines: list[list[Span | str] | str] = [["Thank you! Your purchase of ", bold(course.title), " is recorded."]]
     await _alert_sale(dispatcher, "sale", event, course, access, new=outcome.created)
-    if access.ok:
-        await asyncio.to_thread(mark_access_granted, dispatcher.engine, outcome.row_id, at=event.occurred_at)
-        if access.detail:
-            lines.append(access.detail)
-    else:
-        log.error(
-            "purchase %s of %r by %s user %s is recorded but access could not be given: %s",
-            event.charge_id,
-            course.id,
-            event.platform.value,
-            event.member.user_id,
-            access.problem or "no reason given",
-        )
-        lines.append("We could not give you access automatically; the admins have been told and will sort it out.")
+    if line := await _after_grant(dispatcher, "purchase", event, course, access, outcome.row_id):
+        lines.append(line)
     lines.append("Questions about your payment? Send /paysupport.")
     return SaleOutcome(created=outcome.created, course=course, access=access, reply=Reply(rich(*lines), private=True))
 
@@ -585,20 +597,8 @@ async def _record_subscription_payment(
     lines: list[list[Span | str] | str] = [
         ["Thank you! You are subscribed to ", bold(course.title), f" until {until}; it renews every 30 days."]
     ]
-    if access.ok:
-        await asyncio.to_thread(mark_access_granted, dispatcher.engine, purchase_id, at=event.occurred_at)
-        if access.detail:
-            lines.append(access.detail)
-    else:
-        log.error(
-            "subscription payment %s of %r by %s user %s is recorded but access could not be given: %s",
-            event.charge_id,
-            course.id,
-            event.platform.value,
-            event.member.user_id,
-            access.problem or "no reason given",
-        )
-        lines.append("We could not give you access automatically; the admins have been told and will sort it out.")
+    if line := await _after_grant(dispatcher, "subscription payment", event, course, access, purchase_id):
+        lines.append(line)
     lines.append("Send /subscriptions to see or cancel it; questions about your payment: /paysupport.")
     return SaleOutcome(created=True, course=course, access=access, reply=Reply(rich(*lines), private=True))
 
