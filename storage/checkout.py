@@ -18,21 +18,17 @@ from sqlalchemy import Connection, Engine, Table, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from storage.engine import writing
-from storage.models import CheckoutClaim, Member, WebhookEvent
+from storage.models import CheckoutClaim, Member, WebhookEvent, table_of
 
 CLAIM_CODE_ALPHABET: Final = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"  # no 0/O, 1/I: read off a screen, typed by hand
 
 
 def _events() -> Table:
-    table = WebhookEvent.__table__
-    assert isinstance(table, Table)
-    return table
+    return table_of(WebhookEvent)
 
 
 def _claims() -> Table:
-    table = CheckoutClaim.__table__
-    assert isinstance(table, Table)
-    return table
+    return table_of(CheckoutClaim)
 
 
 def normalise_code(code: str) -> str:

@@ -19,7 +19,7 @@ from typing import Final, Literal
 from sqlalchemy import Engine, Table, and_, delete, func, insert, select, update
 
 from storage.engine import writing
-from storage.models import DashboardLogin, DashboardSession
+from storage.models import DashboardLogin, DashboardSession, table_of
 
 LOGIN_LIFETIME: Final = timedelta(minutes=10)
 SESSION_LIFETIME: Final = timedelta(hours=12)
@@ -69,15 +69,11 @@ class OpenedSession:
 
 
 def _logins() -> Table:
-    table = DashboardLogin.__table__
-    assert isinstance(table, Table)
-    return table
+    return table_of(DashboardLogin)
 
 
 def _sessions() -> Table:
-    table = DashboardSession.__table__
-    assert isinstance(table, Table)
-    return table
+    return table_of(DashboardSession)
 
 
 def hash_token(token: str) -> str:
