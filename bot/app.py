@@ -132,7 +132,14 @@ class App:
         # Read at each request: the adapters start after the server (a payment before then grants nothing yet).
         actions = {a.platform.value: a for a in self.adapters if isinstance(a, PlatformActions)}
         payments = PaymentWebhooks(
-            desk=CheckoutDesk(self.dispatcher, actions, self._notify),
+            desk=CheckoutDesk(
+                self.dispatcher,
+                actions,
+                self._notify,
+                billing=self.stripe,
+                # A card subscription that ended early: remove the member now, not at the job's next run.
+                subscriptions_now=lambda: self.scheduler.run("subscriptions"),
+            ),
             stripe=self.stripe,
             checkout_secret=self.signing_secret if self.settings.checkout.enabled else None,
         )

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 import stripe
 
-from bot.core.checkout import CheckoutUnavailable
+from bot.core.checkout import COURSE_METADATA_KEY, REFERENCE_METADATA_KEY, CheckoutUnavailable
 from bot.web.links import base_url
 
 if TYPE_CHECKING:
@@ -28,7 +28,6 @@ SUCCESS_PATH: Final = "/checkout/success"
 CANCEL_PATH: Final = "/checkout/cancel"
 # Stripe fills in the session id, so the success page can show the claim code of exactly that checkout.
 SESSION_PLACEHOLDER: Final = "{CHECKOUT_SESSION_ID}"
-COURSE_METADATA_KEY: Final = "cohortbot_course"
 
 
 class InvalidStripeEvent(Exception):
@@ -75,14 +74,20 @@ class StripeCheckout:
             raise CheckoutUnavailable(f"course {course.id!r} has no stripe_price_id")
         metadata = {COURSE_METADATA_KEY: course.id}
         params: SessionCreateParams = {
-            "mode": "payment",
             "line_items": [{"price": course.stripe_price_id, "quantity": 1}],
             "client_reference_id": reference,
             "metadata": metadata,
-            "payment_intent_data": {"metadata": metadata},
             "success_url": self.success_url(),
             "cancel_url": self.cancel_url(),
         }
+        if course.billing == "monthly":
+            # A recurring Price: Stripe bills every period. The reference rides on the subscription, so every
+            # invoice it pays names the member (its parent's subscription_details.metadata).
+            params["mode"] = "subscription"
+            params["subscription_data"] = {"metadata": {**metadata, REFERENCE_METADATA_KEY: reference}}
+        else:
+            params["mode"] = "payment"
+            params["payment_intent_data"] = {"metadata": metadata}
         try:
             session = await asyncio.to_thread(self._client.v1.checkout.sessions.create, params)
         except stripe.StripeError as exc:
@@ -124,4 +129,57 @@ class StripeCheckout:
             price_id = item.price.id if item.price is not None else None
             if price_id is not None and price_id in by_price:
                 return by_price[price_id]
+        return None
+
+    async def set_cancelled(self, subscription_ref: str, *, cancelled: bool) -> None:
+        """Cancel a subscription at the end of its paid period (``cancelled``), or take that back.
+
+        Raises:
+            CheckoutUnavailable: Stripe refused or could not be reached; nothing changed.
+        """
+        try:
+            await asyncio.to_thread(
+                self._client.v1.subscriptions.update, subscription_ref, {"cancel_at_period_end": cancelled}
+            )
+        except stripe.StripeError as exc:
+            raise CheckoutUnavailable(f"Stripe refused: {exc.user_message or exc}") from exc
+
+    async def cancel_now(self, subscription_ref: str) -> None:
+        """End a subscription now: no further invoice (Stripe then sends ``customer.subscription.deleted``).
+
+        Raises:
+            CheckoutUnavailable: Stripe refused or could not be reached.
+        """
+        try:
+            await asyncio.to_thread(self._client.v1.subscriptions.cancel, subscription_ref)
+        except stripe.StripeError as exc:
+            raise CheckoutUnavailable(f"Stripe refused: {exc.user_message or exc}") from exc
+
+    async def invoice_payment_intent(self, invoice: Mapping[str, Any]) -> str | None:
+        """The PaymentIntent that paid an invoice: the id a refund's ``charge.refunded`` names.
+
+        Webhook payloads of older API versions carry it as ``payment_intent``; newer ones list the invoice's payments
+        only on request, so they are asked for.
+
+        Returns:
+            The PaymentIntent id, or None for an invoice paid without one (a zero amount, a credit balance).
+
+        Raises:
+            CheckoutUnavailable: Stripe could not be asked; the webhook fails and Stripe delivers it again.
+        """
+        legacy = invoice.get("payment_intent")
+        if isinstance(legacy, str) and legacy:
+            return legacy
+        if not invoice.get("amount_paid"):
+            return None
+        try:
+            payments = await asyncio.to_thread(
+                self._client.v1.invoice_payments.list, {"invoice": str(invoice["id"]), "status": "paid"}
+            )
+        except stripe.StripeError as exc:
+            raise CheckoutUnavailable(f"could not read the payments of invoice {invoice.get('id')}: {exc}") from exc
+        for payment in payments.data:
+            intent = payment.payment.payment_intent if payment.payment is not None else None
+            if intent:
+                return intent if isinstance(intent, str) else str(intent.id)
         return None

@@ -1,20 +1,22 @@
 """Outside checkouts (Stripe, the generic webhook): handled webhook events and one-time claim codes.
 
-A webhook event is applied once by its provider's event id: :func:`record_webhook_event` inserts it under a unique
-``(provider, event_id)``, so a replay, a redelivery or a second process receiving the same event learns that it
-was handled. A claim is created in the same transaction as its event (:func:`create_claim`), so two deliveries of
-one event never make two codes. Claim codes are stored as SHA-256 only, and redeeming one is a single
-``UPDATE ... WHERE claimed_at IS NULL``, so a code attaches its purchase to one account, once.
+A webhook event is applied once by its provider's event id: :func:`take_webhook_event` inserts it under a unique
+``(provider, event_id)`` before anything is applied, so a replay, a redelivery or a second process receiving the
+same event learns that it was handled (or is being handled: it is told to come back later), and
+:func:`finish_webhook_event` marks it applied. A delivery that died half-way leaves a lease that goes stale and is
+taken over. A claim marks its event handled in the same transaction (:func:`create_claim`). Claim codes are stored
+as SHA-256 only, and redeeming one is a single ``UPDATE ... WHERE claimed_at IS NULL``, so a code attaches its
+purchase to one account, once.
 """
 
 from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
-from datetime import datetime
-from typing import Final
+from datetime import datetime, timedelta
+from typing import Final, Literal
 
-from sqlalchemy import Connection, Engine, Table, insert, select, update
+from sqlalchemy import Connection, Engine, Table, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from storage.engine import writing
@@ -58,12 +60,89 @@ class Claim:
     refunded_at: datetime | None
 
 
-def webhook_event_seen(engine: Engine, provider: str, event_id: str) -> bool:
-    """Whether the event was handled already (stored by :func:`record_webhook_event` or :func:`create_claim`)."""
+EventState = Literal["taken", "handled", "busy"]
+# How long a delivery may hold an event before another delivery may take it over (it crashed, or hangs). Applying
+# an event takes well under a second; Stripe waits minutes to hours before it retries a failed delivery.
+WEBHOOK_LEASE: Final = timedelta(minutes=2)
+
+
+def take_webhook_event(
+    engine: Engine,
+    community_id: int,
+    *,
+    provider: str,
+    event_id: str,
+    event_type: str,
+    now: datetime,
+    lease: timedelta = WEBHOOK_LEASE,
+) -> EventState:
+    """Take an event before applying it, so that exactly one delivery applies it (in any process).
+
+    Returns:
+        ``"taken"``: this delivery applies it, then calls :func:`finish_webhook_event` (or
+        :func:`release_webhook_event` when it failed). ``"handled"``: it was applied already; nothing to do.
+        ``"busy"``: another delivery is applying it right now; answer so that the provider delivers again later.
+    """
+    events = _events()
+    mine = (events.c.provider == provider) & (events.c.event_id == event_id)
+    try:
+        with writing(engine).begin() as conn:
+            _insert_event(conn, community_id, provider, event_id, event_type, now)
+        return "taken"
+    except IntegrityError:
+        pass
+    with writing(engine).begin() as conn:
+        row = conn.execute(select(events.c.received_at, events.c.handled_at).where(mine)).first()
+        if row is None:  # released by the other delivery in the meantime: take it now
+            _insert_event(conn, community_id, provider, event_id, event_type, now)
+            return "taken"
+        if row.handled_at is not None:
+            return "handled"
+        if row.received_at > now - lease:
+            return "busy"
+        # A stale lease: the delivery that took it is gone. Take it over, unless a third delivery just did.
+        taken = conn.execute(
+            update(events)
+            .where(mine, events.c.handled_at.is_(None), events.c.received_at == row.received_at)
+            .values(received_at=now)
+        ).rowcount
+    return "taken" if taken == 1 else "busy"
+
+
+def finish_webhook_event(engine: Engine, provider: str, event_id: str, *, at: datetime) -> None:
+    """Mark a taken event as applied: every later delivery of it is acknowledged and ignored."""
+    with writing(engine).begin() as conn:
+        _finish(conn, provider, event_id, at)
+
+
+def _finish(conn: Connection, provider: str, event_id: str, at: datetime) -> None:
+    events = _events()
+    conn.execute(
+        update(events)
+        .where(events.c.provider == provider, events.c.event_id == event_id, events.c.handled_at.is_(None))
+        .values(handled_at=at)
+    )
+
+
+def release_webhook_event(engine: Engine, provider: str, event_id: str) -> None:
+    """Give a taken event back after applying it failed, so the provider's next delivery applies it at once."""
+    events = _events()
+    with writing(engine).begin() as conn:
+        conn.execute(
+            delete(events).where(
+                events.c.provider == provider, events.c.event_id == event_id, events.c.handled_at.is_(None)
+            )
+        )
+
+
+def webhook_event_handled(engine: Engine, provider: str, event_id: str) -> bool:
+    """Whether the event was applied already."""
     events = _events()
     with engine.connect() as conn:
         found = conn.execute(
-            select(events.c.id).where(events.c.provider == provider, events.c.event_id == event_id)
+            select(events.c.id).where(
+                events.c.provider == provider, events.c.event_id == event_id, events.c.handled_at.is_not(None)
+            )
         ).first()
     return found is not None
 
@@ -78,29 +157,12 @@ def _insert_event(
     )
 
 
-def record_webhook_event(
-    engine: Engine, community_id: int, *, provider: str, event_id: str, event_type: str, at: datetime
-) -> bool:
-    """Store a handled event once.
-
-    Returns:
-        True when newly stored; False when it was stored already (by this process or another).
-    """
-    try:
-        with writing(engine).begin() as conn:
-            _insert_event(conn, community_id, provider, event_id, event_type, at)
-    except IntegrityError:
-        return False
-    return True
-
-
 def create_claim(
     engine: Engine,
     community_id: int,
     *,
     provider: str,
     event_id: str,
-    event_type: str,
     session_id: str,
     code_hash: str,
     charge_id: str,
@@ -111,15 +173,14 @@ def create_claim(
     expires_at: datetime,
     received_at: datetime,
 ) -> bool:
-    """Store a claim and the event that paid for it, in one transaction.
+    """Store a claim and mark the (taken) event that paid for it handled, in one transaction.
 
     Returns:
-        True when stored; False when the event (or a claim for the same checkout) was stored already: nothing
-        changed.
+        True when stored; False when a claim for the same checkout was stored already (by another event of the same
+        checkout): nothing changed, and the event is left for the caller to finish.
     """
     try:
         with writing(engine).begin() as conn:
-            _insert_event(conn, community_id, provider, event_id, event_type, received_at)
             conn.execute(
                 insert(_claims()).values(
                     community_id=community_id,
@@ -134,6 +195,7 @@ def create_claim(
                     expires_at=expires_at,
                 )
             )
+            _finish(conn, provider, event_id, received_at)
     except IntegrityError:
         return False
     return True

@@ -242,6 +242,9 @@ class PurchaseEvent:
     granted_by: str | None = None
     is_test: bool = False
     access_ends_at: datetime | None = None
+    # The subscription this payment pays a period of, when the payment names it (a Stripe invoice); not stored on
+    # the purchase: the subscription's period row links them.
+    subscription_ref: str | None = None
 
     def __post_init__(self) -> None:
         _require_id("charge_id", self.charge_id)

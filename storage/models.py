@@ -523,6 +523,9 @@ class Subscription(Base):
     reminded_for: Mapped[datetime | None] = mapped_column(UTCDateTime())
     # When the member who lost access was told how to come back (once per ending).
     comeback_sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # Who bills it: None for the chat platform itself (Telegram Stars, Discord), "stripe" for a card subscription
+    # (then ``subscription_ref`` is Stripe's subscription id, and cancelling goes through Stripe).
+    provider: Mapped[str | None] = mapped_column(String(16))
 
 
 class SubscriptionPeriod(Base):
@@ -546,10 +549,12 @@ class SubscriptionPeriod(Base):
 
 
 class WebhookEvent(Base):
-    """A payment webhook event already handled (Stripe's event id, or the generic checkout's): applied once.
+    """A payment webhook event (Stripe's event id, or the generic checkout's): applied once.
 
-    Stored with (or right after) its effect, before the webhook is answered 2xx: a redelivery, a replay or a second
-    process receiving the same event finds it here and changes nothing.
+    Taken before its effect is applied (``handled_at`` NULL) and marked handled once the effect is committed, before
+    the webhook is answered 2xx: a redelivery, a replay or a second process receiving the same event finds it here
+    and changes nothing (or, while the first delivery is still at work, is told to come back later). A delivery that
+    crashed half-way leaves a stale lease that the next delivery takes over.
     """
 
     __tablename__ = "webhook_events"
@@ -560,7 +565,10 @@ class WebhookEvent(Base):
     provider: Mapped[str] = mapped_column(String(16))  # "stripe" or "checkout"
     event_id: Mapped[str] = mapped_column(String(200))
     event_type: Mapped[str] = mapped_column(String(64))
+    # When the delivery that is applying it took it (a lease: a crashed delivery's event is taken over later).
     received_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    # When its effect was committed; NULL while a delivery is still applying it.
+    handled_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
 
 class CheckoutClaim(Base):

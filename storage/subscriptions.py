@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, Engine, select, update
+from sqlalchemy import Connection, Engine, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -24,7 +24,7 @@ from storage.deletion import find_member_id
 from storage.engine import writing
 from storage.errors import UnknownCourseError
 from storage.ledger import ensure_member
-from storage.models import Community, Course, Member, Subscription, SubscriptionPeriod
+from storage.models import Community, Course, Member, Purchase, Subscription, SubscriptionPeriod
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,6 +44,7 @@ class SubscriptionRecord:
         ended_at: When access was taken away after it ran out, if it was.
         reminded_for: The ``ends_at`` a renewal reminder was sent for, if one was.
         comeback_sent_at: When the member was told how to come back, if they were.
+        provider: Who bills it when not the platform itself (``"stripe"``); None for Telegram Stars and Discord.
     """
 
     id: int
@@ -58,6 +59,7 @@ class SubscriptionRecord:
     ended_at: datetime | None
     reminded_for: datetime | None
     comeback_sent_at: datetime | None
+    provider: str | None = None
 
     def active(self, now: datetime) -> bool:
         """Whether the subscription gives access at ``now`` (paid up, not taken away)."""
@@ -103,6 +105,7 @@ _COLUMNS = (
     Subscription.ended_at,
     Subscription.reminded_for,
     Subscription.comeback_sent_at,
+    Subscription.provider,
 )
 
 
@@ -129,6 +132,7 @@ def _record(row: Any) -> SubscriptionRecord:
         ended_at=row.ended_at,
         reminded_for=row.reminded_for,
         comeback_sent_at=row.comeback_sent_at,
+        provider=row.provider,
     )
 
 
@@ -147,6 +151,7 @@ def record_period(
     starts_at: datetime,
     ends_at: datetime,
     subscription_ref: str | None = None,
+    provider: str | None = None,
 ) -> PeriodOutcome:
     """Store one paid period and extend the member's subscription to its end; once per charge.
 
@@ -162,6 +167,8 @@ def record_period(
         subscription_ref: The platform's id for the subscription, when it names one (a Discord entitlement);
             None for a Telegram payment: a renewal extends the member's latest subscription to the course, a first
             payment starts one named by its own charge id.
+        provider: Who bills it when not the platform (``"stripe"``: ``subscription_ref`` is Stripe's id); stored
+            when the subscription is created.
 
     Returns:
         The outcome; ``created`` is False when this charge was already recorded (then nothing changed).
@@ -204,6 +211,7 @@ def record_period(
                     course_id=course_id,
                     platform=platform,
                     subscription_ref=subscription_ref or charge_id,
+                    provider=provider,
                     started_at=starts_at,
                     ends_at=ends_at,
                 )
@@ -353,7 +361,11 @@ def mark_reminded(engine: Engine, subscription_id: int, ends_at: datetime) -> bo
 
 
 def expired(engine: Engine, community_id: int, platform: str, *, now: datetime) -> list[SubscriptionRecord]:
-    """Subscriptions whose paid time ran out by ``now`` and whose member still has to be removed."""
+    """Subscriptions whose paid time ran out by ``now`` and whose member still has to be removed.
+
+    A card subscription (Stripe) that was not cancelled gets :data:`RENEWAL_GRACE` more: Stripe charges a renewal
+    about an hour after the period ends, and says so when it gives up (``customer.subscription.deleted``).
+    """
     with engine.connect() as conn:
         rows = conn.execute(
             _query().where(
@@ -361,6 +373,11 @@ def expired(engine: Engine, community_id: int, platform: str, *, now: datetime) 
                 Subscription.platform == platform,
                 Subscription.ends_at <= now,
                 Subscription.ended_at.is_(None),
+                or_(
+                    Subscription.provider.is_(None),
+                    Subscription.cancelled_at.is_not(None),
+                    Subscription.ends_at <= now - RENEWAL_GRACE,
+                ),
             )
         ).all()
     return [_record(row) for row in rows]
@@ -390,3 +407,46 @@ def mark_comeback_sent(engine: Engine, subscription_id: int, *, at: datetime) ->
             .values(comeback_sent_at=at)
         )
     return bool(result.rowcount)
+
+
+def billed_subscription(
+    engine: Engine, community_id: int, provider: str, subscription_ref: str
+) -> SubscriptionRecord | None:
+    """The subscription a card provider (Stripe) calls ``subscription_ref``, whichever platform it gives access on."""
+    with engine.connect() as conn:
+        row = conn.execute(
+            _query().where(
+                Subscription.community_id == community_id,
+                Subscription.provider == provider,
+                Subscription.subscription_ref == subscription_ref,
+            )
+        ).first()
+    return None if row is None else _record(row)
+
+
+def end_periods_access(engine: Engine, community_id: int, subscription_id: int, *, at: datetime) -> int:
+    """End, at ``at``, the access of every paid period of a subscription that would last longer (it ended early).
+
+    Periods that ended before ``at`` keep their end; nothing is refunded.
+
+    Returns:
+        How many purchases' access end moved.
+    """
+    with writing(engine).begin() as conn:
+        periods = select(SubscriptionPeriod.platform, SubscriptionPeriod.charge_id).where(
+            SubscriptionPeriod.subscription_id == subscription_id
+        )
+        charges = [(row.platform, row.charge_id) for row in conn.execute(periods)]
+        moved = 0
+        for platform, charge_id in charges:
+            moved += conn.execute(
+                update(Purchase)
+                .where(
+                    Purchase.community_id == community_id,
+                    Purchase.platform == platform,
+                    Purchase.charge_id == charge_id,
+                    or_(Purchase.access_ends_at.is_(None), Purchase.access_ends_at > at),
+                )
+                .values(access_ends_at=at)
+            ).rowcount
+    return moved

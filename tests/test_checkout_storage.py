@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import pytest
 from sqlalchemy import Engine, func, select
@@ -12,11 +12,13 @@ from storage.checkout import (
     attach_claim,
     claim_by_code,
     create_claim,
+    finish_webhook_event,
     hash_code,
-    record_webhook_event,
     redeem_claim,
+    release_webhook_event,
+    take_webhook_event,
     void_claim,
-    webhook_event_seen,
+    webhook_event_handled,
 )
 from storage.deletion import delete_member_data, find_member_id
 from storage.engine import make_engine, writing
@@ -27,13 +29,19 @@ from tests.conftest import COMMUNITY, T0, Events
 pytestmark = pytest.mark.storage
 
 
+def _take(engine: Engine, community_id: int, event_id: str = "evt_1", *, at: datetime = T0) -> str:
+    return take_webhook_event(
+        engine, community_id, provider="stripe", event_id=event_id, event_type="checkout.session.completed", now=at
+    )
+
+
 def _claim(engine: Engine, community_id: int, *, event_id: str = "evt_1", code: str = "ABCD-EFGH-JK") -> bool:
+    assert _take(engine, community_id, event_id) == "taken"
     return create_claim(
         engine,
         community_id,
         provider="stripe",
         event_id=event_id,
-        event_type="checkout.session.completed",
         session_id="cs_1",
         code_hash=hash_code(code),
         charge_id="pi_1",
@@ -46,25 +54,46 @@ def _claim(engine: Engine, community_id: int, *, event_id: str = "evt_1", code: 
     )
 
 
-def test_an_event_is_stored_once(store: IngestStore, engine: Engine) -> None:
+def test_an_event_is_applied_once(store: IngestStore, engine: Engine) -> None:
     cid = store.register_community(COMMUNITY, "UTC")
-    assert not webhook_event_seen(engine, "stripe", "evt_1")
-    assert record_webhook_event(engine, cid, provider="stripe", event_id="evt_1", event_type="x", at=T0)
-    assert not record_webhook_event(engine, cid, provider="stripe", event_id="evt_1", event_type="x", at=T0)
+    assert _take(engine, cid) == "taken"
+    # While the first delivery is applying it, another is told to come back later.
+    assert _take(engine, cid, at=T0 + timedelta(seconds=5)) == "busy"
+    assert not webhook_event_handled(engine, "stripe", "evt_1")
+    finish_webhook_event(engine, "stripe", "evt_1", at=T0 + timedelta(seconds=1))
+    assert webhook_event_handled(engine, "stripe", "evt_1")
+    assert _take(engine, cid, at=T0 + timedelta(days=3)) == "handled"
     # Another provider's ids are its own.
-    assert record_webhook_event(engine, cid, provider="checkout", event_id="evt_1", event_type="x", at=T0)
-    assert webhook_event_seen(engine, "stripe", "evt_1")
+    assert take_webhook_event(engine, cid, provider="checkout", event_id="evt_1", event_type="x", now=T0) == "taken"
 
 
-def test_two_processes_storing_one_event_store_it_once(store: IngestStore, db_url: str) -> None:
+def test_a_failed_delivery_gives_the_event_back_and_a_crashed_one_is_taken_over(
+    store: IngestStore, engine: Engine
+) -> None:
+    cid = store.register_community(COMMUNITY, "UTC")
+    assert _take(engine, cid, "evt_failed") == "taken"
+    release_webhook_event(engine, "stripe", "evt_failed")  # applying it failed: the next delivery applies it
+    assert _take(engine, cid, "evt_failed", at=T0 + timedelta(seconds=1)) == "taken"
+    # A delivery that died without finishing or releasing: its lease goes stale and the next delivery takes over.
+    assert _take(engine, cid, "evt_crashed") == "taken"
+    assert _take(engine, cid, "evt_crashed", at=T0 + timedelta(seconds=30)) == "busy"
+    assert _take(engine, cid, "evt_crashed", at=T0 + timedelta(minutes=3)) == "taken"
+    assert _take(engine, cid, "evt_crashed", at=T0 + timedelta(minutes=3, seconds=1)) == "busy"
+    # Releasing or finishing never touches an event that was applied.
+    finish_webhook_event(engine, "stripe", "evt_crashed", at=T0 + timedelta(minutes=4))
+    release_webhook_event(engine, "stripe", "evt_crashed")
+    assert webhook_event_handled(engine, "stripe", "evt_crashed")
+
+
+def test_two_processes_taking_one_event_apply_it_once(store: IngestStore, db_url: str) -> None:
     cid = store.register_community(COMMUNITY, "UTC")
     engines = [make_engine(db_url) for _ in range(2)]
     start = threading.Barrier(2)
-    results: list[bool] = []
+    results: list[str] = []
 
     def deliver(engine: Engine) -> None:
         start.wait()
-        results.append(_claim(engine, cid))
+        results.append(_take(engine, cid))
 
     threads = [threading.Thread(target=deliver, args=(e,)) for e in engines]
     for t in threads:
@@ -73,11 +102,20 @@ def test_two_processes_storing_one_event_store_it_once(store: IngestStore, db_ur
         t.join()
     with engines[0].connect() as conn:
         events = conn.execute(select(func.count()).select_from(WebhookEvent)).scalar_one()
-        claims = conn.execute(select(func.count()).select_from(CheckoutClaim)).scalar_one()
     for e in engines:
         e.dispose()
-    assert sorted(results) == [False, True]
-    assert (events, claims) == (1, 1)
+    assert sorted(results) == ["busy", "taken"]
+    assert events == 1
+
+
+def test_a_claim_marks_its_event_handled_and_is_made_once(store: IngestStore, engine: Engine) -> None:
+    cid = store.register_community(COMMUNITY, "UTC")
+    assert _claim(engine, cid)
+    assert webhook_event_handled(engine, "stripe", "evt_1")
+    # Another event of the same checkout (async_payment_succeeded after completed) makes no second code.
+    assert not _claim(engine, cid, event_id="evt_2", code="ZZZZ-ZZZZ-ZZ")
+    with engine.connect() as conn:
+        assert conn.execute(select(func.count()).select_from(CheckoutClaim)).scalar_one() == 1
 
 
 def test_a_code_is_redeemed_once_before_it_expires(store: IngestStore, engine: Engine) -> None:

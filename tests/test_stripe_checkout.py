@@ -163,7 +163,7 @@ async def test_telegram_buy_pay_replay_forge_refund(tmp_path: Path) -> None:
         assert len(_purchases(engine)) == 1
         assert len(fake.calls_to("createChatInviteLink")) == 1
 
-        # Other event types are acknowledged and ignored; subscriptions' ones too, for now.
+        # Other event types are acknowledged and ignored (an invoice that bills no subscription too).
         assert await post_stripe(http, base, stripe.other("customer.created")) == 200
         assert await post_stripe(http, base, stripe.other("invoice.paid")) == 200
         assert len(_purchases(engine)) == 1

@@ -16,29 +16,40 @@ import asyncio
 import hashlib
 import hmac
 import logging
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Final, Protocol
 
+from bot.core.alerts import SaleAlert
 from bot.core.markup import bold, code, rich
 from bot.core.payments import CheckoutReference
 from bot.core.ports import AccessResult, CapabilityError, PlatformActions
 from bot.core.replies import OutgoingMessage, Reply
-from bot.core.sales import SalesDeps, find_course, receive_refund, record_sale
+from bot.core.sales import SalesDeps, alert, find_course, receive_refund, record_sale
 from storage.checkout import (
     CLAIM_CODE_ALPHABET,
+    EventState,
     attach_claim,
     claim_by_code,
     create_claim,
+    finish_webhook_event,
     hash_code,
-    record_webhook_event,
     redeem_claim,
+    release_webhook_event,
+    take_webhook_event,
     void_claim,
-    webhook_event_seen,
 )
 from storage.events import MemberRef, Platform, PurchaseEvent, PurchaseSource, RefundEvent
 from storage.ledger import purchase_by_charge
+from storage.subscriptions import (
+    billed_subscription,
+    end_periods_access,
+    end_subscription_at,
+    set_cancelled,
+    subscription_of_charge,
+)
 
 if TYPE_CHECKING:
     from bot.config import CourseSettings
@@ -48,6 +59,9 @@ log = logging.getLogger(__name__)
 CLAIM_LIFETIME: Final = timedelta(days=30)
 _CLAIM_DOMAIN: Final = b"cohortbot-claim-code-v1\x00"
 _CLAIM_LENGTH: Final = 10  # 50 bits; one-time, expiring, and only shown to whoever holds the checkout session
+# Stripe metadata: the course a checkout sells, and (on a subscription made by /buy) the member's signed reference.
+COURSE_METADATA_KEY: Final = "cohortbot_course"
+REFERENCE_METADATA_KEY: Final = "cohortbot_reference"
 # The chat platforms a checkout can be attached to (a card buyer is a member of one of them).
 CHAT_PLATFORMS: Final = (Platform.TELEGRAM.value, Platform.DISCORD.value)
 
@@ -57,6 +71,22 @@ class CheckoutSessions(Protocol):
 
     async def create(self, course: CourseSettings, reference: str) -> str:
         """Create a checkout for ``course`` carrying the signed ``reference``; return the URL to pay at.
+
+        Raises:
+            CheckoutUnavailable: The provider refused or could not be reached.
+        """
+        ...
+
+    async def set_cancelled(self, subscription_ref: str, *, cancelled: bool) -> None:
+        """Stop a card subscription's renewals at the end of the paid period (``cancelled``), or resume them.
+
+        Raises:
+            CheckoutUnavailable: The provider refused or could not be reached; nothing changed.
+        """
+        ...
+
+    async def cancel_now(self, subscription_ref: str) -> None:
+        """End a card subscription now (its last payment was refunded): no further charge.
 
         Raises:
             CheckoutUnavailable: The provider refused or could not be reached.
@@ -115,13 +145,49 @@ class Handled:
 
     Attributes:
         duplicate: The event was handled before; nothing changed.
+        busy: Another delivery (maybe in another process) is applying the event right now; nothing changed here, and
+            the provider should deliver it again later.
         claim_code: The code the buyer sends with ``/claim`` (a buyer without a chat account), if one was made.
         problem: Why nothing could be applied (unknown course): logged for the owners, the event is acknowledged.
     """
 
     duplicate: bool = False
+    busy: bool = False
     claim_code: str | None = None
     problem: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PaidPeriod:
+    """One paid period of a card subscription (Stripe's ``invoice.paid``).
+
+    Attributes:
+        provider: ``"stripe"``.
+        event_id: The provider's event id (the idempotency key).
+        event_type: The provider's event type, as stored.
+        subscription_ref: The provider's subscription id; renewals name the same one.
+        charge_id: The id a refund names (Stripe's PaymentIntent id; the invoice id for an invoice paid without one).
+        invoice_id: The provider's invoice id.
+        course_id: The course, from the subscription's metadata (None when the subscription was not made by /buy).
+        amount: In the currency's minor units.
+        currency: ISO code, upper case.
+        starts_at: When the paid period starts.
+        ends_at: When it ends (access lasts until then).
+        buyer: The member it is for (a verified reference from /buy), when the subscription carries one.
+    """
+
+    provider: str
+    event_id: str
+    event_type: str
+    subscription_ref: str
+    charge_id: str
+    invoice_id: str
+    course_id: str | None
+    amount: int
+    currency: str
+    starts_at: datetime
+    ends_at: datetime
+    buyer: CheckoutReference | None
 
 
 class _NoPlatform:
@@ -141,6 +207,9 @@ class _NoPlatform:
 
 
 Notify = Callable[[OutgoingMessage], Awaitable[None]]
+# Runs the subscriptions job now (removal from the course chat or role, the come-back message), once a card
+# subscription ended before its paid time ran out.
+SubscriptionsNow = Callable[[], Awaitable[object]]
 
 
 class CheckoutDesk:
@@ -150,12 +219,25 @@ class CheckoutDesk:
         deps: The dispatcher (settings, database, writer, secret, locks, clock).
         actions: The running platforms' capabilities by platform name (``"telegram"``, ``"discord"``).
         notify: Sends a receipt or notice privately to a member (the app routes it to the right adapter).
+        billing: The card provider (Stripe), to stop a refunded subscription's renewals; None when not configured.
+        subscriptions_now: Runs the subscriptions job at once (a card subscription ended early); None: the job's
+            next scheduled run removes the member.
     """
 
-    def __init__(self, deps: SalesDeps, actions: Mapping[str, PlatformActions], notify: Notify | None = None) -> None:
+    def __init__(
+        self,
+        deps: SalesDeps,
+        actions: Mapping[str, PlatformActions],
+        notify: Notify | None = None,
+        *,
+        billing: CheckoutSessions | None = None,
+        subscriptions_now: SubscriptionsNow | None = None,
+    ) -> None:
         self.deps = deps
         self._actions = actions
         self._notify = notify
+        self._billing = billing
+        self._subscriptions_now = subscriptions_now
 
     def actions_for(self, platform: str) -> PlatformActions:
         """The platform's capabilities; a stand-in that grants nothing when it is not running here."""
@@ -170,39 +252,64 @@ class CheckoutDesk:
         except Exception as exc:  # the sale is recorded either way; the member sees it in /courses
             log.warning("could not tell %s user %s about their checkout: %s", platform, user_id, exc)
 
-    async def _seen(self, provider: str, event_id: str) -> bool:
-        return await asyncio.to_thread(webhook_event_seen, self.deps.engine, provider, event_id)
+    @asynccontextmanager
+    async def _once(self, provider: str, event_id: str, event_type: str) -> AsyncIterator[EventState]:
+        """Apply an event at most once, across deliveries and processes.
 
-    async def _store(self, provider: str, event_id: str, event_type: str) -> None:
-        stored = await asyncio.to_thread(
-            record_webhook_event,
-            self.deps.engine,
-            self.deps.community_id,
-            provider=provider,
-            event_id=event_id,
-            event_type=event_type,
-            at=self.deps.clock.now(),
-        )
-        if not stored:
-            log.info("%s event %s was stored by another delivery meanwhile", provider, event_id)
+        Yields ``"taken"`` when this delivery applies it (then it is marked handled when the block ends, or given
+        back when the block fails, so the provider's next delivery applies it), ``"handled"`` for an event applied
+        before, ``"busy"`` while another process is applying it.
+        """
+        engine = self.deps.engine
+        # In this process, deliveries of one event queue up here: the later ones find it handled.
+        async with self.deps.sale_locks(f"{provider}-event:{event_id}"):
+            state: EventState = await asyncio.to_thread(
+                take_webhook_event,
+                engine,
+                self.deps.community_id,
+                provider=provider,
+                event_id=event_id,
+                event_type=event_type,
+                now=self.deps.clock.now(),
+            )
+            if state != "taken":
+                if state == "busy":
+                    log.info(
+                        "%s event %s is being applied by another delivery; asking for a later one",
+                        provider,
+                        event_id,
+                    )
+                yield state
+                return
+            try:
+                yield state
+            except BaseException:
+                await asyncio.to_thread(release_webhook_event, engine, provider, event_id)
+                raise
+            await asyncio.to_thread(finish_webhook_event, engine, provider, event_id, at=self.deps.clock.now())
+
+    @staticmethod
+    def _skipped(state: EventState) -> Handled:
+        return Handled(duplicate=state == "handled", busy=state == "busy")
 
     async def acknowledge(self, provider: str, event_id: str, event_type: str) -> Handled:
         """An event type cohortbot does not act on: stored once, so its replays are recognised too."""
-        if await self._seen(provider, event_id):
-            return Handled(duplicate=True)
-        log.info("%s event %s (%s) acknowledged and ignored", provider, event_id, event_type)
-        await self._store(provider, event_id, event_type)
+        async with self._once(provider, event_id, event_type) as state:
+            if state != "taken":
+                return self._skipped(state)
+            log.info("%s event %s (%s) acknowledged and ignored", provider, event_id, event_type)
         return Handled()
 
     async def paid(self, paid: Paid) -> Handled:
         """A checkout was paid: record the sale and give access, or make a claim code for a buyer without an account.
 
-        The purchase is committed (unique by charge id, so a concurrent delivery in another process stores it
-        once) before the event is stored, and both before the caller answers the provider.
+        The event is taken first (so a concurrent delivery, in this process or another, applies nothing), then the
+        purchase is committed (unique by charge id) and access given, and only then is the event marked handled,
+        all before the caller answers the provider.
         """
-        async with self.deps.sale_locks(f"{paid.provider}-event:{paid.event_id}"):
-            if await self._seen(paid.provider, paid.event_id):
-                return Handled(duplicate=True)
+        async with self._once(paid.provider, paid.event_id, paid.event_type) as state:
+            if state != "taken":
+                return self._skipped(state)
             course = find_course(self.deps.settings, paid.course_id)
             if course is None:
                 problem = f"course {paid.course_id!r} is not in [[courses]]"
@@ -214,16 +321,147 @@ class CheckoutDesk:
                     paid.charge_id,
                     problem,
                 )
-                await self._store(paid.provider, paid.event_id, paid.event_type)
                 return Handled(problem=problem)
             if paid.buyer is None:
                 return await self._make_claim(paid)
             buyer = paid.buyer
             event = self._purchase(paid, buyer.platform, buyer.user_id)
             outcome = await record_sale(self.deps, event, self.actions_for(buyer.platform))
-            await self._store(paid.provider, paid.event_id, paid.event_type)
         if outcome.created or outcome.access is not None or outcome.problem:
             await self._tell(buyer.platform, buyer.user_id, outcome.reply)
+        return Handled()
+
+    async def period_paid(self, period: PaidPeriod) -> Handled:
+        """A card subscription's period was paid: the first one subscribes the member, later ones renew.
+
+        The member is the one the subscription was made for (its signed reference from /buy) or, for a renewal, the
+        one it is stored for. A subscription cohortbot does not know and that names nobody (started on the website)
+        is acknowledged and logged: an admin records it with /grant.
+        """
+        async with self._once(period.provider, period.event_id, period.event_type) as state:
+            if state != "taken":
+                return self._skipped(state)
+            engine, community_id = self.deps.engine, self.deps.community_id
+            known = await asyncio.to_thread(
+                billed_subscription, engine, community_id, period.provider, period.subscription_ref
+            )
+            if known is not None:
+                platform, user_id, course_id = known.platform, known.member_user_id, known.course_key
+            elif period.buyer is not None:
+                platform, user_id = period.buyer.platform, period.buyer.user_id
+                course_id = period.buyer.course_id
+            else:
+                problem = f"subscription {period.subscription_ref} names no member (it was not started with /buy)"
+                log.warning(
+                    "%s invoice %s paid for %s: nothing recorded; ask the buyer to subscribe with /buy in the chat, "
+                    "or record it with /grant",
+                    period.provider,
+                    period.invoice_id,
+                    problem,
+                )
+                return Handled(problem=problem)
+            if find_course(self.deps.settings, course_id) is None:
+                problem = f"course {course_id!r} is not in [[courses]]"
+                log.error(
+                    "%s subscription %s renewed (invoice %s) for %s: nothing recorded; add the course back, or "
+                    "cancel and refund it in the provider",
+                    period.provider,
+                    period.subscription_ref,
+                    period.invoice_id,
+                    problem,
+                )
+                return Handled(problem=problem)
+            event = PurchaseEvent(
+                platform=Platform(platform),
+                community=self.deps.settings.community.name,
+                charge_id=period.charge_id,
+                member=MemberRef(user_id),
+                course_id=course_id,
+                amount=period.amount,
+                currency=period.currency,
+                occurred_at=period.starts_at,
+                source=PurchaseSource.STRIPE,
+                provider_charge_id=period.invoice_id,
+                access_ends_at=period.ends_at,
+                subscription_ref=period.subscription_ref,
+            )
+            outcome = await record_sale(self.deps, event, self.actions_for(platform))
+        if outcome.created or outcome.access is not None or outcome.problem:
+            await self._tell(platform, user_id, outcome.reply)
+        return Handled()
+
+    async def subscription_changed(
+        self,
+        *,
+        provider: str,
+        event_id: str,
+        event_type: str,
+        subscription_ref: str,
+        cancelled_at: datetime | None,
+    ) -> Handled:
+        """The member cancelled a card subscription (no more renewals; access lasts the paid time), or resumed it."""
+        async with self._once(provider, event_id, event_type) as state:
+            if state != "taken":
+                return self._skipped(state)
+            engine, community_id = self.deps.engine, self.deps.community_id
+            record = await asyncio.to_thread(billed_subscription, engine, community_id, provider, subscription_ref)
+            if record is None:
+                return Handled()
+            changed = await asyncio.to_thread(
+                set_cancelled, engine, community_id, record.platform, subscription_ref, cancelled_at
+            )
+            if changed:
+                until = record.ends_at.astimezone(self.deps.settings.community.tz).date().isoformat()
+                await alert(
+                    self.deps,
+                    SaleAlert(
+                        "cancellation" if cancelled_at is not None else "resumed",
+                        record.platform,
+                        MemberRef(record.member_user_id),
+                        record.title,
+                        note=f"paid until {until}",
+                    ),
+                )
+        return Handled()
+
+    async def subscription_ended(
+        self, *, provider: str, event_id: str, event_type: str, subscription_ref: str, at: datetime
+    ) -> Handled:
+        """A card subscription ended (cancelled and run out, unpaid, or ended by the owner): access ends at ``at``.
+
+        The subscription and its last period's purchase end then, so the daily access check never gives access
+        back; the subscriptions job removes the member (once) and tells them how to come back.
+        """
+        async with self._once(provider, event_id, event_type) as state:
+            if state != "taken":
+                return self._skipped(state)
+            engine, community_id = self.deps.engine, self.deps.community_id
+            record = await asyncio.to_thread(billed_subscription, engine, community_id, provider, subscription_ref)
+            if record is None:
+                log.info("%s subscription %s ended; cohortbot never recorded it", provider, subscription_ref)
+                return Handled()
+            await asyncio.to_thread(end_subscription_at, engine, community_id, record.platform, subscription_ref, at)
+            # No renewal comes any more: the subscriptions job removes the member now, without a renewal's grace.
+            await asyncio.to_thread(set_cancelled, engine, community_id, record.platform, subscription_ref, at)
+            await asyncio.to_thread(end_periods_access, engine, community_id, record.id, at=at)
+            log.info(
+                "%s subscription %s of %s user %s to %r ended at %s",
+                provider,
+                subscription_ref,
+                record.platform,
+                record.member_user_id,
+                record.course_key,
+                at.isoformat(),
+            )
+        if self._subscriptions_now is not None and at <= self.deps.clock.now():
+            try:
+                await self._subscriptions_now()
+            except Exception:  # the scheduled run removes the member anyway
+                log.exception(
+                    "running the subscriptions job after %s subscription %s ended",
+                    provider,
+                    subscription_ref,
+                )
         return Handled()
 
     def _purchase(self, paid: Paid, platform: str, user_id: str) -> PurchaseEvent:
@@ -250,7 +488,6 @@ class CheckoutDesk:
             self.deps.community_id,
             provider=paid.provider,
             event_id=paid.event_id,
-            event_type=paid.event_type,
             session_id=paid.session_id,
             code_hash=hash_code(code_text),
             charge_id=paid.charge_id,
@@ -267,10 +504,16 @@ class CheckoutDesk:
         return Handled(claim_code=code_text)
 
     async def refunded(self, *, provider: str, event_id: str, event_type: str, charge_id: str, at: datetime) -> Handled:
-        """A checkout's payment was refunded: record the refund and take access away, once."""
-        async with self.deps.sale_locks(f"{provider}-event:{event_id}"):
-            if await self._seen(provider, event_id):
-                return Handled(duplicate=True)
+        """A checkout's payment was refunded: record the refund and take access away, once.
+
+        A refunded card subscription payment also ends the subscription in the provider, so the member is not
+        charged again for access they no longer have.
+        """
+        notice: tuple[str, str, Reply] | None = None
+        problem: str | None = None
+        async with self._once(provider, event_id, event_type) as state:
+            if state != "taken":
+                return self._skipped(state)
             engine, community_id = self.deps.engine, self.deps.community_id
             if await asyncio.to_thread(void_claim, engine, community_id, provider, charge_id, at):
                 log.info(
@@ -278,10 +521,7 @@ class CheckoutDesk:
                     provider,
                     charge_id,
                 )
-                await self._store(provider, event_id, event_type)
                 return Handled()
-            notice: tuple[str, str, Reply] | None = None
-            problem: str | None = None
             for platform in CHAT_PLATFORMS:
                 purchase = await asyncio.to_thread(purchase_by_charge, engine, community_id, platform, charge_id)
                 if purchase is None:
@@ -296,14 +536,38 @@ class CheckoutDesk:
                 reply = await receive_refund(self.deps, refund, None, self.actions_for(platform))
                 if reply is not None and purchase.member_user_id is not None:
                     notice = (platform, purchase.member_user_id, reply)
+                await self._stop_refunded_subscription(platform, charge_id)
                 break
             else:
                 problem = f"no purchase with charge {charge_id} is recorded"
                 log.warning("%s refund of charge %s: %s; nothing to revoke", provider, charge_id, problem)
-            await self._store(provider, event_id, event_type)
         if notice is not None:
             await self._tell(*notice)
         return Handled(problem=problem)
+
+    async def _stop_refunded_subscription(self, platform: str, charge_id: str) -> None:
+        subscription = await asyncio.to_thread(
+            subscription_of_charge, self.deps.engine, self.deps.community_id, platform, charge_id
+        )
+        if subscription is None or subscription.provider is None or subscription.ended_at is not None:
+            return
+        if self._billing is None:
+            log.error(
+                "refunded a payment of %s subscription %s, but %s is not configured here: cancel it there by hand",
+                subscription.provider,
+                subscription.subscription_ref,
+                subscription.provider,
+            )
+            return
+        try:
+            await self._billing.cancel_now(subscription.subscription_ref)
+        except CheckoutUnavailable as exc:  # the refund stands; the owners must stop the renewals by hand
+            log.error(
+                "refunded a payment of %s subscription %s, but cancelling it failed (%s): cancel it there by hand",
+                subscription.provider,
+                subscription.subscription_ref,
+                exc,
+            )
 
     async def claim(self, platform: Platform, member: MemberRef, code_text: str, actions: PlatformActions) -> Reply:
         """``/claim CODE``: attach a paid checkout to the member who sends its code, and give access.

@@ -27,6 +27,7 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Literal, Protocol
 
 from analytics.formatting import fmt_day, fmt_money, plural
+from bot.config import BILLING_PERIOD_DAYS
 from bot.core.alerts import AlertKind, SaleAlert, SaleAlerts
 from bot.core.locks import KeyedLocks
 from bot.core.markup import Rich, Span, bold, code, rich
@@ -120,12 +121,12 @@ async def alert(dispatcher: SalesDeps, sale_alert: SaleAlert) -> None:
 
 
 def is_subscription_payment(event: PurchaseEvent, course: CourseSettings | None) -> bool:
-    """Whether a payment is one period of a monthly course (a Telegram Stars subscription payment)."""
+    """Whether a payment is one period of a monthly course (a Telegram Stars or a Stripe subscription payment)."""
     return (
         course is not None
         and course.billing == "monthly"
         and event.access_ends_at is not None
-        and event.platform is Platform.TELEGRAM
+        and (event.platform is Platform.TELEGRAM or event.source is PurchaseSource.STRIPE)
     )
 
 
@@ -563,6 +564,8 @@ async def _record_subscription_payment(
         charge_id=event.charge_id,
         starts_at=event.occurred_at,
         ends_at=event.access_ends_at,
+        subscription_ref=event.subscription_ref,
+        provider="stripe" if event.source is PurchaseSource.STRIPE else None,
     )
     until = fmt_day(period.subscription.ends_at.astimezone(dispatcher.settings.community.tz).date())
     granted = await asyncio.to_thread(access_granted, dispatcher.engine, purchase_id)
@@ -594,8 +597,9 @@ async def _record_subscription_payment(
     access = await _grant(actions, event.member, course)
     kind: Literal["sale", "renewal"] = "renewal" if period.renewal else "sale"
     await _alert_sale(dispatcher, kind, event, course, access, new=period.created, note=f"until {until}")
+    every = "every month" if event.source is PurchaseSource.STRIPE else f"every {BILLING_PERIOD_DAYS} days"
     lines: list[list[Span | str] | str] = [
-        ["Thank you! You are subscribed to ", bold(course.title), f" until {until}; it renews every 30 days."]
+        ["Thank you! You are subscribed to ", bold(course.title), f" until {until}; it renews {every}."]
     ]
     if line := await _after_grant(dispatcher, "subscription payment", event, course, access, purchase_id):
         lines.append(line)
@@ -623,7 +627,8 @@ async def _end_refunded_subscription(
         subscription.subscription_ref,
         event.occurred_at,
     )
-    if subscription.cancelled_at is None and isinstance(actions, SubscriptionActions):
+    # A card subscription (Stripe) is stopped by the checkout side, not by the chat platform.
+    if subscription.cancelled_at is None and subscription.provider is None and isinstance(actions, SubscriptionActions):
         try:
             await actions.set_subscription_cancelled(buyer, subscription.subscription_ref, cancelled=True)
         except Exception as exc:  # the refund stands; the owners must stop the renewals by hand

@@ -23,7 +23,16 @@ from typing import TYPE_CHECKING, Any, Final
 
 from aiohttp import web
 
-from bot.core.checkout import CHAT_PLATFORMS, CheckoutDesk, Handled, Paid, claim_code
+from bot.core.checkout import (
+    CHAT_PLATFORMS,
+    COURSE_METADATA_KEY,
+    REFERENCE_METADATA_KEY,
+    CheckoutDesk,
+    Handled,
+    Paid,
+    PaidPeriod,
+    claim_code,
+)
 from bot.core.payments import CheckoutReference, PaymentError, verify_reference
 from bot.web.context import CONTEXT
 from storage.checkout import claim_by_session
@@ -36,8 +45,6 @@ log = logging.getLogger(__name__)
 STRIPE_PATH: Final = "/webhooks/stripe"
 CHECKOUT_PATH: Final = "/webhooks/checkout"
 SIGNATURE_HEADER: Final = "X-Cohortbot-Signature"
-# Stripe event types that arrive with subscriptions (recurring courses), acknowledged until then.
-SUBSCRIPTION_EVENTS: Final = frozenset({"invoice.paid", "customer.subscription.deleted"})
 _PAID_EVENTS: Final = frozenset({"checkout.session.completed", "checkout.session.async_payment_succeeded"})
 
 
@@ -69,6 +76,10 @@ def add_webhook_routes(app: web.Application, payments: PaymentWebhooks) -> None:
 
 
 def _ok(handled: Handled, **extra: Any) -> web.Response:
+    if handled.busy:
+        # Another delivery (another process) is applying this event now: nothing was done here. A non-2xx answer
+        # makes the provider deliver it again later, when it is handled and acknowledged.
+        return web.json_response({"received": False, "busy": True}, status=409, headers={"Retry-After": "60"})
     body: dict[str, Any] = {"received": True, "duplicate": handled.duplicate, **extra}
     if handled.problem:
         body["problem"] = handled.problem
@@ -93,6 +104,15 @@ async def stripe_webhook(request: web.Request) -> web.Response:
     obj: dict[str, Any] = event.data.object.to_dict()
     occurred_at = datetime.fromtimestamp(int(event.created), UTC)
     if event_type in _PAID_EVENTS:
+        if obj.get("mode") == "subscription":
+            # Its invoice.paid gives access: a subscription made by /buy carries the member's reference.
+            if not obj.get("client_reference_id"):
+                log.warning(
+                    "Stripe subscription %s was started outside the chat (no /buy reference): nothing recorded; "
+                    "subscriptions are sold with /buy so they are bound to a chat account, record it with /grant",
+                    obj.get("subscription"),
+                )
+            return _ok(await desk.acknowledge("stripe", event_id, event_type))
         if obj.get("payment_status") == "unpaid":
             # A delayed payment method: Stripe sends checkout.session.async_payment_succeeded when it clears.
             return _ok(await desk.acknowledge("stripe", event_id, event_type))
@@ -110,9 +130,106 @@ async def stripe_webhook(request: web.Request) -> web.Response:
                 provider="stripe", event_id=event_id, event_type=event_type, charge_id=charge_id, at=occurred_at
             )
         )
-    if event_type in SUBSCRIPTION_EVENTS:
-        log.info("Stripe %s acknowledged: recurring courses are handled once subscriptions are configured", event_type)
+    if event_type == "invoice.paid":
+        period = await _stripe_period(desk, stripe_account, event_id, event_type, obj)
+        if period is None:
+            return _ok(await desk.acknowledge("stripe", event_id, event_type))
+        return _ok(await desk.period_paid(period))
+    if event_type == "customer.subscription.updated":
+        cancelling = bool(obj.get("cancel_at_period_end")) or obj.get("cancel_at") is not None
+        return _ok(
+            await desk.subscription_changed(
+                provider="stripe",
+                event_id=event_id,
+                event_type=event_type,
+                subscription_ref=str(obj.get("id")),
+                cancelled_at=_stamp(obj.get("canceled_at")) or occurred_at if cancelling else None,
+            )
+        )
+    if event_type == "customer.subscription.deleted":
+        return _ok(
+            await desk.subscription_ended(
+                provider="stripe",
+                event_id=event_id,
+                event_type=event_type,
+                subscription_ref=str(obj.get("id")),
+                at=_stamp(obj.get("ended_at")) or occurred_at,
+            )
+        )
     return _ok(await desk.acknowledge("stripe", event_id, event_type))
+
+
+def _stamp(value: object) -> datetime | None:
+    """A Stripe timestamp (seconds since the epoch) as a UTC time; None when absent."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return datetime.fromtimestamp(int(value), UTC)
+    return None
+
+
+def _invoice_subscription(invoice: dict[str, Any]) -> tuple[str | None, dict[str, Any]]:
+    """The subscription an invoice bills and that subscription's metadata, in both API shapes.
+
+    Since API version 2025-03-31 both sit under ``parent.subscription_details``; before, ``subscription`` and
+    ``subscription_details.metadata`` sat on the invoice itself.
+    """
+    details = (invoice.get("parent") or {}).get("subscription_details") or invoice.get("subscription_details") or {}
+    subscription = details.get("subscription") or invoice.get("subscription")
+    if isinstance(subscription, dict):  # expanded
+        subscription = subscription.get("id")
+    metadata = details.get("metadata") or {}
+    return (str(subscription) if subscription else None), dict(metadata)
+
+
+def _invoice_period(invoice: dict[str, Any], subscription: str) -> tuple[datetime, datetime] | None:
+    """The service period an invoice pays for: its subscription line's period.
+
+    The invoice's own ``period_start``/``period_end`` is the previous period for a renewal, so it is not used.
+    """
+    lines = ((invoice.get("lines") or {}).get("data")) or []
+    periods = [
+        (_stamp(line["period"].get("start")), _stamp(line["period"].get("end")))
+        for line in lines
+        if isinstance(line, dict) and isinstance(line.get("period"), dict)
+    ]
+    known = [(start, end) for start, end in periods if start is not None and end is not None]
+    if not known:
+        log.error("Stripe invoice %s of subscription %s has no line with a period", invoice.get("id"), subscription)
+        return None
+    return max(known, key=lambda period: period[1])
+
+
+async def _stripe_period(
+    desk: CheckoutDesk, stripe_account: StripeCheckout, event_id: str, event_type: str, invoice: dict[str, Any]
+) -> PaidPeriod | None:
+    subscription, metadata = _invoice_subscription(invoice)
+    if subscription is None:
+        return None  # a one-off invoice: not a course cohortbot sells this way
+    period = _invoice_period(invoice, subscription)
+    if period is None:
+        return None
+    buyer: CheckoutReference | None = None
+    reference = metadata.get(REFERENCE_METADATA_KEY)
+    if reference:
+        try:
+            buyer = verify_reference(desk.deps.signing_secret or "", str(reference))
+        except PaymentError as exc:
+            log.warning("Stripe subscription %s carries a reference that does not verify: %s", subscription, exc)
+    invoice_id = str(invoice.get("id"))
+    charge_id = await stripe_account.invoice_payment_intent(invoice) or invoice_id
+    return PaidPeriod(
+        provider="stripe",
+        event_id=event_id,
+        event_type=event_type,
+        subscription_ref=subscription,
+        charge_id=charge_id,
+        invoice_id=invoice_id,
+        course_id=metadata.get(COURSE_METADATA_KEY),
+        amount=int(invoice.get("amount_paid") or 0),
+        currency=str(invoice.get("currency") or "").upper(),
+        starts_at=period[0],
+        ends_at=period[1],
+        buyer=buyer,
+    )
 
 
 async def _stripe_paid(

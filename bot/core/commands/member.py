@@ -455,6 +455,16 @@ async def _card_checkout(ctx: CommandContext, course: CourseSettings) -> Reply:
             "Sorry, card payments are not available right now. The admins have been told; please try again later.",
             private=True,
         )
+    if course.billing == "monthly":
+        return Reply(
+            rich(
+                ["Subscribe to ", bold(course.title), " by card on Stripe's secure checkout page."],
+                "It renews every month until you cancel it with /subscriptions. The link is yours alone: your "
+                "access is given to this account as soon as the first payment goes through.",
+            ),
+            private=True,
+            buttons=(Button("Subscribe by card", "url", url),),
+        )
     return Reply(
         rich(
             ["Pay for ", bold(course.title), " by card on Stripe's secure checkout page."],

@@ -1,8 +1,9 @@
 """``/subscriptions``: a member's monthly courses, when each renews or ends, and cancelling or resuming one.
 
-Cancelling stops the renewals through the platform (Telegram ``editUserStarSubscription``); access lasts until the
-paid period ends. The ledger is not touched: nothing is refunded. Platforms whose members cancel in the platform's
-own settings (Discord) are told where.
+Cancelling stops the renewals through whoever bills them (Telegram ``editUserStarSubscription``, Stripe's
+``cancel_at_period_end`` for a card subscription); access lasts until the paid period ends. The ledger is not
+touched: nothing is refunded. Platforms whose members cancel in the platform's own settings (Discord) are told
+where.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import logging
 
 from analytics.formatting import fmt_day
 from bot.core.alerts import AlertKind, SaleAlert
+from bot.core.checkout import CheckoutUnavailable
 from bot.core.commands.base import CommandContext, CommandSpec, OptionSpec, UsageError
 from bot.core.markup import Span, bold, code, rich
 from bot.core.ports import CapabilityError, SubscriptionActions
@@ -58,7 +60,7 @@ async def subscriptions(ctx: CommandContext) -> Reply:
     now = ctx.clock.now()
     for record in records:
         lines.append([bold(record.title), " ", code(record.course_key), f": {_status(ctx, record)}"])
-        if record.active(now) and isinstance(ctx.actions, SubscriptionActions):
+        if record.active(now) and _can_change(ctx, record):
             if record.cancelled_at is None:
                 buttons.append(
                     Button(f"Cancel {record.title}", "command", f"/subscriptions cancel {record.course_key}")
@@ -69,13 +71,32 @@ async def subscriptions(ctx: CommandContext) -> Reply:
                 )
         elif not record.active(now):
             lines.append(["To come back, send ", code(f"/buy {record.course_key}"), "."])
-    if not isinstance(ctx.actions, SubscriptionActions):
+    if any(not _can_change(ctx, r) for r in records if r.active(now)):
         lines.append("To cancel, use your account's subscription settings in the app.")
     return Reply(rich(*lines), private=True, buttons=tuple(buttons))
 
 
+def _can_change(ctx: CommandContext, record: SubscriptionRecord) -> bool:
+    """Whether the bot can cancel or resume this subscription: a card one through Stripe, a Stars one on Telegram."""
+    if record.provider is not None:
+        return ctx.checkout_sessions is not None
+    return isinstance(ctx.actions, SubscriptionActions)
+
+
+async def _set_cancelled(ctx: CommandContext, record: SubscriptionRecord, *, cancel: bool) -> None:
+    if record.provider is not None:
+        assert ctx.checkout_sessions is not None
+        try:
+            await ctx.checkout_sessions.set_cancelled(record.subscription_ref, cancelled=cancel)
+        except CheckoutUnavailable as exc:
+            raise CapabilityError(str(exc)) from exc
+        return
+    assert isinstance(ctx.actions, SubscriptionActions)
+    await ctx.actions.set_subscription_cancelled(ctx.invoker, record.subscription_ref, cancelled=cancel)
+
+
 async def _change(ctx: CommandContext, record: SubscriptionRecord, *, cancel: bool) -> Reply:
-    if not isinstance(ctx.actions, SubscriptionActions):
+    if not _can_change(ctx, record):
         return Reply.say(
             "Subscriptions here are cancelled in the app itself: open your account's subscription settings.",
             private=True,
@@ -84,7 +105,7 @@ async def _change(ctx: CommandContext, record: SubscriptionRecord, *, cancel: bo
         state = "already cancelled" if cancel else "running"
         return Reply(rich(["Your subscription to ", bold(record.title), f" is {state}."]), private=True)
     try:
-        await ctx.actions.set_subscription_cancelled(ctx.invoker, record.subscription_ref, cancelled=cancel)
+        await _set_cancelled(ctx, record, cancel=cancel)
     except CapabilityError as exc:
         log.warning(
             "%s user %s could not change subscription %s: %s",
