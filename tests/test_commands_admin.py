@@ -16,7 +16,7 @@ from storage.events import MemberRef, MessageEvent, Platform, PurchaseEvent, Pur
 from storage.ingest import IngestStore
 from storage.models import Member, Purchase, Refund
 from tests.conftest import COMMUNITY, Events
-from tests.helpers.fake_actions import NOW, Bot, FakeActions, running_bot
+from tests.helpers.fake_actions import NOW, Bot, FakeActions, running_bot, two_course_settings
 from tests.test_digest_preview import ID, png_size, seed_weeks
 
 pytestmark = pytest.mark.storage
@@ -181,6 +181,26 @@ async def test_grant_of_a_stars_only_course_records_zero(bot: Bot) -> None:
     text = (await bot.run("/grant 4242 rust-intro", admin=True, user=ADMIN)).text.plain()
     assert "Recorded: user 4242 owns Intro to Rust (0 Stars, granted by you)." in text
     assert ledger_rows(bot)[0][1:] == ("grant", 0, "XTR", False)
+
+
+async def test_grant_of_a_monthly_course_gives_one_period_and_no_subscription(store: IngestStore) -> None:
+    monthly = two_course_settings(
+        '\n[[courses]]\nid = "club"\ntitle = "Review club"\nbilling = "monthly"\nprice_stars = 250\n'
+        "telegram_chat_id = -100555\n"
+    )
+    async with running_bot(store, settings=monthly) as bot:
+        text = (await bot.run("/grant 4242 club", admin=True, user=ADMIN)).text.plain()
+        assert "Recorded: user 4242 owns Review club" in text
+        assert "A monthly course: this gives 30 days of access, until Fri 19 Apr 2024." in text
+        assert bot.actions.grants == [("4242", "club")]
+        with bot.engine.connect() as conn:
+            assert conn.execute(select(Purchase.access_ends_at)).scalar_one() == NOW + timedelta(days=30)
+        # Nothing renews a grant: it is not a subscription the member could cancel.
+        assert "You have no subscriptions" in (await bot.run("/subscriptions", user="4242")).text.plain()
+        # Once the period is over the member no longer owns it, and may be granted again.
+        bot.clock.advance(timedelta(days=31))
+        again = (await bot.run("/grant 4242 club", admin=True, user=ADMIN)).text.plain()
+        assert "Recorded: user 4242 owns Review club" in again
 
 
 async def test_grant_reports_access_problems(bot: Bot) -> None:

@@ -103,6 +103,17 @@ def parse_settings(data: Mapping[str, Any], *, source: str = "<config>") -> Sett
     for key, value in data.items():
         if key not in _SECTIONS:
             errors[key] = [_unknown_top_level(key, value)]
+    # Alerts go through the platform's bot: one that does not run here would drop every alert without a word.
+    if sales.alert_chat is not None and not telegram.enabled and not errors.get("telegram"):
+        errors.setdefault("sales", []).append(
+            f"[sales] alert_chat: {sales.alert_chat} is a Telegram chat, but [telegram] enabled = false, so no "
+            "alert could be posted there; turn Telegram on or remove alert_chat"
+        )
+    if sales.alert_channel is not None and not discord.enabled and not errors.get("discord"):
+        errors.setdefault("sales", []).append(
+            f"[sales] alert_channel: {sales.alert_channel} is a Discord channel, but [discord] enabled = false, so "
+            "no alert could be posted there; turn Discord on or remove alert_channel"
+        )
 
     # Report in document order so the messages read top to bottom like the file.
     ordered = [message for key in data if key in errors for message in errors[key]]

@@ -127,6 +127,7 @@ def is_subscription_payment(event: PurchaseEvent, course: CourseSettings | None)
         and course.billing == "monthly"
         and event.access_ends_at is not None
         and (event.platform is Platform.TELEGRAM or event.source is PurchaseSource.STRIPE)
+        and event.source is not PurchaseSource.GRANT  # an admin's grant of one period renews nothing
     )
 
 

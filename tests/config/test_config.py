@@ -699,11 +699,22 @@ def test_monthly_course_and_sales_section_are_read() -> None:
         {
             "courses": [course(billing="monthly", telegram_chat_id=-1001)],
             "sales": {"renewal_reminder_days": 5, "alert_chat": -1002, "alert_channel": 123456789},
+            "telegram": {"enabled": True, "chat_ids": [-1003]},
+            "discord": {"enabled": True, "guild_ids": [42]},
         }
     )
     assert settings.courses[0].billing == "monthly"
     assert settings.sales.renewal_reminder_days == 5
     assert (settings.sales.alert_chat, settings.sales.alert_channel) == (-1002, 123456789)
+
+
+def test_sale_alerts_need_the_platform_they_post_to() -> None:
+    assert errors_of({"sales": {"alert_chat": -1002, "alert_channel": 123456789}}) == (
+        "[sales] alert_chat: -1002 is a Telegram chat, but [telegram] enabled = false, so no alert could be posted "
+        "there; turn Telegram on or remove alert_chat",
+        "[sales] alert_channel: 123456789 is a Discord channel, but [discord] enabled = false, so no alert could be "
+        "posted there; turn Discord on or remove alert_channel",
+    )
 
 
 def test_billing_defaults_to_once_and_sales_to_three_day_reminders() -> None:

@@ -22,7 +22,7 @@ from analytics.formatting import DASH, fmt_change, fmt_day, fmt_int, fmt_money, 
 from analytics.privacy import OWNERS
 from analytics.render import clean_name, data_notices
 from analytics.results import MemberStatus, Report
-from bot.config import CourseSettings
+from bot.config import BILLING_PERIOD_DAYS, CourseSettings
 from bot.core.commands.base import CommandContext, CommandSpec, OptionSpec, UsageError
 from bot.core.digest import build_digest
 from bot.core.markup import Span, bold, code, italic, join, link, rich
@@ -260,6 +260,10 @@ async def grant(ctx: CommandContext) -> Reply:
             private=True,
         )
     amount, currency = _grant_price(course)
+    now = ctx.clock.now()
+    # A monthly course is granted for one period: nothing renews it, so the daily access check removes the member
+    # when it ends (grant again to extend, or the member subscribes with /buy).
+    ends = now + timedelta(days=BILLING_PERIOD_DAYS) if course.billing == "monthly" else None
     event = PurchaseEvent(
         platform=ctx.platform,
         community=ctx.invocation.community,
@@ -268,9 +272,10 @@ async def grant(ctx: CommandContext) -> Reply:
         course_id=course.id,
         amount=amount,
         currency=currency,
-        occurred_at=ctx.clock.now(),
+        occurred_at=now,
         source=PurchaseSource.GRANT,
         granted_by=ctx.invoker.user_id,
+        access_ends_at=ends,
     )
     outcome = await record_sale(ctx, event, ctx.actions)
     if not outcome.created:
@@ -280,6 +285,9 @@ async def grant(ctx: CommandContext) -> Reply:
         ["Recorded: ", bold(_who(member)), " owns ", bold(course.title), f" ({money}, granted by you)."],
         ["Reference: ", code(event.charge_id)],
     ]
+    if ends is not None:
+        until = fmt_day(ends.astimezone(ctx.settings.community.tz).date())
+        lines.append(f"A monthly course: this gives {BILLING_PERIOD_DAYS} days of access, until {until}.")
     lines += _access_lines(outcome, "given")
     return Reply(rich(*lines), private=True)
 
