@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, Engine, select, update
+from sqlalchemy import Connection, Engine, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -24,7 +24,7 @@ from storage.deletion import find_member_id
 from storage.engine import writing
 from storage.errors import UnknownCourseError
 from storage.ledger import ensure_member
-from storage.models import Community, Course, Member, Subscription, SubscriptionPeriod
+from storage.models import Community, Course, Member, Purchase, Subscription, SubscriptionPeriod
 
 
 @dataclass(frozen=True, slots=True)
@@ -390,3 +390,38 @@ def mark_comeback_sent(engine: Engine, subscription_id: int, *, at: datetime) ->
             .values(comeback_sent_at=at)
         )
     return bool(result.rowcount)
+
+
+def end_period_purchases_at(
+    engine: Engine, community_id: int, platform: str, subscription_ref: str, at: datetime
+) -> int:
+    """End the access of every purchase paid for one of a subscription's periods at ``at``, where it lasts longer.
+
+    A platform that ends a subscription early (a Discord entitlement that ends or is refunded mid-period) ends the
+    access its renewal payments would still give: otherwise the daily reconciliation would keep (or give back) the
+    role until the last paid period runs out. An end already earlier than ``at`` is never moved later.
+
+    Returns:
+        How many purchases changed.
+    """
+    with writing(engine).begin() as conn:
+        charges = (
+            select(SubscriptionPeriod.charge_id)
+            .join(Subscription, Subscription.id == SubscriptionPeriod.subscription_id)
+            .where(
+                Subscription.community_id == community_id,
+                Subscription.platform == platform,
+                Subscription.subscription_ref == subscription_ref,
+            )
+        )
+        result = conn.execute(
+            update(Purchase)
+            .where(
+                Purchase.community_id == community_id,
+                Purchase.platform == platform,
+                Purchase.charge_id.in_(charges),
+                or_(Purchase.access_ends_at.is_(None), Purchase.access_ends_at > at),
+            )
+            .values(access_ends_at=at)
+        )
+    return int(result.rowcount or 0)

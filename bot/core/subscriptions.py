@@ -23,6 +23,7 @@ from bot.core.alerts import SaleAlert, SaleAlerts
 from bot.core.markup import bold, code, rich
 from bot.core.ports import AccessReconciler, Adapter
 from bot.core.replies import OutgoingMessage, Reply
+from bot.core.reported_subscriptions import REPORTED_ENDS, where_to_cancel
 from storage.events import MemberRef
 from storage.ledger import live_purchase
 from storage.subscriptions import (
@@ -99,6 +100,11 @@ async def run_subscriptions(
                         if course is not None and course.price_stars is not None
                         else ""
                     )
+                    if platform in REPORTED_ENDS:  # Discord bills in money: the price its SKU is recorded at
+                        price = ""
+                        if course is not None and course.price is not None and course.currency:
+                            price = f" ({fmt_money(course.price, course.currency)})"
+                    where = where_to_cancel(platform)
                     reply = Reply(
                         rich(
                             [
@@ -106,7 +112,9 @@ async def run_subscriptions(
                                 bold(record.title),
                                 f" renews on {fmt_day(record.ends_at.astimezone(tz).date())}{price}.",
                             ],
-                            ["Nothing to do if you want to stay. To stop it, send ", code("/subscriptions"), "."],
+                            ["Nothing to do if you want to stay. To stop it, send ", code("/subscriptions"), "."]
+                            if where is None
+                            else f"Nothing to do if you want to stay. To stop it, open {where}.",
                         ),
                         private=True,
                     )
@@ -128,6 +136,16 @@ async def _end(
     run: SubscriptionRun,
     alerts: SaleAlerts | None,
 ) -> None:
+    if (
+        record.platform in REPORTED_ENDS
+        and await asyncio.to_thread(
+            live_purchase, engine, community_id, record.platform, record.member_user_id, record.course_key, now=now
+        )
+        is not None
+    ):
+        # The platform has not ended it (Discord may renew after the period's end while it retries the payment):
+        # its entitlement decides, and its end arrives as an event (see bot.core.reported_subscriptions).
+        return
     # Claimed first: the removal and the message happen once; a crash in between is caught by the daily check.
     if not await asyncio.to_thread(mark_ended, engine, record.id, at=now):
         return

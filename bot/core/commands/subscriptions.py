@@ -2,7 +2,7 @@
 
 Cancelling stops the renewals through the platform (Telegram ``editUserStarSubscription``); access lasts until the
 paid period ends. The ledger is not touched: nothing is refunded. Platforms whose members cancel in the platform's
-own settings (Discord) are told where.
+own settings (Discord: User Settings → Subscriptions) are told where; their subscriptions are listed all the same.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from bot.core.commands.base import CommandContext, CommandSpec, OptionSpec, Usag
 from bot.core.markup import Span, bold, code, rich
 from bot.core.ports import CapabilityError, SubscriptionActions
 from bot.core.replies import Button, Reply
+from bot.core.reported_subscriptions import REPORTED_ENDS, where_to_cancel
 from bot.core.sales import alert
 from storage.subscriptions import SubscriptionRecord, member_subscriptions, set_cancelled
 
@@ -26,13 +27,30 @@ def _day(ctx: CommandContext, record: SubscriptionRecord) -> str:
     return fmt_day(record.ends_at.astimezone(ctx.settings.community.tz).date())
 
 
+def _running(ctx: CommandContext, record: SubscriptionRecord) -> bool:
+    if record.active(ctx.clock.now()):
+        return True
+    # Discord may renew after the paid period's end (it retries a failed payment); it says when it has ended.
+    return record.platform in REPORTED_ENDS and record.ended_at is None and record.cancelled_at is None
+
+
 def _status(ctx: CommandContext, record: SubscriptionRecord) -> str:
-    now = ctx.clock.now()
-    if record.active(now):
+    if record.active(ctx.clock.now()):
         if record.cancelled_at is not None:
             return f"cancelled: your access ends on {_day(ctx, record)}"
+        if record.platform in REPORTED_ENDS:
+            return f"paid until {_day(ctx, record)}, renews then"
         return f"renews on {_day(ctx, record)}"
+    if _running(ctx, record):
+        return f"paid until {_day(ctx, record)}; the renewal is due"
     return f"ended on {_day(ctx, record)}"
+
+
+def _cancel_elsewhere(ctx: CommandContext) -> str:
+    where = where_to_cancel(ctx.platform.value)
+    if where is None:
+        return "To cancel, use your account's subscription settings in the app."
+    return f"To cancel or resume, open {where}: the bot cannot do it for you."
 
 
 async def subscriptions(ctx: CommandContext) -> Reply:
@@ -67,15 +85,20 @@ async def subscriptions(ctx: CommandContext) -> Reply:
                 buttons.append(
                     Button(f"Resume {record.title}", "command", f"/subscriptions resume {record.course_key}")
                 )
-        elif not record.active(now):
+        elif not _running(ctx, record):
             lines.append(["To come back, send ", code(f"/buy {record.course_key}"), "."])
     if not isinstance(ctx.actions, SubscriptionActions):
-        lines.append("To cancel, use your account's subscription settings in the app.")
+        lines.append(_cancel_elsewhere(ctx))
     return Reply(rich(*lines), private=True, buttons=tuple(buttons))
 
 
 async def _change(ctx: CommandContext, record: SubscriptionRecord, *, cancel: bool) -> Reply:
     if not isinstance(ctx.actions, SubscriptionActions):
+        where = where_to_cancel(ctx.platform.value)
+        if where is not None:
+            return Reply.say(
+                f"The bot cannot change your subscription: open {where} to cancel or resume it.", private=True
+            )
         return Reply.say(
             "Subscriptions here are cancelled in the app itself: open your account's subscription settings.",
             private=True,
