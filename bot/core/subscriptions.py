@@ -5,6 +5,12 @@ Runs on the refresh interval when a course is monthly. Every step claims its row
 is told once how to come back, however many processes run the job. If the bot stops between a claim and the
 removal, the daily reconciliation removes the member anyway: the last payment's purchase ends when the
 subscription does, and it never gives access back for a period that ended.
+
+Discord subscriptions end when Discord ends their entitlement (``bot.core.reported_subscriptions``), which takes the
+role and claims the removal and the come-back message itself; the job only removes a Discord member whose stored end
+has passed with no live purchase left (an entitlement that ended at a later moment), never one whose entitlement is
+still open (Discord may renew late while it retries a payment). Reminders go to Discord members too: Discord reports
+each period's end, so the renewal date is known.
 """
 
 from __future__ import annotations

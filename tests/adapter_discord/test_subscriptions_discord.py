@@ -15,13 +15,21 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import pytest
+from sqlalchemy import Engine
+
 from bot.adapters.discord import translate
 from bot.config import CourseSettings
 from bot.core.reconcile import reconcile_access
 from bot.core.reported_subscriptions import ReportedStatus
 from bot.core.subscriptions import run_subscriptions
-from storage.events import Platform
-from storage.subscriptions import member_subscriptions
+from storage.catalog import CourseRecord, sync_courses
+from storage.events import MemberRef, Platform, PurchaseEvent, PurchaseSource
+from storage.ingest import IngestStore
+from storage.ledger import ledger, live_purchase
+from storage.subscriptions import end_period_purchases_at, member_subscriptions, record_period
+from tests.conftest import COMMUNITY as STORAGE_COMMUNITY
+from tests.conftest import T0
 from tests.fakes.discord_api import SUBSCRIPTION_ACTIVE, SUBSCRIPTION_ENDING, SUBSCRIPTION_INACTIVE
 
 from .conftest import CARA_ID, PY_ROLE, RUST_ROLE, RUST_SKU, Harness, HarnessFactory
@@ -299,3 +307,53 @@ async def test_a_late_renewal_does_not_end_the_subscription_and_reminders_name_d
     assert not stored(h)[0][5]
     report = await reconcile_access(h.engine, h.settings, community_id, [h.adapter], now=after)
     assert not report.fixed and role_calls(h, "DELETE") == []
+
+
+# ------------------------------------------------------------------------------------------------------------
+# Storage, on SQLite and PostgreSQL
+
+
+@pytest.mark.storage
+def test_ending_a_subscription_early_ends_its_renewals_access_and_never_extends_one(
+    engine: Engine, store: IngestStore
+) -> None:
+    community_id = store.community_id(STORAGE_COMMUNITY)
+    sync_courses(engine, community_id, [CourseRecord("rust-intro", "Intro to Rust", price=Decimal(9), currency="USD")])
+    ref = "1278078770116427839"
+    periods = [(T0, T0 + PERIOD), (T0 + PERIOD, T0 + 2 * PERIOD), (T0 + 2 * PERIOD, T0 + 3 * PERIOD)]
+    for start, end in periods:
+        charge = f"{ref}:{start.isoformat()}"
+        record_period(
+            engine,
+            community_id,
+            platform="discord",
+            user_id=CARA_ID,
+            course_key="rust-intro",
+            charge_id=charge,
+            starts_at=start,
+            ends_at=end,
+            subscription_ref=ref,
+        )
+        store.record_purchase(
+            PurchaseEvent(
+                Platform.DISCORD,
+                STORAGE_COMMUNITY,
+                charge,
+                MemberRef(CARA_ID),
+                "rust-intro",
+                900,
+                "USD",
+                start,
+                PurchaseSource.DISCORD_ENTITLEMENT,
+                access_ends_at=end,
+            )
+        )
+    refunded_at = T0 + PERIOD + timedelta(days=10)  # during the second period
+    assert end_period_purchases_at(engine, community_id, "discord", ref, refunded_at) == 2
+    ends = sorted(r.access_ends_at for r in ledger(engine, community_id) if r.access_ends_at is not None)
+    # The first period ended before: untouched (never moved later); the second and third end at the refund.
+    assert ends == [T0 + PERIOD, refunded_at, refunded_at]
+    assert live_purchase(engine, community_id, "discord", CARA_ID, "rust-intro", now=refunded_at) is None
+    assert end_period_purchases_at(engine, community_id, "discord", ref, refunded_at) == 0  # again: nothing changes
+    # Another platform's subscription of the same name is not touched.
+    assert end_period_purchases_at(engine, community_id, "telegram", ref, T0) == 0
