@@ -30,10 +30,11 @@ from storage.ledger import ledger, live_purchase
 from storage.subscriptions import end_period_purchases_at, member_subscriptions, record_period
 from tests.conftest import COMMUNITY as STORAGE_COMMUNITY
 from tests.conftest import T0
-from tests.fakes.discord_api import SUBSCRIPTION_ACTIVE, SUBSCRIPTION_ENDING, SUBSCRIPTION_INACTIVE
+from tests.fakes.discord_api import SUBSCRIPTION_ACTIVE, SUBSCRIPTION_ENDING, SUBSCRIPTION_INACTIVE, FakeDiscord
 
 from .conftest import CARA_ID, PY_ROLE, RUST_ROLE, RUST_SKU, Harness, HarnessFactory
 from .test_adapter import body, role_calls
+from .test_sale_alerts import posts_to
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "platform-payloads" / "discord"
 PERIOD = timedelta(days=30)
@@ -357,3 +358,29 @@ def test_ending_a_subscription_early_ends_its_renewals_access_and_never_extends_
     assert end_period_purchases_at(engine, community_id, "discord", ref, refunded_at) == 0  # again: nothing changes
     # Another platform's subscription of the same name is not touched.
     assert end_period_purchases_at(engine, community_id, "telegram", ref, T0) == 0
+
+
+async def test_owners_hear_each_renewal_cancellation_and_resumption_once(
+    make_harness: HarnessFactory, fake: FakeDiscord
+) -> None:
+    channel = fake.guild().channel_id
+    h = await monthly_harness(make_harness, sales={"alert_channel": int(channel)})
+    start = datetime.now(UTC) - timedelta(days=31)
+    sub, _ = await subscribe(h, start=start)
+    renewed = {
+        **sub,
+        "current_period_start": (start + PERIOD).isoformat(),
+        "current_period_end": (start + 2 * PERIOD).isoformat(),
+    }
+    cancelled = {**renewed, "status": SUBSCRIPTION_ENDING, "canceled_at": datetime.now(UTC).isoformat()}
+    resumed = {**renewed, "status": SUBSCRIPTION_ACTIVE, "canceled_at": None}
+    for update in (renewed, renewed, cancelled, cancelled, resumed, resumed):  # each delivered twice
+        await h.fake.dispatch("SUBSCRIPTION_UPDATE", update)
+    await h.eventually(lambda: any("Resumed" in t for t in posts_to(h, channel)))
+    await h.adapter._drain(5.0)
+    lines = posts_to(h, channel)
+    [renewal] = [t for t in lines if "Renewal" in t]
+    assert "Intro to Rust" in renewal and "9.00 USD" in renewal and f"discord user {CARA_ID}" in renewal
+    assert len([t for t in lines if "Cancellation" in t]) == 1
+    assert len([t for t in lines if "Resumed" in t]) == 1
+    assert len([t for t in lines if "Sale" in t]) == 1  # the first payment, from the entitlement
