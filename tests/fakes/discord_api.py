@@ -696,7 +696,10 @@ class FakeDiscord:
         return response
 
     async def _change_role(self, guild_id: str, user_id: str, role_id: str, *, add: bool) -> None:
-        data = self.member_payload(user_id)
+        try:
+            data = self.member_payload(user_id)
+        except KeyError:
+            return  # not (or no longer) a member: nothing to announce
         roles = [r for r in data["roles"] if r != role_id] + ([role_id] if add else [])
         if roles == data["roles"]:
             return

@@ -64,8 +64,7 @@ async def subscriptions(ctx: CommandContext) -> Reply:
         if course_id is None:
             raise UsageError(f"Which course? Send /subscriptions {action} <course id>.")
         course = ctx.course(course_id)
-        now = ctx.clock.now()
-        live = [r for r in records if r.course_key == course.id and r.active(now)]
+        live = [r for r in records if r.course_key == course.id and _running(ctx, r)]
         if not live:
             return Reply(rich(["You have no running subscription to ", bold(course.title), "."]), private=True)
         return await _change(ctx, live[-1], cancel=action == "cancel")
