@@ -51,9 +51,9 @@ from storage.subscriptions import (
 log = logging.getLogger(__name__)
 
 REPORTED_ENDS = frozenset({Platform.DISCORD.value})
-"""Platforms whose subscriptions end when the platform says so (a Discord entitlement's ``ends_at``), not when the
-stored period runs out: Discord may renew after the period's end while it retries a payment, so the subscriptions
-job never ends one of these while the member still holds a live purchase of the course."""
+"""Platforms that bill subscriptions themselves and say when one ends (a Discord entitlement's ``ends_at``), rather
+than it ending when the stored period runs out: Discord may renew after the period's end while it retries a payment,
+so the subscriptions job never ends one of these while the member still holds a live purchase of the course."""
 
 WHERE_TO_CANCEL = {Platform.DISCORD.value: "Discord's User Settings → Subscriptions"}
 """Where members cancel or resume a subscription the bot cannot change for them."""
@@ -131,9 +131,18 @@ class SubscriptionNews:
     resumed: bool = False
 
 
-def where_to_cancel(platform: str) -> str | None:
-    """Where a member cancels a subscription on ``platform``, when the bot cannot do it for them."""
-    return WHERE_TO_CANCEL.get(platform)
+def billed_by_platform(record: SubscriptionRecord) -> bool:
+    """Whether the platform itself bills (and ends) this subscription: a Discord app subscription.
+
+    Discord's subscription ids are snowflakes (digits only); a subscription of a Discord member billed elsewhere
+    (a card checkout) is stored under that provider's reference and follows the usual rules.
+    """
+    return record.platform in REPORTED_ENDS and record.subscription_ref.isdigit()
+
+
+def where_to_cancel(record: SubscriptionRecord) -> str | None:
+    """Where the member cancels this subscription when the bot cannot do it for them (None: the bot can)."""
+    return WHERE_TO_CANCEL.get(record.platform) if billed_by_platform(record) else None
 
 
 async def receive_subscription(deps: SalesDeps, sub: ReportedSubscription) -> SubscriptionNews:

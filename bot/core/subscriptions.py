@@ -29,7 +29,7 @@ from bot.core.alerts import SaleAlert, SaleAlerts
 from bot.core.markup import bold, code, rich
 from bot.core.ports import AccessReconciler, Adapter
 from bot.core.replies import OutgoingMessage, Reply
-from bot.core.reported_subscriptions import REPORTED_ENDS, where_to_cancel
+from bot.core.reported_subscriptions import billed_by_platform, where_to_cancel
 from storage.events import MemberRef
 from storage.ledger import live_purchase
 from storage.subscriptions import (
@@ -106,11 +106,11 @@ async def run_subscriptions(
                         if course is not None and course.price_stars is not None
                         else ""
                     )
-                    if platform in REPORTED_ENDS:  # Discord bills in money: the price its SKU is recorded at
+                    if billed_by_platform(record):  # Discord bills in money: the price its SKU is recorded at
                         price = ""
                         if course is not None and course.price is not None and course.currency:
                             price = f" ({fmt_money(course.price, course.currency)})"
-                    where = where_to_cancel(platform)
+                    where = where_to_cancel(record)
                     reply = Reply(
                         rich(
                             [
@@ -143,7 +143,7 @@ async def _end(
     alerts: SaleAlerts | None,
 ) -> None:
     if (
-        record.platform in REPORTED_ENDS
+        billed_by_platform(record)
         and await asyncio.to_thread(
             live_purchase, engine, community_id, record.platform, record.member_user_id, record.course_key, now=now
         )

@@ -16,7 +16,7 @@ from bot.core.commands.base import CommandContext, CommandSpec, OptionSpec, Usag
 from bot.core.markup import Span, bold, code, rich
 from bot.core.ports import CapabilityError, SubscriptionActions
 from bot.core.replies import Button, Reply
-from bot.core.reported_subscriptions import REPORTED_ENDS, where_to_cancel
+from bot.core.reported_subscriptions import billed_by_platform, where_to_cancel
 from bot.core.sales import alert
 from storage.subscriptions import SubscriptionRecord, member_subscriptions, set_cancelled
 
@@ -31,26 +31,19 @@ def _running(ctx: CommandContext, record: SubscriptionRecord) -> bool:
     if record.active(ctx.clock.now()):
         return True
     # Discord may renew after the paid period's end (it retries a failed payment); it says when it has ended.
-    return record.platform in REPORTED_ENDS and record.ended_at is None and record.cancelled_at is None
+    return billed_by_platform(record) and record.ended_at is None and record.cancelled_at is None
 
 
 def _status(ctx: CommandContext, record: SubscriptionRecord) -> str:
     if record.active(ctx.clock.now()):
         if record.cancelled_at is not None:
             return f"cancelled: your access ends on {_day(ctx, record)}"
-        if record.platform in REPORTED_ENDS:
+        if billed_by_platform(record):
             return f"paid until {_day(ctx, record)}, renews then"
         return f"renews on {_day(ctx, record)}"
     if _running(ctx, record):
         return f"paid until {_day(ctx, record)}; the renewal is due"
     return f"ended on {_day(ctx, record)}"
-
-
-def _cancel_elsewhere(ctx: CommandContext) -> str:
-    where = where_to_cancel(ctx.platform.value)
-    if where is None:
-        return "To cancel, use your account's subscription settings in the app."
-    return f"To cancel or resume, open {where}: the bot cannot do it for you."
 
 
 async def subscriptions(ctx: CommandContext) -> Reply:
@@ -75,7 +68,7 @@ async def subscriptions(ctx: CommandContext) -> Reply:
     now = ctx.clock.now()
     for record in records:
         lines.append([bold(record.title), " ", code(record.course_key), f": {_status(ctx, record)}"])
-        if record.active(now) and isinstance(ctx.actions, SubscriptionActions):
+        if record.active(now) and isinstance(ctx.actions, SubscriptionActions) and where_to_cancel(record) is None:
             if record.cancelled_at is None:
                 buttons.append(
                     Button(f"Cancel {record.title}", "command", f"/subscriptions cancel {record.course_key}")
@@ -86,18 +79,19 @@ async def subscriptions(ctx: CommandContext) -> Reply:
                 )
         elif not _running(ctx, record):
             lines.append(["To come back, send ", code(f"/buy {record.course_key}"), "."])
-    if not isinstance(ctx.actions, SubscriptionActions):
-        lines.append(_cancel_elsewhere(ctx))
+    elsewhere = sorted({where for record in records if (where := where_to_cancel(record)) is not None})
+    for where in elsewhere:
+        lines.append(f"To cancel or resume, open {where}: the bot cannot do it for you.")
+    if not elsewhere and not isinstance(ctx.actions, SubscriptionActions):
+        lines.append("To cancel, use your account's subscription settings in the app.")
     return Reply(rich(*lines), private=True, buttons=tuple(buttons))
 
 
 async def _change(ctx: CommandContext, record: SubscriptionRecord, *, cancel: bool) -> Reply:
+    where = where_to_cancel(record)
+    if where is not None:
+        return Reply.say(f"The bot cannot change your subscription: open {where} to cancel or resume it.", private=True)
     if not isinstance(ctx.actions, SubscriptionActions):
-        where = where_to_cancel(ctx.platform.value)
-        if where is not None:
-            return Reply.say(
-                f"The bot cannot change your subscription: open {where} to cancel or resume it.", private=True
-            )
         return Reply.say(
             "Subscriptions here are cancelled in the app itself: open your account's subscription settings.",
             private=True,
