@@ -493,9 +493,10 @@ class DashboardSession(Base):
 class Subscription(Base):
     """A member's recurring access to a monthly course on one platform: paid up to ``ends_at``, renewed per payment.
 
-    ``subscription_ref`` is the platform's name for it (the ``telegram_payment_charge_id`` of the first Telegram
-    Stars payment, which ``editUserStarSubscription`` takes; a Discord subscription entitlement's id). The
-    reminder, the removal and the come-back message each happen once: their columns are claimed before acting.
+    ``subscription_ref`` is the biller's name for it (the ``telegram_payment_charge_id`` of the first Telegram
+    Stars payment, which ``editUserStarSubscription`` takes; a Discord subscription id; Stripe's ``sub_...`` when
+    ``provider`` is ``"stripe"``). The reminder, the removal and the come-back message each happen once: their
+    columns are claimed before acting.
     """
 
     __tablename__ = "subscriptions"

@@ -2,8 +2,8 @@
 
 Every payment of a subscription (the first one and each renewal) is a purchase in the ledger, as a one-time sale
 is, and a period here. Recording a period is idempotent by the platform's charge id (Telegram's
-``telegram_payment_charge_id``, a Discord entitlement id): a renewal delivered twice extends access once, and a
-late, older period never moves the end back.
+``telegram_payment_charge_id``, a Discord period key, a Stripe PaymentIntent id): a renewal delivered twice
+extends access once, and a late, older period never moves the end back.
 
 The jobs that act on subscriptions (the renewal reminder, removing a member whose access ran out, the message
 saying how to come back) claim their row first (``mark_*`` return False when another run already did), so each
@@ -163,8 +163,9 @@ def record_period(
         course_key: The configured course id.
         charge_id: The platform's id for this payment (the idempotency key).
         starts_at: When the period starts (the payment time).
-        ends_at: When it ends (Telegram's ``subscription_expiration_date``, a Discord entitlement's ``ends_at``).
-        subscription_ref: The platform's id for the subscription, when it names one (a Discord entitlement);
+        ends_at: When it ends (Telegram's ``subscription_expiration_date``, a Discord subscription's
+            ``current_period_end``, a Stripe invoice line's period end).
+        subscription_ref: The biller's id for the subscription, when it names one (Discord, Stripe);
             None for a Telegram payment: a renewal extends the member's latest subscription to the course, a first
             payment starts one named by its own charge id.
         provider: Who bills it when not the platform (``"stripe"``: ``subscription_ref`` is Stripe's id); stored
@@ -424,29 +425,36 @@ def billed_subscription(
     return None if row is None else _record(row)
 
 
-def end_periods_access(engine: Engine, community_id: int, subscription_id: int, *, at: datetime) -> int:
-    """End, at ``at``, the access of every paid period of a subscription that would last longer (it ended early).
+def end_period_purchases_at(
+    engine: Engine, community_id: int, platform: str, subscription_ref: str, at: datetime
+) -> int:
+    """End the access of every purchase paid for one of a subscription's periods at ``at``, where it lasts longer.
 
-    Periods that ended before ``at`` keep their end; nothing is refunded.
+    A platform that ends a subscription early (a Discord entitlement that ends or is refunded mid-period) ends the
+    access its renewal payments would still give: otherwise the daily reconciliation would keep (or give back) the
+    role until the last paid period runs out. An end already earlier than ``at`` is never moved later.
 
     Returns:
-        How many purchases' access end moved.
+        How many purchases changed.
     """
     with writing(engine).begin() as conn:
-        periods = select(SubscriptionPeriod.platform, SubscriptionPeriod.charge_id).where(
-            SubscriptionPeriod.subscription_id == subscription_id
+        charges = (
+            select(SubscriptionPeriod.charge_id)
+            .join(Subscription, Subscription.id == SubscriptionPeriod.subscription_id)
+            .where(
+                Subscription.community_id == community_id,
+                Subscription.platform == platform,
+                Subscription.subscription_ref == subscription_ref,
+            )
         )
-        charges = [(row.platform, row.charge_id) for row in conn.execute(periods)]
-        moved = 0
-        for platform, charge_id in charges:
-            moved += conn.execute(
-                update(Purchase)
-                .where(
-                    Purchase.community_id == community_id,
-                    Purchase.platform == platform,
-                    Purchase.charge_id == charge_id,
-                    or_(Purchase.access_ends_at.is_(None), Purchase.access_ends_at > at),
-                )
-                .values(access_ends_at=at)
-            ).rowcount
-    return moved
+        result = conn.execute(
+            update(Purchase)
+            .where(
+                Purchase.community_id == community_id,
+                Purchase.platform == platform,
+                Purchase.charge_id.in_(charges),
+                or_(Purchase.access_ends_at.is_(None), Purchase.access_ends_at > at),
+            )
+            .values(access_ends_at=at)
+        )
+    return int(result.rowcount or 0)

@@ -45,7 +45,7 @@ from storage.events import MemberRef, Platform, PurchaseEvent, PurchaseSource, R
 from storage.ledger import purchase_by_charge
 from storage.subscriptions import (
     billed_subscription,
-    end_periods_access,
+    end_period_purchases_at,
     end_subscription_at,
     set_cancelled,
     subscription_of_charge,
@@ -443,7 +443,9 @@ class CheckoutDesk:
             await asyncio.to_thread(end_subscription_at, engine, community_id, record.platform, subscription_ref, at)
             # No renewal comes any more: the subscriptions job removes the member now, without a renewal's grace.
             await asyncio.to_thread(set_cancelled, engine, community_id, record.platform, subscription_ref, at)
-            await asyncio.to_thread(end_periods_access, engine, community_id, record.id, at=at)
+            await asyncio.to_thread(
+                end_period_purchases_at, engine, community_id, record.platform, subscription_ref, at
+            )
             log.info(
                 "%s subscription %s of %s user %s to %r ended at %s",
                 provider,

@@ -66,9 +66,10 @@ async def reconcile_access(
     """Make course access match purchases on every platform that can control it.
 
     Owners (a live purchase) must have access; members whose purchases were all refunded or ended (an expired
-    Discord entitlement), and (where the platform can list them) anyone else holding the access, must not. Test
-    purchases (Discord test mode) count only with ``[discord] grant_test_entitlements``. One member's failure never
-    stops the others.
+    Discord entitlement, which also ends the renewal purchases of its subscription: see
+    ``bot.core.reported_subscriptions``; a Discord subscription whose entitlement is open keeps the role), and
+    (where the platform can list them) anyone else holding the access, must not. Test purchases (Discord test mode)
+    count only with ``[discord] grant_test_entitlements``. One member's failure never stops the others.
     """
     at = now or datetime.now(UTC)
     checked = 0

@@ -945,7 +945,13 @@ async def record_access_end(dispatcher: SalesDeps, event: PurchaseEvent, actions
         created=changed,
         course=course,
         access=access,
-        reply=Reply(rich(["Your access to ", bold(title), " has ended."]), private=True),
+        reply=Reply(
+            rich(
+                ["Your access to ", bold(title), " has ended."],
+                ["Want to come back? Send ", code(f"/buy {event.course_id}"), "."],
+            ),
+            private=True,
+        ),
     )
 
 

@@ -5,6 +5,12 @@ Runs on the refresh interval when a course is monthly. Every step claims its row
 is told once how to come back, however many processes run the job. If the bot stops between a claim and the
 removal, the daily reconciliation removes the member anyway: the last payment's purchase ends when the
 subscription does, and it never gives access back for a period that ended.
+
+Discord subscriptions end when Discord ends their entitlement (``bot.core.reported_subscriptions``), which takes the
+role and claims the removal and the come-back message itself; the job only removes a Discord member whose stored end
+has passed with no live purchase left (an entitlement that ended at a later moment), never one whose entitlement is
+still open (Discord may renew late while it retries a payment). Reminders go to Discord members too: Discord reports
+each period's end, so the renewal date is known.
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ from bot.core.alerts import SaleAlert, SaleAlerts
 from bot.core.markup import bold, code, rich
 from bot.core.ports import AccessReconciler, Adapter
 from bot.core.replies import OutgoingMessage, Reply
+from bot.core.reported_subscriptions import billed_by_platform, where_to_cancel
 from storage.events import MemberRef
 from storage.ledger import live_purchase
 from storage.subscriptions import (
@@ -99,6 +106,11 @@ async def run_subscriptions(
                         if course is not None and course.price_stars is not None
                         else ""
                     )
+                    if billed_by_platform(record):  # Discord bills in money: the price its SKU is recorded at
+                        price = ""
+                        if course is not None and course.price is not None and course.currency:
+                            price = f" ({fmt_money(course.price, course.currency)})"
+                    where = where_to_cancel(record)
                     reply = Reply(
                         rich(
                             [
@@ -106,7 +118,9 @@ async def run_subscriptions(
                                 bold(record.title),
                                 f" renews on {fmt_day(record.ends_at.astimezone(tz).date())}{price}.",
                             ],
-                            ["Nothing to do if you want to stay. To stop it, send ", code("/subscriptions"), "."],
+                            ["Nothing to do if you want to stay. To stop it, send ", code("/subscriptions"), "."]
+                            if where is None
+                            else f"Nothing to do if you want to stay. To stop it, open {where}.",
                         ),
                         private=True,
                     )
@@ -128,6 +142,16 @@ async def _end(
     run: SubscriptionRun,
     alerts: SaleAlerts | None,
 ) -> None:
+    if (
+        billed_by_platform(record)
+        and await asyncio.to_thread(
+            live_purchase, engine, community_id, record.platform, record.member_user_id, record.course_key, now=now
+        )
+        is not None
+    ):
+        # The platform has not ended it (Discord may renew after the period's end while it retries the payment):
+        # its entitlement decides, and its end arrives as an event (see bot.core.reported_subscriptions).
+        return
     # Claimed first: the removal and the message happen once; a crash in between is caught by the daily check.
     if not await asyncio.to_thread(mark_ended, engine, record.id, at=now):
         return

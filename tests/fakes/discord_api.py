@@ -29,9 +29,19 @@ MESSAGE_CONTENT_INTENT = 1 << 15
 _ids = itertools.count(1_300_000_000_000_000_000)
 
 
+DISCORD_EPOCH = datetime(2015, 1, 1, tzinfo=UTC)
+SUBSCRIPTION_ACTIVE, SUBSCRIPTION_ENDING, SUBSCRIPTION_INACTIVE = 0, 1, 2
+
+
 def snowflake() -> str:
     """A fresh unique id."""
     return str(next(_ids))
+
+
+def snowflake_at(at: datetime) -> str:
+    """A fresh unique id made at ``at``: Discord ids carry their creation time (a subscription's is its start)."""
+    ms = int((at - DISCORD_EPOCH).total_seconds() * 1000)
+    return str((ms << 22) | (next(_ids) & 0x3FFFFF))
 
 
 def now_iso() -> str:
@@ -206,6 +216,9 @@ class FakeDiscord:
         # As Discord does: without the Message Content intent in IDENTIFY, content, attachments and embeds of
         # messages are sent blank. Off by default so older tests keep their content.
         self.blank_without_message_content = False
+        # As Discord does: a role given or taken over REST changes the member and is announced with
+        # GUILD_MEMBER_UPDATE (so the client's member cache knows). Off by default so older tests keep their roles.
+        self.reflect_role_changes = False
         self.identifies: list[dict[str, Any]] = []
         self.resumes: list[dict[str, Any]] = []
         self.chunk_requests: list[dict[str, Any]] = []
@@ -516,6 +529,31 @@ class FakeDiscord:
             "guild_id": self.guild().id,
         }
 
+    def subscription(
+        self,
+        user_id: str,
+        sku_id: str,
+        *,
+        start: datetime,
+        end: datetime,
+        status: int = SUBSCRIPTION_ACTIVE,
+        entitlement_ids: Iterable[str] = (),
+        subscription_id: str | None = None,
+        canceled_at: datetime | None = None,
+    ) -> dict[str, Any]:
+        """A subscription object as Discord sends it in SUBSCRIPTION_CREATE/UPDATE/DELETE (its id made at ``start``)."""
+        return {
+            "id": subscription_id or snowflake_at(start),
+            "user_id": user_id,
+            "sku_ids": [sku_id],
+            "entitlement_ids": list(entitlement_ids),
+            "renewal_sku_ids": None,
+            "current_period_start": start.isoformat(),
+            "current_period_end": end.isoformat(),
+            "status": status,
+            "canceled_at": canceled_at.isoformat() if canceled_at is not None else None,
+        }
+
     def _interaction_base(self, user_id: str, *, permissions: int, kind: int) -> dict[str, Any]:
         guild = self.guild()
         interaction_id, token = snowflake(), f"itoken-{snowflake()}"
@@ -651,7 +689,22 @@ class FakeDiscord:
         is_interaction = path.startswith(("/interactions/", "/webhooks/"))
         if not is_interaction and request.headers.get("Authorization") != f"Bot {self.token}":
             return self._json({"message": "401: Unauthorized", "code": 0}, 401)
-        return self._route(call)
+        response = self._route(call)
+        role_change = re.fullmatch(r"/guilds/(\d+)/members/(\d+)/roles/(\d+)", path)
+        if self.reflect_role_changes and role_change and request.method in ("PUT", "DELETE"):
+            await self._change_role(role_change[1], role_change[2], role_change[3], add=request.method == "PUT")
+        return response
+
+    async def _change_role(self, guild_id: str, user_id: str, role_id: str, *, add: bool) -> None:
+        try:
+            data = self.member_payload(user_id)
+        except KeyError:
+            return  # not (or no longer) a member: nothing to announce
+        roles = [r for r in data["roles"] if r != role_id] + ([role_id] if add else [])
+        if roles == data["roles"]:
+            return
+        data["roles"] = roles
+        await self.dispatch("GUILD_MEMBER_UPDATE", {**data, "guild_id": guild_id})
 
     def _route(self, call: Call) -> web.Response:
         m, p = call.method, call.path

@@ -15,6 +15,7 @@ import json
 import logging
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Coroutine
+from datetime import datetime
 from typing import Any
 
 import aiohttp
@@ -26,8 +27,10 @@ from bot.config import CourseSettings
 from bot.core.commands.base import CommandSpec
 from bot.core.ports import AccessFix, AccessResult, AdapterDeps, AdapterStartError, CapabilityError, DeliveryError
 from bot.core.replies import OutgoingMessage, Reply
+from bot.core.reported_subscriptions import end_by_entitlement, note_access_lost, receive_subscription
 from bot.core.sales import receive_entitlement, record_refund
-from storage.events import ActivityEvent, ChannelRef, CommandInvocation, MemberRef, Platform
+from storage.events import ActivityEvent, ChannelRef, CommandInvocation, EventError, MemberRef, Platform
+from storage.subscriptions import SubscriptionRecord
 
 from . import translate
 from .commands import build_tree, command_button_class
@@ -49,8 +52,10 @@ _RAW_EVENTS = (
     "GUILD_MEMBER_ADD",
     "GUILD_MEMBER_REMOVE",
     "ENTITLEMENT_",
+    "SUBSCRIPTION_",
     "INTERACTION_CREATE",
 )
+_SUBSCRIPTION_EVENTS = frozenset({"SUBSCRIPTION_CREATE", "SUBSCRIPTION_UPDATE", "SUBSCRIPTION_DELETE"})
 # A purchase or refund whose handling fails for a reason other than the database (a bug) is given up after this
 # many tries; database errors (locked, disk full) are retried until they clear or the bot stops.
 HANDLER_ATTEMPTS = 5
@@ -442,8 +447,8 @@ class DiscordAdapter:
         if event == "INTERACTION_CREATE":
             self._remember_interaction(payload)
             return
-        if event.startswith("ENTITLEMENT_"):
-            self._spawn(self._retrying_entitlement(event, payload), f"discord-{event.lower()}")
+        if event.startswith("ENTITLEMENT_") or event in _SUBSCRIPTION_EVENTS:
+            self._spawn(self._retrying_payment_event(event, payload), f"discord-{event.lower()}")
             return
         if not translate.in_guilds(payload, self._config.guild_ids):
             return
@@ -493,13 +498,26 @@ class DiscordAdapter:
         while len(self._interactions) > _INTERACTION_MEMORY:
             self._interactions.popitem(last=False)
 
-    async def _retrying_entitlement(self, event: str, payload: dict[str, Any]) -> None:
-        """Handle an entitlement until it is stored: Discord sends it once, so a database error must not drop it."""
+    async def _retrying_payment_event(self, event: str, payload: dict[str, Any]) -> None:
+        """Handle an entitlement or subscription event until it is stored (Discord sends it once).
+
+        A database error must not drop it. One member's events are handled one at a time, in the order they
+        arrived (the lock hands itself on first come, first served): a subscription's period, its entitlement and
+        its end are stored in Discord's order.
+        """
+        async with self._deps.dispatcher.sale_locks(f"discord-payments:{payload.get('user_id')}"):
+            await self._retrying(event, payload)
+
+    async def _retrying(self, event: str, payload: dict[str, Any]) -> None:
         backoff = Backoff(self._retry_wait, self._retry_cap)
-        what = f"Discord {event} {payload.get('id')} (user {payload.get('user_id')}, SKU {payload.get('sku_id')})"
+        sku = payload.get("sku_id") or ",".join(str(s) for s in payload.get("sku_ids") or ())
+        what = f"Discord {event} {payload.get('id')} (user {payload.get('user_id')}, SKU {sku})"
         while True:
             try:
-                await self._on_entitlement(event, payload)
+                if event in _SUBSCRIPTION_EVENTS:
+                    await self._on_subscription(event, payload)
+                else:
+                    await self._on_entitlement(event, payload)
                 return
             except Exception as exc:
                 if not waiting_can_fix(exc) and backoff.attempts + 1 >= HANDLER_ATTEMPTS:
@@ -528,11 +546,16 @@ class DiscordAdapter:
         dispatcher = self._deps.dispatcher
         user_id = payload.get("user_id")
         member = MemberRef(str(user_id)) if user_id else None
+        course = translate.course_for_sku(payload.get("sku_id"), self._settings.courses)
         if event == "ENTITLEMENT_DELETE" or payload.get("deleted"):
             refund = translate.entitlement_refund(
                 payload, community=self._community, now=now, reason="Discord entitlement deleted"
             )
+            # A refunded subscription ends now, renewals included, before the refund takes the role away.
+            ending = await self._end_subscription(payload, course, at=now)
             outcome = await record_refund(dispatcher, refund, member, self)
+            if ending is not None:
+                await note_access_lost(dispatcher, ending, now=now)
             log.info(
                 "Discord entitlement %s deleted: refund %s",
                 refund.charge_id,
@@ -549,8 +572,50 @@ class DiscordAdapter:
                 payload.get("sku_id"),
             )
             return
+        ending = None
+        if purchase.access_ends_at is not None:
+            # The subscription (and its renewal purchases) ends with its entitlement: recorded before the
+            # entitlement's end is acted on, so no renewal keeps the role.
+            ending = await self._end_subscription(payload, course, at=purchase.access_ends_at)
         for notice in await receive_entitlement(dispatcher, purchase, self):
             await self._tell_member(purchase.member.user_id, notice)
+        if ending is not None and purchase.access_ends_at is not None and purchase.access_ends_at <= now:
+            # The role is gone and she was told how to come back: the subscriptions job does neither again.
+            await note_access_lost(dispatcher, ending, now=now)
+
+    async def _end_subscription(
+        self, payload: dict[str, Any], course: CourseSettings | None, *, at: datetime
+    ) -> SubscriptionRecord | None:
+        user_id = payload.get("user_id")
+        if course is None or not user_id:
+            return None
+        return await end_by_entitlement(
+            self._deps.dispatcher,
+            platform=self.name,
+            user_id=str(user_id),
+            course_id=course.id,
+            at=at,
+            subscription_ref=translate.entitlement_subscription_id(payload),
+        )
+
+    async def _on_subscription(self, event: str, payload: dict[str, Any]) -> None:
+        try:
+            update = translate.subscription_update(
+                event, payload, community=self._community, courses=self._settings.courses, now=self._deps.clock.now()
+            )
+        except EventError as exc:
+            log.warning("ignored Discord %s %s: %s", event, payload.get("id"), exc)
+            return
+        if update is None:
+            log.info(
+                "ignored Discord %s %s: no SKU of %s is a course's discord_sku_id (or no user, or unknown status %s)",
+                event,
+                payload.get("id"),
+                payload.get("sku_ids"),
+                payload.get("status"),
+            )
+            return
+        await receive_subscription(self._deps.dispatcher, update)
 
     async def _tell_member(self, user_id: str, reply: Reply) -> None:
         try:

@@ -11,11 +11,12 @@ import re
 import shlex
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
 from bot.config import CourseSettings
+from bot.core.reported_subscriptions import ReportedStatus, ReportedSubscription
 from storage.events import (
     ChannelRef,
     CommandInvocation,
@@ -54,6 +55,11 @@ ENTITLEMENT_FALLBACK_CURRENCY = "USD"
 # Discord's entitlement type for purchases made in test mode by the app's team (no money moves).
 ENTITLEMENT_TEST_MODE = 4
 _COMMAND_NAME_RE = re.compile(r"[a-z0-9_]{1,32}")
+# Subscription statuses as Discord sends them. The guide "Implementing App Subscriptions" and the libraries agree on
+# 0 ACTIVE, 1 ENDING, 2 INACTIVE (the status table on the Subscription resource page lists 1 and 2 the other way).
+SUBSCRIPTION_STATUSES = {0: ReportedStatus.ACTIVE, 1: ReportedStatus.ENDING, 2: ReportedStatus.INACTIVE}
+# Snowflakes carry their creation time: milliseconds since Discord's epoch (2015-01-01), above the low 22 bits.
+DISCORD_EPOCH = datetime(2015, 1, 1, tzinfo=UTC)
 
 
 def parse_time(value: str) -> datetime:
@@ -292,6 +298,64 @@ def entitlement_ended(payload: Payload, now: datetime) -> bool:
     """Whether a (subscription) entitlement's ``ends_at`` has passed: access ends, but nothing was refunded."""
     ends = payload.get("ends_at")
     return isinstance(ends, str) and parse_time(ends) <= now
+
+
+def entitlement_subscription_id(payload: Payload) -> str | None:
+    """The subscription an entitlement belongs to, when Discord names it (``subscription_id``; not always sent)."""
+    return _snowflake(payload.get("subscription_id"))
+
+
+def snowflake_time(value: str) -> datetime | None:
+    """When a Discord id was made (a subscription's id is its start); None for an id that is not a snowflake."""
+    try:
+        number = int(value)
+    except (TypeError, ValueError):
+        return None
+    return DISCORD_EPOCH + timedelta(milliseconds=number >> 22) if number > 0 else None
+
+
+def subscription_update(
+    event: str, payload: Payload, *, community: str, courses: Sequence[CourseSettings], now: datetime
+) -> ReportedSubscription | None:
+    """``SUBSCRIPTION_CREATE``/``UPDATE``/``DELETE`` → :class:`ReportedSubscription`.
+
+    The course is the first of ``sku_ids`` that is a course's ``discord_sku_id``; one period costs the course's
+    configured price (subscription payloads carry none). A deleted subscription counts as inactive.
+
+    Returns:
+        The subscription, or None when no SKU is a configured course, it has no user (a guild subscription) or its
+        status is one this version does not know.
+
+    Raises:
+        EventError: A period timestamp is missing or not an ISO time.
+    """
+    course = next((c for sku in payload.get("sku_ids") or () if (c := course_for_sku(sku, courses))), None)
+    user_id = _snowflake(payload.get("user_id"))
+    deleted = event == "SUBSCRIPTION_DELETE"
+    raw_status = payload.get("status")
+    known = SUBSCRIPTION_STATUSES.get(raw_status) if isinstance(raw_status, int) else None
+    status = ReportedStatus.INACTIVE if deleted else known
+    if course is None or user_id is None or status is None:
+        return None
+    amount, currency = course_price(course)
+    subscription_id = str(payload["id"])
+    cancelled = payload.get("canceled_at")
+    return ReportedSubscription(
+        platform=Platform.DISCORD,
+        community=community,
+        subscription_ref=subscription_id,
+        member=MemberRef(user_id),
+        course_id=course.id,
+        status=status,
+        period_start=parse_time(str(payload.get("current_period_start") or "")),
+        period_end=parse_time(str(payload.get("current_period_end") or "")),
+        created_at=snowflake_time(subscription_id),
+        cancelled_at=parse_time(cancelled) if isinstance(cancelled, str) else None,
+        amount=amount,
+        currency=currency,
+        source=PurchaseSource.DISCORD_ENTITLEMENT,
+        received_at=now,
+    )
 
 
 # ------------------------------------------------------------------------------------------------------------

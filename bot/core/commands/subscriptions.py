@@ -2,8 +2,8 @@
 
 Cancelling stops the renewals through whoever bills them (Telegram ``editUserStarSubscription``, Stripe's
 ``cancel_at_period_end`` for a card subscription); access lasts until the paid period ends. The ledger is not
-touched: nothing is refunded. Platforms whose members cancel in the platform's own settings (Discord) are told
-where.
+touched: nothing is refunded. Platforms whose members cancel in the platform's own settings (Discord: User Settings
+→ Subscriptions) are told where; their subscriptions are listed all the same.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from bot.core.commands.base import CommandContext, CommandSpec, OptionSpec, Usag
 from bot.core.markup import Span, bold, code, rich
 from bot.core.ports import CapabilityError, SubscriptionActions
 from bot.core.replies import Button, Reply
+from bot.core.reported_subscriptions import billed_by_platform, where_to_cancel
 from bot.core.sales import alert
 from storage.subscriptions import SubscriptionRecord, member_subscriptions, set_cancelled
 
@@ -28,12 +29,22 @@ def _day(ctx: CommandContext, record: SubscriptionRecord) -> str:
     return fmt_day(record.ends_at.astimezone(ctx.settings.community.tz).date())
 
 
+def _running(ctx: CommandContext, record: SubscriptionRecord) -> bool:
+    if record.active(ctx.clock.now()):
+        return True
+    # Discord may renew after the paid period's end (it retries a failed payment); it says when it has ended.
+    return billed_by_platform(record) and record.ended_at is None and record.cancelled_at is None
+
+
 def _status(ctx: CommandContext, record: SubscriptionRecord) -> str:
-    now = ctx.clock.now()
-    if record.active(now):
+    if record.active(ctx.clock.now()):
         if record.cancelled_at is not None:
             return f"cancelled: your access ends on {_day(ctx, record)}"
+        if billed_by_platform(record):
+            return f"paid until {_day(ctx, record)}, renews then"
         return f"renews on {_day(ctx, record)}"
+    if _running(ctx, record):
+        return f"paid until {_day(ctx, record)}; the renewal is due"
     return f"ended on {_day(ctx, record)}"
 
 
@@ -48,8 +59,7 @@ async def subscriptions(ctx: CommandContext) -> Reply:
         if course_id is None:
             raise UsageError(f"Which course? Send /subscriptions {action} <course id>.")
         course = ctx.course(course_id)
-        now = ctx.clock.now()
-        live = [r for r in records if r.course_key == course.id and r.active(now)]
+        live = [r for r in records if r.course_key == course.id and _running(ctx, r)]
         if not live:
             return Reply(rich(["You have no running subscription to ", bold(course.title), "."]), private=True)
         return await _change(ctx, live[-1], cancel=action == "cancel")
@@ -69,15 +79,20 @@ async def subscriptions(ctx: CommandContext) -> Reply:
                 buttons.append(
                     Button(f"Resume {record.title}", "command", f"/subscriptions resume {record.course_key}")
                 )
-        elif not record.active(now):
+        elif not _running(ctx, record):
             lines.append(["To come back, send ", code(f"/buy {record.course_key}"), "."])
-    if any(not _can_change(ctx, r) for r in records if r.active(now)):
+    elsewhere = sorted({where for record in records if (where := where_to_cancel(record)) is not None})
+    for where in elsewhere:
+        lines.append(f"To cancel or resume, open {where}: the bot cannot do it for you.")
+    if not elsewhere and any(not _can_change(ctx, r) for r in records if r.active(now)):
         lines.append("To cancel, use your account's subscription settings in the app.")
     return Reply(rich(*lines), private=True, buttons=tuple(buttons))
 
 
 def _can_change(ctx: CommandContext, record: SubscriptionRecord) -> bool:
     """Whether the bot can cancel or resume this subscription: a card one through Stripe, a Stars one on Telegram."""
+    if where_to_cancel(record) is not None:
+        return False
     if record.provider is not None:
         return ctx.checkout_sessions is not None
     return isinstance(ctx.actions, SubscriptionActions)
@@ -96,6 +111,9 @@ async def _set_cancelled(ctx: CommandContext, record: SubscriptionRecord, *, can
 
 
 async def _change(ctx: CommandContext, record: SubscriptionRecord, *, cancel: bool) -> Reply:
+    where = where_to_cancel(record)
+    if where is not None:
+        return Reply.say(f"The bot cannot change your subscription: open {where} to cancel or resume it.", private=True)
     if not _can_change(ctx, record):
         return Reply.say(
             "Subscriptions here are cancelled in the app itself: open your account's subscription settings.",
