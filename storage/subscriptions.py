@@ -316,11 +316,15 @@ def subscription_by_ref(
     engine: Engine, community_id: int, platform: str, subscription_ref: str
 ) -> SubscriptionRecord | None:
     """The subscription the platform calls ``subscription_ref``, if it is stored."""
+    return _find(engine, community_id, Subscription.platform == platform, subscription_ref)
+
+
+def _find(engine: Engine, community_id: int, biller: Any, subscription_ref: str) -> SubscriptionRecord | None:
     with engine.connect() as conn:
         row = conn.execute(
             _query().where(
                 Subscription.community_id == community_id,
-                Subscription.platform == platform,
+                biller,
                 Subscription.subscription_ref == subscription_ref,
             )
         ).first()
@@ -414,15 +418,7 @@ def billed_subscription(
     engine: Engine, community_id: int, provider: str, subscription_ref: str
 ) -> SubscriptionRecord | None:
     """The subscription a card provider (Stripe) calls ``subscription_ref``, whichever platform it gives access on."""
-    with engine.connect() as conn:
-        row = conn.execute(
-            _query().where(
-                Subscription.community_id == community_id,
-                Subscription.provider == provider,
-                Subscription.subscription_ref == subscription_ref,
-            )
-        ).first()
-    return None if row is None else _record(row)
+    return _find(engine, community_id, Subscription.provider == provider, subscription_ref)
 
 
 def end_period_purchases_at(

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Final, Protocol
 
+from analytics.formatting import fmt_day
 from bot.core.alerts import SaleAlert
 from bot.core.markup import bold, code, rich
 from bot.core.payments import CheckoutReference
@@ -44,6 +45,7 @@ from storage.checkout import (
 from storage.events import MemberRef, Platform, PurchaseEvent, PurchaseSource, RefundEvent
 from storage.ledger import purchase_by_charge
 from storage.subscriptions import (
+    SubscriptionRecord,
     billed_subscription,
     end_period_purchases_at,
     end_subscription_at,
@@ -341,10 +343,7 @@ class CheckoutDesk:
         async with self._once(period.provider, period.event_id, period.event_type) as state:
             if state != "taken":
                 return self._skipped(state)
-            engine, community_id = self.deps.engine, self.deps.community_id
-            known = await asyncio.to_thread(
-                billed_subscription, engine, community_id, period.provider, period.subscription_ref
-            )
+            known = await self._billed(period.provider, period.subscription_ref)
             if known is not None:
                 platform, user_id, course_id = known.platform, known.member_user_id, known.course_key
             elif period.buyer is not None:
@@ -390,6 +389,11 @@ class CheckoutDesk:
             await self._tell(platform, user_id, outcome.reply)
         return Handled()
 
+    async def _billed(self, provider: str, subscription_ref: str) -> SubscriptionRecord | None:
+        return await asyncio.to_thread(
+            billed_subscription, self.deps.engine, self.deps.community_id, provider, subscription_ref
+        )
+
     async def subscription_changed(
         self,
         *,
@@ -404,14 +408,14 @@ class CheckoutDesk:
             if state != "taken":
                 return self._skipped(state)
             engine, community_id = self.deps.engine, self.deps.community_id
-            record = await asyncio.to_thread(billed_subscription, engine, community_id, provider, subscription_ref)
+            record = await self._billed(provider, subscription_ref)
             if record is None:
                 return Handled()
             changed = await asyncio.to_thread(
                 set_cancelled, engine, community_id, record.platform, subscription_ref, cancelled_at
             )
             if changed:
-                until = record.ends_at.astimezone(self.deps.settings.community.tz).date().isoformat()
+                until = fmt_day(record.ends_at.astimezone(self.deps.settings.community.tz).date())
                 await alert(
                     self.deps,
                     SaleAlert(
@@ -429,14 +433,14 @@ class CheckoutDesk:
     ) -> Handled:
         """A card subscription ended (cancelled and run out, unpaid, or ended by the owner): access ends at ``at``.
 
-        The subscription and its last period's purchase end then, so the daily access check never gives access
+        The subscription and its periods' purchases end then, so the daily access check never gives access
         back; the subscriptions job removes the member (once) and tells them how to come back.
         """
         async with self._once(provider, event_id, event_type) as state:
             if state != "taken":
                 return self._skipped(state)
             engine, community_id = self.deps.engine, self.deps.community_id
-            record = await asyncio.to_thread(billed_subscription, engine, community_id, provider, subscription_ref)
+            record = await self._billed(provider, subscription_ref)
             if record is None:
                 log.info("%s subscription %s ended; cohortbot never recorded it", provider, subscription_ref)
                 return Handled()
