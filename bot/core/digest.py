@@ -34,7 +34,7 @@ from analytics.formatting import (
 )
 from analytics.privacy import MEMBERS, OWNERS, Audience
 from analytics.render import clean_name, data_notices
-from analytics.results import Report, WeekStats
+from analytics.results import Report, SubscriptionSummary, WeekStats
 from analytics.weeks import week_label, week_start
 from bot.config import Settings
 from bot.core.markup import Line, Rich, Span, bold, italic, join, rich
@@ -125,6 +125,8 @@ def build_digest(engine: Engine, settings: Settings, community_id: int, *, now: 
     if for_admins and (sales or settings.courses):
         # Revenue is the owner's business: a digest posted to the community chat leaves it out.
         blocks.append(_sales(sales, week_start_at, week_end_at, member_ids))
+    if for_admins and report.subscriptions is not None:
+        blocks.append(_subscriptions(report.subscriptions, monday))
     if for_admins:
         blocks.extend(_operations(engine, community_id, week_end_at))
     notes = observations(report, current, previous, sales, week_start_at, week_end_at, audience=audience)
@@ -226,6 +228,24 @@ def _sales(rows: Sequence[LedgerRow], start: datetime, end: datetime, member_ids
         lines.append(f"Net this week: {fmt_totals(totals_by_currency(week))}")
     if member_ids:
         lines.append(f"Conversion: {fmt_conversion(rows, member_ids, end=end)}.")
+    return rich(*lines)
+
+
+def _subscriptions(subscriptions: SubscriptionSummary, monday: date) -> Rich:
+    """The monthly courses: active now, MRR, the week's new and churned, and the renewal rate of the digest's weeks."""
+    s = subscriptions
+    week = next((w for w in s.weeks if w.start == monday), None)
+    came = f" (+{fmt_int(week.new)} new, −{fmt_int(week.churned)} churned this week)" if week else ""
+    mrr = fmt_totals(dict(s.mrr)) if s.mrr else DASH
+    lines: list[Sequence[Span | str] | str] = [
+        [bold("Subscriptions")],
+        f"Active: {fmt_int(s.active)}{came} · MRR {mrr}",
+    ]
+    if s.renewals_due:
+        lines.append(
+            f"Renewal rate {fmt_pct(s.renewal_rate)} over {plural(len(s.weeks), 'week')} "
+            f"({fmt_int(s.renewed)} of {fmt_int(s.renewals_due)} renewed)"
+        )
     return rich(*lines)
 
 
