@@ -321,8 +321,9 @@ def conversion_rows(commerce: CommerceSummary) -> list[list[str]]:
 LTV_HEADERS = ["Join month", "Members", "Cur.", "Buyers", "Net to date", "Per member"]
 
 
-def ltv_rows(commerce: CommerceSummary) -> list[list[str]]:
-    """The "Revenue per member by join month" rows (:data:`LTV_HEADERS`)."""
+def ltv_rows(commerce: CommerceSummary, *, newest_first: bool = False) -> list[list[str]]:
+    """The "Revenue per member by join month" rows (:data:`LTV_HEADERS`), currencies alphabetically per month."""
+    cohorts = sorted(commerce.ltv_cohorts, key=lambda c: (-c.start.toordinal() if newest_first else 0, c.start))
     return [
         [
             c.cohort,
@@ -332,7 +333,7 @@ def ltv_rows(commerce: CommerceSummary) -> list[list[str]]:
             fmt_money(c.net, c.currency),
             fmt_money(c.per_member, c.currency),
         ]
-        for c in commerce.ltv_cohorts
+        for c in cohorts
     ]
 
 
