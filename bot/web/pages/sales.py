@@ -87,7 +87,8 @@ def subscription_values(report: Report) -> dict[str, object] | None:
     return {
         "active": fmt_int(s.active),
         "subscribers": plural(s.subscribers, "member"),
-        "mrr": fmt_totals(dict(s.mrr), " · ") if s.mrr else DASH,
+        # A no-break space before the dot: a card too narrow for both keeps "·" at the end of the first line.
+        "mrr": fmt_totals(dict(s.mrr), "\u00a0· ") if s.mrr else DASH,
         "renewal_rate": fmt_pct(s.renewal_rate, 1),
         "renewed": f"{fmt_int(s.renewed)} of {fmt_int(s.renewals_due)} renewed",
         "figure": figure,
