@@ -4,6 +4,7 @@ renewal rate; the digest posted to the community chat says nothing about them.""
 from __future__ import annotations
 
 import asyncio
+import struct
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
@@ -68,6 +69,17 @@ async def test_owners_digest_has_the_subscription_figures(bot: Bot) -> None:
     assert "Renewal rate 50% over 8 weeks (1 of 2 renewed)" in block
 
 
+async def test_owners_digest_charts_the_subscriptions(bot: Bot) -> None:
+    digest = build_digest(bot.engine, bot.settings, bot.community_id, now=NOW, for_admins=True)
+    activity, subscriptions = digest.charts
+    assert activity.filename == "digest-2024-W11-activity.png"
+    assert subscriptions.filename == "digest-2024-W11-subscriptions.png"
+    assert subscriptions.data.startswith(b"\x89PNG\r\n\x1a\n")
+    assert struct.unpack(">II", subscriptions.data[16:24]) == (1200, 675)  # phone-sized, like the activity chart
+
+
 async def test_the_community_chat_digest_leaves_subscriptions_out(bot: Bot) -> None:
-    text = build_digest(bot.engine, bot.settings, bot.community_id, now=NOW, for_admins=False).text.plain()
+    digest = build_digest(bot.engine, bot.settings, bot.community_id, now=NOW, for_admins=False)
+    text = digest.text.plain()
     assert "Subscriptions" not in text and "MRR" not in text
+    assert [chart.filename for chart in digest.charts] == ["digest-2024-W11-activity.png"]

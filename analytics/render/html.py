@@ -71,6 +71,7 @@ _SECTION_CHARTS = {
     "activity": ("activity.png",),
     "cohorts": ("cohort_heatmap.png", "retention_curves.png"),
     "revenue": ("revenue.png",),
+    "subscriptions": ("subscriptions.png",),
 }
 
 # A spreadsheet runs a cell that starts with one of these as a formula (CSV injection): such cells get a leading '.
@@ -289,7 +290,7 @@ def _revenue(report: Report, charts: Mapping[str, bytes]) -> dict[str, Any] | No
     }
 
 
-def _subscriptions(report: Report) -> dict[str, Any] | None:
+def _subscriptions(report: Report, charts: Mapping[str, bytes]) -> dict[str, Any] | None:
     s = report.subscriptions
     if s is None:
         return None
@@ -304,6 +305,7 @@ def _subscriptions(report: Report) -> dict[str, Any] | None:
         "weeks": subscription_week_rows(s, TEXT_WEEKS),
         "course_headers": SUBSCRIPTION_COURSE_HEADERS,
         "courses": courses,
+        "charts": _charts(charts, _SECTION_CHARTS["subscriptions"]),
     }
 
 
@@ -354,7 +356,7 @@ def render_html(report: Report, charts: Mapping[str, bytes], *, csv_links: bool 
         "dash": DASH,
         "wow": week_over_week(report),
         "revenue": _revenue(report, charts),
-        "subscriptions": _subscriptions(report),
+        "subscriptions": _subscriptions(report, charts),
         "activity_charts": _charts(charts, _SECTION_CHARTS["activity"]),
         "week_headers": WEEK_HEADERS,
         "weeks": [week_row(w) for w in weeks],

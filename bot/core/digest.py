@@ -19,7 +19,7 @@ from datetime import date, datetime, timedelta
 
 from sqlalchemy import Engine
 
-from analytics.charts import activity_chart
+from analytics.charts import activity_chart, subscriptions_chart
 from analytics.commerce import revenue_by_course, totals_by_currency
 from analytics.formatting import (
     DASH,
@@ -59,7 +59,7 @@ class Digest:
     Attributes:
         week_label: The ISO week it covers, ``"2024-W10"`` (the ``digests.week`` key).
         text: The message.
-        charts: PNG attachments (the activity trend).
+        charts: PNG attachments (the activity trend; for owners, the subscriptions when there are any).
     """
 
     week_label: str
@@ -132,8 +132,11 @@ def build_digest(engine: Engine, settings: Settings, community_id: int, *, now: 
     notes = observations(report, current, previous, sales, week_start_at, week_end_at, audience=audience)
     if notes:
         blocks.append(rich([bold("Worth knowing")], *(f"• {n}" for n in notes)))
-    chart = Attachment(f"digest-{label}-activity.png", activity_chart(report, audience), "image/png")
-    return Digest(week_label=label, text=join(blocks), charts=(chart,))
+    charts = [Attachment(f"digest-{label}-activity.png", activity_chart(report, audience), "image/png")]
+    subscriptions_png = subscriptions_chart(report) if for_admins else None
+    if subscriptions_png is not None:
+        charts.append(Attachment(f"digest-{label}-subscriptions.png", subscriptions_png, "image/png"))
+    return Digest(week_label=label, text=join(blocks), charts=tuple(charts))
 
 
 def _operations(engine: Engine, community_id: int, week_end_at: datetime) -> list[Rich]:

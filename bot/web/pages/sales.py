@@ -12,7 +12,7 @@ from zoneinfo import ZoneInfo
 from aiohttp import web
 
 from analytics.commerce import revenue_by_course
-from analytics.formatting import DASH, fmt_int, fmt_money, fmt_number, fmt_pct, fmt_totals, plural
+from analytics.formatting import DASH, fmt_int, fmt_money, fmt_number, fmt_pct, plural
 from analytics.render.shared import (
     COURSE_HEADERS,
     LTV_HEADERS,
@@ -72,14 +72,22 @@ def subscription_values(report: Report) -> dict[str, object] | None:
     labels = [w.week for w in s.weeks]
     figure = {
         "data": [
-            {"type": "bar", "name": "New", "x": labels, "y": [w.new for w in s.weeks]},
-            {"type": "bar", "name": "Churned", "x": labels, "y": [-w.churned for w in s.weeks]},
+            # The colours of the report's PNG chart (analytics.charts): new blue, churned red, active green.
+            {"type": "bar", "name": "New", "x": labels, "y": [w.new for w in s.weeks], "marker": {"color": "#3a7dc9"}},
+            {
+                "type": "bar",
+                "name": "Churned",
+                "x": labels,
+                "y": [-w.churned for w in s.weeks],
+                "marker": {"color": "#d1495b"},
+            },
             {
                 "type": "scatter",
                 "mode": "lines+markers",
                 "name": "Active at week end",
                 "x": labels,
                 "y": [w.active for w in s.weeks],
+                "line": {"color": "#2ca02c"},
             },
         ],
         "layout": {"title": {"text": "Subscriptions per week"}, "barmode": "relative"},
@@ -87,8 +95,8 @@ def subscription_values(report: Report) -> dict[str, object] | None:
     return {
         "active": fmt_int(s.active),
         "subscribers": plural(s.subscribers, "member"),
-        # A no-break space before the dot: a card too narrow for both keeps "·" at the end of the first line.
-        "mrr": fmt_totals(dict(s.mrr), "\u00a0· ") if s.mrr else DASH,
+        # One card per currency: money is never added across currencies, and two amounts do not fit one card.
+        "mrr": [(currency, fmt_money(amount, currency)) for currency, amount in s.mrr] or [("", DASH)],
         "renewal_rate": fmt_pct(s.renewal_rate, 1),
         "renewed": f"{fmt_int(s.renewed)} of {fmt_int(s.renewals_due)} renewed",
         "figure": figure,
