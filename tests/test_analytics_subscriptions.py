@@ -12,11 +12,15 @@ import json
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
+from zoneinfo import ZoneInfo
 
+import pandas as pd
 import pytest
 from sqlalchemy import Engine
 
+from analytics.frames import SUBSCRIPTION_PERIODS_COLUMNS
 from analytics.render import render_json, render_text
+from analytics.subscriptions import subscription_summary
 from bot.reporting import ReportRequest, build_community_report
 from storage.catalog import CourseRecord, sync_courses
 from storage.events import MemberRef, Platform, PurchaseEvent, PurchaseSource, RefundEvent
@@ -205,3 +209,45 @@ def test_a_community_without_subscriptions_has_none(engine: Engine) -> None:
     store.write_batch([Events(Platform.TELEGRAM).join("ann", at=T0)])
     data = report_json(engine)
     assert data["subscriptions"] is None
+
+
+def periods_frame(rows: list[tuple[int, int, datetime, timedelta, float, str]]) -> pd.DataFrame:
+    """Hand-built paid periods: (subscription, member, start, length, amount, currency), paid up to the last end."""
+    frame = pd.DataFrame(
+        {
+            "subscription_id": [r[0] for r in rows],
+            "member_id": [r[1] for r in rows],
+            "course": "club",
+            "title": "Review club",
+            "starts_at": pd.to_datetime([r[2] for r in rows], utc=True),
+            "ends_at": pd.to_datetime([r[2] + r[3] for r in rows], utc=True),
+            "amount": [r[4] for r in rows],
+            "currency": [r[5] for r in rows],
+            "refunded_at": pd.to_datetime([None] * len(rows), utc=True),
+        }
+    )
+    frame["paid_until"] = frame.groupby("subscription_id")["ends_at"].transform("max")
+    return frame[list(SUBSCRIPTION_PERIODS_COLUMNS)]
+
+
+def test_a_renewal_a_day_late_still_counts_a_minute_more_does_not_and_a_weekly_plan_is_scaled() -> None:
+    day = timedelta(days=1)
+    start = datetime(2024, 3, 4, 9, tzinfo=UTC)
+    frame = periods_frame(
+        [
+            # Renewed exactly one day after access ended: within the grace, a renewal.
+            (1, 1, start, 30 * day, 250.0, "XTR"),
+            (1, 1, start + 31 * day, 30 * day, 250.0, "XTR"),
+            # One day and one minute late: access ended (a churn), and the member came back.
+            (2, 2, start, 30 * day, 250.0, "XTR"),
+            (2, 2, start + 31 * day + timedelta(minutes=1), 30 * day, 250.0, "XTR"),
+            # A weekly plan of 10 Stars: 10 × 30 / 7 a month.
+            (3, 3, start + 50 * day, 7 * day, 10.0, "XTR"),
+        ]
+    )
+    summary = subscription_summary(frame, timezone=ZoneInfo("UTC"), start=date(2024, 3, 4), as_of=date(2024, 4, 25))
+    assert summary is not None
+    assert (summary.renewals_due, summary.renewed) == (2, 1)
+    assert sum(w.churned for w in summary.weeks) == 1
+    assert summary.active == 3
+    assert summary.mrr == (("XTR", pytest.approx(250 + 250 + 10 * 30 / 7)),)
