@@ -1,4 +1,4 @@
-"""PNG charts of a report: activity trend, cohort retention (heatmap and curves), revenue by week.
+"""PNG charts of a report: activity trend, cohort retention (heatmap and curves), revenue and subscriptions by week.
 
 Figures are built on :class:`matplotlib.figure.Figure` directly, never through ``pyplot``: no global figure
 registry, no GUI backend, safe to call from any thread (``savefig`` to PNG uses the Agg renderer). Every chart is
@@ -26,6 +26,7 @@ from matplotlib.axes import Axes
 from matplotlib.colors import ListedColormap
 from matplotlib.figure import Figure
 from matplotlib.layout_engine import ConstrainedLayoutEngine
+from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 from matplotlib.ticker import FuncFormatter, MaxNLocator, PercentFormatter
 
@@ -45,12 +46,14 @@ ACTIVITY = "activity.png"
 COHORT_HEATMAP = "cohort_heatmap.png"
 RETENTION_CURVES = "retention_curves.png"
 REVENUE = "revenue.png"
+SUBSCRIPTIONS = "subscriptions.png"
 
 CHART_TITLES: dict[str, str] = {
     ACTIVITY: "Active members per day (DAU), 7 days (WAU) and 28 days (MAU)",
     COHORT_HEATMAP: "Cohort retention: share of each join week active k weeks later",
     RETENTION_CURVES: "Retention curves of the recent join cohorts",
     REVENUE: "Net revenue per week, by currency",
+    SUBSCRIPTIONS: "Subscriptions: active at each week's end, new and churned per week",
 }
 """Chart file names, in display order, and what each shows (HTML captions and alt text)."""
 
@@ -638,6 +641,57 @@ def revenue_chart(report: Report) -> bytes | None:
     return _png(fig)
 
 
+def subscriptions_chart(report: Report) -> bytes | None:
+    """Subscriptions per ISO week: active at the week's end (line, top) and new and churned (bars, bottom).
+
+    Args:
+        report: The report.
+
+    Returns:
+        PNG bytes; ``None`` when the report has no subscriptions.
+    """
+    subs = report.subscriptions
+    if subs is None or not subs.weeks:
+        return None
+    fig = _figure()
+    _title(fig, f"{report.community}: subscriptions per week")
+    top, bottom = fig.subplots(2, 1, sharex=True, height_ratios=(1, 1))
+    centres = [_x(datetime.combine(w.start, time(12)) + timedelta(days=3)) for w in subs.weeks]
+    ends = [_x(w.start + timedelta(days=7)) for w in subs.weeks]
+    for ax in (top, bottom):
+        _style_axes(ax)
+        ax.yaxis.set_major_locator(MaxNLocator(nbins=4, integer=True))
+    top.plot(ends, [w.active for w in subs.weeks], color=_MAU_COLOR, linewidth=2, marker="o", markersize=4)
+    top.set_ylim(0, max(1, *(w.active for w in subs.weeks)) * 1.2)
+    top.set_ylabel("active", fontsize=LABEL_PT)
+    top.text(
+        0.005,
+        0.97,
+        f"{subs.active:,} active now",
+        transform=top.transAxes,
+        ha="left",
+        va="top",
+        fontsize=NOTE_PT,
+        color=_NOTE_GREY,
+    )
+    bottom.bar(centres, [w.new for w in subs.weeks], width=6.0, color=_POSITIVE, edgecolor="none")
+    bottom.bar(centres, [-w.churned for w in subs.weeks], width=6.0, color=_NEGATIVE, edgecolor="none")
+    bottom.axhline(0, color="#333333", linewidth=0.8)
+    bottom.yaxis.set_major_formatter(FuncFormatter(lambda value, _pos: f"{abs(value):,.0f}"))
+    bottom.set_ylabel("per week", fontsize=LABEL_PT)
+    first, last = subs.weeks[0].start, subs.weeks[-1].start + timedelta(days=7)
+    bottom.set_xlim(_x(first), _x(last))
+    _date_axis(bottom)
+    bottom.set_xlabel(f"ISO week, {_span(first, last - timedelta(days=1))}", fontsize=LABEL_PT)
+    handles = [
+        Line2D([], [], color=_MAU_COLOR, linewidth=2, marker="o", markersize=4, label="active at week end"),
+        Patch(facecolor=_POSITIVE, label="new"),
+        Patch(facecolor=_NEGATIVE, label="churned (access ended, no renewal)"),
+    ]
+    fig.legend(handles=handles, loc="outside lower center", ncol=len(handles), fontsize=TICK_PT, frameon=False)
+    return _png(fig)
+
+
 def render_charts(report: Report) -> dict[str, bytes]:
     """Every chart of the report, keyed by file name (``activity.png``, ...), in display order.
 
@@ -645,7 +699,8 @@ def render_charts(report: Report) -> dict[str, bytes]:
         report: The report.
 
     Returns:
-        File name to PNG bytes; ``revenue.png`` only when the report has a commerce section.
+        File name to PNG bytes; ``revenue.png`` only when the report has a commerce section, ``subscriptions.png``
+        only when it has subscriptions.
     """
     charts = {
         ACTIVITY: activity_chart(report),
@@ -655,4 +710,7 @@ def render_charts(report: Report) -> dict[str, bytes]:
     revenue = revenue_chart(report)
     if revenue is not None:
         charts[REVENUE] = revenue
+    subscriptions = subscriptions_chart(report)
+    if subscriptions is not None:
+        charts[SUBSCRIPTIONS] = subscriptions
     return charts

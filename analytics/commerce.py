@@ -21,7 +21,15 @@ import numpy as np
 import pandas as pd
 
 from analytics.activity import ActivityRows, as_rows, int_column, positions
-from analytics.results import CohortConversion, CommerceSummary, CourseSales, PricePoint, RevenueLine, RevenueWeek
+from analytics.results import (
+    CohortConversion,
+    CommerceSummary,
+    CourseSales,
+    LtvCohort,
+    PricePoint,
+    RevenueLine,
+    RevenueWeek,
+)
 from analytics.weeks import (
     NO_DAY,
     IntArray,
@@ -226,6 +234,77 @@ def course_sales(purchases: pd.DataFrame, *, timezone: ZoneInfo, as_of: date) ->
     return out
 
 
+LTV_MONTHS = 12
+"""How many join months the revenue per member (LTV) lists: the month of the report day and the 11 before."""
+
+
+def ltv_cohorts(
+    purchases: pd.DataFrame, members: pd.DataFrame, *, timezone: ZoneInfo, as_of: date, months: int = LTV_MONTHS
+) -> list[LtvCohort]:
+    """Net revenue to date per member of each join month (LTV by join cohort), per currency.
+
+    A cohort is the members whose join (``joined_at``, local day) falls in one calendar month; months, not weeks,
+    because revenue builds up over months and a week's joiners are too few to compare. For each of the last
+    ``months`` months up to ``as_of``'s with joiners and each currency of the ledger: ``net`` is the cohort's
+    purchases up to ``as_of`` minus those refunded by then (one-time sales and subscription periods alike; test
+    purchases are not in the ledger), ``per_member = net / members`` over every member of the cohort, buyers or
+    not. Purchases of forgotten members belong to no cohort.
+
+    Args:
+        purchases: The purchases frame.
+        members: The members frame.
+        timezone: The community's time zone.
+        as_of: The report day.
+        months: How many join months to list.
+
+    Returns:
+        Cohorts oldest first, currencies alphabetically within a cohort.
+    """
+    end = day_number(as_of)
+    ledger = _ledger(purchases, timezone, end)
+    currencies = sorted(set(ledger["currency"].astype(str)))
+    if not currencies or months < 1:
+        return []
+    first_month = (as_of.year * 12 + as_of.month - 1) - (months - 1)
+    ids = int_column(members, "member_id")
+    joined = local_day_numbers(members["joined_at"], timezone)
+    known = (joined != NO_DAY) & (joined <= end)
+    ids, joined = ids[known], joined[known]
+    stamps = joined.astype("datetime64[D]").astype("datetime64[M]").astype(np.int64)  # months since 1970-01
+    month_index = stamps + 1970 * 12
+    keep = month_index >= first_month
+    cohort_of = pd.Series(month_index[keep], index=pd.Index(ids[keep]))
+    sizes = cohort_of.value_counts()
+    bought = ledger[ledger["member_id"].notna()]
+    bought = bought.assign(member=bought["member_id"].astype("int64"))
+    bought = bought[bought["member"].isin(cohort_of.index)]
+    bought = bought.assign(
+        cohort=cohort_of.reindex(bought["member"].to_numpy()).to_numpy(),
+        net=np.where(bought["refunded"].to_numpy(), 0.0, bought["amount"].to_numpy()),
+    )
+    out: list[LtvCohort] = []
+    for month in sorted(sizes.index.tolist()):
+        size = int(sizes[month])
+        year, month_zero = divmod(int(month), 12)
+        first = date(year, month_zero + 1, 1)
+        mine = bought[bought["cohort"].to_numpy() == month]
+        for currency in currencies:
+            rows = mine[mine["currency"].astype(str).to_numpy() == currency]
+            net = float(rows["net"].sum())
+            out.append(
+                LtvCohort(
+                    cohort=f"{first.year:04d}-{first.month:02d}",
+                    start=first,
+                    currency=currency,
+                    members=size,
+                    buyers=int(rows["member"].nunique()),
+                    net=net,
+                    per_member=net / size,
+                )
+            )
+    return out
+
+
 def commerce_summary(
     purchases: pd.DataFrame,
     members: pd.DataFrame,
@@ -322,6 +401,7 @@ def commerce_summary(
         buyer_retention_30d=retention,
         refund_rate=int(ledger["refunded"].sum()) / sales if sales else None,
         buyer_retention_eligible=retention_eligible,
+        ltv_cohorts=tuple(ltv_cohorts(purchases, members, timezone=timezone, as_of=as_of)),
     )
 
 

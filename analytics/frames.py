@@ -65,6 +65,24 @@ PURCHASES_COLUMNS = (
 (float: euros, stars); ``refunded_at`` is NaT unless refunded."""
 
 
+SUBSCRIPTION_PERIODS_COLUMNS = (
+    "subscription_id",
+    "member_id",
+    "course",
+    "title",
+    "starts_at",
+    "ends_at",
+    "paid_until",
+    "amount",
+    "currency",
+    "refunded_at",
+)
+"""One row per paid period of a subscription (test payments left out): its own ``starts_at`` .. ``ends_at``, and
+``paid_until``, the subscription's current end (moved back when a platform ended it early, e.g. after a refund).
+``amount`` (major units) and ``currency`` come from the period's purchase (same platform and charge id), NaN and
+None when there is none; ``refunded_at`` is NaT unless that purchase was refunded. Instants are UTC."""
+
+
 @dataclass(frozen=True)
 class CommunityFrames:
     """Everything the analytics needs about one community, as of one local day."""
@@ -94,6 +112,9 @@ class CommunityFrames:
     so a channel's range can be compared with the one before it."""
     channel_members_start: date | None = None
     """The first day ``channel_members`` counts (the report range's first Monday)."""
+    subscription_periods: pd.DataFrame | None = None
+    """Paid periods of subscriptions (SUBSCRIPTION_PERIODS_COLUMNS) that started before the end of ``as_of``; None
+    when not loaded."""
 
 
 def empty_frame(columns: tuple[str, ...]) -> pd.DataFrame:

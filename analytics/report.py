@@ -31,6 +31,7 @@ from analytics.members import (
 )
 from analytics.results import ChannelActivity, Report
 from analytics.rhythm import hour_of_week
+from analytics.subscriptions import subscription_summary
 from analytics.weeks import last_complete_week_start, week_start
 
 SUNDAY = 6
@@ -178,6 +179,11 @@ def build_report(
         hour_of_week=() if frames.hourly is None else tuple(hour_of_week(frames.hourly, start, as_of)),
         channels=_channels(frames, start),
         growth=tuple(member_growth(frames.members, frames.community_days, start=start, end=as_of, timezone=tz)),
+        subscriptions=(
+            None
+            if frames.subscription_periods is None
+            else subscription_summary(frames.subscription_periods, timezone=tz, start=start, as_of=as_of)
+        ),
     )
 
 

@@ -151,6 +151,19 @@ class CohortConversion:
 
 
 @dataclass(frozen=True, slots=True)
+class LtvCohort:
+    """Net revenue to date from the members of one join month, in one currency (lifetime value per member)."""
+
+    cohort: str  # "2026-11": the local calendar month of the join
+    start: date  # the month's first day
+    currency: str
+    members: int  # members who joined in the month (buyers or not)
+    buyers: int  # of them, those with a purchase in this currency
+    net: float  # their purchases minus refunds, as of the report day
+    per_member: float | None  # net / members
+
+
+@dataclass(frozen=True, slots=True)
 class CommerceSummary:
     """What sells, and to whom."""
 
@@ -164,6 +177,45 @@ class CommerceSummary:
     buyer_retention_30d: float | None  # buyers active again within 30 days after buying (bought >= 30 days ago)
     refund_rate: float | None
     buyer_retention_eligible: int = 0  # buyers whose first purchase is >= 30 days old: the denominator
+    ltv_cohorts: tuple[LtvCohort, ...] = ()  # the last 12 join months with joiners, per ledger currency
+
+
+@dataclass(frozen=True, slots=True)
+class SubscriptionWeek:
+    """Subscriptions in one ISO week: started, churned, and active when the week ends."""
+
+    week: str
+    start: date
+    new: int  # subscriptions whose first paid period started in the week
+    churned: int  # paid periods whose access ended in the week without a renewal
+    active: int  # subscriptions active at the week's end (the report day's end for the week in progress)
+
+
+@dataclass(frozen=True, slots=True)
+class CourseSubscriptions:
+    """One monthly course's subscriptions as of the report day."""
+
+    course: str
+    title: str
+    active: int
+    new: int  # started in the report range
+    churned: int  # churned in the report range
+    renewals_due: int  # paid periods that ended in the range (renewal decided)
+    renewal_rate: float | None  # renewed / renewals_due
+
+
+@dataclass(frozen=True, slots=True)
+class SubscriptionSummary:
+    """Recurring revenue: who is subscribed now, what that brings per month, who comes and goes."""
+
+    active: int  # subscriptions active at the end of the report day
+    subscribers: int  # distinct members among them
+    mrr: tuple[tuple[str, float], ...]  # (currency, monthly recurring revenue), by currency code
+    weeks: tuple[SubscriptionWeek, ...]  # every week of the report range
+    renewals_due: int  # paid periods that ended in the range and whose renewal is decided
+    renewed: int
+    renewal_rate: float | None  # renewed / renewals_due
+    courses: tuple[CourseSubscriptions, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -237,6 +289,8 @@ class Report:
     """Channels with messages in the report range, most messages first; empty when not loaded."""
     growth: tuple[GrowthDay, ...] = ()
     """Joins, leaves and members for every day of the report range (its first Monday to ``as_of``)."""
+    subscriptions: SubscriptionSummary | None = None
+    """Subscriptions of the monthly courses (docs/metrics.md, "Subscriptions"); None when none was ever paid."""
 
     @property
     def measured_through(self) -> date:

@@ -19,6 +19,9 @@ community on any machine:
 - **Commerce.** Three courses: one whose price was cut during the period and one A/B-tested at two prices (EUR,
   two price points each), and one sold for Telegram Stars; ~6 % of purchases are refunded (refunds after the last
   day are left out: they have not happened yet), ~1 % belong to members who asked to be forgotten.
+- **Subscriptions.** A monthly course that ~2 % of the members subscribe to (30-, 31- and 28-day periods, and a
+  weekly plan), renewed on time, a little late, or after a lapse; ~5 % end with a refunded period. Every paid
+  period is also a purchase, as the bot records it. Drawn from a generator of their own, after everything else.
 
 :func:`rollups` aggregates the events exactly as ``storage.rollups`` defines the rollup tables (humans only;
 ``replies`` are replies to someone else; reactions received count on the day they were given), and
@@ -52,7 +55,7 @@ from storage.migrate import MIGRATIONS, head_revision, upgrade
 from storage.types import to_millis
 
 # Bump when the generated community changes, so cached databases are rebuilt.
-SYNTHETIC_VERSION = 2  # 2: threads hang off a parent channel; hourly and channel-member rollups
+SYNTHETIC_VERSION = 3  # 2: threads hang off a parent channel; hourly and channel-member rollups; 3: subscriptions
 
 COMMUNITY = "bench-analytics"
 TIMEZONE = "Europe/Berlin"
@@ -70,6 +73,13 @@ COURSES = (
     ("async-deep-dive", "Async Deep Dive", "EUR", 9900, 7900, 0.3),
     ("stars-club", "Stars Club", "XTR", 250, 250, 0.2),
 )
+# The monthly course: its subscriptions' paid periods are purchases too (course id len(COURSES) + 1).
+SUBSCRIPTION_COURSE = ("monthly-club", "Monthly Club", "EUR")
+# Period lengths in days (calendar months, and a weekly plan whose MRR is scaled), their shares and prices (cents).
+PERIOD_DAYS = (30, 31, 28, 7)
+PERIOD_SHARES = (0.5, 0.3, 0.1, 0.1)
+PERIOD_PRICES = (1500, 1500, 1500, 400)
+SUBSCRIBER_SHARE = 0.02
 PRICE_CUT_SHARE = 0.55  # python-basics costs less from this share of the period on
 REFUND_SHARE = 0.06
 FORGOTTEN_SHARE = 0.01
@@ -137,6 +147,14 @@ class Community:
     pu_ms: I64
     pu_refund_day: I16  # NONE: not refunded
     pu_refund_ms: I64
+    # subscriptions (index s), and their paid periods in order; each period is also a purchase of the monthly course
+    su_member: I32
+    su_paid_until_ms: I64  # the subscription's ends_at: the last period's end, or its refund when refunded
+    sp_sub: I32
+    sp_start_ms: I64
+    sp_end_ms: I64
+    sp_amount: I64
+    sp_refund_ms: I64  # NONE: not refunded
 
     @property
     def members(self) -> int:
@@ -335,6 +353,7 @@ def generate(params: Params) -> Community:
     refund_end = midnight[np.minimum(refund_day, d - 1) + 1] - 1
     refund_ms = np.where(refunded, np.minimum(np.maximum(refund_ms, pu_ms + 1), refund_end), NONE)
     order = np.argsort(pu_ms, kind="stable")
+    subs = _subscriptions(params.seed, m, d, join_day, midnight)
 
     return Community(
         midnight_ms=midnight,
@@ -361,7 +380,63 @@ def generate(params: Params) -> Community:
         pu_ms=pu_ms[order],
         pu_refund_day=np.where(refunded, refund_day, NONE)[order].astype(np.int16),
         pu_refund_ms=refund_ms[order],
+        **subs,
     )
+
+
+def _subscriptions(seed: int, m: int, d: int, join_day: I64, midnight: I64) -> dict[str, Any]:
+    """Subscriptions to the monthly course, drawn from their own generator (the rest of the community is unchanged).
+
+    Each starts on a day from the member's join on and renews period after period: on time (at the old end, or
+    within hours), or after a lapse of days (a new period that is no renewal), until it stops or the data ends.
+    Some have their last period refunded, which ends access at the refund.
+    """
+    rng = np.random.default_rng([seed, 16])
+    n = max(10, m * int(SUBSCRIBER_SHARE * 100) // 100)
+    member = rng.integers(0, m, n)
+    kinds = _pick(rng, np.array(PERIOD_SHARES), n)
+    data_end = int(midnight[d])
+    day = 86_400_000
+    su_member, paid_until, sp_sub, starts, ends, amounts, refunds = [], [], [], [], [], [], []
+    for s in range(n):
+        first = int(join_day[member[s]]) + int(rng.integers(0, max(1, d - int(join_day[member[s]]))))
+        first = min(first, d - 1)
+        at = int(midnight[first]) + int(rng.random() * (int(midnight[first + 1]) - int(midnight[first])))
+        length = PERIOD_DAYS[int(kinds[s])] * day
+        last_end = at
+        while at < data_end:
+            sp_sub.append(s)
+            starts.append(at)
+            ends.append(at + length)
+            amounts.append(PERIOD_PRICES[int(kinds[s])])
+            refunds.append(NONE)
+            last_end = at + length
+            draw = rng.random()
+            if draw < 0.6:
+                at = last_end  # renewed at the old end
+            elif draw < 0.75:
+                at = last_end + int(rng.integers(1, 3 * 3_600_000))  # renewed a little late, within the grace
+            elif draw < 0.83:
+                at = last_end + int(rng.integers(2, 15)) * day  # lapsed, then came back
+            else:
+                break
+        until = last_end
+        if rng.random() < 0.05:
+            refund_at = starts[-1] + int(rng.integers(3_600_000, 3 * day))
+            if refund_at < data_end:
+                refunds[-1] = refund_at
+                until = refund_at
+        su_member.append(int(member[s]) + 1)
+        paid_until.append(until)
+    return {
+        "su_member": np.array(su_member, dtype=np.int32),
+        "su_paid_until_ms": np.array(paid_until, dtype=np.int64),
+        "sp_sub": np.array(sp_sub, dtype=np.int32),
+        "sp_start_ms": np.array(starts, dtype=np.int64),
+        "sp_end_ms": np.array(ends, dtype=np.int64),
+        "sp_amount": np.array(amounts, dtype=np.int64),
+        "sp_refund_ms": np.array(refunds, dtype=np.int64),
+    }
 
 
 # --- rollups -----------------------------------------------------------------------------------------------------
@@ -755,10 +830,66 @@ def write_database(path: Path, c: Community, r: Rollups) -> None:
             "VALUES (?, ?, ?, NULL, NULL)",
             [(n + 1, int(i) + 1, int(c.pu_refund_ms[i])) for n, i in enumerate(refunded.tolist())],
         )
+        _write_subscriptions(conn, cid, c, first_refund_id=len(refunded) + 1)
         conn.execute("COMMIT")
     finally:
         conn.close()
     checkpoint(path)
+
+
+def _write_subscriptions(conn: sqlite3.Connection, cid: int, c: Community, *, first_refund_id: int) -> None:
+    """The monthly course, its subscriptions and paid periods, and each period's purchase (and refund).
+
+    Written as the bot writes a Discord subscription: the period and its purchase share the platform and charge id.
+    """
+    key, title, currency = SUBSCRIPTION_COURSE
+    course_id = len(COURSES) + 1
+    conn.execute(
+        "INSERT INTO courses (id, community_id, course_key, title, price_stars, price, currency, active) "
+        "VALUES (?, ?, ?, ?, NULL, ?, ?, 1)",
+        (course_id, cid, key, title, PERIOD_PRICES[0] / 100, currency),
+    )
+    first_period = np.r_[0, np.flatnonzero(np.diff(c.sp_sub)) + 1] if len(c.sp_sub) else np.empty(0, np.int64)
+    conn.executemany(
+        "INSERT INTO subscriptions (id, community_id, member_id, course_id, platform, subscription_ref, started_at, "
+        "ends_at) VALUES (?, ?, ?, ?, 'discord', ?, ?, ?)",
+        [
+            (s + 1, cid, int(c.su_member[s]), course_id, f"entitlement-{s + 1}", int(c.sp_start_ms[i]), until)
+            for s, (i, until) in enumerate(zip(first_period.tolist(), c.su_paid_until_ms.tolist(), strict=True))
+        ],
+    )
+    first_purchase = len(c.pu_member) + 1
+    charges = [f"sub-charge-{j + 1}" for j in range(len(c.sp_sub))]
+    conn.executemany(
+        "INSERT INTO subscription_periods (id, subscription_id, member_id, platform, charge_id, starts_at, ends_at) "
+        "VALUES (?, ?, ?, 'discord', ?, ?, ?)",
+        [
+            (j + 1, s + 1, int(c.su_member[s]), charges[j], start, end)
+            for j, (s, start, end) in enumerate(
+                zip(c.sp_sub.tolist(), c.sp_start_ms.tolist(), c.sp_end_ms.tolist(), strict=True)
+            )
+        ],
+    )
+    conn.executemany(
+        "INSERT INTO purchases (id, community_id, member_id, course_id, platform, charge_id, provider_charge_id, "
+        "source, amount, currency, purchased_at, granted_by_member_id) "
+        "VALUES (?, ?, ?, ?, 'discord', ?, NULL, 'discord_entitlement', ?, ?, ?, NULL)",
+        [
+            (first_purchase + j, cid, int(c.su_member[s]), course_id, charges[j], amount, currency, start)
+            for j, (s, amount, start) in enumerate(
+                zip(c.sp_sub.tolist(), c.sp_amount.tolist(), c.sp_start_ms.tolist(), strict=True)
+            )
+        ],
+    )
+    refunded = np.flatnonzero(c.sp_refund_ms != NONE)
+    conn.executemany(
+        "INSERT INTO refunds (id, purchase_id, refunded_at, reason, refunded_by_member_id) "
+        "VALUES (?, ?, ?, NULL, NULL)",
+        [
+            (first_refund_id + n, first_purchase + int(j), int(c.sp_refund_ms[j]))
+            for n, j in enumerate(refunded.tolist())
+        ],
+    )
 
 
 # --- cache -------------------------------------------------------------------------------------------------------
@@ -834,8 +965,10 @@ def ensure(params: Params, workdir: Path) -> Cached:
         "reactions": int((community.ev_kind == REACTION).sum()),
         "bot_messages": int((community.ev_member > community.members - BOTS).sum()),
         "memberships": len(community.ms_member),
-        "purchases": len(community.pu_member),
-        "refunds": int((community.pu_refund_day != NONE).sum()),
+        "purchases": len(community.pu_member) + len(community.sp_sub),
+        "refunds": int((community.pu_refund_day != NONE).sum()) + int((community.sp_refund_ms != NONE).sum()),
+        "subscriptions": len(community.su_member),
+        "periods": len(community.sp_sub),
         "channels": int(community.n_channels),
         "member_days": len(tables.member_days),
     }

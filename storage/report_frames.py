@@ -44,6 +44,7 @@ from storage.models import (
     Purchase,
     Refund,
 )
+from storage.subscription_figures import subscription_periods
 from storage.types import bind_day, bind_time
 
 
@@ -630,6 +631,7 @@ def load_report_frames(
             channels=None if range_start is None else channel_names(conn, community.id),
             channel_members=counted if pairs is None else pairs.counts(),
             channel_members_start=range_start,
+            subscription_periods=subscription_periods(conn, community.id, end),
         )
     return ReportFrames(frames, history_start, pairs)
 

@@ -29,11 +29,14 @@ from analytics.results import (
     CohortConversion,
     CommerceSummary,
     CourseSales,
+    CourseSubscriptions,
     DayActivity,
     MemberStatus,
     PricePoint,
     Report,
     RevenueWeek,
+    SubscriptionSummary,
+    SubscriptionWeek,
     WeekStats,
 )
 
@@ -292,6 +295,26 @@ def _commerce() -> CommerceSummary:
         buyer_retention_30d=0.8125,
         refund_rate=0.0625,
         buyer_retention_eligible=16,
+    )
+
+
+def sample_subscriptions(report: Report) -> SubscriptionSummary:
+    """Subscriptions over the sample report's weeks: growing by one or two a week, one churn every third week."""
+    weeks = []
+    active = 4
+    for i, w in enumerate(report.weekly):
+        new, churned = 1 + i % 2, 1 if i % 3 == 2 else 0
+        active += new - churned
+        weeks.append(SubscriptionWeek(week=w.week, start=w.start, new=new, churned=churned, active=active))
+    return SubscriptionSummary(
+        active=active,
+        subscribers=active - 1,
+        mrr=(("EUR", 29.0 * active), ("XTR", 250.0)),
+        weeks=tuple(weeks),
+        renewals_due=10,
+        renewed=8,
+        renewal_rate=0.8,
+        courses=(CourseSubscriptions("club", "Monthly club", active, 12, 3, 10, 0.8),),
     )
 
 

@@ -17,7 +17,7 @@ import pytest
 from analytics import charts
 from analytics.privacy import MEMBERS, OWNERS, SMALL
 from analytics.results import Cohort, DayActivity, Report, RevenueWeek
-from tests.report_samples import empty_report, sample_report, tiny_report
+from tests.report_samples import empty_report, sample_report, sample_subscriptions, tiny_report
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 WIDTH, HEIGHT = 1200, 675  # 8 x 4.5 inches at 150 dpi
@@ -45,14 +45,26 @@ def _pixels(png: bytes) -> np.ndarray:
     return image
 
 
+def sample_with_subscriptions() -> Report:
+    report = sample_report()
+    return replace(report, subscriptions=sample_subscriptions(report))
+
+
 @pytest.fixture(scope="module")
 def sample_charts() -> dict[str, bytes]:
-    return charts.render_charts(sample_report())
+    return charts.render_charts(sample_with_subscriptions())
 
 
-def test_sample_report_has_all_four_charts(sample_charts: dict[str, bytes]) -> None:
-    assert list(sample_charts) == ["activity.png", "cohort_heatmap.png", "retention_curves.png", "revenue.png"]
+def test_sample_report_has_all_five_charts(sample_charts: dict[str, bytes]) -> None:
+    assert list(sample_charts) == [
+        "activity.png",
+        "cohort_heatmap.png",
+        "retention_curves.png",
+        "revenue.png",
+        "subscriptions.png",
+    ]
     assert list(sample_charts) == list(charts.CHART_TITLES)
+    assert "subscriptions.png" not in charts.render_charts(sample_report())  # no subscriptions, no chart
 
 
 def test_charts_are_valid_pngs_sized_for_a_phone(sample_charts: dict[str, bytes]) -> None:
@@ -71,7 +83,7 @@ def test_charts_carry_no_timestamp_or_software_and_are_deterministic(sample_char
         assert b"tIME" not in kinds, name
         text = b"".join(data for kind, data in _chunks(png) if kind in (b"tEXt", b"iTXt", b"zTXt"))
         assert b"Software" not in text and b"matplotlib" not in text.lower(), name
-    again = charts.render_charts(sample_report())
+    again = charts.render_charts(sample_with_subscriptions())
     assert again == sample_charts
 
 

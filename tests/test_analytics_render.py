@@ -233,6 +233,7 @@ REQUIRED = {
     "segments",
     "top_members",
     "commerce",
+    "subscriptions",
     "data_ends",
     "last_complete_day",
     "notices",

@@ -25,7 +25,10 @@ from analytics.formatting import DASH, fmt_ago, fmt_change, fmt_int, fmt_totals,
 from analytics.render.shared import (
     CONVERSION_HEADERS,
     COURSE_HEADERS,
+    LTV_HEADERS,
     SCHEMA_VERSION,
+    SUBSCRIPTION_COURSE_HEADERS,
+    SUBSCRIPTION_WEEK_HEADERS,
     TEXT_WEEKS,
     TOP_HEADERS,
     WEEK_HEADERS,
@@ -35,10 +38,14 @@ from analytics.render.shared import (
     course_row,
     data_notices,
     key_figures,
+    ltv_rows,
     net_by_currency,
     price_points_text,
     revenue_rows,
     segment_name,
+    subscription_course_rows,
+    subscription_line,
+    subscription_week_rows,
     top_row,
     week_over_week,
     week_row,
@@ -64,6 +71,7 @@ _SECTION_CHARTS = {
     "activity": ("activity.png",),
     "cohorts": ("cohort_heatmap.png", "retention_curves.png"),
     "revenue": ("revenue.png",),
+    "subscriptions": ("subscriptions.png",),
 }
 
 # A spreadsheet runs a cell that starts with one of these as a formula (CSV injection): such cells get a leading '.
@@ -276,7 +284,28 @@ def _revenue(report: Report, charts: Mapping[str, bytes]) -> dict[str, Any] | No
         "weekly": revenue_table,
         "conversion": conversion_rows(commerce) if commerce.cohort_conversion else [],
         "conversion_headers": CONVERSION_HEADERS,
+        "ltv": ltv_rows(commerce),
+        "ltv_headers": LTV_HEADERS,
         "charts": _charts(charts, _SECTION_CHARTS["revenue"]),
+    }
+
+
+def _subscriptions(report: Report, charts: Mapping[str, bytes]) -> dict[str, Any] | None:
+    s = report.subscriptions
+    if s is None:
+        return None
+    courses: list[list[Any]] = []
+    for row in subscription_course_rows(s):
+        cells: list[Any] = list(row)
+        cells[0] = {"text": clean_name(row[0]), "cls": "name"}
+        courses.append(cells)
+    return {
+        "line": " · ".join(subscription_line(s)),
+        "week_headers": SUBSCRIPTION_WEEK_HEADERS,
+        "weeks": subscription_week_rows(s, TEXT_WEEKS),
+        "course_headers": SUBSCRIPTION_COURSE_HEADERS,
+        "courses": courses,
+        "charts": _charts(charts, _SECTION_CHARTS["subscriptions"]),
     }
 
 
@@ -327,6 +356,7 @@ def render_html(report: Report, charts: Mapping[str, bytes], *, csv_links: bool 
         "dash": DASH,
         "wow": week_over_week(report),
         "revenue": _revenue(report, charts),
+        "subscriptions": _subscriptions(report, charts),
         "activity_charts": _charts(charts, _SECTION_CHARTS["activity"]),
         "week_headers": WEEK_HEADERS,
         "weeks": [week_row(w) for w in weeks],

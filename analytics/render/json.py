@@ -13,7 +13,15 @@ from analytics.render.shared import (
     data_notices,
     weeks_in_range,
 )
-from analytics.results import CommerceSummary, CourseSales, MemberStatus, Report, RevenueWeek, WeekStats
+from analytics.results import (
+    CommerceSummary,
+    CourseSales,
+    MemberStatus,
+    Report,
+    RevenueWeek,
+    SubscriptionSummary,
+    WeekStats,
+)
 
 
 def _rounded(value: float | None, digits: int) -> float | None:
@@ -109,6 +117,45 @@ def _commerce_json(commerce: CommerceSummary) -> dict[str, object]:
             }
             for c in commerce.cohort_conversion
         ],
+        "ltv_cohorts": [
+            {
+                "cohort": c.cohort,
+                "start": c.start.isoformat(),
+                "currency": c.currency,
+                "members": c.members,
+                "buyers": c.buyers,
+                "net": _rounded(c.net, money_digits(c.currency)),
+                "per_member": _rounded(c.per_member, MONEY_DIGITS),
+            }
+            for c in commerce.ltv_cohorts
+        ],
+    }
+
+
+def _subscriptions_json(s: SubscriptionSummary) -> dict[str, object]:
+    return {
+        "active": s.active,
+        "subscribers": s.subscribers,
+        "mrr": [{"currency": currency, "amount": _rounded(amount, MONEY_DIGITS)} for currency, amount in s.mrr],
+        "renewals_due": s.renewals_due,
+        "renewed": s.renewed,
+        "renewal_rate": _share_json(s.renewal_rate),
+        "weeks": [
+            {"week": w.week, "start": w.start.isoformat(), "new": w.new, "churned": w.churned, "active": w.active}
+            for w in s.weeks
+        ],
+        "courses": [
+            {
+                "course": c.course,
+                "title": c.title,
+                "active": c.active,
+                "new": c.new,
+                "churned": c.churned,
+                "renewals_due": c.renewals_due,
+                "renewal_rate": _share_json(c.renewal_rate),
+            }
+            for c in s.courses
+        ],
     }
 
 
@@ -173,6 +220,7 @@ def report_to_json(report: Report) -> dict[str, object]:
         "segments": dict(report.segments),
         "top_members": [_member_json(m) for m in report.top_members],
         "commerce": None if report.commerce is None else _commerce_json(report.commerce),
+        "subscriptions": None if report.subscriptions is None else _subscriptions_json(report.subscriptions),
         "hour_of_week": [
             {"weekday": h.weekday, "hour": h.hour, "messages": h.messages, "reactions": h.reactions}
             for h in report.hour_of_week

@@ -20,9 +20,10 @@ from analytics.formatting import (
     fmt_money,
     fmt_number,
     fmt_pct,
+    fmt_totals,
     plural,
 )
-from analytics.results import CommerceSummary, CourseSales, MemberStatus, Report, WeekStats
+from analytics.results import CommerceSummary, CourseSales, MemberStatus, Report, SubscriptionSummary, WeekStats
 from analytics.safe_text import clean_name
 from analytics.weeks import week_label
 
@@ -314,4 +315,60 @@ def conversion_rows(commerce: CommerceSummary) -> list[list[str]]:
     """The "Buyers by join cohort" rows: cohort, size, buyers, conversion."""
     return [
         [c.cohort, fmt_int(c.size), fmt_int(c.buyers), fmt_pct(c.conversion, 1)] for c in commerce.cohort_conversion
+    ]
+
+
+LTV_HEADERS = ["Join month", "Members", "Cur.", "Buyers", "Net to date", "Per member"]
+
+
+def ltv_rows(commerce: CommerceSummary, *, newest_first: bool = False) -> list[list[str]]:
+    """The "Revenue per member by join month" rows (:data:`LTV_HEADERS`), currencies alphabetically per month."""
+    cohorts = sorted(commerce.ltv_cohorts, key=lambda c: (-c.start.toordinal() if newest_first else 0, c.start))
+    return [
+        [
+            c.cohort,
+            fmt_int(c.members),
+            c.currency,
+            fmt_int(c.buyers),
+            fmt_money(c.net, c.currency),
+            fmt_money(c.per_member, c.currency),
+        ]
+        for c in cohorts
+    ]
+
+
+def subscription_line(subscriptions: SubscriptionSummary) -> list[str]:
+    """The subscriptions summary as phrases: active, MRR per currency, renewal rate."""
+    s = subscriptions
+    mrr = fmt_totals(dict(s.mrr), " · ") if s.mrr else DASH
+    return [
+        f"Active subscriptions {fmt_int(s.active)} ({plural(s.subscribers, 'member')})",
+        f"MRR {mrr}",
+        f"renewal rate {fmt_pct(s.renewal_rate, 1)} ({fmt_int(s.renewed)} of {fmt_int(s.renewals_due)} renewed)",
+    ]
+
+
+SUBSCRIPTION_WEEK_HEADERS = ["Week", "New", "Churned", "Active at end"]
+
+
+def subscription_week_rows(subscriptions: SubscriptionSummary, last: int) -> list[list[str]]:
+    """New, churned and active subscriptions of the ``last`` weeks (:data:`SUBSCRIPTION_WEEK_HEADERS`)."""
+    return [[w.week, fmt_int(w.new), fmt_int(w.churned), fmt_int(w.active)] for w in subscriptions.weeks[-last:]]
+
+
+SUBSCRIPTION_COURSE_HEADERS = ["Course", "Active", "New", "Churned", "Renewals due", "Renewal rate"]
+
+
+def subscription_course_rows(subscriptions: SubscriptionSummary) -> list[list[str]]:
+    """Per monthly course over the range (:data:`SUBSCRIPTION_COURSE_HEADERS`); the title uncleaned."""
+    return [
+        [
+            c.title or c.course,
+            fmt_int(c.active),
+            fmt_int(c.new),
+            fmt_int(c.churned),
+            fmt_int(c.renewals_due),
+            fmt_pct(c.renewal_rate, 1),
+        ]
+        for c in subscriptions.courses
     ]

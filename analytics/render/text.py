@@ -10,7 +10,10 @@ from analytics.render.shared import (
     CONVERSION_HEADERS,
     COURSE_HEADERS,
     LIST_NAMES,
+    LTV_HEADERS,
     NAME_WIDTH,
+    SUBSCRIPTION_COURSE_HEADERS,
+    SUBSCRIPTION_WEEK_HEADERS,
     TEXT_WEEKS,
     TOP_HEADERS,
     WEEK_HEADERS,
@@ -20,10 +23,14 @@ from analytics.render.shared import (
     course_row,
     data_notices,
     key_figures,
+    ltv_rows,
     net_by_currency,
     price_points_text,
     revenue_rows,
     segment_name,
+    subscription_course_rows,
+    subscription_line,
+    subscription_week_rows,
     top_row,
     week_over_week,
     week_row,
@@ -204,5 +211,22 @@ def render_text(report: Report, *, weeks: int = TEXT_WEEKS) -> str:
             conv = conversion_rows(commerce)
             out += ["", "  Buyers by join cohort"]
             out += _table(CONVERSION_HEADERS, conv, right={1, 2, 3})
+        if commerce.ltv_cohorts:
+            out += ["", "  Net revenue per member by join month"]
+            out += _table(LTV_HEADERS, ltv_rows(commerce), right={1, 3, 4, 5})
+
+    out += _heading("Subscriptions", "monthly courses; a member in two courses counts in each")
+    subscriptions = report.subscriptions
+    if subscriptions is None:
+        out.append("  No subscriptions.")
+    else:
+        out += _wrap("  ", ", ".join(subscription_line(subscriptions)))
+        out += ["", "  By week (last 6 weeks)"]
+        out += _table(SUBSCRIPTION_WEEK_HEADERS, subscription_week_rows(subscriptions, 6), right={1, 2, 3})
+        course_rows = subscription_course_rows(subscriptions)
+        for row in course_rows:
+            row[0] = _fit(clean_name(row[0]), NAME_WIDTH)
+        out += ["", "  By course (report range)"]
+        out += _table(SUBSCRIPTION_COURSE_HEADERS, course_rows, right={1, 2, 3, 4, 5})
 
     return "\n".join(out) + "\n"

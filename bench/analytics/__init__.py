@@ -15,7 +15,8 @@ The run:
 3. In another fresh process, load the same raw events into an in-memory DuckDB (load time reported, not
    compared) and time the same metrics computed there with SQL over the raw events: DAU/WAU/MAU per day, weekly
    stats, cohort retention and activation, current members, inactive and at-risk members, segments, top members
-   by engagement score, and commerce (per course, revenue weeks, conversion, buyer retention). One warm-up, then
+   by engagement score, commerce (per course, revenue weeks, conversion, buyer retention, revenue per member by
+   join month) and subscriptions (active, MRR, new and churned per week, renewal rate). One warm-up, then
    the best of ``--repeats`` runs.
 4. Correctness first: every metric must agree (counts and ids exactly, floats to 1e-9 relative; member lists in
    order, members whose scores tie to 1e-9 in either order). The metrics compared are listed; any disagreement is

@@ -91,7 +91,8 @@ def run(args: argparse.Namespace) -> int:
     print(
         f"community: {args.members:,} members, {n['events']:,} events ({n['messages']:,} messages incl. "
         f"{n['bot_messages']:,} by bots, {n['reactions']:,} reactions), {n['memberships']:,} joins/leaves, "
-        f"{n['purchases']:,} purchases ({n['refunds']:,} refunded), {n['channels']} channels; "
+        f"{n['purchases']:,} purchases ({n['refunds']:,} refunded; {n.get('periods', 0):,} paid periods of "
+        f"{n.get('subscriptions', 0):,} subscriptions), {n['channels']} channels; "
         f"{args.history_weeks} weeks from {FIRST_DAY.isoformat()}, seed {args.seed}",
     )
     print(

@@ -71,6 +71,20 @@ def report_metrics(report: Any) -> dict[str, Any]:
     ):
         m[f"commerce.{name}"] = getattr(commerce, name)
     m["commerce.cohort_conversion"] = [[c.cohort, c.size, c.buyers, c.conversion] for c in commerce.cohort_conversion]
+    m["commerce.ltv_cohorts"] = [
+        [c.cohort, c.currency, c.members, c.buyers, c.net, c.per_member] for c in commerce.ltv_cohorts
+    ]
+    subs = report.subscriptions
+    m["subscriptions.active"] = subs.active
+    m["subscriptions.subscribers"] = subs.subscribers
+    m["subscriptions.mrr"] = [[currency, amount] for currency, amount in subs.mrr]
+    m["subscriptions.renewals_due"] = subs.renewals_due
+    m["subscriptions.renewed"] = subs.renewed
+    m["subscriptions.renewal_rate"] = subs.renewal_rate
+    m["subscriptions.weeks"] = [[w.week, w.new, w.churned, w.active] for w in subs.weeks]
+    m["subscriptions.courses"] = [
+        [c.course, c.active, c.new, c.churned, c.renewals_due, c.renewal_rate] for c in subs.courses
+    ]
     m["hour_of_week"] = [[h.weekday, h.hour, h.messages, h.reactions] for h in report.hour_of_week]
     m["channels"] = [
         [c.channel_id, c.name, c.parent, c.messages, c.active_members, c.previous_messages, list(c.weekly_messages)]
@@ -90,7 +104,7 @@ def measure_ours(url: str, as_of: date, repeats: int) -> dict[str, Any]:
     from analytics.frames import CommunityFrames
     from analytics.report import build_report
     from bot.reporting import ReportRequest, build_community_report
-    from storage import communities, report_frames
+    from storage import communities, report_frames, subscription_figures
     from storage.engine import make_engine
 
     engine = make_engine(url)
@@ -125,6 +139,7 @@ def measure_ours(url: str, as_of: date, repeats: int) -> dict[str, Any]:
             "channel_names": lambda: report_frames.channel_names(conn, info.id),
             "channel_members": lambda: report_frames.channel_members(conn, info.id, first, as_of),
             "purchases": lambda: report_frames.purchases(conn, info.id, end),
+            "subscription_periods": lambda: subscription_figures.subscription_periods(conn, info.id, end),
             # Buyers' days before the history (buyer retention): 109,259 rows here, 1.4 s before issue 15.
             "buyer_days": lambda: _or_empty(
                 report_frames._buyer_days(
@@ -151,6 +166,7 @@ def measure_ours(url: str, as_of: date, repeats: int) -> dict[str, Any]:
         channel_members=read_frames["channel_members"],
         channel_members_start=first,
         buyer_days=read_frames["buyer_days"],
+        subscription_periods=read_frames["subscription_periods"],
     )
     started = time.perf_counter()
     build_report(frames, weeks=REPORT_WEEKS, inactive_after_days=INACTIVE_AFTER_DAYS, top_n=TOP_N)

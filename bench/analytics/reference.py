@@ -23,6 +23,7 @@ from bench.analytics.common import (
 from bench.synthetic import (
     COURSES,
     NONE,
+    SUBSCRIPTION_COURSE,
     TIMEZONE,
     Community,
     channel_name,
@@ -106,6 +107,51 @@ def load_duckdb(npz: str) -> tuple[Any, dict[str, int]]:
             "refund_day": _nullable_ints(c.pu_refund_day, day0),
         }
     )
+    # A subscription's paid periods are purchases too (the monthly course), and the periods get a table of their own.
+    sub_course, sub_title, sub_currency = SUBSCRIPTION_COURSE
+    period_day = (np.searchsorted(c.midnight_ms, c.sp_start_ms, side="right") - 1).astype(np.int32) + day0
+    refund_day = np.where(
+        c.sp_refund_ms == NONE, NONE, np.searchsorted(c.midnight_ms, c.sp_refund_ms, side="right") - 1
+    ).astype(np.int32)
+    purchases = pd.concat(
+        [
+            purchases,
+            pd.DataFrame(
+                {
+                    "purchase_id": np.arange(len(c.pu_member) + 1, len(c.pu_member) + len(c.sp_sub) + 1),
+                    "member_id": pd.array(c.su_member[c.sp_sub].astype(np.int64), dtype="Int64"),
+                    "course": sub_course,
+                    "title": sub_title,
+                    "currency": sub_currency,
+                    "amount": c.sp_amount,
+                    "day": period_day,
+                    "refund_day": _nullable_ints(refund_day, day0),
+                }
+            ),
+        ],
+        ignore_index=True,
+    )
+    paid_until = c.su_paid_until_ms[c.sp_sub]
+    periods = pd.DataFrame(
+        {
+            "sub": c.sp_sub.astype(np.int64) + 1,
+            "member_id": c.su_member[c.sp_sub].astype(np.int64),
+            "course": sub_course,
+            "currency": sub_currency,
+            "amount": c.sp_amount.astype(np.float64) / 100,
+            "starts": c.sp_start_ms,
+            "ends": c.sp_end_ms,
+            "paid_until": paid_until,
+            "start_day": period_day,
+            # The local day of each possible access end (meaningful for ends before the data ends, all that count).
+            "end_day": (np.searchsorted(c.midnight_ms, c.sp_end_ms, side="right") - 1).astype(np.int32) + day0,
+            "paid_day": (np.searchsorted(c.midnight_ms, paid_until, side="right") - 1).astype(np.int32) + day0,
+            "refund_ms": pd.array(np.where(c.sp_refund_ms == NONE, None, c.sp_refund_ms), dtype="Int64"),
+        }
+    )
+    midnights = pd.DataFrame(
+        {"day": np.arange(len(c.midnight_ms), dtype=np.int64) + day0, "ms": c.midnight_ms.astype(np.int64)}
+    )
     ids = list(range(1, int(c.n_channels) + 1))
     parents = [channel_parent(i) for i in ids]
     channels = pd.DataFrame(
@@ -120,6 +166,8 @@ def load_duckdb(npz: str) -> tuple[Any, dict[str, int]]:
         ("memberships", memberships),
         ("purchases", purchases),
         ("channels", channels),
+        ("periods", periods),
+        ("midnights", midnights),
     ):
         con.register(f"raw_{name}", frame)
         con.execute(f"CREATE TABLE {name} AS SELECT * FROM raw_{name}")
@@ -429,6 +477,7 @@ def duckdb_metrics(con: Any, plan: Plan) -> dict[str, Any]:
     out["top_members.details"] = [[int(r[0]), int(r[2]), r[3], None if r[4] is None else int(r[4])] for r in top]
 
     out.update(_commerce(con, plan))
+    out.update(_subscriptions(con, plan))
     out.update(_dashboard(con, plan))
     return out
 
@@ -621,6 +670,124 @@ def _commerce(con: Any, plan: Plan) -> dict[str, Any]:
             f"""
             SELECT (joined_day - {m0}) // 7 AS c, count(*), count(first_day) FROM buyers
             WHERE joined_day >= {m0} GROUP BY c ORDER BY c
+            """,
+        )
+    ]
+    out["commerce.ltv_cohorts"] = [
+        [f"{int(mi) // 12:04d}-{int(mi) % 12 + 1:02d}", cur, int(n), int(b), float(net), float(net) / int(n)]
+        for mi, cur, n, b, net in _rows(
+            con,
+            f"""
+            WITH months AS (
+                SELECT member_id, year(d) * 12 + month(d) - 1 AS mi FROM (
+                    SELECT member_id, DATE '1970-01-01' + joined_day::INTEGER AS d FROM person
+                    WHERE joined_day IS NOT NULL AND joined_day <= {e})
+            ), kept AS (SELECT * FROM months WHERE mi >= {_month_index(plan.as_of) - 11}),
+            sizes AS (SELECT mi, count(*) AS n FROM kept GROUP BY mi),
+            cur AS (SELECT DISTINCT currency FROM ledger),
+            net AS (
+                SELECT mi, currency, count(DISTINCT member_id) AS buyers,
+                    sum(CASE WHEN refunded THEN 0 ELSE amount END) AS net
+                FROM ledger JOIN kept USING (member_id) GROUP BY ALL)
+            SELECT sizes.mi, cur.currency, sizes.n, coalesce(net.buyers, 0), coalesce(net.net, 0)
+            FROM sizes CROSS JOIN cur LEFT JOIN net USING (mi, currency)
+            ORDER BY sizes.mi, cur.currency
+            """,
+        )
+    ]
+    return out
+
+
+def _month_index(day: date) -> int:
+    return day.year * 12 + day.month - 1
+
+
+def _subscriptions(con: Any, plan: Plan) -> dict[str, Any]:
+    """The subscription figures (docs/metrics.md, "Subscriptions") with SQL over the paid periods."""
+    e, m0 = plan.end, plan.first_monday
+    grace = 86_400_000
+    (end_ms,) = _rows(con, f"SELECT ms FROM midnights WHERE day = {e + 1}")[0]
+    con.execute(f"""
+        CREATE OR REPLACE TEMP TABLE sp AS
+        WITH p AS (
+            SELECT *, least(ends, paid_until) AS e,
+                CASE WHEN ends <= paid_until THEN end_day ELSE paid_day END AS e_day,
+                lead(starts) OVER (PARTITION BY sub ORDER BY starts, ends) AS next_start,
+                row_number() OVER (PARTITION BY sub ORDER BY starts DESC, ends DESC) AS from_last
+            FROM periods WHERE starts < {end_ms}
+        )
+        SELECT *, coalesce(next_start <= e + {grace}, false) AS renewed,
+            coalesce(next_start <= e + {grace}, false) OR e + {grace} <= {end_ms} AS decided,
+            e < {end_ms} AND e_day >= {m0} AS ends_in_range
+        FROM p
+    """)
+    out: dict[str, Any] = {}
+    active, subscribers = _rows(
+        con,
+        f"SELECT count(DISTINCT sub), count(DISTINCT member_id) FROM sp WHERE starts <= {end_ms} AND {end_ms} < e",
+    )[0]
+    out["subscriptions.active"] = int(active)
+    out["subscriptions.subscribers"] = int(subscribers)
+    out["subscriptions.mrr"] = [
+        [cur, float(v)]
+        for cur, v in _rows(
+            con,
+            f"""
+            WITH live AS (SELECT DISTINCT sub FROM sp WHERE starts <= {end_ms} AND {end_ms} < e),
+            latest AS (
+                SELECT sp.*, (ends - starts) / 86400000.0 AS days FROM sp JOIN live USING (sub) WHERE from_last = 1
+            )
+            SELECT currency, sum(CASE WHEN days >= 27.5 AND days < 31.5 THEN amount ELSE amount * 30 / days END)
+            FROM latest WHERE refund_ms IS NULL OR refund_ms >= {end_ms}
+            GROUP BY currency ORDER BY currency
+            """,
+        )
+    ]
+    due, renewed = _rows(
+        con,
+        "SELECT count(*) FILTER (WHERE decided AND ends_in_range), "
+        "count(*) FILTER (WHERE decided AND ends_in_range AND renewed) FROM sp",
+    )[0]
+    out["subscriptions.renewals_due"] = int(due)
+    out["subscriptions.renewed"] = int(renewed)
+    out["subscriptions.renewal_rate"] = renewed / due if due else None
+    week_ends = ", ".join(f"({w}, {m0 + 7 * (w + 1)})" for w in range(plan.weeks))
+    out["subscriptions.weeks"] = [
+        [plan.week_label(int(w)), int(new), int(churned), int(active_at_end)]
+        for w, new, churned, active_at_end in _rows(
+            con,
+            f"""
+            WITH grid AS (
+                SELECT g.w, least(coalesce(m.ms, {end_ms}), {end_ms}) AS t
+                FROM (VALUES {week_ends}) AS g(w, day) LEFT JOIN midnights m ON m.day = g.day
+            ),
+            firsts AS (SELECT sub, arg_min(start_day, starts) AS d FROM sp GROUP BY sub),
+            n AS (SELECT (d - {m0}) // 7 AS w, count(*) AS c FROM firsts WHERE d >= {m0} GROUP BY ALL),
+            ch AS (SELECT (e_day - {m0}) // 7 AS w, count(*) AS c FROM sp
+                WHERE decided AND NOT renewed AND ends_in_range GROUP BY ALL),
+            a AS (SELECT grid.w, count(DISTINCT sp.sub) AS c FROM grid JOIN sp ON sp.starts <= grid.t AND grid.t < sp.e
+                GROUP BY grid.w)
+            SELECT grid.w, coalesce(n.c, 0), coalesce(ch.c, 0), coalesce(a.c, 0)
+            FROM grid LEFT JOIN n USING (w) LEFT JOIN ch USING (w) LEFT JOIN a USING (w) ORDER BY grid.w
+            """,
+        )
+    ]
+    out["subscriptions.courses"] = [
+        [course, int(act), int(new), int(churned), int(c_due), c_renewed / c_due if c_due else None]
+        for course, act, new, churned, c_due, c_renewed in _rows(
+            con,
+            f"""
+            WITH firsts AS (
+                SELECT sub, arg_min(start_day, starts) AS d, any_value(course) AS course FROM sp GROUP BY sub
+            )
+            SELECT course,
+                (SELECT count(DISTINCT sub) FROM sp s
+                    WHERE s.course = c.course AND starts <= {end_ms} AND {end_ms} < e),
+                (SELECT count(*) FROM firsts f WHERE f.course = c.course AND d >= {m0}),
+                count(*) FILTER (WHERE decided AND NOT renewed AND ends_in_range),
+                count(*) FILTER (WHERE decided AND ends_in_range),
+                count(*) FILTER (WHERE decided AND ends_in_range AND renewed)
+            FROM sp c GROUP BY course ORDER BY course
             """,
         )
     ]

@@ -19,7 +19,7 @@ from datetime import date, datetime, timedelta
 
 from sqlalchemy import Engine
 
-from analytics.charts import activity_chart
+from analytics.charts import activity_chart, subscriptions_chart
 from analytics.commerce import revenue_by_course, totals_by_currency
 from analytics.formatting import (
     DASH,
@@ -34,7 +34,7 @@ from analytics.formatting import (
 )
 from analytics.privacy import MEMBERS, OWNERS, Audience
 from analytics.render import clean_name, data_notices
-from analytics.results import Report, WeekStats
+from analytics.results import Report, SubscriptionSummary, WeekStats
 from analytics.weeks import week_label, week_start
 from bot.config import Settings
 from bot.core.markup import Line, Rich, Span, bold, italic, join, rich
@@ -59,7 +59,7 @@ class Digest:
     Attributes:
         week_label: The ISO week it covers, ``"2024-W10"`` (the ``digests.week`` key).
         text: The message.
-        charts: PNG attachments (the activity trend).
+        charts: PNG attachments (the activity trend; for owners, the subscriptions when there are any).
     """
 
     week_label: str
@@ -125,13 +125,18 @@ def build_digest(engine: Engine, settings: Settings, community_id: int, *, now: 
     if for_admins and (sales or settings.courses):
         # Revenue is the owner's business: a digest posted to the community chat leaves it out.
         blocks.append(_sales(sales, week_start_at, week_end_at, member_ids))
+    if for_admins and report.subscriptions is not None:
+        blocks.append(_subscriptions(report.subscriptions, monday))
     if for_admins:
         blocks.extend(_operations(engine, community_id, week_end_at))
     notes = observations(report, current, previous, sales, week_start_at, week_end_at, audience=audience)
     if notes:
         blocks.append(rich([bold("Worth knowing")], *(f"• {n}" for n in notes)))
-    chart = Attachment(f"digest-{label}-activity.png", activity_chart(report, audience), "image/png")
-    return Digest(week_label=label, text=join(blocks), charts=(chart,))
+    charts = [Attachment(f"digest-{label}-activity.png", activity_chart(report, audience), "image/png")]
+    subscriptions_png = subscriptions_chart(report) if for_admins else None
+    if subscriptions_png is not None:
+        charts.append(Attachment(f"digest-{label}-subscriptions.png", subscriptions_png, "image/png"))
+    return Digest(week_label=label, text=join(blocks), charts=tuple(charts))
 
 
 def _operations(engine: Engine, community_id: int, week_end_at: datetime) -> list[Rich]:
@@ -226,6 +231,24 @@ def _sales(rows: Sequence[LedgerRow], start: datetime, end: datetime, member_ids
         lines.append(f"Net this week: {fmt_totals(totals_by_currency(week))}")
     if member_ids:
         lines.append(f"Conversion: {fmt_conversion(rows, member_ids, end=end)}.")
+    return rich(*lines)
+
+
+def _subscriptions(subscriptions: SubscriptionSummary, monday: date) -> Rich:
+    """The monthly courses: active now, MRR, the week's new and churned, and the renewal rate of the digest's weeks."""
+    s = subscriptions
+    week = next((w for w in s.weeks if w.start == monday), None)
+    came = f" (+{fmt_int(week.new)} new, −{fmt_int(week.churned)} churned this week)" if week else ""
+    mrr = fmt_totals(dict(s.mrr)) if s.mrr else DASH
+    lines: list[Sequence[Span | str] | str] = [
+        [bold("Subscriptions")],
+        f"Active: {fmt_int(s.active)}{came} · MRR {mrr}",
+    ]
+    if s.renewals_due:
+        lines.append(
+            f"Renewal rate {fmt_pct(s.renewal_rate)} over {plural(len(s.weeks), 'week')} "
+            f"({fmt_int(s.renewed)} of {fmt_int(s.renewals_due)} renewed)"
+        )
     return rich(*lines)
 
 

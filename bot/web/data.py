@@ -10,6 +10,10 @@ again only the days from the earliest day the commits touched (the big reads: me
 authors) plus the small frames (members, the ledger, daily totals), then recomputes the figures from them. They are
 the figures a full build would give. A full build happens for a new range, when a commit's extent is unknown (a
 removed reaction, a deleted member), standalone, and at least every ``FULL_REBUILD_FACTOR`` x ``refresh_seconds``.
+
+Subscription periods and their ends are written by ``storage.subscriptions``, not through the writer, so no commit
+announces them; every refresh reads them again in full (a small table), and a period recorded just after its
+purchase's commit shows at the next commit or after ``refresh_seconds`` at the latest.
 """
 
 from __future__ import annotations

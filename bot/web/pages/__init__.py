@@ -70,5 +70,7 @@ def add_page_routes(app: web.Application) -> None:
     r.add_get("/members/{member_id}", members.member_page)
     r.add_get("/sales", sales.sales_page)
     r.add_get("/sales.csv", sales.sales_csv)
+    r.add_get("/subscriptions.csv", sales.subscriptions_csv)
+    r.add_get("/ltv.csv", sales.ltv_csv)
     r.add_get("/nudges", ops.nudges_page)
     r.add_get("/health", ops.health_page)

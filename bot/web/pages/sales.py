@@ -1,7 +1,7 @@
-"""``/sales`` and ``/sales.csv``: what sells, to whom, and what came back.
+"""``/sales``, ``/sales.csv``, ``/subscriptions.csv`` and ``/ltv.csv``: what sells, to whom, and what came back.
 
 Revenue by week, course and currency; the funnel to buyers; conversion per cohort; buyer retention; refunds; price
-points.
+points; subscriptions (active, MRR, new and churned per week, renewal rate) and revenue per member by join month.
 """
 
 from __future__ import annotations
@@ -12,9 +12,20 @@ from zoneinfo import ZoneInfo
 from aiohttp import web
 
 from analytics.commerce import revenue_by_course
-from analytics.formatting import fmt_int, fmt_money, fmt_number, fmt_pct
-from analytics.render.shared import COURSE_HEADERS, conversion_rows, course_row, price_points_text
-from analytics.results import RevenueLine
+from analytics.formatting import DASH, fmt_int, fmt_money, fmt_number, fmt_pct, plural
+from analytics.render.shared import (
+    COURSE_HEADERS,
+    LTV_HEADERS,
+    SUBSCRIPTION_COURSE_HEADERS,
+    SUBSCRIPTION_WEEK_HEADERS,
+    conversion_rows,
+    course_row,
+    ltv_rows,
+    price_points_text,
+    subscription_course_rows,
+    subscription_week_rows,
+)
+from analytics.results import Report, RevenueLine
 from analytics.weeks import week_label, week_start
 from bot.web.data import DashboardData
 from bot.web.pages.common import context, csv_response, dashboard_data, page_values, render
@@ -51,6 +62,49 @@ def _weekly_lines(data: DashboardData, tz: ZoneInfo) -> list[tuple[date, Revenue
 
 def _amount(value: float, currency: str) -> float:
     return round(value, 0 if currency == "XTR" else 2)
+
+
+def subscription_values(report: Report) -> dict[str, object] | None:
+    """The Subscriptions section of ``/sales``: figures, the weekly chart and table, the courses; None without any."""
+    s = report.subscriptions
+    if s is None:
+        return None
+    labels = [w.week for w in s.weeks]
+    figure = {
+        "data": [
+            # The colours of the report's PNG chart (analytics.charts): new blue, churned red, active green.
+            {"type": "bar", "name": "New", "x": labels, "y": [w.new for w in s.weeks], "marker": {"color": "#3a7dc9"}},
+            {
+                "type": "bar",
+                "name": "Churned",
+                "x": labels,
+                "y": [-w.churned for w in s.weeks],
+                "marker": {"color": "#d1495b"},
+            },
+            {
+                "type": "scatter",
+                "mode": "lines+markers",
+                "name": "Active at week end",
+                "x": labels,
+                "y": [w.active for w in s.weeks],
+                "line": {"color": "#2ca02c"},
+            },
+        ],
+        "layout": {"title": {"text": "Subscriptions per week"}, "barmode": "relative"},
+    }
+    return {
+        "active": fmt_int(s.active),
+        "subscribers": plural(s.subscribers, "member"),
+        # One card per currency: money is never added across currencies, and two amounts do not fit one card.
+        "mrr": [(currency, fmt_money(amount, currency)) for currency, amount in s.mrr] or [("", DASH)],
+        "renewal_rate": fmt_pct(s.renewal_rate, 1),
+        "renewed": f"{fmt_int(s.renewed)} of {fmt_int(s.renewals_due)} renewed",
+        "figure": figure,
+        "week_headers": SUBSCRIPTION_WEEK_HEADERS,
+        "weeks": list(reversed(subscription_week_rows(s, len(s.weeks)))),
+        "course_headers": SUBSCRIPTION_COURSE_HEADERS,
+        "courses": subscription_course_rows(s),
+    }
 
 
 async def sales_page(request: web.Request) -> web.Response:
@@ -144,6 +198,9 @@ async def sales_page(request: web.Request) -> web.Response:
         buyer_retention=fmt_pct(commerce.buyer_retention_30d, 1) if commerce else "–",
         buyer_retention_eligible=fmt_int(commerce.buyer_retention_eligible) if commerce else "0",
         median_days=fmt_number(commerce.median_days_to_first_purchase, 1) if commerce else "–",
+        subscriptions=subscription_values(data.report),
+        ltv_headers=LTV_HEADERS,
+        ltv=[] if commerce is None else ltv_rows(commerce, newest_first=True),
         **page_values(request, data),
     )
 
@@ -168,5 +225,32 @@ async def sales_csv(request: web.Request) -> web.Response:
                 str(line.net),
             ]
             for w, line in weekly_lines(data, request)
+        ],
+    )
+
+
+async def subscriptions_csv(request: web.Request) -> web.Response:
+    """``/subscriptions.csv``: one row per ISO week of the range: new, churned and active subscriptions."""
+    data = await dashboard_data(request)
+    s = data.report.subscriptions
+    return csv_response(
+        f"subscriptions-{data.range.start}-{data.range.end}.csv",
+        ["week", "start", "new", "churned", "active_at_end"],
+        [] if s is None else [[w.week, w.start.isoformat(), w.new, w.churned, w.active] for w in s.weeks],
+    )
+
+
+async def ltv_csv(request: web.Request) -> web.Response:
+    """``/ltv.csv``: net revenue to date per member of each join month and currency (the last 12 months)."""
+    data = await dashboard_data(request)
+    commerce = data.report.commerce
+    return csv_response(
+        f"ltv-{data.range.end}.csv",
+        ["join_month", "currency", "members", "buyers", "net", "per_member"],
+        []
+        if commerce is None
+        else [
+            [c.cohort, c.currency, c.members, c.buyers, _amount(c.net, c.currency), round(c.per_member or 0.0, 2)]
+            for c in commerce.ltv_cohorts
         ],
     )
