@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 from datetime import date
 from decimal import Decimal
 
+from analytics.questions import QuestionsSummary
+
 
 @dataclass(frozen=True, slots=True)
 class WeekStats:
@@ -237,6 +239,8 @@ class Report:
     """Channels with messages in the report range, most messages first; empty when not loaded."""
     growth: tuple[GrowthDay, ...] = ()
     """Joins, leaves and members for every day of the report range (its first Monday to ``as_of``)."""
+    questions: QuestionsSummary | None = None
+    """Questions and answers in the help channels over the report range; None when not computed."""
 
     @property
     def measured_through(self) -> date:

@@ -98,6 +98,7 @@ def build_digest(engine: Engine, settings: Settings, community_id: int, *, now: 
             weeks=DIGEST_WEEKS,
             inactive_after_days=settings.nudges.inactive_after_days,
             top_n=settings.digest.top_members,
+            help=settings.help,
         ),
         now=now,
     )
