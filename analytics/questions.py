@@ -343,7 +343,7 @@ def _flat_questions(flat: pd.DataFrame, rules: QuestionRules) -> pd.DataFrame:
 
 def _nanoseconds(instants: pd.Series) -> np.ndarray:
     """UTC instants as integer nanoseconds since the epoch."""
-    return np.asarray(pd.DatetimeIndex(instants).tz_convert("UTC").asi8)
+    return np.asarray(pd.DatetimeIndex(instants).tz_convert("UTC").as_unit("ns").asi8)
 
 
 def _minutes(waits: pd.Series) -> np.ndarray:
