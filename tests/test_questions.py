@@ -187,7 +187,9 @@ def test_an_answer_after_the_end_is_not_seen_and_unanswered_needs_the_limit(stor
     assert (summary.total.answered_1h, summary.total.answered_24h) == (0.0, 0.5)
     assert summary.total.median_minutes == 90.0
     assert [(h.name, h.answers) for h in summary.helpers] == [("Bob", 1)]
-    assert [(c.name, c.figures.questions) for c in summary.channels] == [("500", 2)]  # a forum is known by its threads' parent id
+    assert [(c.name, c.figures.questions) for c in summary.channels] == [
+        ("500", 2)
+    ]  # a forum is known by its threads' parent id
 
 
 def test_a_ping_is_claimed_once(store: IngestStore) -> None:
