@@ -15,8 +15,8 @@ import pytest
 from sqlalchemy import func, select
 
 from analytics.questions import QuestionRules, find_questions, in_range, questions_summary
-from bot.questions import question_rules
 from bot.config import HelpSettings
+from bot.questions import question_rules
 from storage.events import ChannelRef, MemberRef, MessageEvent, Platform
 from storage.ingest import IngestStore
 from storage.models import QuestionPing
@@ -27,6 +27,7 @@ pytestmark = pytest.mark.storage
 
 T = datetime(2024, 3, 4, 9, 0, tzinfo=UTC)  # a Monday
 END = T + timedelta(days=7)
+DEFAULT_RULES = QuestionRules()
 _ids = count(1)
 
 
@@ -55,7 +56,7 @@ def msg(
 
 
 def questions(
-    store: IngestStore, scope: HelpScope, rules: QuestionRules = QuestionRules(), end: datetime = END
+    store: IngestStore, scope: HelpScope, rules: QuestionRules = DEFAULT_RULES, end: datetime = END
 ) -> list[tuple[str, str | None, float | None]]:
     """(asker, first answerer, minutes to the answer) of every question asked in [T, end)."""
     with store.engine.connect() as conn:
