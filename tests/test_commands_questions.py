@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from itertools import count
 
 import pytest
@@ -93,3 +93,30 @@ async def test_stats_shows_questions_asked_and_answers_given(bot: Bot) -> None:
     )
     # The 40-day-old question is outside the 30 days: nothing to show.
     assert "Help channels" not in (await bot.run("/stats", user=OLD)).text.plain()
+
+
+async def test_the_owner_digest_has_the_weeks_questions_and_the_longest_waiting(bot: Bot) -> None:
+    def on(day: int, hour: int, minute: int = 0) -> timedelta:  # how long before NOW a March 2024 instant (UTC) is
+        return NOW - datetime(2024, 3, day, hour, minute, tzinfo=UTC)
+
+    # The digest covers 11-17 March: Ann's question is answered in 25 minutes, Cid's is not, and the fixture's
+    # Sunday question (answered in 5 minutes) is only 11 hours old at the week's end: not in the 24-hour share.
+    await bot.put(say(ANN, on(12, 10)), say(BOB, on(12, 10, 25)), say(CID, on(14, 10)))
+    text = (await bot.run("/digest", admin=True)).text.plain()
+    section = text[text.index("Questions (help channels)") :].splitlines()
+    assert section[1] == (
+        "This week: 3 questions · answered within 1 h 67%, within 24 h 50% · median wait 15 min (p90 23 min) · "
+        "1 unanswered"
+    )
+    assert section[2] == "Longest waiting (no answer after 24 hours):"
+    # As of the end of Sunday 17 March (Berlin): Cid has waited 3 days; the 40-day-old question is history.
+    assert section[3].startswith("• #help, Cid, Thu 14 Mar 2024 (https://t.me/c/1777/") and section[3].endswith(
+        "3 days"
+    )
+    assert not section[4].startswith("• ")
+
+
+async def test_the_digest_has_no_questions_section_without_questions(store: IngestStore) -> None:
+    async with running_bot(store, settings=two_course_settings(HELP)) as bot:
+        await bot.put(say(ANN, timedelta(days=5), channel="-100555"))  # not a help channel
+        assert "Questions" not in (await bot.run("/digest", admin=True)).text.plain()

@@ -37,6 +37,7 @@ from analytics.render import clean_name, data_notices
 from analytics.results import Report, WeekStats
 from analytics.weeks import week_label, week_start
 from bot.config import Settings
+from bot.core.commands.questions import digest_questions
 from bot.core.markup import Line, Rich, Span, bold, italic, join, rich
 from bot.core.nudges import nudge_results
 from bot.core.reconcile import access_problems
@@ -127,6 +128,9 @@ def build_digest(engine: Engine, settings: Settings, community_id: int, *, now: 
         # Revenue is the owner's business: a digest posted to the community chat leaves it out.
         blocks.append(_sales(sales, week_start_at, week_end_at, member_ids))
     if for_admins:
+        questions = digest_questions(report, settings, monday)
+        if questions is not None:
+            blocks.append(questions)
         blocks.extend(_operations(engine, community_id, week_end_at))
     notes = observations(report, current, previous, sales, week_start_at, week_end_at, audience=audience)
     if notes:

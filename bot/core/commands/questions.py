@@ -9,15 +9,18 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
+from datetime import date
 
 import pandas as pd
 
 from analytics.formatting import fmt_day, fmt_int, plural
-from analytics.questions import WaitingQuestion, member_counts, waiting_questions
+from analytics.questions import WaitingQuestion, member_counts, waiting_questions, week_figures
 from analytics.render import clean_name
+from analytics.render.questions import figures_line
+from analytics.results import Report
 from bot.config import Settings
 from bot.core.commands.base import CommandContext, CommandSpec
-from bot.core.markup import Span, bold, link, rich
+from bot.core.markup import Rich, Span, bold, link, rich
 from bot.core.replies import Reply
 from bot.questions import RECENT_DAYS, question_rules, recent_questions
 
@@ -103,3 +106,36 @@ async def member_question_counts(ctx: CommandContext, member_id: int) -> tuple[i
 
 
 QUESTION_COMMANDS: tuple[CommandSpec, ...] = (CommandSpec("unanswered", unanswered, admin=True),)
+
+
+DIGEST_WAITING = 5
+"""How many of the longest-waiting questions the owners' digest names."""
+
+
+def digest_questions(report: Report, settings: Settings, monday: date) -> Rich | None:
+    """The owners' digest section: the week's question figures and the longest-waiting questions, with links.
+
+    Args:
+        report: The digest's report (its range ends on the digest's Sunday).
+        settings: The configuration (links, the unanswered limit).
+        monday: The digest week's Monday.
+
+    Returns:
+        The section, or None when the report has no questions section or no question in its range (no help
+        channels: nothing to say).
+    """
+    summary = report.questions
+    if summary is None or summary.total.questions == 0:
+        return None
+    week = week_figures(summary, monday)
+    lines: list[Sequence[Span | str] | str] = [[bold("Questions"), " (help channels)"]]
+    lines.append(f"This week: {figures_line(week)}" if week is not None else "This week: no questions.")
+    tz = settings.community.tz
+    recent = [q for q in summary.waiting if q.waiting_hours <= RECENT_DAYS * 24][:DIGEST_WAITING]
+    if recent:
+        lines.append(f"Longest waiting (no answer after {plural(settings.help.unanswered_after_hours, 'hour')}):")
+        for q in recent:
+            where = f"#{clean_name(q.channel)}, {clean_name(q.asker)}, {fmt_day(q.asked_at.astimezone(tz).date())}"
+            url = message_link(settings, q)
+            lines.append(["• ", link(where, url) if url else where, f" – {_waited(q.waiting_hours)}"])
+    return rich(*lines)
