@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import sys
@@ -248,7 +249,7 @@ DEV_SECURITY, INTRODUCTIONS = "476644438056239114", "578941584859594762"
 @pytest.mark.slow
 @pytest.mark.parametrize(("quiet_minutes", "window_hours"), [(30, 24), (120, 2)])
 def test_question_figures_on_the_komodo_slice_agree_with_duckdb(
-    tmp_path: Path, quiet_minutes: int, window_hours: int
+    tmp_path: Path, quiet_minutes: int, window_hours: int, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """The questions section of the report equals the same definitions written as DuckDB SQL (bench/analytics)."""
     pytest.importorskip("duckdb", reason="the cross-check runs DuckDB (pip install duckdb)")
@@ -261,7 +262,11 @@ def test_question_figures_on_the_komodo_slice_agree_with_duckdb(
 
     url = f"sqlite:///{tmp_path}/komodo.db"
     config = tmp_path / "c.toml"
-    config.write_text(f'[community]\nname = "komodo"\ntimezone = "Europe/Berlin"\n\n[storage]\nurl = "{url}"\n')
+    config.write_text(
+        f'[community]\nname = "komodo"\ntimezone = "Europe/Berlin"\n\n[storage]\nurl = "{url}"\n\n'
+        f"[help]\nchannels = [{DEV_SECURITY}, {INTRODUCTIONS}]\nquiet_minutes = {quiet_minutes}\n"
+        f"answer_window_hours = {window_hours}\n"
+    )
     assert main(["db", "upgrade", "--config", str(config)]) == 0
     assert main(["import", "discord-export", str(KOMODO_SLICE), "--config", str(config)]) == 0
     engine = make_engine(url)
@@ -289,6 +294,11 @@ def test_question_figures_on_the_komodo_slice_agree_with_duckdb(
     from bench.analytics.compare import compare
 
     assert compare(mine, theirs) == []
+    # `cohortbot report --format json` with the same [help] section writes the same section.
+    capsys.readouterr()
+    assert main(["report", "--config", str(config), "--format", "json", "--as-of", "2019-12-12", "--weeks", "90"]) == 0
+    written = json.loads(capsys.readouterr().out)["questions"]
+    assert [written["questions"], written["unanswered"]] == [mine["questions.total"][0], mine["questions.total"][5]]
     # Real questions in both channels, some answered, some not: the check compares something.
     total = mine["questions.total"]
     assert total[0] > 100 and 0 < total[5] < total[0] and len(mine["questions.channels"]) == 2
