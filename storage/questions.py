@@ -157,6 +157,7 @@ def help_messages(
         ).all():
             thread = channels[r.channel_id]
             rows.append(_row(r, by_id[thread.parent_id], r.channel_id, True, thread.platform_channel_id))
+        rows = _move_starters(conn, rows, columns, channels, by_id, thread_ids, end)
     if not rows:
         return empty_help_messages()
     frame = pd.DataFrame(rows, columns=list(HELP_MESSAGES_COLUMNS))
@@ -167,6 +168,49 @@ def help_messages(
     frame["in_thread"] = frame["in_thread"].astype(bool)
     frame["is_bot"] = frame["is_bot"].astype(bool)
     return frame
+
+
+def _move_starters(
+    conn: Connection,
+    rows: list[tuple[object, ...]],
+    columns: tuple[Any, ...],
+    channels: dict[int, Any],
+    by_id: dict[int, _HelpChannel],
+    thread_ids: list[int],
+    end: datetime,
+) -> list[tuple[object, ...]]:
+    """Give each thread started from a help channel's message that message, as the thread's question.
+
+    Discord gives a thread started from a message that message's id; the message stays in the channel and the
+    answers come in the thread. Counted apart, the message would look unanswered and the first answer in the thread
+    would look like a question. So the starter joins its thread (its first message) and leaves the channel's flow.
+    """
+    parents = sorted({channels[t].parent_id for t in thread_ids if not by_id[channels[t].parent_id].topic})
+    thread_of = {(channels[t].parent_id, channels[t].platform_channel_id): t for t in thread_ids}
+    if not parents:
+        return rows
+    thread_names = select(Channel.platform_channel_id).where(Channel.parent_id.in_(parents))
+    starters = [
+        r
+        for r in conn.execute(
+            select(*columns)
+            .join(Member, Member.id == Message.member_id)
+            .where(
+                Message.channel_id.in_(parents),
+                Message.platform_message_id.in_(thread_names),
+                Message.created_at < end,
+            )
+        ).all()
+        if (r.channel_id, r.platform_message_id) in thread_of
+    ]
+    if not starters:
+        return rows
+    moved = {int(r.id) for r in starters}
+    kept = [row for row in rows if row[0] not in moved]
+    for r in starters:
+        thread = thread_of[(r.channel_id, r.platform_message_id)]
+        kept.append(_row(r, by_id[r.channel_id], thread, True, channels[r.channel_id].platform_channel_id))
+    return kept
 
 
 def _row(r: Any, root: _HelpChannel, place: int, in_thread: bool, link: str) -> tuple[object, ...]:

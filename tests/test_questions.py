@@ -205,3 +205,82 @@ def test_a_ping_is_claimed_once(store: IngestStore) -> None:
         assert claim_ping(conn, cid, first, at=END) is False
     with store.engine.connect() as conn:
         assert conn.execute(select(func.count()).select_from(QuestionPing)).scalar() == 1
+
+
+def test_a_thread_started_from_a_help_message_makes_that_message_its_question(store: IngestStore) -> None:
+    # Discord gives a thread started from a message the message's id: Ann's message 7001 in #700, answered by Bob
+    # in thread 7001 after 50 minutes (a silence in the channel, but the thread is the conversation).
+    store.write_batch(
+        [
+            MessageEvent(
+                platform=Platform.DISCORD,
+                community=COMMUNITY,
+                message_id="7001",
+                channel=ChannelRef("700", name="help"),
+                author=MemberRef("ann", display_name="Ann"),
+                occurred_at=T,
+                length=20,
+            ),
+            msg("bob", 50, channel="7001", parent="700"),
+            msg("ann", 55, channel="7001", parent="700"),
+            msg("cid", 120, channel="700"),  # a new question in the channel itself
+        ]
+    )
+    assert questions(store, HelpScope(channels=("700",))) == [("Ann", "Bob", 50.0), ("Cid", None, None)]
+
+
+def test_every_case_agrees_with_the_duckdb_reference(store: IngestStore) -> None:
+    """The structural cases the Komodo CSV lacks (forum posts, started threads, replies, topics), checked in SQL."""
+    pytest.importorskip("duckdb", reason="the cross-check runs DuckDB (pip install duckdb)")
+    from bench.analytics.compare import compare
+    from bench.analytics.questions import ours, reference
+
+    tg = Platform.TELEGRAM
+    forum_post(store)
+    flat_channel(store)
+    store.write_batch(
+        [
+            msg("ann", 0, channel="-100777", platform=tg),
+            msg("bob", 300, channel="-100777", reply_to="ann", platform=tg),
+            msg("cid", 600, channel="-100777", platform=tg),
+            msg("dan", 605, channel="-100777", reply_to="eve", platform=tg),
+            msg("eve", 0, channel="-100777", topic="5", platform=tg),
+            msg("fay", 3, channel="-100777", topic="5", platform=tg),
+            msg("gus", 0, channel="-100777", topic="9", platform=tg),
+            msg("ann", 2000, channel="600"),
+            msg("bob", 2000 + 60 * 30, channel="600"),  # after the 24-hour window: not an answer but a new question
+            MessageEvent(
+                platform=Platform.DISCORD,
+                community=COMMUNITY,
+                message_id="7001",
+                channel=ChannelRef("700", name="help"),
+                author=MemberRef("ann", display_name="Ann"),
+                occurred_at=T,
+                length=20,
+            ),
+            msg("bob", 50, channel="7001", parent="700"),
+            msg("cid", 120, channel="700"),
+        ]
+    )
+    rules = QuestionRules()
+    scope = HelpScope(channels=("600", "700", "-100777"), exclude=("-100777#9",))
+    cid = store.community_id(COMMUNITY)
+    tz = ZoneInfo("Europe/Berlin")
+    with store.engine.connect() as conn:
+        frame = help_messages(conn, cid, scope, start=T - timedelta(days=7), end=END, quiet_minutes=30)
+    first, last = date(2024, 2, 26), date(2024, 3, 10)
+    mine = ours(questions_summary(frame, rules, timezone=tz, first_week=first, as_of=last, top_n=1000))
+    theirs = reference(
+        store.engine,
+        cid,
+        channels=scope.channels,
+        exclude=scope.exclude,
+        quiet_minutes=30,
+        answer_window_hours=24,
+        unanswered_after_hours=24,
+        timezone=tz,
+        first_week=first,
+        as_of=last,
+    )
+    assert compare(mine, theirs) == []
+    assert mine["questions.total"][0] == 12 and len(mine["questions.channels"]) == 4

@@ -49,6 +49,7 @@ def _tables(engine: Engine, community_id: int) -> dict[str, pd.DataFrame]:
             conn.execute(
                 select(
                     Message.id,
+                    Message.platform_message_id,
                     Message.channel_id,
                     Message.thread_id,
                     Message.member_id,
@@ -58,7 +59,15 @@ def _tables(engine: Engine, community_id: int) -> dict[str, pd.DataFrame]:
                 .join(Channel, Channel.id == Message.channel_id)
                 .where(Channel.community_id == community_id)
             ).all(),
-            columns=["id", "channel_id", "thread_id", "member_id", "created_at", "reply_to_member_id"],
+            columns=[
+                "id",
+                "platform_message_id",
+                "channel_id",
+                "thread_id",
+                "member_id",
+                "created_at",
+                "reply_to_member_id",
+            ],
         )
         members = pd.DataFrame(
             conn.execute(select(Member.id, Member.is_bot).where(Member.community_id == community_id)).all(),
@@ -92,11 +101,19 @@ threads AS (
 human AS (
     SELECT m.* FROM messages m JOIN members p ON p.id = m.member_id WHERE NOT p.is_bot AND m.ms < $end_ms
 ),
+starters AS (  -- a message a thread of its (non-topic) help channel was started from, by Discord's shared id
+    SELECT m.id, th.id AS thread FROM messages m
+    JOIN roots r ON NOT r.topic AND m.channel_id = r.id
+    JOIN threads th ON th.root = r.id
+    JOIN channels k ON k.id = th.id AND k.platform_channel_id = m.platform_message_id
+    WHERE m.ms < $end_ms
+),
 flat AS (
     SELECT m.*, r.id AS root, coalesce(m.thread_id, m.channel_id) AS place FROM human m
     JOIN roots r ON NOT r.topic AND m.channel_id = r.id
     LEFT JOIN channels t ON t.id = m.thread_id
     WHERE m.ms >= $lower_ms AND (t.id IS NULL OR t.platform_channel_id NOT IN (SELECT id FROM excluded))
+      AND m.id NOT IN (SELECT id FROM starters)
     UNION ALL
     SELECT m.*, r.id AS root, m.thread_id AS place FROM human m
     JOIN roots r ON r.topic AND m.thread_id = r.id
@@ -128,14 +145,18 @@ structural AS (
           ON r.replies_other AND q.place = r.place AND q.member_id = r.reply_to_member_id AND q.ms <= r.ms
     ) WHERE n = 1
 ),
+thread_all AS (
+    SELECT m.*, th.root, th.id AS thread FROM human m JOIN threads th ON th.id = m.channel_id
+    UNION ALL
+    SELECT m.*, th.root, th.id AS thread FROM human m JOIN starters s ON s.id = m.id JOIN threads th ON th.id = s.thread
+),
 thread_msgs AS (
-    SELECT m.*, th.root, row_number() OVER (PARTITION BY m.channel_id ORDER BY m.ms, m.id) AS n
-    FROM human m JOIN threads th ON th.id = m.channel_id
+    SELECT *, row_number() OVER (PARTITION BY thread ORDER BY ms, id) AS n FROM thread_all
 ),
 thread_q AS (SELECT * FROM thread_msgs WHERE n = 1),
 thread_answers AS (
     SELECT q.id AS qid, a.id, a.ms, a.member_id FROM thread_q q
-    JOIN thread_msgs a ON a.channel_id = q.channel_id AND a.member_id <> q.member_id
+    JOIN thread_msgs a ON a.thread = q.thread AND a.member_id <> q.member_id
 ),
 questions AS (
     SELECT id, root, member_id, ms FROM flat_q UNION ALL SELECT id, root, member_id, ms FROM thread_q
