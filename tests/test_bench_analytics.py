@@ -299,6 +299,12 @@ def test_question_figures_on_the_komodo_slice_agree_with_duckdb(
     assert main(["report", "--config", str(config), "--format", "json", "--as-of", "2019-12-12", "--weeks", "90"]) == 0
     written = json.loads(capsys.readouterr().out)["questions"]
     assert [written["questions"], written["unanswered"]] == [mine["questions.total"][0], mine["questions.total"][5]]
+    assert main(["report", "--config", str(config), "--as-of", "2019-12-12", "--weeks", "90"]) == 0
+    text = capsys.readouterr().out
+    table = text[text.index("QUESTIONS") :].splitlines()
+    total, unanswered = mine["questions.total"][0], mine["questions.total"][5]
+    assert table[3].split()[:4] == ["All", "help", "channels", f"{total:,}"] and table[3].endswith(f"{unanswered:,}")
+    assert {line.split()[0] for line in table[4:6]} == {"#dev-security", "#introductions"}
     # Real questions in both channels, some answered, some not: the check compares something.
     total = mine["questions.total"]
     assert total[0] > 100 and 0 < total[5] < total[0] and len(mine["questions.channels"]) == 2

@@ -85,3 +85,42 @@ def figures_line(f: QuestionFigures) -> str:
 def helper_line(name: str, answers: int, median_minutes: float) -> str:
     """A helper: name, answers given, median response time."""
     return f"{clean_name(name)}: {fmt_int(answers)} answers, median {fmt_minutes(median_minutes)}"
+
+
+TEXT_HELPERS = 5
+TEXT_NAME_WIDTH = 24
+_TEXT_HEADERS = ("", "Questions", "≤ 1 h", "≤ 24 h", "Median", "p90", "Unanswered")
+
+
+def _text_row(name: str, f: QuestionFigures) -> list[str]:
+    shown = clean_name(name)
+    if len(shown) > TEXT_NAME_WIDTH:
+        shown = shown[: TEXT_NAME_WIDTH - 1] + "…"
+    return [
+        shown,
+        fmt_int(f.questions),
+        fmt_pct(f.answered_1h),
+        fmt_pct(f.answered_24h),
+        fmt_minutes(f.median_minutes),
+        fmt_minutes(f.p90_minutes),
+        fmt_int(f.unanswered),
+    ]
+
+
+def questions_text(summary: QuestionsSummary) -> list[str]:
+    """The terminal report's questions block: the range and each help channel in a table, then the top helpers."""
+    title = "QUESTIONS  help channels (docs/metrics.md, Questions and answers)"
+    out = ["", title, "─" * len(title)]
+    if not summary.total.questions:
+        out.append("  No questions in the help channels ([help] channels, Discord forums) in this range.")
+        return out
+    rows = [_text_row("All help channels", summary.total)]
+    rows += [_text_row(f"#{c.name}", c.figures) for c in summary.channels]
+    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(_TEXT_HEADERS)]
+    for row in [list(_TEXT_HEADERS), *rows]:
+        cells = [cell.ljust(widths[0]) if i == 0 else cell.rjust(widths[i]) for i, cell in enumerate(row)]
+        out.append(("  " + "  ".join(cells)).rstrip())
+    if summary.helpers:
+        out.append(f"  Top helpers ({fmt_int(summary.helper_count)} gave a first answer):")
+        out += [f"    {helper_line(h.name, h.answers, h.median_minutes)}" for h in summary.helpers[:TEXT_HELPERS]]
+    return out

@@ -6,6 +6,7 @@ import unicodedata
 from collections.abc import Iterable, Sequence
 
 from analytics.formatting import DASH, fmt_ago, fmt_int, fmt_totals, fmt_weekday_iso
+from analytics.render.questions import questions_text
 from analytics.render.shared import (
     CONVERSION_HEADERS,
     COURSE_HEADERS,
@@ -204,5 +205,7 @@ def render_text(report: Report, *, weeks: int = TEXT_WEEKS) -> str:
             conv = conversion_rows(commerce)
             out += ["", "  Buyers by join cohort"]
             out += _table(CONVERSION_HEADERS, conv, right={1, 2, 3})
+    if report.questions is not None:
+        out += questions_text(report.questions)
 
     return "\n".join(out) + "\n"
