@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 from datetime import date
 from decimal import Decimal
 
+from analytics.questions import QuestionsSummary
+
 
 @dataclass(frozen=True, slots=True)
 class WeekStats:
@@ -291,6 +293,8 @@ class Report:
     """Joins, leaves and members for every day of the report range (its first Monday to ``as_of``)."""
     subscriptions: SubscriptionSummary | None = None
     """Subscriptions of the monthly courses (docs/metrics.md, "Subscriptions"); None when none was ever paid."""
+    questions: QuestionsSummary | None = None
+    """Questions and answers in the help channels over the report range; None when not computed."""
 
     @property
     def measured_through(self) -> date:

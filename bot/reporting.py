@@ -14,7 +14,9 @@ from analytics.frames import CommunityFrames
 from analytics.members import current_member_mask, inactive_members, member_table
 from analytics.report import build_report, history_start, range_start
 from analytics.results import MemberStatus, Report
+from bot.config import HelpSettings
 from bot.importers import EARLIEST_TIME, LATEST_TIME
+from bot.questions import questions_section
 from storage.communities import CommunityInfo, find_community, latest_activity_day, list_communities
 from storage.report_frames import last_active_before, load_frames, member_days, members
 
@@ -43,6 +45,7 @@ class ReportRequest:
     inactive_after_days: int = 14
     top_n: int = 10
     not_members: frozenset[tuple[str, str]] = BUILT_IN_OWNERS  # (platform, user id) accounts that are not members
+    help: HelpSettings | None = None  # [help]: the report's questions section is computed when given
 
 
 def check_report_day(day: date, option: str = "--as-of") -> date:
@@ -116,7 +119,7 @@ def build_community_report(engine: Engine, request: ReportRequest, *, now: datet
     )
     with engine.connect() as conn:
         latest = latest_activity_day(conn, info.id)
-    return report_from_frames(
+    report, hint = report_from_frames(
         frames,
         as_of=as_of,
         weeks=request.weeks,
@@ -125,6 +128,18 @@ def build_community_report(engine: Engine, request: ReportRequest, *, now: datet
         today=now.astimezone(tz).date(),
         latest=latest,
     )
+    if request.help is not None:
+        section = questions_section(
+            engine,
+            info.id,
+            request.help,
+            timezone=tz,
+            first_week=range_start(as_of, request.weeks),
+            as_of=as_of,
+            top_n=request.top_n,
+        )
+        report = replace(report, questions=section)
+    return report, hint
 
 
 def report_from_frames(

@@ -30,6 +30,7 @@ from bot.core.digest import build_digest
 from bot.core.markup import join, render_plain, rich
 from bot.core.nudges import OUTCOME_WINDOW_DAYS, in_quiet_hours, plan_nudges, run_nudges
 from bot.core.ports import AccessReconciler, Adapter
+from bot.core.question_pings import run_question_pings
 from bot.core.reconcile import reconcile_access
 from bot.core.replies import OutgoingMessage, Reply
 from bot.core.subscriptions import run_subscriptions
@@ -37,7 +38,7 @@ from storage import digests, job_runs, nudge_log
 
 log = logging.getLogger(__name__)
 
-JOBS = ("refresh", "digest", "nudges", "reconcile", "subscriptions")
+JOBS = ("refresh", "digest", "nudges", "reconcile", "subscriptions", "questions")
 WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
 LATE_AFTER = timedelta(hours=1)  # a digest sent later than this after its slot says so
 
@@ -136,6 +137,12 @@ class Scheduler:
                 start_date=self.clock.now() + timedelta(minutes=1),
                 timezone=tz,
             )
+        if self.settings.help.ping_role is not None or self.settings.help.ping_chat is not None:
+            found["questions"] = IntervalTrigger(
+                minutes=self.settings.schedule.refresh_minutes,
+                start_date=self.clock.now() + timedelta(minutes=2),
+                timezone=tz,
+            )
         return found
 
     def _controls_access(self) -> bool:
@@ -200,6 +207,7 @@ class Scheduler:
             "nudges": self.nudge,
             "reconcile": self.reconcile,
             "subscriptions": self.subscriptions,
+            "questions": self.question_pings,
         }
         community_id = self._community_id()
         run_id = await asyncio.to_thread(
@@ -377,6 +385,18 @@ class Scheduler:
         )
         return JobResult("ok", run.detail())
 
+    async def question_pings(self) -> JobResult:
+        """Ping once ([help] ping_role / ping_chat) for each help question left unanswered past the limit."""
+        run = await run_question_pings(
+            self.engine,
+            self.settings,
+            self._community_id(),
+            send=self._send_direct,
+            now=self.clock.now(),
+            sleep=self.sleep,
+        )
+        return JobResult("ok" if not run.failed or run.pinged else "failed", run.detail())
+
 
 def _week(monday: date) -> str:
     year, week, _ = monday.isocalendar()
@@ -391,4 +411,5 @@ def job_names() -> Mapping[str, str]:
         "nudges": "nudges inactive members",
         "reconcile": "makes course access match purchases",
         "subscriptions": "reminds before renewals and removes members whose subscription ended",
+        "questions": "pings helpers once about each question left unanswered",
     }

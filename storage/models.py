@@ -600,3 +600,17 @@ class CheckoutClaim(Base):
     claimed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     member_id: Mapped[int | None] = mapped_column(ForeignKey("members.id", ondelete="SET NULL"))
     refunded_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class QuestionPing(Base):
+    """The one ping a help question left unanswered gets, claimed by a unique row before it is sent.
+
+    Goes with its message (a deleted member's questions take their claims with them).
+    """
+
+    __tablename__ = "question_pings"
+
+    id: Mapped[int] = mapped_column(IdType, primary_key=True)
+    community_id: Mapped[int] = mapped_column(ForeignKey("communities.id", ondelete="CASCADE"))
+    message_id: Mapped[int] = mapped_column(ForeignKey("messages.id", ondelete="CASCADE"), unique=True)
+    claimed_at: Mapped[datetime] = mapped_column(UTCDateTime())

@@ -242,6 +242,7 @@ REQUIRED = {
     "hour_of_week",
     "channels",
     "growth",
+    "questions",
 }
 
 

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import sys
-from datetime import timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -239,3 +240,71 @@ def test_peak_memory_is_the_measured_work_alone_not_the_parent_process() -> None
     assert measured["touched"] == 100 * MB
     assert 100 * MB <= measured["peak"] < 400 * MB  # the child's 100 MB and its imports, not the parent's 800 MB
     del data_set
+
+
+KOMODO_SLICE = REPO / "tests" / "fixtures" / "komodo-discord-dce"
+DEV_SECURITY, INTRODUCTIONS = "476644438056239114", "578941584859594762"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("quiet_minutes", "window_hours"), [(30, 24), (120, 2)])
+def test_question_figures_on_the_komodo_slice_agree_with_duckdb(
+    tmp_path: Path, quiet_minutes: int, window_hours: int, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The questions section of the report equals the same definitions written as DuckDB SQL (bench/analytics)."""
+    pytest.importorskip("duckdb", reason="the cross-check runs DuckDB (pip install duckdb)")
+    from zoneinfo import ZoneInfo
+
+    from bench.analytics.questions import ours, reference
+    from bot.cli import main
+    from bot.config import HelpSettings
+    from bot.reporting import ReportRequest, build_community_report
+
+    url = f"sqlite:///{tmp_path}/komodo.db"
+    config = tmp_path / "c.toml"
+    config.write_text(
+        f'[community]\nname = "komodo"\ntimezone = "Europe/Berlin"\n\n[storage]\nurl = "{url}"\n\n'
+        f"[help]\nchannels = [{DEV_SECURITY}, {INTRODUCTIONS}]\nquiet_minutes = {quiet_minutes}\n"
+        f"answer_window_hours = {window_hours}\n"
+    )
+    assert main(["db", "upgrade", "--config", str(config)]) == 0
+    assert main(["import", "discord-export", str(KOMODO_SLICE), "--config", str(config)]) == 0
+    engine = make_engine(url)
+    help_ = HelpSettings(
+        channels=(DEV_SECURITY, INTRODUCTIONS), quiet_minutes=quiet_minutes, answer_window_hours=window_hours
+    )
+    as_of, weeks = date(2019, 12, 12), 90
+    request = ReportRequest("komodo", as_of=as_of, weeks=weeks, top_n=100_000, help=help_)
+    report, _ = build_community_report(engine, request, now=datetime(2030, 1, 1, tzinfo=UTC))
+    assert report.questions is not None
+    mine = ours(report.questions)
+    theirs = reference(
+        engine,
+        1,
+        channels=help_.channels,
+        exclude=(),
+        quiet_minutes=quiet_minutes,
+        answer_window_hours=window_hours,
+        unanswered_after_hours=help_.unanswered_after_hours,
+        timezone=ZoneInfo("Europe/Berlin"),
+        first_week=report.weekly[0].start,
+        as_of=as_of,
+    )
+    engine.dispose()
+    from bench.analytics.compare import compare
+
+    assert compare(mine, theirs) == []
+    # `cohortbot report --format json` with the same [help] section writes the same section.
+    capsys.readouterr()
+    assert main(["report", "--config", str(config), "--format", "json", "--as-of", "2019-12-12", "--weeks", "90"]) == 0
+    written = json.loads(capsys.readouterr().out)["questions"]
+    assert [written["questions"], written["unanswered"]] == [mine["questions.total"][0], mine["questions.total"][5]]
+    assert main(["report", "--config", str(config), "--as-of", "2019-12-12", "--weeks", "90"]) == 0
+    text = capsys.readouterr().out
+    table = text[text.index("QUESTIONS") :].splitlines()
+    total, unanswered = mine["questions.total"][0], mine["questions.total"][5]
+    assert table[3].split()[:4] == ["All", "help", "channels", f"{total:,}"] and table[3].endswith(f"{unanswered:,}")
+    assert {line.split()[0] for line in table[4:6]} == {"#dev-security", "#introductions"}
+    # Real questions in both channels, some answered, some not: the check compares something.
+    total = mine["questions.total"]
+    assert total[0] > 100 and 0 < total[5] < total[0] and len(mine["questions.channels"]) == 2

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 from analytics.formatting import finite, money_digits
+from analytics.render.questions import questions_json
 from analytics.render.shared import (
     MONEY_DIGITS,
     SCHEMA_VERSION,
@@ -241,6 +242,7 @@ def report_to_json(report: Report) -> dict[str, object]:
             {"day": g.day.isoformat(), "joins": g.joins, "leaves": g.leaves, "members": g.members}
             for g in report.growth
         ],
+        "questions": None if report.questions is None else questions_json(report.questions),
     }
 
 

@@ -6,6 +6,7 @@ import unicodedata
 from collections.abc import Iterable, Sequence
 
 from analytics.formatting import DASH, fmt_ago, fmt_int, fmt_totals, fmt_weekday_iso
+from analytics.render.questions import questions_text
 from analytics.render.shared import (
     CONVERSION_HEADERS,
     COURSE_HEADERS,
@@ -228,5 +229,8 @@ def render_text(report: Report, *, weeks: int = TEXT_WEEKS) -> str:
             row[0] = _fit(clean_name(row[0]), NAME_WIDTH)
         out += ["", "  By course (report range)"]
         out += _table(SUBSCRIPTION_COURSE_HEADERS, course_rows, right={1, 2, 3, 4, 5})
+
+    if report.questions is not None:
+        out += questions_text(report.questions)
 
     return "\n".join(out) + "\n"

@@ -40,6 +40,7 @@ def cmd_report(args: argparse.Namespace) -> int:
         weeks=args.weeks,
         inactive_after_days=settings.nudges.inactive_after_days,
         top_n=settings.digest.top_members,
+        help=settings.help,
     )
     try:
         report, hint = build_community_report(engine, request, now=SystemClock().now())

@@ -185,6 +185,36 @@ def _id_list(expected: str, accept: Callable[[int], bool]) -> Callable[[object],
     return check
 
 
+_HELP_TOPIC_RE = re.compile(r"-?[0-9]+#[0-9]+")
+
+
+def _help_channel_ids(value: object) -> tuple[str, ...]:
+    # Kept as the platform ids storage uses, so that "<chat>#<topic>" and plain ids compare alike.
+    expected = (
+        'a list of channel IDs: numbers (a Discord channel or forum, a Telegram chat) or "<chat_id>#<topic_id>" '
+        "strings (a Telegram forum topic)"
+    )
+    if not isinstance(value, list | tuple):
+        raise _Invalid(expected)
+    found: list[str] = []
+    for item in value:
+        if _is_int(item) and item != 0 and _fits_64_bits(item):
+            found.append(str(item))
+        elif isinstance(item, str) and _HELP_TOPIC_RE.fullmatch(item.strip()):
+            chat, topic = item.strip().split("#")
+            if int(chat) == 0 or int(topic) == 0 or not _fits_64_bits(int(chat)):
+                raise _Invalid(expected)
+            found.append(f"{int(chat)}#{int(topic)}")
+        else:
+            hint = (
+                "write plain IDs as numbers without quotes"
+                if isinstance(item, str) and item.strip().lstrip("-").isdigit()
+                else None
+            )
+            raise _Invalid(expected, hint)
+    return tuple(found)
+
+
 _telegram_chat_ids = _id_list("a list of Telegram chat IDs (non-zero integers)", lambda n: n != 0)
 
 

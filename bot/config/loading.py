@@ -20,6 +20,7 @@ from bot.config.sections import (
     _parse_dashboard,
     _parse_digest,
     _parse_discord,
+    _parse_help,
     _parse_nudges,
     _parse_sales,
     _parse_schedule,
@@ -100,6 +101,7 @@ def parse_settings(data: Mapping[str, Any], *, source: str = "<config>") -> Sett
     checkout = _read_section(data, "checkout", _parse_checkout, errors)
     courses = _parse_courses(data, errors)
     sales = _read_section(data, "sales", _parse_sales, errors)
+    help_ = _read_section(data, "help", _parse_help, errors)
     for key, value in data.items():
         if key not in _SECTIONS:
             errors[key] = [_unknown_top_level(key, value)]
@@ -134,6 +136,7 @@ def parse_settings(data: Mapping[str, Any], *, source: str = "<config>") -> Sett
         sales=sales,
         stripe=stripe,
         checkout=checkout,
+        help=help_,
     )
 
 

@@ -16,6 +16,7 @@ from bot.config.checks import (
     _discord_id,
     _discord_ids,
     _env_name,
+    _help_channel_ids,
     _holdout_share,
     _host,
     _http_url,
@@ -59,6 +60,7 @@ from bot.config.settings import (
     DashboardSettings,
     DigestSettings,
     DiscordSettings,
+    HelpSettings,
     NudgeSettings,
     SalesSettings,
     ScheduleSettings,
@@ -82,6 +84,7 @@ _SECTIONS: Final = (
     "sales",
     "stripe",
     "checkout",
+    "help",
 )
 
 
@@ -218,6 +221,7 @@ def _section_keys() -> dict[str, tuple[str, ...]]:
         "sales": SalesSettings,
         "stripe": StripeSettings,
         "checkout": CheckoutSettings,
+        "help": HelpSettings,
     }
     return {name: tuple(item.name for item in dataclasses.fields(cls)) for name, cls in classes.items()}
 
@@ -464,3 +468,20 @@ def _parse_sales(table: _Table) -> SalesSettings:
         alert_chat=table.optional("alert_chat", _telegram_chat_id, default.alert_chat),
         alert_channel=table.optional("alert_channel", _discord_id, default.alert_channel),
     )
+
+
+def _parse_help(table: _Table) -> HelpSettings:
+    default = HelpSettings()
+    settings = HelpSettings(
+        channels=table.optional("channels", _help_channel_ids, default.channels),
+        exclude=table.optional("exclude", _help_channel_ids, default.exclude),
+        quiet_minutes=table.optional("quiet_minutes", _positive_int, default.quiet_minutes),
+        answer_window_hours=table.optional("answer_window_hours", _positive_int, default.answer_window_hours),
+        unanswered_after_hours=table.optional("unanswered_after_hours", _positive_int, default.unanswered_after_hours),
+        ping_role=table.optional("ping_role", _discord_id, default.ping_role),
+        ping_chat=table.optional("ping_chat", _telegram_chat_id, default.ping_chat),
+    )
+    both = set(settings.channels) & set(settings.exclude)
+    if both and table.valid("channels", "exclude"):
+        table.key_error("exclude", f"lists {', '.join(sorted(both))}, also listed in channels (keep it in one)")
+    return settings

@@ -294,6 +294,28 @@ class DashboardSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class HelpSettings:
+    """``[help]``: where members ask questions, and how an answer is recognised (docs/metrics.md).
+
+    Channels are platform ids as storage keeps them: a Discord channel or forum id, a Telegram chat id, or
+    ``"<chat_id>#<topic_id>"`` for a Telegram forum topic. Discord forums count as help channels unless excluded.
+    """
+
+    channels: tuple[str, ...] = ()
+    exclude: tuple[str, ...] = ()
+    # A message after this much silence in a flat channel starts a new conversation (and may be a question).
+    quiet_minutes: int = 30
+    # How long after a flat-channel question another member's message in the same conversation still answers it.
+    answer_window_hours: int = 24
+    # A question without an answer this long is unanswered: /unanswered lists it, and the optional ping goes out.
+    unanswered_after_hours: int = 24
+    # Optional pings for unanswered questions: a Discord role mentioned in the question's channel, and/or a
+    # Telegram chat (the helpers' or admins') told about it. One ping per question.
+    ping_role: int | None = None
+    ping_chat: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Settings:
     """The whole configuration file."""
 
@@ -310,6 +332,7 @@ class Settings:
     sales: SalesSettings = field(default_factory=SalesSettings)
     stripe: StripeSettings = field(default_factory=StripeSettings)
     checkout: CheckoutSettings = field(default_factory=CheckoutSettings)
+    help: HelpSettings = field(default_factory=HelpSettings)
 
     @property
     def serves_web(self) -> bool:

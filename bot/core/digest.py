@@ -37,6 +37,7 @@ from analytics.render import clean_name, data_notices
 from analytics.results import Report, SubscriptionSummary, WeekStats
 from analytics.weeks import week_label, week_start
 from bot.config import Settings
+from bot.core.commands.questions import digest_questions
 from bot.core.markup import Line, Rich, Span, bold, italic, join, rich
 from bot.core.nudges import nudge_results
 from bot.core.reconcile import access_problems
@@ -98,6 +99,7 @@ def build_digest(engine: Engine, settings: Settings, community_id: int, *, now: 
             weeks=DIGEST_WEEKS,
             inactive_after_days=settings.nudges.inactive_after_days,
             top_n=settings.digest.top_members,
+            help=settings.help,
         ),
         now=now,
     )
@@ -128,6 +130,9 @@ def build_digest(engine: Engine, settings: Settings, community_id: int, *, now: 
     if for_admins and report.subscriptions is not None:
         blocks.append(_subscriptions(report.subscriptions, monday))
     if for_admins:
+        questions = digest_questions(report, settings, monday)
+        if questions is not None:
+            blocks.append(questions)
         blocks.extend(_operations(engine, community_id, week_end_at))
     notes = observations(report, current, previous, sales, week_start_at, week_end_at, audience=audience)
     if notes:

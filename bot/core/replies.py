@@ -68,6 +68,8 @@ class Reply:
         attachments: Files (images show inline).
         buttons: Buttons under the message, in order.
         invoice: A payment request to send after the text (Telegram).
+        mention_role: A Discord role the message mentions and pings (the help-question pings); every other
+            message pings nobody.
     """
 
     text: Rich
@@ -75,6 +77,7 @@ class Reply:
     attachments: tuple[Attachment, ...] = ()
     buttons: tuple[Button, ...] = ()
     invoice: Invoice | None = None
+    mention_role: int | None = None
 
     @classmethod
     def say(cls, *lines: str, private: bool = False) -> Reply:

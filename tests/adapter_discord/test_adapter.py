@@ -389,6 +389,20 @@ async def test_send_to_channel_with_a_chart_and_to_a_member_by_dm(make_harness: 
     assert str(dm.json["recipient_id"]) == ANN_ID
 
 
+async def test_a_question_ping_mentions_only_the_helpers_role(make_harness: HarnessFactory) -> None:
+    h = await make_harness()
+    channel = h.fake.guild().channel_id
+    await h.adapter.send(
+        OutgoingMessage("discord", channel, Reply(Reply.say("A question waits").text, mention_role=555))
+    )
+    await h.adapter.send(OutgoingMessage("discord", channel, Reply.say("@everyone <@&555> digest")))
+    ping, plain = h.fake.find("POST", rf"/channels/{channel}/messages")
+    assert ping.json["content"].startswith("<@&555> A question waits")
+    assert ping.json["allowed_mentions"]["parse"] == [] and ping.json["allowed_mentions"]["roles"] == [555]
+    # Every other message pings nobody, whatever its text.
+    assert plain.json["allowed_mentions"]["parse"] == [] and not plain.json["allowed_mentions"].get("roles")
+
+
 async def test_member_who_blocks_dms_is_unreachable(make_harness: HarnessFactory) -> None:
     h = await make_harness()
     h.fake.inject_cannot_dm()

@@ -82,6 +82,7 @@ class Served:
             "/members": "Members",
             f"/members/{self.bob}": "Bob",
             "/sales": "Sales",
+            "/questions": "Questions",
             "/nudges": "Nudges",
             "/health": "Health",
         }

@@ -124,6 +124,12 @@ async def send_reply(
     sent: list[discord.Message] = []
     for index, chunk in enumerate(chunks):
         extra: dict[str, Any] = {}
+        if index == 0 and reply.mention_role is not None:
+            # The one message that may ping: the configured helpers' role, nobody else.
+            chunk = f"<@&{reply.mention_role}> {chunk}"
+            extra["allowed_mentions"] = discord.AllowedMentions(
+                everyone=False, users=False, roles=[discord.Object(id=reply.mention_role)], replied_user=False
+            )
         if index == len(chunks) - 1:
             extra["files"] = reply_files(reply)
             if view is not None:

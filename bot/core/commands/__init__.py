@@ -9,6 +9,7 @@ def all_commands() -> tuple[CommandSpec, ...]:
     """Every command the bot answers, in the order ``/help`` lists them."""
     from bot.core.commands.admin import ADMIN_COMMANDS
     from bot.core.commands.member import MEMBER_COMMANDS
+    from bot.core.commands.questions import QUESTION_COMMANDS
     from bot.core.commands.subscriptions import SUBSCRIPTION_COMMANDS
 
-    return MEMBER_COMMANDS + SUBSCRIPTION_COMMANDS + ADMIN_COMMANDS
+    return MEMBER_COMMANDS + SUBSCRIPTION_COMMANDS + ADMIN_COMMANDS + QUESTION_COMMANDS

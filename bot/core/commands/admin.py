@@ -68,6 +68,7 @@ async def _report(ctx: CommandContext, weeks: int = REPORT_WEEKS) -> tuple[Repor
         community=ctx.settings.community.name,
         weeks=weeks,
         inactive_after_days=ctx.settings.nudges.inactive_after_days,
+        help=ctx.settings.help,
     )
     try:
         # The report as of today depends on the day, not the moment: every admin's run until the next commit

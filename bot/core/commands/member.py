@@ -32,6 +32,7 @@ from analytics.results import MemberStatus
 from bot.config import BILLING_PERIOD_DAYS
 from bot.core.checkout import CheckoutDesk, CheckoutUnavailable
 from bot.core.commands.base import CommandContext, CommandSpec, OptionSpec, UsageError
+from bot.core.commands.questions import member_question_counts
 from bot.core.markup import Span, bold, code, italic, join, rich
 from bot.core.payments import PaymentError, sign_payload, sign_reference
 from bot.core.replies import Attachment, Button, Invoice, Reply
@@ -164,6 +165,9 @@ async def stats(ctx: CommandContext) -> Reply:
     lines.append(f"Member since: {fmt_day(s.member.member_since.astimezone(tz).date())}")
     if s.courses:
         lines.append("Courses: " + ", ".join(c.title for c in s.courses))
+    asked, answered = await member_question_counts(ctx, s.member.id)
+    if asked or answered:
+        lines.append(f"Help channels (30 days): {plural(asked, 'question')} asked, {plural(answered, 'answer')} given")
     return Reply(rich(*lines), private=True)
 
 

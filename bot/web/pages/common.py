@@ -29,6 +29,7 @@ NAV: tuple[tuple[str, str], ...] = (
     ("/retention", "Retention"),
     ("/members", "Members"),
     ("/sales", "Sales"),
+    ("/questions", "Questions"),
     ("/nudges", "Nudges"),
     ("/health", "Health"),
 )
