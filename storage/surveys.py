@@ -267,7 +267,12 @@ def record_answer(
         conn.execute(
             _insert(conn)(SurveyResponse)
             .values(survey_id=survey_id, member_id=member_id, **values)
-            .on_conflict_do_update(index_elements=["survey_id", "member_id"], set_=values)
+            .on_conflict_do_update(
+                index_elements=["survey_id", "member_id"],
+                set_=values,
+                # An older answer delivered late (a replayed vote) never overwrites a newer one.
+                where=SurveyResponse.answered_at <= now,
+            )
         )
         stored = conn.execute(
             select(
