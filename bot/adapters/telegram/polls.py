@@ -1,5 +1,7 @@
-"""Surveys on Telegram: the NPS question posted in a chat, native polls (``sendPoll``, non-anonymous) and their
-votes (``poll_answer`` updates), which :func:`bot.core.surveys.receive_poll_vote` stores.
+"""Surveys on Telegram: the NPS question in a chat, native polls and their votes.
+
+Native polls are sent with ``sendPoll`` (non-anonymous); their votes arrive as ``poll_answer`` updates, which
+:func:`bot.core.surveys.receive_poll_vote` stores.
 
 A poll must be non-anonymous for Telegram to send ``poll_answer`` updates at all, and only for polls the bot sent:
 every vote names its member. A vote withdrawn in the app arrives as an answer with no options.
@@ -82,8 +84,6 @@ async def poll_answer(adapter: TelegramAdapter, answer: PollAnswer) -> None:
     if answer.user is None:
         return
     option = answer.option_ids[0] if answer.option_ids else None
-    if option is not None and not isinstance(option, int):
-        return  # not a vote Telegram would send (option ids are integers)
     vote = PollVote(Platform.TELEGRAM.value, answer.poll_id, str(answer.user.id), option)
     deps = adapter.deps
     await asyncio.to_thread(receive_poll_vote, deps.engine, deps.dispatcher.community_id, vote, now=deps.clock.now())
