@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 from datetime import date
 from decimal import Decimal
 
+from analytics.surveys import SurveyResults
+
 
 @dataclass(frozen=True, slots=True)
 class WeekStats:
@@ -237,6 +239,9 @@ class Report:
     """Channels with messages in the report range, most messages first; empty when not loaded."""
     growth: tuple[GrowthDay, ...] = ()
     """Joins, leaves and members for every day of the report range (its first Monday to ``as_of``)."""
+    surveys: SurveyResults | None = None
+    """NPS, response rates, comments and polls up to the end of ``as_of`` (``analytics.surveys``); None when the
+    surveys were not loaded (reports built from frames alone)."""
 
     @property
     def measured_through(self) -> date:

@@ -241,6 +241,7 @@ REQUIRED = {
     "hour_of_week",
     "channels",
     "growth",
+    "surveys",
 }
 
 

@@ -4,12 +4,15 @@ covering answers, comments and survey DMs."""
 
 from __future__ import annotations
 
+import json
 from datetime import timedelta
 
 import pytest
 from sqlalchemy import Engine, func, select
 
+from analytics.render import render_json
 from analytics.surveys import survey_results
+from bot.reporting import ReportRequest, build_community_report
 from storage.catalog import CourseRecord, sync_courses
 from storage.deletion import delete_member_data, find_member_id
 from storage.engine import writing
@@ -189,3 +192,17 @@ def test_frames_feed_the_results(engine: Engine, store: IngestStore) -> None:
     assert (results.overall.promoters, results.overall.detractors, results.overall.responses) == (2, 1, 4)
     assert results.overall.nps == pytest.approx(25.0)
     assert results.overall.response_rate == pytest.approx(0.4)  # 4 of the 10 members then
+
+
+def test_the_report_json_has_the_surveys_of_its_range(engine: Engine, store: IngestStore, ev: Events) -> None:
+    community_id = seed(store, engine)
+    store.write_batch([ev.message("a", at=T0)])
+    survey_id = nps_survey(engine, community_id)
+    record_answer(engine, community_id, survey_id, "discord", "a", now=T0, score=10, comment="Kind people")
+    record_answer(engine, community_id, survey_id, "discord", "b", now=T0 + timedelta(days=30), score=0)
+    report, _ = build_community_report(
+        engine, ReportRequest(COMMUNITY, as_of=(T0 + timedelta(days=1)).date()), now=T0 + timedelta(days=40)
+    )
+    section = json.loads(render_json(report))["surveys"]
+    assert section["overall"]["responses"] == 1 and section["overall"]["nps"] == 100.0  # b answered later
+    assert section["comments"] == [{"course": None, "band": "promoter", "comments": ["Kind people"]}]

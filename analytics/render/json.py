@@ -193,6 +193,7 @@ def report_to_json(report: Report) -> dict[str, object]:
             {"day": g.day.isoformat(), "joins": g.joins, "leaves": g.leaves, "members": g.members}
             for g in report.growth
         ],
+        "surveys": None if report.surveys is None else report.surveys.to_json(),
     }
 
 
