@@ -41,6 +41,7 @@ from bot.core.markup import Line, Rich, Span, bold, italic, join, rich
 from bot.core.nudges import nudge_results
 from bot.core.reconcile import access_problems
 from bot.core.replies import Attachment
+from bot.core.surveys import digest_section
 from bot.core.views import activation_sentence, activation_share, fmt_conversion, local_midnight, retention_sentence
 from bot.reporting import ReportRequest, build_community_report, current_member_ids
 from storage.job_runs import last_job_runs
@@ -126,6 +127,10 @@ def build_digest(engine: Engine, settings: Settings, community_id: int, *, now: 
         # Revenue is the owner's business: a digest posted to the community chat leaves it out.
         blocks.append(_sales(sales, week_start_at, week_end_at, member_ids))
     if for_admins:
+        # Owners only: the comments are members' own words and never shown to members.
+        satisfaction = digest_section(report.surveys)
+        if satisfaction is not None:
+            blocks.append(satisfaction)
         blocks.extend(_operations(engine, community_id, week_end_at))
     notes = observations(report, current, previous, sales, week_start_at, week_end_at, audience=audience)
     if notes:

@@ -30,6 +30,7 @@ NAV: tuple[tuple[str, str], ...] = (
     ("/members", "Members"),
     ("/sales", "Sales"),
     ("/nudges", "Nudges"),
+    ("/surveys", "Surveys"),
     ("/health", "Health"),
 )
 
