@@ -28,9 +28,7 @@ def test_owners_read_the_nps_and_comments_members_never_do(engine: Engine, store
     community_id = store.community_id(COMMUNITY)
     store.write_batch([ev.message("u1", at=datetime(2024, 3, 5, 12, tzinfo=UTC))])
     asked = datetime(2024, 3, 6, 12, tzinfo=UTC)
-    survey_id = create_survey(
-        engine, community_id, kind="nps", origin="channel", question="Q?", now=asked, audience=4
-    )
+    survey_id = create_survey(engine, community_id, kind="nps", origin="channel", question="Q?", now=asked, audience=4)
     record_answer(engine, community_id, survey_id, "discord", "u1", now=asked, score=10, comment="Helpful people")
     record_answer(engine, community_id, survey_id, "discord", "u2", now=asked, score=2)
     owners = render_plain(build_digest(engine, settings(), community_id, now=NOW, for_admins=True).text)

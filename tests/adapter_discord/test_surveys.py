@@ -4,13 +4,18 @@ MESSAGE_POLL_VOTE_ADD / _REMOVE gateway events are stored per member, survey DMs
 
 from __future__ import annotations
 
+import logging
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
+
+import pytest
 
 from bot.scheduler import Scheduler
 from storage.events import MemberRef, Platform, PurchaseEvent, PurchaseSource
 from tests.fakes.discord_api import Call
 from tests.helpers.fake_actions import FakeClock
+from tests.helpers.sqlite_lock import write_locked
 
 from .conftest import ANN_ID, BOB_ID, CARA_ID, HarnessFactory
 from .test_adapter import EPHEMERAL, body, sent_message
@@ -156,3 +161,21 @@ async def test_a_buyer_who_refuses_dms_is_marked_and_not_counted(make_harness: H
     assert unreachable == 1
     result = await sched.run("surveys")  # nothing is sent twice
     assert "sent 0" in result.detail
+
+
+async def test_a_vote_while_the_database_is_locked_is_stored_once_it_frees(
+    make_harness: HarnessFactory, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO)
+    h = await make_harness(busy_timeout_ms=100, retry_wait=0.2)
+    token = await h.fake.slash(BOB_ID, "survey", {"kind": "poll", "details": '"Tabs or spaces?" "tabs" "spaces"'})
+    await h.fake.wait_responses(token)
+    [(message_id,)] = h.rows("SELECT poll_id FROM surveys")
+    with write_locked(tmp_path / "bot.db"):
+        await h.fake.poll_vote(ANN_ID, message_id, 2)  # Discord sends it once: it must not be dropped
+        await h.fake.poll_vote(ANN_ID, message_id, 2, added=False)
+        await h.fake.poll_vote(ANN_ID, message_id, 1)  # her final vote, after a change of mind
+        await h.fake.wait_for(
+            lambda: sum("database is locked); retrying" in r.getMessage() for r in caplog.records) >= 2
+        )
+    assert await h.eventually(lambda: answers(h) == [(ANN_ID, None, 0, None)])

@@ -83,3 +83,5 @@ async def test_surveys_page_csv_and_json(engine: Engine) -> None:
         document = json.loads(await (await c.get("/surveys.json")).text())
         assert document["overall"]["nps"] == 40.0 and document["overall"]["responses"] == 5
         assert document["polls"][0]["options"] == [{"text": "a", "votes": 0}, {"text": "b", "votes": 1}]
+        report = json.loads(await (await c.get("/report.json")).text())
+        assert report["surveys"] == document  # the report JSON carries the same section

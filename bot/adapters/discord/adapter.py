@@ -489,10 +489,25 @@ class DiscordAdapter:
             self._put(activity)
 
     async def _store_vote(self, vote: PollVote) -> None:
+        """Store a poll vote; Discord sends it once, so a database error is retried like an entitlement's."""
+        what = f"Discord poll vote of user {vote.user_id} on message {vote.poll_id}"
+        backoff = Backoff(self._retry_wait, self._retry_cap)
         async with self._votes:  # tasks take the lock in the order they were spawned: gateway order
-            dispatcher = self._deps.dispatcher
-            now = self._deps.clock.now()
-            await asyncio.to_thread(receive_poll_vote, self._deps.engine, dispatcher.community_id, vote, now=now)
+            while True:
+                try:
+                    community_id = self._deps.dispatcher.community_id
+                    now = self._deps.clock.now()
+                    await asyncio.to_thread(receive_poll_vote, self._deps.engine, community_id, vote, now=now)
+                    return
+                except Exception as exc:
+                    if not waiting_can_fix(exc) and backoff.attempts + 1 >= HANDLER_ATTEMPTS:
+                        log.error("%s failed %d times (%s) and is given up", what, HANDLER_ATTEMPTS, describe(exc))
+                        return
+                    wait = backoff.next()
+                    log.warning("storing %s failed (%s); retrying in %g s", what, describe(exc), wait)
+                    if not await sleep_unless(lambda: self._stopping, wait):
+                        log.error("%s was not stored before the bot stopped", what)
+                        return
 
     def _put(self, event: ActivityEvent) -> None:
         try:
