@@ -168,3 +168,58 @@ async def test_buyers_are_asked_privately_within_the_dm_budget_and_opt_outs(fake
         assert sorted(int(c.params["chat_id"]) for c in asked) == sorted([p.ALICE, p.BOB, p.OWNER])
         result = await sched.run("surveys")  # everyone was asked once
         assert "sent 0" in result.detail and "left for later 0" in result.detail
+
+
+async def test_the_after_purchase_question_goes_once_when_due(fake: FakeBotApi, db_path: Path) -> None:
+    async with running(fake, db_path, extra={"surveys": {"after_purchase_days": 14}}) as h:
+        await h.writer.record_purchase(_purchase(p.ALICE, "late"))  # bought on 1 November, 12:00 UTC
+
+        async def no_wait(_: float) -> None:
+            return None
+
+        clock = FakeClock(datetime(2026, 11, 15, 11, tzinfo=UTC))  # 13 days 23 hours later: not yet
+        sched = Scheduler(
+            settings=h.settings,
+            engine=h.engine,
+            clock=clock,
+            adapters=[h.adapter],
+            community_id=lambda: h.adapter.deps.dispatcher.community_id,
+            sleep=no_wait,
+        )
+        result = await sched.run("surveys")
+        assert "0 newly queued" in result.detail
+
+        def asked() -> list[Call]:
+            return [c for c in fake.calls_to("sendMessage") if "recommend Async Python" in c.params["text"]]
+
+        assert asked() == []
+        clock.current = datetime(2026, 11, 15, 13, tzinfo=UTC)
+        result = await sched.run("surveys")
+        assert "1 newly queued, sent 1" in result.detail
+        [dm] = asked()
+        assert int(dm.params["chat_id"]) == p.ALICE
+        press = _buttons(dm)[1][-1][1]  # "10"
+        await h.deliver(p.callback(p.ALICE, press, query_id="after"))
+        await fake.wait_for("sendMessage", lambda c: "your score 10 is saved" in c.params["text"])
+        clock.current = datetime(2026, 11, 16, 13, tzinfo=UTC)
+        result = await sched.run("surveys")  # asked once, however often the job runs
+        assert "0 newly queued, sent 0" in result.detail and len(asked()) == 1
+        with h.engine.connect() as conn:
+            origin = conn.execute(
+                text("select s.origin, c.course_key from surveys s join courses c on c.id = s.course_id")
+            )
+            assert origin.all() == [("after_purchase", "py-async")]
+        assert _answers(h) == [(str(p.ALICE), 10, None, None)]
+
+
+async def test_survey_commands_say_what_is_wrong(fake: FakeBotApi, db_path: Path) -> None:
+    async with running(fake, db_path) as h:
+        await h.deliver(p.private_message(p.OWNER, "/survey nps"))
+        await fake.wait_for(
+            "sendMessage", lambda c: "in the community channel where it should be posted" in c.params["text"]
+        )
+        await h.deliver(p.private_message(p.OWNER, "/survey nps no-such-course"))
+        await fake.wait_for("sendMessage", lambda c: "There is no course 'no-such-course'" in c.params["text"])
+        await h.deliver(p.private_message(p.ALICE, "/nps 99 7"))
+        await fake.wait_for("sendMessage", lambda c: "There is no satisfaction question #99" in c.params["text"])
+        assert h.count("select count(*) from surveys") == 0 and h.count("select count(*) from survey_responses") == 0
