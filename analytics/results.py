@@ -12,6 +12,7 @@ from datetime import date
 from decimal import Decimal
 
 from analytics.questions import QuestionsSummary
+from analytics.surveys import SurveyResults
 
 
 @dataclass(frozen=True, slots=True)
@@ -295,6 +296,9 @@ class Report:
     """Subscriptions of the monthly courses (docs/metrics.md, "Subscriptions"); None when none was ever paid."""
     questions: QuestionsSummary | None = None
     """Questions and answers in the help channels over the report range; None when not computed."""
+    surveys: SurveyResults | None = None
+    """NPS, response rates, comments and polls up to the end of ``as_of`` (``analytics.surveys``); None when the
+    surveys were not loaded (reports built from frames alone)."""
 
     @property
     def measured_through(self) -> date:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from datetime import date, datetime, timedelta
+from datetime import date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 import pandas as pd
@@ -14,11 +14,13 @@ from analytics.frames import CommunityFrames
 from analytics.members import current_member_mask, inactive_members, member_table
 from analytics.report import build_report, history_start, range_start
 from analytics.results import MemberStatus, Report
+from analytics.surveys import survey_results
 from bot.config import HelpSettings
 from bot.importers import EARLIEST_TIME, LATEST_TIME
 from bot.questions import questions_section
 from storage.communities import CommunityInfo, find_community, latest_activity_day, list_communities
 from storage.report_frames import last_active_before, load_frames, member_days, members
+from storage.surveys import survey_frames
 
 BUILT_IN_OWNERS: frozenset[tuple[str, str]] = frozenset({("console", "owner"), ("simulated", "owner")})
 """The console's and the demo's own owner account (``platform``, user id): the host, not a member."""
@@ -139,7 +141,14 @@ def build_community_report(engine: Engine, request: ReportRequest, *, now: datet
             top_n=request.top_n,
         )
         report = replace(report, questions=section)
-    return report, hint
+    return with_surveys(engine, report, info.id), hint
+
+
+def with_surveys(engine: Engine, report: Report, community_id: int) -> Report:
+    """The report with its ``surveys`` section: every answer given up to the end of ``as_of`` (local day)."""
+    end = datetime.combine(report.as_of + timedelta(days=1), time(0), tzinfo=ZoneInfo(report.timezone))
+    results = survey_results(survey_frames(engine, community_id), timezone=report.timezone, until=end)
+    return replace(report, surveys=results)
 
 
 def report_from_frames(

@@ -34,11 +34,12 @@ from bot.core.question_pings import run_question_pings
 from bot.core.reconcile import reconcile_access
 from bot.core.replies import OutgoingMessage, Reply
 from bot.core.subscriptions import run_subscriptions
+from bot.core.surveys import send_survey_dms
 from storage import digests, job_runs, nudge_log
 
 log = logging.getLogger(__name__)
 
-JOBS = ("refresh", "digest", "nudges", "reconcile", "subscriptions", "questions")
+JOBS = ("refresh", "digest", "nudges", "reconcile", "subscriptions", "questions", "surveys")
 WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
 LATE_AFTER = timedelta(hours=1)  # a digest sent later than this after its slot says so
 
@@ -143,6 +144,12 @@ class Scheduler:
                 start_date=self.clock.now() + timedelta(minutes=2),
                 timezone=tz,
             )
+        # Survey DMs queued by /survey nps <course>, and the after-purchase question ([surveys] after_purchase_days).
+        found["surveys"] = IntervalTrigger(
+            minutes=self.settings.schedule.refresh_minutes,
+            start_date=self.clock.now() + timedelta(minutes=2),
+            timezone=tz,
+        )
         return found
 
     def _controls_access(self) -> bool:
@@ -208,6 +215,7 @@ class Scheduler:
             "reconcile": self.reconcile,
             "subscriptions": self.subscriptions,
             "questions": self.question_pings,
+            "surveys": self.surveys,
         }
         community_id = self._community_id()
         run_id = await asyncio.to_thread(
@@ -397,6 +405,20 @@ class Scheduler:
         )
         return JobResult("ok" if not run.failed or run.pinged else "failed", run.detail())
 
+    async def surveys(self) -> JobResult:
+        """Queue the after-purchase NPS questions that are due and send queued survey DMs within the DM budget."""
+        run = await send_survey_dms(
+            self.engine,
+            self.settings,
+            self._community_id(),
+            send=self._send_direct,
+            now=self.clock.now,
+            platforms=set(self.adapters),
+            sleep=self.sleep,
+            should_stop=lambda: self._stopping,
+        )
+        return JobResult("skipped" if run.quiet_hours and not run.sent else "ok", run.detail())
+
 
 def _week(monday: date) -> str:
     year, week, _ = monday.isocalendar()
@@ -412,4 +434,5 @@ def job_names() -> Mapping[str, str]:
         "reconcile": "makes course access match purchases",
         "subscriptions": "reminds before renewals and removes members whose subscription ended",
         "questions": "pings helpers once about each question left unanswered",
+        "surveys": "sends survey questions privately (course buyers, after a purchase) within the DM budget",
     }

@@ -87,6 +87,13 @@ NOT_FREE_TEXT = frozenset(
         "checkout_claims.charge_id",
         "checkout_claims.course_key",
         "checkout_claims.currency",
+        # Surveys: vocabularies and platform ids (a poll id could look like a member id), never text about a member.
+        "surveys.kind",
+        "surveys.origin",
+        "surveys.platform",
+        "surveys.channel_id",
+        "surveys.platform_message_id",
+        "surveys.poll_id",
         # Dashboard logins and sessions of other admins: their own identity, deleted by identity instead.
         "dashboard_logins.platform",
         "dashboard_logins.platform_user_id",

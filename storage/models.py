@@ -614,3 +614,76 @@ class QuestionPing(Base):
     community_id: Mapped[int] = mapped_column(ForeignKey("communities.id", ondelete="CASCADE"))
     message_id: Mapped[int] = mapped_column(ForeignKey("messages.id", ondelete="CASCADE"), unique=True)
     claimed_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class Survey(Base):
+    """A question put to the community: an NPS question with 0–10 buttons, or a native platform poll.
+
+    ``origin`` says how it reached members: ``channel`` (posted where an admin ran ``/survey``), ``dm`` (sent
+    privately to a course's buyers) or ``after_purchase`` (the automatic question ``[surveys] after_purchase_days``
+    after a purchase; one such survey per course). A native poll is found again by the platform's ids when its
+    answers arrive (Telegram's ``poll_id``, Discord's message id). The admin who created it is detached when forgotten.
+    """
+
+    __tablename__ = "surveys"
+    __table_args__ = (
+        UniqueConstraint("platform", "poll_id"),
+        Index("ix_surveys_community_id_created_at", "community_id", "created_at"),
+        {"info": {"member_data": "detach"}},
+    )
+
+    id: Mapped[int] = mapped_column(IdType, primary_key=True)
+    community_id: Mapped[int] = mapped_column(ForeignKey("communities.id", ondelete="CASCADE"))
+    kind: Mapped[str] = mapped_column(String(8))  # "nps" | "poll"
+    origin: Mapped[str] = mapped_column(String(16))  # "channel" | "dm" | "after_purchase"
+    question: Mapped[str] = mapped_column(String(300))
+    # A poll's answers as a JSON array of strings; None for NPS (the scale is 0–10).
+    options: Mapped[str | None] = mapped_column(Text)
+    course_id: Mapped[int | None] = mapped_column(ForeignKey("courses.id", ondelete="RESTRICT"))
+    platform: Mapped[str | None] = mapped_column(String(16))
+    channel_id: Mapped[str | None] = mapped_column(String(64))  # where it was posted ("<chat>#<topic>" for topics)
+    platform_message_id: Mapped[str | None] = mapped_column(String(64))
+    poll_id: Mapped[str | None] = mapped_column(String(128))  # Telegram's poll id; Discord: the message id
+    # Members who could answer a channel post (the community's human members then); DMs count their deliveries.
+    audience: Mapped[int | None] = mapped_column(Integer)
+    created_by_member_id: Mapped[int | None] = mapped_column(ForeignKey("members.id", ondelete="SET NULL"))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class SurveyResponse(Base):
+    """One member's answer to one survey: a changed vote or score updates the row (one answer per member)."""
+
+    __tablename__ = "survey_responses"
+    __table_args__ = (
+        UniqueConstraint("survey_id", "member_id"),
+        Index("ix_survey_responses_member_id", "member_id"),
+        {"info": {"member_data": "delete"}},
+    )
+
+    id: Mapped[int] = mapped_column(IdType, primary_key=True)
+    survey_id: Mapped[int] = mapped_column(ForeignKey("surveys.id", ondelete="CASCADE"))
+    member_id: Mapped[int] = mapped_column(ForeignKey("members.id", ondelete="CASCADE"))
+    score: Mapped[int | None] = mapped_column(SmallInteger)  # NPS: 0..10
+    option: Mapped[int | None] = mapped_column(SmallInteger)  # poll: the chosen answer's index, from 0
+    # Written by the member after a score, only because they chose to (the question says so).
+    comment: Mapped[str | None] = mapped_column(String(1000))
+    answered_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class SurveyDm(Base):
+    """A survey to be sent privately to one member: queued once, claimed once before sending, then sent or failed."""
+
+    __tablename__ = "survey_dms"
+    __table_args__ = (
+        UniqueConstraint("survey_id", "member_id"),
+        Index("ix_survey_dms_member_id", "member_id"),
+        {"info": {"member_data": "delete"}},
+    )
+
+    id: Mapped[int] = mapped_column(IdType, primary_key=True)
+    survey_id: Mapped[int] = mapped_column(ForeignKey("surveys.id", ondelete="CASCADE"))
+    member_id: Mapped[int] = mapped_column(ForeignKey("members.id", ondelete="CASCADE"))
+    queued_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    claimed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    error: Mapped[str | None] = mapped_column(String(500))

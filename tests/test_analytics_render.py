@@ -243,6 +243,7 @@ REQUIRED = {
     "channels",
     "growth",
     "questions",
+    "surveys",
 }
 
 

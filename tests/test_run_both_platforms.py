@@ -75,7 +75,7 @@ enabled = true
     code, printed = await run_cli("jobs", "--config", str(config), secrets={})
     assert code == 0, printed
     jobs = {line.split()[0]: line for line in printed.splitlines()[2:] if line.strip()}
-    assert set(jobs) == {"refresh", "digest", "nudges", "reconcile", "subscriptions", "questions"}
+    assert set(jobs) == {"refresh", "digest", "nudges", "reconcile", "subscriptions", "questions", "surveys"}
     assert " 09:00 " in jobs["digest"] and " 18:00 " in jobs["nudges"]
     assert " off " in jobs["reconcile"]  # no course gives a role or chat here
     assert " off " in jobs["subscriptions"]  # and none is monthly

@@ -243,6 +243,7 @@ def report_to_json(report: Report) -> dict[str, object]:
             for g in report.growth
         ],
         "questions": None if report.questions is None else questions_json(report.questions),
+        "surveys": None if report.surveys is None else report.surveys.to_json(),
     }
 
 

@@ -26,6 +26,7 @@ from bot.config.sections import (
     _parse_schedule,
     _parse_storage,
     _parse_stripe,
+    _parse_surveys,
     _parse_telegram,
     _parse_web,
     _read_section,
@@ -99,6 +100,7 @@ def parse_settings(data: Mapping[str, Any], *, source: str = "<config>") -> Sett
     dashboard = _read_section(data, "dashboard", _parse_dashboard, errors)
     stripe = _read_section(data, "stripe", _parse_stripe, errors)
     checkout = _read_section(data, "checkout", _parse_checkout, errors)
+    surveys = _read_section(data, "surveys", _parse_surveys, errors)
     courses = _parse_courses(data, errors)
     sales = _read_section(data, "sales", _parse_sales, errors)
     help_ = _read_section(data, "help", _parse_help, errors)
@@ -137,6 +139,7 @@ def parse_settings(data: Mapping[str, Any], *, source: str = "<config>") -> Sett
         stripe=stripe,
         checkout=checkout,
         help=help_,
+        surveys=surveys,
     )
 
 

@@ -22,6 +22,7 @@ from bot.config.checks import (
     _http_url,
     _listen_address,
     _non_empty_text,
+    _non_negative_int,
     _nudge_template,
     _port,
     _positive_int,
@@ -66,6 +67,7 @@ from bot.config.settings import (
     ScheduleSettings,
     StorageSettings,
     StripeSettings,
+    SurveySettings,
     TelegramSettings,
     WebSettings,
 )
@@ -85,6 +87,7 @@ _SECTIONS: Final = (
     "stripe",
     "checkout",
     "help",
+    "surveys",
 )
 
 
@@ -222,6 +225,7 @@ def _section_keys() -> dict[str, tuple[str, ...]]:
         "stripe": StripeSettings,
         "checkout": CheckoutSettings,
         "help": HelpSettings,
+        "surveys": SurveySettings,
     }
     return {name: tuple(item.name for item in dataclasses.fields(cls)) for name, cls in classes.items()}
 
@@ -334,6 +338,13 @@ def _parse_nudges(table: _Table) -> NudgeSettings:
         run_time=table.optional("run_time", _clock_time, default.run_time),
         quiet_hours=table.optional("quiet_hours", _quiet_hours, default.quiet_hours),
         template=table.optional("template", _nudge_template, default.template),
+    )
+
+
+def _parse_surveys(table: _Table) -> SurveySettings:
+    default = SurveySettings()
+    return SurveySettings(
+        after_purchase_days=table.optional("after_purchase_days", _non_negative_int, default.after_purchase_days),
     )
 
 

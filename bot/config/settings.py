@@ -212,6 +212,17 @@ class NudgeSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class SurveySettings:
+    """``[surveys]``: satisfaction questions.
+
+    ``after_purchase_days`` (0: off) sends one NPS question privately to each buyer that many days after the
+    purchase, within the nudges' DM budget, opt-outs and quiet hours.
+    """
+
+    after_purchase_days: int = 0
+
+
+@dataclass(frozen=True, slots=True)
 class ScheduleSettings:
     """``[schedule]``: the background jobs besides the digest and the nudge run (their times are in their sections)."""
 
@@ -333,6 +344,7 @@ class Settings:
     stripe: StripeSettings = field(default_factory=StripeSettings)
     checkout: CheckoutSettings = field(default_factory=CheckoutSettings)
     help: HelpSettings = field(default_factory=HelpSettings)
+    surveys: SurveySettings = field(default_factory=SurveySettings)
 
     @property
     def serves_web(self) -> bool:

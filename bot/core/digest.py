@@ -42,6 +42,7 @@ from bot.core.markup import Line, Rich, Span, bold, italic, join, rich
 from bot.core.nudges import nudge_results
 from bot.core.reconcile import access_problems
 from bot.core.replies import Attachment
+from bot.core.surveys import digest_section
 from bot.core.views import activation_sentence, activation_share, fmt_conversion, local_midnight, retention_sentence
 from bot.reporting import ReportRequest, build_community_report, current_member_ids
 from storage.job_runs import last_job_runs
@@ -133,6 +134,10 @@ def build_digest(engine: Engine, settings: Settings, community_id: int, *, now: 
         questions = digest_questions(report, settings, monday)
         if questions is not None:
             blocks.append(questions)
+        # Owners only: the comments are members' own words and never shown to members.
+        satisfaction = digest_section(report.surveys)
+        if satisfaction is not None:
+            blocks.append(satisfaction)
         blocks.extend(_operations(engine, community_id, week_end_at))
     notes = observations(report, current, previous, sales, week_start_at, week_end_at, audience=audience)
     if notes:

@@ -28,6 +28,7 @@ from bot.core.replies import Button, OutgoingMessage, Reply
 from bot.reporting import inactive_members_as_of
 from storage import nudge_log
 from storage.nudge_log import NudgeCandidate
+from storage.surveys import survey_dms_sent_since
 
 log = logging.getLogger(__name__)
 
@@ -137,7 +138,9 @@ def plan_nudges(
     treat = [c for c in eligible if not in_holdout(community_id, c.member_id, cfg.holdout_share)]
     hold = [c for c in eligible if in_holdout(community_id, c.member_id, cfg.holdout_share)]
     local_midnight = datetime.combine(today, time(0), tzinfo=tz)
+    # One daily DM budget: survey questions sent privately today (bot.core.surveys) count against it too.
     sent_today = nudge_log.nudges_sent_since(engine, community_id, local_midnight)
+    sent_today += survey_dms_sent_since(engine, community_id, local_midnight)
     budget = max(0, min(cfg.max_per_run, cfg.max_per_day - sent_today))
     planned = treat[:budget]
     if len(treat) > budget:

@@ -14,7 +14,9 @@ client library is imported — and provides:
 - optionally an :class:`AccessReconciler`, when the platform controls course access (roles, course chats), so
   the daily reconciliation can list holders and fix each one (:class:`AccessFix`);
 - optionally :class:`SubscriptionActions`, when members can cancel a subscription through the bot (Telegram
-  Stars subscriptions; Discord members cancel in Discord's own settings).
+  Stars subscriptions; Discord members cancel in Discord's own settings);
+- optionally :class:`SurveyActions`, when ``/survey`` can post in the channel it was run in: a question with
+  buttons, and a native non-anonymous poll whose votes the adapter hands to ``bot.core.surveys.receive_poll_vote``.
 
 Sale alerts (``[sales] alert_chat`` / ``alert_channel``) go out through :meth:`Adapter.send` of the platform the
 alert target is on, whichever platform the sale came from (see ``bot.core.alerts``).
@@ -35,8 +37,8 @@ if TYPE_CHECKING:
     from bot.clock import Clock
     from bot.config import CourseSettings, Secrets, Settings
     from bot.core.dispatcher import Dispatcher
-    from bot.core.replies import OutgoingMessage
-    from storage.events import MemberRef, Platform
+    from bot.core.replies import OutgoingMessage, Reply
+    from storage.events import ChannelRef, MemberRef, Platform
     from storage.writer import EventWriter
 
 
@@ -187,6 +189,41 @@ class SubscriptionActions(Protocol):
 
         Raises:
             CapabilityError: The platform refused (the subscription is unknown to it, or already ended).
+        """
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class PostedSurvey:
+    """Where a survey went up: the platform's message id and, for a native poll, the id its votes will name.
+
+    Attributes:
+        message_id: The posted message.
+        poll_id: Telegram's poll id (``poll_answer`` updates name it); Discord's votes name the message, so the
+            message id.
+    """
+
+    message_id: str
+    poll_id: str | None = None
+
+
+@runtime_checkable
+class SurveyActions(Protocol):
+    """Implemented by platform actions that can post a survey where ``/survey`` was run (Telegram, Discord)."""
+
+    async def post_survey(self, channel: ChannelRef, reply: Reply) -> PostedSurvey:
+        """Post ``reply`` (a question with answer buttons) publicly in ``channel``.
+
+        Raises:
+            DeliveryError: The bot may not post there.
+        """
+        ...
+
+    async def post_poll(self, channel: ChannelRef, question: str, options: tuple[str, ...]) -> PostedSurvey:
+        """Post a native, non-anonymous single-choice poll in ``channel``, so each vote names its member.
+
+        Raises:
+            DeliveryError: The bot may not post there, or the platform refused the poll.
         """
         ...
 

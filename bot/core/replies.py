@@ -31,13 +31,16 @@ class Button:
 
     ``command`` buttons run a command line as the member who presses them (``"/buy py-async"``,
     ``"/forget confirm 8f3a…"``); ``url`` buttons open a link; ``premium`` buttons start a Discord SKU purchase
-    (``value`` is the SKU id). An adapter that cannot show a kind raises instead of dropping it.
+    (``value`` is the SKU id). An adapter that cannot show a kind raises instead of dropping it. Consecutive buttons
+    with the same ``row`` share a line where the platform lays buttons out by hand (Telegram: a 0–10 scale in two
+    lines instead of eleven); None keeps one button per line there.
     """
 
     label: str
     kind: ButtonKind
     value: str
     danger: bool = False
+    row: int | None = None
 
 
 @dataclass(frozen=True, slots=True)

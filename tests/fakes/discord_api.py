@@ -16,7 +16,7 @@ import json
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from aiohttp import WSMsgType, web
@@ -26,6 +26,7 @@ APP_ID = "900000000000000001"
 BOT_ID = "900000000000000002"
 PRIVILEGED_INTENTS = (1 << 1) | (1 << 8) | (1 << 15)  # members, presences, message content
 MESSAGE_CONTENT_INTENT = 1 << 15
+GUILD_MESSAGE_POLLS_INTENT = 1 << 24
 _ids = itertools.count(1_300_000_000_000_000_000)
 
 
@@ -806,4 +807,38 @@ class FakeDiscord:
             "pinned": False,
             "flags": body.get("flags", 0),
             "components": body.get("components") or [],
+            **({"poll": self._poll_object(body["poll"])} if body.get("poll") else {}),
         }
+
+    def _poll_object(self, request: dict[str, Any]) -> dict[str, Any]:
+        """A sent message's poll as Discord returns it: answers numbered from 1, open for ``duration`` hours."""
+        answers = [{"answer_id": index, "poll_media": a["poll_media"]} for index, a in enumerate(request["answers"], 1)]
+        expiry = datetime.now(UTC) + timedelta(hours=int(request.get("duration", 24)))
+        return {
+            "question": request["question"],
+            "answers": answers,
+            "expiry": expiry.isoformat(),
+            "allow_multiselect": bool(request.get("allow_multiselect")),
+            "layout_type": request.get("layout_type", 1),
+            "results": {"is_finalized": False, "answer_counts": []},
+        }
+
+    async def poll_vote(self, user_id: str, message_id: str, answer_id: int, *, added: bool = True) -> bool:
+        """A member votes (or withdraws a vote) on the poll in ``message_id``; answer ids count from 1.
+
+        Discord sends these only to a bot that identified with the Guild Message Polls intent (1 << 24); returns
+        whether it was sent.
+        """
+        intents = int(self.identifies[-1].get("intents", 0)) if self.identifies else 0
+        if not intents & GUILD_MESSAGE_POLLS_INTENT:
+            return False
+        guild = self.guild()
+        data = {
+            "user_id": user_id,
+            "channel_id": guild.channel_id,
+            "message_id": message_id,
+            "guild_id": guild.id,
+            "answer_id": answer_id,
+        }
+        await self.dispatch("MESSAGE_POLL_VOTE_ADD" if added else "MESSAGE_POLL_VOTE_REMOVE", data)
+        return True

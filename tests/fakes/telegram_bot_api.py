@@ -38,6 +38,7 @@ UPDATE_TYPES = (
     "my_chat_member",
     "chat_member",
     "chat_join_request",
+    "poll_answer",
 )
 # Text fields PTB sends raw; everything else it JSON-encodes.
 RAW_FIELDS = frozenset(
@@ -59,6 +60,7 @@ RAW_FIELDS = frozenset(
         "provider_token",
         "start_parameter",
         "language_code",
+        "question",
     }
 )
 DEFAULT_TOKEN = "123456789:AAFakeTokenForTestsOnly_abcdefghijkl"
@@ -122,6 +124,7 @@ class FakeBotApi:
         # (user_id, first charge id) -> "active" | "canceled": the Stars subscriptions editUserStarSubscription knows.
         self.star_subscriptions: dict[tuple[int, str], str] = {}
         self.webhook: dict[str, Any] | None = None
+        self.polls: dict[str, dict[str, Any]] = {}  # poll id -> the poll as sent
         self._ids = itertools.count(1)
         self._update_ids = itertools.count(100_000)
         self._changed = asyncio.Condition()
@@ -375,6 +378,28 @@ class FakeBotApi:
 
     def _m_sendDocument(self, params: dict[str, Any]) -> dict[str, Any]:
         return self._message(params, document={"file_id": f"doc{next(self._ids)}", "file_unique_id": "u2"})
+
+    def _m_sendPoll(self, params: dict[str, Any]) -> dict[str, Any]:
+        options = [o["text"] if isinstance(o, dict) else str(o) for o in params["options"]]
+        if not 2 <= len(options) <= 10 or not 1 <= len(params["question"]) <= 300:
+            raise _ApiError(400, "Bad Request: POLL_OPTIONS_INVALID")
+        anonymous = params.get("is_anonymous", True) not in (False, "false", "False")
+        poll = {
+            "id": f"poll{next(self._ids)}",
+            "question": params["question"],
+            "options": [
+                {"persistent_id": f"opt{index}", "text": text, "voter_count": 0} for index, text in enumerate(options)
+            ],
+            "total_voter_count": 0,
+            "is_closed": False,
+            "is_anonymous": anonymous,
+            "type": "regular",
+            "allows_multiple_answers": params.get("allows_multiple_answers") in (True, "true", "True"),
+            "allows_revoting": True,
+            "members_only": False,
+        }
+        self.polls[poll["id"]] = poll
+        return self._message(params, poll=poll)
 
     def _m_sendInvoice(self, params: dict[str, Any]) -> dict[str, Any]:
         payload = params["payload"]

@@ -206,3 +206,16 @@ def callback(presser: int, data: str, *, chat: dict[str, Any] | None = None, que
             "message": message(chat or private(presser), 7000000001, "pick one", date=T),
         }
     }
+
+
+def poll_answer(poll_id: str, voter: int, option_ids: list[int]) -> dict[str, Any]:
+    """A vote on a non-anonymous poll the bot sent (an empty ``option_ids`` withdraws it)."""
+    persistent = [f"opt{index}" for index in option_ids]  # as the fake's sendPoll numbers them
+    return {
+        "poll_answer": {
+            "poll_id": poll_id,
+            "user": user(voter),
+            "option_ids": option_ids,
+            "option_persistent_ids": persistent,
+        }
+    }

@@ -15,7 +15,7 @@ import json
 import logging
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Coroutine
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import aiohttp
@@ -25,10 +25,19 @@ import yarl
 from bot.adapters.retry import Backoff, describe, sleep_unless, waiting_can_fix
 from bot.config import CourseSettings
 from bot.core.commands.base import CommandSpec
-from bot.core.ports import AccessFix, AccessResult, AdapterDeps, AdapterStartError, CapabilityError, DeliveryError
+from bot.core.ports import (
+    AccessFix,
+    AccessResult,
+    AdapterDeps,
+    AdapterStartError,
+    CapabilityError,
+    DeliveryError,
+    PostedSurvey,
+)
 from bot.core.replies import OutgoingMessage, Reply
 from bot.core.reported_subscriptions import end_by_entitlement, note_access_lost, receive_subscription
 from bot.core.sales import receive_entitlement, record_refund
+from bot.core.surveys import PollVote, receive_poll_vote
 from storage.events import ActivityEvent, ChannelRef, CommandInvocation, EventError, MemberRef, Platform
 from storage.subscriptions import SubscriptionRecord
 
@@ -54,6 +63,7 @@ _RAW_EVENTS = (
     "ENTITLEMENT_",
     "SUBSCRIPTION_",
     "INTERACTION_CREATE",
+    "MESSAGE_POLL_VOTE_",
 )
 _SUBSCRIPTION_EVENTS = frozenset({"SUBSCRIPTION_CREATE", "SUBSCRIPTION_UPDATE", "SUBSCRIPTION_DELETE"})
 # A purchase or refund whose handling fails for a reason other than the database (a bug) is given up after this
@@ -62,6 +72,7 @@ HANDLER_ATTEMPTS = 5
 # Gateway close codes that mean "this bot may not connect like this" (token, shard, version, intents).
 _FATAL_CLOSE_CODES = frozenset({4004, 4010, 4011, 4012, 4013, 4014})
 _INTERACTION_MEMORY = 512  # raw interaction payloads kept until their handler runs (it runs within milliseconds)
+POLL_DURATION = timedelta(days=7)  # how long a /survey poll stays open (Discord allows up to 32 days)
 PORTAL_INTENTS = "Discord Developer Portal → your application → Bot → Privileged Gateway Intents"
 
 
@@ -111,6 +122,8 @@ class DiscordAdapter:
         self._button: CommandButtonFactory = command_button_class(self._on_button)
         self._saved_routes: tuple[str, yarl.URL] | None = None
         self._tree: discord.app_commands.CommandTree[Any] | None = None
+        # Poll votes are stored one at a time in gateway order: a vote removed and cast again must end as cast.
+        self._votes = asyncio.Lock()
 
     # --------------------------------------------------------------------------------------------------------
     # Lifecycle
@@ -138,6 +151,7 @@ class DiscordAdapter:
         intents.guild_messages = True
         intents.guild_reactions = True
         intents.message_content = self._config.message_content or self._settings.storage.store_text
+        intents.guild_polls = True  # votes on /survey poll (not privileged)
         return intents
 
     def _privileged_intents(self) -> list[str]:
@@ -452,6 +466,11 @@ class DiscordAdapter:
             return
         if not translate.in_guilds(payload, self._config.guild_ids):
             return
+        if event.startswith("MESSAGE_POLL_VOTE_"):
+            vote = translate.poll_vote(payload, removed=event == "MESSAGE_POLL_VOTE_REMOVE")
+            if vote is not None:
+                self._spawn(self._store_vote(vote), "discord-poll-vote")
+            return
         activity: ActivityEvent | None = None
         if event == "MESSAGE_CREATE":
             activity = translate.message_event(
@@ -472,6 +491,27 @@ class DiscordAdapter:
             activity = translate.member_left(payload, community=self._community, now=now)
         if activity is not None:
             self._put(activity)
+
+    async def _store_vote(self, vote: PollVote) -> None:
+        """Store a poll vote; Discord sends it once, so a database error is retried like an entitlement's."""
+        what = f"Discord poll vote of user {vote.user_id} on message {vote.poll_id}"
+        backoff = Backoff(self._retry_wait, self._retry_cap)
+        async with self._votes:  # tasks take the lock in the order they were spawned: gateway order
+            while True:
+                try:
+                    community_id = self._deps.dispatcher.community_id
+                    now = self._deps.clock.now()
+                    await asyncio.to_thread(receive_poll_vote, self._deps.engine, community_id, vote, now=now)
+                    return
+                except Exception as exc:
+                    if not waiting_can_fix(exc) and backoff.attempts + 1 >= HANDLER_ATTEMPTS:
+                        log.error("%s failed %d times (%s) and is given up", what, HANDLER_ATTEMPTS, describe(exc))
+                        return
+                    wait = backoff.next()
+                    log.warning("storing %s failed (%s); retrying in %g s", what, describe(exc), wait)
+                    if not await sleep_unless(lambda: self._stopping, wait):
+                        log.error("%s was not stored before the bot stopped", what)
+                        return
 
     def _put(self, event: ActivityEvent) -> None:
         try:
@@ -746,6 +786,44 @@ class DiscordAdapter:
             return AccessResult(ok=False, problem=f"Discord refused the role change: {exc}")
         detail = f"You now have the {getattr(role, 'name', 'course')} role in {guild.name}." if add else "Role removed."
         return AccessResult(ok=True, detail=detail)
+
+    # --------------------------------------------------------------------------------------------------------
+    # SurveyActions (/survey)
+
+    def _messageable(self, channel_id: str) -> discord.abc.Messageable:
+        found = self.client.get_channel(int(channel_id))
+        return (
+            found
+            if isinstance(found, discord.abc.Messageable)
+            else self.client.get_partial_messageable(int(channel_id))
+        )
+
+    async def post_survey(self, channel: ChannelRef, reply: Reply) -> PostedSurvey:
+        """Post a survey question with its buttons in the channel /survey was run in.
+
+        Raises:
+            DeliveryError: The bot may not post there.
+        """
+        try:
+            sent = await send_reply(self._messageable(channel.channel_id), reply, self._button)
+        except discord.HTTPException as exc:
+            raise DeliveryError(f"Discord refused the message in channel {channel.channel_id}: {exc.text}") from exc
+        return PostedSurvey(str(sent[-1].id))
+
+    async def post_poll(self, channel: ChannelRef, question: str, options: tuple[str, ...]) -> PostedSurvey:
+        """Post a native poll (one answer each, open a week); its votes arrive as MESSAGE_POLL_VOTE_* events.
+
+        Raises:
+            DeliveryError: Discord refused the poll (no Send Polls permission there).
+        """
+        poll = discord.Poll(question=question, duration=POLL_DURATION, multiple=False)
+        for option in options:
+            poll.add_answer(text=option)
+        try:
+            message = await self._messageable(channel.channel_id).send(poll=poll)
+        except discord.HTTPException as exc:
+            raise DeliveryError(f"Discord refused the poll in channel {channel.channel_id}: {exc.text}") from exc
+        return PostedSurvey(str(message.id), str(message.id))  # votes name the poll's message
 
     # --------------------------------------------------------------------------------------------------------
     # AccessReconciler (the scheduler's daily check)

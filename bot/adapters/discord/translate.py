@@ -17,6 +17,7 @@ from typing import Any
 
 from bot.config import CourseSettings
 from bot.core.reported_subscriptions import ReportedStatus, ReportedSubscription
+from bot.core.surveys import PollVote
 from storage.events import (
     ChannelRef,
     CommandInvocation,
@@ -465,3 +466,15 @@ def button_invocation(payload: Payload, *, community: str, now: datetime) -> Com
         channel=ChannelRef(str(channel_id)) if channel_id else None,
         is_private=payload.get("guild_id") is None,
     )
+
+
+def poll_vote(payload: Payload, *, removed: bool) -> PollVote | None:
+    """A ``MESSAGE_POLL_VOTE_ADD``/``_REMOVE`` → a vote on the poll in that message (answer ids count from 1).
+
+    Returns:
+        The vote (the poll is named by its message id), or None when the payload lacks a voter, message or answer.
+    """
+    user_id, message_id, answer_id = payload.get("user_id"), payload.get("message_id"), payload.get("answer_id")
+    if not user_id or not message_id or not isinstance(answer_id, int) or answer_id < 1:
+        return None
+    return PollVote(Platform.DISCORD.value, str(message_id), str(user_id), answer_id - 1, removed=removed)

@@ -31,7 +31,7 @@ from telegram.ext import Application, ApplicationBuilder, CallbackContext
 
 from analytics.formatting import plural
 from bot.adapters.retry import Backoff, describe
-from bot.adapters.telegram import payments, render
+from bot.adapters.telegram import payments, polls, render
 from bot.adapters.telegram.access import CourseAccess
 from bot.adapters.telegram.commands import CommandRouter
 from bot.adapters.telegram.ratelimit import FloodGate, FloodLimits, retry_seconds
@@ -39,9 +39,17 @@ from bot.adapters.telegram.translate import ADMIN_STATUSES, MembershipDeduper, T
 from bot.adapters.telegram.updates import UpdateFeed
 from bot.config import CourseSettings
 from bot.core.markup import Rich, link, rich
-from bot.core.ports import AccessFix, AccessResult, AdapterDeps, AdapterStartError, CapabilityError, DeliveryError
+from bot.core.ports import (
+    AccessFix,
+    AccessResult,
+    AdapterDeps,
+    AdapterStartError,
+    CapabilityError,
+    DeliveryError,
+    PostedSurvey,
+)
 from bot.core.replies import OutgoingMessage, Reply
-from storage.events import ActivityEvent, MemberJoined, MemberLeft, MemberRef, Platform
+from storage.events import ActivityEvent, ChannelRef, MemberJoined, MemberLeft, MemberRef, Platform
 
 log = logging.getLogger(__name__)
 
@@ -296,6 +304,9 @@ class TelegramAdapter:
         if update.my_chat_member is not None:
             self._note_own_status(update)
             return
+        if update.poll_answer is not None:
+            await polls.poll_answer(self, update.poll_answer)  # stored before the update is confirmed
+            return
         message = update.message
         if message is not None:
             if message.migrate_to_chat_id is not None and message.chat.id in self.scope.chat_ids:
@@ -544,6 +555,14 @@ class TelegramAdapter:
             await self._access.set_subscription_cancelled(member, subscription_ref, cancelled=cancelled)
         except TelegramError as exc:
             raise CapabilityError(f"Telegram refused to change the subscription: {exc.message}") from exc
+
+    async def post_survey(self, channel: ChannelRef, reply: Reply) -> PostedSurvey:
+        """Post a survey question with its buttons in a chat (see ``polls.py``)."""
+        return await polls.post_survey(self, channel, reply)
+
+    async def post_poll(self, channel: ChannelRef, question: str, options: tuple[str, ...]) -> PostedSurvey:
+        """Post a native non-anonymous poll (``sendPoll``; see ``polls.py``)."""
+        return await polls.post_poll(self, channel, question, options)
 
     async def access_holders(self, course: CourseSettings) -> frozenset[str] | None:
         """Bots cannot list a chat's members: always None, so buyers and refunded members are checked one by one."""

@@ -53,7 +53,7 @@ Part = TextPart | FilePart | InvoicePart
 
 
 def keyboard(buttons: Sequence[Button]) -> InlineKeyboardMarkup | None:
-    """An inline keyboard, one button per row.
+    """An inline keyboard, one button per row (consecutive buttons with the same ``row`` share one).
 
     Raises:
         CapabilityError: A ``premium`` button (a Discord-only purchase flow), or a command line longer than the
@@ -62,16 +62,23 @@ def keyboard(buttons: Sequence[Button]) -> InlineKeyboardMarkup | None:
     if not buttons:
         return None
     rows: list[list[InlineKeyboardButton]] = []
+    previous: Button | None = None
     for button in buttons:
+        if rows and previous is not None and button.row is not None and previous.row == button.row:
+            line = rows.pop()
+        else:
+            line = []
+        previous = button
+        rows.append(line)
         if button.kind == "url":
-            rows.append([InlineKeyboardButton(button.label, url=button.value)])
+            line.append(InlineKeyboardButton(button.label, url=button.value))
         elif button.kind == "command":
             if len(button.value.encode()) > CALLBACK_DATA_LIMIT:
                 raise CapabilityError(
                     f"the button {button.label!r} runs {button.value!r}, longer than the {CALLBACK_DATA_LIMIT} bytes "
                     "a Telegram button can carry"
                 )
-            rows.append([InlineKeyboardButton(button.label, callback_data=button.value)])
+            line.append(InlineKeyboardButton(button.label, callback_data=button.value))
         else:
             raise CapabilityError(f"Telegram has no {button.kind} buttons (the button {button.label!r})")
     return InlineKeyboardMarkup(rows)

@@ -42,6 +42,8 @@ _OBJECTS: Final = frozenset(
         "forward_origin",
         "successful_payment",
         "refunded_payment",
+        "poll_answer",
+        "voter_chat",
     }
 )
 _OBJECT_ARRAYS: Final = frozenset(
@@ -76,12 +78,13 @@ _STRINGS: Final = frozenset(
         "telegram_payment_charge_id",
         "provider_payment_charge_id",
         "status",
+        "poll_id",
     }
 )
 _BOOLEANS: Final = frozenset({"is_bot", "is_topic_message"})
 # Objects whose "id" is a user's or chat's numeric id (a callback query's or a pre-checkout query's is a string).
 _NUMERIC_ID_HOLDERS: Final = frozenset(
-    {"from", "chat", "sender_chat", "user", "actor_chat", "left_chat_member", "new_chat_members"}
+    {"from", "chat", "sender_chat", "user", "actor_chat", "left_chat_member", "new_chat_members", "voter_chat"}
 )
 _STRING_ID_HOLDERS: Final = frozenset({"callback_query", "pre_checkout_query"})
 # Keys whose meaning depends on the object holding them: "type" is a string in a chat or an entity but an object in

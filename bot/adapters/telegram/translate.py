@@ -65,8 +65,10 @@ ALLOWED_UPDATES: tuple[str, ...] = (
     "message_reaction",
     "chat_member",
     "my_chat_member",
+    "poll_answer",
 )
-"""Everything the bot needs. ``message_reaction`` and ``chat_member`` are opt-in: Telegram only sends them when
+"""Everything the bot needs (``poll_answer``: votes on the bot's own non-anonymous polls, see ``polls.py``).
+``message_reaction`` and ``chat_member`` are opt-in: Telegram only sends them when
 listed here (and only to a bot that is a chat administrator)."""
 
 TELEGRAM_SERVICE_USER_ID = 777000

@@ -11,5 +11,13 @@ def all_commands() -> tuple[CommandSpec, ...]:
     from bot.core.commands.member import MEMBER_COMMANDS
     from bot.core.commands.questions import QUESTION_COMMANDS
     from bot.core.commands.subscriptions import SUBSCRIPTION_COMMANDS
+    from bot.core.commands.surveys import SURVEY_ADMIN_COMMANDS, SURVEY_MEMBER_COMMANDS
 
-    return MEMBER_COMMANDS + SUBSCRIPTION_COMMANDS + ADMIN_COMMANDS + QUESTION_COMMANDS
+    return (
+        MEMBER_COMMANDS
+        + SUBSCRIPTION_COMMANDS
+        + SURVEY_MEMBER_COMMANDS
+        + ADMIN_COMMANDS
+        + QUESTION_COMMANDS
+        + SURVEY_ADMIN_COMMANDS
+    )

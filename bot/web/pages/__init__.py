@@ -13,7 +13,7 @@ from aiohttp import web
 
 from bot.web.context import CONTEXT
 from bot.web.data import REPORT_CACHE, ReportCache
-from bot.web.pages import members, ops, questions, report_pages, sales
+from bot.web.pages import members, ops, questions, report_pages, sales, surveys
 from bot.web.pages.common import JINJA, STATIC, build_environment
 
 PLOTLY_CACHE = "public, max-age=31536000, immutable"
@@ -76,4 +76,7 @@ def add_page_routes(app: web.Application) -> None:
     r.add_get("/questions.csv", questions.questions_csv)
     r.add_get("/questions.json", questions.questions_json_page)
     r.add_get("/nudges", ops.nudges_page)
+    r.add_get("/surveys", surveys.surveys_page)
+    r.add_get("/surveys.csv", surveys.surveys_csv)
+    r.add_get("/surveys.json", surveys.surveys_json)
     r.add_get("/health", ops.health_page)

@@ -31,6 +31,7 @@ NAV: tuple[tuple[str, str], ...] = (
     ("/sales", "Sales"),
     ("/questions", "Questions"),
     ("/nudges", "Nudges"),
+    ("/surveys", "Surveys"),
     ("/health", "Health"),
 )
 

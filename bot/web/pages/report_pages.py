@@ -17,6 +17,7 @@ from analytics.render.json import render_json
 from analytics.render.shared import data_notices, key_figures, week_over_week
 from analytics.results import ChannelActivity, Report
 from analytics.weeks import week_start
+from bot.reporting import with_surveys
 from bot.web.data import DashboardData
 from bot.web.pages import charts
 from bot.web.pages.common import context, csv_response, dashboard_data, page_values, render
@@ -219,7 +220,10 @@ async def retention(request: web.Request) -> web.Response:
 async def report_json(request: web.Request) -> web.Response:
     """``/report.json``: the report JSON (docs/metrics.md) of the chosen range."""
     data = await dashboard_data(request)
-    return web.Response(text=render_json(data.report), content_type="application/json", charset="utf-8")
+    ctx = context(request)
+    # The cached report is built from frames alone; its surveys section is read fresh (a small table).
+    report = await asyncio.to_thread(with_surveys, ctx.engine, data.report, ctx.community_id)
+    return web.Response(text=render_json(report), content_type="application/json", charset="utf-8")
 
 
 async def activity_csv(request: web.Request) -> web.Response:

@@ -1,7 +1,7 @@
 """question pings: one claimed ping per help question left unanswered
 
-Revision ID: 0013
-Revises: 0009 (the integrator re-chains it after 0010)
+Revision ID: 0012
+Revises: 0011 (the integrator re-chains it after 0010)
 Create Date: 2026-12-05
 """
 
@@ -12,8 +12,8 @@ from alembic import op
 
 import storage.types
 
-revision: str = "0013"
-down_revision: str | None = "0010"
+revision: str = "0012"
+down_revision: str | None = "0011"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
