@@ -89,7 +89,3 @@ async def test_the_questions_csv_and_json(client: Client) -> None:
     data = json.loads(await (await client.get("/questions.json?from=2024-03-04&to=2024-03-19")).text())
     assert data["questions"] == 3 and data["helper_count"] == 1
     assert [w["questions"] for w in data["weekly"]] == [0, 3, 0]
-    # The dashboard's report JSON carries the same section as the page's own JSON.
-    report = json.loads(await (await client.get("/report.json?from=2024-03-04&to=2024-03-19")).text())
-    assert report["questions"]["questions"] == 3 and report["questions"]["helper_count"] == 1
-    assert [w["questions"] for w in report["questions"]["weekly"]] == [0, 3, 0]

@@ -24,8 +24,7 @@ LISTED = 50
 """How many helpers and waiting questions the page names."""
 
 
-async def range_summary(request: web.Request, top_n: int = LISTED) -> QuestionsSummary:
-    """The questions section (``[help]``) over the dashboard's chosen range, naming ``top_n`` helpers and questions."""
+async def _summary(request: web.Request, top_n: int = LISTED) -> QuestionsSummary:
     ctx = context(request)
     rng = await dashboard_range(request)
     tz = ctx.settings.community.tz
@@ -56,7 +55,7 @@ async def questions_page(request: web.Request) -> web.Response:
     """``/questions``: the range's questions, answer times, help channels, helpers and the longest-waiting questions."""
     ctx = context(request)
     rng = await dashboard_range(request)
-    summary = await range_summary(request)
+    summary = await _summary(request)
     tz = ctx.settings.community.tz
     waiting = []
     for q in summary.waiting:
@@ -94,7 +93,7 @@ async def questions_page(request: web.Request) -> web.Response:
 
 async def questions_csv(request: web.Request) -> web.Response:
     """``/questions.csv``: one row per ISO week of the range with its question figures."""
-    summary = await range_summary(request)
+    summary = await _summary(request)
     rows = [
         [
             week_label(w.start),
@@ -123,6 +122,6 @@ async def questions_csv(request: web.Request) -> web.Response:
 
 async def questions_json_page(request: web.Request) -> web.Response:
     """``/questions.json``: the report JSON's ``questions`` section for the range (docs/metrics.md)."""
-    summary = await range_summary(request)
+    summary = await _summary(request)
     body = json.dumps(questions_json(summary), indent=2, sort_keys=True)
     return web.Response(text=body, content_type="application/json", charset="utf-8")

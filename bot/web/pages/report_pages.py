@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import importlib
-from dataclasses import replace
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -22,12 +21,9 @@ from bot.reporting import with_surveys
 from bot.web.data import DashboardData
 from bot.web.pages import charts
 from bot.web.pages.common import context, csv_response, dashboard_data, page_values, render
-from bot.web.pages.questions import range_summary
 from storage.member_profile import day_totals
 
 RETENTION_WEEKS = 12
-
-REPORT_TOP_N = 10  # as many helpers and waiting questions as `cohortbot report` names
 
 
 def _midnight(day: date, data: DashboardData, request: web.Request) -> datetime:
@@ -225,10 +221,8 @@ async def report_json(request: web.Request) -> web.Response:
     """``/report.json``: the report JSON (docs/metrics.md) of the chosen range."""
     data = await dashboard_data(request)
     ctx = context(request)
-    # The cached report is built from frames alone; its surveys and questions sections are read fresh (small
-    # tables, and the help channels' messages of the range).
+    # The cached report is built from frames alone; its surveys section is read fresh (a small table).
     report = await asyncio.to_thread(with_surveys, ctx.engine, data.report, ctx.community_id)
-    report = replace(report, questions=await range_summary(request, top_n=REPORT_TOP_N))
     return web.Response(text=render_json(report), content_type="application/json", charset="utf-8")
 
 
