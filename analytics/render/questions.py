@@ -92,12 +92,9 @@ TEXT_NAME_WIDTH = 24
 _TEXT_HEADERS = ("", "Questions", "≤ 1 h", "≤ 24 h", "Median", "p90", "Unanswered")
 
 
-def _text_row(name: str, f: QuestionFigures) -> list[str]:
-    shown = clean_name(name)
-    if len(shown) > TEXT_NAME_WIDTH:
-        shown = shown[: TEXT_NAME_WIDTH - 1] + "…"
+def figure_cells(f: QuestionFigures) -> list[str]:
+    """One row's figures as shown in tables: questions, answered ≤ 1 h and ≤ 24 h, median, p90, unanswered."""
     return [
-        shown,
         fmt_int(f.questions),
         fmt_pct(f.answered_1h),
         fmt_pct(f.answered_24h),
@@ -105,6 +102,13 @@ def _text_row(name: str, f: QuestionFigures) -> list[str]:
         fmt_minutes(f.p90_minutes),
         fmt_int(f.unanswered),
     ]
+
+
+def _text_row(name: str, f: QuestionFigures) -> list[str]:
+    shown = clean_name(name)
+    if len(shown) > TEXT_NAME_WIDTH:
+        shown = shown[: TEXT_NAME_WIDTH - 1] + "…"
+    return [shown, *figure_cells(f)]
 
 
 def questions_text(summary: QuestionsSummary) -> list[str]:

@@ -18,6 +18,7 @@ from bot.core.ports import CapabilityError, DeliveryError, SurveyActions
 from bot.core.replies import Reply
 from bot.core.surveys import nps_question, nps_reply, thanks_reply
 from storage import surveys
+from storage.events import ChannelRef
 from storage.members import human_member_count
 from storage.surveys import COMMENT_LIMIT, SurveyError
 
@@ -49,6 +50,11 @@ async def survey(ctx: CommandContext) -> Reply:
     return await _poll_here(ctx, details)
 
 
+def _channel_key(channel: ChannelRef) -> str:
+    """The channel id as storage keeps it: ``"<chat_id>#<topic_id>"`` for a Telegram forum topic or thread."""
+    return channel.channel_id if channel.thread_id is None else f"{channel.channel_id}#{channel.thread_id}"
+
+
 async def _nps_here(ctx: CommandContext) -> Reply:
     _where(ctx, "nps")
     actions = _survey_actions(ctx)
@@ -57,7 +63,6 @@ async def _nps_here(ctx: CommandContext) -> Reply:
     now = ctx.clock.now()
     audience = await asyncio.to_thread(human_member_count, ctx.engine, ctx.community_id)
     question = nps_question(ctx.settings.community.name)
-    channel_key = channel.channel_id if channel.thread_id is None else f"{channel.channel_id}#{channel.thread_id}"
     survey_id = await asyncio.to_thread(
         surveys.create_survey,
         ctx.engine,
@@ -67,7 +72,7 @@ async def _nps_here(ctx: CommandContext) -> Reply:
         question=question,
         now=now,
         platform=ctx.platform.value,
-        channel_id=channel_key,
+        channel_id=_channel_key(channel),
         created_by=ctx.invoker.user_id,
         audience=audience,
     )
@@ -149,7 +154,6 @@ async def _poll_here(ctx: CommandContext, details: str) -> Reply:
         reason = exc.reason if isinstance(exc, DeliveryError) else str(exc)
         return Reply.say(f"I could not post the poll here: {reason}.", private=True)
     audience = await asyncio.to_thread(human_member_count, ctx.engine, ctx.community_id)
-    channel_key = channel.channel_id if channel.thread_id is None else f"{channel.channel_id}#{channel.thread_id}"
     survey_id = await asyncio.to_thread(
         surveys.create_survey,
         ctx.engine,
@@ -160,7 +164,7 @@ async def _poll_here(ctx: CommandContext, details: str) -> Reply:
         options=answers,
         now=ctx.clock.now(),
         platform=ctx.platform.value,
-        channel_id=channel_key,
+        channel_id=_channel_key(channel),
         created_by=ctx.invoker.user_id,
         audience=audience,
     )

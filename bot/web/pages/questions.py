@@ -12,9 +12,9 @@ import json
 from aiohttp import web
 
 from analytics.formatting import fmt_day, fmt_int, fmt_pct
-from analytics.questions import QuestionFigures, QuestionsSummary
+from analytics.questions import QuestionsSummary
 from analytics.render import clean_name
-from analytics.render.questions import fmt_minutes, questions_json
+from analytics.render.questions import figure_cells, fmt_minutes, questions_json
 from analytics.weeks import week_label, week_start
 from bot.core.commands.questions import message_link
 from bot.questions import questions_section
@@ -38,17 +38,6 @@ async def _summary(request: web.Request, top_n: int = LISTED) -> QuestionsSummar
         as_of=rng.end,
         top_n=top_n,
     )
-
-
-def _cells(f: QuestionFigures) -> list[str]:
-    return [
-        fmt_int(f.questions),
-        fmt_pct(f.answered_1h),
-        fmt_pct(f.answered_24h),
-        fmt_minutes(f.median_minutes),
-        fmt_minutes(f.p90_minutes),
-        fmt_int(f.unanswered),
-    ]
 
 
 async def questions_page(request: web.Request) -> web.Response:
@@ -81,8 +70,8 @@ async def questions_page(request: web.Request) -> web.Response:
         p90=fmt_minutes(total.p90_minutes),
         unanswered=fmt_int(total.unanswered),
         helper_count=fmt_int(summary.helper_count),
-        weeks=[[week_label(w.start), *_cells(w.figures)] for w in summary.weeks],
-        channels=[[clean_name(c.name), *_cells(c.figures)] for c in summary.channels],
+        weeks=[[week_label(w.start), *figure_cells(w.figures)] for w in summary.weeks],
+        channels=[[clean_name(c.name), *figure_cells(c.figures)] for c in summary.channels],
         helpers=[[clean_name(h.name), fmt_int(h.answers), fmt_minutes(h.median_minutes)] for h in summary.helpers],
         waiting=waiting,
         limit_hours=ctx.settings.help.unanswered_after_hours,
