@@ -86,7 +86,8 @@ def test_the_unit_is_hardened_but_keeps_the_network_and_its_database_directory()
     assert one(service, "PrivateTmp") == "yes"
     assert one(service, "CapabilityBoundingSet") == ""
     families = one(service, "RestrictAddressFamilies").split()
-    assert {"AF_INET", "AF_INET6", "AF_UNIX"} == set(families)  # Discord, Telegram, PostgreSQL, the journal
+    # Discord, Telegram, PostgreSQL, the journal, and getaddrinfo's look at the configured address families.
+    assert {"AF_INET", "AF_INET6", "AF_UNIX", "AF_NETLINK"} == set(families)
     assert "PrivateNetwork" not in service and "IPAddressDeny" not in service
     # Matplotlib needs a writable cache folder for the digest charts: one systemd creates.
     assert "MPLCONFIGDIR=/var/cache/cohortbot/matplotlib" in service["Environment"]
