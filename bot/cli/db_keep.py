@@ -58,7 +58,7 @@ def cmd_db_backup(args: argparse.Namespace) -> int:
     engine = existing_engine(settings)
     try:
         result = backup_sqlite(engine, Path(args.path), force=args.force)
-    except BackupExistsError as exc:
+    except (BackupExistsError, ValueError) as exc:
         raise CommandError(str(exc), EXIT_USAGE) from exc
     except OSError as exc:
         raise CommandError(f"cannot write the backup: {exc}") from exc

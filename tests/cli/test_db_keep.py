@@ -104,6 +104,13 @@ def test_backup_refuses_to_overwrite_unless_forced(tmp_path: Path, capsys: pytes
     assert backup.read_bytes() == b"last week's backup"
     code, _out, err = cli(capsys, "db", "backup", str(backup), "--force", "--config", str(config))
     assert code == 0, err
+    # Not even --force replaces the live database with a copy of itself.
+    live = tmp_path / "cohortbot.db"
+    before = live.stat().st_ino
+    code, _out, err = cli(capsys, "db", "backup", str(live), "--force", "--config", str(config))
+    assert code == 2
+    assert err == f"cohortbot: {live} is the database itself; back it up to another file\n"
+    assert live.stat().st_ino == before
     with sqlite3.connect(backup) as copy:
         assert copy.execute("SELECT count(*) FROM alembic_version").fetchone() == (1,)
 
