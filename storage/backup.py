@@ -73,12 +73,8 @@ def backup_sqlite(engine: Engine, destination: Path, *, force: bool = False) -> 
     if engine.dialect.name != "sqlite" or engine.url.database in (None, "", ":memory:"):
         raise ValueError("the online backup works on a SQLite file only")
     destination = destination.expanduser().absolute()
-    source = Path(engine.url.database or "").expanduser().resolve()
-    if destination.resolve() in {
-        source,
-        source.with_name(source.name + "-wal"),
-        source.with_name(source.name + "-shm"),
-    }:
+    live = Path(engine.url.database or "").expanduser().resolve()
+    if destination.resolve() in {live, live.with_name(live.name + "-wal"), live.with_name(live.name + "-shm")}:
         # With --force this would swap the live file under a running bot, which keeps writing to the old one.
         raise ValueError(f"{destination} is the database itself; back it up to another file")
     if destination.exists() and not force:
