@@ -69,7 +69,9 @@ def test_a_backup_taken_while_the_bot_writes_is_a_sound_prefix_of_its_events(
         assert reported[-1] == "charge-29", writer.stderr.read() if writer.stderr else ""
         backup = tmp_path / "backups" / "cohortbot-backup.db"
         code, out, err = cli(capsys, "db", "backup", str(backup), "--config", str(config))
-        assert writer.poll() is None  # the bot was writing all along
+        assert writer.poll() is None  # the bot was writing all along ...
+        after = [writer.stdout.readline().split()[1] for _ in range(5)]  # ... and goes on: the backup blocked nothing
+        assert all(int(c.split("-")[1]) >= 30 for c in after)
     finally:
         writer.kill()
         writer.wait(timeout=30)
