@@ -23,6 +23,7 @@ from bot.cli.check_config import cmd_check_config
 from bot.cli.common import EXIT_FAILED, EXIT_OK, EXIT_USAGE, CommandError, as_of_date, database_error, positive_int
 from bot.cli.dashboard import add_dashboard_commands
 from bot.cli.db import cmd_db_rebuild_rollups, cmd_db_status, cmd_db_upgrade
+from bot.cli.db_keep import cmd_db_backup, cmd_db_copy, cmd_db_verify
 from bot.cli.forget import PLATFORMS, cmd_forget
 from bot.cli.imports import cmd_import_discord, cmd_import_telegram, time_zone
 from bot.cli.local import cmd_console, cmd_demo
@@ -39,9 +40,12 @@ __all__ = [
     "build_parser",
     "cmd_check_config",
     "cmd_console",
+    "cmd_db_backup",
+    "cmd_db_copy",
     "cmd_db_rebuild_rollups",
     "cmd_db_status",
     "cmd_db_upgrade",
+    "cmd_db_verify",
     "cmd_demo",
     "cmd_digest",
     "cmd_forget",
@@ -111,6 +115,22 @@ def build_parser() -> argparse.ArgumentParser:
         p = db_sub.add_parser(name, help=doc.rstrip("."), description=doc)
         config_option(p)
         p.set_defaults(func=func)
+    p = db_sub.add_parser(
+        "backup", help="a consistent copy of the SQLite file, while the bot runs", description=cmd_db_backup.__doc__
+    )
+    p.add_argument("path", metavar="PATH", help="the backup file to write")
+    p.add_argument("--force", action="store_true", help="replace PATH if it exists")
+    config_option(p)
+    p.set_defaults(func=cmd_db_backup)
+    p = db_sub.add_parser(
+        "verify", help="integrity, schema, rollups against raw events", description=cmd_db_verify.__doc__
+    )
+    config_option(p)
+    p.set_defaults(func=cmd_db_verify)
+    p = db_sub.add_parser("copy", help="move the SQLite database to PostgreSQL", description=cmd_db_copy.__doc__)
+    p.add_argument("--to", required=True, metavar="URL", help="an empty PostgreSQL database: postgresql://user@host/db")
+    config_option(p)
+    p.set_defaults(func=cmd_db_copy)
 
     imp = sub.add_parser("import", help="import history from platform exports", description="Import history.")
     imp_sub = imp.add_subparsers(dest="import_command", metavar="SOURCE", required=True)
