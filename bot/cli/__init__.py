@@ -67,6 +67,12 @@ def build_parser() -> argparse.ArgumentParser:
         choices=["DEBUG", "INFO", "WARNING", "ERROR"],
         help="default: INFO for `run`, WARNING for everything else",
     )
+    parser.add_argument(
+        "--log-format",
+        choices=["text", "json"],
+        default="text",
+        help="text (default), or json: one JSON object per line (time, level, logger, message), for log shippers",
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     def config_option(p: argparse.ArgumentParser) -> None:
@@ -182,9 +188,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return EXIT_USAGE
     secrets = load_secrets(os.environ)
-    secret_values = [s for s in (secrets.telegram_token, secrets.discord_token, secrets.signing_secret) if s]
+    secret_values = [
+        s for s in (secrets.telegram_token, secrets.discord_token, secrets.signing_secret, secrets.metrics_token) if s
+    ]
     install_process_hooks(secret_values)
-    configure_logging(args.log_level or getattr(args, "default_log_level", "WARNING"), secret_values)
+    configure_logging(
+        args.log_level or getattr(args, "default_log_level", "WARNING"), secret_values, log_format=args.log_format
+    )
     # Everything the CLI prints goes through one filter: no secret, and no terminal control from a member's name.
     out = RedactingStream(sys.stdout, secret_values, clean=True)
     err = RedactingStream(sys.stderr, secret_values, clean=True)
