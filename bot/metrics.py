@@ -22,7 +22,7 @@ from storage.ingest import BatchResult
 from storage.writer import LedgerKind
 
 CONTENT_TYPE: Final = CONTENT_TYPE_LATEST
-"""The ``Content-Type`` of :meth:`Metrics.render` (Prometheus text format 0.0.4)."""
+"""The ``Content-Type`` of :meth:`Metrics.render` (the Prometheus text format, as prometheus_client names it)."""
 
 # Batch writes take milliseconds on SQLite and tens of milliseconds on a remote PostgreSQL; a batch over a few
 # seconds means the database is struggling.

@@ -77,18 +77,20 @@ class JsonFormatter(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         """The record as a JSON line (already redacted by :class:`RedactingFilter`)."""
+        # Control characters are replaced before encoding: JSON would only escape them, and whatever shows the
+        # decoded message (a log viewer, ``jq -r``) would then let a member's name drive the terminal.
         entry: dict[str, str] = {
             "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
             "level": record.levelname,
             "logger": record.name,
-            "message": record.getMessage(),
+            "message": clean_text(record.getMessage()),
         }
         if record.exc_info and not record.exc_text:
             record.exc_text = self.formatException(record.exc_info)
         if record.exc_text:
-            entry["exception"] = record.exc_text
+            entry["exception"] = clean_text(record.exc_text)
         if record.stack_info:
-            entry["stack"] = self.formatStack(record.stack_info)
+            entry["stack"] = clean_text(self.formatStack(record.stack_info))
         return json.dumps(entry, ensure_ascii=False)
 
 
