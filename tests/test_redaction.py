@@ -214,6 +214,17 @@ def test_json_log_lines_are_one_object_each_redacted_and_without_terminal_contro
         assert TELEGRAM_TOKEN not in line and SIGNING_SECRET not in line
 
 
+async def test_with_json_logs_a_failed_start_is_a_json_line_too(tmp_path: Path) -> None:
+    config = tmp_path / "cohortbot.toml"
+    config.write_text('[community]\nname = "PyCraft"\n', encoding="utf-8")
+    code, output = await run_cli("--log-format", "json", "run", "--config", str(config), secrets={})
+    assert code == 2
+    (line,) = output.splitlines()
+    entry = json.loads(line)
+    assert entry["level"] == "ERROR"
+    assert entry["message"].startswith("cohortbot: nothing to run: no platform is enabled")
+
+
 def test_cli_log_format_option_defaults_to_text() -> None:
     from bot.cli import build_parser
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import logging
 import os
 import sys
 from collections.abc import Sequence
@@ -203,12 +204,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             try:
                 code: int = args.func(args)
             except CommandError as exc:
-                print(f"cohortbot: {exc}", file=sys.stderr)
+                _error(args, str(exc))
                 return exc.code
             except SQLAlchemyError as exc:
                 # A locked SQLite file or an unreachable server, wherever the command met it: one line, no
                 # traceback, no password; the command's transaction was rolled back.
-                print(f"cohortbot: {database_error(args, exc)}", file=sys.stderr)
+                _error(args, database_error(args, exc))
                 return EXIT_FAILED
     except KeyboardInterrupt:
         return 130
@@ -217,3 +218,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return EXIT_OK
     return code
+
+
+def _error(args: argparse.Namespace, message: str) -> None:
+    """Say why the command failed: a ``cohortbot: ...`` line, or a JSON log record with ``--log-format json``."""
+    if args.log_format == "json":
+        # A log shipper reading stderr line by line must not meet the one line that is not JSON.
+        logging.getLogger("bot.cli").error("cohortbot: %s", message)
+    else:
+        print(f"cohortbot: {message}", file=sys.stderr)
