@@ -77,7 +77,7 @@ async def test_the_webhook_shares_the_dashboard_port_and_checks_its_own_secret(
                     assert (health.status, await health.text()) == (200, "ok\n")
                 async with http.get(f"http://127.0.0.1:{port}/metrics") as scraped:
                     figures = await scraped.text()
-                assert 'cohortbot_events_stored_total{type="message",platform="telegram"} 1.0' in figures
+                assert 'cohortbot_events_stored_total{platform="telegram",type="message"} 1.0' in figures
                 # Other POSTs still need a dashboard session, and nothing listens on webhook_listen.
                 async with http.post(f"http://127.0.0.1:{port}/elsewhere", json=update, headers=headers) as other:
                     assert other.status == 401
