@@ -24,7 +24,8 @@ from bot.clock import Clock, SystemClock
 from bot.config import Secrets, Settings
 from bot.core.commands import all_commands
 from bot.core.dispatcher import Dispatcher
-from bot.core.ports import Adapter, AdapterDeps, PlatformActions, WebhookRoutes
+from bot.core.ports import Adapter, AdapterDeps, ConnectionStatus, PlatformActions, WebhookRoutes
+from bot.metrics import CONTENT_TYPE, Metrics
 from bot.scheduler import Scheduler
 from bot.schema import SchemaOutdatedError as SchemaOutdatedError  # re-exported: the console catches it
 from bot.schema import check_schema
@@ -87,6 +88,9 @@ class App:
     webhooks: WebhookRoutes | None = None
     web_server: WebServer | None = None
     stripe: StripeCheckout | None = None
+    # The app's own registry (never prometheus_client's global one), served on /metrics.
+    metrics: Metrics = field(default_factory=Metrics)
+    metrics_token: str | None = None
     _started: list[Adapter] = field(default_factory=list)
     _scheduling: bool = False
 
@@ -116,6 +120,7 @@ class App:
     async def _start_web(self, community_id: int) -> None:
         from bot.core.checkout import CheckoutDesk
         from bot.web.context import WebContext
+        from bot.web.metrics import MetricsEndpoint
         from bot.web.server import WebServer
         from bot.web.webhooks import PaymentWebhooks
 
@@ -149,10 +154,17 @@ class App:
             webhooks=self.webhooks,
             payments=payments,
             dashboard=self.settings.dashboard.enabled,
+            metrics=MetricsEndpoint(self.metrics.render, CONTENT_TYPE, self.metrics_token),
         )
         await server.start()
         self.web_server = server
-        log.info("%s at %s", "dashboard" if self.settings.dashboard.enabled else "payment webhooks", server.url)
+        if self.settings.dashboard.enabled:
+            served = "dashboard"
+        elif self.settings.stripe.enabled or self.settings.checkout.enabled:
+            served = "payment webhooks"
+        else:
+            served = "web server (/healthz, /metrics)"
+        log.info("%s at %s", served, server.url)
 
     async def _notify(self, message: OutgoingMessage) -> None:
         """Send a receipt or notice through the adapter of the message's platform (a stopped one sends nothing)."""
@@ -163,13 +175,25 @@ class App:
         log.warning("no running %s adapter to send a checkout notice with", message.platform)
 
     def health_problems(self) -> list[str]:
-        """What ``/healthz`` reports as not running: the writer's worker, the scheduler (empty when all is well)."""
+        """What ``/healthz`` reports as not running (empty when all is well).
+
+        The writer's worker, the scheduler, and the connection of every started platform adapter (the Telegram
+        poller failing to reach the Bot API, the Discord gateway not connected).
+        """
         problems: list[str] = []
         writer_tasks = self.writer.supervised_tasks()
         if not writer_tasks or any(task.done() for task in writer_tasks.values()):
             problems.append("the event writer is not running")
         if self._scheduling and not self.scheduler.running:
             problems.append("the scheduler is not running")
+        for adapter in self.adapters:
+            if not isinstance(adapter, ConnectionStatus):
+                continue
+            if adapter not in self._started:
+                # Still connecting (the web server starts first), or stopped: not alive either way.
+                problems.append(f"the {adapter.name} adapter is not running")
+            elif (problem := adapter.connection_problem()) is not None:
+                problems.append(problem)
         return problems
 
     def supervised_tasks(self) -> dict[str, asyncio.Task[Any]]:
@@ -276,7 +300,9 @@ def build_app(
     clock = clock or SystemClock()
     engine = engine or make_engine(settings.storage.url)
     store = IngestStore(engine, store_text=settings.storage.store_text)
-    writer = EventWriter(store)
+    metrics = Metrics()
+    writer = EventWriter(store, observer=metrics)
+    metrics.watch_queue(lambda: writer.pending)
     stripe_account: StripeCheckout | None = None
     if settings.stripe.enabled and secrets.stripe_api_key and secrets.stripe_webhook_secret:
         from bot.stripe_checkout import StripeCheckout
@@ -292,6 +318,7 @@ def build_app(
         clock=clock,
         signing_secret=secrets.signing_secret,
         checkout_sessions=stripe_account,
+        telemetry=metrics,
     )
     # With the dashboard in-process, a webhook is served on its port rather than on a listener of its own.
     webhooks = WebhookRoutes() if settings.dashboard.enabled else None
@@ -303,6 +330,7 @@ def build_app(
         clock=clock,
         engine=engine,
         webhooks=webhooks,
+        telemetry=metrics,
     )
     built = list(adapters(deps)) if adapters else []
     dispatcher.alerts.attach(*built)
@@ -314,6 +342,7 @@ def build_app(
         community_id=lambda: dispatcher.community_id,
         sleep=sleep or asyncio.sleep,
         alerts=dispatcher.alerts,
+        telemetry=metrics,
     )
     return App(
         settings=settings,
@@ -327,6 +356,8 @@ def build_app(
         signing_secret=secrets.signing_secret,
         webhooks=webhooks,
         stripe=stripe_account,
+        metrics=metrics,
+        metrics_token=secrets.metrics_token,
     )
 
 

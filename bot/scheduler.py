@@ -35,6 +35,7 @@ from bot.core.reconcile import reconcile_access
 from bot.core.replies import OutgoingMessage, Reply
 from bot.core.subscriptions import run_subscriptions
 from bot.core.surveys import send_survey_dms
+from bot.core.telemetry import NoTelemetry, Telemetry
 from storage import digests, job_runs, nudge_log
 
 log = logging.getLogger(__name__)
@@ -82,6 +83,7 @@ class Scheduler:
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         host: str | None = None,
         alerts: SaleAlerts | None = None,
+        telemetry: Telemetry | None = None,
     ) -> None:
         """Create the scheduler (nothing runs until ``start``).
 
@@ -94,6 +96,7 @@ class Scheduler:
             sleep: How the nudge run waits between messages (tests pass a fake).
             host: Recorded with each job run and digest claim (default: host name and process id).
             alerts: The owners' sale alerts (the dispatcher's), told when a subscription's access ends.
+            telemetry: Where job runs and the DMs they send are counted (``/metrics``); nothing by default.
         """
         self.settings = settings
         self.engine = engine
@@ -103,6 +106,7 @@ class Scheduler:
         self.sleep = sleep
         self.host = host or f"{socket.gethostname()}:{os.getpid()}"
         self.alerts = alerts
+        self.telemetry: Telemetry = telemetry or NoTelemetry()
         self._aps: AsyncIOScheduler | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self._running: set[asyncio.Task[Any]] = set()
@@ -240,6 +244,7 @@ class Scheduler:
             outcome=result.outcome,
             detail=result.detail,
         )
+        self.telemetry.job_finished(name, result.outcome)
         log.info("job %s: %s (%s)", name, result.outcome, result.detail)
         return result
 
@@ -359,6 +364,7 @@ class Scheduler:
             sleep=self.sleep,
             should_stop=lambda: self._stopping,
         )
+        self.telemetry.dms_sent("nudge", result.sent, plan.skipped.get("over_budget", 0))
         detail = (
             f"eligible {plan.eligible}: sent {result.sent}, held out {result.held_out}, "
             f"unreachable {result.unreachable}, failed {result.failed}"
@@ -417,6 +423,7 @@ class Scheduler:
             sleep=self.sleep,
             should_stop=lambda: self._stopping,
         )
+        self.telemetry.dms_sent("survey", run.sent, run.over_budget)
         return JobResult("skipped" if run.quiet_hours and not run.sent else "ok", run.detail())
 
 

@@ -17,10 +17,11 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import logging
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TypeVar
+from typing import Literal, Protocol, TypeVar
 
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 
@@ -42,6 +43,9 @@ class _Flush:
 
 
 _STOP = object()
+
+LedgerKind = Literal["purchase", "refund"]
+"""What :meth:`WriterObserver.ledger_committed` was told about."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,6 +71,35 @@ class Commit:
             return cls(communities, None, None)
         instants = [event.occurred_at for event in events]
         return cls(communities, min(instants, default=None), max(instants, default=None))
+
+
+class WriterObserver(Protocol):
+    """Told what the writer committed, for counters (``bot/metrics.py`` implements it; storage never imports bot).
+
+    Both methods run on the event loop right after the commit; they must be quick, and an error in one is logged,
+    never raised into the writer.
+    """
+
+    def batch_committed(self, platform: str, result: BatchResult, seconds: float) -> None:
+        """A batch of one platform's activity events was committed.
+
+        Args:
+            platform: The events' platform (``telegram``, ``discord``, ``console``...).
+            result: What the batch changed, and how many of its events were already stored (duplicates).
+            seconds: How long the database took to write the batch (the last, successful attempt).
+        """
+        ...
+
+    def ledger_committed(self, kind: LedgerKind, platform: str, provider: str, created: bool) -> None:
+        """A purchase or refund was committed (``created`` is False when it was already stored).
+
+        Args:
+            kind: ``purchase`` or ``refund``.
+            platform: The platform it came through.
+            provider: How it was paid (``telegram_stars``, ``stripe``...); empty for a refund.
+            created: Whether this call stored it (False: a redelivery of one already stored).
+        """
+        ...
 
 
 class WriterClosedError(RuntimeError):
@@ -95,6 +128,7 @@ class EventWriter:
         max_queue: int = 100_000,
         retry_delay: float = 1.0,
         monotonic: Callable[[], float] | None = None,
+        observer: WriterObserver | None = None,
     ) -> None:
         """Create a writer.
 
@@ -108,6 +142,7 @@ class EventWriter:
             retry_delay: First wait before retrying a batch the database refused to take (doubles up to 30 s).
             monotonic: The clock the flush timer reads, in seconds (default: the event loop's); tests inject one
                 they move by hand, as the scheduler's tests do with its clock.
+            observer: Told about every commit (the bot's metrics); none by default.
         """
         self.store = store
         self.flush_interval = flush_interval
@@ -123,6 +158,7 @@ class EventWriter:
         self.totals = BatchResult()
         self.rejected = 0
         self._commit_listeners: list[Callable[[Commit], None]] = []
+        self.observer = observer
 
     def add_commit_listener(self, listener: Callable[[Commit], None]) -> None:
         """Call ``listener`` on the event loop after every committed batch, purchase and refund, with what it touched.
@@ -211,6 +247,7 @@ class EventWriter:
         """
         outcome = await self._ledger(self.store.record_purchase, event)
         self._committed([event])
+        self._observe_ledger("purchase", event.platform.value, event.source.value, outcome.created)
         log.info(
             "purchase %s %s of %r by %s:%s (%s)",
             "stored" if outcome.created else "already stored",
@@ -226,7 +263,24 @@ class EventWriter:
         """Commit a refund, then return. ``created`` is False when it was already refunded."""
         outcome = await self._ledger(self.store.record_refund, event)
         self._committed([event])
+        self._observe_ledger("refund", event.platform.value, "", outcome.created)
         return outcome
+
+    def _observe_ledger(self, kind: LedgerKind, platform: str, provider: str, created: bool) -> None:
+        if self.observer is None:
+            return
+        try:
+            self.observer.ledger_committed(kind, platform, provider, created)
+        except Exception:
+            log.exception("the writer's observer failed")
+
+    def _observe_batch(self, platform: str, result: BatchResult, seconds: float) -> None:
+        if self.observer is None:
+            return
+        try:
+            self.observer.batch_committed(platform, result, seconds)
+        except Exception:
+            log.exception("the writer's observer failed")
 
     async def _ledger(self, write: Callable[[T], LedgerOutcome], event: T) -> LedgerOutcome:
         try:
@@ -327,8 +381,10 @@ class EventWriter:
                     item = await asyncio.wait_for(queue.get(), timeout)
                 except TimeoutError:
                     break
-            if batch:
-                await self._write_with_retries(batch)
+            # One transaction per platform (almost always the only one): what each stored is then known exactly,
+            # for the counters by platform; storage is idempotent, so a retry of one part never doubles the other.
+            for part in _by_platform(batch):
+                await self._write_with_retries(part)
             for waiter in waiters:
                 if not waiter.done():
                     waiter.set_result(None)
@@ -340,9 +396,11 @@ class EventWriter:
         while True:
             attempt += 1
             try:
+                started = time.perf_counter()
                 result = await self._db(self.store.write_batch, batch)
                 self.totals = self.totals + result
                 self._committed(batch)
+                self._observe_batch(batch[0].platform.value, result, time.perf_counter() - started)
                 return
             except OperationalError as exc:
                 # The database is unreachable or locked: keep the events and wait; put() applies back-pressure.
@@ -369,9 +427,24 @@ class EventWriter:
     async def _write_each(self, batch: Sequence[ActivityEvent]) -> None:
         for event in batch:
             try:
+                started = time.perf_counter()
                 result = await self._db(self.store.write_batch, [event])
                 self.totals = self.totals + result
+                self._observe_batch(event.platform.value, result, time.perf_counter() - started)
             except DBAPIError as exc:
                 self.rejected += 1
                 self.store.invalidate_caches()
                 log.error("event refused by the database and not stored: %r: %s", event, exc)
+
+
+def _by_platform(batch: Sequence[ActivityEvent]) -> list[Sequence[ActivityEvent]]:
+    """The batch split by platform, in order of first appearance (the batch itself when it has one platform)."""
+    if not batch:
+        return []
+    first = batch[0].platform
+    if all(event.platform is first for event in batch):
+        return [batch]
+    parts: dict[object, list[ActivityEvent]] = {}
+    for event in batch:
+        parts.setdefault(event.platform, []).append(event)
+    return list(parts.values())

@@ -12,6 +12,7 @@ from sqlalchemy import Engine, select, update
 from analytics.experiments import rate_difference, wilson_interval
 from bot.config import Settings, parse_settings
 from bot.core.nudges import in_holdout, in_quiet_hours, plan_nudges, run_nudges
+from bot.metrics import Metrics
 from bot.scheduler import Scheduler
 from storage.ingest import IngestStore
 from storage.job_runs import last_job_runs
@@ -164,6 +165,26 @@ async def test_budget_caps_a_run_and_the_day(engine: Engine, store: IngestStore,
     clock.advance(timedelta(days=1))
     await sched.run("nudges")
     assert len(platform.sent) == 12  # a new day, a new budget
+
+
+@pytest.mark.storage
+async def test_metrics_count_nudge_runs_dms_sent_and_dms_held_back_by_the_budget(
+    engine: Engine, store: IngestStore, ev: Events
+) -> None:
+    seed_inactive(store, ev, 20)
+    clock = FakeClock(NOW)
+    platform = RecordingPlatform("discord")
+    sched = scheduler(engine, store, settings(holdout_share=0, max_per_run=5, max_per_day=7), clock, platform)
+    metrics = Metrics()
+    sched.telemetry = metrics
+    await sched.run("nudges")
+    clock.advance(timedelta(minutes=30))
+    await sched.run("nudges")
+    # What an operator graphs: 7 DMs went out today, and each run left the rest (15, then 13) for later.
+    sample = metrics.registry.get_sample_value
+    assert sample("cohortbot_dms_sent_total", {"kind": "nudge"}) == len(platform.sent) == 7
+    assert sample("cohortbot_dms_rate_limited_total", {"kind": "nudge"}) == 15 + 13
+    assert sample("cohortbot_job_runs_total", {"job": "nudges", "outcome": "ok"}) == 2
 
 
 @pytest.mark.storage

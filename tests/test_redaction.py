@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import signal
 import subprocess
 import sys
 from collections.abc import Iterator
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -184,6 +186,52 @@ def test_token_in_an_exception_traceback_is_redacted(
     assert DISCORD_TOKEN not in err
     assert TELEGRAM_TOKEN.split(":", 1)[1] not in err
     assert err.count(REDACTED) >= 3  # the message, the exception text and the header
+
+
+def test_json_log_lines_are_one_object_each_redacted_and_without_terminal_control(
+    restore_logging: logging.Logger, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # `cohortbot --log-format json run`: what a log shipper reads, line by line.
+    configure_logging("INFO", [TELEGRAM_TOKEN, SIGNING_SECRET], log_format="json")
+    log = logging.getLogger("bot.adapters.telegram")
+    log.info("member %s joined\nand left", "Eve\x1b[2J\u202e")
+    try:
+        raise ConnectionError(f"POST https://api.telegram.org/bot{TELEGRAM_TOKEN}/getMe failed")
+    except ConnectionError:
+        log.exception("retrying with %s", SIGNING_SECRET)
+    lines = _logged_stderr(capsys).splitlines()
+    assert len(lines) == 2  # the message's line break and the traceback stay inside their JSON strings
+    first, second = (json.loads(line) for line in lines)
+    assert set(first) == {"time", "level", "logger", "message"}
+    assert first["level"] == "INFO" and first["logger"] == "bot.adapters.telegram"
+    assert datetime.fromisoformat(first["time"]).utcoffset() == timedelta(0)
+    assert first["message"] == "member Eve?[2J? joined\nand left"  # the escape and the bidi override are shown as ?
+    assert second["level"] == "ERROR"
+    assert second["message"] == f"retrying with {REDACTED}"
+    assert "Traceback (most recent call last)" in second["exception"]
+    assert f"bot{REDACTED}/getMe" in second["exception"]
+    for line in lines:
+        assert TELEGRAM_TOKEN not in line and SIGNING_SECRET not in line
+
+
+async def test_with_json_logs_a_failed_start_is_a_json_line_too(tmp_path: Path) -> None:
+    config = tmp_path / "cohortbot.toml"
+    config.write_text('[community]\nname = "PyCraft"\n', encoding="utf-8")
+    code, output = await run_cli("--log-format", "json", "run", "--config", str(config), secrets={})
+    assert code == 2
+    (line,) = output.splitlines()
+    entry = json.loads(line)
+    assert entry["level"] == "ERROR"
+    assert entry["message"].startswith("cohortbot: nothing to run: no platform is enabled")
+
+
+def test_cli_log_format_option_defaults_to_text() -> None:
+    from bot.cli import build_parser
+
+    assert build_parser().parse_args(["run"]).log_format == "text"
+    assert build_parser().parse_args(["--log-format", "json", "run"]).log_format == "json"
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["--log-format", "xml", "run"])
 
 
 def test_each_record_is_redacted_not_just_the_first(

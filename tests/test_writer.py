@@ -13,9 +13,10 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine, func, select
 
+from bot.metrics import Metrics
 from storage.catalog import CourseRecord, sync_courses
 from storage.errors import UnknownCommunityError
-from storage.events import ActivityEvent, RefundEvent
+from storage.events import ActivityEvent, Platform, RefundEvent
 from storage.ingest import BatchResult, IngestStore
 from storage.models import Member, Message, Purchase
 from storage.writer import EventWriter, WriterClosedError
@@ -246,3 +247,44 @@ def test_sigterm_writes_every_queued_event_before_exit(engine: Engine, db_url: s
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(timeout=60) == 0, proc.stderr.read() if proc.stderr else ""
     assert count(engine, Message) == 3000
+
+
+async def test_metrics_count_what_each_platform_stored_duplicates_and_new_payments(
+    store: IngestStore, ev: Events
+) -> None:
+    # The bot's metrics as the writer's observer: what /metrics shows an operator after a mixed, replayed batch.
+    metrics = Metrics()
+    sync_courses(store.engine, store.community_id(COMMUNITY), [CourseRecord("py-async", "Async Python", 500)])
+    writer = EventWriter(store, flush_interval=3600, observer=metrics)
+    metrics.watch_queue(lambda: writer.pending)
+    tg = Events(Platform.TELEGRAM)
+    await writer.start()
+    first = ev.message("alice", at=T0, message_id="m1")
+    for event in (first, tg.message("bob", at=T0, message_id="t1"), tg.join("carol"), first):
+        await writer.put(event)
+    assert value(metrics, "cohortbot_writer_queue_depth") == 4
+    await writer.flush()
+    assert value(metrics, "cohortbot_writer_queue_depth") == 0
+    assert value(metrics, "cohortbot_events_stored_total", type="message", platform="discord") == 1
+    assert value(metrics, "cohortbot_events_stored_total", type="message", platform="telegram") == 1
+    assert value(metrics, "cohortbot_events_stored_total", type="join", platform="telegram") == 1
+    assert value(metrics, "cohortbot_events_duplicate_total", platform="discord") == 1
+    # One transaction per platform in the mixed batch, so two timed writes.
+    assert value(metrics, "cohortbot_writer_batch_seconds_count") == 2
+
+    await writer.put(ev.message("alice", at=T0, message_id="m1"))  # Discord delivers it again after a resume
+    await writer.flush()
+    assert value(metrics, "cohortbot_events_duplicate_total", platform="discord") == 2
+    assert value(metrics, "cohortbot_events_stored_total", type="message", platform="discord") == 1
+
+    await writer.record_purchase(ev.purchase("alice", charge="c-1"))
+    await writer.record_purchase(ev.purchase("alice", charge="c-1"))  # redelivered: stored once, counted once
+    await writer.record_refund(RefundEvent(ev.platform, COMMUNITY, "c-1", T0 + hours(1)))
+    provider = ev.purchase("alice", charge="c-1").source.value
+    assert value(metrics, "cohortbot_payments_total", platform="discord", provider=provider) == 1
+    assert value(metrics, "cohortbot_refunds_total", platform="discord") == 1
+    await writer.stop()
+
+
+def value(metrics: Metrics, name: str, **labels: str) -> float | None:
+    return metrics.registry.get_sample_value(name, labels)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import logging
 import os
 import sys
 from collections.abc import Sequence
@@ -70,6 +71,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--log-level",
         choices=["DEBUG", "INFO", "WARNING", "ERROR"],
         help="default: INFO for `run`, WARNING for everything else",
+    )
+    parser.add_argument(
+        "--log-format",
+        choices=["text", "json"],
+        default="text",
+        help="text (default), or json: one JSON object per line (time, level, logger, message), for log shippers",
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
@@ -202,9 +209,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return EXIT_USAGE
     secrets = load_secrets(os.environ)
-    secret_values = [s for s in (secrets.telegram_token, secrets.discord_token, secrets.signing_secret) if s]
+    secret_values = [
+        s for s in (secrets.telegram_token, secrets.discord_token, secrets.signing_secret, secrets.metrics_token) if s
+    ]
     install_process_hooks(secret_values)
-    configure_logging(args.log_level or getattr(args, "default_log_level", "WARNING"), secret_values)
+    configure_logging(
+        args.log_level or getattr(args, "default_log_level", "WARNING"), secret_values, log_format=args.log_format
+    )
     # Everything the CLI prints goes through one filter: no secret, and no terminal control from a member's name.
     out = RedactingStream(sys.stdout, secret_values, clean=True)
     err = RedactingStream(sys.stderr, secret_values, clean=True)
@@ -213,12 +224,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             try:
                 code: int = args.func(args)
             except CommandError as exc:
-                print(f"cohortbot: {exc}", file=sys.stderr)
+                _error(args, str(exc))
                 return exc.code
             except SQLAlchemyError as exc:
                 # A locked SQLite file or an unreachable server, wherever the command met it: one line, no
                 # traceback, no password; the command's transaction was rolled back.
-                print(f"cohortbot: {database_error(args, exc)}", file=sys.stderr)
+                _error(args, database_error(args, exc))
                 return EXIT_FAILED
     except KeyboardInterrupt:
         return 130
@@ -227,3 +238,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return EXIT_OK
     return code
+
+
+def _error(args: argparse.Namespace, message: str) -> None:
+    """Say why the command failed: a ``cohortbot: ...`` line, or a JSON log record with ``--log-format json``."""
+    if args.log_format == "json":
+        # A log shipper reading stderr line by line must not meet the one line that is not JSON.
+        logging.getLogger("bot.cli").error("cohortbot: %s", message)
+    else:
+        print(f"cohortbot: {message}", file=sys.stderr)

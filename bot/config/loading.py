@@ -34,6 +34,7 @@ from bot.config.sections import (
 )
 from bot.config.settings import (
     DISCORD_TOKEN_ENV,
+    METRICS_TOKEN_ENV,
     SECRET_ENV,
     STRIPE_API_KEY_ENV,
     STRIPE_WEBHOOK_SECRET_ENV,
@@ -147,7 +148,8 @@ def load_secrets(environ: Mapping[str, str]) -> Secrets:
     """Read secrets from environment variables.
 
     Reads ``COHORTBOT_TELEGRAM_TOKEN``, ``COHORTBOT_DISCORD_TOKEN``, ``COHORTBOT_SECRET`` and the Stripe keys
-    (``COHORTBOT_STRIPE_API_KEY``, ``COHORTBOT_STRIPE_WEBHOOK_SECRET``). Empty values
+    (``COHORTBOT_STRIPE_API_KEY``, ``COHORTBOT_STRIPE_WEBHOOK_SECRET``) and ``COHORTBOT_METRICS_TOKEN`` (a bearer
+    token that lets a remote Prometheus read ``/metrics``). Empty values
     count as unset, and surrounding whitespace is dropped (``$(cat token.txt)`` keeps a trailing newline).
 
     Args:
@@ -167,6 +169,7 @@ def load_secrets(environ: Mapping[str, str]) -> Secrets:
         signing_secret=read(SECRET_ENV),
         stripe_api_key=read(STRIPE_API_KEY_ENV),
         stripe_webhook_secret=read(STRIPE_WEBHOOK_SECRET_ENV),
+        metrics_token=read(METRICS_TOKEN_ENV),
     )
 
 

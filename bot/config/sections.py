@@ -50,6 +50,7 @@ from bot.config.errors import _Invalid, _show
 from bot.config.settings import (
     DEFAULT_WEBHOOK_SECRET_ENV,
     DISCORD_TOKEN_ENV,
+    METRICS_TOKEN_ENV,
     SECRET_ENV,
     STRIPE_API_KEY_ENV,
     STRIPE_WEBHOOK_SECRET_ENV,
@@ -244,7 +245,11 @@ def _secret_env_for(section: str, key: str, webhook_env: str) -> str | None:
             return STRIPE_API_KEY_ENV
     if ("webhook" in name and ("secret" in name or "token" in name)) or name == "secret_token":
         return webhook_env
+    if "metrics" in name and ("token" in name or "secret" in name):
+        return METRICS_TOKEN_ENV
     if "token" in name:
+        if section == "web" or "metrics" in name:
+            return METRICS_TOKEN_ENV
         if "telegram" in name or (section == "telegram" and "discord" not in name):
             return TELEGRAM_TOKEN_ENV
         if "discord" in name or section == "discord":
@@ -359,6 +364,7 @@ def _parse_schedule(table: _Table) -> ScheduleSettings:
 def _parse_web(table: _Table) -> WebSettings:
     default = WebSettings()
     return WebSettings(
+        enabled=table.optional("enabled", _bool, default.enabled),
         host=table.optional("host", _host, default.host),
         port=table.optional("port", _port, default.port),
         public_url=table.optional("public_url", _public_url, default.public_url),

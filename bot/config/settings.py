@@ -31,6 +31,9 @@ STRIPE_API_KEY_ENV: Final = "COHORTBOT_STRIPE_API_KEY"
 STRIPE_WEBHOOK_SECRET_ENV: Final = "COHORTBOT_STRIPE_WEBHOOK_SECRET"
 
 
+METRICS_TOKEN_ENV: Final = "COHORTBOT_METRICS_TOKEN"
+
+
 Weekday = Literal["monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"]
 
 
@@ -288,6 +291,8 @@ class CheckoutSettings:
 class WebSettings:
     """``[web]``: the one web server (dashboard, Telegram webhook, payment webhooks, ``/healthz``, ``/metrics``)."""
 
+    # Start the server under ``cohortbot run`` even without the dashboard or payments (for /healthz and /metrics).
+    enabled: bool = False
     host: str = "127.0.0.1"
     port: int = 8787
     # The address people reach it at (behind a TLS reverse proxy); login links use it. Empty: http://host:port.
@@ -348,8 +353,8 @@ class Settings:
 
     @property
     def serves_web(self) -> bool:
-        """Whether ``cohortbot run`` starts the web server: for the dashboard, or for a payment webhook."""
-        return self.dashboard.enabled or self.stripe.enabled or self.checkout.enabled
+        """Whether ``cohortbot run`` starts the web server: ``[web] enabled``, the dashboard, or a payment webhook."""
+        return self.web.enabled or self.dashboard.enabled or self.stripe.enabled or self.checkout.enabled
 
 
 @dataclass(frozen=True, slots=True, repr=False)
@@ -361,6 +366,7 @@ class Secrets:
     signing_secret: str | None = None
     stripe_api_key: str | None = None
     stripe_webhook_secret: str | None = None
+    metrics_token: str | None = None
 
     def __repr__(self) -> str:
         return (
@@ -368,7 +374,8 @@ class Secrets:
             f"discord_token={_mask(self.discord_token)}, "
             f"signing_secret={_mask(self.signing_secret)}, "
             f"stripe_api_key={_mask(self.stripe_api_key)}, "
-            f"stripe_webhook_secret={_mask(self.stripe_webhook_secret)})"
+            f"stripe_webhook_secret={_mask(self.stripe_webhook_secret)}, "
+            f"metrics_token={_mask(self.metrics_token)})"
         )
 
 

@@ -18,6 +18,7 @@ from bot.core.commands.cache import FiguresCache
 from bot.core.locks import KeyedLocks
 from bot.core.ports import PlatformActions
 from bot.core.replies import Reply
+from bot.core.telemetry import NoTelemetry, Telemetry
 from storage.events import CommandInvocation
 
 if TYPE_CHECKING:
@@ -51,6 +52,7 @@ class Dispatcher:
         clock: Clock,
         signing_secret: str | None = None,
         checkout_sessions: CheckoutSessions | None = None,
+        telemetry: Telemetry | None = None,
     ) -> None:
         """Create a dispatcher.
 
@@ -62,6 +64,7 @@ class Dispatcher:
             clock: The time source.
             signing_secret: ``COHORTBOT_SECRET``.
             checkout_sessions: Card checkouts for /buy (Stripe), when enabled.
+            telemetry: Where each command's answer time is counted (``/metrics``); nothing by default.
         """
         self._commands: dict[str, CommandSpec] = {}
         for spec in commands:
@@ -74,6 +77,7 @@ class Dispatcher:
         self.clock = clock
         self.signing_secret = signing_secret
         self.checkout_sessions = checkout_sessions
+        self.telemetry: Telemetry = telemetry or NoTelemetry()
         self.confirm_key = signing_secret.encode() if signing_secret else secrets.token_bytes(32)
         # Payments can arrive twice at once (a redelivery racing the original): they are recorded one at a time.
         self.sale_locks = KeyedLocks()
@@ -163,12 +167,16 @@ class Dispatcher:
                 f"Sorry, /{spec.name} failed on our side. The admins can find the details in the bot's log.",
                 private=True,
             )
+        finally:
+            # Labelled by the command set's own name (spec.name), never by what the member typed.
+            elapsed = time.perf_counter() - started
+            self.telemetry.command_answered(spec.name, elapsed)
         log.info(
             "/%s for %s user %s answered in %.0f ms",
             spec.name,
             invocation.platform.value,
             invocation.invoker.user_id,
-            (time.perf_counter() - started) * 1000,
+            elapsed * 1000,
         )
         return reply
 

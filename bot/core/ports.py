@@ -28,8 +28,10 @@ The core (``bot/core``, ``bot/scheduler.py``, ``bot/app.py``) depends only on th
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+
+from bot.core.telemetry import NoTelemetry, Telemetry
 
 if TYPE_CHECKING:
     from sqlalchemy import Engine
@@ -83,6 +85,7 @@ class AdapterDeps:
         engine: The database, for the few adapter-side reads (e.g. who owns which course during reconciliation).
         webhooks: With ``[dashboard] enabled``, where a webhook is served on the one web server (``[web] port``)
             instead of a listener of its own; None otherwise.
+        telemetry: Where the adapter counts reconnects (``/metrics``); counts nothing by default.
     """
 
     settings: Settings
@@ -92,6 +95,7 @@ class AdapterDeps:
     clock: Clock
     engine: Engine
     webhooks: WebhookRoutes | None = None
+    telemetry: Telemetry = field(default_factory=NoTelemetry)
 
 
 class Adapter(Protocol):
@@ -116,6 +120,18 @@ class Adapter(Protocol):
 
         Raises:
             DeliveryError: The platform refused for good (the user blocked the bot, the channel is gone).
+        """
+        ...
+
+
+@runtime_checkable
+class ConnectionStatus(Protocol):
+    """A cheap view of whether the platform connection is alive, for ``/healthz`` (``App.health_problems``)."""
+
+    def connection_problem(self) -> str | None:
+        """What is wrong with the connection in one line ("the Discord gateway is not connected"); None when alive.
+
+        Must not do I/O: it answers from state the adapter already keeps (a health check runs every few seconds).
         """
         ...
 

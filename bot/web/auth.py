@@ -32,7 +32,8 @@ from storage.dashboard_access import (
 )
 
 COOKIE_NAME: Final = "cohortbot_session"
-PUBLIC_PATHS: Final = frozenset({"/login", "/healthz", "/favicon.ico"})
+# /metrics checks its own access (local, or a bearer token): a dashboard session must not be needed to scrape it.
+PUBLIC_PATHS: Final = frozenset({"/login", "/healthz", "/metrics", "/favicon.ico"})
 # Payment webhooks check their provider's signature, and the checkout pages show buyers (not admins) their result.
 PUBLIC_PREFIXES: Final = ("/static/", "/webhooks/", "/checkout/")
 SAFE_METHODS: Final = frozenset({"GET", "HEAD", "OPTIONS"})

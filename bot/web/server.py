@@ -1,4 +1,4 @@
-"""The one web server: builds the aiohttp application (login, pages, live feed, ``/healthz``) and runs it.
+"""The one web server: builds the aiohttp application (login, pages, live feed, ``/healthz``, ``/metrics``).
 
 ``build_web_application`` is what tests drive with aiohttp's test client; :class:`WebServer` listens on
 ``[web] host``/``port`` inside ``cohortbot run`` or ``cohortbot dashboard serve``.
@@ -20,6 +20,7 @@ from bot.web.context import CONTEXT, WebContext
 from bot.web.health import ProblemCheck, add_health_routes
 from bot.web.links import base_url
 from bot.web.live import add_live_routes
+from bot.web.metrics import MetricsEndpoint, add_metrics_routes
 from bot.web.pages import add_page_routes
 from bot.web.security import add_security_headers
 from bot.web.webhooks import PaymentWebhooks, add_webhook_routes
@@ -43,6 +44,7 @@ def build_web_application(
     webhooks: WebhookRoutes | None = None,
     payments: PaymentWebhooks | None = None,
     dashboard: bool = True,
+    metrics: MetricsEndpoint | None = None,
 ) -> web.Application:
     """Build the one aiohttp application: the dashboard, ``/healthz``, webhooks.
 
@@ -52,6 +54,7 @@ def build_web_application(
         webhooks: POST paths adapters serve here (the Telegram webhook), routed after every dashboard route.
         payments: The payment webhooks (``/webhooks/stripe``, ``/webhooks/checkout``) and checkout pages.
         dashboard: Serve the dashboard's pages and login (off: only ``/healthz``, webhooks and checkout pages).
+        metrics: ``/metrics`` (inside ``cohortbot run``); not served when None.
 
     Returns:
         The application, with security headers on every response and a login required outside ``/login``,
@@ -65,6 +68,8 @@ def build_web_application(
     if dashboard:
         add_auth_routes(app)
     add_health_routes(app, problems)
+    if metrics is not None:
+        add_metrics_routes(app, metrics)
     if payments is not None:
         add_webhook_routes(app, payments)
     if dashboard:
@@ -112,6 +117,7 @@ class WebServer:
         webhooks: WebhookRoutes | None = None,
         payments: PaymentWebhooks | None = None,
         dashboard: bool = True,
+        metrics: MetricsEndpoint | None = None,
     ) -> None:
         """Create a server (nothing listens until :meth:`start`).
 
@@ -123,12 +129,13 @@ class WebServer:
             webhooks: POST paths adapters serve on this server (the Telegram webhook).
             payments: The payment webhooks and checkout pages.
             dashboard: Serve the dashboard (False when only payment webhooks need the server).
+            metrics: ``/metrics``, when the bot runs in this process.
         """
         self.ctx = ctx
         self.host = host if host is not None else ctx.settings.web.host
         self.port = port if port is not None else ctx.settings.web.port
         self.app = build_web_application(
-            ctx, problems=problems, webhooks=webhooks, payments=payments, dashboard=dashboard
+            ctx, problems=problems, webhooks=webhooks, payments=payments, dashboard=dashboard, metrics=metrics
         )
         self._runner: web.AppRunner | None = None
 

@@ -7,9 +7,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 
 from bot.adapters.discord.adapter import DiscordAdapter
@@ -19,6 +22,7 @@ from bot.core.ports import AdapterStartError
 from storage.migrate import upgrade
 from tests.fakes.discord_api import TOKEN, FakeDiscord
 from tests.helpers.sqlite_lock import write_locked
+from tests.web.test_run_with_dashboard import free_port
 
 from .conftest import ANN_ID, CARA_ID, GUILD_ID, RUST_ROLE, RUST_SKU, HarnessFactory, settings_dict
 
@@ -116,3 +120,59 @@ async def test_an_unreachable_gateway_at_start_is_retried_with_a_log_line(
     await asyncio.wait_for(starting, 30)
     await fake.message(ANN_ID, "hello once the gateway is back")
     assert await h.eventually(h.messages)
+
+
+async def test_healthz_follows_the_gateway_and_metrics_count_its_reconnects(fake: FakeDiscord, tmp_path: Path) -> None:
+    port = free_port()
+    raw = settings_dict(fake, tmp_path / "bot.db")
+    raw["web"] = {"enabled": True, "port": port}
+    settings = parse_settings(raw)
+    app = build_app(
+        settings, secrets=Secrets(discord_token=TOKEN), adapters=lambda deps: [DiscordAdapter(deps, retry_wait=0.2)]
+    )
+    upgrade(app.engine)
+    started, stop = asyncio.Event(), asyncio.Event()
+    serving = asyncio.create_task(serve(app, stop, started=started))
+    await asyncio.wait_for(started.wait(), 20)
+    try:
+        async with aiohttp.ClientSession(f"http://127.0.0.1:{port}") as http:
+
+            async def health() -> tuple[int, str]:
+                response = await http.get("/healthz")
+                return response.status, await response.text()
+
+            async def reconnects() -> str:
+                text = await (await http.get("/metrics")).text()
+                found = re.search(r'^cohortbot_platform_reconnects_total\{platform="discord"\} (\S+)$', text, re.M)
+                return found.group(1) if found else "none"
+
+            assert await health() == (200, "ok\n")
+            assert await reconnects() == "none"
+
+            # Discord drops the connection and the session resumes: alive again, one reconnect counted.
+            await fake.force_reconnect()
+            await fake.wait_for(lambda: fake.resumes and fake.connected, within=20)
+            await fake.wait_for(lambda: len(fake.resumes) == 1)
+            assert await eventually_equal(reconnects, "1.0")
+            assert await eventually_equal(health, (200, "ok\n"))
+
+            # An outage: while the gateway cannot be reached, /healthz says so (a monitor pages someone).
+            fake.gateway_down = True
+            await fake.force_reconnect()
+            assert await eventually_equal(health, (503, "the Discord gateway is not connected\n"))
+            fake.gateway_down = False
+            assert await eventually_equal(health, (200, "ok\n"), within=30)
+            assert await eventually_equal(reconnects, "2.0")
+    finally:
+        stop.set()
+        await asyncio.wait_for(serving, 20)
+
+
+async def eventually_equal(probe: Callable[[], Awaitable[object]], expected: object, within: float = 20.0) -> bool:
+    """Probe until it answers ``expected``; fails with the last answer."""
+    deadline = asyncio.get_running_loop().time() + within
+    while (answer := await probe()) != expected:
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"expected {expected!r}, still {answer!r}")
+        await asyncio.sleep(0.1)
+    return True

@@ -508,16 +508,37 @@ def test_secrets_come_from_the_environment() -> None:
 
 
 def test_secrets_repr_does_not_leak() -> None:
-    secrets = Secrets(telegram_token=TELEGRAM_TOKEN, discord_token=None, signing_secret="s3cret-s3cret")
+    secrets = Secrets(
+        telegram_token=TELEGRAM_TOKEN, discord_token=None, signing_secret="s3cret-s3cret", metrics_token="m3trics"
+    )
 
     for rendered in (repr(secrets), str(secrets), f"{secrets}", repr([secrets])):
         assert TELEGRAM_TOKEN not in rendered
         assert "AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsaw" not in rendered
         assert "s3cret" not in rendered
+        assert "m3trics" not in rendered
     assert repr(secrets) == (
         "Secrets(telegram_token='***', discord_token=None, signing_secret='***', "
-        "stripe_api_key=None, stripe_webhook_secret=None)"
+        "stripe_api_key=None, stripe_webhook_secret=None, metrics_token='***')"
     )
+
+
+def test_the_metrics_token_comes_from_the_environment_and_never_from_the_file() -> None:
+    assert load_secrets({"COHORTBOT_METRICS_TOKEN": " scrape-me \n"}).metrics_token == "scrape-me"
+    assert load_secrets({"COHORTBOT_METRICS_TOKEN": ""}).metrics_token is None
+    with pytest.raises(ConfigError) as caught:
+        parse_settings({"web": {"metrics_token": "scrape-me"}})
+    assert "set the COHORTBOT_METRICS_TOKEN environment variable" in str(caught.value)
+    assert "scrape-me" not in str(caught.value)
+
+
+def test_web_enabled_starts_the_web_server_without_dashboard_or_payments() -> None:
+    assert not parse_settings({}).serves_web
+    settings = parse_settings({"web": {"enabled": True}})
+    assert settings.web.enabled and settings.serves_web
+    with pytest.raises(ConfigError) as caught:
+        parse_settings({"web": {"enabled": "yes"}})
+    assert "[web] enabled" in str(caught.value)
 
 
 def test_enabled_platforms_need_their_tokens() -> None:

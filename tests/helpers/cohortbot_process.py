@@ -6,7 +6,7 @@ import asyncio
 import os
 import signal
 import sys
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -72,14 +72,16 @@ class Bot:
 
 
 @asynccontextmanager
-async def running_bot(config: Path, secrets: Mapping[str, str]) -> AsyncIterator[Bot]:
-    """``cohortbot --log-level INFO run --config CONFIG``, started and running; killed if the test leaves early."""
+async def running_bot(config: Path, secrets: Mapping[str, str], options: Sequence[str] = ()) -> AsyncIterator[Bot]:
+    """``cohortbot --log-level INFO [OPTIONS] run --config CONFIG``, started and running; killed if the test leaves
+    early (``options``: more global options, e.g. ``--log-format json``)."""
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
         "bot",
         "--log-level",
         "INFO",
+        *options,
         "run",
         "--config",
         str(config),

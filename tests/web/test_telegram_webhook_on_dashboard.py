@@ -72,6 +72,12 @@ async def test_the_webhook_shares_the_dashboard_port_and_checks_its_own_secret(
                 async with http.post(url, json=update, headers=headers) as response:
                     assert response.status == 200
                 assert count(settings.storage.url, "select count(*) from messages") == 1
+                # Webhook mode is alive once the webhook is set; the update shows on /metrics (stored before the 200).
+                async with http.get(f"http://127.0.0.1:{port}/healthz") as health:
+                    assert (health.status, await health.text()) == (200, "ok\n")
+                async with http.get(f"http://127.0.0.1:{port}/metrics") as scraped:
+                    figures = await scraped.text()
+                assert 'cohortbot_events_stored_total{platform="telegram",type="message"} 1.0' in figures
                 # Other POSTs still need a dashboard session, and nothing listens on webhook_listen.
                 async with http.post(f"http://127.0.0.1:{port}/elsewhere", json=update, headers=headers) as other:
                     assert other.status == 401

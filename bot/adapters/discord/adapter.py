@@ -199,6 +199,7 @@ class DiscordAdapter:
         else:
             client = _Client(self._on_raw_frame, **options)
         client.event(self.on_ready)
+        client.event(self.on_resumed)
         self._tree = build_tree(
             client,
             self._deps.dispatcher.commands,
@@ -211,8 +212,37 @@ class DiscordAdapter:
         return client
 
     async def on_ready(self) -> None:
-        """discord.py's ready event (also after a fresh re-identify)."""
+        """discord.py's ready event (also after a fresh re-identify, which counts as a reconnect)."""
+        if self._ready.is_set():
+            self._reconnected("a new session")
         self._ready.set()
+
+    async def on_resumed(self) -> None:
+        """discord.py's resumed event: the gateway connection dropped and the session was resumed."""
+        self._reconnected("the session resumed")
+
+    def _reconnected(self, how: str) -> None:
+        log.info("Discord gateway reconnected (%s)", how)
+        self._deps.telemetry.reconnected("discord")
+
+    def connection_problem(self) -> str | None:
+        """For ``/healthz``: why the gateway is not connected (closed, a shard down, reconnecting); None if alive."""
+        client = self._client
+        if client is None or self._connect_task is None:
+            return "the Discord adapter is not running"
+        if self._connect_task.done():
+            return "the Discord gateway connection ended"
+        if client.is_closed() or not client.is_ready():
+            return "the Discord gateway is not connected"
+        if isinstance(client, discord.AutoShardedClient):
+            down = sorted(shard_id for shard_id, shard in client.shards.items() if shard.is_closed())
+            if down:
+                return f"Discord shard(s) {', '.join(map(str, down))} not connected"
+            return None
+        # Between a dropped connection and the reconnect discord.py keeps the old websocket, closed.
+        if client.ws is None or not client.ws.open:
+            return "the Discord gateway is not connected"
+        return None
 
     async def start(self) -> None:
         """Log in, register the slash commands in each guild, connect to the gateway and wait until ready.

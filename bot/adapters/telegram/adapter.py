@@ -234,6 +234,12 @@ class TelegramAdapter:
                     "check [telegram] api_base_url"
                 ) from exc
 
+    def connection_problem(self) -> str | None:
+        """For ``/healthz``: why updates are not arriving (polling stopped or failing, webhook unset); None if alive."""
+        if self._app is None or not self.accepting:
+            return "the Telegram adapter is not running"
+        return self._updates.connection_problem()
+
     def supervised_tasks(self) -> dict[str, asyncio.Task[None]]:
         """The adapter's long-running tasks (the poller); the app exits non-zero when one ends on its own."""
         poller = self._updates.poller

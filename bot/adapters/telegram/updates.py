@@ -37,7 +37,7 @@ log = logging.getLogger(__name__)
 SECRET_HEADER: Final = "X-Telegram-Bot-Api-Secret-Token"
 _SECRET_RE: Final = re.compile(r"[A-Za-z0-9_-]{1,256}")
 # Paths the dashboard answers itself; a webhook on the shared web server must use another.
-_DASHBOARD_PATHS: Final = frozenset({"/", "/login", "/logout", "/live", "/healthz"})
+_DASHBOARD_PATHS: Final = frozenset({"/", "/login", "/logout", "/live", "/healthz", "/metrics"})
 # An update whose handling fails for a reason other than the database (a bug) is skipped after this many tries,
 # so that one poisoned update cannot make the bot deaf; database errors are retried until they clear.
 HANDLER_ATTEMPTS: Final = 5
@@ -69,6 +69,19 @@ class UpdateFeed:
         self._webhook_runner: web.AppRunner | None = None
         self._webhook_secret: str | None = None
         self._shared_path: str | None = None  # the path served on the one web server (dashboard in-process)
+        # Why the last getUpdates failed while it keeps failing (None once one succeeded): /healthz reports it.
+        self.failing: str | None = None
+        self._webhook_set = False
+
+    def connection_problem(self) -> str | None:
+        """Why updates are not arriving (polling not running or failing, webhook not set); None when they can."""
+        if self.config.mode == "webhook":
+            return None if self._webhook_set else "the Telegram webhook is not set"
+        if self.poller is None or self.poller.done():
+            return "Telegram polling is not running"
+        if self.failing is not None:
+            return f"the Telegram Bot API is not reachable (getUpdates fails: {self.failing})"
+        return None
 
     def check_webhook_settings(self) -> None:
         """Read the webhook secret before connecting, so a missing setting stops the start with what to fix.
@@ -90,6 +103,7 @@ class UpdateFeed:
 
         Called after the adapter stopped accepting updates.
         """
+        self._webhook_set = False
         webhooks = self.adapter.deps.webhooks
         if self._shared_path is not None and webhooks is not None:
             webhooks.remove(self._shared_path)
@@ -148,6 +162,7 @@ class UpdateFeed:
                 drop_pending_updates=False,
             ),
         )
+        self._webhook_set = True
         log.info("Telegram webhook listening on %s%s for %s", self.config.webhook_listen, path, url)
 
     async def _serve_on_web_server(self, webhooks: WebhookRoutes, url: str, path: str) -> None:
@@ -168,6 +183,7 @@ class UpdateFeed:
                 drop_pending_updates=False,
             ),
         )
+        self._webhook_set = True
         log.info("Telegram webhook served by the web server ([web] port) on %s for %s", path, url)
 
     async def _on_webhook(self, request: web.Request) -> web.Response:
@@ -222,11 +238,16 @@ class UpdateFeed:
             except TelegramError as exc:
                 # Network trouble or a conflict (another process polling with this token): wait, then retry.
                 wait = backoff.next()
+                self.failing = exc.message
                 log.warning("Telegram getUpdates failed (%s); retrying in %g s", exc.message, wait)
                 await asyncio.sleep(wait)
                 continue
             finally:
                 self._fetching = False
+            if self.failing is not None:
+                self.failing = None
+                log.info("Telegram getUpdates works again")
+                self.adapter.deps.telemetry.reconnected("telegram")
             backoff.reset()
             if not updates:
                 continue
