@@ -168,7 +168,11 @@ class Scheduler:
         return {name: trigger.get_next_fire_time(None, now) for name, trigger in self.triggers().items()}
 
     async def start(self) -> None:
-        """Start firing jobs; send a digest that was missed while the bot was down (once, marked late)."""
+        """Start firing jobs; send a digest that was missed while the bot was down (once, marked late).
+
+        Also after a ``stop``: a process that lost the leader lock starts again when it leads again.
+        """
+        self._stopping = False
         if self.settings.digest.enabled:
             # Before the first refresh is recorded, so that a first start never counts as "was running".
             self._spawn(self.catch_up())

@@ -120,6 +120,8 @@ class TelegramAdapter:
         self.retry_wait = retry_wait
         self.retry_cap = retry_cap
         self._updates = UpdateFeed(self)
+        # Several processes on PostgreSQL: only the leader polls (Telegram allows one getUpdates at a time).
+        self._polling_deferred = False
         self._commands = CommandRouter(self)
         self._access = CourseAccess(self)
 
@@ -180,6 +182,8 @@ class TelegramAdapter:
             await self._commands.register_commands()
             if webhook:
                 await self._updates.start_webhook()
+            elif self._polling_deferred:
+                log.info("Telegram polling starts when this process becomes the leader")
             else:
                 await self._updates.start_polling()
         except BaseException:
@@ -193,6 +197,24 @@ class TelegramAdapter:
             plural(len(self.config.chat_ids), "chat"),
         )
         self.spawn(self._health_task(), "Telegram health check")
+
+    def defer_leader_duties(self) -> None:
+        """Poll only while this process leads (:meth:`lead`); webhook mode takes updates in every process."""
+        self._polling_deferred = True
+
+    async def lead(self) -> None:
+        """This process became the leader: start polling (polling mode, once started; idempotent)."""
+        if self.config.mode != "polling" or self._app is None or not self.accepting:
+            return
+        if self._updates.poller is None:
+            await self._updates.start_polling()
+            log.info("Telegram polling started: this process leads")
+
+    async def follow(self) -> None:
+        """This process lost the leader lock: stop polling (the new leader polls); sending goes on."""
+        if self._updates.poller is not None:
+            await self._updates.stop_polling()
+            log.info("Telegram polling stopped: another process leads now")
 
     async def _health_task(self) -> None:
         await self.check_health()
