@@ -136,6 +136,9 @@ class App:
         # dashboards of followers read the same database, so nothing in a follower's memory needs refreshing.
         await self.scheduler.start()
         self._scheduling = True
+        # One run at once: `cohortbot jobs` (the host of the last runs) shows which process took over, without
+        # waiting up to [schedule] refresh_minutes for the first slot.
+        self.scheduler.run_soon("refresh")
         for adapter in self._started:
             if isinstance(adapter, LeaderDuties):
                 await adapter.lead()

@@ -203,6 +203,10 @@ class Scheduler:
         if running:
             await asyncio.gather(*running, return_exceptions=True)
 
+    def run_soon(self, name: str) -> None:
+        """Run one job now in the background (``stop`` waits for it), recorded like a scheduled run."""
+        self._spawn(self.run(name))
+
     def _spawn(self, coro: Awaitable[Any]) -> None:
         task = asyncio.ensure_future(coro)
         self._tasks.add(task)
