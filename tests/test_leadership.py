@@ -8,6 +8,7 @@ Midweek the leader's database session is killed by the server, as when its host 
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -188,8 +189,8 @@ def test_the_lock_is_one_per_community_and_schema(pg_url: str) -> None:
         assert not second.try_acquire()
         assert other.try_acquire()  # another community on the same database leads on its own
         assert first.key == second.key != other.key
-        first.drop()  # the session ends: the server releases the lock
-        assert second.try_acquire()
+        first.drop()  # the session ends: the server releases the lock as its backend exits, a moment later
+        assert any(second.try_acquire() or time.sleep(0.05) for _ in range(200))
     finally:
         for lock in (first, second, other):
             lock.release()

@@ -214,7 +214,7 @@ class TelegramAdapter:
         """This process lost the leader lock: stop polling (the new leader polls); sending goes on."""
         if self._updates.poller is not None:
             await self._updates.stop_polling()
-            log.info("Telegram polling stopped: another process leads now")
+            log.info("Telegram polling stopped: this process no longer leads")
 
     async def _health_task(self) -> None:
         await self.check_health()
