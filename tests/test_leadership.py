@@ -23,7 +23,7 @@ from storage.engine import make_engine
 from storage.events import Platform
 from storage.ingest import IngestStore
 from storage.leadership import AlreadyRunningError, LeaderLock, SqliteFileLock, leader_key, sqlite_lock_path
-from tests.conftest import COMMUNITY, Events
+from tests.conftest import COMMUNITY, Events, require_backend
 from tests.helpers.platform_double import FakeClock, RecordingPlatform
 
 BERLIN = ZoneInfo("Europe/Berlin")
@@ -33,9 +33,14 @@ GROUP, OWNER = -100500, 7001
 
 
 @pytest.fixture
-def pg_url(db_url: str, backend: str) -> str:
-    if backend != "postgresql":
-        pytest.skip("leader election is for PostgreSQL; SQLite runs one process")
+def backend() -> str:
+    """PostgreSQL only: leader election is for several processes, and SQLite runs one (see the last test)."""
+    require_backend("postgresql")
+    return "postgresql"
+
+
+@pytest.fixture
+def pg_url(db_url: str) -> str:
     return db_url
 
 
@@ -172,11 +177,30 @@ async def test_a_clean_stop_hands_the_lock_over_at_the_followers_next_try(
     await a.app.start()
     await b.app.start()
     assert (a.leads, b.leads) == (True, False)
+    assert b.app.health_problems() == []  # a follower is healthy without a scheduler
     await a.app.stop()
     assert b.app.leadership is not None
     await b.app.leadership.check()
     assert b.leads
     assert b.app.health_problems() == []
+
+
+@pytest.mark.storage
+async def test_a_leader_that_lost_its_session_leads_again_when_nobody_took_over(
+    processes: tuple[Process, Process, FakeClock], store: IngestStore, engine: Engine
+) -> None:
+    a, _, clock = processes
+    await a.app.start()
+    assert a.app.leader_lock is not None and a.app.leader_lock.key is not None and a.app.leadership is not None
+    with engine.connect() as conn:  # the database server restarted, say
+        conn.execute(text("select pg_terminate_backend(:pid)"), {"pid": lock_holder_pid(engine, a.app.leader_lock.key)})
+    await released(engine, a.app.leader_lock.key)
+    await a.app.leadership.check()
+    assert a.leads  # stopped, then started again with a new session
+    assert lock_holder_pid(engine, a.app.leader_lock.key) is not None
+    clock.current = (MONDAY + timedelta(days=7, hours=9)).astimezone(UTC)
+    assert (await a.app.scheduler.run("refresh")).outcome == "ok"
+    assert a.app.health_problems() == []
 
 
 @pytest.mark.storage
