@@ -385,7 +385,6 @@ def build_app(
         alerts=dispatcher.alerts,
     )
     return App(
-        leader_lock=LeaderLock(engine, settings.community.name) if engine.dialect.name == "postgresql" else None,
         settings=settings,
         engine=engine,
         store=store,
@@ -397,6 +396,8 @@ def build_app(
         signing_secret=secrets.signing_secret,
         webhooks=webhooks,
         stripe=stripe_account,
+        # Several processes may share a PostgreSQL database: one of them, holding this lock, runs the jobs.
+        leader_lock=LeaderLock(engine, settings.community.name) if engine.dialect.name == "postgresql" else None,
     )
 
 
