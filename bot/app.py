@@ -24,7 +24,8 @@ from bot.clock import Clock, SystemClock
 from bot.config import Secrets, Settings
 from bot.core.commands import all_commands
 from bot.core.dispatcher import Dispatcher
-from bot.core.ports import Adapter, AdapterDeps, ConnectionStatus, PlatformActions, WebhookRoutes
+from bot.core.ports import Adapter, AdapterDeps, ConnectionStatus, LeaderDuties, PlatformActions, WebhookRoutes
+from bot.leadership import LEADER_MESSAGE, Leadership
 from bot.metrics import CONTENT_TYPE, Metrics
 from bot.scheduler import Scheduler
 from bot.schema import SchemaOutdatedError as SchemaOutdatedError  # re-exported: the console catches it
@@ -32,6 +33,7 @@ from bot.schema import check_schema
 from storage.catalog import CourseRecord, sync_courses
 from storage.engine import make_engine
 from storage.ingest import IngestStore
+from storage.leadership import LeaderLock
 from storage.writer import EventWriter
 
 if TYPE_CHECKING:
@@ -91,11 +93,18 @@ class App:
     # The app's own registry (never prometheus_client's global one), served on /metrics.
     metrics: Metrics = field(default_factory=Metrics)
     metrics_token: str | None = None
+    leader_lock: LeaderLock | None = None
+    leadership: Leadership | None = None
     _started: list[Adapter] = field(default_factory=list)
     _scheduling: bool = False
+    # Set when the set of supervised tasks changes (polling starts or stops with leadership), for run_until.
+    _tasks_changed: asyncio.Event = field(default_factory=asyncio.Event)
 
     async def start(self, *, schedule: bool = True) -> None:
         """Check the schema, register the community and catalog, start the writer, the adapters, the scheduler.
+
+        On PostgreSQL (``leader_lock`` set) the scheduler and Telegram polling run only while this process holds
+        the leader lock: the first try is made here, later ones every few seconds (see ``bot/leadership.py``).
 
         Args:
             schedule: Start the scheduled jobs (one-shot CLI commands that only send something pass False).
@@ -109,13 +118,50 @@ class App:
         if self.settings.serves_web:
             # Before the adapters: a taken port stops the start before any platform is connected.
             await self._start_web(self.community_id)
+        elect = schedule and self.leader_lock is not None
         for adapter in self.adapters:
+            if elect and isinstance(adapter, LeaderDuties):
+                adapter.defer_leader_duties()
             await adapter.start()
             self._started.append(adapter)
             log.info("%s adapter started", adapter.name)
-        if schedule:
+        if elect and self.leader_lock is not None:
+            self.leadership = Leadership(self.leader_lock, on_lead=self._lead, on_follow=self._follow)
+            await self.leadership.start()
+        elif schedule:
+            # SQLite: one process per database (``cohortbot run`` holds the file lock), so it always leads.
+            log.info("%s (one process: SQLite)", LEADER_MESSAGE)
             await self.scheduler.start()
             self._scheduling = True
+
+    async def _lead(self) -> None:
+        """This process took the leader lock: start the scheduled jobs and the adapters' leader duties."""
+        # Every job runs on the leader only, ``refresh`` included: it records nudge outcomes (a write), and the
+        # dashboards of followers read the same database, so nothing in a follower's memory needs refreshing.
+        await self.scheduler.start()
+        self._scheduling = True
+        # One run at once: `cohortbot jobs` (the host of the last runs) shows which process took over, without
+        # waiting up to [schedule] refresh_minutes for the first slot.
+        self.scheduler.run_soon("refresh")
+        for adapter in self._started:
+            if isinstance(adapter, LeaderDuties):
+                await adapter.lead()
+        self._tasks_changed.set()
+
+    async def _follow(self) -> None:
+        """This process lost the leader lock: stop the jobs and the leader duties now (another process leads)."""
+        self._scheduling = False
+        try:
+            await self.scheduler.stop()
+        except Exception:  # the duties below must stop all the same
+            log.exception("scheduler failed to stop cleanly")
+        for adapter in self._started:
+            if isinstance(adapter, LeaderDuties):
+                try:
+                    await adapter.follow()
+                except Exception:
+                    log.exception("%s adapter failed to hand its leader duties over", adapter.name)
+        self._tasks_changed.set()
 
     async def _start_web(self, community_id: int) -> None:
         from bot.core.checkout import CheckoutDesk
@@ -202,6 +248,8 @@ class App:
         for adapter in self._started:
             if isinstance(adapter, Supervised):
                 tasks.update(adapter.supervised_tasks())
+        if self.leadership is not None:
+            tasks.update(self.leadership.supervised_tasks())
         return tasks
 
     async def run_until(self, stop: asyncio.Event) -> TaskDiedError | None:
@@ -210,16 +258,28 @@ class App:
         Returns:
             None when stopped as asked; otherwise what ended and why (already logged with its traceback).
         """
-        tasks = self.supervised_tasks()
-        stopping = asyncio.get_running_loop().create_task(stop.wait(), name="cohortbot stop signal")
+        loop = asyncio.get_running_loop()
+        stopping = loop.create_task(stop.wait(), name="cohortbot stop signal")
         try:
-            done, _ = await asyncio.wait({stopping, *tasks.values()}, return_when=asyncio.FIRST_COMPLETED)
+            while True:
+                self._tasks_changed.clear()
+                tasks = self.supervised_tasks()
+                changed = loop.create_task(self._tasks_changed.wait(), name="cohortbot tasks changed")
+                try:
+                    done, _ = await asyncio.wait(
+                        {stopping, changed, *tasks.values()}, return_when=asyncio.FIRST_COMPLETED
+                    )
+                finally:
+                    changed.cancel()
+                if stopping in done:
+                    return None
+                # A task that ended because leadership moved (Telegram polling) is no longer supervised: no death.
+                current = self.supervised_tasks()
+                for name, task in tasks.items():
+                    if task in done and current.get(name) is task:
+                        return _task_died(name, task)
         finally:
             stopping.cancel()
-        for name, task in tasks.items():
-            if task in done:
-                return _task_died(name, task)
-        return None
 
     def require_community_id(self) -> int:
         """The registered community's id.
@@ -233,12 +293,21 @@ class App:
 
     async def stop(self) -> None:
         """Stop the scheduler, the web server, then adapters (newest first), flush and stop the writer."""
+        leadership, self.leadership = self.leadership, None
+        if leadership is not None:
+            await leadership.stop()  # no takeover attempt while stopping
+            if leadership.leading:
+                # Jobs and polling end before the lock is given up, so the next leader never overlaps them.
+                await self._follow()
         if self._scheduling:
             self._scheduling = False
             try:
                 await self.scheduler.stop()
             except Exception:  # must not keep queued events from being written
                 log.exception("scheduler failed to stop cleanly")
+        if leadership is not None:
+            # Jobs have ended: a follower may take over now, without waiting for this process to exit.
+            await leadership.release()
         if self.web_server is not None:
             server, self.web_server = self.web_server, None
             try:
@@ -358,6 +427,8 @@ def build_app(
         stripe=stripe_account,
         metrics=metrics,
         metrics_token=secrets.metrics_token,
+        # Several processes may share a PostgreSQL database: one of them, holding this lock, runs the jobs.
+        leader_lock=LeaderLock(engine, settings.community.name) if engine.dialect.name == "postgresql" else None,
     )
 
 

@@ -172,7 +172,11 @@ class Scheduler:
         return {name: trigger.get_next_fire_time(None, now) for name, trigger in self.triggers().items()}
 
     async def start(self) -> None:
-        """Start firing jobs; send a digest that was missed while the bot was down (once, marked late)."""
+        """Start firing jobs; send a digest that was missed while the bot was down (once, marked late).
+
+        Also after a ``stop``: a process that lost the leader lock starts again when it leads again.
+        """
+        self._stopping = False
         if self.settings.digest.enabled:
             # Before the first refresh is recorded, so that a first start never counts as "was running".
             self._spawn(self.catch_up())
@@ -202,6 +206,10 @@ class Scheduler:
         running = self._tasks | self._running
         if running:
             await asyncio.gather(*running, return_exceptions=True)
+
+    def run_soon(self, name: str) -> None:
+        """Run one job now in the background (``stop`` waits for it), recorded like a scheduled run."""
+        self._spawn(self.run(name))
 
     def _spawn(self, coro: Awaitable[Any]) -> None:
         task = asyncio.ensure_future(coro)

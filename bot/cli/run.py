@@ -15,6 +15,7 @@ from bot.cli.common import (
     require_schema,
 )
 from bot.config import load_secrets, validate_secrets
+from storage.leadership import AlreadyRunningError, SqliteFileLock, sqlite_lock_path
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -37,12 +38,25 @@ def cmd_run(args: argparse.Namespace) -> int:
         raise CommandError("cannot start:\n  " + "\n  ".join(problems), EXIT_USAGE)
     engine = existing_engine(settings)
     require_schema(engine)
-    app = build_app(settings, secrets=secrets, adapters=build_adapters, engine=engine)
+    # SQLite is one running bot per database file (two would both run the jobs); PostgreSQL elects a leader.
+    lock_path = sqlite_lock_path(settings.storage.url)
+    process_lock = SqliteFileLock(lock_path) if lock_path is not None else None
+    if process_lock is not None:
+        try:
+            process_lock.acquire()
+        except AlreadyRunningError as exc:
+            engine.dispose()
+            raise CommandError(f"cannot start: {exc}") from exc
     try:
-        asyncio.run(serve(app))
-    except (AdapterStartError, WebServerError) as exc:
-        raise CommandError(f"cannot start: {exc}") from exc
-    except TaskDiedError as exc:
-        # Everything received was stored before this; a non-zero exit makes a service manager restart the bot.
-        raise CommandError(f"stopped: {exc}; start it again (a service manager restarts it)") from exc
+        app = build_app(settings, secrets=secrets, adapters=build_adapters, engine=engine)
+        try:
+            asyncio.run(serve(app))
+        except (AdapterStartError, WebServerError) as exc:
+            raise CommandError(f"cannot start: {exc}") from exc
+        except TaskDiedError as exc:
+            # Everything received was stored before this; a non-zero exit makes a service manager restart the bot.
+            raise CommandError(f"stopped: {exc}; start it again (a service manager restarts it)") from exc
+    finally:
+        if process_lock is not None:
+            process_lock.release()
     return EXIT_OK

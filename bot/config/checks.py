@@ -224,6 +224,9 @@ _telegram_user_ids = _id_list("a list of Telegram user IDs (positive integers)",
 _discord_ids = _id_list("a list of Discord IDs (positive integers)", lambda n: n > 0)
 
 
+_shard_ids = _id_list("a list of shard numbers (0 and up, each below shard_count)", lambda n: n >= 0)
+
+
 def _telegram_chat_id(value: object) -> int:
     if _is_int(value) and value != 0:
         if _fits_64_bits(value):

@@ -30,6 +30,7 @@ from bot.config.checks import (
     _public_url,
     _quiet_hours,
     _reminder_days,
+    _shard_ids,
     _shards,
     _slug,
     _stars_price,
@@ -309,12 +310,47 @@ def _parse_discord(table: _Table) -> DiscordSettings:
         api_base_url=table.optional("api_base_url", _http_url, default.api_base_url),
         gateway_url=table.optional("gateway_url", _websocket_url, default.gateway_url),
         shards=table.optional("shards", _shards, default.shards),
+        shard_ids=table.optional("shard_ids", _shard_ids, default.shard_ids),
+        shard_count=table.optional("shard_count", _positive_int, default.shard_count),
         grant_test_entitlements=table.optional("grant_test_entitlements", _bool, default.grant_test_entitlements),
         message_content=table.optional("message_content", _bool, default.message_content),
     )
     if settings.enabled and not settings.guild_ids and table.valid("enabled", "guild_ids"):
         table.key_error("guild_ids", "expected at least one Discord server ID because enabled = true, got []")
+    _check_shard_split(table, settings)
     return settings
+
+
+def _check_shard_split(table: _Table, settings: DiscordSettings) -> None:
+    """shard_ids/shard_count: which of the bot's shards this process connects (the others run elsewhere)."""
+    if not table.valid("shards", "shard_ids", "shard_count"):
+        return
+    if table.present("shard_count") and table.present("shards"):
+        table.key_error(
+            "shard_count",
+            "set either shards (every shard in this process) or shard_count with shard_ids (processes split "
+            "the shards), not both",
+        )
+    ids = settings.shard_ids
+    if ids is None:
+        return
+    if settings.shard_count is None:
+        table.key_error(
+            "shard_ids", "needs shard_count: the total number of shards across every process (e.g. shard_count = 4)"
+        )
+        return
+    duplicates = sorted({n for n in ids if ids.count(n) > 1})
+    if duplicates:
+        table.key_error("shard_ids", f"lists shard {', '.join(map(str, duplicates))} more than once")
+    too_big = [n for n in ids if n >= settings.shard_count]
+    if too_big:
+        table.key_error(
+            "shard_ids",
+            f"shard {', '.join(map(str, too_big))} is not below shard_count = {settings.shard_count} "
+            f"(shards are numbered 0 to {settings.shard_count - 1})",
+        )
+    if not ids:
+        table.key_error("shard_ids", "expected at least one shard number, got [] (leave it out for every shard)")
 
 
 def _parse_digest(table: _Table) -> DigestSettings:

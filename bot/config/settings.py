@@ -171,6 +171,10 @@ class DiscordSettings:
     api_base_url: str = "https://discord.com/api/v10"
     gateway_url: str | None = None
     shards: int | Literal["auto"] = 1
+    # Several processes splitting one bot's shards: this process connects shard_ids of shard_count in all.
+    # shard_count alone connects every shard here (like shards = N); shard_ids needs shard_count.
+    shard_ids: tuple[int, ...] | None = None
+    shard_count: int | None = None
     # Test-mode entitlements (Discord's "test purchases", no money) are recorded as test purchases, never revenue;
     # they give the course role only when this is on (to try the purchase flow on a test server).
     grant_test_entitlements: bool = False

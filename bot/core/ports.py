@@ -177,6 +177,28 @@ class AccessReconciler(Protocol):
         ...
 
 
+@runtime_checkable
+class LeaderDuties(Protocol):
+    """Implemented by adapters with work only one of several processes may do (Telegram's getUpdates polling).
+
+    With several processes on PostgreSQL the app calls ``defer_leader_duties`` before ``start``: the adapter then
+    starts without those duties, takes them up on ``lead`` (this process became the leader) and drops them on
+    ``follow`` (it lost the leader lock). Alone on SQLite, the adapter does them from ``start`` as before.
+    """
+
+    def defer_leader_duties(self) -> None:
+        """Start without the leader's duties; wait for ``lead``."""
+        ...
+
+    async def lead(self) -> None:
+        """Take the leader's duties up (idempotent)."""
+        ...
+
+    async def follow(self) -> None:
+        """Drop the leader's duties at once (idempotent)."""
+        ...
+
+
 @dataclass(frozen=True, slots=True)
 class AccessResult:
     """What happened when the bot tried to give or take course access.

@@ -64,8 +64,10 @@ def make_guild() -> FakeGuild:
 
 
 def settings_dict(
-    fake: FakeDiscord, db_path: Path, *, store_text: bool = False, shards: int | str = 1, **discord: Any
+    fake: FakeDiscord, db_path: Path, *, store_text: bool = False, shards: int | str | None = 1, **discord: Any
 ) -> dict[str, Any]:
+    # shards=None leaves the key out ([discord] shard_count / shard_ids split the shards instead).
+    shard_option = {"shards": shards} if shards is not None else {}
     return {
         "community": {"name": COMMUNITY, "timezone": "UTC"},
         "storage": {"url": f"sqlite:///{db_path}", "store_text": store_text},
@@ -75,7 +77,7 @@ def settings_dict(
             "admin_role_ids": [int(ADMIN_ROLE)],
             "api_base_url": fake.api_base_url,
             "gateway_url": fake.gateway_url,
-            "shards": shards,
+            **shard_option,
             **discord,
         },
         "digest": {"enabled": False},
@@ -196,7 +198,7 @@ async def make_harness(fake: FakeDiscord, tmp_path: Path) -> AsyncIterator[Harne
         start: bool = True,
         token: str = TOKEN,
         ready_timeout: float = 10.0,
-        shards: int | str = 1,
+        shards: int | str | None = 1,
         busy_timeout_ms: int | None = None,
         retry_wait: float = 1.0,
         discord: dict[str, Any] | None = None,

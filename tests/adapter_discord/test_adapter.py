@@ -134,6 +134,12 @@ async def test_auto_shards_use_the_sharded_client(make_harness: HarnessFactory) 
     assert await h.eventually(h.messages)
 
 
+async def test_a_process_connects_only_its_configured_shards(make_harness: HarnessFactory) -> None:
+    # Two of four shards here; another process runs [discord] shard_ids = [0, 2] with the same shard_count.
+    h = await make_harness(shards=None, discord={"shard_count": 4, "shard_ids": [1, 3]})
+    assert sorted(tuple(identify["shard"]) for identify in h.fake.identifies) == [(1, 4), (3, 4)]
+
+
 async def test_intents_withdrawn_while_running_are_logged_with_the_fix(
     make_harness: HarnessFactory, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -167,6 +167,28 @@ def test_discord_shards_may_be_auto() -> None:
     assert parse_settings({"discord": {"shards": "auto"}}).discord.shards == "auto"
 
 
+def test_discord_shard_split_between_processes() -> None:
+    discord = parse_settings({"discord": {"shard_count": 4, "shard_ids": [2, 0]}}).discord
+    assert (discord.shard_count, discord.shard_ids) == (4, (2, 0))
+    assert parse_settings({"discord": {"shard_count": 2}}).discord.shard_ids is None  # every shard here
+
+
+@pytest.mark.parametrize(
+    ("discord", "message"),
+    [
+        ({"shard_ids": [0, 1]}, "[discord] shard_ids: needs shard_count: the total number of shards"),
+        ({"shard_count": 2, "shard_ids": [1, 2]}, "[discord] shard_ids: shard 2 is not below shard_count = 2"),
+        ({"shard_count": 4, "shard_ids": [1, 1, 3]}, "[discord] shard_ids: lists shard 1 more than once"),
+        ({"shard_count": 4, "shard_ids": [-1]}, "[discord] shard_ids: expected a list of shard numbers"),
+        ({"shard_count": 0}, "[discord] shard_count: expected a positive integer, got 0"),
+        ({"shards": 2, "shard_count": 2}, "[discord] shard_count: set either shards"),
+    ],
+)
+def test_discord_shard_split_mistakes_name_the_key(discord: dict[str, Any], message: str) -> None:
+    (error,) = errors_of({"discord": discord})
+    assert error.startswith(message), error
+
+
 # --------------------------------------------------------------------------------------------------------
 # Quiet hours
 

@@ -74,6 +74,7 @@ class Call:
     params: dict[str, Any]
     files: dict[str, tuple[str, bytes]] = field(default_factory=dict)
     at: float = field(default_factory=time.monotonic)
+    finished: float | None = None  # getUpdates: when the long poll answered (two polls at once: two pollers)
 
 
 @dataclass
@@ -297,6 +298,7 @@ class FakeBotApi:
                     break
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._changed.wait(), deadline - time.monotonic())
+            call.finished = time.monotonic()
             self.delivered_ids.update(u["update_id"] for u in ready)
         failure = self._take_failure(call)
         if failure is not None:

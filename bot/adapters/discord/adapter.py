@@ -192,7 +192,11 @@ class DiscordAdapter:
         }
         shards = self._config.shards
         client: discord.Client
-        if shards == "auto":
+        if self._config.shard_count is not None:
+            # [discord] shard_count/shard_ids: this process connects its share; the other processes the rest.
+            ids = list(self._config.shard_ids) if self._config.shard_ids is not None else None
+            client = _ShardedClient(self._on_raw_frame, shard_count=self._config.shard_count, shard_ids=ids, **options)
+        elif shards == "auto":
             client = _ShardedClient(self._on_raw_frame, shard_count=None, **options)
         elif shards > 1:
             client = _ShardedClient(self._on_raw_frame, shard_count=shards, **options)

@@ -120,6 +120,9 @@ class TelegramAdapter:
         self.retry_wait = retry_wait
         self.retry_cap = retry_cap
         self._updates = UpdateFeed(self)
+        # Several processes on PostgreSQL: only the leader polls (Telegram allows one getUpdates at a time).
+        self._polling_deferred = False
+        self._leading = False  # with polling deferred: whether this process leads (and so must be polling)
         self._commands = CommandRouter(self)
         self._access = CourseAccess(self)
 
@@ -180,6 +183,8 @@ class TelegramAdapter:
             await self._commands.register_commands()
             if webhook:
                 await self._updates.start_webhook()
+            elif self._polling_deferred:
+                log.info("Telegram polling starts when this process becomes the leader")
             else:
                 await self._updates.start_polling()
         except BaseException:
@@ -193,6 +198,26 @@ class TelegramAdapter:
             plural(len(self.config.chat_ids), "chat"),
         )
         self.spawn(self._health_task(), "Telegram health check")
+
+    def defer_leader_duties(self) -> None:
+        """Poll only while this process leads (:meth:`lead`); webhook mode takes updates in every process."""
+        self._polling_deferred = True
+
+    async def lead(self) -> None:
+        """This process became the leader: start polling (polling mode, once started; idempotent)."""
+        if self.config.mode != "polling" or self._app is None or not self.accepting:
+            return
+        self._leading = True
+        if self._updates.poller is None:
+            await self._updates.start_polling()
+            log.info("Telegram polling started: this process leads")
+
+    async def follow(self) -> None:
+        """This process lost the leader lock: stop polling (the new leader polls); sending goes on."""
+        self._leading = False
+        if self._updates.poller is not None:
+            await self._updates.stop_polling()
+            log.info("Telegram polling stopped: this process no longer leads")
 
     async def _health_task(self) -> None:
         await self.check_health()
@@ -238,6 +263,8 @@ class TelegramAdapter:
         """For ``/healthz``: why updates are not arriving (polling stopped or failing, webhook unset); None if alive."""
         if self._app is None or not self.accepting:
             return "the Telegram adapter is not running"
+        if self.config.mode == "polling" and self._polling_deferred and not self._leading:
+            return None  # a follower does not poll on purpose: the leader does, and this process still sends
         return self._updates.connection_problem()
 
     def supervised_tasks(self) -> dict[str, asyncio.Task[None]]:

@@ -64,6 +64,7 @@ class UpdateFeed:
         self.config = adapter.config
         self.poller: asyncio.Task[None] | None = None
         self._fetching = False
+        self._polling = False  # cleared to end the poll loop alone (leadership lost), the adapter still running
         self._confirmed_offset: int | None = None
         self._processed_offset: int | None = None
         self._webhook_runner: web.AppRunner | None = None
@@ -96,7 +97,16 @@ class UpdateFeed:
         bot = self.adapter.app.bot
         # A webhook left over from an earlier setup would make getUpdates fail with a conflict.
         await self.adapter.call(None, lambda: bot.delete_webhook(drop_pending_updates=False))
+        self._polling = True
         self.poller = asyncio.get_running_loop().create_task(self._poll(), name="Telegram polling")
+
+    async def stop_polling(self) -> None:
+        """End the poll loop (if any) and confirm what is stored; the adapter keeps sending and answering."""
+        # Forgotten first: from here on the poller's end is expected, not a task that died (see App.run_until).
+        poller, self.poller = self.poller, None
+        self._polling = False
+        if poller is not None:
+            await self._stop_polling(poller)
 
     async def stop(self) -> None:
         """Stop receiving; in polling mode, confirm to Telegram the updates already stored.
@@ -112,9 +122,7 @@ class UpdateFeed:
             # Stops listening and waits for requests in progress; new ones are refused (Telegram retries them).
             await self._webhook_runner.cleanup()
             self._webhook_runner = None
-        if self.poller is not None:
-            await self._stop_polling(self.poller)
-            self.poller = None
+        await self.stop_polling()
 
     def _read_webhook_secret(self) -> str:
         if not self.config.webhook_url:
@@ -219,7 +227,7 @@ class UpdateFeed:
         token), the app sees the task end and exits non-zero.
         """
         backoff = Backoff(self.adapter.retry_wait, 60.0)
-        while self.adapter.accepting:
+        while self._receiving():
             self._fetching = True
             try:
                 updates = await self.adapter.app.bot.get_updates(
@@ -281,7 +289,7 @@ class UpdateFeed:
                         wait,
                         exc_info=exc if backoff.attempts == 1 else None,  # the traceback once, not every retry
                     )
-                    if not await sleep_unless(lambda: not self.adapter.accepting, wait):
+                    if not await sleep_unless(lambda: not self._receiving(), wait):
                         return False
                     continue
             index += 1
@@ -292,6 +300,9 @@ class UpdateFeed:
         # The writer retries a refused batch by itself: this returns once everything above is committed.
         await self.adapter.deps.writer.flush()
         return True
+
+    def _receiving(self) -> bool:
+        return self.adapter.accepting and self._polling
 
     async def _stop_polling(self, poller: asyncio.Task[None]) -> None:
         """End the poll loop, then tell Telegram which updates are stored so a restart does not replay them."""
