@@ -113,13 +113,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     db = sub.add_parser("db", help="database schema and maintenance", description="Database schema and maintenance.")
     db_sub = db.add_subparsers(dest="db_command", metavar="ACTION", required=True)
-    for name, func in (
-        ("upgrade", cmd_db_upgrade),
-        ("status", cmd_db_status),
-        ("rebuild-rollups", cmd_db_rebuild_rollups),
+    for name, func, short in (
+        ("upgrade", cmd_db_upgrade, "create or migrate the schema (after installing a new version)"),
+        ("status", cmd_db_status, "the schema revision, and whether it needs an upgrade"),
+        ("rebuild-rollups", cmd_db_rebuild_rollups, "recompute every rollup from raw events"),
     ):
-        doc = (func.__doc__ or "").strip()
-        p = db_sub.add_parser(name, help=doc.rstrip("."), description=doc)
+        # The docstring is the long help; its reST literals (``x``) read as plain text on a terminal.
+        doc = (func.__doc__ or "").strip().replace("``", "")
+        p = db_sub.add_parser(name, help=short, description=doc)
         config_option(p)
         p.set_defaults(func=func)
     p = db_sub.add_parser(
