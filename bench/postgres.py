@@ -31,8 +31,6 @@ from storage.engine import make_engine, normalise_url
 from storage.migrate import upgrade
 
 PREFIX = "cohortbot_bench_"
-COPY_ROWS = 50_000  # rows fetched from SQLite per round trip of the copy
-_MS_TO_TEXT = "strftime('%Y-%m-%d %H:%M:%f', \"{0}\" / 1000.0, 'unixepoch')"
 
 
 def is_postgres(url: str | None) -> bool:
@@ -155,23 +153,6 @@ def create_schema(url: str, schema: str) -> str:
     return target
 
 
-def _timestamp_columns() -> dict[str, set[str]]:
-    from storage.models import Base
-    from storage.types import UTCDateTime
-
-    return {
-        table.name: {c.name for c in table.columns if isinstance(c.type, UTCDateTime)}
-        for table in Base.metadata.sorted_tables
-    }
-
-
-def _integer_id(table: Any) -> bool:
-    try:
-        return bool(table.c.id.type.python_type is int)
-    except NotImplementedError:
-        return False
-
-
 def copy_from_sqlite(source: Path, url: str, tables: Sequence[str] | None = None) -> dict[str, int]:
     """Copy the rows of a cohortbot SQLite database into the migrated (empty) PostgreSQL database at ``url``.
 
@@ -186,8 +167,8 @@ def copy_from_sqlite(source: Path, url: str, tables: Sequence[str] | None = None
     import psycopg
 
     from storage.models import Base
+    from storage.transfer import copy_table
 
-    stamps = _timestamp_columns()
     copied: dict[str, int] = {}
     src = sqlite3.connect(source)
     try:
@@ -196,28 +177,8 @@ def copy_from_sqlite(source: Path, url: str, tables: Sequence[str] | None = None
             for table in Base.metadata.sorted_tables:  # parents before children: foreign keys hold throughout
                 if tables is not None and table.name not in tables:
                     continue
-                present = {r[1] for r in src.execute(f"PRAGMA table_info({table.name})")}
-                columns = [c.name for c in table.columns if c.name in present]
-                if not columns:
-                    continue
-                # Milliseconds to UTC text in SQLite (exact: its date arithmetic is in integer milliseconds).
-                exprs = [_MS_TO_TEXT.format(c) if c in stamps[table.name] else f'"{c}"' for c in columns]
-                rows = src.execute(f"SELECT {', '.join(exprs)} FROM {table.name}")
-                quoted = ", ".join(f'"{c}"' for c in columns)
-                n = 0
-                with cur.copy(f"COPY {table.name} ({quoted}) FROM STDIN") as copy:
-                    while chunk := rows.fetchmany(COPY_ROWS):
-                        for row in chunk:
-                            copy.write_row(row)
-                        n += len(chunk)
-                if n:
+                if n := copy_table(src, cur, table):
                     copied[table.name] = n
-                if "id" in columns and _integer_id(table):
-                    # Move the id sequence past the copied ids (setval is strict: an empty table changes nothing).
-                    cur.execute(
-                        f"SELECT setval(pg_get_serial_sequence('{table.name}', 'id'), max(id)) FROM {table.name} "
-                        f"WHERE pg_get_serial_sequence('{table.name}', 'id') IS NOT NULL"
-                    )
             pg.commit()
     finally:
         src.close()

@@ -76,9 +76,23 @@ def _integer_id(table: Table) -> bool:
         return False
 
 
-def _copy_table(src: sqlite3.Connection, cur: Any, table: Table) -> int:
+def copy_table(src: sqlite3.Connection, cur: Any, table: Table) -> int:
+    """Copy one table's rows from SQLite into PostgreSQL with ``COPY``, ids kept, and move its id sequence on.
+
+    Timestamps (integer milliseconds in SQLite) travel as UTC text, exactly: ``cur``'s session must be in UTC.
+
+    Args:
+        src: The SQLite connection (its open read transaction, if any, is the instant copied).
+        cur: A psycopg cursor on the target; the caller commits.
+        table: The table (it must exist on both sides at the same schema revision).
+
+    Returns:
+        Rows copied.
+    """
     present = {r[1] for r in src.execute(f'PRAGMA table_info("{table.name}")')}
     columns = [c for c in table.columns if c.name in present]
+    if not columns:
+        return 0  # not in the source (an older file): nothing to copy
     exprs = [_MS_TO_TEXT.format(c.name) if isinstance(c.type, UTCDateTime) else f'"{c.name}"' for c in columns]
     quoted = ", ".join(f'"{c.name}"' for c in columns)
     rows = src.execute(f'SELECT {", ".join(exprs)} FROM "{table.name}"')
@@ -135,7 +149,7 @@ def copy_sqlite_to_postgresql(
                     continue
                 # Counted in the same snapshot the copy reads: what the target must hold afterwards.
                 counts[table.name] = int(src.execute(f'SELECT count(*) FROM "{table.name}"').fetchone()[0])
-                copied = _copy_table(src, cur, table)
+                copied = copy_table(src, cur, table)
                 if progress is not None:
                     progress(table.name, copied)
             pg.commit()
