@@ -80,7 +80,7 @@ def lock_holder_pid(engine: Engine, key: int) -> int | None:
 
 async def released(engine: Engine, key: int) -> None:
     """Wait for the server to end a terminated backend (it signals it and returns at once)."""
-    for _ in range(200):
+    for _ in range(600):
         if lock_holder_pid(engine, key) is None:
             return
         await asyncio.sleep(0.05)
@@ -214,7 +214,7 @@ def test_the_lock_is_one_per_community_and_schema(pg_url: str) -> None:
         assert other.try_acquire()  # another community on the same database leads on its own
         assert first.key == second.key != other.key
         first.drop()  # the session ends: the server releases the lock as its backend exits, a moment later
-        assert any(second.try_acquire() or time.sleep(0.05) for _ in range(200))
+        assert any(second.try_acquire() or time.sleep(0.05) for _ in range(600))
     finally:
         for lock in (first, second, other):
             lock.release()
